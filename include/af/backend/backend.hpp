@@ -1,0 +1,84 @@
+#pragma once
+// The op interface models are written against. One virtual call per op per forward: each call
+// covers a whole batch of rows, and the implementation parallelises inside.
+// All activations are contiguous row-major float32 arrays; weights are Tensors of any supported
+// storage dtype.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "af/core/device.hpp"
+#include "af/core/tensor.hpp"
+
+namespace af {
+
+enum class RopeLayout {
+  kHalf,         // HF rotate_half: pairs (i, i + rotary_dim/2)
+  kInterleaved,  // llama2.c / GGUF llama: pairs (2i, 2i + 1)
+};
+
+enum class GeluKind { kErf, kTanh };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // e.g. "cpu/avx512"
+  virtual Device device() const = 0;
+  virtual int num_threads() const = 0;
+
+  // y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n] when bias != nullptr).
+  // w: 2-D Tensor [n, k] of F32, F16 or BF16 (other dtypes throw kUnsupported naming the dtype).
+  virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) = 0;
+
+  // y[rows, dim] = x * rsqrt(mean(x²) + eps) * w; x and y may alias.
+  virtual void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                        float* y) = 0;
+  // y[rows, dim] = (x - mean) * rsqrt(var + eps) * w + b; b may be nullptr; x and y may alias.
+  virtual void layer_norm(const float* x, const float* w, const float* b, int64_t rows,
+                          int64_t dim, float eps, float* y) = 0;
+
+  // Rotates x[n_tokens, n_heads * head_dim] in place. Token t has position positions[t];
+  // the first rotary_dim dims of each head rotate by angle position * inv_freq[i] with
+  // inv_freq[rotary_dim / 2] (computed in float32 as position * inv_freq, like HF).
+  virtual void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                    int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                    RopeLayout layout) = 0;
+
+  // Row-wise softmax of x[rows, n] in place.
+  virtual void softmax(float* x, int64_t rows, int64_t n) = 0;
+  // x[n] = silu(x) in place.
+  virtual void silu(float* x, int64_t n) = 0;
+  // gate[n] = silu(gate) * up (SwiGLU), in place on gate.
+  virtual void silu_mul(float* gate, const float* up, int64_t n) = 0;
+  // x[n] = gelu(x) in place.
+  virtual void gelu(float* x, int64_t n, GeluKind kind) = 0;
+  // y[n] += scale * x[n].
+  virtual void add_scaled(float* y, const float* x, float scale, int64_t n) = 0;
+  // x[n] *= scale.
+  virtual void scale(float* x, float scale, int64_t n) = 0;
+
+  // Causal attention with grouped KV heads.
+  // q:   [n_tokens, n_heads * head_dim], token t sits at position n_past + t
+  // k,v: [>= n_past + n_tokens, n_kv_heads * head_dim] (the KV cache rows, already written)
+  // out: [n_tokens, n_heads * head_dim]
+  // Query head h reads KV head h / (n_heads / n_kv_heads); scores are q·k * scale.
+  virtual void attention(const float* q, const float* k, const float* v, int64_t n_tokens,
+                         int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                         float scale, float* out) = 0;
+
+  // y[n, dim] = table[ids[i], :] converted to float32; table is [vocab, dim] of F32/F16/BF16.
+  // Throws kInvalidArgument naming the id if an id is out of range.
+  virtual void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) = 0;
+};
+
+struct BackendOptions {
+  Device device = Device::cpu();
+  int num_threads = 0;     // 0: hardware concurrency
+  std::string isa;         // CPU only: "" (best available), "scalar", "avx2", "avx512"
+};
+
+// Creates the backend for options.device; CUDA throws kUnsupported "built without CUDA" in
+// builds without AF_CUDA.
+std::unique_ptr<Backend> make_backend(const BackendOptions& options);
+
+}  // namespace af

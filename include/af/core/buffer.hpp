@@ -1,0 +1,50 @@
+#pragma once
+// Memory that tensors view: owned (64-byte aligned heap) or a read-only file mapping.
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace af {
+
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual const std::byte* data() const = 0;
+  virtual size_t size() const = 0;
+};
+
+class OwnedBuffer final : public Buffer {
+ public:
+  explicit OwnedBuffer(size_t size);  // zero-filled, 64-byte aligned
+  ~OwnedBuffer() override;
+  OwnedBuffer(const OwnedBuffer&) = delete;
+  OwnedBuffer& operator=(const OwnedBuffer&) = delete;
+
+  const std::byte* data() const override { return data_; }
+  std::byte* mutable_data() { return data_; }
+  size_t size() const override { return size_; }
+
+ private:
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Read-only private mapping of a whole file. Throws af::Error(kIo) naming the path on failure.
+class MappedFile final : public Buffer {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile() override;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::byte* data() const override { return data_; }
+  size_t size() const override { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace af

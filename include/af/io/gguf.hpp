@@ -1,0 +1,84 @@
+#pragma once
+// GGUF v2/v3 reader. Every count, length and offset read from the file is checked against the
+// real file size before use, so a hostile file raises af::Error instead of allocating what it
+// merely claims.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "af/core/buffer.hpp"
+#include "af/core/tensor.hpp"
+
+namespace af::io {
+
+enum class GgufType : uint32_t {
+  kUint8 = 0,
+  kInt8 = 1,
+  kUint16 = 2,
+  kInt16 = 3,
+  kUint32 = 4,
+  kInt32 = 5,
+  kFloat32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kUint64 = 10,
+  kInt64 = 11,
+  kFloat64 = 12,
+};
+
+struct GgufValue;
+struct GgufArray {
+  GgufType type = GgufType::kUint8;  // element type (nested arrays allowed)
+  std::vector<GgufValue> values;
+};
+
+struct GgufValue {
+  GgufType type = GgufType::kUint8;
+  std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>> value;
+
+  // Checked accessors: throw kFormat naming `key` when the type does not fit.
+  int64_t as_int(const std::string& key) const;  // any integer type (uint64 must fit int64)
+  double as_float(const std::string& key) const;  // float or integer types
+  bool as_bool(const std::string& key) const;
+  const std::string& as_string(const std::string& key) const;
+  const GgufArray& as_array(const std::string& key) const;
+};
+
+struct GgufTensorInfo {
+  std::string name;
+  DType dtype;
+  Shape shape;          // row-major (reversed from GGUF's innermost-first ne[])
+  uint64_t offset = 0;  // relative to the data section
+  uint64_t nbytes = 0;
+};
+
+class GgufFile {
+ public:
+  static GgufFile open(const std::string& path);
+  static GgufFile parse(std::shared_ptr<const Buffer> buffer, const std::string& origin);
+
+  uint32_t version() const { return version_; }
+  uint64_t alignment() const { return alignment_; }
+  const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
+  const GgufValue* find(const std::string& key) const;  // nullptr when absent
+  const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
+  bool has_tensor(const std::string& name) const;
+  Tensor tensor(const std::string& name) const;  // zero-copy view; throws naming tensor + file
+  const std::string& origin() const { return origin_; }
+
+ private:
+  std::string origin_;
+  std::shared_ptr<const Buffer> buffer_;
+  uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
+  std::map<std::string, GgufValue> metadata_;
+  std::vector<GgufTensorInfo> tensors_;
+  std::map<std::string, size_t> index_;
+};
+
+}  // namespace af::io

@@ -1,0 +1,43 @@
+#pragma once
+// What a model needs from disk, whatever the format: an HF-style config (config.json, or one
+// synthesised from GGUF metadata with the same keys) and weights addressed by Hugging Face names.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "af/core/tensor.hpp"
+#include "af/backend/backend.hpp"
+
+namespace af::io {
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  virtual bool has(const std::string& hf_name) const = 0;
+  // Throws kFormat naming the tensor and the source when absent.
+  virtual Tensor get(const std::string& hf_name) const = 0;
+  virtual std::vector<std::string> names() const = 0;  // HF names, sorted
+  virtual std::string origin() const = 0;              // path for messages
+};
+
+struct ModelFiles {
+  std::string path;
+  std::string format;              // "safetensors" or "gguf"
+  nlohmann::json config;           // HF config.json keys
+  std::unique_ptr<WeightSource> weights;
+  // Layout of q_proj/k_proj rows as stored: GGUF files of the Llama family hold them permuted
+  // for interleaved RoPE (llama.cpp's converter), HF files for rotate-half. Models rotate with
+  // this layout, so no weight needs rewriting.
+  RopeLayout qk_rope_layout = RopeLayout::kHalf;
+};
+
+// `path` is an HF folder (model.safetensors or model.safetensors.index.json + shards, and
+// config.json), a single .safetensors file with config.json beside it, or a .gguf file.
+ModelFiles open_model_files(const std::string& path);
+
+// Reads a JSON file; errors name the path and the parse position.
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace af::io
