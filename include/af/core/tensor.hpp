@@ -32,7 +32,7 @@ class Tensor {
   const T* as() const {
     return reinterpret_cast<const T*>(data_);
   }
-  bool defined() const { return data_ != nullptr || nbytes_ == 0 && buffer_ != nullptr; }
+  bool defined() const { return buffer_ != nullptr; }
   const std::shared_ptr<const Buffer>& buffer() const { return buffer_; }
 
   // Converts any dense or supported type to a new owned F32 tensor of the same shape.

@@ -7,8 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "af/core/tensor.hpp"
 #include "af/backend/backend.hpp"
+#include "af/core/tensor.hpp"
+#include "af/io/gguf.hpp"
 
 namespace af::io {
 
@@ -24,18 +25,25 @@ class WeightSource {
 
 struct ModelFiles {
   std::string path;
-  std::string format;              // "safetensors" or "gguf"
-  nlohmann::json config;           // HF config.json keys
+  std::string format;     // "safetensors" or "gguf"
+  nlohmann::json config;  // HF config.json keys
   std::unique_ptr<WeightSource> weights;
   // Layout of q_proj/k_proj rows as stored: GGUF files of the Llama family hold them permuted
   // for interleaved RoPE (llama.cpp's converter), HF files for rotate-half. Models rotate with
   // this layout, so no weight needs rewriting.
   RopeLayout qk_rope_layout = RopeLayout::kHalf;
+  // The parsed GGUF file (metadata such as the tokenizer vocabulary); null for safetensors.
+  std::shared_ptr<const GgufFile> gguf;
 };
 
 // `path` is an HF folder (model.safetensors or model.safetensors.index.json + shards, and
 // config.json), a single .safetensors file with config.json beside it, or a .gguf file.
 ModelFiles open_model_files(const std::string& path);
+
+// GGUF <-> Hugging Face tensor names through the one table in io/ (e.g. "blk.3.attn_q.weight"
+// <-> "model.layers.3.self_attn.q_proj.weight"). Names outside the table come back unchanged.
+std::string hf_name_from_gguf(const std::string& gguf_name);
+std::string gguf_name_from_hf(const std::string& hf_name);
 
 // Reads a JSON file; errors name the path and the parse position.
 nlohmann::json read_json_file(const std::string& path);

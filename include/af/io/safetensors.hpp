@@ -29,7 +29,9 @@ class SafeTensorsFile {
   const std::vector<SafeTensorsEntry>& entries() const { return entries_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool has(const std::string& name) const;
-  // A zero-copy view; throws kInvalidArgument naming the tensor and file if absent.
+  // A zero-copy view; throws kInvalidArgument naming the tensor and file if absent, and
+  // kUnsupported naming the dtype for tensors stored in a type af::DType lacks (U8, BOOL, F8...).
+  // A tensor whose bytes are not aligned to its element size is copied instead.
   Tensor tensor(const std::string& name) const;
   const std::string& origin() const { return origin_; }
 
@@ -40,6 +42,9 @@ class SafeTensorsFile {
   std::vector<SafeTensorsEntry> entries_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
+  // Tensors whose (valid) safetensors dtype has no af::DType: name -> dtype. They are checked
+  // like the others but only fail when someone asks for them, so the rest of the file loads.
+  std::map<std::string, std::string> unsupported_;
 };
 
 }  // namespace af::io

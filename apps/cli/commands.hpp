@@ -1,0 +1,15 @@
+#pragma once
+// af-cli subcommands. Each registers its options on the CLI11 app and returns the function that
+// runs it; errors propagate as af::Error to main(), which prints them and exits non-zero.
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace af::cli {
+
+using Command = std::function<int()>;
+
+Command add_inspect(CLI::App& app);
+Command add_logits(CLI::App& app);
+
+}  // namespace af::cli

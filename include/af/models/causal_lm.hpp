@@ -1,0 +1,53 @@
+#pragma once
+// Built-in causal language models: af::Model plus what runtimes and tools need (all-position
+// logits, cache position, architecture facts).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "af/backend/backend.hpp"
+#include "af/core/model.hpp"
+
+namespace af::models {
+
+struct LoadOptions {
+  Device device = Device::cpu();
+  int num_threads = 0;          // 0: all hardware threads
+  int64_t context_length = 0;   // KV cache rows; 0: the model's max_position_embeddings
+  std::string isa;              // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
+};
+
+struct ModelInfo {
+  std::string architecture;    // config "architectures"[0], e.g. "LlamaForCausalLM"
+  std::string format;          // "safetensors" or "gguf"
+  std::string path;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, intermediate_size = 0;
+  int64_t context_length = 0;  // KV cache rows allocated
+  int32_t bos_token_id = -1;
+  std::vector<int32_t> eos_token_ids;
+};
+
+class CausalLM : public Model {
+ public:
+  // Appends ids (positions n_past() ..) and returns logits: [ids.size(), vocab] when
+  // all_logits, else [1, vocab] for the last position. Throws before changing any state if an
+  // id is out of range or the context would overflow.
+  virtual std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) = 0;
+  virtual int64_t n_past() const = 0;
+  // Forgets cached positions >= n (keeps a common prefix for reuse).
+  virtual void truncate(int64_t n) = 0;
+  virtual const ModelInfo& info() const = 0;
+
+  std::vector<float> forward_step(std::span<const int32_t> ids) override {
+    return forward(ids, false);
+  }
+  void reset_state() override { truncate(0); }
+};
+
+// Opens an HF folder, .safetensors file (config.json beside it) or .gguf file, and builds the
+// model its config names. Throws af::Error naming the path, field or tensor at fault.
+std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options = {});
+
+}  // namespace af::models

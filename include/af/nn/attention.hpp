@@ -1,0 +1,45 @@
+#pragma once
+// Multi-head self-attention with grouped KV heads over a preallocated KV cache.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "af/nn/layers.hpp"
+#include "af/nn/rope.hpp"
+
+namespace af::nn {
+
+// Per layer: k and v rows [max_seq, n_kv_heads * head_dim], float32. Allocated lazily by the OS
+// (calloc), so an unused long context costs address space, not memory.
+class KvCache {
+ public:
+  KvCache(int64_t n_layers, int64_t max_seq, int64_t kv_dim);
+
+  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].get(); }
+  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].get(); }
+  int64_t max_seq() const { return max_seq_; }
+  int64_t kv_dim() const { return kv_dim_; }
+
+ private:
+  struct Free {
+    void operator()(float* p) const;
+  };
+  std::vector<std::unique_ptr<float, Free>> k_, v_;
+  int64_t max_seq_, kv_dim_;
+};
+
+struct SelfAttention {
+  Linear q_proj, k_proj, v_proj, o_proj;
+  int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+
+  static SelfAttention load(const VarBuilder& vb, int64_t hidden, int64_t n_heads,
+                            int64_t n_kv_heads, int64_t head_dim, bool qkv_bias, bool o_bias);
+
+  // x[n, hidden] at positions n_past .. n_past + n - 1 -> y[n, hidden]. Writes this layer's
+  // k/v rows n_past.. into the cache. scratch holds 2 * n * n_heads * head_dim floats.
+  void forward(Backend& be, const Rope& rope, float* k_cache, float* v_cache, const float* x,
+               int64_t n, int64_t n_past, const int32_t* positions, float* scratch,
+               float* y) const;
+};
+
+}  // namespace af::nn

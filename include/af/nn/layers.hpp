@@ -1,0 +1,54 @@
+#pragma once
+// Building blocks of transformer models, each loaded by HF names and run through a Backend.
+// Activations are row-major float32: x[rows, features].
+#include <cstdint>
+#include <vector>
+
+#include "af/backend/backend.hpp"
+#include "af/nn/var_builder.hpp"
+
+namespace af::nn {
+
+// y[m, out] = x[m, in] · weightᵀ + bias
+struct Linear {
+  Tensor weight;             // [out, in], any matmul dtype
+  std::vector<float> bias;   // [out] or empty
+  int64_t in = 0, out = 0;
+
+  static Linear load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias);
+  void forward(Backend& be, const float* x, int64_t m, float* y) const {
+    be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y);
+  }
+};
+
+struct RmsNorm {
+  std::vector<float> weight;  // [dim]
+  float eps = 1e-6f;
+
+  static RmsNorm load(const VarBuilder& vb, int64_t dim, double eps);
+  void forward(Backend& be, const float* x, int64_t rows, float* y) const {
+    be.rms_norm(x, weight.data(), rows, static_cast<int64_t>(weight.size()), eps, y);
+  }
+};
+
+struct Embedding {
+  Tensor table;  // [vocab, dim]
+
+  static Embedding load(const VarBuilder& vb, int64_t vocab, int64_t dim);
+  int64_t vocab() const { return table.shape()[0]; }
+  int64_t dim() const { return table.shape()[1]; }
+  void forward(Backend& be, const int32_t* ids, int64_t n, float* y) const {
+    be.embedding(table, ids, n, y);
+  }
+};
+
+// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+struct GatedMlp {
+  Linear gate_proj, up_proj, down_proj;
+
+  static GatedMlp load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias);
+  // x[m, hidden] -> y[m, hidden]; scratch holds 2 * m * intermediate floats.
+  void forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const;
+};
+
+}  // namespace af::nn

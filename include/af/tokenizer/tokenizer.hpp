@@ -1,0 +1,94 @@
+#pragma once
+// Text <-> token ids, identical to Hugging Face tokenizers (tokenizer.json, vocab.json +
+// merges.txt) and to llama.cpp for GGUF vocabularies.
+//
+// Supported models: SentencePiece-style BPE with byte fallback (Llama 2, Phi-3; GGUF
+// tokenizer.ggml.model "llama" or tokenizer.json BPE with byte_fallback) and byte-level BPE
+// (GPT-2, Qwen2, Llama 3; GGUF "gpt2", tokenizer.json BPE with a ByteLevel pre-tokenizer, or the
+// vocab.json + merges.txt pair). All errors are af::Error with component "tokenizer".
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace af::io {
+class GgufFile;
+}
+
+namespace af::tok {
+
+class Tokenizer {
+ public:
+  struct Impl;  // defined in src/tokenizer; the public surface stays small and stable
+
+  // `path` is a .gguf file (its tokenizer.ggml.* metadata), a tokenizer.json, a vocab.json
+  // (with merges.txt beside it), or a Hugging Face folder holding tokenizer.json or
+  // vocab.json + merges.txt (and optionally tokenizer_config.json for add_bos_token /
+  // add_eos_token and the special tokens).
+  static std::unique_ptr<Tokenizer> load(const std::string& path);
+  // The vocabulary of an already opened GGUF file (e.g. ModelFiles::gguf).
+  static std::unique_ptr<Tokenizer> from_gguf(const io::GgufFile& gguf);
+
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  ~Tokenizer();
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
+
+  // Text must be valid UTF-8 (otherwise kInvalidArgument naming the byte offset).
+  // add_special: BOS/EOS (or the template's special tokens) as the tokenizer's configuration
+  // says, like HF's add_special_tokens / llama.cpp's add_special.
+  // parse_special: special (control) tokens written in the text become their ids, as Hugging
+  // Face always does; false treats them as plain text (llama.cpp's parse_special=false).
+  // Non-special added tokens are always matched, as in both references.
+  std::vector<int32_t> encode(std::string_view text, bool add_special,
+                              bool parse_special = true) const;
+
+  // Ids back to text. Byte tokens are reassembled; the one leading space that encoding
+  // prepended is removed as HF's decoder does. Byte sequences that are not valid UTF-8 become
+  // U+FFFD. Unknown ids throw kInvalidArgument.
+  std::string decode(std::span<const int32_t> ids, bool skip_special) const;
+
+  int64_t vocab_size() const;
+  int32_t bos_id() const;  // -1 if none
+  int32_t eos_id() const;  // -1 if none
+  // The vocabulary entry as stored (e.g. "▁the", "Ġthe", "<0x0A>"); throws on unknown ids.
+  std::string token_piece(int32_t id) const;
+  // Id of a vocabulary entry or added token, -1 if absent.
+  int32_t token_id(std::string_view piece) const;
+  bool is_special(int32_t id) const;  // control / special added tokens
+
+  // Raw bytes the token contributes to decoded text (may be a partial UTF-8 sequence);
+  // `first` applies the leading-space removal of the first decoded token.
+  std::string token_bytes(int32_t id, bool first) const;
+
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Incremental detokenizer for streaming generation: push ids one at a time and get back only
+// complete UTF-8 text; a multi-byte character split across tokens is held until complete.
+// The concatenation of all push() results and flush() equals Tokenizer::decode of all ids.
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
+  std::string push(int32_t id);
+  // Emits what is still held (an incomplete sequence at the end becomes U+FFFD).
+  std::string flush();
+
+ private:
+  const Tokenizer& tok_;
+  bool skip_special_;
+  bool started_ = false;  // a token contributed bytes already
+  std::string pending_;   // bytes of an incomplete UTF-8 sequence
+};
+
+// For `af-cli tokenize` / `detokenize`: the ids as one line separated by spaces (no newline),
+// and the parse of such text (whitespace separated integers; kInvalidArgument otherwise).
+std::string format_ids(std::span<const int32_t> ids);
+std::vector<int32_t> parse_ids(std::string_view text);
+
+}  // namespace af::tok

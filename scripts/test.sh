@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Everything CI checks: set-up, a Release build with all tests, the unit tests again under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and a short libFuzzer run per parser.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export AF_TESTDATA=${AF_TESTDATA:-$root/../shared/testdata}
+jobs=$(nproc)
+
+"$root/scripts/setup.sh"
+
+echo "== release build + all tests"
+BUILD_DIR=$root/build "$root/scripts/build.sh"
+ctest --test-dir "$root/build" --output-on-failure -j1
+
+echo "== unit tests under ASan + UBSan"
+BUILD_DIR=$root/build-asan BUILD_TYPE=RelWithDebInfo NINJA_TARGETS=af_unit_tests \
+  "$root/scripts/build.sh" -DAF_SANITIZE=address,undefined
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$root/build-asan/tests/af_unit_tests" \
+  --gtest_brief=1
+
+echo "== fuzzing the file parsers (${AF_FUZZ_SECONDS:-30} s each)"
+CC=clang CXX=clang++ BUILD_DIR=$root/build-fuzz NINJA_TARGETS="fuzz_gguf fuzz_safetensors" \
+  "$root/scripts/build.sh" -DAF_FUZZ=ON -DAF_BUILD_TESTS=ON
+for target in fuzz_gguf fuzz_safetensors; do
+  corpus=$(mktemp -d)
+  log=$(mktemp)
+  cp "$root/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
+  if ! (cd "$corpus" && "$root/build-fuzz/tests/$target" -max_total_time="${AF_FUZZ_SECONDS:-30}" \
+        -max_len=65536 -print_final_stats=1 "$corpus") >"$log" 2>&1; then
+    tail -n 60 "$log"
+    echo "fuzzer $target failed"
+    exit 1
+  fi
+  echo "$target: $(grep -E 'stat::number_of_executed_units' "$log")"
+  rm -rf "$corpus" "$log"
+done
+echo "all checks passed"

@@ -1,0 +1,235 @@
+#include "backend/cpu/cpu_backend.hpp"
+
+#include <vector>
+
+#include "af/core/error.hpp"
+
+namespace af::cpu {
+namespace {
+
+constexpr const char* kComponent = "cpu";
+// Elementwise ops below this many floats run on the calling thread: waking a worker costs more.
+constexpr int64_t kElementGrain = 16384;
+// Roughly the floats of work one task should get for row-wise ops.
+constexpr int64_t kRowWork = 16384;
+// Matmul column chunk; a multiple of the tile widths so chunk edges fall on tile edges (for
+// speed only: any split gives the same bits).
+constexpr int64_t kColumnGrain = 16;
+// Matmuls with fewer multiply-adds than this run on one thread.
+constexpr int64_t kMinParallelMacs = 1 << 16;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void check_ptr(const void* p, int64_t count, const char* op, const char* what) {
+  AF_CHECK(count == 0 || p != nullptr, ErrorCode::kInvalidArgument, kComponent, op, ": ", what,
+           " is null");
+}
+
+void check_nonneg(int64_t v, const char* op, const char* what) {
+  AF_CHECK(v >= 0, ErrorCode::kInvalidArgument, kComponent, op, ": ", what, " must be >= 0, got ",
+           v);
+}
+
+WeightType weight_type(DType dtype, const char* op, const char* what) {
+  switch (dtype) {
+    case DType::F32:
+      return WeightType::kF32;
+    case DType::F16:
+      return WeightType::kF16;
+    case DType::BF16:
+      return WeightType::kBF16;
+    default:
+      fail(ErrorCode::kUnsupported, kComponent, op, ": ", what, " dtype ", name(dtype),
+           " is not supported (expected f32, f16 or bf16)");
+  }
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const BackendOptions& options)
+    : kernels_(kernel_table_for(options.isa)), pool_(options.num_threads) {}
+
+std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }
+
+template <class Fn>
+void CpuBackend::parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn) {
+  if (n_items <= 0) return;
+  if (grain < 1) grain = 1;
+  pool_.parallel_for(ceil_div(n_items, grain), [&](int64_t tb, int64_t te) {
+    const int64_t end = te * grain < n_items ? te * grain : n_items;
+    fn(tb * grain, end);
+  });
+}
+
+void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) {
+  AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent,
+           "matmul: weight must be 2-D [n, k], got shape ", w.shape().str());
+  const WeightType wt = weight_type(w.dtype(), "matmul", "weight");
+  check_nonneg(m, "matmul", "m");
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  if (m == 0 || n == 0) return;
+  check_ptr(y, 1, "matmul", "y");
+  check_ptr(x, k, "matmul", "x");
+  AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "matmul: weight has no data");
+  const MatmulFn fn = kernels_.matmul[static_cast<int>(wt)];
+  const void* wd = w.data();
+  const int64_t macs = m * n * k;
+  const int64_t grain = macs < kMinParallelMacs ? n : kColumnGrain;
+  parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) { fn(x, m, k, wd, bias, n, j0, j1, y); });
+}
+
+void CpuBackend::rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                          float* y) {
+  check_nonneg(rows, "rms_norm", "rows");
+  AF_CHECK(dim > 0, ErrorCode::kInvalidArgument, kComponent, "rms_norm: dim must be > 0, got ",
+           dim);
+  if (rows == 0) return;
+  check_ptr(x, 1, "rms_norm", "x");
+  check_ptr(w, 1, "rms_norm", "weight");
+  check_ptr(y, 1, "rms_norm", "y");
+  parallel_ranges(rows, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
+    kernels_.rms_norm(x + r0 * dim, w, r1 - r0, dim, eps, y + r0 * dim);
+  });
+}
+
+void CpuBackend::layer_norm(const float* x, const float* w, const float* b, int64_t rows,
+                            int64_t dim, float eps, float* y) {
+  check_nonneg(rows, "layer_norm", "rows");
+  AF_CHECK(dim > 0, ErrorCode::kInvalidArgument, kComponent, "layer_norm: dim must be > 0, got ",
+           dim);
+  if (rows == 0) return;
+  check_ptr(x, 1, "layer_norm", "x");
+  check_ptr(w, 1, "layer_norm", "weight");
+  check_ptr(y, 1, "layer_norm", "y");
+  parallel_ranges(rows, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
+    kernels_.layer_norm(x + r0 * dim, w, b, r1 - r0, dim, eps, y + r0 * dim);
+  });
+}
+
+void CpuBackend::rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                      int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                      RopeLayout layout) {
+  check_nonneg(n_tokens, "rope", "n_tokens");
+  check_nonneg(n_heads, "rope", "n_heads");
+  AF_CHECK(rotary_dim > 0 && rotary_dim % 2 == 0 && rotary_dim <= head_dim,
+           ErrorCode::kInvalidArgument, kComponent,
+           "rope: rotary_dim must be even and in (0, head_dim = ", head_dim, "], got ", rotary_dim);
+  AF_CHECK(layout == RopeLayout::kHalf || layout == RopeLayout::kInterleaved,
+           ErrorCode::kInvalidArgument, kComponent, "rope: unknown layout ",
+           static_cast<int>(layout));
+  if (n_tokens == 0 || n_heads == 0) return;
+  check_ptr(x, 1, "rope", "x");
+  check_ptr(positions, 1, "rope", "positions");
+  check_ptr(inv_freq, 1, "rope", "inv_freq");
+  const int64_t stride = n_heads * head_dim;
+  parallel_ranges(n_tokens, ceil_div(kRowWork, stride), [&](int64_t t0, int64_t t1) {
+    std::vector<float> scratch(static_cast<size_t>(3 * rotary_dim));
+    kernels_.rope(x + t0 * stride, t1 - t0, n_heads, head_dim, rotary_dim, positions + t0, inv_freq,
+                  layout, scratch.data());
+  });
+}
+
+void CpuBackend::softmax(float* x, int64_t rows, int64_t n) {
+  check_nonneg(rows, "softmax", "rows");
+  check_nonneg(n, "softmax", "n");
+  if (rows == 0 || n == 0) return;
+  check_ptr(x, 1, "softmax", "x");
+  parallel_ranges(rows, ceil_div(kRowWork, n),
+                  [&](int64_t r0, int64_t r1) { kernels_.softmax(x + r0 * n, r1 - r0, n); });
+}
+
+void CpuBackend::silu(float* x, int64_t n) {
+  check_nonneg(n, "silu", "n");
+  check_ptr(x, n, "silu", "x");
+  parallel_ranges(n, kElementGrain, [&](int64_t b, int64_t e) { kernels_.silu(x + b, e - b); });
+}
+
+void CpuBackend::silu_mul(float* gate, const float* up, int64_t n) {
+  check_nonneg(n, "silu_mul", "n");
+  check_ptr(gate, n, "silu_mul", "gate");
+  check_ptr(up, n, "silu_mul", "up");
+  parallel_ranges(n, kElementGrain,
+                  [&](int64_t b, int64_t e) { kernels_.silu_mul(gate + b, up + b, e - b); });
+}
+
+void CpuBackend::gelu(float* x, int64_t n, GeluKind kind) {
+  check_nonneg(n, "gelu", "n");
+  check_ptr(x, n, "gelu", "x");
+  AF_CHECK(kind == GeluKind::kErf || kind == GeluKind::kTanh, ErrorCode::kInvalidArgument,
+           kComponent, "gelu: unknown kind ", static_cast<int>(kind));
+  const UnaryFn fn = kind == GeluKind::kErf ? kernels_.gelu_erf : kernels_.gelu_tanh;
+  parallel_ranges(n, kElementGrain, [&](int64_t b, int64_t e) { fn(x + b, e - b); });
+}
+
+void CpuBackend::add_scaled(float* y, const float* x, float scale, int64_t n) {
+  check_nonneg(n, "add_scaled", "n");
+  check_ptr(y, n, "add_scaled", "y");
+  check_ptr(x, n, "add_scaled", "x");
+  parallel_ranges(n, kElementGrain,
+                  [&](int64_t b, int64_t e) { kernels_.add_scaled(y + b, x + b, scale, e - b); });
+}
+
+void CpuBackend::scale(float* x, float scale, int64_t n) {
+  check_nonneg(n, "scale", "n");
+  check_ptr(x, n, "scale", "x");
+  parallel_ranges(n, kElementGrain,
+                  [&](int64_t b, int64_t e) { kernels_.scale(x + b, scale, e - b); });
+}
+
+void CpuBackend::attention(const float* q, const float* k, const float* v, int64_t n_tokens,
+                           int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                           float scale, float* out) {
+  check_nonneg(n_tokens, "attention", "n_tokens");
+  check_nonneg(n_past, "attention", "n_past");
+  AF_CHECK(n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0, ErrorCode::kInvalidArgument,
+           kComponent, "attention: n_heads (", n_heads,
+           ") must be a positive multiple of n_kv_heads (", n_kv_heads, ")");
+  AF_CHECK(head_dim > 0, ErrorCode::kInvalidArgument, kComponent,
+           "attention: head_dim must be > 0, got ", head_dim);
+  if (n_tokens == 0) return;
+  check_ptr(q, 1, "attention", "q");
+  check_ptr(k, 1, "attention", "k");
+  check_ptr(v, 1, "attention", "v");
+  check_ptr(out, 1, "attention", "out");
+  const int64_t n_ctx = n_past + n_tokens;
+  // One task is one (token, head); group a few so short contexts do not pay per-task overhead.
+  const int64_t grain = ceil_div(kRowWork, n_ctx * head_dim * 2);
+  parallel_ranges(n_tokens * n_heads, grain, [&](int64_t t0, int64_t t1) {
+    std::vector<float> scratch(static_cast<size_t>(n_ctx));
+    kernels_.attention(q, k, v, n_tokens, n_past, n_heads, n_kv_heads, head_dim, scale, out, t0, t1,
+                       scratch.data());
+  });
+}
+
+void CpuBackend::embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) {
+  AF_CHECK(table.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent,
+           "embedding: table must be 2-D [vocab, dim], got shape ", table.shape().str());
+  const WeightType wt = weight_type(table.dtype(), "embedding", "table");
+  check_nonneg(n, "embedding", "n");
+  if (n == 0) return;
+  check_ptr(ids, 1, "embedding", "ids");
+  const int64_t vocab = table.shape()[0];
+  const int64_t dim = table.shape()[1];
+  for (int64_t i = 0; i < n; ++i) {
+    AF_CHECK(ids[i] >= 0 && ids[i] < vocab, ErrorCode::kInvalidArgument, kComponent,
+             "embedding: id ", ids[i], " at index ", i, " is out of range for vocab size ", vocab);
+  }
+  if (dim == 0) return;
+  check_ptr(y, 1, "embedding", "y");
+  const ToF32Fn fn = kernels_.to_f32[static_cast<int>(wt)];
+  const auto* base = reinterpret_cast<const unsigned char*>(table.data());
+  const int64_t row_bytes = dim * (wt == WeightType::kF32 ? 4 : 2);
+  parallel_ranges(n, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) fn(base + ids[r] * row_bytes, dim, y + r * dim);
+  });
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  AF_CHECK(options.device.kind == DeviceKind::kCpu, ErrorCode::kInvalidArgument, kComponent,
+           "make_cpu_backend called for device ", options.device.str());
+  return std::make_unique<CpuBackend>(options);
+}
+
+}  // namespace af::cpu

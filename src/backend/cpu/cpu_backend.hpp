@@ -1,0 +1,55 @@
+#pragma once
+// The CPU implementation of af::Backend: argument checks, then each op split across a persistent
+// thread pool and run by the kernel table of the chosen ISA. Every output element is computed by
+// the same code path whatever the thread count, so results do not depend on it.
+#include <memory>
+#include <string>
+
+#include "af/backend/backend.hpp"
+#include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/thread_pool.hpp"
+
+namespace af::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  // Throws af::Error: kInvalidArgument for an unknown options.isa or negative num_threads,
+  // kUnsupported if this CPU lacks the requested ISA.
+  explicit CpuBackend(const BackendOptions& options);
+
+  std::string name() const override;
+  Device device() const override { return Device::cpu(); }
+  int num_threads() const override { return pool_.num_threads(); }
+  const KernelTable& kernels() const { return kernels_; }
+
+  void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) override;
+  void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                float* y) override;
+  void layer_norm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                  float eps, float* y) override;
+  void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rotary_dim,
+            const int32_t* positions, const float* inv_freq, RopeLayout layout) override;
+  void softmax(float* x, int64_t rows, int64_t n) override;
+  void silu(float* x, int64_t n) override;
+  void silu_mul(float* gate, const float* up, int64_t n) override;
+  void gelu(float* x, int64_t n, GeluKind kind) override;
+  void add_scaled(float* y, const float* x, float scale, int64_t n) override;
+  void scale(float* x, float scale, int64_t n) override;
+  void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
+                 int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                 float* out) override;
+  void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) override;
+
+ private:
+  // Splits [0, n_items) into ranges of `grain` items (the last may be short) and runs
+  // fn(begin, end) on them across the pool.
+  template <class Fn>
+  void parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn);
+
+  const KernelTable& kernels_;
+  ThreadPool pool_;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+
+}  // namespace af::cpu

@@ -1,0 +1,79 @@
+#include "backend/cpu/dispatch.hpp"
+
+#include <string>
+
+#include "af/core/error.hpp"
+
+namespace af::cpu {
+namespace {
+
+std::vector<Isa> detect() {
+  std::vector<Isa> isas = {Isa::kScalar};
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (avx2) isas.push_back(Isa::kAvx2);
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    isas.push_back(Isa::kAvx512);
+  }
+#endif
+  return isas;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar:
+      return "scalar";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
+  }
+  return "unknown";
+}
+
+Isa parse_isa(std::string_view name) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (name == isa_name(isa)) return isa;
+  }
+  fail(ErrorCode::kInvalidArgument, "cpu", "unknown ISA '", std::string(name),
+       "' (expected \"\", \"scalar\", \"avx2\" or \"avx512\")");
+}
+
+const std::vector<Isa>& supported_isas() {
+  static const std::vector<Isa> kIsas = detect();
+  return kIsas;
+}
+
+bool isa_supported(Isa isa) {
+  for (Isa s : supported_isas()) {
+    if (s == isa) return true;
+  }
+  return false;
+}
+
+Isa best_isa() { return supported_isas().back(); }
+
+const KernelTable& kernel_table(Isa isa) {
+  AF_CHECK(isa_supported(isa), ErrorCode::kUnsupported, "cpu", "this CPU does not support ISA '",
+           isa_name(isa), "'");
+  switch (isa) {
+    case Isa::kAvx2:
+      return avx2_kernel_table();
+    case Isa::kAvx512:
+      return avx512_kernel_table();
+    case Isa::kScalar:
+      break;
+  }
+  return scalar_kernel_table();
+}
+
+const KernelTable& kernel_table_for(std::string_view isa_option) {
+  return kernel_table(isa_option.empty() ? best_isa() : parse_isa(isa_option));
+}
+
+}  // namespace af::cpu

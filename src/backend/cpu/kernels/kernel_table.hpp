@@ -1,0 +1,72 @@
+#pragma once
+// The CPU kernels of one ISA level as a table of plain function pointers. CpuBackend validates
+// arguments and splits work across threads; a kernel only computes the slice it is handed, so
+// every kernel here trusts its arguments. Activations are contiguous row-major float32.
+#include <cstdint>
+
+#include "af/backend/backend.hpp"
+
+namespace af::cpu {
+
+// Weight storage types the dense kernels read; the value indexes KernelTable arrays.
+enum class WeightType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+inline constexpr int kNumWeightTypes = 3;
+
+// Columns [n_begin, n_end) of y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n] when bias != nullptr).
+// w points at the whole weight (element type given by the table slot), not at row n_begin.
+using MatmulFn = void (*)(const float* x, int64_t m, int64_t k, const void* w, const float* bias,
+                          int64_t n, int64_t n_begin, int64_t n_end, float* y);
+// y[rows, dim] = x * rsqrt(mean(x²) + eps) * w[dim]; x and y may alias.
+using RmsNormFn = void (*)(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+                           float* y);
+// y[rows, dim] = (x - mean) * rsqrt(var + eps) * w[dim] + b[dim] (b may be null); may alias.
+using LayerNormFn = void (*)(const float* x, const float* w, const float* b, int64_t rows,
+                             int64_t dim, float eps, float* y);
+// Rotates x[n_tokens, n_heads * head_dim] in place; positions[n_tokens];
+// inv_freq[rotary_dim / 2]; scratch[3 * rotary_dim] holds one token's cos/sin tables.
+using RopeFn = void (*)(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim,
+                        int64_t rotary_dim, const int32_t* positions, const float* inv_freq,
+                        RopeLayout layout, float* scratch);
+// Row-wise softmax of x[rows, n] in place.
+using SoftmaxFn = void (*)(float* x, int64_t rows, int64_t n);
+// x[n] = f(x[n]) in place (silu, gelu).
+using UnaryFn = void (*)(float* x, int64_t n);
+// gate[n] = silu(gate[n]) * up[n].
+using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
+// y[n] += scale * x[n].
+using AddScaledFn = void (*)(float* y, const float* x, float scale, int64_t n);
+// x[n] *= scale.
+using ScaleFn = void (*)(float* x, float scale, int64_t n);
+// Causal GQA attention (see Backend::attention) for tasks [task_begin, task_end), where task
+// t * n_heads + h is query token t, head h. q, out: [n_tokens, n_heads * head_dim];
+// k, v: [>= n_past + n_tokens, n_kv_heads * head_dim]; scratch[n_past + n_tokens].
+using AttentionFn = void (*)(const float* q, const float* k, const float* v, int64_t n_tokens,
+                             int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                             float scale, float* out, int64_t task_begin, int64_t task_end,
+                             float* scratch);
+// dst[n] = float(src[n]); src's element type is given by the table slot.
+using ToF32Fn = void (*)(const void* src, int64_t n, float* dst);
+
+struct KernelTable {
+  const char* isa;  // "scalar", "avx2", "avx512"
+  MatmulFn matmul[kNumWeightTypes];
+  RmsNormFn rms_norm;
+  LayerNormFn layer_norm;
+  RopeFn rope;
+  SoftmaxFn softmax;
+  UnaryFn silu;
+  SiluMulFn silu_mul;
+  UnaryFn gelu_erf;
+  UnaryFn gelu_tanh;
+  AddScaledFn add_scaled;
+  ScaleFn scale;
+  AttentionFn attention;
+  ToF32Fn to_f32[kNumWeightTypes];
+};
+
+// The per-ISA tables. Only call avx2/avx512 ones after dispatch has checked the CPU.
+const KernelTable& scalar_kernel_table();
+const KernelTable& avx2_kernel_table();
+const KernelTable& avx512_kernel_table();
+
+}  // namespace af::cpu

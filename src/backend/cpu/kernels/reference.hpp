@@ -1,0 +1,44 @@
+#pragma once
+// Scalar reference kernels: straightforward loops that are the test oracle for the SIMD tables
+// and the "scalar" ISA level. Reductions accumulate in double so the oracle is more accurate than
+// the float32 kernels it checks. Signatures and shapes are those of kernel_table.hpp.
+#include <cstdint>
+
+#include "af/backend/backend.hpp"
+
+namespace af::cpu::ref {
+
+void matmul_f32(const float* x, int64_t m, int64_t k, const void* w, const float* bias, int64_t n,
+                int64_t n_begin, int64_t n_end, float* y);
+void matmul_f16(const float* x, int64_t m, int64_t k, const void* w, const float* bias, int64_t n,
+                int64_t n_begin, int64_t n_end, float* y);
+void matmul_bf16(const float* x, int64_t m, int64_t k, const void* w, const float* bias, int64_t n,
+                 int64_t n_begin, int64_t n_end, float* y);
+
+void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* y);
+void layer_norm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                float eps, float* y);
+
+// Fills cos_sin[2 * (rotary_dim / 2)] with the cos then the sin of position * inv_freq[i],
+// the angle rounded to float32 first as HF does. Shared by every ISA so tables agree bit for bit.
+void rope_angles(int32_t position, const float* inv_freq, int64_t half, float* cos_sin);
+void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rotary_dim,
+          const int32_t* positions, const float* inv_freq, RopeLayout layout, float* scratch);
+
+void softmax(float* x, int64_t rows, int64_t n);
+void silu(float* x, int64_t n);
+void silu_mul(float* gate, const float* up, int64_t n);
+void gelu_erf(float* x, int64_t n);
+void gelu_tanh(float* x, int64_t n);
+void add_scaled(float* y, const float* x, float scale, int64_t n);
+void scale(float* x, float scale, int64_t n);
+
+void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
+               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float* out,
+               int64_t task_begin, int64_t task_end, float* scratch);
+
+void f32_to_f32(const void* src, int64_t n, float* dst);
+void f16_to_f32(const void* src, int64_t n, float* dst);
+void bf16_to_f32(const void* src, int64_t n, float* dst);
+
+}  // namespace af::cpu::ref

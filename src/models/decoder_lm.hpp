@@ -1,0 +1,47 @@
+#pragma once
+// The pre-norm decoder-only transformer shared by the Llama family (Llama, Qwen2, MiniCPM):
+//   x = embed(ids) * embed_scale
+//   x += residual_scale * attn(rms_norm(x));  x += residual_scale * mlp(rms_norm(x))
+//   logits = lm_head(rms_norm(x) / logit_divisor)
+// Each model file parses its own config into DecoderSpec; weights use HF Llama names.
+#include <memory>
+
+#include "af/io/hf_config.hpp"
+#include "af/io/model_files.hpp"
+#include "af/models/causal_lm.hpp"
+#include "af/nn/attention.hpp"
+#include "af/nn/layers.hpp"
+
+namespace af::models {
+
+struct DecoderSpec {
+  int64_t vocab_size = 0, hidden_size = 0, intermediate_size = 0, num_layers = 0;
+  int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  bool qkv_bias = false, o_bias = false, mlp_bias = false, tie_word_embeddings = false;
+  float embed_scale = 1.0f;
+  float residual_scale = 1.0f;
+  float logit_divisor = 1.0f;
+
+  // The Llama keys every model of the family shares (hidden_size, num_attention_heads, ...).
+  static DecoderSpec from_llama_config(const io::HfConfig& config);
+};
+
+struct DecoderWeights {
+  struct Layer {
+    nn::RmsNorm input_layernorm, post_attention_layernorm;
+    nn::SelfAttention self_attn;
+    nn::GatedMlp mlp;
+  };
+  nn::Embedding embed_tokens;
+  std::vector<Layer> layers;
+  nn::RmsNorm norm;
+  nn::Linear lm_head;  // tied: a view of embed_tokens' table
+
+  static DecoderWeights load(const nn::VarBuilder& vb, const DecoderSpec& spec);
+};
+
+std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
+                                          DecoderSpec spec, const LoadOptions& options);
+
+}  // namespace af::models

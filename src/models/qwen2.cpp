@@ -1,0 +1,21 @@
+// Qwen2 / Qwen2.5: the Llama decoder with biases on q/k/v (not on o_proj), usually tied
+// embeddings; RoPE theta 1e6 in released models.
+#include "af/core/error.hpp"
+#include "models/decoder_lm.hpp"
+#include "models/registry.hpp"
+
+namespace af::models {
+
+std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles files, const io::HfConfig& config,
+                                     const LoadOptions& options) {
+  DecoderSpec spec = DecoderSpec::from_llama_config(config);
+  spec.qkv_bias = true;
+  spec.o_bias = false;
+  spec.mlp_bias = false;
+  // Released Qwen2 checkpoints set use_sliding_window false; the window only applies when set.
+  AF_CHECK(!config.get_bool("use_sliding_window", false), ErrorCode::kUnsupported, "qwen2",
+           config.origin(), ": use_sliding_window true is not supported yet");
+  return make_decoder_lm(std::move(files), config, spec, options);
+}
+
+}  // namespace af::models

@@ -1,0 +1,50 @@
+#include "models/registry.hpp"
+
+#include <array>
+#include <utility>
+
+#include "af/core/error.hpp"
+
+namespace af::models {
+namespace {
+
+constexpr std::array<std::pair<const char*, ModelFactory>, 6> kFactories{{
+    {"LlamaForCausalLM", make_llama},
+    {"MistralForCausalLM", make_llama},
+    {"Qwen2ForCausalLM", make_qwen2},
+    {"MiniCPMForCausalLM", make_minicpm},
+    {"MiniCPM4ForCausalLM", make_minicpm},
+    {"MiniCPMModel", make_minicpm},
+}};
+
+}  // namespace
+
+ModelFactory find_factory(const std::string& architecture) {
+  for (const auto& [name, factory] : kFactories) {
+    if (architecture == name) return factory;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> supported_architectures() {
+  std::vector<std::string> names;
+  for (const auto& entry : kFactories) names.emplace_back(entry.first);
+  return names;
+}
+
+std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options) {
+  io::ModelFiles files = io::open_model_files(path);
+  io::HfConfig config(files.config, files.format == "gguf" ? path + " (GGUF metadata)"
+                                                           : path + " (config.json)");
+  const std::string arch = config.architecture();
+  ModelFactory factory = find_factory(arch);
+  if (!factory) {
+    std::string known;
+    for (const std::string& name : supported_architectures()) known += " " + name;
+    fail(ErrorCode::kUnsupported, "models", path, ": architecture \"", arch,
+         "\" is not supported (supported:", known, ")");
+  }
+  return factory(std::move(files), config, options);
+}
+
+}  // namespace af::models

@@ -1,0 +1,26 @@
+#pragma once
+// Model factories by the "architectures" name in config.json. Adding a model means adding its
+// file and one line in registry.cpp.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "af/io/hf_config.hpp"
+#include "af/io/model_files.hpp"
+#include "af/models/causal_lm.hpp"
+
+namespace af::models {
+
+using ModelFactory = std::unique_ptr<CausalLM> (*)(io::ModelFiles files,
+                                                   const io::HfConfig& config,
+                                                   const LoadOptions& options);
+
+std::unique_ptr<CausalLM> make_llama(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_minicpm(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+
+// nullptr when unknown.
+ModelFactory find_factory(const std::string& architecture);
+std::vector<std::string> supported_architectures();
+
+}  // namespace af::models

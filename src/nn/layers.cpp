@@ -1,0 +1,37 @@
+#include "af/nn/layers.hpp"
+
+namespace af::nn {
+
+Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias) {
+  Linear l;
+  l.in = in;
+  l.out = out;
+  l.weight = vb.tensor("weight", {out, in});
+  if (with_bias) l.bias = vb.f32("bias", {out});
+  return l;
+}
+
+RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {
+  return RmsNorm{vb.f32("weight", {dim}), static_cast<float>(eps)};
+}
+
+Embedding Embedding::load(const VarBuilder& vb, int64_t vocab, int64_t dim) {
+  return Embedding{vb.tensor("weight", {vocab, dim})};
+}
+
+GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias) {
+  return GatedMlp{Linear::load(vb.sub("gate_proj"), hidden, intermediate, bias),
+                  Linear::load(vb.sub("up_proj"), hidden, intermediate, bias),
+                  Linear::load(vb.sub("down_proj"), intermediate, hidden, bias)};
+}
+
+void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
+  float* gate = scratch;                  // [m, intermediate]
+  float* up = scratch + m * gate_proj.out;  // [m, intermediate]
+  gate_proj.forward(be, x, m, gate);
+  up_proj.forward(be, x, m, up);
+  be.silu_mul(gate, up, m * gate_proj.out);
+  down_proj.forward(be, gate, m, y);
+}
+
+}  // namespace af::nn

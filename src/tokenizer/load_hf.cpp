@@ -1,0 +1,358 @@
+// Hugging Face tokenizer files: tokenizer.json (tokenizers library format), the older
+// vocab.json + merges.txt pair, and tokenizer_config.json (special tokens, add_bos/add_eos).
+#include <fstream>
+#include <sstream>
+
+#include "af/core/error.hpp"
+#include "io/json_util.hpp"
+#include "tokenizer/tokenizer_impl.hpp"
+
+namespace af::tok::detail {
+namespace {
+
+using nlohmann::json;
+
+// Exactly the split patterns the hand-written matchers in pretokenize.cpp implement.
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kQwen2Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  AF_CHECK(in.good(), ErrorCode::kIo, kComponent, path, ": cannot open");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+json read_json(const std::string& path) {
+  return io::detail::parse_json(read_file(path), path, kComponent);
+}
+
+[[noreturn]] void bad(const std::string& origin, const std::string& field, const std::string& why) {
+  fail(ErrorCode::kFormat, kComponent, origin, ": ", field, " ", why);
+}
+
+const std::string& str(const json& j, const std::string& origin, const std::string& field) {
+  if (!j.is_string()) bad(origin, field, "must be a string");
+  return j.get_ref<const std::string&>();
+}
+
+bool flag(const json& obj, const char* key, bool fallback) {
+  auto it = obj.find(key);
+  return (it != obj.end() && it->is_boolean()) ? it->get<bool>() : fallback;
+}
+
+// A special token in tokenizer_config.json: "..." or {"content": "..."} or null.
+std::string token_text(const json& cfg, const char* key) {
+  auto it = cfg.find(key);
+  if (it == cfg.end() || it->is_null()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
+    return (*it)["content"].get<std::string>();
+  return {};
+}
+
+void set_piece(Tokenizer::Impl& m, int64_t id, const std::string& piece, TokenKind kind,
+               const std::string& field) {
+  if (id < 0 || id >= (int64_t(1) << 31) - 1) bad(m.origin, field, "has an id out of range");
+  if (static_cast<size_t>(id) >= m.pieces.size()) {
+    m.pieces.resize(id + 1);
+    m.kinds.resize(id + 1, TokenKind::kInvalid);
+  }
+  m.pieces[id] = piece;
+  m.kinds[id] = kind;
+}
+
+void add_token(Tokenizer::Impl& m, const json& t, int64_t id, const std::string& field) {
+  if (!t.is_object()) bad(m.origin, field, "must be an object");
+  AddedToken a;
+  a.content = str(t.value("content", json()), m.origin, field + ".content");
+  a.id = static_cast<int32_t>(id);
+  a.special = flag(t, "special", false);
+  a.lstrip = flag(t, "lstrip", false);
+  a.rstrip = flag(t, "rstrip", false);
+  set_piece(m, id, a.content, a.special ? TokenKind::kControl : TokenKind::kUserDefined, field);
+  for (AddedToken& old : m.added) {
+    if (old.id == a.id) {
+      old = a;
+      return;
+    }
+  }
+  m.added.push_back(std::move(a));
+}
+
+void parse_normalizer(Tokenizer::Impl& m, const json& n) {
+  if (n.is_null()) return;
+  const std::string type = n.value("type", "");
+  if (type == "Sequence") {
+    for (const json& sub : n.value("normalizers", json::array())) parse_normalizer(m, sub);
+  } else if (type == "NFC") {
+    m.nfc = true;
+  } else if (type == "Prepend" && n.value("prepend", "") == kMetaspace) {
+    m.prepend = PrependScheme::kAlways;
+  } else if (type == "Replace" && n.contains("pattern") &&
+             n["pattern"].value("String", "") == " " && n.value("content", "") == kMetaspace) {
+    m.metaspace = true;
+  } else {
+    fail(ErrorCode::kUnsupported, kComponent, m.origin, ": normalizer ", n.dump(),
+         " is not supported yet");
+  }
+}
+
+void parse_pre_tokenizer(Tokenizer::Impl& m, const json& p) {
+  if (p.is_null()) return;
+  const std::string type = p.value("type", "");
+  if (type == "Sequence") {
+    for (const json& sub : p.value("pretokenizers", json::array())) parse_pre_tokenizer(m, sub);
+  } else if (type == "ByteLevel") {
+    m.byte_level = true;
+    m.byte_level_prefix_space = flag(p, "add_prefix_space", false);
+    if (flag(p, "use_regex", true)) m.pre = PreTokenizer::kGpt2;
+  } else if (type == "Split" && p.contains("pattern") && p["pattern"].contains("Regex")) {
+    const std::string pattern = p["pattern"].value("Regex", "");
+    if (pattern == kGpt2Pattern) {
+      m.pre = PreTokenizer::kGpt2;
+    } else if (pattern == kLlama3Pattern) {
+      m.pre = PreTokenizer::kLlama3;
+    } else if (pattern == kQwen2Pattern) {
+      m.pre = PreTokenizer::kQwen2;
+    } else {
+      fail(ErrorCode::kUnsupported, kComponent, m.origin, ": pre_tokenizer Split pattern ", pattern,
+           " is not supported yet (GPT-2, Llama 3 and Qwen2 patterns are)");
+    }
+  } else if (type == "Metaspace" && p.value("replacement", "") == kMetaspace) {
+    m.metaspace = true;
+    m.prepend_if_missing = true;
+    const std::string scheme = p.value("prepend_scheme", "");
+    if (scheme == "first") {
+      m.prepend = PrependScheme::kFirst;
+    } else if (scheme == "never" || (scheme.empty() && !flag(p, "add_prefix_space", true))) {
+      m.prepend = PrependScheme::kNever;
+    } else {
+      m.prepend = PrependScheme::kAlways;
+    }
+    m.metaspace_split = flag(p, "split", true);
+  } else {
+    fail(ErrorCode::kUnsupported, kComponent, m.origin, ": pre_tokenizer ", p.dump(),
+         " is not supported yet");
+  }
+}
+
+void parse_decoder(Tokenizer::Impl& m, const json& d) {
+  if (d.is_null()) return;
+  const std::string type = d.value("type", "");
+  if (type == "Sequence") {
+    for (const json& sub : d.value("decoders", json::array())) parse_decoder(m, sub);
+  } else if (type == "Strip") {
+    m.strip_leading_space = d.value("content", "") == " " && d.value("start", 0) >= 1;
+  } else if (type == "Metaspace") {
+    m.strip_leading_space =
+        d.value("prepend_scheme", "always") != "never" && flag(d, "add_prefix_space", true);
+  }
+  // Replace "▁"->" ", ByteFallback, Fuse and ByteLevel are what decoding does anyway.
+}
+
+// TemplateProcessing "single": special tokens before and after $A.
+void parse_post_processor(Tokenizer::Impl& m, const json& p) {
+  if (p.is_null()) return;
+  const std::string type = p.value("type", "");
+  auto id_of = [&](const std::string& name) -> int32_t {
+    if (p.contains("special_tokens") && p["special_tokens"].contains(name)) {
+      const json& ids = p["special_tokens"][name]["ids"];
+      if (ids.is_array() && ids.size() == 1 && ids[0].is_number_integer()) return ids[0];
+    }
+    bad(m.origin, "post_processor.special_tokens", "has no single id for " + name);
+  };
+  if (type == "Sequence") {
+    for (const json& sub : p.value("processors", json::array())) parse_post_processor(m, sub);
+  } else if (type == "TemplateProcessing") {
+    bool after = false;
+    for (const json& item : p.value("single", json::array())) {
+      if (item.contains("Sequence")) {
+        after = true;
+      } else if (item.contains("SpecialToken")) {
+        const int32_t id = id_of(item["SpecialToken"].value("id", ""));
+        (after ? m.suffix_ids : m.prefix_ids).push_back(id);
+      }
+    }
+  } else if (type == "BertProcessing" || type == "RobertaProcessing") {
+    m.prefix_ids.push_back(p["cls"][1].get<int32_t>());
+    m.suffix_ids.push_back(p["sep"][1].get<int32_t>());
+  }
+}
+
+// tokenizer_config.json: added tokens, BOS/EOS, and the add_bos_token / add_eos_token switches
+// that transformers' Llama-family fast tokenizers turn into the post-processor.
+void apply_config(Tokenizer::Impl& m, const std::string& config_path) {
+  if (config_path.empty()) return;
+  const json cfg = read_json(config_path);
+  if (!cfg.is_object()) bad(config_path, "top level", "must be an object");
+  if (auto it = cfg.find("added_tokens_decoder"); it != cfg.end() && it->is_object()) {
+    for (auto& [key, t] : it->items()) {
+      int64_t id = -1;
+      try {
+        id = std::stoll(key);
+      } catch (const std::exception&) {
+        bad(config_path, "added_tokens_decoder key \"" + key + "\"", "is not an id");
+      }
+      if (static_cast<size_t>(id) < m.pieces.size() && m.kinds[id] != TokenKind::kInvalid &&
+          m.pieces[id] != t.value("content", "")) {
+        continue;  // tokenizer.json is authoritative when both are present and disagree
+      }
+      add_token(m, t, id, "added_tokens_decoder." + key);
+    }
+  }
+  m.finalize();  // index for the lookups below
+  auto lookup = [&](const std::string& text) {
+    if (text.empty()) return -1;
+    auto it = m.index.find(text);
+    return it == m.index.end() ? -1 : it->second;
+  };
+  if (cfg.contains("bos_token")) m.bos = lookup(token_text(cfg, "bos_token"));
+  if (cfg.contains("eos_token")) m.eos = lookup(token_text(cfg, "eos_token"));
+  if (auto it = cfg.find("add_bos_token"); it != cfg.end() && it->is_boolean()) {
+    std::erase(m.prefix_ids, m.bos);
+    if (it->get<bool>() && m.bos >= 0) m.prefix_ids.insert(m.prefix_ids.begin(), m.bos);
+  }
+  if (auto it = cfg.find("add_eos_token"); it != cfg.end() && it->is_boolean()) {
+    std::erase(m.suffix_ids, m.eos);
+    if (it->get<bool>() && m.eos >= 0) m.suffix_ids.push_back(m.eos);
+  }
+}
+
+void add_merge(Tokenizer::Impl& m, const std::string& a, const std::string& b, size_t rank,
+               const std::string& field) {
+  auto ia = m.index.find(a), ib = m.index.find(b), iab = m.index.find(a + b);
+  if (ia == m.index.end() || ib == m.index.end() || iab == m.index.end())
+    bad(m.origin, field, "\"" + a + " " + b + "\" names tokens outside the vocabulary");
+  m.merges.emplace((uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second),
+                   std::make_pair(static_cast<int32_t>(rank), iab->second));
+}
+
+void read_vocab(Tokenizer::Impl& m, const json& vocab, const std::string& field) {
+  if (!vocab.is_object()) bad(m.origin, field, "must be an object of token -> id");
+  for (auto& [piece, id] : vocab.items()) {
+    if (!id.is_number_integer()) bad(m.origin, field + "[\"" + piece + "\"]", "is not an id");
+    set_piece(m, id.get<int64_t>(), piece, TokenKind::kNormal, field);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer::Impl> load_tokenizer_json(const std::string& path,
+                                                     const std::string& config_path) {
+  auto m = std::make_unique<Tokenizer::Impl>();
+  m->origin = path;
+  const json j = read_json(path);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    bad(path, "model", "is missing (not a tokenizer.json?)");
+  const json& model = j["model"];
+  const std::string type = model.value("type", "BPE");
+  if (type != "BPE")
+    fail(ErrorCode::kUnsupported, kComponent, path, ": model type ", type,
+         " is not supported yet (BPE is)");
+  if (!model.value("continuing_subword_prefix", json()).is_null() ||
+      !model.value("end_of_word_suffix", json()).is_null())
+    fail(ErrorCode::kUnsupported, kComponent, path,
+         ": BPE continuing_subword_prefix / end_of_word_suffix are not supported yet");
+  if (!model.value("dropout", json()).is_null() && model["dropout"].get<double>() > 0)
+    fail(ErrorCode::kUnsupported, kComponent, path, ": BPE dropout is not supported");
+
+  read_vocab(*m, model.value("vocab", json()), "model.vocab");
+  for (size_t i = 0; const json& t : j.value("added_tokens", json::array())) {
+    const std::string field = "added_tokens[" + std::to_string(i++) + "]";
+    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer())
+      bad(path, field, "has no integer id");
+    add_token(*m, t, t["id"].get<int64_t>(), field);
+  }
+  m->byte_fallback = flag(model, "byte_fallback", false);
+  m->fuse_unk = flag(model, "fuse_unk", false);
+  m->ignore_merges = flag(model, "ignore_merges", false);
+  parse_normalizer(*m, j.value("normalizer", json()));
+  parse_pre_tokenizer(*m, j.value("pre_tokenizer", json()));
+  parse_decoder(*m, j.value("decoder", json()));
+  parse_post_processor(*m, j.value("post_processor", json()));
+  m->finalize();
+  if (model.contains("unk_token") && model["unk_token"].is_string())
+    m->unk_id = m->index.count(model["unk_token"].get<std::string>())
+                    ? m->index.at(model["unk_token"].get<std::string>())
+                    : -1;
+  if (!m->prefix_ids.empty()) m->bos = m->prefix_ids.front();
+  if (!m->suffix_ids.empty()) m->eos = m->suffix_ids.back();
+
+  const json merges = model.value("merges", json::array());
+  if (!merges.is_array()) bad(path, "model.merges", "must be an array");
+  m->merges.reserve(merges.size());
+  for (size_t r = 0; r < merges.size(); ++r) {
+    const std::string field = "model.merges[" + std::to_string(r) + "]";
+    const json& e = merges[r];
+    if (e.is_array() && e.size() == 2) {  // newer format: ["a", "b"]
+      add_merge(*m, str(e[0], path, field), str(e[1], path, field), r, field);
+      continue;
+    }
+    const std::string& line = str(e, path, field);
+    const size_t sp = line.find(' ', 1);
+    if (sp == std::string::npos) bad(path, field, "is not two tokens separated by a space");
+    add_merge(*m, line.substr(0, sp), line.substr(sp + 1), r, field);
+  }
+  apply_config(*m, config_path);
+  return m;
+}
+
+std::unique_ptr<Tokenizer::Impl> load_vocab_merges(const std::string& vocab_path,
+                                                   const std::string& merges_path,
+                                                   const std::string& config_path) {
+  auto m = std::make_unique<Tokenizer::Impl>();
+  m->origin = vocab_path;
+  read_vocab(*m, read_json(vocab_path), "vocab");
+  // The slow GPT-2 / Qwen2 tokenizers: byte-level BPE, their class picks the split regex.
+  m->byte_level = true;
+  m->pre = PreTokenizer::kGpt2;
+  if (!config_path.empty()) {
+    const json cfg = read_json(config_path);
+    const std::string cls = cfg.is_object() ? cfg.value("tokenizer_class", "") : "";
+    if (cls.rfind("Qwen2", 0) == 0) {
+      m->pre = PreTokenizer::kQwen2;
+      m->nfc = true;
+    }
+    if (cfg.is_object()) m->byte_level_prefix_space = flag(cfg, "add_prefix_space", false);
+  }
+  m->finalize();
+  // GPT-2's vocab.json holds <|endoftext|> as an ordinary entry; HF registers it as the special
+  // bos/eos/unk token, so it is split out of text and skipped when decoding.
+  if (config_path.empty()) {
+    if (auto it = m->index.find("<|endoftext|>"); it != m->index.end()) {
+      AddedToken t;
+      t.content = "<|endoftext|>";
+      t.id = it->second;
+      t.special = true;
+      m->kinds[t.id] = TokenKind::kControl;
+      m->added.push_back(t);
+      m->bos = m->eos = t.id;
+      m->finalize();
+    }
+  }
+
+  std::istringstream lines(read_file(merges_path));
+  std::string line;
+  size_t rank = 0, line_no = 0;
+  m->merges.reserve(m->pieces.size());
+  while (std::getline(lines, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || (line_no == 1 && line.rfind("#version", 0) == 0)) continue;
+    const size_t sp = line.find(' ', 1);
+    const std::string field = "line " + std::to_string(line_no);
+    if (sp == std::string::npos) bad(merges_path, field, "is not two tokens separated by a space");
+    add_merge(*m, line.substr(0, sp), line.substr(sp + 1), rank++, merges_path + " " + field);
+  }
+  apply_config(*m, config_path);
+  return m;
+}
+
+}  // namespace af::tok::detail
