@@ -2,8 +2,8 @@
 // Shared helpers for tests: where the repository and ../shared/testdata are.
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -45,14 +45,46 @@ inline std::vector<float> read_f32(const std::string& path) {
   return values;
 }
 
+// llama.cpp tokenizer vectors: .inp holds texts separated by "\n__ggml_vocab_test__\n", .out
+// one line of space-separated ids per text.
+struct VocabCase {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
+inline std::vector<VocabCase> read_vocab_vectors(const std::string& inp_path,
+                                                 const std::string& out_path) {
+  const std::string inp = read_text(inp_path);
+  const std::string out = read_text(out_path);
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<VocabCase> cases;
+  for (size_t pos = 0; pos < inp.size();) {
+    const size_t end = inp.find(sep, pos);
+    if (end == std::string::npos) break;
+    cases.push_back({inp.substr(pos, end - pos), {}});
+    pos = end + sep.size();
+  }
+  size_t line_start = 0;
+  for (VocabCase& c : cases) {
+    const size_t line_end = out.find('\n', line_start);
+    EXPECT_NE(line_end, std::string::npos) << out_path << " has fewer lines than tests";
+    if (line_end == std::string::npos) break;
+    std::istringstream line(out.substr(line_start, line_end - line_start));
+    int32_t id;
+    while (line >> id) c.ids.push_back(id);
+    line_start = line_end + 1;
+  }
+  return cases;
+}
+
 }  // namespace af::test
 
 // Skips loudly when the shared test data is missing (it is beside every checkout and CI run).
-#define AF_REQUIRE_TESTDATA(path)                                                        \
-  do {                                                                                   \
-    if (!std::filesystem::exists(path)) {                                                \
+#define AF_REQUIRE_TESTDATA(path)                                                            \
+  do {                                                                                       \
+    if (!std::filesystem::exists(path)) {                                                    \
       std::fprintf(stderr, "\n*** SKIPPED: test data %s is missing (set AF_TESTDATA) ***\n", \
-                   std::string(path).c_str());                                           \
-      GTEST_SKIP() << "missing test data " << (path);                                    \
-    }                                                                                    \
+                   std::string(path).c_str());                                               \
+      GTEST_SKIP() << "missing test data " << (path);                                        \
+    }                                                                                        \
   } while (0)

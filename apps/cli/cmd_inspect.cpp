@@ -36,8 +36,8 @@ Command add_inspect(CLI::App& app) {
                 static_cast<unsigned long long>(total));
     for (const std::string& name : names) {
       Tensor t = files.weights->get(name);
-      std::printf("  %-56s %-6s %-16s %zu\n", name.c_str(), std::string(af::name(t.dtype())).c_str(),
-                  t.shape().str().c_str(), t.nbytes());
+      std::printf("  %-56s %-6s %-16s %zu\n", name.c_str(),
+                  std::string(af::name(t.dtype())).c_str(), t.shape().str().c_str(), t.nbytes());
     }
     return 0;
   };

@@ -60,8 +60,9 @@ Command add_logits(CLI::App& app) {
     for (size_t t = 0; t < ids.size(); ++t) {
       line.clear();
       for (int64_t j = 0; j < vocab; ++j) {
-        std::snprintf(number, sizeof number, j ? " %.9g" : "%.9g",
-                      static_cast<double>(logits[t * static_cast<size_t>(vocab) + static_cast<size_t>(j)]));
+        std::snprintf(
+            number, sizeof number, j ? " %.9g" : "%.9g",
+            static_cast<double>(logits[t * static_cast<size_t>(vocab) + static_cast<size_t>(j)]));
         line += number;
       }
       line += '\n';

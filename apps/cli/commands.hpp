@@ -11,5 +11,8 @@ using Command = std::function<int()>;
 
 Command add_inspect(CLI::App& app);
 Command add_logits(CLI::App& app);
+Command add_run(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+Command add_detokenize(CLI::App& app);
 
 }  // namespace af::cli

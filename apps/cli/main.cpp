@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   };
   add(af::cli::add_inspect);
   add(af::cli::add_logits);
+  add(af::cli::add_run);
+  add(af::cli::add_tokenize);
+  add(af::cli::add_detokenize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

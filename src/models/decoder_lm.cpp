@@ -38,8 +38,8 @@ class DecoderLM final : public CausalLM {
     const auto n_total = static_cast<int64_t>(ids.size());
     AF_CHECK(n_total > 0, ErrorCode::kInvalidArgument, "model", "forward needs at least one id");
     for (int32_t id : ids) {
-      AF_CHECK(id >= 0 && id < spec_.vocab_size, ErrorCode::kInvalidArgument, "model",
-               "token id ", id, " is outside the vocabulary of ", spec_.vocab_size);
+      AF_CHECK(id >= 0 && id < spec_.vocab_size, ErrorCode::kInvalidArgument, "model", "token id ",
+               id, " is outside the vocabulary of ", spec_.vocab_size);
     }
     AF_CHECK(n_past_ + n_total <= cache_.max_seq(), ErrorCode::kOutOfRange, "model",
              "context full: ", n_past_, " cached + ", n_total, " new tokens exceed the context of ",
@@ -61,7 +61,8 @@ class DecoderLM final : public CausalLM {
   void run_chunk(const int32_t* ids, int64_t n, bool all_rows, float* out) {
     const int64_t hidden = spec_.hidden_size;
     reserve(n);
-    for (int64_t t = 0; t < n; ++t) positions_[static_cast<size_t>(t)] = static_cast<int32_t>(n_past_ + t);
+    for (int64_t t = 0; t < n; ++t)
+      positions_[static_cast<size_t>(t)] = static_cast<int32_t>(n_past_ + t);
 
     float* x = x_.data();  // [n, hidden] residual stream
     float* h = h_.data();  // [n, hidden] normed input / sublayer output
@@ -119,8 +120,8 @@ DecoderSpec DecoderSpec::from_llama_config(const io::HfConfig& c) {
   s.num_layers = c.get_int("num_hidden_layers");
   s.num_heads = c.get_int("num_attention_heads");
   s.num_kv_heads = c.get_int("num_key_value_heads", s.num_heads);
-  AF_CHECK(s.vocab_size > 0 && s.hidden_size > 0 && s.intermediate_size > 0 &&
-               s.num_layers > 0 && s.num_heads > 0 && s.num_kv_heads > 0,
+  AF_CHECK(s.vocab_size > 0 && s.hidden_size > 0 && s.intermediate_size > 0 && s.num_layers > 0 &&
+               s.num_heads > 0 && s.num_kv_heads > 0,
            ErrorCode::kFormat, "config", c.origin(),
            ": vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
            "num_attention_heads and num_key_value_heads must be positive");
@@ -169,10 +170,10 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
                                           DecoderSpec spec, const LoadOptions& options) {
   nn::VarBuilder vb(*files.weights);
   DecoderWeights weights = DecoderWeights::load(vb, spec);
-  const int64_t context = options.context_length > 0 ? options.context_length
-                                                     : spec.max_position_embeddings;
-  nn::Rope rope =
-      nn::Rope::from_config(config, spec.head_dim, files.qk_rope_layout, vb, context);
+  const int64_t context = options.context_length > 0
+                              ? options.context_length
+                              : std::max(spec.max_position_embeddings, options.min_context_length);
+  nn::Rope rope = nn::Rope::from_config(config, spec.head_dim, files.qk_rope_layout, vb, context);
   ModelInfo info;
   info.architecture = config.architecture();
   info.format = files.format;

@@ -12,8 +12,8 @@ std::unique_ptr<CausalLM> make_llama(io::ModelFiles files, const io::HfConfig& c
   // Mistral-style sliding windows change which keys a query sees once the sequence is longer
   // than the window; refuse rather than silently attend to everything.
   const int64_t window = config.get_int("sliding_window", 0);
-  AF_CHECK(window == 0 || window >= spec.max_position_embeddings, ErrorCode::kUnsupported,
-           "llama", config.origin(), ": sliding_window ", window,
+  AF_CHECK(window == 0 || window >= spec.max_position_embeddings, ErrorCode::kUnsupported, "llama",
+           config.origin(), ": sliding_window ", window,
            " shorter than the context is not supported yet");
   return make_decoder_lm(std::move(files), config, spec, options);
 }

@@ -15,7 +15,8 @@ std::unique_ptr<CausalLM> make_minicpm(io::ModelFiles files, const io::HfConfig&
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
   const double scale_emb = config.get_float("scale_emb", 1.0);
   const double scale_depth = config.get_float("scale_depth", 1.0);
-  const double dim_model_base = config.get_float("dim_model_base", static_cast<double>(spec.hidden_size));
+  const double dim_model_base =
+      config.get_float("dim_model_base", static_cast<double>(spec.hidden_size));
   AF_CHECK(scale_emb > 0 && scale_depth > 0 && dim_model_base > 0, ErrorCode::kFormat, "minicpm",
            config.origin(), ": scale_emb, scale_depth and dim_model_base must be positive");
   spec.embed_scale = static_cast<float>(scale_emb);

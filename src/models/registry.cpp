@@ -34,8 +34,8 @@ std::vector<std::string> supported_architectures() {
 
 std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options) {
   io::ModelFiles files = io::open_model_files(path);
-  io::HfConfig config(files.config, files.format == "gguf" ? path + " (GGUF metadata)"
-                                                           : path + " (config.json)");
+  io::HfConfig config(files.config,
+                      files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const std::string arch = config.architecture();
   ModelFactory factory = find_factory(arch);
   if (!factory) {

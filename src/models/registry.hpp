@@ -11,8 +11,7 @@
 
 namespace af::models {
 
-using ModelFactory = std::unique_ptr<CausalLM> (*)(io::ModelFiles files,
-                                                   const io::HfConfig& config,
+using ModelFactory = std::unique_ptr<CausalLM> (*)(io::ModelFiles files, const io::HfConfig& config,
                                                    const LoadOptions& options);
 
 std::unique_ptr<CausalLM> make_llama(io::ModelFiles, const io::HfConfig&, const LoadOptions&);

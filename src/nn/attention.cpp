@@ -46,8 +46,8 @@ void SelfAttention::forward(Backend& be, const Rope& rope, float* k_cache, float
                             float* scratch, float* y) const {
   const int64_t q_dim = n_heads * head_dim;
   const int64_t kv_dim = n_kv_heads * head_dim;
-  float* q = scratch;               // [n, q_dim]
-  float* attn = scratch + n * q_dim;  // [n, q_dim]
+  float* q = scratch;                        // [n, q_dim]
+  float* attn = scratch + n * q_dim;         // [n, q_dim]
   float* k_new = k_cache + n_past * kv_dim;  // [n, kv_dim], written in place in the cache
   float* v_new = v_cache + n_past * kv_dim;
   q_proj.forward(be, x, n, q);

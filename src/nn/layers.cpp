@@ -26,7 +26,7 @@ GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermedia
 }
 
 void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
-  float* gate = scratch;                  // [m, intermediate]
+  float* gate = scratch;                    // [m, intermediate]
   float* up = scratch + m * gate_proj.out;  // [m, intermediate]
   gate_proj.forward(be, x, m, gate);
   up_proj.forward(be, x, m, up);

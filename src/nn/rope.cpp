@@ -68,8 +68,7 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
   rope.inv_freq_.resize(static_cast<size_t>(rotary_dim / 2));
   for (int64_t i = 0; i < rotary_dim / 2; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(rotary_dim);
-    rope.inv_freq_[static_cast<size_t>(i)] =
-        1.0f / std::pow(static_cast<float>(theta), exponent);
+    rope.inv_freq_[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(theta), exponent);
   }
   if (type == "linear") {
     const float factor = static_cast<float>(params->get_float("factor"));
@@ -86,7 +85,8 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
     const bool long_ctx = max_pos > orig;
     if (params->has("short_factor")) {
       const size_t n = rope.inv_freq_.size();
-      const std::vector<float> f = factor_list(*params, long_ctx ? "long_factor" : "short_factor", n);
+      const std::vector<float> f =
+          factor_list(*params, long_ctx ? "long_factor" : "short_factor", n);
       for (size_t i = 0; i < n; ++i) rope.inv_freq_[i] /= f[i];
     }
     if (long_ctx) {

@@ -74,3 +74,75 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
 
 }  // namespace
 }  // namespace af
+
+namespace af {
+namespace {
+
+std::string stories_file(const std::string& name) {
+  return test::testdata_dir() + "/models/stories260K/" + name;
+}
+
+TEST(CliRun, GreedyGenerationMatchesReferenceForGgufAndHf) {
+  AF_REQUIRE_TESTDATA(stories_file("stories260K.gguf"));
+  const std::string text = test::read_text(stories_file("expected_once_upon_a_time.txt"));
+  const std::string label = "greedy_generated_text: '";
+  const size_t at = text.find(label) + label.size();
+  const std::string expected = text.substr(at, text.find("'\n", at) - at);
+  for (const std::string& model :
+       {stories_file("stories260K.gguf"), test::testdata_dir() + "/models/stories260K-hf"}) {
+    CliRun r = run("run -m " + model + " -p \"Once upon a time\" -n 48 --temp 0");
+    ASSERT_EQ(r.status, 0) << model;
+    EXPECT_EQ(r.out, expected + "\n") << model;
+  }
+}
+
+TEST(CliRun, FromBosReproducesLlama2cOutput) {
+  AF_REQUIRE_TESTDATA(stories_file("llama2c_run_t0_n256_output.txt"));
+  CliRun r = run("run -m " + stories_file("stories260K.gguf") + " -n 256 --temp 0 -t 1");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, test::read_text(stories_file("llama2c_run_t0_n256_output.txt")));
+}
+
+TEST(CliRun, SameSeedSameOutputAtAnyThreadCount) {
+  AF_REQUIRE_TESTDATA(stories_file("stories260K.gguf"));
+  const std::string args = "run -m " + stories_file("stories260K.gguf") +
+                           " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42 --print-ids";
+  CliRun one = run(args + " -t 1");
+  CliRun two = run(args + " -t 2");
+  ASSERT_EQ(one.status, 0);
+  EXPECT_EQ(one.out, two.out);
+  EXPECT_GT(one.out.size(), 40u);
+  CliRun other = run("run -m " + stories_file("stories260K.gguf") +
+                     " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 7 --print-ids");
+  EXPECT_NE(one.out, other.out);
+}
+
+TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
+  const std::string vocab = test::testdata_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf";
+  AF_REQUIRE_TESTDATA(vocab);
+  const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
+  ASSERT_GE(cases.size(), 40u);
+  const std::string input = testing::TempDir() + "af_tokenize_input.txt";
+  size_t passed = 0;
+  for (const auto& c : cases) {
+    { std::ofstream(input, std::ios::binary) << c.text; }
+    CliRun r = run("tokenize -m " + vocab + " < " + input);
+    ASSERT_EQ(r.status, 0);
+    std::istringstream line(r.out);
+    std::vector<int32_t> ids;
+    int32_t id;
+    while (line >> id) ids.push_back(id);
+    EXPECT_EQ(ids, c.ids) << "text: " << c.text;
+    passed += ids == c.ids;
+  }
+  std::printf("[cli tokenize] %zu/%zu llama-spm vectors\n", passed, cases.size());
+  // Round trip through detokenize for the stories260K prompt.
+  { std::ofstream(input, std::ios::binary) << "1 403 407 261 378"; }
+  CliRun text =
+      run("detokenize -m " + stories_file("stories260K.gguf") + " --skip-special < " + input);
+  ASSERT_EQ(text.status, 0);
+  EXPECT_EQ(text.out, "Once upon a time");
+}
+
+}  // namespace
+}  // namespace af

@@ -38,7 +38,8 @@ Comparison compare(const std::vector<float>& ours, const std::vector<float>& ref
   for (int64_t r = 0; r < rows; ++r) {
     const float* a = ours.data() + r * vocab;
     const float* b = ref.data() + r * vocab;
-    for (int64_t j = 0; j < vocab; ++j) c.max_abs = std::max<double>(c.max_abs, std::fabs(a[j] - b[j]));
+    for (int64_t j = 0; j < vocab; ++j)
+      c.max_abs = std::max<double>(c.max_abs, std::fabs(a[j] - b[j]));
     const int64_t top_ours = std::max_element(a, a + vocab) - a;
     const int64_t top_ref = std::max_element(b, b + vocab) - b;
     float second = -INFINITY;
@@ -84,7 +85,8 @@ TEST_P(ReferenceModel, LogitsMatchTransformersAndLlamaCpp) {
     }
 
     for (const auto& [ref_name, entry] : ref.at("logits").items()) {
-      const std::vector<float> expected = test::read_f32((dir / entry.at("file").get<std::string>()).string());
+      const std::vector<float> expected =
+          test::read_f32((dir / entry.at("file").get<std::string>()).string());
       ASSERT_EQ(expected.size(), ids.size() * vocab) << ref_name;
       double tolerance = 1e-4;
       if (ref_name == "transformers_bf16") {

@@ -69,7 +69,8 @@ TEST_P(Stories260K, LogitsAndGreedyTokensMatchReference) {
     std::vector<float> logits = model->forward_step(expected.prompt);
     ASSERT_EQ(logits.size(), 512u);
     double max_err = 0;
-    for (size_t i = 0; i < 512; ++i) max_err = std::max(max_err, std::fabs(logits[i] - expected.logits[i]));
+    for (size_t i = 0; i < 512; ++i)
+      max_err = std::max(max_err, std::fabs(logits[i] - expected.logits[i]));
     EXPECT_LE(max_err, 1e-4) << GetParam() << " threads " << threads;
 
     std::vector<int32_t> generated;
@@ -106,7 +107,8 @@ TEST_P(Stories260K, EveryIsaGivesTheSameTokens) {
       continue;
     }
     double max_err = 0;
-    for (size_t i = 0; i < logits.size(); ++i) max_err = std::max<double>(max_err, std::fabs(logits[i] - reference[i]));
+    for (size_t i = 0; i < logits.size(); ++i)
+      max_err = std::max<double>(max_err, std::fabs(logits[i] - reference[i]));
     EXPECT_LE(max_err, 1e-4) << isa;
   }
 }
@@ -114,7 +116,8 @@ TEST_P(Stories260K, EveryIsaGivesTheSameTokens) {
 INSTANTIATE_TEST_SUITE_P(Formats, Stories260K,
                          ::testing::Values("stories260K/stories260K.gguf", "stories260K-hf"),
                          [](const auto& info) {
-                           return std::string(info.param.find("gguf") != std::string::npos ? "gguf" : "hf");
+                           return std::string(info.param.find("gguf") != std::string::npos ? "gguf"
+                                                                                           : "hf");
                          });
 
 TEST(Stories260K, ContextOverflowAndBadIdsAreErrors) {

@@ -12,31 +12,10 @@
 namespace af::tok {
 namespace {
 
-struct Case {
-  std::string text;
-  std::vector<int32_t> ids;
-};
+using Case = test::VocabCase;
 
 std::vector<Case> read_vectors(const std::string& inp_path, const std::string& out_path) {
-  const std::string inp = test::read_text(inp_path);
-  const std::string out = test::read_text(out_path);
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<Case> cases;
-  for (size_t pos = 0; pos < inp.size();) {
-    const size_t end = inp.find(sep, pos);
-    if (end == std::string::npos) break;
-    cases.push_back({inp.substr(pos, end - pos), {}});
-    pos = end + sep.size();
-  }
-  size_t line_start = 0;
-  for (Case& c : cases) {
-    const size_t line_end = out.find('\n', line_start);
-    EXPECT_NE(line_end, std::string::npos) << out_path << " has fewer lines than tests";
-    if (line_end == std::string::npos) break;
-    c.ids = parse_ids(std::string_view(out).substr(line_start, line_end - line_start));
-    line_start = line_end + 1;
-  }
-  return cases;
+  return test::read_vocab_vectors(inp_path, out_path);
 }
 
 // Runs every case. Decoding gives back the text, or its NFC form where the tokenizer

@@ -34,8 +34,8 @@ class Backend {
   virtual void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                         float* y) = 0;
   // y[rows, dim] = (x - mean) * rsqrt(var + eps) * w + b; b may be nullptr; x and y may alias.
-  virtual void layer_norm(const float* x, const float* w, const float* b, int64_t rows,
-                          int64_t dim, float eps, float* y) = 0;
+  virtual void layer_norm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                          float eps, float* y) = 0;
 
   // Rotates x[n_tokens, n_heads * head_dim] in place. Token t has position positions[t];
   // the first rotary_dim dims of each head rotate by angle position * inv_freq[i] with
@@ -73,8 +73,8 @@ class Backend {
 
 struct BackendOptions {
   Device device = Device::cpu();
-  int num_threads = 0;     // 0: hardware concurrency
-  std::string isa;         // CPU only: "" (best available), "scalar", "avx2", "avx512"
+  int num_threads = 0;  // 0: hardware concurrency
+  std::string isa;      // CPU only: "" (best available), "scalar", "avx2", "avx512"
 };
 
 // Creates the backend for options.device; CUDA throws kUnsupported "built without CUDA" in

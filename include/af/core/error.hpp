@@ -52,17 +52,17 @@ template <class... Args>
 }  // namespace af
 
 // Always-on check for cheap invariants; the message arguments are streamed after the condition.
-#define AF_CHECK(cond, code, component, ...)                                      \
-  do {                                                                            \
-    if (!(cond)) ::af::fail((code), (component), __VA_ARGS__);                    \
+#define AF_CHECK(cond, code, component, ...)                   \
+  do {                                                         \
+    if (!(cond)) ::af::fail((code), (component), __VA_ARGS__); \
   } while (0)
 
 #ifdef NDEBUG
 #define AF_DCHECK(cond) ((void)0)
 #else
-#define AF_DCHECK(cond)                                                                   \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
+#define AF_DCHECK(cond)                                                                      \
+  do {                                                                                       \
+    if (!(cond))                                                                             \
       ::af::fail(::af::ErrorCode::kInternal, "dcheck", __FILE__, ":", __LINE__, ": " #cond); \
   } while (0)
 #endif

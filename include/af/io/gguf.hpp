@@ -41,7 +41,7 @@ struct GgufValue {
   std::variant<uint64_t, int64_t, double, bool, std::string, std::shared_ptr<GgufArray>> value;
 
   // Checked accessors: throw kFormat naming `key` when the type does not fit.
-  int64_t as_int(const std::string& key) const;  // any integer type (uint64 must fit int64)
+  int64_t as_int(const std::string& key) const;   // any integer type (uint64 must fit int64)
   double as_float(const std::string& key) const;  // float or integer types
   bool as_bool(const std::string& key) const;
   const std::string& as_string(const std::string& key) const;

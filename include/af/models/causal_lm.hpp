@@ -14,14 +14,15 @@ namespace af::models {
 
 struct LoadOptions {
   Device device = Device::cpu();
-  int num_threads = 0;          // 0: all hardware threads
-  int64_t context_length = 0;   // KV cache rows; 0: the model's max_position_embeddings
-  std::string isa;              // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
+  int num_threads = 0;             // 0: all hardware threads
+  int64_t context_length = 0;      // KV cache rows; 0: the model's max_position_embeddings,
+  int64_t min_context_length = 0;  // ... but at least this many (when context_length is 0)
+  std::string isa;                 // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
 };
 
 struct ModelInfo {
-  std::string architecture;    // config "architectures"[0], e.g. "LlamaForCausalLM"
-  std::string format;          // "safetensors" or "gguf"
+  std::string architecture;  // config "architectures"[0], e.g. "LlamaForCausalLM"
+  std::string format;        // "safetensors" or "gguf"
   std::string path;
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, intermediate_size = 0;
   int64_t context_length = 0;  // KV cache rows allocated

@@ -38,8 +38,7 @@ struct SelfAttention {
   // x[n, hidden] at positions n_past .. n_past + n - 1 -> y[n, hidden]. Writes this layer's
   // k/v rows n_past.. into the cache. scratch holds 2 * n * n_heads * head_dim floats.
   void forward(Backend& be, const Rope& rope, float* k_cache, float* v_cache, const float* x,
-               int64_t n, int64_t n_past, const int32_t* positions, float* scratch,
-               float* y) const;
+               int64_t n, int64_t n_past, const int32_t* positions, float* scratch, float* y) const;
 };
 
 }  // namespace af::nn

@@ -11,8 +11,8 @@ namespace af::nn {
 
 // y[m, out] = x[m, in] · weightᵀ + bias
 struct Linear {
-  Tensor weight;             // [out, in], any matmul dtype
-  std::vector<float> bias;   // [out] or empty
+  Tensor weight;            // [out, in], any matmul dtype
+  std::vector<float> bias;  // [out] or empty
   int64_t in = 0, out = 0;
 
   static Linear load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias);

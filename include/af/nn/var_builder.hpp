@@ -3,8 +3,8 @@
 //   VarBuilder layer = vb.sub("model").sub("layers").sub(i);
 //   Tensor w = layer.sub("self_attn").tensor("q_proj.weight", {n_heads * head_dim, hidden});
 // Every lookup checks presence and shape and names the full tensor on error.
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>

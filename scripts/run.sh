@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set-up, build, then generate. Without arguments: greedy generation from stories260K (in
+# ../shared/testdata) after "Once upon a time". With arguments: they go to `af-cli run`, e.g.
+#   scripts/run.sh -m /path/to/Qwen2-0.5B -p "Hello" -n 64
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/setup.sh"
+BUILD_DIR=$root/build NINJA_TARGETS=af-cli "$root/scripts/build.sh"
+testdata=${AF_TESTDATA:-$root/../shared/testdata}
+if (($# == 0)); then
+  set -- -m "$testdata/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 128 --temp 0
+fi
+exec "$root/build/apps/cli/af-cli" run "$@"
