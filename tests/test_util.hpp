@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -26,6 +27,15 @@ inline std::string source_dir() {
 inline std::string testdata_dir() {
   if (const char* env = std::getenv("AF_TESTDATA")) return env;
   return source_dir() + "/../shared/testdata";
+}
+
+// n uniform floats in [lo, hi), reproducible from seed.
+inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
 }
 
 inline std::string fixtures_dir() { return source_dir() + "/tests/fixtures"; }

@@ -7,7 +7,9 @@ re-implements OpenBMB's ``modeling_minicpm.py`` scaling scheme), randomised with
 fixed seeds, and written to ``tests/fixtures/models/<name>/``:
 
     config.json            HF config (save_pretrained; hand-written for MiniCPM*)
-    model.safetensors      HF weights (save_pretrained, safe_serialization=True)
+    model.safetensors      HF weights (save_pretrained, safe_serialization=True);
+                           llama_f16_sharded instead has model.safetensors.index.json
+                           + model-0000k-of-0000n.safetensors (max_shard_size)
     <name>.gguf            GGUF written with gguf-py's GGUFWriter following the
                            conventions of llama.cpp's convert_hf_to_gguf.py
                            (tensor names, q/k row permutation, metadata keys);
@@ -18,7 +20,7 @@ fixed seeds, and written to ``tests/fixtures/models/<name>/``:
                            (no BOS added)
 
 Reference names:
-    transformers_f32   transformers forward in float32 (BF16 weights upcast to f32)
+    transformers_f32   transformers forward in float32 (BF16/F16 weights upcast to f32)
     transformers_bf16  (BF16 models only) transformers running natively in
                        torch.bfloat16, logits cast to float32
     llamacpp           llama.cpp (llama-cpp-python) on <name>.gguf,
@@ -116,6 +118,15 @@ SPECS = [
             "original_max_position_embeddings": MAX_POS,
         },
         model_type="minicpm4", architectures=["MiniCPM4ForCausalLM"],
+    ),
+    dict(
+        # F16 weights, HF folder saved *sharded* (model.safetensors.index.json +
+        # model-0000k-of-0000n.safetensors, no model.safetensors); GGUF with F16
+        # matrices and F32 norms (convert_hf_to_gguf.py --outtype f16).
+        name="llama_f16_sharded", kind="llama", seed=1006, dtype="f16",
+        heads=4, kv_heads=2, ffn=64, tied=False, eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        max_shard_size="100KB",
     ),
 ]
 
@@ -236,9 +247,9 @@ def build_model(spec):
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.08 * torch.randn(p.shape, generator=g))
-    if spec["dtype"] == "bf16":
-        # weights are stored in BF16; only parameters are cast (saving only)
-        model = model.to(torch.bfloat16)
+    if spec["dtype"] in ("bf16", "f16"):
+        # weights are stored in BF16/F16; only parameters are cast (saving only)
+        model = model.to(torch.bfloat16 if spec["dtype"] == "bf16" else torch.float16)
     model.eval()
     return model
 
@@ -283,7 +294,13 @@ def state_dict_f32(model):
 # ---------------------------------------------------------------------------
 def write_hf(spec, model, d: Path):
     if spec["kind"] != "minicpm":
-        model.save_pretrained(d, safe_serialization=True)
+        if "max_shard_size" in spec:
+            model.save_pretrained(d, safe_serialization=True, max_shard_size=spec["max_shard_size"])
+            shards = sorted(p.name for p in d.glob("model-*-of-*.safetensors"))
+            assert (d / "model.safetensors.index.json").exists() and 2 <= len(shards) <= 3, shards
+            assert not (d / "model.safetensors").exists()
+        else:
+            model.save_pretrained(d, safe_serialization=True)
         gen = d / "generation_config.json"
         if gen.exists():
             gen.unlink()
@@ -388,6 +405,7 @@ def write_gguf(spec, sd: dict, path: Path):
     kind = spec["kind"]
     arch = {"llama": "llama", "qwen2": "qwen2", "minicpm": "minicpm"}[kind]
     bf16 = spec["dtype"] == "bf16"
+    f16 = spec["dtype"] == "f16"
     head_dim = HIDDEN // spec["heads"]
     w = gguf.GGUFWriter(str(path), arch)
 
@@ -414,7 +432,8 @@ def write_gguf(spec, sd: dict, path: Path):
         # transformers>=5 configs carry head_dim -> converter writes key/value length
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else gguf.LlamaFileType.ALL_F32)
+    w.add_file_type(gguf.LlamaFileType.MOSTLY_BF16 if bf16 else
+                    gguf.LlamaFileType.MOSTLY_F16 if f16 else gguf.LlamaFileType.ALL_F32)
     if kind == "llama":
         w.add_vocab_size(VOCAB)
     # converter writes rope.dimension_count only for llama; we write it for all
@@ -461,6 +480,9 @@ def write_gguf(spec, sd: dict, path: Path):
         if bf16 and a.ndim >= 2:
             w.add_tensor(gname, gguf.quants.quantize(a, gguf.GGMLQuantizationType.BF16),
                          raw_dtype=gguf.GGMLQuantizationType.BF16)
+        elif f16 and a.ndim >= 2:
+            # weights are already exactly representable in f16 (stored as F16)
+            w.add_tensor(gname, a.astype(np.float16))
         else:
             w.add_tensor(gname, a)
 
@@ -486,11 +508,11 @@ def llamacpp_logits(gguf_path: Path, ids, kv_f32=True):
     return scores
 
 
-def tol_hint(diff):
-    """Round 4x the observed difference up to 1 or 2 or 5 x 10^k (at least 1e-4)."""
-    x = max(1e-4, 4 * diff)
+def tol_hint(diff, factor=4, mantissas=(1, 2, 5, 10)):
+    """Round factor x the observed difference up to 1 or 2 or 5 x 10^k (at least 1e-4)."""
+    x = max(1e-4, factor * diff)
     e = math.floor(math.log10(x))
-    for m in (1, 2, 5, 10):
+    for m in mantissas:
         if m * 10 ** e >= x:
             return float(f"{m * 10 ** e:.0e}")
     return x
@@ -514,8 +536,10 @@ def make_one(spec, out_root: Path, ids, skip_llamacpp: bool, log):
     arrays["transformers_f32"] = f32
     refs["transformers_f32"] = dict(
         file="logits_transformers_f32.bin",
-        dtype_note=("transformers forward in float32; the BF16 weights upcast exactly to float32"
-                    if spec["dtype"] == "bf16" else "transformers forward in float32, F32 weights"),
+        dtype_note={"bf16": "transformers forward in float32; the BF16 weights upcast exactly to float32",
+                    "f16": "transformers forward in float32; the F16 weights upcast exactly to float32 "
+                           "(from_pretrained(dtype=float32) of the sharded folder)",
+                    "f32": "transformers forward in float32, F32 weights"}[spec["dtype"]],
         tolerance_hint=1e-4)
     if spec["dtype"] == "bf16":
         bf = forward_logits(load_reference_model(spec, d, torch.bfloat16), ids)
@@ -534,8 +558,12 @@ def make_one(spec, out_root: Path, ids, skip_llamacpp: bool, log):
                 "n_threads=2, F32 KV cache, flash_attn off" % name)
         if spec["dtype"] == "bf16":
             note += "; BF16 matrices (ggml CPU converts activations to bf16 for BF16 mat-muls)"
+        if spec["dtype"] == "f16":
+            note += "; F16 matrices (ggml CPU converts activations to f16 for F16 mat-muls)"
+        # F16 fixture: a tighter hint (about 2-4x the observed difference)
+        hint = tol_hint(diff, 3, (1, 1.5, 2, 3, 4, 5, 6, 8, 10)) if spec["dtype"] == "f16" else tol_hint(diff)
         refs["llamacpp"] = dict(file="logits_llamacpp.bin", dtype_note=note,
-                                tolerance_hint=tol_hint(diff), max_abs_diff_vs_transformers_f32=diff)
+                                tolerance_hint=hint, max_abs_diff_vs_transformers_f32=diff)
         log(f"{name}: max|llamacpp - transformers_f32| = {diff:.3e}")
         if spec["dtype"] == "bf16":
             d2 = float(np.abs(lc - arrays["transformers_bf16"]).max())
@@ -558,7 +586,7 @@ def make_one(spec, out_root: Path, ids, skip_llamacpp: bool, log):
         "architecture": spec["architectures"][0] if spec["kind"] == "minicpm"
         else {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[spec["kind"]],
         "gguf": f"{name}.gguf",
-        "weights_dtype": "bfloat16" if spec["dtype"] == "bf16" else "float32",
+        "weights_dtype": {"bf16": "bfloat16", "f16": "float16", "f32": "float32"}[spec["dtype"]],
         "ids": ids,
         "vocab_size": VOCAB,
         "logits": refs,

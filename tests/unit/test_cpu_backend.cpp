@@ -12,19 +12,14 @@
 
 #include "af/core/error.hpp"
 #include "af/core/half.hpp"
+#include "test_util.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/thread_pool.hpp"
 
 namespace af::cpu {
 namespace {
 
-std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using test::random_floats;
 
 // A [rows, cols] tensor of `dtype` holding `values` (rounded to the dtype).
 Tensor make_tensor(DType dtype, int64_t rows, int64_t cols, const std::vector<float>& values) {

@@ -9,19 +9,14 @@
 #include <vector>
 
 #include "af/core/half.hpp"
+#include "test_util.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/dispatch.hpp"
 
 namespace af::cpu {
 namespace {
 
-std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using test::random_floats;
 
 // The SIMD tables to check (the scalar table is the oracle itself).
 std::vector<Isa> simd_isas() {
