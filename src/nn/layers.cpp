@@ -1,12 +1,26 @@
 #include "af/nn/layers.hpp"
 
+#include "af/core/error.hpp"
+
 namespace af::nn {
+namespace {
+
+// Fail at load, naming the tensor, rather than at the first forward.
+Tensor dense_weight(const VarBuilder& vb, const Shape& shape) {
+  Tensor t = vb.tensor("weight", shape);
+  AF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
+           ErrorCode::kUnsupported, "nn", vb.path("weight"), " is stored as ", name(t.dtype()),
+           "; computing with quantized weights is not available yet (f32, f16, bf16 are)");
+  return t;
+}
+
+}  // namespace
 
 Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias) {
   Linear l;
   l.in = in;
   l.out = out;
-  l.weight = vb.tensor("weight", {out, in});
+  l.weight = dense_weight(vb, {out, in});
   if (with_bias) l.bias = vb.f32("bias", {out});
   return l;
 }
@@ -16,7 +30,7 @@ RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {
 }
 
 Embedding Embedding::load(const VarBuilder& vb, int64_t vocab, int64_t dim) {
-  return Embedding{vb.tensor("weight", {vocab, dim})};
+  return Embedding{dense_weight(vb, {vocab, dim})};
 }
 
 GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias) {
