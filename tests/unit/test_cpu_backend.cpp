@@ -12,9 +12,9 @@
 
 #include "af/core/error.hpp"
 #include "af/core/half.hpp"
-#include "test_util.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/thread_pool.hpp"
+#include "test_util.hpp"
 
 namespace af::cpu {
 namespace {

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "af/core/half.hpp"
-#include "test_util.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "test_util.hpp"
 
 namespace af::cpu {
 namespace {
