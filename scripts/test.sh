@@ -19,10 +19,12 @@ BUILD_DIR=$root/build-asan BUILD_TYPE=RelWithDebInfo NINJA_TARGETS=af_unit_tests
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$root/build-asan/tests/af_unit_tests" \
   --gtest_brief=1
 
-echo "== fuzzing the file parsers (${AF_FUZZ_SECONDS:-30} s each)"
-CC=clang CXX=clang++ BUILD_DIR=$root/build-fuzz NINJA_TARGETS="fuzz_gguf fuzz_safetensors" \
+# Every tests/fuzz/fuzz_*.cpp is a target.
+fuzz_targets=$(cd "$root/tests/fuzz" && ls fuzz_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')
+echo "== fuzzing the parsers (${AF_FUZZ_SECONDS:-30} s each): $fuzz_targets"
+CC=clang CXX=clang++ BUILD_DIR=$root/build-fuzz NINJA_TARGETS="$fuzz_targets" \
   "$root/scripts/build.sh" -DAF_FUZZ=ON -DAF_BUILD_TESTS=ON
-for target in fuzz_gguf fuzz_safetensors; do
+for target in $fuzz_targets; do
   corpus=$(mktemp -d)
   log=$(mktemp)
   cp "$root/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
