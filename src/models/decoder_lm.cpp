@@ -12,6 +12,21 @@ namespace {
 // bounded (about kChunk * (4 * hidden + 2 * intermediate) floats) whatever the prompt length.
 constexpr int64_t kChunk = 512;
 
+class DecoderSequence final : public SequenceState {
+ public:
+  DecoderSequence(int64_t n_layers, int64_t context, int64_t kv_dim)
+      : cache(n_layers, context, kv_dim) {}
+  int64_t n_past() const override { return length; }
+  int64_t capacity() const override { return cache.max_seq(); }
+  void truncate(int64_t n) override {
+    AF_CHECK(n >= 0, ErrorCode::kInvalidArgument, "model", "negative truncate length ", n);
+    length = std::min(length, n);
+  }
+
+  nn::KvCache cache;
+  int64_t length = 0;
+};
+
 class DecoderLM final : public CausalLM {
  public:
   DecoderLM(io::ModelFiles files, DecoderSpec spec, DecoderWeights weights, nn::Rope rope,
@@ -21,70 +36,170 @@ class DecoderLM final : public CausalLM {
         w_(std::move(weights)),
         rope_(std::move(rope)),
         be_(std::move(backend)),
-        cache_(spec.num_layers, context, spec.num_kv_heads * spec.head_dim),
+        context_(context),
+        own_(spec.num_layers, context, spec.num_kv_heads * spec.head_dim),
         info_(std::move(info)) {}
 
   ModelConfig config() const override {
     return {spec_.vocab_size, spec_.max_position_embeddings, spec_.hidden_size, spec_.num_layers};
   }
   const ModelInfo& info() const override { return info_; }
-  int64_t n_past() const override { return n_past_; }
-  void truncate(int64_t n) override {
-    AF_CHECK(n >= 0, ErrorCode::kInvalidArgument, "model", "negative truncate length ", n);
-    n_past_ = std::min(n_past_, n);
-  }
+  int64_t n_past() const override { return own_.length; }
+  void truncate(int64_t n) override { own_.truncate(n); }
 
   std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
-    const auto n_total = static_cast<int64_t>(ids.size());
-    AF_CHECK(n_total > 0, ErrorCode::kInvalidArgument, "model", "forward needs at least one id");
-    for (int32_t id : ids) {
-      AF_CHECK(id >= 0 && id < spec_.vocab_size, ErrorCode::kInvalidArgument, "model", "token id ",
-               id, " is outside the vocabulary of ", spec_.vocab_size);
+    const BatchItem item{&own_, ids, all_logits};
+    return run(std::span(&item, 1));
+  }
+
+  std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
+    AF_CHECK(context_length >= 0, ErrorCode::kInvalidArgument, "model", "negative context length ",
+             context_length);
+    return std::make_unique<DecoderSequence>(spec_.num_layers,
+                                             context_length > 0 ? context_length : context_,
+                                             spec_.num_kv_heads * spec_.head_dim);
+  }
+
+  std::vector<float> forward_batch(std::span<const BatchItem> items) override {
+    for (const BatchItem& item : items) {
+      AF_CHECK(item.sequence != &own_ && dynamic_cast<DecoderSequence*>(item.sequence),
+               ErrorCode::kInvalidArgument, "model",
+               "forward_batch needs sequences made by this model's new_sequence()");
     }
-    AF_CHECK(n_past_ + n_total <= cache_.max_seq(), ErrorCode::kOutOfRange, "model",
-             "context full: ", n_past_, " cached + ", n_total, " new tokens exceed the context of ",
-             cache_.max_seq(), " (raise the context length)");
-    const int64_t out_rows = all_logits ? n_total : 1;
+    return run(items);
+  }
+
+ private:
+  // A contiguous run of one item's ids inside a chunk.
+  struct Piece {
+    size_t item;
+    int64_t offset, n;
+  };
+
+  std::vector<float> run(std::span<const BatchItem> items) {
+    AF_CHECK(!items.empty(), ErrorCode::kInvalidArgument, "model", "forward needs at least one id");
+    int64_t out_rows = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const BatchItem& item = items[i];
+      const auto n = static_cast<int64_t>(item.ids.size());
+      AF_CHECK(n > 0, ErrorCode::kInvalidArgument, "model", "forward needs at least one id",
+               items.size() > 1 ? " (batch item " + std::to_string(i) + ")" : std::string());
+      for (int32_t id : item.ids) {
+        AF_CHECK(id >= 0 && id < spec_.vocab_size, ErrorCode::kInvalidArgument, "model",
+                 "token id ", id, " is outside the vocabulary of ", spec_.vocab_size);
+      }
+      const auto* seq = static_cast<const DecoderSequence*>(item.sequence);
+      AF_CHECK(seq->length + n <= seq->cache.max_seq(), ErrorCode::kOutOfRange, "model",
+               "context full: ", seq->length, " cached + ", n, " new tokens exceed the context of ",
+               seq->cache.max_seq(), " (raise the context length)");
+      for (size_t j = 0; j < i; ++j) {
+        AF_CHECK(items[j].sequence != item.sequence, ErrorCode::kInvalidArgument, "model",
+                 "a sequence appears twice in one batch (items ", j, " and ", i, ")");
+      }
+      out_rows += item.all_logits ? n : 1;
+    }
     std::vector<float> logits(static_cast<size_t>(out_rows * spec_.vocab_size));
-    for (int64_t begin = 0; begin < n_total; begin += kChunk) {
-      const int64_t n = std::min(kChunk, n_total - begin);
-      const bool last_chunk = begin + n == n_total;
-      float* out = all_logits ? logits.data() + begin * spec_.vocab_size
-                              : (last_chunk ? logits.data() : nullptr);
-      run_chunk(ids.data() + begin, n, all_logits, out);
+    // Output row of each item's first logits row.
+    std::vector<int64_t> out_row(items.size());
+    for (size_t i = 0, row = 0; i < items.size(); ++i) {
+      out_row[i] = static_cast<int64_t>(row);
+      row += items[i].all_logits ? items[i].ids.size() : 1;
+    }
+    // Pack the ids into chunks of at most kChunk tokens; an item may span several chunks.
+    std::vector<int64_t> done(items.size(), 0);
+    std::vector<Piece> pieces;
+    for (;;) {
+      pieces.clear();
+      int64_t rows = 0;
+      for (size_t i = 0; i < items.size() && rows < kChunk; ++i) {
+        const auto left = static_cast<int64_t>(items[i].ids.size()) - done[i];
+        if (left == 0) continue;
+        const int64_t take = std::min(left, kChunk - rows);
+        pieces.push_back({i, done[i], take});
+        done[i] += take;
+        rows += take;
+      }
+      if (pieces.empty()) break;
+      run_chunk(items, pieces, rows, out_row, logits.data());
     }
     return logits;
   }
 
- private:
-  // Runs n tokens; writes logits of all n rows (all_rows) or of the last row into out (if set).
-  void run_chunk(const int32_t* ids, int64_t n, bool all_rows, float* out) {
+  void run_chunk(std::span<const BatchItem> items, const std::vector<Piece>& pieces, int64_t n,
+                 const std::vector<int64_t>& out_row, float* logits) {
     const int64_t hidden = spec_.hidden_size;
     reserve(n);
-    for (int64_t t = 0; t < n; ++t)
-      positions_[static_cast<size_t>(t)] = static_cast<int32_t>(n_past_ + t);
+    segments_.clear();
+    int64_t row = 0;
+    for (const Piece& p : pieces) {
+      const BatchItem& item = items[p.item];
+      auto* seq = static_cast<DecoderSequence*>(item.sequence);
+      const int64_t n_past = seq->length;  // advanced after each chunk
+      for (int64_t t = 0; t < p.n; ++t) {
+        ids_[static_cast<size_t>(row + t)] = item.ids[static_cast<size_t>(p.offset + t)];
+        positions_[static_cast<size_t>(row + t)] = static_cast<int32_t>(n_past + t);
+      }
+      segments_.push_back({nullptr, nullptr, row, p.n, n_past});
+      row += p.n;
+    }
 
     float* x = x_.data();  // [n, hidden] residual stream
     float* h = h_.data();  // [n, hidden] normed input / sublayer output
-    w_.embed_tokens.forward(*be_, ids, n, x);
+    w_.embed_tokens.forward(*be_, ids_.data(), n, x);
     if (spec_.embed_scale != 1.0f) be_->scale(x, spec_.embed_scale, n * hidden);
     for (int64_t l = 0; l < spec_.num_layers; ++l) {
       const DecoderWeights::Layer& layer = w_.layers[static_cast<size_t>(l)];
+      for (size_t s = 0; s < pieces.size(); ++s) {
+        auto* seq = static_cast<DecoderSequence*>(items[pieces[s].item].sequence);
+        segments_[s].k_cache = seq->cache.k(l);
+        segments_[s].v_cache = seq->cache.v(l);
+      }
       layer.input_layernorm.forward(*be_, x, n, h);
-      layer.self_attn.forward(*be_, rope_, cache_.k(l), cache_.v(l), h, n, n_past_,
-                              positions_.data(), scratch_.data(), h);
+      layer.self_attn.forward_batch(*be_, rope_, segments_.data(),
+                                    static_cast<int64_t>(segments_.size()), h, n, positions_.data(),
+                                    scratch_.data(), h);
       be_->add_scaled(x, h, spec_.residual_scale, n * hidden);
       layer.post_attention_layernorm.forward(*be_, x, n, h);
       layer.mlp.forward(*be_, h, n, scratch_.data(), h);
       be_->add_scaled(x, h, spec_.residual_scale, n * hidden);
     }
-    n_past_ += n;
-    if (!out) return;
-    const int64_t rows = all_rows ? n : 1;
-    const float* last = x + (n - rows) * hidden;
-    w_.norm.forward(*be_, last, rows, h);
-    if (spec_.logit_divisor != 1.0f) be_->scale(h, 1.0f / spec_.logit_divisor, rows * hidden);
-    w_.lm_head.forward(*be_, h, rows, out);
+
+    // Rows whose logits are wanted: all rows of all_logits items, else an item's last id.
+    int64_t out_n = 0;
+    for (size_t s = 0; s < pieces.size(); ++s) {
+      const Piece& p = pieces[s];
+      const BatchItem& item = items[p.item];
+      const bool last_piece = p.offset + p.n == static_cast<int64_t>(item.ids.size());
+      const int64_t first = item.all_logits ? 0 : (last_piece ? p.n - 1 : p.n);
+      for (int64_t t = first; t < p.n; ++t) {
+        std::memcpy(h + out_n * hidden, x + (segments_[s].row_begin + t) * hidden,
+                    static_cast<size_t>(hidden) * sizeof(float));
+        out_dest_[static_cast<size_t>(out_n++)] =
+            out_row[p.item] + (item.all_logits ? p.offset + t : 0);
+      }
+    }
+    for (const Piece& p : pieces)
+      static_cast<DecoderSequence*>(items[p.item].sequence)->length += p.n;
+    if (out_n == 0) return;
+    w_.norm.forward(*be_, h, out_n, h);
+    if (spec_.logit_divisor != 1.0f) be_->scale(h, 1.0f / spec_.logit_divisor, out_n * hidden);
+    const bool contiguous = [&] {
+      for (int64_t r = 1; r < out_n; ++r)
+        if (out_dest_[static_cast<size_t>(r)] != out_dest_[0] + r) return false;
+      return true;
+    }();
+    const int64_t vocab = spec_.vocab_size;
+    if (contiguous) {
+      w_.lm_head.forward(*be_, h, out_n, logits + out_dest_[0] * vocab);
+      return;
+    }
+    if (static_cast<int64_t>(logit_rows_.size()) < out_n * vocab)
+      logit_rows_.resize(static_cast<size_t>(out_n * vocab));
+    w_.lm_head.forward(*be_, h, out_n, logit_rows_.data());
+    for (int64_t r = 0; r < out_n; ++r) {
+      std::memcpy(logits + out_dest_[static_cast<size_t>(r)] * vocab,
+                  logit_rows_.data() + r * vocab, static_cast<size_t>(vocab) * sizeof(float));
+    }
   }
 
   void reserve(int64_t n) {
@@ -92,10 +207,15 @@ class DecoderLM final : public CausalLM {
       if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
     };
     const int64_t q_dim = spec_.num_heads * spec_.head_dim;
+    const int64_t kv_dim = spec_.num_kv_heads * spec_.head_dim;
     need(x_, n * spec_.hidden_size);
     need(h_, n * std::max(spec_.hidden_size, q_dim));
-    need(scratch_, n * 2 * std::max(q_dim, spec_.intermediate_size));
-    if (static_cast<int64_t>(positions_.size()) < n) positions_.resize(static_cast<size_t>(n));
+    need(scratch_, n * std::max(2 * q_dim + 2 * kv_dim, 2 * spec_.intermediate_size));
+    if (static_cast<int64_t>(positions_.size()) < n) {
+      positions_.resize(static_cast<size_t>(n));
+      ids_.resize(static_cast<size_t>(n));
+      out_dest_.resize(static_cast<size_t>(n));
+    }
   }
 
   io::ModelFiles files_;
@@ -103,11 +223,13 @@ class DecoderLM final : public CausalLM {
   DecoderWeights w_;
   nn::Rope rope_;
   std::unique_ptr<Backend> be_;
-  nn::KvCache cache_;
+  int64_t context_;
+  DecoderSequence own_;
   ModelInfo info_;
-  int64_t n_past_ = 0;
-  std::vector<float> x_, h_, scratch_;
-  std::vector<int32_t> positions_;
+  std::vector<float> x_, h_, scratch_, logit_rows_;
+  std::vector<int32_t> positions_, ids_;
+  std::vector<int64_t> out_dest_;
+  std::vector<nn::SelfAttention::Segment> segments_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "af/core/error.hpp"
 
@@ -58,6 +59,32 @@ void SelfAttention::forward(Backend& be, const Rope& rope, float* k_cache, float
   be.attention(q, k_cache, v_cache, n, n_past, n_heads, n_kv_heads, head_dim,
                1.0f / std::sqrt(static_cast<float>(head_dim)), attn);
   o_proj.forward(be, attn, n, y);
+}
+
+void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* segments,
+                                  int64_t n_segments, const float* x, int64_t rows,
+                                  const int32_t* positions, float* scratch, float* y) const {
+  const int64_t q_dim = n_heads * head_dim;
+  const int64_t kv_dim = n_kv_heads * head_dim;
+  float* q = scratch;                    // [rows, q_dim]
+  float* attn = q + rows * q_dim;        // [rows, q_dim]
+  float* k_new = attn + rows * q_dim;    // [rows, kv_dim]
+  float* v_new = k_new + rows * kv_dim;  // [rows, kv_dim]
+  q_proj.forward(be, x, rows, q);
+  k_proj.forward(be, x, rows, k_new);
+  v_proj.forward(be, x, rows, v_new);
+  rope.apply(be, q, rows, n_heads, positions);
+  rope.apply(be, k_new, rows, n_kv_heads, positions);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (int64_t s = 0; s < n_segments; ++s) {
+    const Segment& seg = segments[s];
+    const size_t bytes = static_cast<size_t>(seg.n * kv_dim) * sizeof(float);
+    std::memcpy(seg.k_cache + seg.n_past * kv_dim, k_new + seg.row_begin * kv_dim, bytes);
+    std::memcpy(seg.v_cache + seg.n_past * kv_dim, v_new + seg.row_begin * kv_dim, bytes);
+    be.attention(q + seg.row_begin * q_dim, seg.k_cache, seg.v_cache, seg.n, seg.n_past, n_heads,
+                 n_kv_heads, head_dim, scale, attn + seg.row_begin * q_dim);
+  }
+  o_proj.forward(be, attn, rows, y);
 }
 
 }  // namespace af::nn

@@ -30,8 +30,35 @@ struct ModelInfo {
   std::vector<int32_t> eos_token_ids;
 };
 
+// One sequence's own KV cache and length, for running several sequences through one model
+// (batched decoding in a server). Created by CausalLM::new_sequence, used with forward_batch.
+class SequenceState {
+ public:
+  virtual ~SequenceState() = default;
+  virtual int64_t n_past() const = 0;
+  virtual int64_t capacity() const = 0;  // KV cache rows
+  // Forgets cached positions >= n (keeps a common prefix for reuse).
+  virtual void truncate(int64_t n) = 0;
+};
+
+struct BatchItem {
+  SequenceState* sequence = nullptr;
+  std::span<const int32_t> ids;  // appended at positions sequence->n_past() ..
+  bool all_logits = false;       // logits for every id, or for the last one only
+};
+
 class CausalLM : public Model {
  public:
+  // A fresh sequence with its own KV cache of context_length rows (0: the model's context).
+  // Cache memory is reserved lazily, so idle capacity costs address space, not RAM.
+  virtual std::unique_ptr<SequenceState> new_sequence(int64_t context_length = 0) = 0;
+  // Runs several sequences in one pass over the weights: the matrix products see the tokens of
+  // all items at once, attention reads each item's own cache. Returns the logits of the items
+  // one after another: ids.size() rows for an all_logits item, 1 row otherwise (vocab floats
+  // each). Validates every item (ids in range, capacity, no sequence twice) before changing any
+  // state. The model's own sequence (forward / n_past / truncate) is not touched.
+  virtual std::vector<float> forward_batch(std::span<const BatchItem> items) = 0;
+
   // Appends ids (positions n_past() ..) and returns logits: [ids.size(), vocab] when
   // all_logits, else [1, vocab] for the last position. Throws before changing any state if an
   // id is out of range or the context would overflow.

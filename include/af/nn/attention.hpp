@@ -39,6 +39,19 @@ struct SelfAttention {
   // k/v rows n_past.. into the cache. scratch holds 2 * n * n_heads * head_dim floats.
   void forward(Backend& be, const Rope& rope, float* k_cache, float* v_cache, const float* x,
                int64_t n, int64_t n_past, const int32_t* positions, float* scratch, float* y) const;
+
+  // Several sequences in one batch: rows [row_begin, row_begin + n) of x belong to the sequence
+  // whose layer cache is k_cache / v_cache, at positions n_past ... The projections run once over
+  // all rows; attention runs per segment. scratch holds
+  // rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
+  struct Segment {
+    float* k_cache;
+    float* v_cache;
+    int64_t row_begin, n, n_past;
+  };
+  void forward_batch(Backend& be, const Rope& rope, const Segment* segments, int64_t n_segments,
+                     const float* x, int64_t rows, const int32_t* positions, float* scratch,
+                     float* y) const;
 };
 
 }  // namespace af::nn
