@@ -64,7 +64,8 @@ Command add_run(CLI::App& app) {
     if (tokenizer->eos_id() >= 0) eos.push_back(tokenizer->eos_id());
 
     const uint64_t seed = o->seed >= 0 ? static_cast<uint64_t>(o->seed) : std::random_device{}();
-    ops::Sampler sampler({o->temp, o->top_k, o->top_p, seed});
+    ops::Sampler sampler(
+        {.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = seed});
     tok::StreamDecoder stream(*tokenizer);
     const auto t_prefill = Clock::now();
     std::vector<float> logits = model->forward_step(prompt);
@@ -73,7 +74,7 @@ Command add_run(CLI::App& app) {
     std::vector<int32_t> generated;
     const int64_t context = model->info().context_length;
     for (int i = 0; i < o->n_predict; ++i) {
-      const int32_t id = sampler.sample(logits);
+      const int32_t id = sampler.sample(logits).id;
       if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
         stop_reason = "eos";
         break;
