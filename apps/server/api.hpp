@@ -1,0 +1,75 @@
+#pragma once
+// The OpenAI request bodies af-server accepts, parsed and validated into plain structs, and the
+// error object it answers with. No HTTP and no model here, so the parser can be unit-tested and
+// fuzzed on its own.
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "af/ops/sampling.hpp"
+
+namespace af::server {
+
+// An answer other than 200: HTTP status plus OpenAI's {"error": {message, type, param, code}}.
+struct ApiError : std::exception {
+  ApiError(int status, std::string message, std::string type = "invalid_request_error",
+           std::string param = {}, std::string code = {})
+      : status(status),
+        message(std::move(message)),
+        type(std::move(type)),
+        param(std::move(param)),
+        code(std::move(code)) {}
+  const char* what() const noexcept override { return message.c_str(); }
+
+  int status;
+  std::string message;
+  std::string type;
+  std::string param;  // empty: null
+  std::string code;   // empty: null
+};
+
+nlohmann::json error_body(const ApiError& error);
+
+enum class Endpoint { kChatCompletions, kCompletions };
+
+struct ChatMessage {
+  std::string role;     // system, developer, user, assistant, tool
+  std::string content;  // text parts joined
+};
+
+struct ApiLimits {
+  int max_n = 16;           // choices per request
+  int max_stop = 4;         // stop strings, as OpenAI
+  int max_prompts = 16;     // prompts in one /v1/completions request
+  int max_json_depth = 64;  // nesting of the request body
+};
+
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::kChatCompletions;
+  std::string model;
+  std::vector<ChatMessage> messages;             // chat
+  std::vector<std::string> prompt_texts;         // completions, prompts given as text ...
+  std::vector<std::vector<int32_t>> prompt_ids;  // ... or as token ids (one of the two)
+  int64_t max_tokens = -1;                       // -1: until EOS, stop or a full context
+  ops::SamplingParams sampling;                  // temperature defaults to 1, as OpenAI
+  bool has_seed = false;
+  std::vector<std::string> stop;
+  int n = 1;
+  bool logprobs = false;  // report the chosen tokens' logprobs (sampling.top_logprobs: how many
+                          // alternatives)
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool json_object = false;    // response_format {"type": "json_object"}
+};
+
+// Parses and validates a request body. Throws ApiError (400) naming the field at fault; the HTTP
+// layer limits the body size. Fields af-server does not use (user, store, metadata, tools, ...)
+// and unknown fields are ignored, as llama.cpp's and vLLM's servers do, so that clients sending
+// newer or vendor fields keep working.
+ApiRequest parse_request(Endpoint endpoint, std::string_view body, const ApiLimits& limits = {});
+
+}  // namespace af::server

@@ -1,0 +1,25 @@
+#pragma once
+// af-server: an OpenAI-compatible HTTP server over one model, with continuous batching.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace af::server {
+
+struct ServerOptions {
+  std::string model_path;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int parallel = 4;                    // slots generating together
+  int64_t ctx_size = 0;                // KV cache rows per slot; 0: the model's context
+  std::string api_key;                 // empty: no authentication
+  int threads = 0;                     // compute threads; 0: all cores
+  size_t max_body = 8 << 20;           // bytes; larger bodies get 413
+  double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
+};
+
+// Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit
+// code (0 after a signal, 1 when the model cannot be loaded or the address cannot be bound).
+int run_server(const ServerOptions& options);
+
+}  // namespace af::server

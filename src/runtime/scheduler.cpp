@@ -1,0 +1,432 @@
+#include "af/runtime/scheduler.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "af/core/error.hpp"
+#include "af/models/causal_lm.hpp"
+#include "af/tokenizer/tokenizer.hpp"
+#include "runtime/stop_matcher.hpp"
+
+namespace af::runtime {
+
+const char* finish_reason(StopCause cause) {
+  switch (cause) {
+    case StopCause::kEos:
+    case StopCause::kStopString:
+      return "stop";
+    case StopCause::kMaxTokens:
+    case StopCause::kContextFull:
+      return "length";
+    case StopCause::kCancelled:
+      return "cancelled";
+    case StopCause::kError:
+      return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  size_t i = 0;
+  while (i < n && a[i] == b[i]) ++i;
+  return i;
+}
+
+struct Queued {
+  uint64_t id;
+  GenerationRequest request;
+  Clock::time_point submitted;
+};
+
+// A request in a slot.
+struct Running {
+  Running(Queued&& q, const tok::Tokenizer& tokenizer)
+      : id(q.id),
+        request(std::move(q.request)),
+        submitted(q.submitted),
+        sampler(request.sampling),
+        decoder(tokenizer),
+        stop(request.stop),
+        history(request.prompt) {}
+
+  uint64_t id;
+  GenerationRequest request;
+  Clock::time_point submitted;
+  ops::Sampler sampler;
+  tok::StreamDecoder decoder;
+  StopMatcher stop;
+  std::vector<int32_t> history;  // prompt + generated: what the penalties look at
+  size_t prefill_pos = 0;        // next prompt index to compute
+  int32_t pending = -1;          // sampled and streamed, not yet in the cache
+  RequestResult result;
+  bool first_token = true;
+};
+
+struct Slot {
+  std::unique_ptr<models::SequenceState> sequence;
+  std::vector<int32_t> cached;  // the ids in the cache (size == sequence->n_past())
+  std::unique_ptr<Running> running;
+  uint64_t admitted = 0;  // admission order, for prefill fairness
+};
+
+}  // namespace
+
+struct Scheduler::Impl {
+  Impl(models::CausalLM& m, const tok::Tokenizer& t, const SchedulerOptions& o)
+      : model(m), tokenizer(t), options(o) {
+    AF_CHECK(options.parallel >= 1, ErrorCode::kInvalidArgument, "scheduler",
+             "parallel must be >= 1, got ", options.parallel);
+    AF_CHECK(options.prefill_chunk >= 1, ErrorCode::kInvalidArgument, "scheduler",
+             "prefill_chunk must be >= 1, got ", options.prefill_chunk);
+    const int64_t model_context = model.info().context_length;
+    context = options.slot_context > 0 ? options.slot_context : model_context;
+    vocab = model.config().vocab_size;
+    eos = model.info().eos_token_ids;
+    if (tokenizer.eos_id() >= 0) eos.push_back(tokenizer.eos_id());
+    for (int i = 0; i < options.parallel; ++i) {
+      Slot slot;
+      slot.sequence = model.new_sequence(context);
+      slots.push_back(std::move(slot));
+    }
+    context = slots.front().sequence->capacity();
+    thread = std::thread([this] { loop(); });
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    thread.join();
+  }
+
+  void loop();
+  void admit_locked();
+  void step();
+  void handle_token(Slot& slot, const float* logits);
+  void finish(Slot& slot, StopCause cause, std::string error = {});
+  void emit(Running& r, std::string text, const ops::SampledToken& sampled);
+
+  models::CausalLM& model;
+  const tok::Tokenizer& tokenizer;
+  SchedulerOptions options;
+  int64_t context = 0;
+  int64_t vocab = 0;
+  std::vector<int32_t> eos;
+  std::vector<Slot> slots;  // only the scheduler thread touches them
+
+  mutable std::mutex mutex;  // guards what follows
+  std::condition_variable wake;
+  std::deque<Queued> queue;
+  std::unordered_set<uint64_t> cancelled;
+  std::set<uint64_t> live;  // queued or running ids
+  bool stopping = false;
+  bool cancel_everything = false;
+  uint64_t next_id = 1;
+  uint64_t next_admission = 1;
+  SchedulerStats stats;
+  std::thread thread;
+};
+
+void Scheduler::Impl::emit(Running& r, std::string text, const ops::SampledToken& sampled) {
+  GeneratedToken token{sampled.id, sampled.logprob, sampled.top};
+  r.result.text += text;
+  r.result.tokens.push_back(token);
+  if (r.request.on_chunk) r.request.on_chunk(StreamChunk{std::move(text), std::move(token)});
+}
+
+void Scheduler::Impl::finish(Slot& slot, StopCause cause, std::string error) {
+  Running& r = *slot.running;
+  if (cause != StopCause::kStopString && cause != StopCause::kCancelled &&
+      cause != StopCause::kError) {
+    // What the decoder and the stop matcher still hold is part of the answer.
+    std::string rest = r.stop.finish(r.decoder.flush());
+    if (!rest.empty()) {
+      r.result.text += rest;
+      if (r.request.on_chunk) r.request.on_chunk(StreamChunk{std::move(rest), {-1, 0.0f, {}}});
+    }
+  }
+  const auto now = Clock::now();
+  r.result.cause = cause;
+  r.result.error = std::move(error);
+  r.result.total_seconds = seconds_between(r.submitted, now);
+  if (r.first_token) r.result.first_token_seconds = r.result.total_seconds;
+  {
+    std::lock_guard lock(mutex);
+    live.erase(r.id);
+    cancelled.erase(r.id);
+    stats.active -= 1;
+  }
+  auto done = std::move(r.request.on_done);
+  RequestResult result = std::move(r.result);
+  slot.running.reset();
+  if (done) done(result);
+}
+
+void Scheduler::Impl::handle_token(Slot& slot, const float* logits) {
+  Running& r = *slot.running;
+  const ops::SampledToken sampled =
+      r.sampler.sample({logits, static_cast<size_t>(vocab)}, r.history);
+  if (r.first_token) {
+    r.first_token = false;
+    r.result.first_token_seconds = seconds_between(r.submitted, Clock::now());
+  }
+  if (std::find(eos.begin(), eos.end(), sampled.id) != eos.end()) {
+    finish(slot, StopCause::kEos);
+    return;
+  }
+  {
+    std::lock_guard lock(mutex);
+    stats.generated_tokens += 1;
+  }
+  r.history.push_back(sampled.id);
+  const StopMatcher::Result matched = r.stop.push(r.decoder.push(sampled.id));
+  emit(r, matched.text, sampled);
+  const int64_t generated = static_cast<int64_t>(r.result.tokens.size());
+  if (matched.stopped) {
+    finish(slot, StopCause::kStopString);
+  } else if (r.request.max_tokens >= 0 && generated >= r.request.max_tokens) {
+    finish(slot, StopCause::kMaxTokens);
+  } else if (slot.sequence->n_past() >= context) {
+    finish(slot, StopCause::kContextFull);
+  } else {
+    r.pending = sampled.id;
+  }
+}
+
+void Scheduler::Impl::admit_locked() {
+  // Cancelled requests that never reached a slot.
+  for (auto it = queue.begin(); it != queue.end();) {
+    if (cancel_everything || cancelled.count(it->id)) {
+      RequestResult result;
+      result.cause = StopCause::kCancelled;
+      result.prompt_tokens = static_cast<int64_t>(it->request.prompt.size());
+      result.total_seconds = seconds_between(it->submitted, Clock::now());
+      auto done = std::move(it->request.on_done);
+      live.erase(it->id);
+      cancelled.erase(it->id);
+      it = queue.erase(it);
+      stats.queued -= 1;
+      if (done) done(result);  // callbacks must not call back into the scheduler
+    } else {
+      ++it;
+    }
+  }
+  while (!queue.empty()) {
+    Slot* best = nullptr;
+    size_t best_prefix = 0;
+    const std::vector<int32_t>& prompt = queue.front().request.prompt;
+    for (Slot& slot : slots) {
+      if (slot.running) continue;
+      const size_t prefix = common_prefix(slot.cached, prompt);
+      // Longest shared prefix; on ties the emptier cache, so long histories stay for reuse.
+      if (!best || prefix > best_prefix ||
+          (prefix == best_prefix && slot.cached.size() < best->cached.size())) {
+        best = &slot;
+        best_prefix = prefix;
+      }
+    }
+    if (!best) break;
+    Queued q = std::move(queue.front());
+    queue.pop_front();
+    stats.queued -= 1;
+    stats.active += 1;
+    // At least the last prompt token is computed again: its logits choose the first token.
+    const size_t reuse = std::min(best_prefix, q.request.prompt.size() - 1);
+    best->sequence->truncate(static_cast<int64_t>(reuse));
+    best->cached.resize(reuse);
+    best->admitted = next_admission++;
+    best->running = std::make_unique<Running>(std::move(q), tokenizer);
+    Running& r = *best->running;
+    r.prefill_pos = reuse;
+    r.result.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
+    r.result.cached_prompt_tokens = static_cast<int64_t>(reuse);
+    r.result.queue_seconds = seconds_between(r.submitted, Clock::now());
+    stats.prompt_tokens += r.result.prompt_tokens;
+    stats.prompt_tokens_computed += r.result.prompt_tokens - static_cast<int64_t>(reuse);
+  }
+}
+
+void Scheduler::Impl::step() {
+  // Cancellations of running requests free their slots before the batch is built.
+  {
+    std::unique_lock lock(mutex);
+    std::vector<Slot*> to_cancel;
+    for (Slot& slot : slots) {
+      if (slot.running && (cancel_everything || cancelled.count(slot.running->id))) {
+        to_cancel.push_back(&slot);
+      }
+    }
+    lock.unlock();
+    for (Slot* slot : to_cancel) finish(*slot, StopCause::kCancelled);
+  }
+
+  std::vector<models::BatchItem> items;
+  std::vector<Slot*> item_slots;
+  std::vector<bool> samples;  // the item's logits row picks a token
+  int64_t decodes = 0;
+  for (Slot& slot : slots) {
+    if (slot.running && slot.running->pending >= 0) {
+      items.push_back({slot.sequence.get(), {&slot.running->pending, 1}, false});
+      item_slots.push_back(&slot);
+      samples.push_back(true);
+      ++decodes;
+    }
+  }
+  std::vector<Slot*> prefilling;
+  for (Slot& slot : slots) {
+    if (slot.running && slot.running->pending < 0) prefilling.push_back(&slot);
+  }
+  std::sort(prefilling.begin(), prefilling.end(),
+            [](const Slot* a, const Slot* b) { return a->admitted < b->admitted; });
+  int64_t budget = options.prefill_chunk;
+  for (Slot* slot : prefilling) {
+    if (budget <= 0) break;
+    Running& r = *slot->running;
+    const size_t remaining = r.request.prompt.size() - r.prefill_pos;
+    const size_t n = std::min(remaining, static_cast<size_t>(budget));
+    items.push_back(
+        {slot->sequence.get(), std::span(r.request.prompt).subspan(r.prefill_pos, n), false});
+    item_slots.push_back(slot);
+    samples.push_back(n == remaining);
+    budget -= static_cast<int64_t>(n);
+  }
+  if (items.empty()) return;
+
+  const auto t0 = Clock::now();
+  std::vector<float> logits;
+  try {
+    logits = model.forward_batch(items);
+  } catch (const std::exception& e) {
+    for (Slot* slot : item_slots) {
+      slot->sequence->truncate(0);
+      slot->cached.clear();
+      finish(*slot, StopCause::kError, e.what());
+    }
+    return;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    Slot& slot = *item_slots[i];
+    slot.cached.insert(slot.cached.end(), items[i].ids.begin(), items[i].ids.end());
+    if (slot.running->pending < 0) slot.running->prefill_pos += items[i].ids.size();
+    slot.running->pending = -1;
+  }
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (samples[i]) handle_token(*item_slots[i], logits.data() + i * vocab);
+  }
+  const auto t1 = Clock::now();
+  std::lock_guard lock(mutex);
+  stats.steps += 1;
+  stats.busy_seconds += seconds_between(t0, t1);
+  if (decodes > 0) {
+    stats.generate_seconds += seconds_between(t0, t1);
+    stats.decode_tokens_in_steps += decodes;
+  }
+}
+
+void Scheduler::Impl::loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex);
+      wake.wait(lock, [&] {
+        if (stopping || !queue.empty()) return true;
+        for (const Slot& slot : slots) {
+          if (slot.running) return true;
+        }
+        return false;
+      });
+      if (stopping) cancel_everything = true;
+      admit_locked();
+    }
+    step();
+    std::lock_guard lock(mutex);
+    if (stopping) {
+      bool idle = queue.empty();
+      for (const Slot& slot : slots) idle = idle && !slot.running;
+      if (idle) return;
+    }
+  }
+}
+
+Scheduler::Scheduler(models::CausalLM& model, const tok::Tokenizer& tokenizer,
+                     const SchedulerOptions& options)
+    : impl_(std::make_unique<Impl>(model, tokenizer, options)) {}
+
+Scheduler::~Scheduler() = default;
+
+std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
+  Impl& s = *impl_;
+  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
+  AF_CHECK(n_prompt > 0, ErrorCode::kInvalidArgument, "scheduler", "the prompt is empty");
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    AF_CHECK(request.prompt[i] >= 0 && request.prompt[i] < s.vocab, ErrorCode::kInvalidArgument,
+             "scheduler", "prompt token ", i, " is ", request.prompt[i],
+             ", outside the vocabulary of ", s.vocab);
+  }
+  AF_CHECK(n_prompt < s.context, ErrorCode::kInvalidArgument, "scheduler", "the prompt has ",
+           n_prompt, " tokens, but the context holds ", s.context,
+           " (the prompt and at least one generated token must fit)");
+  AF_CHECK(request.max_tokens == -1 || request.max_tokens >= 1, ErrorCode::kInvalidArgument,
+           "scheduler", "max_tokens must be >= 1, got ", request.max_tokens);
+  AF_CHECK(request.max_tokens == -1 || n_prompt + request.max_tokens <= s.context,
+           ErrorCode::kInvalidArgument, "scheduler", "the prompt (", n_prompt,
+           " tokens) plus max_tokens (", request.max_tokens, ") exceeds the context of ", s.context,
+           " tokens");
+  for (const std::string& stop : request.stop) {
+    AF_CHECK(!stop.empty(), ErrorCode::kInvalidArgument, "scheduler",
+             "stop strings must not be empty");
+  }
+  for (const auto& [id, bias] : request.sampling.logit_bias) {
+    AF_CHECK(id >= 0 && id < s.vocab, ErrorCode::kInvalidArgument, "scheduler",
+             "logit_bias names token ", id, ", outside the vocabulary of ", s.vocab);
+  }
+  ops::Sampler check(request.sampling);  // throws on invalid parameters, naming the field
+
+  std::lock_guard lock(s.mutex);
+  if (s.stopping || s.queue.size() >= s.options.max_queue) return std::nullopt;
+  const uint64_t id = s.next_id++;
+  s.queue.push_back({id, std::move(request), Clock::now()});
+  s.live.insert(id);
+  s.stats.queued += 1;
+  s.wake.notify_all();
+  return id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->live.count(id)) impl_->cancelled.insert(id);
+  impl_->wake.notify_all();
+}
+
+void Scheduler::cancel_all() {
+  std::lock_guard lock(impl_->mutex);
+  impl_->cancelled.insert(impl_->live.begin(), impl_->live.end());
+  impl_->wake.notify_all();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
+
+int64_t Scheduler::slot_context() const { return impl_->context; }
+
+const SchedulerOptions& Scheduler::options() const { return impl_->options; }
+
+}  // namespace af::runtime

@@ -1,0 +1,191 @@
+// af-server's request parser: OpenAI's fields and defaults, and a 400 with the field named for
+// every kind of bad input.
+#include "api.hpp"
+#include "chat_prompt.hpp"
+#include "metrics.hpp"
+
+#include <gtest/gtest.h>
+
+namespace af::server {
+namespace {
+
+ApiError error_of(Endpoint endpoint, const std::string& body) {
+  try {
+    parse_request(endpoint, body);
+  } catch (const ApiError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error for " << body;
+  return ApiError(0, "");
+}
+
+constexpr Endpoint kChat = Endpoint::kChatCompletions;
+constexpr Endpoint kCompletion = Endpoint::kCompletions;
+
+TEST(ServerApi, ChatFieldsAndDefaults) {
+  const ApiRequest r = parse_request(kChat, R"({
+    "model": "m", "messages": [
+      {"role": "system", "content": "Be brief."},
+      {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}]},
+      {"role": "assistant", "content": null}],
+    "max_completion_tokens": 12, "temperature": 0.5, "top_p": 0.9, "top_k": 40, "min_p": 0.05,
+    "presence_penalty": 0.5, "frequency_penalty": -0.5, "repetition_penalty": 1.1,
+    "seed": 42, "stop": ["\n", "END"], "n": 3, "logprobs": true, "top_logprobs": 4,
+    "logit_bias": {"17": -100, "3": 2.5}, "stream": true, "stream_options": {"include_usage": true},
+    "response_format": {"type": "json_object"}, "user": "x", "some_future_field": {"a": 1}})");
+  ASSERT_EQ(r.messages.size(), 3u);
+  EXPECT_EQ(r.messages[1].content, "Hi there");
+  EXPECT_EQ(r.messages[2].content, "");
+  EXPECT_EQ(r.max_tokens, 12);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(r.sampling.min_p, 0.05f);
+  EXPECT_FLOAT_EQ(r.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.frequency_penalty, -0.5f);
+  EXPECT_FLOAT_EQ(r.sampling.repetition_penalty, 1.1f);
+  EXPECT_TRUE(r.has_seed);
+  EXPECT_EQ(r.sampling.seed, 42u);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n", "END"}));
+  EXPECT_EQ(r.n, 3);
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.sampling.top_logprobs, 4);
+  ASSERT_EQ(r.sampling.logit_bias.size(), 2u);
+  EXPECT_TRUE(r.stream && r.include_usage && r.json_object);
+
+  const ApiRequest d = parse_request(kChat, R"({"messages": [{"role": "user", "content": "x"}]})");
+  EXPECT_EQ(d.max_tokens, -1);
+  EXPECT_FLOAT_EQ(d.sampling.temperature, 1.0f);  // OpenAI's default
+  EXPECT_FALSE(d.has_seed || d.stream || d.logprobs || d.json_object);
+  EXPECT_EQ(d.n, 1);
+}
+
+TEST(ServerApi, CompletionPrompts) {
+  ApiRequest r = parse_request(kCompletion, R"({"prompt": "Once", "stop": "x", "logprobs": 2})");
+  EXPECT_EQ(r.prompt_texts, std::vector<std::string>{"Once"});
+  EXPECT_EQ(r.max_tokens, 16);  // legacy completions default
+  EXPECT_EQ(r.stop, std::vector<std::string>{"x"});
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.sampling.top_logprobs, 2);
+  r = parse_request(kCompletion, R"({"prompt": [1, 2, 3], "max_tokens": 4.0})");
+  EXPECT_EQ(r.prompt_ids, (std::vector<std::vector<int32_t>>{{1, 2, 3}}));
+  EXPECT_EQ(r.max_tokens, 4);
+  r = parse_request(kCompletion, R"({"prompt": ["a", "b"]})");
+  EXPECT_EQ(r.prompt_texts.size(), 2u);
+  r = parse_request(kCompletion, R"({"prompt": [[1], [2, 3]]})");
+  EXPECT_EQ(r.prompt_ids.size(), 2u);
+}
+
+TEST(ServerApi, BadInputIsA400NamingTheField) {
+  struct Case {
+    Endpoint endpoint;
+    const char* body;
+    const char* param;  // "" for null
+    const char* code;
+  };
+  const Case cases[] = {
+      {kChat, "{", "", "invalid_json"},
+      {kChat, "", "", "invalid_json"},
+      {kChat, "[1]", "", "invalid_json"},
+      {kChat, R"({"messages": [{"role": "user", "content": "x"}]} trailing)", "", "invalid_json"},
+      {kChat, "{}", "messages", "missing_required_parameter"},
+      {kChat, R"({"messages": []})", "messages", "empty_array"},
+      {kChat, R"({"messages": "hi"})", "messages", "invalid_type"},
+      {kChat, R"({"messages": [1]})", "messages[0]", "invalid_type"},
+      {kChat, R"({"messages": [{"content": "x"}]})", "messages[0].role",
+       "missing_required_parameter"},
+      {kChat, R"({"messages": [{"role": "king", "content": "x"}]})", "messages[0].role",
+       "invalid_value"},
+      {kChat, R"({"messages": [{"role": "user"}]})", "messages[0].content",
+       "missing_required_parameter"},
+      {kChat, R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content",
+       "invalid_type"},
+      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "messages[0].content[0].type", "unsupported_value"},
+      {kCompletion, "{}", "prompt", "missing_required_parameter"},
+      {kCompletion, R"({"prompt": 5})", "prompt", "invalid_type"},
+      {kCompletion, R"({"prompt": [1, "a"]})", "prompt", "invalid_type"},
+      {kCompletion, R"({"prompt": [-1]})", "prompt", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "echo": true})", "echo", "unsupported_parameter"},
+      {kCompletion, R"({"prompt": "a", "max_tokens": 0})", "max_tokens", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "max_tokens": "5"})", "max_tokens", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "max_tokens": 1.5})", "max_tokens", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "max_tokens": 1e300})", "max_tokens", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "temperature": "hot"})", "temperature", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "temperature": 3})", "temperature", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "top_p": -0.1})", "top_p", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "n": 0})", "n", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "n": 1000})", "n", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "stop": 5})", "stop", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "stop": ["a","b","c","d","e"]})", "stop", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "seed": 1.5})", "seed", "invalid_type"},
+      {kCompletion, R"({"prompt": "a", "logit_bias": {"x": 1}})", "logit_bias", "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "logit_bias": {"1": 500}})", "logit_bias.1",
+       "invalid_value"},
+      {kCompletion, R"({"prompt": "a", "logprobs": true})", "logprobs", "invalid_type"},
+      {kChat, R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
+       "top_logprobs", "invalid_value"},
+      {kChat, R"({"messages": [{"role": "user", "content": "x"}], "stream": "yes"})", "stream",
+       "invalid_type"},
+      {kChat, R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {}})",
+       "stream_options", "invalid_value"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})",
+       "response_format.type", "unsupported_value"},
+      {kChat, R"({"messages": [{"role": "user", "content": "x"}], "model": 3})", "model",
+       "invalid_type"},
+  };
+  for (const Case& c : cases) {
+    const ApiError e = error_of(c.endpoint, c.body);
+    EXPECT_EQ(e.status, 400) << c.body;
+    EXPECT_EQ(e.type, "invalid_request_error") << c.body;
+    EXPECT_EQ(e.param, c.param) << c.body;
+    EXPECT_EQ(e.code, c.code) << c.body;
+    EXPECT_FALSE(e.message.empty());
+  }
+}
+
+TEST(ServerApi, DeepNestingIsRejectedNotRecursed) {
+  std::string body = R"({"messages": [{"role": "user", "content": "x"}], "x": )";
+  body += std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_EQ(error_of(kChat, body).code, "invalid_json");
+}
+
+TEST(ServerApi, ErrorBodyHasOpenAIsShape) {
+  const auto j = error_body(ApiError(400, "bad", "invalid_request_error", "n", "invalid_value"));
+  EXPECT_EQ(
+      j.dump(),
+      R"({"error":{"code":"invalid_value","message":"bad","param":"n","type":"invalid_request_error"}})");
+  EXPECT_TRUE(error_body(ApiError(500, "x", "server_error"))["error"]["param"].is_null());
+}
+
+TEST(ServerApi, ChatMLPrompt) {
+  EXPECT_EQ(render_chatml({{"developer", "Be kind."}, {"user", "Hi"}}),
+            "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
+}
+
+TEST(ServerApi, MetricsArePrometheusText) {
+  Metrics m;
+  m.count_request("/v1/completions", 200);
+  m.count_request("/v1/completions", 200);
+  runtime::RequestResult r;
+  r.cause = runtime::StopCause::kEos;
+  r.total_seconds = 0.3;
+  m.observe_generation(r);
+  runtime::SchedulerStats s;
+  s.generated_tokens = 7;
+  s.queued = 2;
+  const std::string text = m.render(s, 4);
+  EXPECT_NE(text.find("af_http_requests_total{path=\"/v1/completions\",status=\"200\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("af_generations_total{finish_reason=\"stop\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("af_generated_tokens_total 7\n"), std::string::npos);
+  EXPECT_NE(text.find("af_queue_depth 2\n"), std::string::npos);
+  EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.25\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.5\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("af_request_seconds_count 1\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace af::server
