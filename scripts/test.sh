@@ -13,6 +13,11 @@ echo "== release build + all tests"
 BUILD_DIR=$root/build "$root/scripts/build.sh"
 ctest --test-dir "$root/build" --output-on-failure -j1
 
+echo "== af-server integration test (openai client, curl)"
+python=$("$root/scripts/setup_python.sh" "$root/build")
+"$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
+  --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
+
 echo "== unit tests under ASan + UBSan"
 BUILD_DIR=$root/build-asan BUILD_TYPE=RelWithDebInfo NINJA_TARGETS=af_unit_tests \
   "$root/scripts/build.sh" -DAF_SANITIZE=address,undefined

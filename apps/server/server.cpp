@@ -1,7 +1,9 @@
 #include "server.hpp"
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -43,6 +45,27 @@ int64_t unix_time() {
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(dump(error_body(e)), "application/json");
+}
+
+// Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at
+// once overflows the accept queue and the kernel may reset some of them before af-server can
+// answer 503. Linux lets listen() on a listening socket set a new backlog; find the socket by
+// its port.
+void widen_listen_backlog(int port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening) continue;
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) continue;
+    int bound = -1;
+    if (addr.ss_family == AF_INET) bound = ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    if (addr.ss_family == AF_INET6) {
+      bound = ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+    }
+    if (bound == port) listen(fd, SOMAXCONN);
+  }
 }
 
 // Everything one HTTP request's choices produce, handed from the scheduler thread to the HTTP
@@ -531,6 +554,7 @@ int Server::run() {
                  options_.port);
     return 1;
   }
+  widen_listen_backlog(options_.port);
   std::fprintf(stderr, "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s)\n",
                model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
                static_cast<long long>(scheduler_->slot_context()),

@@ -1,0 +1,377 @@
+#!/usr/bin/env python3
+"""Integration test of af-server with the official openai client, curl and raw sockets.
+
+  test_server.py --server build/apps/server/af-server --cli build/apps/cli/af-cli \
+                 --model ../shared/testdata/models/stories260K-hf
+
+Starts af-server on free loopback ports and checks: chat, completion, streaming, usage, stop,
+seeds, logprobs, n, errors (status codes and error objects), --api-key, 8 parallel streaming
+clients each getting the text it gets alone, a client killed mid-stream freeing its slot, a burst
+beyond capacity answered 503 + Retry-After, malformed requests mixed into load, greedy output equal
+to `af-cli run --temp 0`, and a graceful SIGTERM. Exits non-zero on the first failure.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import openai
+
+PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went", "One day, a big",
+           "The sun was", "A cat sat", "Tim had a red", "Mom said"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, binary, model, *extra):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [binary, "-m", model, "--port", str(self.port), "--threads", "1", *extra],
+            stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("af-server did not start: " + self.proc.stderr.read())
+
+    @property
+    def base_url(self):
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def request(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        payload = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        conn.request(method, path, body=payload, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, data, dict(resp.getheaders())
+
+    def metric(self, name):
+        text = self.request("GET", "/metrics")[1].decode()
+        m = re.search("^" + re.escape(name) + r" (\S+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        self.proc.stderr.close()
+        return code
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def expect_error(server, path, body, status, code=None, param=None, headers=None):
+    got, data, hdrs = server.request("POST", path, body, headers)
+    check(got == status, f"{path} {str(body)[:80]!r}: status {got}, expected {status}: {data[:200]}")
+    err = json.loads(data)["error"]
+    check(set(err) >= {"message", "type", "param", "code"}, f"error object {err}")
+    if code is not None:
+        check(err["code"] == code, f"code {err['code']} != {code}")
+    if param is not None:
+        check(err["param"] == param, f"param {err['param']} != {param}")
+    return hdrs
+
+
+def stream_text(client, prompt, max_tokens=40, **kw):
+    text, finish = "", None
+    for chunk in client.completions.create(model="m", prompt=prompt, max_tokens=max_tokens,
+                                           temperature=0, stream=True, **kw):
+        if chunk.choices:
+            text += chunk.choices[0].text
+            finish = chunk.choices[0].finish_reason or finish
+    return text, finish
+
+
+def test_basics(server, client, args):
+    models = client.models.list()
+    check(models.data[0].id == os.path.basename(args.model.rstrip("/")), "model id")
+
+    chat = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=12,
+        temperature=0)
+    check(chat.object == "chat.completion", "chat object")
+    check(chat.choices[0].message.role == "assistant" and chat.choices[0].message.content,
+          "chat message")
+    check(chat.choices[0].finish_reason in ("stop", "length"), "finish_reason")
+    u = chat.usage
+    check(u.completion_tokens <= 12 and u.total_tokens == u.prompt_tokens + u.completion_tokens,
+          f"usage {u}")
+
+    # Greedy over the API equals af-cli run --temp 0.
+    cli = subprocess.run([args.cli, "run", "-m", args.model, "-p", "Once upon a time", "-n", "48",
+                          "--temp", "0"], capture_output=True, text=True, check=True).stdout
+    comp = client.completions.create(model="m", prompt="Once upon a time", max_tokens=48,
+                                     temperature=0)
+    check(comp.object == "text_completion", "completion object")
+    check(comp.choices[0].text == cli[:-1], f"API {comp.choices[0].text!r} != CLI {cli!r}")
+    check(comp.usage.completion_tokens == 48 and comp.choices[0].finish_reason == "length",
+          f"completion usage {comp.usage} {comp.choices[0].finish_reason}")
+
+    # Streaming gives the same text, a finish_reason and, when asked, a usage chunk.
+    chunks = list(client.completions.create(model="m", prompt="Once upon a time", max_tokens=48,
+                                            temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    check("".join(c.choices[0].text for c in chunks if c.choices) == comp.choices[0].text,
+          "streamed text")
+    check(chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 48, "usage chunk")
+    check(any(c.choices and c.choices[0].finish_reason == "length" for c in chunks),
+          "stream finish_reason")
+    text = ""
+    for c in client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=12,
+            temperature=0, stream=True):
+        text += c.choices[0].delta.content or ""
+    check(text == chat.choices[0].message.content, "streamed chat")
+
+    # Stop strings end the text before them.
+    full = comp.choices[0].text
+    stop = full[20:24]
+    stopped = client.completions.create(model="m", prompt="Once upon a time", max_tokens=48,
+                                        temperature=0, stop=["zzzz", stop])
+    check(stopped.choices[0].text == full[:full.index(stop)], "stop text")
+    check(stopped.choices[0].finish_reason == "stop", "stop finish_reason")
+    check(stream_text(client, "Once upon a time", 48, stop=stop) == (full[:full.index(stop)],
+                                                                    "stop"), "streamed stop")
+
+    # Seeds reproduce; n gives n choices; logprobs come back.
+    def sample(seed, n=1):
+        r = client.completions.create(model="m", prompt="Once upon a time", max_tokens=30,
+                                      temperature=1.0, seed=seed, n=n)
+        return [c.text for c in r.choices]
+    a, b, c = sample(123), sample(123), sample(124)
+    check(a == b and a != c, "seed reproducibility")
+    two = sample(123, n=2)
+    check(len(two) == 2 and two[0] == a[0], "n=2")
+    lp = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Hi"}], max_tokens=5, temperature=0,
+        logprobs=True, top_logprobs=3)
+    content = lp.choices[0].logprobs.content
+    check(len(content) == lp.usage.completion_tokens and len(content[0].top_logprobs) == 3,
+          "logprobs")
+    check(content[0].logprob == content[0].top_logprobs[0].logprob, "greedy takes the top logprob")
+
+
+def test_sse_framing(server):
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 10, "temperature": 0,
+                       "stream": True})
+    out = subprocess.run(["curl", "-sN", "-H", "Content-Type: application/json", "-d", body,
+                          server.base_url + "/completions"], capture_output=True, text=True,
+                         check=True).stdout
+    check(out.endswith("data: [DONE]\n\n"), "stream ends with [DONE]")
+    events = out.split("\n\n")[:-1]
+    check(all(e.startswith("data: ") and "\n" not in e for e in events), f"SSE events: {out!r}")
+    for e in events[:-1]:
+        json.loads(e[len("data: "):])
+
+
+def test_errors(server, client):
+    with_msgs = {"messages": [{"role": "user", "content": "x"}]}
+    expect_error(server, "/v1/chat/completions", "{not json", 400, "invalid_json")
+    expect_error(server, "/v1/chat/completions", {"messages": "x"}, 400, "invalid_type", "messages")
+    expect_error(server, "/v1/chat/completions", {**with_msgs, "temperature": "x"}, 400,
+                 "invalid_type", "temperature")
+    expect_error(server, "/v1/completions", {"prompt": "a " * 600}, 400,
+                 "context_length_exceeded", "prompt")
+    expect_error(server, "/v1/completions", {"prompt": "a", "max_tokens": 100000}, 400,
+                 "context_length_exceeded", "prompt")
+    expect_error(server, "/v1/completions", {"prompt": [1, 99999]}, 400)
+    expect_error(server, "/v1/completions", b"{" + b" " * (9 << 20) + b"}", 413)
+    expect_error(server, "/v1/nope", {}, 404)
+    # Unknown fields are ignored, as llama.cpp's and vLLM's servers do.
+    status, _, _ = server.request("POST", "/v1/chat/completions",
+                                  {**with_msgs, "max_tokens": 2, "frobnicate": [1]})
+    check(status == 200, "unknown field ignored")
+    try:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
+                                       n=0)
+        check(False, "n=0 accepted")
+    except openai.BadRequestError as e:
+        check(e.status_code == 400 and e.body["param"] == "n", f"client error {e.body}")
+
+
+def test_parallel_streams(server, client):
+    alone = [stream_text(client, p, 60)[0] for p in PROMPTS]
+    t0 = time.time()
+    single = stream_text(client, PROMPTS[0], 60)[0]
+    single_s = time.time() - t0
+    results = [None] * len(PROMPTS)
+
+    def worker(i):
+        results[i] = stream_text(client, PROMPTS[i], 60)[0]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(PROMPTS))]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    together_s = time.time() - t0
+    check(results == alone, f"parallel != alone:\n{results}\n{alone}")
+    tokens = 60 * len(PROMPTS)
+    print(f"  8 streams: {tokens / together_s:.0f} tok/s aggregate vs "
+          f"{60 / single_s:.0f} tok/s one client alone (wall clock, stories260K)")
+    check(single == alone[0], "single")
+
+
+def test_kill_mid_stream(server):
+    cancelled_before = server.metric('af_generations_total{finish_reason="cancelled"}')
+    body = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0,
+                       "stream": True, "logit_bias": {"2": -100}}).encode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    got = b""
+    while got.count(b"data: ") < 3:
+        got += sock.recv(4096)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # RST: the client is gone
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        if (server.metric('af_generations_total{finish_reason="cancelled"}') > cancelled_before
+                and server.metric("af_slots_busy") == 0):
+            break
+        time.sleep(0.01)
+    check(server.metric('af_generations_total{finish_reason="cancelled"}') > cancelled_before,
+          "killed client's generation was cancelled")
+    check(server.metric("af_slots_busy") == 0, "slot freed")
+
+
+def test_burst(server):
+    """More requests than slots + queue at once, malformed ones mixed in: every request gets
+    exactly one answer, 200 / 503 with Retry-After / 400, and the server stays healthy."""
+    good = {"prompt": "Once upon a time", "max_tokens": 300, "temperature": 0,
+            "logit_bias": {"2": -100}}
+    bodies = []
+    for i in range(40):
+        bodies.append(b"{oops" if i % 5 == 4 else json.dumps(good).encode())
+    answers = [None] * len(bodies)
+
+    def worker(i):
+        try:
+            answers[i] = server.request("POST", "/v1/completions", bodies[i],
+                                        {"Content-Type": "application/json"})
+        except OSError as e:
+            answers[i] = (e, b"", {})
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = [a[0] for a in answers]
+    errors = [(i, a[0]) for i, a in enumerate(answers) if not isinstance(a[0], int)]
+    check(not errors, f"requests without an answer: {errors}")
+    for i, (status, data, headers) in enumerate(answers):
+        if i % 5 == 4:
+            check(status == 400, f"malformed got {status}")
+        elif status == 503:
+            check("Retry-After" in headers, "Retry-After")
+            check(json.loads(data)["error"]["code"] == "server_overloaded", "overload code")
+        else:
+            check(status == 200, f"status {status}")
+            check(json.loads(data)["usage"]["completion_tokens"] == 300, "complete answer")
+    check(statuses.count(503) > 0, f"no 503 in a burst beyond capacity: {statuses}")
+    check(statuses.count(200) > 0, "some requests served")
+    check(server.request("GET", "/health")[0] == 200, "healthy after the burst")
+    check(server.metric("af_slots_busy") == 0 and server.metric("af_queue_depth") == 0, "idle")
+
+
+def test_api_key(args):
+    server = Server(args.server, args.model, "--api-key", "sekret", "--parallel", "1")
+    try:
+        try:
+            openai.OpenAI(base_url=server.base_url, api_key="wrong",
+                          max_retries=0).models.list()
+            check(False, "wrong key accepted")
+        except openai.AuthenticationError as e:
+            check(e.status_code == 401, "401")
+        expect_error(server, "/v1/completions", {"prompt": "a"}, 401, "invalid_api_key")
+        ok = openai.OpenAI(base_url=server.base_url, api_key="sekret", max_retries=0)
+        check(ok.completions.create(model="m", prompt="a", max_tokens=2).choices, "right key")
+        check(server.request("GET", "/health")[0] == 200, "health needs no key")
+    finally:
+        check(server.stop() == 0, "exit code")
+
+
+def test_graceful_sigterm(args):
+    server = Server(args.server, args.model, "--parallel", "1")
+    client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
+    result = {}
+
+    def long_request():
+        result["text"] = stream_text(client, "Once upon a time", 400,
+                                     logit_bias={"2": -100})
+    t = threading.Thread(target=long_request)
+    t.start()
+    time.sleep(0.05)
+    code = server.stop()
+    t.join()
+    check(code == 0, f"exit code {code}")
+    check(result.get("text", ("", None))[1] == "length", f"in-flight request finished: {result}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--model", required=True)
+    args = ap.parse_args()
+    t_start = time.time()
+
+    main_server = Server(args.server, args.model, "--parallel", "8")
+    client = openai.OpenAI(base_url=main_server.base_url, api_key="unused", max_retries=0)
+    small = Server(args.server, args.model, "--parallel", "1")
+    tests = [("basics", lambda: test_basics(main_server, client, args)),
+             ("sse framing", lambda: test_sse_framing(main_server)),
+             ("errors", lambda: test_errors(main_server, client)),
+             ("8 parallel streams", lambda: test_parallel_streams(main_server, client)),
+             ("client killed mid-stream", lambda: test_kill_mid_stream(small)),
+             ("burst beyond capacity", lambda: test_burst(small)),
+             ("api key", lambda: test_api_key(args)),
+             ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
+    failed = 0
+    try:
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn()
+                print(f"ok   {name} ({time.time() - t0:.1f} s)")
+            except Exception as e:  # report every test, then fail
+                failed += 1
+                print(f"FAIL {name}: {type(e).__name__}: {e}")
+        for s in (main_server, small):
+            alive = s.proc.poll() is None
+            if not alive:
+                failed += 1
+                print("FAIL a server died")
+            elif s.stop() != 0:
+                failed += 1
+                print("FAIL non-zero exit code after SIGTERM")
+    finally:
+        for s in (main_server, small):
+            if s.proc.poll() is None:
+                s.proc.kill()
+    print(f"{len(tests) - failed}/{len(tests)} passed in {time.time() - t_start:.1f} s")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
