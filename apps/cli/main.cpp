@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_run);
   add(af::cli::add_tokenize);
   add(af::cli::add_detokenize);
+  add(af::cli::add_template);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -51,6 +51,61 @@ std::vector<int32_t> best_ids(std::span<const float> values, size_t n) {
   return heap;
 }
 
+// A key to order by (smaller first) and the probability mass it carries.
+struct KeyedWeight {
+  double key;
+  double weight;
+};
+
+// The smallest key t such that the items with key <= t weigh at least `target`, or +inf when all
+// of them together weigh less. This is where top-p and typical-p cut; a weighted quickselect finds
+// it in expected O(n) (a full sort of a 152k vocabulary would cost several milliseconds).
+// Reorders `items`.
+double weighted_threshold(std::vector<KeyedWeight>& items, double target) {
+  size_t lo = 0, hi = items.size();
+  double below = 0;  // weight of the items known to have a smaller key than all of [lo, hi)
+  for (int round = 0; lo < hi; ++round) {
+    if (round == 64) {
+      // Pathological pivots: finish by sorting what is left.
+      std::sort(items.begin() + static_cast<std::ptrdiff_t>(lo),
+                items.begin() + static_cast<std::ptrdiff_t>(hi),
+                [](const KeyedWeight& a, const KeyedWeight& b) { return a.key < b.key; });
+      for (size_t i = lo; i < hi; ++i) {
+        below += items[i].weight;
+        if (below >= target && (i + 1 == hi || items[i + 1].key != items[i].key)) {
+          return items[i].key;
+        }
+      }
+      break;
+    }
+    // Median of three as the pivot, then a three-way partition: [lo, lt) < pivot, [lt, gt) ==,
+    // [gt, hi) >.
+    const double a = items[lo].key, b = items[lo + (hi - lo) / 2].key, c = items[hi - 1].key;
+    const double pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+    size_t lt = lo, i = lo, gt = hi;
+    double less = 0, equal = 0;
+    while (i < gt) {
+      if (items[i].key < pivot) {
+        less += items[i].weight;
+        std::swap(items[lt++], items[i++]);
+      } else if (items[i].key > pivot) {
+        std::swap(items[i], items[--gt]);
+      } else {
+        equal += items[i++].weight;
+      }
+    }
+    if (below + less >= target) {
+      hi = lt;
+    } else if (below + less + equal >= target) {
+      return pivot;
+    } else {
+      below += less + equal;
+      lo = gt;
+    }
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
 void check_id_in_vocab(int64_t id, size_t vocab, const char* what, size_t index) {
   AF_CHECK(id >= 0 && static_cast<uint64_t>(id) < vocab, ErrorCode::kInvalidArgument, kComponent,
            what, "[", index, "] = ", id, " is outside the vocabulary of ", vocab, " tokens");
@@ -177,25 +232,17 @@ void keep_top_p(std::vector<Candidate>& candidates, float top_p) {
   AF_CHECK(top_p > 0 && top_p <= 1, ErrorCode::kInvalidArgument, kComponent,
            "top_p must be in (0, 1], got ", top_p);
   if (top_p >= 1.0f || candidates.size() <= 1) return;
+  // A token stays when the mass of the tokens strictly more likely than it is below top_p: with
+  // key = -score, exactly the tokens whose key is at most the threshold below.
   const double max = max_score(candidates);
+  std::vector<KeyedWeight> items(candidates.size());
   double total = 0;
-  for (const Candidate& c : candidates) total += std::exp(c.score - max);
-  const double mass = static_cast<double>(top_p) * total;
-  // Sort only as much of the head as the cut needs: grow the sorted prefix until it holds the cut.
-  const size_t n = candidates.size();
-  for (size_t sorted = std::min<size_t>(n, 128);; sorted = std::min(n, sorted * 4)) {
-    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(sorted),
-                      candidates.end(), by_score_desc);
-    double running = 0;  // at a new score: the mass of the tokens strictly more likely
-    for (size_t i = 0; i < sorted; ++i) {
-      if (i > 0 && candidates[i].score != candidates[i - 1].score && running >= mass) {
-        candidates.resize(i);
-        return;
-      }
-      running += std::exp(candidates[i].score - max);
-    }
-    if (sorted == n) return;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    items[i] = {-candidates[i].score, std::exp(candidates[i].score - max)};
+    total += items[i].weight;
   }
+  const double threshold = weighted_threshold(items, static_cast<double>(top_p) * total);
+  std::erase_if(candidates, [&](const Candidate& c) { return -c.score > threshold; });
 }
 
 void keep_min_p(std::vector<Candidate>& candidates, float min_p) {
@@ -223,51 +270,29 @@ void keep_typical(std::vector<Candidate>& candidates, float typical_p) {
     const double logp = c.score - max - log_total;
     entropy -= std::exp(logp) * logp;
   }
-  // Rank by how far each token's surprise lies from the entropy (the "typical" ones first).
-  struct Ranked {
-    double distance;  // |-log p - H|
-    double prob;
-    int32_t id;
-    size_t index;
-  };
-  std::vector<Ranked> ranked(n);
+  // Rank by how far each token's surprise lies from the entropy (the "typical" ones first). As in
+  // transformers, the first rank whose cumulative probability reaches typical_p sets a distance
+  // threshold, and every token at most that far stays (ties included).
+  std::vector<double> distance(n);
+  std::vector<KeyedWeight> items(n);
   for (size_t i = 0; i < n; ++i) {
     const double logp = candidates[i].score - max - log_total;
-    ranked[i] = {std::abs(-logp - entropy), std::exp(logp), candidates[i].id, i};
+    distance[i] = std::abs(-logp - entropy);
+    items[i] = {distance[i], std::exp(logp)};
   }
-  const auto closer = [](const Ranked& a, const Ranked& b) {
-    return a.distance < b.distance || (a.distance == b.distance && a.id < b.id);
-  };
-  // As transformers: the first rank whose cumulative probability reaches typical_p (or the last
-  // one) sets a distance threshold, and every token at most that far stays (ties included).
-  double threshold = 0;
-  for (size_t sorted = std::min<size_t>(n, 128);; sorted = std::min(n, sorted * 4)) {
-    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(sorted),
-                      ranked.end(), closer);
-    double cumulative = 0;
-    size_t last = sorted;
-    for (size_t i = 0; i < sorted; ++i) {
-      cumulative += ranked[i].prob;
-      if (cumulative >= typical_p) {
-        last = i;
-        break;
-      }
-    }
-    if (last < sorted || sorted == n) {
-      threshold = ranked[std::min(last, n - 1)].distance;
-      break;
-    }
+  const double threshold = weighted_threshold(items, static_cast<double>(typical_p));
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (distance[i] <= threshold) candidates[kept++] = candidates[i];
   }
-  std::vector<Candidate> kept;
-  for (const Ranked& r : ranked) {
-    if (r.distance <= threshold) kept.push_back(candidates[r.index]);
-  }
-  candidates = std::move(kept);
+  candidates.resize(kept);
 }
 
 std::vector<TokenProb> candidate_probabilities(std::vector<Candidate> candidates) {
-  std::sort(candidates.begin(), candidates.end(),
-            [](const Candidate& a, const Candidate& b) { return a.id < b.id; });
+  const auto by_id = [](const Candidate& a, const Candidate& b) { return a.id < b.id; };
+  if (!std::is_sorted(candidates.begin(), candidates.end(), by_id)) {
+    std::sort(candidates.begin(), candidates.end(), by_id);
+  }
   const double max = max_score(candidates);
   std::vector<TokenProb> probs(candidates.size());
   double total = 0;

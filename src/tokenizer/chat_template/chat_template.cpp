@@ -1,0 +1,110 @@
+#include "af/tokenizer/chat_template.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "af/core/error.hpp"
+#include "af/io/gguf.hpp"
+#include "tokenizer/chat_template/interpreter.hpp"
+
+namespace af::tok {
+
+ChatTemplate::ChatTemplate(std::shared_ptr<const jinja::Program> program)
+    : program_(std::move(program)) {}
+
+ChatTemplate ChatTemplate::parse(std::string source, std::string origin) {
+  return ChatTemplate(jinja::parse_program(std::move(source), std::move(origin)));
+}
+
+std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
+  if (!context.is_object())
+    fail(ErrorCode::kInvalidArgument, "template", program_->origin,
+         ": context must be a JSON object");
+  jinja::Value values;
+  try {
+    values = jinja::from_json(context);
+  } catch (const std::length_error& e) {
+    fail(ErrorCode::kInvalidArgument, "template", program_->origin, ": ", e.what());
+  }
+  jinja::Interpreter interpreter(*program_, jinja::Limits{});
+  return interpreter.render(values);
+}
+
+std::string ChatTemplate::render(const nlohmann::json& context) const {
+  return render(nlohmann::ordered_json(context));
+}
+
+const std::string& ChatTemplate::origin() const { return program_->origin; }
+const std::string& ChatTemplate::source() const { return program_->source; }
+
+namespace {
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::kIo, "template", "cannot open ", path.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// tokenizer_config.json's chat_template: a string, or a list of {name, template} entries.
+std::optional<std::string> template_from_config(const std::filesystem::path& path) {
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorCode::kFormat, "template", path.string(), ": invalid JSON: ", e.what());
+  }
+  if (!config.is_object())
+    fail(ErrorCode::kFormat, "template", path.string(), ": expected a JSON object");
+  auto it = config.find("chat_template");
+  if (it == config.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array()) {
+    for (const auto& entry : *it) {
+      if (!entry.is_object() || !entry.contains("name") || !entry.contains("template") ||
+          !entry["name"].is_string() || !entry["template"].is_string()) {
+        fail(ErrorCode::kFormat, "template", path.string(),
+             ": chat_template list entries need string 'name' and 'template'");
+      }
+      if (entry["name"] == "default") return entry["template"].get<std::string>();
+    }
+    return std::nullopt;
+  }
+  fail(ErrorCode::kFormat, "template", path.string(), ": chat_template must be a string or a list");
+}
+
+std::optional<std::string> template_from_folder(const std::filesystem::path& dir) {
+  if (std::filesystem::is_regular_file(dir / "chat_template.jinja"))
+    return read_text(dir / "chat_template.jinja");
+  if (std::filesystem::is_regular_file(dir / "tokenizer_config.json")) {
+    if (auto t = template_from_config(dir / "tokenizer_config.json")) return t;
+  }
+  if (std::filesystem::is_regular_file(dir / "chat_template.json"))
+    return template_from_config(dir / "chat_template.json");
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> find_chat_template(const std::string& model_path) {
+  const std::filesystem::path path(model_path);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return template_from_folder(path);
+  if (!std::filesystem::is_regular_file(path, ec))
+    fail(ErrorCode::kIo, "template", "no such file or folder: ", model_path);
+  if (path.extension() == ".gguf") {
+    const io::GgufFile gguf = io::GgufFile::open(model_path);
+    const io::GgufValue* value = gguf.find("tokenizer.chat_template");
+    if (!value) return std::nullopt;
+    return value->as_string("tokenizer.chat_template");
+  }
+  if (path.extension() == ".jinja") return read_text(path);
+  if (path.filename() == "tokenizer_config.json" || path.filename() == "chat_template.json")
+    return template_from_config(path);
+  return template_from_folder(path.parent_path().empty() ? std::filesystem::path(".")
+                                                         : path.parent_path());
+}
+
+}  // namespace af::tok

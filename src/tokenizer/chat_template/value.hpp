@@ -1,0 +1,124 @@
+#pragma once
+// Values of the template engine, with Python's semantics: lists and dicts are shared by
+// reference (as Python objects are), dicts keep insertion order, printing follows str()/repr().
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace af::tok::jinja {
+
+class Interpreter;
+struct Value;
+struct Dict;
+using List = std::vector<Value>;
+
+enum class Kind : uint8_t {
+  kUndefined,
+  kNone,
+  kBool,
+  kInt,
+  kFloat,
+  kString,
+  kList,
+  kTuple,
+  kDict,
+  kNamespace,
+  kCallable,
+};
+
+struct CallArgs {
+  std::vector<Value> positional;
+  std::vector<std::pair<std::string, Value>> keyword;
+};
+
+struct Callable {
+  std::string name;
+  std::function<Value(CallArgs&, Interpreter&)> fn;
+};
+
+struct Value {
+  Kind kind = Kind::kUndefined;
+  bool boolean = false;
+  int64_t integer = 0;
+  double number = 0;
+  std::string text;  // string contents; for undefined values, what was looked up (for messages)
+  std::shared_ptr<List> list;
+  std::shared_ptr<Dict> dict;
+  std::shared_ptr<const Callable> callable;
+  // Nesting of lists/tuples/dicts below this value (namespaces count as leaves: they are the
+  // only mutable containers and are cut loose after rendering). Bounded so that destruction and
+  // printing never recurse deeply.
+  uint32_t depth = 0;
+
+  static Value undefined(std::string what = {});
+  static Value none();
+  static Value from_bool(bool b);
+  static Value from_int(int64_t i);
+  static Value from_float(double f);
+  static Value from_string(std::string s);
+  static Value new_list(List items = {});
+  static Value new_tuple(List items);
+  static Value new_dict();
+  static Value new_namespace();
+  static Value function(std::string name, std::function<Value(CallArgs&, Interpreter&)> fn);
+
+  bool is_undefined() const { return kind == Kind::kUndefined; }
+  bool is_none() const { return kind == Kind::kNone; }
+  bool is_string() const { return kind == Kind::kString; }
+  bool is_number() const {
+    return kind == Kind::kInt || kind == Kind::kFloat || kind == Kind::kBool;
+  }
+  bool is_sequence() const { return kind == Kind::kList || kind == Kind::kTuple; }
+  bool is_mapping() const { return kind == Kind::kDict; }
+  bool truthy() const;
+  double as_double() const;       // numbers only
+  const char* type_name() const;  // Python's type names, for error messages
+};
+
+constexpr uint32_t kMaxValueDepth = 256;
+// Recomputes `depth` of a list, tuple or dict from its direct items; throws std::length_error
+// beyond kMaxValueDepth.
+void update_depth(Value& container);
+
+struct Dict {
+  std::vector<std::pair<std::string, Value>> entries;
+  const Value* find(std::string_view key) const;
+  Value* find(std::string_view key);
+  void set(const std::string& key, Value value);
+};
+
+// Python str() and repr().
+std::string to_str(const Value& v);
+std::string to_repr(const Value& v);
+std::string float_repr(double x);
+std::string string_repr(std::string_view s);
+
+// Python ==, as Jinja compares.
+bool values_equal(const Value& a, const Value& b);
+
+Value from_json(const nlohmann::ordered_json& j);
+
+struct JsonOptions {
+  bool ensure_ascii = false;
+  bool sort_keys = false;
+  std::string indent;  // indentation unit; used when has_indent
+  bool has_indent = false;
+  std::string item_separator = ", ";
+  std::string key_separator = ": ";
+};
+// Python json.dumps; throws std::invalid_argument for values JSON cannot hold (undefined,
+// callables, namespaces), which the interpreter turns into a located error.
+std::string to_json(const Value& v, const JsonOptions& options);
+
+// UTF-8 helpers: code points for Python-style length, indexing and slicing.
+std::u32string utf8_decode(std::string_view s);
+std::string utf8_encode(std::u32string_view s);
+void append_utf8(std::string& out, char32_t c);
+
+}  // namespace af::tok::jinja
