@@ -1,14 +1,33 @@
 #pragma once
-// Chat messages to prompt text.
+// Chat messages to prompt text: the model's own chat template when it ships one, else ChatML.
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "af/tokenizer/chat_template.hpp"
 #include "api.hpp"
 
 namespace af::server {
 
 // ChatML (<|im_start|>role\ncontent<|im_end|>\n ... <|im_start|>assistant\n), the format
-// af-server uses when the model ships no chat template of its own.
+// af-server uses when the model ships no chat template of its own (as `af-cli chat` does).
 std::string render_chatml(const std::vector<ChatMessage>& messages);
+
+class ChatPrompt {
+ public:
+  // template_source: the model's template (tok::find_chat_template), or nullopt for ChatML.
+  // Throws af::Error when the template does not parse.
+  ChatPrompt(const std::optional<std::string>& template_source, std::string bos_token,
+             std::string eos_token);
+
+  // The prompt for the assistant's next turn. A template that refuses the messages
+  // (raise_exception, e.g. roles that do not alternate) throws ApiError 400.
+  std::string render(const std::vector<ChatMessage>& messages) const;
+  bool uses_model_template() const { return template_.has_value(); }
+
+ private:
+  std::optional<tok::ChatTemplate> template_;
+  std::string bos_token_, eos_token_;
+};
 
 }  // namespace af::server

@@ -115,6 +115,7 @@ class Server {
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
+  std::unique_ptr<ChatPrompt> chat_prompt_;
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
@@ -164,7 +165,11 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   // Prompts as ids.
   std::vector<std::vector<int32_t>> prompts = r.prompt_ids;
   if (chat) {
-    prompts.push_back(tokenizer_->encode(render_chatml(r.messages), /*add_special=*/true));
+    const std::string text = chat_prompt_->render(r.messages);
+    // Templates usually write the BOS token themselves; do not add a second one.
+    const int32_t bos = tokenizer_->bos_id();
+    const bool has_bos = bos >= 0 && text.starts_with(tokenizer_->token_piece(bos));
+    prompts.push_back(tokenizer_->encode(text, /*add_special=*/!has_bos));
   } else {
     for (const std::string& text : r.prompt_texts) {
       prompts.push_back(tokenizer_->encode(text, /*add_special=*/true));
@@ -461,6 +466,10 @@ int Server::run() {
     so.slot_context = options_.ctx_size;
     so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
+    auto piece = [&](int32_t id) { return id >= 0 ? tokenizer_->token_piece(id) : std::string(); };
+    chat_prompt_ =
+        std::make_unique<ChatPrompt>(tok::find_chat_template(options_.model_path),
+                                     piece(tokenizer_->bos_id()), piece(tokenizer_->eos_id()));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[af-server] error: %s\n", e.what());
     return 1;
@@ -555,10 +564,12 @@ int Server::run() {
     return 1;
   }
   widen_listen_backlog(options_.port);
-  std::fprintf(stderr, "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s)\n",
+  std::fprintf(stderr, "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
                model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
                static_cast<long long>(scheduler_->slot_context()),
-               options_.api_key.empty() ? "no API key" : "API key required");
+               options_.api_key.empty() ? "no API key" : "API key required",
+               chat_prompt_->uses_model_template() ? "the model's chat template"
+                                                   : "ChatML (the model has no chat template)");
   std::thread signals([&] { watch_signals(http); });
   http.listen_after_bind();
   if (!shutting_down_) {

@@ -165,6 +165,28 @@ TEST(ServerApi, ChatMLPrompt) {
             "<|im_start|>assistant\n");
 }
 
+TEST(ServerApi, ChatPromptUsesTheModelsTemplate) {
+  const ChatPrompt model_template(
+      "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
+      "{% if add_generation_prompt %}[assistant]{% endif %}",
+      "<s>", "</s>");
+  EXPECT_TRUE(model_template.uses_model_template());
+  EXPECT_EQ(model_template.render({{"developer", "S"}, {"user", "Hi"}}),
+            "<s>[system]S[user]Hi[assistant]");
+  const ChatPrompt strict("{{ raise_exception('roles must alternate') }}", "", "");
+  try {
+    strict.render({{"user", "Hi"}});
+    ADD_FAILURE() << "no error";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "messages");
+    EXPECT_NE(e.message.find("roles must alternate"), std::string::npos);
+  }
+  EXPECT_FALSE(ChatPrompt(std::nullopt, "", "").uses_model_template());
+  EXPECT_EQ(ChatPrompt(std::nullopt, "", "").render({{"user", "Hi"}}),
+            render_chatml({{"user", "Hi"}}));
+}
+
 TEST(ServerApi, MetricsArePrometheusText) {
   Metrics m;
   m.count_request("/v1/completions", 200);
