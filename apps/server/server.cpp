@@ -214,6 +214,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     g.sampling = r.sampling;
     g.sampling.seed = base_seed + static_cast<uint64_t>(c % r.n);
     g.stop = r.stop;
+    g.json_object = r.json_object;
     if (r.stream) {
       g.on_chunk = [exchange, c](const runtime::StreamChunk& chunk) {
         Exchange::Event e{c, chunk.text, {}, {}};

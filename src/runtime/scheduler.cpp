@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -12,6 +13,7 @@
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/tokenizer/tokenizer.hpp"
+#include "runtime/json_prefix.hpp"
 #include "runtime/stop_matcher.hpp"
 
 namespace af::runtime {
@@ -20,6 +22,7 @@ const char* finish_reason(StopCause cause) {
   switch (cause) {
     case StopCause::kEos:
     case StopCause::kStopString:
+    case StopCause::kJsonComplete:
       return "stop";
     case StopCause::kMaxTokens:
     case StopCause::kContextFull:
@@ -62,7 +65,9 @@ struct Running {
         sampler(request.sampling),
         decoder(tokenizer),
         stop(request.stop),
-        history(request.prompt) {}
+        history(request.prompt) {
+    if (request.json_object) json.emplace();
+  }
 
   uint64_t id;
   GenerationRequest request;
@@ -75,6 +80,8 @@ struct Running {
   int32_t pending = -1;          // sampled and streamed, not yet in the cache
   RequestResult result;
   bool first_token = true;
+  std::optional<JsonPrefix> json;  // json_object: the text so far
+  bool text_started = false;       // a generated token contributed bytes (see token_bytes)
 };
 
 struct Slot {
@@ -119,7 +126,10 @@ struct Scheduler::Impl {
   void loop();
   void admit_locked();
   void step();
-  void handle_token(Slot& slot, const float* logits);
+  void handle_token(Slot& slot, float* logits);
+  // json_object: -inf for every token that cannot continue r's JSON; false if none can.
+  bool mask_json(Running& r, float* logits);
+  const std::string& token_text(int32_t id);
   void finish(Slot& slot, StopCause cause, std::string error = {});
   void emit(Running& r, std::string text, const ops::SampledToken& sampled);
 
@@ -129,7 +139,9 @@ struct Scheduler::Impl {
   int64_t context = 0;
   int64_t vocab = 0;
   std::vector<int32_t> eos;
-  std::vector<Slot> slots;  // only the scheduler thread touches them
+  std::vector<Slot> slots;               // only the scheduler thread touches them
+  std::vector<std::string> token_texts;  // [vocab] bytes of each token, filled on first use
+  std::vector<bool> token_special;       // [vocab]
 
   mutable std::mutex mutex;  // guards what follows
   std::condition_variable wake;
@@ -179,8 +191,48 @@ void Scheduler::Impl::finish(Slot& slot, StopCause cause, std::string error) {
   if (done) done(result);
 }
 
-void Scheduler::Impl::handle_token(Slot& slot, const float* logits) {
+const std::string& Scheduler::Impl::token_text(int32_t id) {
+  if (token_texts.empty()) {
+    const int64_t n = std::min<int64_t>(vocab, tokenizer.vocab_size());
+    token_texts.resize(vocab);
+    token_special.assign(vocab, true);  // ids beyond the tokenizer have no text
+    for (int32_t i = 0; i < n; ++i) {
+      token_special[i] = tokenizer.is_special(i);
+      if (!token_special[i]) token_texts[i] = tokenizer.token_bytes(i, false);
+    }
+  }
+  return token_texts[id];
+}
+
+bool Scheduler::Impl::mask_json(Running& r, float* logits) {
+  token_text(0);  // fills the tables
+  bool any = false;
+  for (int32_t id = 0; id < vocab; ++id) {
+    bool allowed;
+    if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
+      allowed = r.json->complete();
+    } else if (token_special[id]) {
+      allowed = false;
+    } else {
+      JsonPrefix next = *r.json;
+      allowed = r.text_started ? next.push(token_texts[id])
+                               : next.push(tokenizer.token_bytes(id, /*first=*/true));
+    }
+    if (allowed) {
+      any = true;
+    } else {
+      logits[id] = -std::numeric_limits<float>::infinity();
+    }
+  }
+  return any;
+}
+
+void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
   Running& r = *slot.running;
+  if (r.json && !mask_json(r, logits)) {
+    finish(slot, StopCause::kError, "no token of the vocabulary continues the JSON text");
+    return;
+  }
   const ops::SampledToken sampled =
       r.sampler.sample({logits, static_cast<size_t>(vocab)}, r.history);
   if (r.first_token) {
@@ -196,11 +248,18 @@ void Scheduler::Impl::handle_token(Slot& slot, const float* logits) {
     stats.generated_tokens += 1;
   }
   r.history.push_back(sampled.id);
+  if (r.json) {
+    const std::string bytes = tokenizer.token_bytes(sampled.id, !r.text_started);
+    r.json->push(bytes);  // allowed by the mask
+    r.text_started = r.text_started || !bytes.empty();
+  }
   const StopMatcher::Result matched = r.stop.push(r.decoder.push(sampled.id));
   emit(r, matched.text, sampled);
   const int64_t generated = static_cast<int64_t>(r.result.tokens.size());
   if (matched.stopped) {
     finish(slot, StopCause::kStopString);
+  } else if (r.json && r.json->complete()) {
+    finish(slot, StopCause::kJsonComplete);
   } else if (r.request.max_tokens >= 0 && generated >= r.request.max_tokens) {
     finish(slot, StopCause::kMaxTokens);
   } else if (slot.sequence->n_past() >= context) {

@@ -8,6 +8,7 @@
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
+#include "runtime/json_prefix.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -217,6 +218,28 @@ TEST(Scheduler, SeededSamplingIsReproducibleUnderLoad) {
   const std::string ta = a.get().text, tb = b.get().text, tc = c.get().text;
   EXPECT_EQ(ta, tc);
   EXPECT_NE(ta, tb);
+}
+
+TEST(Scheduler, JsonObjectConstrainsTheText) {
+  Fixture f;
+  Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 2});
+  for (uint64_t seed : {1, 2, 3}) {
+    auto o = std::make_shared<Outcome>();
+    auto fut = o->promise.get_future();
+    GenerationRequest r = make_request(f.tokenizer->encode("Once upon a time", true), 200, o);
+    r.json_object = true;
+    r.sampling.temperature = 0.8f;
+    r.sampling.seed = seed;
+    ASSERT_TRUE(scheduler.submit(std::move(r)));
+    const RequestResult result = fut.get();
+    // Cut short by max_tokens or closed: always a prefix of one JSON object.
+    runtime::JsonPrefix json;
+    EXPECT_TRUE(json.push(result.text)) << result.text;
+    ASSERT_TRUE(result.cause == StopCause::kJsonComplete || result.cause == StopCause::kMaxTokens)
+        << static_cast<int>(result.cause);
+    EXPECT_EQ(json.complete(), result.cause == StopCause::kJsonComplete) << result.text;
+    EXPECT_EQ(result.text[result.text.find_first_not_of(" \n\r\t")], '{') << result.text;
+  }
 }
 
 }  // namespace

@@ -38,16 +38,17 @@ struct SchedulerOptions {
 };
 
 enum class StopCause {
-  kEos,          // the model produced one of its end tokens
-  kStopString,   // a requested stop string appeared (it is not part of the text)
-  kMaxTokens,    // max_tokens generated
-  kContextFull,  // the slot's KV cache is full
-  kCancelled,    // cancel() or shutdown
-  kError,        // the model failed; RequestResult::error says why
+  kEos,           // the model produced one of its end tokens
+  kStopString,    // a requested stop string appeared (it is not part of the text)
+  kMaxTokens,     // max_tokens generated
+  kContextFull,   // the slot's KV cache is full
+  kJsonComplete,  // json_object: the top-level object is closed
+  kCancelled,     // cancel() or shutdown
+  kError,         // the model failed; RequestResult::error says why
 };
 
-// OpenAI's finish_reason: "stop" (EOS, stop string), "length" (max_tokens, context), else
-// "cancelled" / "error" (never sent to a client that is still listening).
+// OpenAI's finish_reason: "stop" (EOS, stop string, JSON done), "length" (max_tokens, context),
+// else "cancelled" / "error" (never sent to a client that is still listening).
 const char* finish_reason(StopCause cause);
 
 struct GeneratedToken {
@@ -81,6 +82,11 @@ struct GenerationRequest {
   int64_t max_tokens = -1;      // -1: until EOS, a stop string or a full context
   ops::SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (non-empty)
+  // Constrain the text to one JSON object (RFC 8259; nesting up to 32, at most 4 whitespace
+  // bytes in a row): tokens that cannot continue such a document are masked before sampling,
+  // EOS is allowed only once the object is closed, and generation stops when it closes. Special
+  // tokens other than EOS are masked. max_tokens can still cut the object short ("length").
+  bool json_object = false;
   // Called on the scheduler thread: keep them short, never call back into the scheduler.
   std::function<void(const StreamChunk&)> on_chunk;   // optional
   std::function<void(const RequestResult&)> on_done;  // exactly once per accepted request
