@@ -1,8 +1,8 @@
-// af-cli run -m PATH [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]
-//            [--threads N] [--print-ids]
-// Prints only the generated text on stdout (streamed), timings on stderr. --temp 0 is greedy.
-#include <algorithm>
-#include <chrono>
+// af-cli run -m PATH -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
+//            [--repeat-penalty R] [--threads N] [--print-ids] ...
+// Prints only the generated text on stdout (streamed; with --print-ids the generated ids
+// separated by spaces), timings on stderr. --temp 0 is greedy. Without -p, generation starts
+// from the BOS token alone.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -11,47 +11,51 @@
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
-#include "af/ops/sampling.hpp"
-#include "af/tokenizer/tokenizer.hpp"
+#include "af/runtime/session.hpp"
 #include "commands.hpp"
+#include "sampling_options.hpp"
 
 namespace af::cli {
 
 Command add_run(CLI::App& app) {
   struct Options {
     std::string path, prompt, isa;
-    int n_predict = 128, threads = 0, top_k = 40;
-    float temp = 0.8f, top_p = 0.95f;
-    int64_t seed = -1, ctx = 0;
-    bool print_ids = false;
+    int n_predict = 128, threads = 0;
+    int64_t ctx = 0;
+    std::vector<std::string> stop;
+    bool print_ids = false, ignore_eos = false;
+    SamplingOptions sampling;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
   sub->add_option("-p,--prompt", o->prompt, "prompt text (empty: start from BOS)");
-  sub->add_option("-n,--n-predict", o->n_predict, "tokens to generate")
-      ->check(CLI::NonNegativeNumber);
-  sub->add_option("--temp", o->temp, "temperature (0: greedy)")->check(CLI::NonNegativeNumber);
-  sub->add_option("--top-k", o->top_k, "keep the k most likely tokens (0: all)");
-  sub->add_option("--top-p", o->top_p, "nucleus sampling threshold");
-  sub->add_option("--seed", o->seed, "random seed (-1: random)");
+  sub->add_option("-n,--n-predict", o->n_predict, "tokens to generate (>= 1)");
+  add_sampling_options(*sub, o->sampling);
+  sub->add_option("--stop", o->stop, "stop string (repeatable); not printed");
+  sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating after end-of-sequence tokens");
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
   sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
   return [o]() {
-    using Clock = std::chrono::steady_clock;
-    const auto t_load = Clock::now();
-    auto tokenizer = tok::Tokenizer::load(o->path);
-    const std::vector<int32_t> prompt = tokenizer->encode(o->prompt, /*add_special=*/true);
-    AF_CHECK(!prompt.empty(), ErrorCode::kInvalidArgument, "cli",
+    std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->path);
+    GenerateRequest request;
+    request.max_tokens = o->n_predict;
+    request.stop = o->stop;
+    request.ignore_eos = o->ignore_eos;
+    request.sampling = make_sampling_params(o->sampling);
+    request.prompt_ids = tokenizer->encode(o->prompt, /*add_special=*/true);
+    AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");
+
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
     options.context_length = o->ctx;
     // As llama.cpp does, run past the trained context when asked to (warned below).
-    options.min_context_length = static_cast<int64_t>(prompt.size()) + o->n_predict;
+    options.min_context_length =
+        static_cast<int64_t>(request.prompt_ids.size()) + std::max(o->n_predict, 0);
     auto model = models::load(o->path, options);
     if (o->ctx == 0 && model->info().context_length > model->config().max_position_embeddings) {
       std::fprintf(stderr,
@@ -60,56 +64,36 @@ Command add_run(CLI::App& app) {
                    static_cast<long long>(options.min_context_length),
                    static_cast<long long>(model->config().max_position_embeddings));
     }
-    std::vector<int32_t> eos = model->info().eos_token_ids;
-    if (tokenizer->eos_id() >= 0) eos.push_back(tokenizer->eos_id());
+    Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
 
-    const uint64_t seed = o->seed >= 0 ? static_cast<uint64_t>(o->seed) : std::random_device{}();
-    ops::Sampler sampler(
-        {.temperature = o->temp, .top_k = o->top_k, .top_p = o->top_p, .seed = seed});
-    tok::StreamDecoder stream(*tokenizer);
-    const auto t_prefill = Clock::now();
-    std::vector<float> logits = model->forward_step(prompt);
-    const auto t_decode = Clock::now();
-    std::string stop_reason = "length";
-    std::vector<int32_t> generated;
-    const int64_t context = model->info().context_length;
-    for (int i = 0; i < o->n_predict; ++i) {
-      const int32_t id = sampler.sample(logits).id;
-      if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
-        stop_reason = "eos";
-        break;
-      }
-      generated.push_back(id);
-      if (o->print_ids) {
-        std::printf(generated.size() == 1 ? "%d" : " %d", id);
-      } else {
-        std::fputs(stream.push(id).c_str(), stdout);
-      }
-      std::fflush(stdout);
-      if (i + 1 == o->n_predict) break;
-      if (model->n_past() >= context) {
-        stop_reason = "context full";
-        break;
-      }
-      logits = model->forward_step({&id, 1});
+    bool first_id = true;
+    if (!o->print_ids) {
+      request.on_token = [](const TokenEvent& event) {
+        std::fwrite(event.text.data(), 1, event.text.size(), stdout);
+        std::fflush(stdout);
+        return true;
+      };
     }
-    if (!o->print_ids) std::fputs(stream.flush().c_str(), stdout);
+    const GenerateResponse res = session.generate(request);
+    if (o->print_ids) {
+      std::vector<int32_t> ids = res.ids;
+      // The end-of-sequence token is not part of the output, as in the text.
+      if (res.finish_reason == FinishReason::kStop && res.stop_string.empty() && !ids.empty())
+        ids.pop_back();
+      for (int32_t id : ids) {
+        std::printf(first_id ? "%d" : " %d", id);
+        first_id = false;
+      }
+    }
     std::fputs("\n", stdout);
-    const auto t_end = Clock::now();
-    const auto seconds = [](auto a, auto b) {
-      return std::chrono::duration<double>(b - a).count();
-    };
-    const double decode_s = seconds(t_decode, t_end);
     std::fprintf(stderr,
-                 "\n[af-cli run] stop: %s | load %.0f ms | prompt %zu tokens, %.1f tok/s | "
-                 "generated %zu tokens, %.1f tok/s | seed %llu\n",
-                 stop_reason.c_str(), 1000 * seconds(t_load, t_prefill), prompt.size(),
-                 static_cast<double>(prompt.size()) / std::max(1e-9, seconds(t_prefill, t_decode)),
-                 generated.size(),
-                 generated.size() > 1
-                     ? static_cast<double>(generated.size() - 1) / std::max(1e-9, decode_s)
-                     : 0.0,
-                 static_cast<unsigned long long>(seed));
+                 "\n[af-cli run] stop: %s | prompt %lld tokens, %.1f tok/s | generated %zu "
+                 "tokens, %.1f tok/s | first token %.0f ms | seed %llu\n",
+                 std::string(to_string(res.finish_reason)).c_str(),
+                 static_cast<long long>(res.prompt_tokens), res.timings.prompt_tokens_per_s,
+                 res.ids.size(), res.timings.generated_tokens_per_s,
+                 res.timings.time_to_first_token_ms,
+                 static_cast<unsigned long long>(request.sampling.seed));
     return 0;
   };
 }

@@ -12,6 +12,7 @@ using Command = std::function<int()>;
 Command add_inspect(CLI::App& app);
 Command add_logits(CLI::App& app);
 Command add_run(CLI::App& app);
+Command add_chat(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
 Command add_template(CLI::App& app);

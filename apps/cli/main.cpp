@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_inspect);
   add(af::cli::add_logits);
   add(af::cli::add_run);
+  add(af::cli::add_chat);
   add(af::cli::add_tokenize);
   add(af::cli::add_detokenize);
   add(af::cli::add_template);

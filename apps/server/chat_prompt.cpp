@@ -14,24 +14,19 @@ std::string render_chatml(const std::vector<ChatMessage>& messages) {
   return text + "<|im_start|>assistant\n";
 }
 
-ChatPrompt::ChatPrompt(const std::optional<std::string>& template_source, std::string bos_token,
-                       std::string eos_token)
-    : bos_token_(std::move(bos_token)), eos_token_(std::move(eos_token)) {
-  if (template_source) template_ = tok::ChatTemplate::parse(*template_source, "chat template");
+ChatPrompt::ChatPrompt(const std::optional<std::string>& template_source,
+                       const tok::Tokenizer& tokenizer) {
+  if (template_source) template_.emplace(*template_source, tokenizer);
 }
 
 std::string ChatPrompt::render(const std::vector<ChatMessage>& messages) const {
   if (!template_) return render_chatml(messages);
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  std::vector<af::ChatMessage> list;
   for (const ChatMessage& m : messages) {
-    list.push_back({{"role", m.role == "developer" ? "system" : m.role}, {"content", m.content}});
+    list.push_back({m.role == "developer" ? "system" : m.role, m.content});
   }
-  nlohmann::ordered_json context = {{"messages", list},
-                                    {"add_generation_prompt", true},
-                                    {"bos_token", bos_token_},
-                                    {"eos_token", eos_token_}};
   try {
-    return template_->render(context);
+    return template_->render(list, /*add_generation_prompt=*/true);
   } catch (const Error& e) {
     throw ApiError(400, std::string("The model's chat template rejected the messages: ") + e.what(),
                    "invalid_request_error", "messages", "invalid_value");

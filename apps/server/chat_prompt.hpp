@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "af/tokenizer/chat_template.hpp"
 #include "api.hpp"
+#include "runtime/chat.hpp"
 
 namespace af::server {
 
@@ -15,10 +15,9 @@ std::string render_chatml(const std::vector<ChatMessage>& messages);
 
 class ChatPrompt {
  public:
-  // template_source: the model's template (tok::find_chat_template), or nullopt for ChatML.
-  // Throws af::Error when the template does not parse.
-  ChatPrompt(const std::optional<std::string>& template_source, std::string bos_token,
-             std::string eos_token);
+  // template_source: the model's template (runtime::find_model_chat_template), or nullopt for
+  // ChatML. Throws af::Error when the template does not parse.
+  ChatPrompt(const std::optional<std::string>& template_source, const tok::Tokenizer& tokenizer);
 
   // The prompt for the assistant's next turn. A template that refuses the messages
   // (raise_exception, e.g. roles that do not alternate) throws ApiError 400.
@@ -26,8 +25,7 @@ class ChatPrompt {
   bool uses_model_template() const { return template_.has_value(); }
 
  private:
-  std::optional<tok::ChatTemplate> template_;
-  std::string bos_token_, eos_token_;
+  std::optional<runtime::ChatFormatter> template_;
 };
 
 }  // namespace af::server

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -45,6 +46,26 @@ int64_t unix_time() {
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(dump(error_body(e)), "application/json");
+}
+
+// HF folders list extra end tokens (e.g. <|im_end|> beside <|endoftext|>) in
+// generation_config.json, as Session also reads them; GGUF files carry theirs in the metadata.
+std::vector<int32_t> generation_config_eos(const std::string& model_path) {
+  std::filesystem::path dir = model_path;
+  if (!std::filesystem::is_directory(dir)) dir = dir.parent_path();
+  std::ifstream in(dir / "generation_config.json");
+  std::vector<int32_t> ids;
+  if (!in) return ids;
+  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("eos_token_id")) return ids;
+  const json& e = j["eos_token_id"];
+  if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+  if (e.is_array()) {
+    for (const json& v : e) {
+      if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+    }
+  }
+  return ids;
 }
 
 // Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at
@@ -466,11 +487,12 @@ int Server::run() {
     so.parallel = options_.parallel;
     so.slot_context = options_.ctx_size;
     so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
+    so.eos_ids = model_->info().eos_token_ids;
+    if (tokenizer_->eos_id() >= 0) so.eos_ids.push_back(tokenizer_->eos_id());
+    for (int32_t id : generation_config_eos(options_.model_path)) so.eos_ids.push_back(id);
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
-    auto piece = [&](int32_t id) { return id >= 0 ? tokenizer_->token_piece(id) : std::string(); };
-    chat_prompt_ =
-        std::make_unique<ChatPrompt>(tok::find_chat_template(options_.model_path),
-                                     piece(tokenizer_->bos_id()), piece(tokenizer_->eos_id()));
+    chat_prompt_ = std::make_unique<ChatPrompt>(
+        runtime::find_model_chat_template(options_.model_path), *tokenizer_);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[af-server] error: %s\n", e.what());
     return 1;

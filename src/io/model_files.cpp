@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "af/io/model_files.hpp"
 
 #include <cerrno>
@@ -342,8 +343,17 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   }
   if (md.find("tokenizer.ggml.bos_token_id"))
     c["bos_token_id"] = md.get_int("tokenizer.ggml.bos_token_id");
-  if (md.find("tokenizer.ggml.eos_token_id"))
-    c["eos_token_id"] = md.get_int("tokenizer.ggml.eos_token_id");
+  // End of generation: EOS plus the end-of-turn / end-of-message tokens llama.cpp also stops on
+  // (as HF lists several in generation_config.json).
+  json eos = json::array();
+  for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                          "tokenizer.ggml.eom_token_id"}) {
+    if (!md.find(key)) continue;
+    const int64_t id = md.get_int(key);
+    if (std::find(eos.begin(), eos.end(), json(id)) == eos.end()) eos.push_back(id);
+  }
+  if (eos.size() == 1) c["eos_token_id"] = eos[0];
+  if (eos.size() > 1) c["eos_token_id"] = eos;
 
   if (arch == "minicpm") {
     // convert_hf_to_gguf.py writes embedding_scale = scale_emb,

@@ -14,7 +14,7 @@
 #include "af/models/causal_lm.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "runtime/json_prefix.hpp"
-#include "runtime/stop_matcher.hpp"
+#include "runtime/stop_strings.hpp"
 
 namespace af::runtime {
 
@@ -67,6 +67,9 @@ struct Running {
         stop(request.stop),
         history(request.prompt) {
     if (request.json_object) json.emplace();
+    // The prompt goes through the decoder first (its text is dropped), so the generated text
+    // reads as the prompt's continuation (" there", not "there"), as Session::generate does.
+    for (int32_t id : request.prompt) text_started = !decoder.push(id).empty() || text_started;
   }
 
   uint64_t id;
@@ -74,14 +77,14 @@ struct Running {
   Clock::time_point submitted;
   ops::Sampler sampler;
   tok::StreamDecoder decoder;
-  StopMatcher stop;
+  StopStringFilter stop;
   std::vector<int32_t> history;  // prompt + generated: what the penalties look at
   size_t prefill_pos = 0;        // next prompt index to compute
   int32_t pending = -1;          // sampled and streamed, not yet in the cache
   RequestResult result;
   bool first_token = true;
   std::optional<JsonPrefix> json;  // json_object: the text so far
-  bool text_started = false;       // a generated token contributed bytes (see token_bytes)
+  bool text_started = false;       // the decoder emitted text (token_bytes' `first`)
 };
 
 struct Slot {
@@ -103,8 +106,11 @@ struct Scheduler::Impl {
     const int64_t model_context = model.info().context_length;
     context = options.slot_context > 0 ? options.slot_context : model_context;
     vocab = model.config().vocab_size;
-    eos = model.info().eos_token_ids;
-    if (tokenizer.eos_id() >= 0) eos.push_back(tokenizer.eos_id());
+    eos = options.eos_ids;
+    if (eos.empty()) {
+      eos = model.info().eos_token_ids;
+      if (tokenizer.eos_id() >= 0) eos.push_back(tokenizer.eos_id());
+    }
     for (int i = 0; i < options.parallel; ++i) {
       Slot slot;
       slot.sequence = model.new_sequence(context);
@@ -168,7 +174,8 @@ void Scheduler::Impl::finish(Slot& slot, StopCause cause, std::string error) {
   if (cause != StopCause::kStopString && cause != StopCause::kCancelled &&
       cause != StopCause::kError) {
     // What the decoder and the stop matcher still hold is part of the answer.
-    std::string rest = r.stop.finish(r.decoder.flush());
+    std::string rest = r.stop.push(r.decoder.flush());
+    if (!r.stop.matched()) rest += r.stop.flush();
     if (!rest.empty()) {
       r.result.text += rest;
       if (r.request.on_chunk) r.request.on_chunk(StreamChunk{std::move(rest), {-1, 0.0f, {}}});
@@ -253,10 +260,9 @@ void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
     r.json->push(bytes);  // allowed by the mask
     r.text_started = r.text_started || !bytes.empty();
   }
-  const StopMatcher::Result matched = r.stop.push(r.decoder.push(sampled.id));
-  emit(r, matched.text, sampled);
+  emit(r, r.stop.push(r.decoder.push(sampled.id)), sampled);
   const int64_t generated = static_cast<int64_t>(r.result.tokens.size());
-  if (matched.stopped) {
+  if (r.stop.matched()) {
     finish(slot, StopCause::kStopString);
   } else if (r.json && r.json->complete()) {
     finish(slot, StopCause::kJsonComplete);

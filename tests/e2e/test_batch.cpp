@@ -62,8 +62,7 @@ TEST(BatchedForward, MixedPrefillAndDecodeEqualSeparateRuns) {
 
   // Decode-style step: one id for sequences 0 and 2, a new 3-id run for 2.
   const std::vector<int32_t> next = {5};
-  batch = {{seqs[2].get(), std::span(prompts[2]).subspan(20), true},
-           {seqs[0].get(), next, false}};
+  batch = {{seqs[2].get(), std::span(prompts[2]).subspan(20), true}, {seqs[0].get(), next, false}};
   out = model->forward_batch(batch);
   ASSERT_EQ(out.size(), static_cast<size_t>(4 * vocab));
   EXPECT_LT(max_abs_diff(out.data(), alone[2].data() + 20 * vocab, 3 * vocab), 1e-4);

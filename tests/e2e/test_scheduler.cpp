@@ -7,6 +7,7 @@
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/scheduler.hpp"
+#include "af/runtime/session.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "runtime/json_prefix.hpp"
 #include "test_util.hpp"
@@ -46,6 +47,14 @@ std::vector<int32_t> greedy_alone(models::CausalLM& model, const std::vector<int
     logits = model.forward({&id, 1}, false);
   }
   return out;
+}
+
+// The text of `ids` as a continuation of `prompt` (a leading space stays).
+std::string continuation(const tok::Tokenizer& tokenizer, const std::vector<int32_t>& prompt,
+                         const std::vector<int32_t>& ids) {
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), ids.begin(), ids.end());
+  return tokenizer.decode(all, true).substr(tokenizer.decode(prompt, true).size());
 }
 
 struct Outcome {
@@ -94,13 +103,32 @@ TEST(Scheduler, ConcurrentGreedyEqualsAlone) {
   for (size_t i = 0; i < kPrompts.size(); ++i) {
     const RequestResult r = futures[i].get();
     EXPECT_EQ(ids_of(r), expected[i]) << kPrompts[i];
-    EXPECT_EQ(r.text, f.tokenizer->decode(expected[i], true));
+    EXPECT_EQ(r.text,
+              continuation(*f.tokenizer, f.tokenizer->encode(kPrompts[i], true), expected[i]));
     EXPECT_EQ(outcomes[i]->streamed, r.text);
     EXPECT_EQ(r.cause, expected[i].size() == 40 ? StopCause::kMaxTokens : StopCause::kEos);
   }
   const auto stats = scheduler.stats();
   EXPECT_EQ(stats.active, 0);
   EXPECT_EQ(stats.queued, 0);
+}
+
+TEST(Scheduler, ConcurrentGreedyEqualsSessionGenerate) {
+  Fixture f;
+  auto session = SessionBuilder().build(models::load(stories_path()));
+  Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 8, .prefill_chunk = 5});
+  std::vector<std::future<RequestResult>> futures;
+  for (const auto& p : kPrompts) {
+    auto o = std::make_shared<Outcome>();
+    futures.push_back(o->promise.get_future());
+    ASSERT_TRUE(scheduler.submit(make_request(f.tokenizer->encode(p, true), 48, o)));
+  }
+  for (size_t i = 0; i < kPrompts.size(); ++i) {
+    const GenerateResponse alone = session.generate({.prompt = kPrompts[i], .max_tokens = 48});
+    const RequestResult together = futures[i].get();
+    EXPECT_EQ(together.text, alone.text) << kPrompts[i];
+    EXPECT_EQ(runtime::finish_reason(together.cause), to_string(alone.finish_reason));
+  }
 }
 
 TEST(Scheduler, ReusesTheLongestCachedPrefix) {
@@ -132,7 +160,8 @@ TEST(Scheduler, StopStringEndsTheTextBeforeIt) {
   Fixture f;
   std::vector<int32_t> eos = f.model->info().eos_token_ids;
   const std::vector<int32_t> prompt = f.tokenizer->encode("Once upon a time", true);
-  const std::string full = f.tokenizer->decode(greedy_alone(*f.model, prompt, 40, eos), true);
+  const std::string full =
+      continuation(*f.tokenizer, prompt, greedy_alone(*f.model, prompt, 40, eos));
   ASSERT_GT(full.size(), 20u);
   const std::string stop = full.substr(10, 4);  // spans tokens in general
   Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 1});

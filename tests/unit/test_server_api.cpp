@@ -3,6 +3,7 @@
 #include "api.hpp"
 #include "chat_prompt.hpp"
 #include "metrics.hpp"
+#include "test_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -166,14 +167,16 @@ TEST(ServerApi, ChatMLPrompt) {
 }
 
 TEST(ServerApi, ChatPromptUsesTheModelsTemplate) {
+  const auto tokenizer =
+      tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");  // BOS <s>
   const ChatPrompt model_template(
       "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}"
       "{% if add_generation_prompt %}[assistant]{% endif %}",
-      "<s>", "</s>");
+      *tokenizer);
   EXPECT_TRUE(model_template.uses_model_template());
   EXPECT_EQ(model_template.render({{"developer", "S"}, {"user", "Hi"}}),
             "<s>[system]S[user]Hi[assistant]");
-  const ChatPrompt strict("{{ raise_exception('roles must alternate') }}", "", "");
+  const ChatPrompt strict("{{ raise_exception('roles must alternate') }}", *tokenizer);
   try {
     strict.render({{"user", "Hi"}});
     ADD_FAILURE() << "no error";
@@ -182,8 +185,8 @@ TEST(ServerApi, ChatPromptUsesTheModelsTemplate) {
     EXPECT_EQ(e.param, "messages");
     EXPECT_NE(e.message.find("roles must alternate"), std::string::npos);
   }
-  EXPECT_FALSE(ChatPrompt(std::nullopt, "", "").uses_model_template());
-  EXPECT_EQ(ChatPrompt(std::nullopt, "", "").render({{"user", "Hi"}}),
+  EXPECT_FALSE(ChatPrompt(std::nullopt, *tokenizer).uses_model_template());
+  EXPECT_EQ(ChatPrompt(std::nullopt, *tokenizer).render({{"user", "Hi"}}),
             render_chatml({{"user", "Hi"}}));
 }
 

@@ -17,7 +17,7 @@ struct LoadOptions {
   int num_threads = 0;             // 0: all hardware threads
   int64_t context_length = 0;      // KV cache rows; 0: the model's max_position_embeddings,
   int64_t min_context_length = 0;  // ... but at least this many (when context_length is 0)
-  std::string isa;                 // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
+  std::string isa = {};            // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
 };
 
 struct ModelInfo {

@@ -35,6 +35,8 @@ struct SchedulerOptions {
   int64_t slot_context = 0;     // KV cache rows per slot; 0: the model's context
   int64_t prefill_chunk = 256;  // prompt tokens per step, over all slots reading a prompt
   size_t max_queue = 64;        // requests waiting for a slot; submit() refuses more
+  // End-of-sequence ids; empty: the model's (ModelInfo::eos_token_ids) and the tokenizer's EOS.
+  std::vector<int32_t> eos_ids = {};
 };
 
 enum class StopCause {

@@ -1,0 +1,47 @@
+#pragma once
+// The sampling flags `run` and `chat` share, with llama.cpp's defaults.
+#include <cstdint>
+#include <random>
+
+#include <CLI/CLI.hpp>
+
+#include "af/ops/sampling.hpp"
+
+namespace af::cli {
+
+struct SamplingOptions {
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, typical_p = 1.0f;
+  int top_k = 40, repeat_last_n = 64;
+  float repeat_penalty = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
+  int64_t seed = -1;
+};
+
+inline void add_sampling_options(CLI::App& sub, SamplingOptions& o) {
+  sub.add_option("--temp", o.temp, "temperature (0: greedy)");
+  sub.add_option("--top-k", o.top_k, "keep the k most likely tokens (0: all)");
+  sub.add_option("--top-p", o.top_p, "nucleus sampling threshold (1: off)");
+  sub.add_option("--min-p", o.min_p, "drop tokens below min-p x the top probability (0: off)");
+  sub.add_option("--typical-p", o.typical_p, "locally typical sampling (1: off)");
+  sub.add_option("--repeat-penalty", o.repeat_penalty, "repetition penalty (1: off)");
+  sub.add_option("--repeat-last-n", o.repeat_last_n, "ids the penalties look at (0: all)");
+  sub.add_option("--presence-penalty", o.presence_penalty, "OpenAI presence penalty");
+  sub.add_option("--frequency-penalty", o.frequency_penalty, "OpenAI frequency penalty");
+  sub.add_option("--seed", o.seed, "random seed (-1: random)");
+}
+
+inline ops::SamplingParams make_sampling_params(const SamplingOptions& o) {
+  ops::SamplingParams p;
+  p.temperature = o.temp;
+  p.top_k = o.top_k;
+  p.top_p = o.top_p;
+  p.min_p = o.min_p;
+  p.typical_p = o.typical_p;
+  p.repetition_penalty = o.repeat_penalty;
+  p.presence_penalty = o.presence_penalty;
+  p.frequency_penalty = o.frequency_penalty;
+  p.penalty_last_n = o.repeat_last_n;
+  p.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
+  return p;
+}
+
+}  // namespace af::cli

@@ -1,0 +1,147 @@
+#pragma once
+// Generation on top of any af::Model: prompt -> tokens -> prefill -> sampled decode loop with
+// stop conditions, streaming and timings; multi-turn chat that reuses the KV cache of the common
+// prefix.
+//
+//   auto model = af::models::load("/path/to/Qwen2-0.5B");
+//   auto session = af::SessionBuilder().build(std::move(model));
+//   auto response = session.generate({.prompt = "你好", .max_tokens = 128});
+//
+// A Session is used from one thread at a time; cancel() may be called from any thread.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "af/core/model.hpp"
+#include "af/ops/sampling.hpp"
+#include "af/tokenizer/tokenizer.hpp"
+
+namespace af {
+
+enum class FinishReason {
+  kStop,         // an end-of-sequence token or a stop string
+  kLength,       // max_tokens generated
+  kContextFull,  // the model's context has no room for another token
+  kCancelled,    // cancel() or the streaming callback asked to stop
+};
+// "stop", "length", "context_full", "cancelled" (the first two as OpenAI spells them).
+std::string_view to_string(FinishReason reason);
+
+// One generated token as the streaming callback sees it.
+struct TokenEvent {
+  int32_t id = -1;
+  // The text that became final with this token: whole UTF-8 characters, never part of a stop
+  // string; may be empty while bytes of a character or a possible stop string are held back.
+  std::string_view text;
+  const ops::SampledToken* sampled = nullptr;  // id, logprob and the top alternatives
+};
+
+struct GenerateRequest {
+  std::string prompt = {};   // text, tokenized with the tokenizer's special tokens (BOS)
+  int32_t max_tokens = 256;  // must be >= 1
+  // temperature 0 (greedy) by default. (Value-initialised: GCC 12 reports a false
+  // "maybe uninitialized" for designated initialisers of requests with `{}` here.)
+  ops::SamplingParams sampling = ops::SamplingParams();
+  std::vector<std::string> stop =
+      {};  // generation ends before the first occurrence of any of these
+  std::vector<int32_t> prompt_ids = {};  // used instead of `prompt` when not empty (no BOS added)
+  bool add_special = true;               // BOS etc. as the tokenizer's configuration says
+  bool ignore_eos = false;               // keep generating past end-of-sequence tokens
+  bool logprobs = false;                 // fill GenerateResponse::tokens with logprobs
+  // Called after every sampled token; return false to stop (finish_reason kCancelled).
+  std::function<bool(const TokenEvent&)> on_token = {};
+};
+
+struct Timings {
+  double prefill_ms = 0;  // prompt processing
+  double decode_ms = 0;   // all decode steps
+  double time_to_first_token_ms = 0;
+  double prompt_tokens_per_s = 0;  // prefill_tokens / prefill time
+  double generated_tokens_per_s =
+      0;  // (generated - 1) / decode time, the first token comes from prefill
+};
+
+struct GenerateResponse {
+  std::string text;          // the generated text, without stop strings and end tokens
+  std::vector<int32_t> ids;  // every sampled id (including a final end token)
+  FinishReason finish_reason = FinishReason::kStop;
+  std::string stop_string;     // the stop string that ended generation, if one did
+  int64_t prompt_tokens = 0;   // prompt length in tokens
+  int64_t cached_tokens = 0;   // prompt tokens reused from the KV cache (not recomputed)
+  int64_t prefill_tokens = 0;  // prompt tokens actually run through the model
+  Timings timings;
+  std::vector<ops::SampledToken> tokens;  // with request.logprobs: one per id
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant", "tool"
+  std::string content;
+};
+
+class Session {
+ public:
+  struct State;  // model, tokenizer, template, cache bookkeeping (src/runtime)
+  explicit Session(std::unique_ptr<State> state);
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  ~Session();
+
+  // Generates from request.prompt (or prompt_ids). The longest common prefix with what the
+  // model already holds is reused when the model can truncate its cache (af::models::CausalLM)
+  // or when the new prompt extends the held sequence. Throws af::Error for an empty prompt,
+  // max_tokens < 1, a prompt that does not fit the context, or a missing tokenizer.
+  GenerateResponse generate(const GenerateRequest& request);
+
+  // Chat: appends `user` to the history, renders the chat template with
+  // add_generation_prompt, generates with `request` (its prompt is ignored) and appends the
+  // reply to the history. The KV cache of the previous turns is reused.
+  GenerateResponse chat(const std::string& user, GenerateRequest request = {});
+  // The prompt text the chat template renders for `messages` (+ the generation prompt).
+  std::string render_chat(const std::vector<ChatMessage>& messages,
+                          bool add_generation_prompt) const;
+  void set_system_prompt(std::string system);  // "" for none; takes effect after reset()
+  const std::vector<ChatMessage>& history() const;
+  // Clears the chat history (keeps the system prompt) and the model's state.
+  void reset();
+
+  // Asks a running generate()/chat() on another thread to stop after the current token.
+  void cancel();
+
+  Model& model();
+  const tok::Tokenizer* tokenizer() const;  // null for custom models built without one
+  int64_t context_length() const;
+  // The ids the model's state holds now (prompt + generated of the last request).
+  const std::vector<int32_t>& cached_ids() const;
+
+ private:
+  std::unique_ptr<State> s_;
+};
+
+class SessionBuilder {
+ public:
+  // Tokenizer: by default, built-in models load the one beside their weights (the GGUF
+  // vocabulary or the HF folder's tokenizer files). Custom models need one for text prompts.
+  SessionBuilder& tokenizer(std::shared_ptr<const tok::Tokenizer> tokenizer);
+  SessionBuilder& tokenizer_path(std::string path);
+  // Chat template source (Jinja); by default the model's own (GGUF metadata or
+  // tokenizer_config.json / chat_template.jinja).
+  SessionBuilder& chat_template(std::string source);
+  // End-of-sequence ids; by default the model's (config.json, generation_config.json, GGUF)
+  // and the tokenizer's EOS / end-of-turn tokens.
+  SessionBuilder& eos_ids(std::vector<int32_t> ids);
+  SessionBuilder& system_prompt(std::string system);
+
+  Session build(std::unique_ptr<Model> model) const;
+
+ private:
+  std::shared_ptr<const tok::Tokenizer> tokenizer_;
+  std::optional<std::string> tokenizer_path_, chat_template_, system_;
+  std::optional<std::vector<int32_t>> eos_ids_;
+};
+
+}  // namespace af

@@ -1,0 +1,295 @@
+#include "af/runtime/session.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "af/core/error.hpp"
+#include "af/models/causal_lm.hpp"
+#include "runtime/chat.hpp"
+#include "runtime/stop_strings.hpp"
+
+namespace af {
+
+namespace fs = std::filesystem;
+
+namespace {
+constexpr char kComponent[] = "generate";
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// HF folders list extra end tokens (e.g. <|im_end|> and <|endoftext|>) in
+// generation_config.json; GGUF files carry theirs in the tokenizer metadata.
+std::vector<int32_t> generation_config_eos(const std::string& model_path) {
+  fs::path dir = model_path;
+  if (!fs::is_directory(dir)) dir = dir.parent_path();
+  const fs::path file = dir / "generation_config.json";
+  std::vector<int32_t> ids;
+  if (!fs::exists(file)) return ids;
+  std::ifstream in(file);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("eos_token_id")) return ids;
+  const nlohmann::json& e = j["eos_token_id"];
+  if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+  if (e.is_array()) {
+    for (const auto& v : e)
+      if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
+
+}  // namespace
+
+std::string_view to_string(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kContextFull:
+      return "context_full";
+    case FinishReason::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+struct Session::State {
+  std::unique_ptr<Model> model;
+  models::CausalLM* causal = nullptr;  // set when the model can truncate its cache
+  std::shared_ptr<const tok::Tokenizer> tokenizer;
+  std::optional<runtime::ChatFormatter> chat;
+  std::set<int32_t> eos;
+  int64_t context = 0;
+  std::string system;
+  std::vector<ChatMessage> history;
+  std::vector<int32_t> cached;  // ids the model's state holds
+  std::atomic<bool> cancel{false};
+
+  std::vector<float> feed(std::span<const int32_t> ids) {
+    std::vector<float> logits = model->forward_step(ids);
+    cached.insert(cached.end(), ids.begin(), ids.end());
+    return logits;
+  }
+};
+
+Session::Session(std::unique_ptr<State> state) : s_(std::move(state)) {}
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+Session::~Session() = default;
+
+Model& Session::model() { return *s_->model; }
+const tok::Tokenizer* Session::tokenizer() const { return s_->tokenizer.get(); }
+int64_t Session::context_length() const { return s_->context; }
+const std::vector<int32_t>& Session::cached_ids() const { return s_->cached; }
+const std::vector<ChatMessage>& Session::history() const { return s_->history; }
+void Session::cancel() { s_->cancel.store(true); }
+void Session::set_system_prompt(std::string system) { s_->system = std::move(system); }
+
+void Session::reset() {
+  s_->history.clear();
+  s_->cached.clear();
+  s_->model->reset_state();
+}
+
+GenerateResponse Session::generate(const GenerateRequest& req) {
+  State& s = *s_;
+  s.cancel.store(false);
+  AF_CHECK(req.max_tokens >= 1, ErrorCode::kInvalidArgument, kComponent,
+           "max_tokens must be at least 1, got ", req.max_tokens);
+  std::vector<int32_t> prompt = req.prompt_ids;
+  if (prompt.empty()) {
+    AF_CHECK(!req.prompt.empty(), ErrorCode::kInvalidArgument, kComponent,
+             "the prompt is empty (give text or prompt ids)");
+    AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, kComponent,
+             "a text prompt needs a tokenizer: this session has none (give prompt_ids, or "
+             "SessionBuilder::tokenizer)");
+    prompt = s.tokenizer->encode(req.prompt, req.add_special);
+    AF_CHECK(!prompt.empty(), ErrorCode::kInvalidArgument, kComponent,
+             "the prompt tokenizes to no ids");
+  }
+  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  AF_CHECK(n_prompt < s.context, ErrorCode::kOutOfRange, kComponent, "the prompt has ", n_prompt,
+           " tokens; the context holds ", s.context, " (at least one more is needed to generate)");
+  ops::Sampler sampler(req.sampling);
+  runtime::StopStringFilter stops(req.stop);
+
+  GenerateResponse res;
+  res.prompt_tokens = n_prompt;
+  // Reuse the longest common prefix of what the model holds.
+  size_t common = 0;
+  while (common < s.cached.size() && common < prompt.size() && s.cached[common] == prompt[common])
+    ++common;
+  if (s.causal) {
+    if (common == prompt.size()) --common;  // the last prompt id must run to give logits
+    s.causal->truncate(static_cast<int64_t>(common));
+    s.cached.resize(common);
+  } else if (common < s.cached.size() || common == prompt.size()) {
+    s.model->reset_state();  // a plain Model can only append
+    s.cached.clear();
+    common = 0;
+  }
+  res.cached_tokens = static_cast<int64_t>(common);
+  res.prefill_tokens = n_prompt - res.cached_tokens;
+
+  const auto t0 = Clock::now();
+  std::vector<float> logits = s.feed(std::span(prompt).subspan(common));
+  res.timings.prefill_ms = ms_since(t0);
+
+  std::optional<tok::StreamDecoder> decoder;
+  if (s.tokenizer) {
+    // The prompt goes through the decoder first (its text is dropped), so the generated text is
+    // exactly what decoding prompt + generation adds, as transformers' TextStreamer shows it: a
+    // continuation keeps its leading space, text right after BOS loses the SentencePiece one.
+    decoder.emplace(*s.tokenizer, /*skip_special=*/true);
+    for (int32_t id : prompt) decoder->push(id);
+  }
+  std::vector<int32_t> history = prompt;  // what penalties look at
+  const auto t_decode = Clock::now();
+  for (;;) {
+    const ops::SampledToken sampled = sampler.sample(logits, history);
+    const int32_t id = sampled.id;
+    if (res.ids.empty()) res.timings.time_to_first_token_ms = ms_since(t0);
+    res.ids.push_back(id);
+    history.push_back(id);
+    if (req.logprobs) res.tokens.push_back(sampled);
+
+    const bool is_eos = !req.ignore_eos && s.eos.count(id) > 0;
+    std::string text;
+    if (decoder && !is_eos) text = stops.push(decoder->push(id));
+    std::optional<FinishReason> finish;
+    if (is_eos || stops.matched()) {
+      finish = FinishReason::kStop;
+    } else if (static_cast<int64_t>(res.ids.size()) >= req.max_tokens) {
+      finish = FinishReason::kLength;
+    } else if (static_cast<int64_t>(s.cached.size()) >= s.context) {
+      finish = FinishReason::kContextFull;
+    }
+    // Text held back for a possible stop string or an unfinished character is final now.
+    if (finish && !stops.matched() && decoder) {
+      text += stops.push(decoder->flush());
+      if (!stops.matched()) text += stops.flush();
+    }
+    res.text += text;
+    if (req.on_token) {
+      const TokenEvent event{id, text, &sampled};
+      if (!req.on_token(event) && !finish) finish = FinishReason::kCancelled;
+    }
+    if (!finish && s.cancel.load()) finish = FinishReason::kCancelled;
+    if (finish) {
+      if (*finish == FinishReason::kCancelled && decoder) {
+        // What was held back is shown too, so the streamed text equals res.text.
+        std::string rest = stops.push(decoder->flush());
+        if (!stops.matched()) rest += stops.flush();
+        if (!rest.empty()) {
+          res.text += rest;
+          if (req.on_token) req.on_token(TokenEvent{-1, rest, nullptr});
+        }
+      }
+      res.finish_reason = *finish;
+      res.stop_string = stops.matched_string();
+      break;
+    }
+    logits = s.feed(std::span(&id, 1));
+  }
+  res.timings.decode_ms = ms_since(t_decode);
+  if (res.timings.prefill_ms > 0)
+    res.timings.prompt_tokens_per_s =
+        1e3 * static_cast<double>(res.prefill_tokens) / res.timings.prefill_ms;
+  const double decode_steps = static_cast<double>(res.ids.size()) - 1;
+  if (decode_steps > 0 && res.timings.decode_ms > 0)
+    res.timings.generated_tokens_per_s = 1e3 * decode_steps / res.timings.decode_ms;
+  return res;
+}
+
+std::string Session::render_chat(const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt) const {
+  AF_CHECK(s_->chat.has_value(), ErrorCode::kInvalidArgument, "chat",
+           "this model has no chat template (give one with SessionBuilder::chat_template)");
+  return s_->chat->render(messages, add_generation_prompt);
+}
+
+GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+  State& s = *s_;
+  AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
+  std::vector<ChatMessage> messages;
+  if (!s.system.empty()) messages.push_back({"system", s.system});
+  messages.insert(messages.end(), s.history.begin(), s.history.end());
+  messages.push_back({"user", user});
+  const std::string prompt = render_chat(messages, /*add_generation_prompt=*/true);
+  // As transformers' apply_chat_template: the template writes BOS itself.
+  request.prompt_ids = s.tokenizer->encode(prompt, /*add_special=*/false);
+  request.prompt.clear();
+  GenerateResponse res = generate(request);
+  s.history.push_back({"user", user});
+  s.history.push_back({"assistant", res.text});
+  return res;
+}
+
+SessionBuilder& SessionBuilder::tokenizer(std::shared_ptr<const tok::Tokenizer> tokenizer) {
+  tokenizer_ = std::move(tokenizer);
+  return *this;
+}
+SessionBuilder& SessionBuilder::tokenizer_path(std::string path) {
+  tokenizer_path_ = std::move(path);
+  return *this;
+}
+SessionBuilder& SessionBuilder::chat_template(std::string source) {
+  chat_template_ = std::move(source);
+  return *this;
+}
+SessionBuilder& SessionBuilder::eos_ids(std::vector<int32_t> ids) {
+  eos_ids_ = std::move(ids);
+  return *this;
+}
+SessionBuilder& SessionBuilder::system_prompt(std::string system) {
+  system_ = std::move(system);
+  return *this;
+}
+
+Session SessionBuilder::build(std::unique_ptr<Model> model) const {
+  AF_CHECK(model != nullptr, ErrorCode::kInvalidArgument, "session", "no model given");
+  auto s = std::make_unique<Session::State>();
+  s->model = std::move(model);
+  s->causal = dynamic_cast<models::CausalLM*>(s->model.get());
+  const ModelConfig config = s->model->config();
+  AF_CHECK(config.vocab_size > 0, ErrorCode::kInvalidArgument, "session",
+           "the model's config() reports vocab_size ", config.vocab_size);
+  s->context = s->causal ? s->causal->info().context_length : config.max_position_embeddings;
+  AF_CHECK(s->context > 0, ErrorCode::kInvalidArgument, "session",
+           "the model's config() reports max_position_embeddings ", s->context,
+           " (the context length must be positive)");
+
+  const std::string model_path = s->causal ? s->causal->info().path : std::string();
+  s->tokenizer = tokenizer_;
+  if (!s->tokenizer && (tokenizer_path_ || !model_path.empty())) {
+    s->tokenizer = tok::Tokenizer::load(tokenizer_path_ ? *tokenizer_path_ : model_path);
+  }
+  if (eos_ids_) {
+    s->eos.insert(eos_ids_->begin(), eos_ids_->end());
+  } else {
+    if (s->causal) {
+      for (int32_t id : s->causal->info().eos_token_ids) s->eos.insert(id);
+    }
+    if (s->tokenizer && s->tokenizer->eos_id() >= 0) s->eos.insert(s->tokenizer->eos_id());
+    if (!model_path.empty()) {
+      for (int32_t id : generation_config_eos(model_path)) s->eos.insert(id);
+    }
+  }
+  if (s->tokenizer) {
+    std::optional<std::string> source = chat_template_;
+    if (!source && !model_path.empty()) source = runtime::find_model_chat_template(model_path);
+    if (source) s->chat.emplace(*source, *s->tokenizer);
+  }
+  if (system_) s->system = *system_;
+  return Session(std::move(s));
+}
+
+}  // namespace af
