@@ -216,8 +216,9 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
                          " or completion.",
                      "invalid_request_error", prompt_param, "context_length_exceeded");
     }
+    const int64_t vocab = std::min(tokenizer_->vocab_size(), model_->config().vocab_size);
     for (int32_t id : p) {
-      if (id >= tokenizer_->vocab_size() && id >= model_->config().vocab_size) {
+      if (id >= vocab) {
         throw ApiError(400, "Invalid token id " + std::to_string(id) + " in 'prompt'.",
                        "invalid_request_error", "prompt", "invalid_value");
       }

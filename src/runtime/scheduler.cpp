@@ -106,6 +106,7 @@ struct Scheduler::Impl {
     const int64_t model_context = model.info().context_length;
     context = options.slot_context > 0 ? options.slot_context : model_context;
     vocab = model.config().vocab_size;
+    text_vocab = std::min<int64_t>(vocab, tokenizer.vocab_size());
     eos = options.eos_ids;
     if (eos.empty()) {
       eos = model.info().eos_token_ids;
@@ -143,7 +144,8 @@ struct Scheduler::Impl {
   const tok::Tokenizer& tokenizer;
   SchedulerOptions options;
   int64_t context = 0;
-  int64_t vocab = 0;
+  int64_t vocab = 0;       // logits per row
+  int64_t text_vocab = 0;  // ids the tokenizer can decode: [0, text_vocab)
   std::vector<int32_t> eos;
   std::vector<Slot> slots;               // only the scheduler thread touches them
   std::vector<std::string> token_texts;  // [vocab] bytes of each token, filled on first use
@@ -236,6 +238,8 @@ bool Scheduler::Impl::mask_json(Running& r, float* logits) {
 
 void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
   Running& r = *slot.running;
+  // Rows past the tokenizer's vocabulary (padding of the embedding matrix) have no text.
+  std::fill(logits + text_vocab, logits + vocab, -std::numeric_limits<float>::infinity());
   if (r.json && !mask_json(r, logits)) {
     finish(slot, StopCause::kError, "no token of the vocabulary continues the JSON text");
     return;
@@ -393,7 +397,13 @@ void Scheduler::Impl::step() {
     slot.running->pending = -1;
   }
   for (size_t i = 0; i < items.size(); ++i) {
-    if (samples[i]) handle_token(*item_slots[i], logits.data() + i * vocab);
+    if (!samples[i]) continue;
+    try {
+      handle_token(*item_slots[i], logits.data() + i * vocab);
+    } catch (const std::exception& e) {
+      // e.g. NaN logits: this request fails, the others go on.
+      if (item_slots[i]->running) finish(*item_slots[i], StopCause::kError, e.what());
+    }
   }
   const auto t1 = Clock::now();
   std::lock_guard lock(mutex);
