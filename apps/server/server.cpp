@@ -346,6 +346,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   };
   auto started = std::make_shared<bool>(false);
   auto sent_done = std::make_shared<int>(0);
+  auto last_write =
+      std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -433,8 +435,15 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
           }
           out += "data: [DONE]\n\n";
         }
-        if (!out.empty() && !sink.write(out.data(), out.size())) return false;
-        if (out.empty() && !sink.is_writable()) return false;
+        // While a request waits for a slot or a long prompt is read, an SSE comment each second
+        // finds out whether the client is still there (clients ignore comments).
+        const auto now = std::chrono::steady_clock::now();
+        if (out.empty() && now - *last_write > std::chrono::seconds(1)) out = ": waiting\n\n";
+        if (!out.empty()) {
+          if (!sink.write(out.data(), out.size())) return false;
+          *last_write = now;
+        }
+        if (!sink.is_writable()) return false;
         if (all_done) sink.done();
         return true;
       },

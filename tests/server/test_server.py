@@ -178,8 +178,10 @@ def test_sse_framing(server):
                           server.base_url + "/completions"], capture_output=True, text=True,
                          check=True).stdout
     check(out.endswith("data: [DONE]\n\n"), "stream ends with [DONE]")
-    events = out.split("\n\n")[:-1]
+    # Events are "data: JSON", or ": comment" keep-alives while the request waits.
+    events = [e for e in out.split("\n\n")[:-1] if not e.startswith(": ")]
     check(all(e.startswith("data: ") and "\n" not in e for e in events), f"SSE events: {out!r}")
+    check(events[-1] == "data: [DONE]", "last event")
     for e in events[:-1]:
         json.loads(e[len("data: "):])
 
@@ -255,6 +257,11 @@ def test_kill_mid_stream(server):
     check(server.metric("af_slots_busy") == 0, "slot freed")
 
 
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+)", f.read(), re.M).group(1))
+
+
 def test_burst(server):
     """More requests than slots + queue at once, malformed ones mixed in: every request gets
     exactly one answer, 200 / 503 with Retry-After / 400, and the server stays healthy."""
@@ -292,6 +299,17 @@ def test_burst(server):
     check(statuses.count(200) > 0, "some requests served")
     check(server.request("GET", "/health")[0] == 200, "healthy after the burst")
     check(server.metric("af_slots_busy") == 0 and server.metric("af_queue_depth") == 0, "idle")
+
+
+def test_burst_memory(server):
+    """Repeated bursts do not grow the server's memory: after the first one (slot caches and
+    thread stacks committed), more bursts return to the same resident size."""
+    test_burst(server)
+    baseline = rss_kib(server.proc.pid)
+    for _ in range(3):
+        test_burst(server)
+    after = rss_kib(server.proc.pid)
+    check(after <= baseline * 1.1 + 4096, f"RSS grew from {baseline} KiB to {after} KiB")
 
 
 def test_api_key(args):
@@ -345,6 +363,7 @@ def main():
              ("8 parallel streams", lambda: test_parallel_streams(main_server, client)),
              ("client killed mid-stream", lambda: test_kill_mid_stream(small)),
              ("burst beyond capacity", lambda: test_burst(small)),
+             ("memory back to baseline after bursts", lambda: test_burst_memory(small)),
              ("api key", lambda: test_api_key(args)),
              ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
     failed = 0
