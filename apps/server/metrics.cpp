@@ -1,6 +1,8 @@
 #include "metrics.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <string_view>
 
 namespace af::server {
 
@@ -42,8 +44,12 @@ void Metrics::Histogram::render(std::string& out, const std::string& name) const
 }
 
 void Metrics::count_request(const std::string& path, int status) {
+  // Known endpoints only, so that clients cannot grow the label set without bound.
+  static constexpr std::array<std::string_view, 5> kPaths = {
+      "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"};
+  const bool known = std::find(kPaths.begin(), kPaths.end(), path) != kPaths.end();
   std::lock_guard lock(mutex_);
-  requests_[{path, status}] += 1;
+  requests_[{known ? path : "other", status}] += 1;
 }
 
 void Metrics::observe_generation(const runtime::RequestResult& result) {

@@ -527,7 +527,6 @@ int Server::run() {
                                "Incorrect API key provided. Send it as 'Authorization: "
                                "Bearer <key>'.",
                                "invalid_request_error", "", "invalid_api_key"));
-      metrics_.count_request(req.path, 401);
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;

@@ -194,6 +194,8 @@ TEST(ServerApi, MetricsArePrometheusText) {
   Metrics m;
   m.count_request("/v1/completions", 200);
   m.count_request("/v1/completions", 200);
+  m.count_request("/random/1", 404);
+  m.count_request("/random/2", 404);
   runtime::RequestResult r;
   r.cause = runtime::StopCause::kEos;
   r.total_seconds = 0.3;
@@ -203,6 +205,8 @@ TEST(ServerApi, MetricsArePrometheusText) {
   s.queued = 2;
   const std::string text = m.render(s, 4);
   EXPECT_NE(text.find("af_http_requests_total{path=\"/v1/completions\",status=\"200\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("af_http_requests_total{path=\"other\",status=\"404\"} 2\n"),
             std::string::npos);
   EXPECT_NE(text.find("af_generations_total{finish_reason=\"stop\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("af_generated_tokens_total 7\n"), std::string::npos);
