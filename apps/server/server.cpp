@@ -226,6 +226,13 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   }
 
   const int n_choices = static_cast<int>(prompts.size()) * r.n;
+  if (static_cast<size_t>(n_choices) > scheduler_->options().max_queue) {
+    throw ApiError(400,
+                   "This request asks for " + std::to_string(n_choices) +
+                       " choices (prompts x n), more than this server queues at once (" +
+                       std::to_string(scheduler_->options().max_queue) + ").",
+                   "invalid_request_error", "n", "invalid_value");
+  }
   auto exchange = std::make_shared<Exchange>();
   exchange->results.resize(n_choices);
   const uint64_t base_seed = r.has_seed ? r.sampling.seed : std::random_device{}();

@@ -199,6 +199,8 @@ def test_errors(server, client):
     expect_error(server, "/v1/completions", {"prompt": [1, 99999]}, 400)
     expect_error(server, "/v1/completions", b"{" + b" " * (9 << 20) + b"}", 413)
     expect_error(server, "/v1/nope", {}, 404)
+    expect_error(server, "/v1/completions", {"prompt": ["a"] * 16, "n": 16}, 400, "invalid_value",
+                 "n")
     # Unknown fields are ignored, as llama.cpp's and vLLM's servers do.
     status, _, _ = server.request("POST", "/v1/chat/completions",
                                   {**with_msgs, "max_tokens": 2, "frobnicate": [1]})
