@@ -169,6 +169,20 @@ def test_basics(server, client, args):
     check(len(content) == lp.usage.completion_tokens and len(content[0].top_logprobs) == 3,
           "logprobs")
     check(content[0].logprob == content[0].top_logprobs[0].logprob, "greedy takes the top logprob")
+    # Streaming with n = 2: both choices stream, each ends with its own finish_reason, and each
+    # equals the non-streamed choice for the same seed.
+    texts, finishes = ["", ""], [None, None]
+    for c in client.completions.create(model="m", prompt="Once upon a time", max_tokens=30,
+                                       temperature=1.0, seed=123, n=2, stream=True):
+        for ch in c.choices:
+            texts[ch.index] += ch.text
+            finishes[ch.index] = ch.finish_reason or finishes[ch.index]
+    check(texts == two and finishes == ["length", "length"], f"streamed n=2 {texts} {finishes}")
+    legacy = client.completions.create(model="m", prompt="Once upon a time", max_tokens=4,
+                                       temperature=0, logprobs=2)
+    lp = legacy.choices[0].logprobs
+    check(len(lp.tokens) == 4 and len(lp.top_logprobs[0]) == 2 and
+          "".join(lp.tokens) == legacy.choices[0].text, f"legacy logprobs {lp}")
 
 
 def test_sse_framing(server):
