@@ -298,7 +298,7 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
                                        : Value::undefined("'" + macro.params[i] + "' is undefined");
   }
   update_depth(kwargs);
-  local->vars["varargs"] = Value::new_list(std::move(varargs));
+  local->vars["varargs"] = Value::new_tuple(std::move(varargs));
   local->vars["kwargs"] = std::move(kwargs);
   std::string text = render_body(macro.body, local);
   local->vars.clear();
@@ -448,6 +448,7 @@ Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
       const Value v = eval(*e.args[0], scope);
       loc_ = e.loc;
       if (e.name == "not") return Value::from_bool(!v.truthy());
+      if (e.name == "-" && v.kind == Kind::kFloat) return Value::from_float(-v.number);
       if (e.name == "-") return binary_op(*this, "-", Value::from_int(0), v);
       if (!v.is_number()) {
         if (v.is_undefined()) fail(v.text.empty() ? "undefined value in arithmetic" : v.text);

@@ -962,8 +962,8 @@ class Parser {
         const Token& t = cur();
         if (is_op("(")) {
           parse_call_args(*test);
-        } else if ((t.type == Tok::kName && t.text != "else" && t.text != "or" && t.text != "and" &&
-                    t.text != "if" && t.text != "in" && t.text != "not" && t.text != "is") ||
+        } else if ((t.type == Tok::kName && t.text != "else" && t.text != "or" &&
+                    t.text != "and") ||
                    t.type == Tok::kString || t.type == Tok::kInt || t.type == Tok::kFloat ||
                    is_op("[") || is_op("{")) {
           test->args.push_back(parse_postfix(parse_primary()));
