@@ -1458,9 +1458,12 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
     }
     if (name == "replace") {
       Params p(in, "replace", args, {"old", "new", "count"});
-      *result =
-          Value::from_string(py_replace(in, s, need_string(in, p.get(0), "replace"),
-                                        need_string(in, p.get(1), "replace"), p.integer(2, -1)));
+      // Markup.replace escapes its plain-string arguments.
+      auto arg = [&](size_t k) {
+        const std::string& a = need_string(in, p.get(k), "replace");
+        return obj.markup && !p.get(k).markup ? html_escape(a) : a;
+      };
+      *result = like(obj, py_replace(in, s, arg(0), arg(1), p.integer(2, -1)));
       return true;
     }
     if (name == "upper" || name == "lower") {

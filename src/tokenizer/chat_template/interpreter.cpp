@@ -269,6 +269,8 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
       local->vars[macro.params[i]] = args.positional[i];
       bound[i] = true;
     } else {
+      if (!macro.uses_varargs)
+        fail("macro '" + name + "' takes not more than " + std::to_string(n) + " argument(s)");
       varargs.push_back(args.positional[i]);
     }
   }
@@ -287,6 +289,8 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
       if (key == "caller") {
         local->vars["caller"] = value;
       } else {
+        if (!macro.uses_kwargs)
+          fail("macro '" + name + "' takes no keyword argument '" + key + "'");
         kwargs.dict->set(key, value);
       }
     }

@@ -579,8 +579,13 @@ class Parser {
       expect_block_end();
       const int outer_loops = loop_depth_;
       loop_depth_ = 0;
+      const size_t names_before = names_seen_.size();
       s->body = parse_body({"endmacro"}, &end);
       loop_depth_ = outer_loops;
+      for (size_t i = names_before; i < names_seen_.size(); ++i) {
+        s->uses_varargs = s->uses_varargs || names_seen_[i] == "varargs";
+        s->uses_kwargs = s->uses_kwargs || names_seen_[i] == "kwargs";
+      }
       if (cur().type == Tok::kName) advance();  // {% endmacro name %}
       expect_block_end();
     } else if (k == "call") {
@@ -810,6 +815,7 @@ class Parser {
       } else {
         e->kind = Expr::Kind::kName;
         e->name = t.text;
+        if (t.text == "varargs" || t.text == "kwargs") names_seen_.push_back(t.text);
       }
       advance();
       return e;
@@ -985,6 +991,7 @@ class Parser {
   size_t pos_ = 0;
   int depth_ = 0;
   int loop_depth_ = 0;
+  std::vector<std::string> names_seen_;  // varargs / kwargs references, for macros
 };
 
 }  // namespace
