@@ -1055,6 +1055,7 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
 
 Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Value& b) {
   if (op == "~") {
+    if (a.is_string() && b.is_string()) in.check_size(a.text.size() + b.text.size());
     std::string s = to_str(a) + to_str(b);
     in.check_size(s.size());
     in.charge(s.size() / 64);

@@ -206,6 +206,16 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   for (int64_t i = 0; i < n; ++i) {
     auto iteration = std::make_shared<Scope>();
     iteration->parent = scope;
+    charge(4);
+    if (s.uses_loop) iteration->vars["loop"] = loop_info(items, i);
+    bind_targets(*this, *iteration, s.targets, items[static_cast<size_t>(i)]);
+    if (exec_list(s.body, iteration) == Flow::kBreak) break;
+  }
+}
+
+Value Interpreter::loop_info(const List& items, int64_t i) {
+  const auto n = static_cast<int64_t>(items.size());
+  {
     Value loop = Value::new_dict();
     Dict& d = *loop.dict;
     d.set("index", Value::from_int(i + 1));
@@ -224,9 +234,7 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope) {
             return args.positional[static_cast<size_t>(i) % args.positional.size()];
           }));
     update_depth(loop);
-    iteration->vars["loop"] = std::move(loop);
-    bind_targets(*this, *iteration, s.targets, items[static_cast<size_t>(i)]);
-    if (exec_list(s.body, iteration) == Flow::kBreak) break;
+    return loop;
   }
 }
 

@@ -534,6 +534,7 @@ class Parser {
       }
     } else if (k == "for") {
       s->kind = Stmt::Kind::kFor;
+      const size_t names_before = names_seen_.size();
       s->targets = parse_targets();
       if (!accept_name("in")) error(cur().loc, "expected 'in', got " + describe(cur()));
       s->expr = parse_tuple(false);
@@ -543,6 +544,9 @@ class Parser {
       ++loop_depth_;
       s->body = parse_body({"else", "endfor"}, &end);
       --loop_depth_;
+      s->uses_loop = false;
+      for (size_t i = names_before; i < names_seen_.size(); ++i)
+        s->uses_loop = s->uses_loop || names_seen_[i] == "loop";
       expect_block_end();
       if (end == "else") {
         s->else_body = parse_body({"endfor"}, &end);
@@ -815,7 +819,8 @@ class Parser {
       } else {
         e->kind = Expr::Kind::kName;
         e->name = t.text;
-        if (t.text == "varargs" || t.text == "kwargs") names_seen_.push_back(t.text);
+        if (t.text == "varargs" || t.text == "kwargs" || t.text == "loop")
+          names_seen_.push_back(t.text);
       }
       advance();
       return e;
