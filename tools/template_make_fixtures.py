@@ -267,6 +267,7 @@ SNIPPETS = [
     "{{ i | length }}",
     "{{ 'abc'[5] }}|{{ 'abc'[1:100] }}|{{ 'abc'[-100:] }}|{{ items[::0] }}",
     "{{ 'abc'[None:2] }}|{{ items[::-2] }}|{{ items[1::-1] }}|{{ items[-1:-3:-1] }}",
+    "{{ 'Ä ö Ωμέγα Привет Łódź' | upper }}|{{ 'Ä ö Ωμέγα Привет Łódź' | lower }}|{{ 'élan vital' | title }}|{{ 'ÉCOLE' | capitalize }}|{{ 'ÀB'.lower() }}",
     # syntax errors
     "{% if t %}unterminated",
     "{{ 1 + }}",
