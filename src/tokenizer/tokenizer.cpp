@@ -46,6 +46,45 @@ size_t whitespace_before(std::string_view s, size_t end) {
   return end - j;
 }
 
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+
+// HF's WordPiece decoder cleanup, applied to each token's text in this order.
+void wordpiece_cleanup_text(std::string& s) {
+  replace_all(s, " .", ".");
+  replace_all(s, " ?", "?");
+  replace_all(s, " !", "!");
+  replace_all(s, " ,", ",");
+  replace_all(s, " ' ", "'");
+  replace_all(s, " n't", "n't");
+  replace_all(s, " 'm", "'m");
+  replace_all(s, " do not", " don't");
+  replace_all(s, " 's", "'s");
+  replace_all(s, " 've", "'ve");
+  replace_all(s, " 're", "'re");
+}
+
+bool is_word_char(char32_t c) { return c == '_' || detail::is_letter(c) || detail::is_number(c); }
+
+// single_word: the characters on both sides of [begin, end) must not be word characters.
+bool stands_alone(std::string_view text, size_t begin, size_t end) {
+  if (begin > 0) {
+    size_t k = begin - 1;
+    while (k > 0 && (static_cast<unsigned char>(text[k]) & 0xC0) == 0x80) --k;
+    const auto cps = detail::decode_utf8(text.substr(k, begin - k));
+    if (cps.size() == 1 && is_word_char(cps[0])) return false;
+  }
+  if (end < text.size()) {
+    const size_t len =
+        std::min(detail::utf8_len(static_cast<unsigned char>(text[end])), text.size() - end);
+    const auto cps = detail::decode_utf8(text.substr(end, len));
+    if (cps.size() == 1 && is_word_char(cps[0])) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 void Tokenizer::Impl::finalize() {
@@ -89,7 +128,37 @@ void Tokenizer::Impl::finalize() {
     });
   }
 
+  max_piece_bytes = 0;
+  for (const std::string& p : pieces) max_piece_bytes = std::max(max_piece_bytes, p.size());
+  if (model == ModelKind::kUnigram) {
+    AF_CHECK(unigram_scores.size() <= n, ErrorCode::kFormat, kComponent, origin,
+             ": more Unigram scores than tokens");
+    unigram_min_score = 0;
+    for (size_t id = 0; id < unigram_scores.size(); ++id)
+      if (id == 0 || unigram_scores[id] < unigram_min_score) unigram_min_score = unigram_scores[id];
+  }
+
   decoded.assign(n, {});
+  decoded_first.clear();
+  if (wordpiece_decoder) {
+    // HF's WordPiece decoder: a continuation piece loses its prefix and joins the previous
+    // token, any other token after the first gets a space; then the tokenization cleanup.
+    decoded_first.assign(n, {});
+    for (size_t id = 0; id < n; ++id) {
+      const std::string& p = pieces[id];
+      if (kinds[id] == TokenKind::kInvalid) continue;
+      const bool continuation =
+          !continuation_prefix.empty() && p.compare(0, continuation_prefix.size(),
+                                                    continuation_prefix) == 0;
+      decoded[id] = continuation ? p.substr(continuation_prefix.size()) : " " + p;
+      decoded_first[id] = p;
+      if (wordpiece_cleanup) {
+        wordpiece_cleanup_text(decoded[id]);
+        wordpiece_cleanup_text(decoded_first[id]);
+      }
+    }
+    return;
+  }
   for (size_t id = 0; id < n; ++id) {
     const std::string& p = pieces[id];
     const TokenKind kind = kinds[id];
@@ -143,27 +212,57 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
   if (text.empty()) return;
   if (byte_level) {
     std::vector<char32_t> cps = detail::decode_utf8(text);
-    if (nfc) cps = detail::nfc(cps);
+    normalize(cps);
+    if (cps.empty()) return;
     if (byte_level_prefix_space && cps[0] != ' ') cps.insert(cps.begin(), U' ');
     const auto& b2u = detail::byte_to_unicode();
-    size_t begin = 0;
     std::string mapped;
-    for (size_t end : detail::pretokenize(pre, cps)) {
+    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
       mapped.clear();
-      for (char c : detail::encode_utf8(cps, begin, end)) mapped += b2u[static_cast<uint8_t>(c)];
+      for (size_t i = begin; i < end; ++i) {
+        const char32_t c = cps[i];
+        if (c < 0x80) {
+          mapped += b2u[c];
+        } else {
+          std::string bytes;
+          detail::append_utf8(bytes, c);
+          for (char b : bytes) mapped += b2u[static_cast<uint8_t>(b)];
+        }
+      }
       bpe_word(mapped, out);
-      begin = end;
     }
     return;
   }
   std::string normalized;
-  if (nfc) {
-    normalized = detail::encode_utf8(detail::nfc(detail::decode_utf8(text)), 0, SIZE_MAX);
+  if (!norm_steps.empty()) {
+    std::vector<char32_t> cps = detail::decode_utf8(text);
+    normalize(cps);
+    normalized = detail::encode_utf8(cps, 0, cps.size());
     text = normalized;
+    if (text.empty()) return;
   }
+  if (!splits.empty()) {
+    const std::vector<char32_t> cps = detail::decode_utf8(text);
+    bool first = at_start;
+    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
+      const std::string piece = detail::encode_utf8(cps, begin, end);
+      if (metaspace) {
+        metaspace_piece(piece, first, out);
+      } else {
+        model_word(piece, out);
+      }
+      first = false;
+    }
+    return;
+  }
+  metaspace_piece(text, at_start, out);
+}
+
+void Tokenizer::Impl::metaspace_piece(std::string_view text, bool at_start,
+                                      std::vector<int32_t>& out) const {
   std::string s;
   s.reserve(text.size() + 16);
-  const bool starts_with_space = text[0] == ' ';
+  const bool starts_with_space = !text.empty() && text[0] == ' ';
   if (prepend == PrependScheme::kAlways || (prepend == PrependScheme::kFirst && at_start)) {
     if (!(prepend_if_missing && metaspace && starts_with_space)) s += kMetaspace;
   }
@@ -175,14 +274,14 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
     }
   }
   if (!metaspace_split) {
-    bpe_word(s, out);
+    model_word(s, out);
     return;
   }
   // Metaspace split: every word starts at a "▁" and merges never cross words.
   size_t begin = 0;
   for (size_t i = 1; i <= s.size(); ++i) {
     if (i == s.size() || s.compare(i, kMetaspace.size(), kMetaspace) == 0) {
-      bpe_word(std::string_view(s).substr(begin, i - begin), out);
+      model_word(std::string_view(s).substr(begin, i - begin), out);
       begin = i;
     }
   }
@@ -207,7 +306,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
     for (int32_t k : m.added_by_byte[static_cast<unsigned char>(text[i])]) {
       const AddedToken& t = m.added[k];
       if (t.special && !parse_special) continue;
-      if (text.compare(i, t.content.size(), t.content) == 0) {
+      if (text.compare(i, t.content.size(), t.content) == 0 &&
+          (!t.single_word || stands_alone(text, i, i + t.content.size()))) {
         hit = &t;
         break;
       }
@@ -233,6 +333,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
 
 std::string Tokenizer::token_bytes(int32_t id, bool first) const {
   impl_->check_id(id);
+  if (first && !impl_->decoded_first.empty()) return impl_->decoded_first[id];
   const std::string& b = impl_->decoded[id];
   if (first && impl_->strip_leading_space && !b.empty() && b[0] == ' ') return b.substr(1);
   return b;
