@@ -71,6 +71,10 @@ def main():
         if low != ch:
             lower.append((cp, [ord(x) for x in low]))
     nonspacing = ranges(lambda cp: 1 if unicodedata.category(chr(cp)) == "Mn" else 0)
+    # BERT's "control" characters: assigned C* (unassigned code points are not in the
+    # category tables HF's BertNormalizer consults).
+    controls = ranges(lambda cp: 1 if unicodedata.category(chr(cp)) in ("Cc", "Cf", "Co", "Cs")
+                      else 0)
 
     lines = [
         "// clang-format off",
@@ -117,6 +121,9 @@ def main():
     lines.append("const CharRange kNonspacingMarks[] = {")
     emit([f"{{0x{a:X},0x{b:X}}}," for a, b, _ in nonspacing], 8)
     lines += ["};", f"const size_t kNumNonspacingMarks = {len(nonspacing)};", "",
+              "const CharRange kControls[] = {"]
+    emit([f"{{0x{a:X},0x{b:X}}}," for a, b, _ in controls], 8)
+    lines += ["};", f"const size_t kNumControls = {len(controls)};", "",
               "}  // namespace af::tok::detail", ""]
     with open(target, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

@@ -110,7 +110,7 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
     ws.behavior = SplitBehavior::kRemoved;
     punct.kind = SplitKind::kPunctuation;
     m->splits = {ws, punct};
-    m->strip_leading_space = true;
+    m->wordpiece_decoder = true;
     const int32_t cls = optional_id(g, "tokenizer.ggml.cls_token_id", n, m->bos);
     const int32_t sep = optional_id(g, "tokenizer.ggml.seperator_token_id", n, m->eos);
     if (cls >= 0) m->bos = cls;

@@ -144,7 +144,8 @@ SplitBehavior behavior_of(const std::string& origin, const json& p, SplitBehavio
 std::string escape_regex(const std::string& text) {
   std::string out;
   for (char c : text) {
-    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos) out.push_back('\\');
+    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos)
+      out.push_back('\\');
     out.push_back(c);
   }
   return out;
@@ -219,7 +220,7 @@ void parse_pre_tokenizer(Tokenizer::Impl& m, const json& p) {
     push(SplitKind::kPunctuation, behavior_of(m.origin, p, SplitBehavior::kIsolated));
   } else if (type == "Digits") {
     push(SplitKind::kDigits, flag(p, "individual_digits", false) ? SplitBehavior::kIsolated
-                                                                  : SplitBehavior::kContiguous);
+                                                                 : SplitBehavior::kContiguous);
   } else {
     fail(ErrorCode::kUnsupported, kComponent, m.origin, ": pre_tokenizer ", p.dump(),
          " is not supported yet");
@@ -380,7 +381,8 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_json_checked(const std::string& 
     const json prefix = model.value("continuing_subword_prefix", json("##"));
     m->continuation_prefix = str(prefix, path, "model.continuing_subword_prefix");
     const json max_chars = model.value("max_input_chars_per_word", json(100));
-    if (!max_chars.is_number_unsigned()) bad(path, "model.max_input_chars_per_word", "must be >= 0");
+    if (!max_chars.is_number_unsigned())
+      bad(path, "model.max_input_chars_per_word", "must be >= 0");
     m->max_word_chars = max_chars.get<size_t>();
   } else if (type == "Unigram") {
     m->model = ModelKind::kUnigram;
@@ -448,6 +450,18 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_json_checked(const std::string& 
 }
 
 }  // namespace
+
+std::vector<PreSplit> splits_from_json(const std::string& pre_tokenizer_json,
+                                       const std::string& origin) {
+  Tokenizer::Impl m;
+  m.origin = origin;
+  try {
+    parse_pre_tokenizer(m, io::detail::parse_json(pre_tokenizer_json, origin, kComponent));
+  } catch (const json::exception& e) {
+    fail(ErrorCode::kFormat, kComponent, origin, ": malformed pre_tokenizer (", e.what(), ")");
+  }
+  return m.splits;
+}
 
 std::unique_ptr<Tokenizer::Impl> load_tokenizer_json(const std::string& path,
                                                      const std::string& config_path) {

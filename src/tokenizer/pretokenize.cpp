@@ -252,8 +252,8 @@ void apply_behavior(SplitBehavior behavior, std::vector<Segment>& segs, std::vec
 
 }  // namespace
 
-std::vector<Span> apply_splits(const std::vector<PreSplit>& steps,
-                               const std::vector<char32_t>& cps, std::vector<Span> pieces) {
+std::vector<Span> apply_splits(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
+                               std::vector<Span> pieces) {
   std::vector<Segment> segs;
   std::vector<char32_t> scratch;
   std::vector<Span> scratch_spans, next;
@@ -279,7 +279,7 @@ constexpr const char* kGpt2Like =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
 
 struct GgufPre {
-  const char* names;  // separated by '|'
+  const char* names;               // separated by '|'
   std::vector<const char*> steps;  // "=gpt2" / "=llama3" / "=qwen2": the hand-written matcher
 };
 
@@ -322,8 +322,7 @@ const std::vector<GgufPre>& gguf_pre_table() {
        {R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}},
       {"gpt-4o|o200k",
        {R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}},
-      {"default",
-       {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Like, R"(\p{N}+)", R"([0-9][0-9][0-9])"}},
+      {"default", {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Like, R"(\p{N}+)", R"([0-9][0-9][0-9])"}},
   };
   return table;
 }

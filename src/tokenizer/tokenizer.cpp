@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <unordered_set>
 
 #include "af/core/error.hpp"
 #include "af/io/gguf.hpp"
@@ -122,6 +123,15 @@ void Tokenizer::Impl::finalize() {
     if (!t.content.empty())
       added_by_byte[static_cast<unsigned char>(t.content[0])].push_back(static_cast<int32_t>(k));
   }
+  // HF skips special tokens by their text: a vocabulary entry spelled like a special added
+  // token (a duplicate piece) is skipped too.
+  std::unordered_set<std::string_view> special_texts;
+  for (const AddedToken& t : added)
+    if (t.special) special_texts.insert(t.content);
+  if (!special_texts.empty()) {
+    for (size_t id = 0; id < n; ++id)
+      if (kinds[id] != TokenKind::kInvalid && special_texts.count(pieces[id])) special[id] = 1;
+  }
   for (auto& list : added_by_byte) {
     std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
       return added[a].content.size() > added[b].content.size();
@@ -146,12 +156,28 @@ void Tokenizer::Impl::finalize() {
     decoded_first.assign(n, {});
     for (size_t id = 0; id < n; ++id) {
       const std::string& p = pieces[id];
-      if (kinds[id] == TokenKind::kInvalid) continue;
-      const bool continuation =
-          !continuation_prefix.empty() && p.compare(0, continuation_prefix.size(),
-                                                    continuation_prefix) == 0;
-      decoded[id] = continuation ? p.substr(continuation_prefix.size()) : " " + p;
-      decoded_first[id] = p;
+      const TokenKind kind = kinds[id];
+      if (kind == TokenKind::kInvalid) continue;
+      auto starts_with = [&](const std::string& prefix) {
+        return !prefix.empty() && p.compare(0, prefix.size(), prefix) == 0;
+      };
+      bool continuation = false;
+      std::string body = p;
+      if (!word_prefix.empty()) {
+        // GGUF "bert": word starts are marked ("▁piece"), continuations are bare.
+        const bool verbatim = is_added[id] || kind == TokenKind::kControl ||
+                              kind == TokenKind::kUserDefined || kind == TokenKind::kUnknown;
+        if (!verbatim && starts_with(word_prefix)) {
+          body = p.substr(word_prefix.size());
+        } else if (!verbatim) {
+          continuation = true;
+        }
+      } else if (starts_with(continuation_prefix)) {
+        continuation = true;
+        body = p.substr(continuation_prefix.size());
+      }
+      decoded[id] = continuation ? body : " " + body;
+      decoded_first[id] = (continuation && word_prefix.empty()) ? p : body;
       if (wordpiece_cleanup) {
         wordpiece_cleanup_text(decoded[id]);
         wordpiece_cleanup_text(decoded_first[id]);

@@ -65,7 +65,7 @@ enum class NormStep : uint8_t {
 // Punctuation / Whitespace / BertPreTokenizer do (SplitDelimiterBehavior).
 enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
 enum class SplitKind {
-  kGpt2,         // hand-written matchers for the hottest patterns (proven equal to the regex)
+  kGpt2,  // hand-written matchers for the hottest patterns (proven equal to the regex)
   kLlama3,
   kQwen2,
   kRegex,        // any pattern, through PCRE2
@@ -124,7 +124,7 @@ struct Tokenizer::Impl {
   bool byte_level_prefix_space = false;  // ByteLevel add_prefix_space
   PreTokenizer pre = PreTokenizer::kNone;
   std::vector<PreSplit> splits;  // byte-level: after `pre`; others: the whole pre-tokenizer
-  bool metaspace = false;  // ' ' -> "▁"
+  bool metaspace = false;        // ' ' -> "▁"
   PrependScheme prepend = PrependScheme::kNever;
   bool prepend_if_missing = false;  // Metaspace: no "▁" added when the text starts with one
   bool metaspace_split = false;     // Metaspace pre-tokenizer split: words start at each "▁"
@@ -135,12 +135,12 @@ struct Tokenizer::Impl {
   int32_t bos = -1, eos = -1;
 
   // ---- decoding ----
-  bool strip_leading_space = false;  // HF Strip(" ", 1, 0) / Metaspace prepend removal
-  bool wordpiece_decoder = false;    // "##" pieces join the previous one, others get a space
-  bool wordpiece_cleanup = true;     // and " ." -> "." and the like, as HF's cleanup does
-  std::vector<std::string> decoded;  // [n_vocab] bytes each token contributes (finalize)
+  bool strip_leading_space = false;        // HF Strip(" ", 1, 0) / Metaspace prepend removal
+  bool wordpiece_decoder = false;          // "##" pieces join the previous one, others get a space
+  bool wordpiece_cleanup = true;           // and " ." -> "." and the like, as HF's cleanup does
+  std::vector<std::string> decoded;        // [n_vocab] bytes each token contributes (finalize)
   std::vector<std::string> decoded_first;  // [n_vocab] when it is the first token, if different
-  std::vector<uint8_t> special;      // [n_vocab] 1 when skip_special drops the token
+  std::vector<uint8_t> special;            // [n_vocab] 1 when skip_special drops the token
 
   // Builds index, byte_ids, decoded and special, and checks consistency. Loaders call it last.
   void finalize();
@@ -166,8 +166,12 @@ std::vector<size_t> pretokenize(PreTokenizer pre, const std::vector<char32_t>& c
 // Applies the split steps one after the other (each to every piece the previous left), as
 // HF's Sequence of pre-tokenizers does; returns the [begin, end) code point ranges kept.
 using Span = std::pair<size_t, size_t>;
-std::vector<Span> apply_splits(const std::vector<PreSplit>& steps,
-                               const std::vector<char32_t>& cps, std::vector<Span> pieces);
+std::vector<Span> apply_splits(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
+                               std::vector<Span> pieces);
+
+// The split steps of a tokenizer.json "pre_tokenizer" object (given as JSON text).
+std::vector<PreSplit> splits_from_json(const std::string& pre_tokenizer_json,
+                                       const std::string& origin);
 
 // The split steps of llama.cpp's tokenizer.ggml.pre names (empty for an unknown name).
 std::vector<PreSplit> splits_for_gguf_pre(const std::string& name, const std::string& origin);

@@ -271,15 +271,22 @@ void append_lower(std::vector<char32_t>& out, char32_t cp) {
   }
 }
 
-bool is_nonspacing_mark(char32_t cp) {
-  if (cp < 0x300) return false;
-  const CharRange* end = kNonspacingMarks + kNumNonspacingMarks;
-  const CharRange* it = std::upper_bound(
-      kNonspacingMarks, end, cp, [](char32_t c, const CharRange& r) { return c < r.first; });
-  if (it == kNonspacingMarks) return false;
+namespace {
+bool in_ranges(const CharRange* table, size_t n, char32_t cp) {
+  const CharRange* end = table + n;
+  const CharRange* it =
+      std::upper_bound(table, end, cp, [](char32_t c, const CharRange& r) { return c < r.first; });
+  if (it == table) return false;
   --it;
   return cp <= it->last;
 }
+}  // namespace
+
+bool is_nonspacing_mark(char32_t cp) {
+  return cp >= 0x300 && in_ranges(kNonspacingMarks, kNumNonspacingMarks, cp);
+}
+
+bool is_control(char32_t cp) { return in_ranges(kControls, kNumControls, cp); }
 
 std::vector<char32_t> nfc(const std::vector<char32_t>& cps) {
   // Nothing below U+0300 decomposes into or composes with anything under NFC.

@@ -54,6 +54,7 @@ std::vector<char32_t> normalize(NormalForm form, const std::vector<char32_t>& cp
 // Full lower-case mapping of one character (Python's str.lower / Rust's char::to_lowercase).
 void append_lower(std::vector<char32_t>& out, char32_t cp);
 bool is_nonspacing_mark(char32_t cp);  // general category Mn
+bool is_control(char32_t cp);          // general category Cc, Cf, Co or Cs
 
 // ---- generated tables (unicode_data.cpp) ----
 struct ClassRange {
@@ -87,5 +88,7 @@ extern const Expansion kNfd[], kNfkd[], kLower[];  // sorted by cp
 extern const size_t kNumNfd, kNumNfkd, kNumLower;
 extern const CharRange kNonspacingMarks[];
 extern const size_t kNumNonspacingMarks;
+extern const CharRange kControls[];
+extern const size_t kNumControls;
 
 }  // namespace af::tok::detail

@@ -163,10 +163,9 @@ void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
         break;
       case NormStep::kBertCleanText:
         for (char32_t c : cps) {
-          // Every C* character but \t \n \r counts as control (HF's is_other), \v and U+0085
-          // included although they are white space.
-          const bool control = c != '\t' && c != '\n' && c != '\r' &&
-                               detail::char_class(c) == detail::CharClass::kOther;
+          // Every assigned C* character but \t \n \r counts as control (HF's is_other),
+          // \v and U+0085 included although they are white space.
+          const bool control = c != '\t' && c != '\n' && c != '\r' && detail::is_control(c);
           if (c == 0 || c == 0xFFFD || control) continue;
           next.push_back(detail::is_whitespace(c) ? U' ' : c);
         }
