@@ -77,6 +77,7 @@ void add_token(Tokenizer::Impl& m, const json& t, int64_t id, const std::string&
   a.lstrip = flag(t, "lstrip", false);
   a.rstrip = flag(t, "rstrip", false);
   a.single_word = flag(t, "single_word", false);
+  a.normalized = flag(t, "normalized", !a.special);  // HF's default
   set_piece(m, id, a.content, a.special ? TokenKind::kControl : TokenKind::kUserDefined, field);
   for (AddedToken& old : m.added) {
     if (old.id == a.id) {
@@ -381,9 +382,9 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_json_checked(const std::string& 
     const json prefix = model.value("continuing_subword_prefix", json("##"));
     m->continuation_prefix = str(prefix, path, "model.continuing_subword_prefix");
     const json max_chars = model.value("max_input_chars_per_word", json(100));
-    if (!max_chars.is_number_unsigned())
-      bad(path, "model.max_input_chars_per_word", "must be >= 0");
-    m->max_word_chars = max_chars.get<size_t>();
+    if (!max_chars.is_number_integer() || max_chars.get<int64_t>() < 0)
+      bad(path, "model.max_input_chars_per_word", "must be an integer >= 0");
+    m->max_word_chars = static_cast<size_t>(max_chars.get<int64_t>());
   } else if (type == "Unigram") {
     m->model = ModelKind::kUnigram;
     read_unigram_vocab(*m, model.value("vocab", json()));

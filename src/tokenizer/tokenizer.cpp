@@ -86,6 +86,42 @@ bool stands_alone(std::string_view text, size_t begin, size_t end) {
   return true;
 }
 
+// Cuts `text` at the added tokens of `table` (leftmost, then longest; lstrip / rstrip /
+// single_word as HF applies them): the text between goes to on_segment(piece, is_first), the
+// tokens' ids to `out`.
+template <class OnSegment>
+void scan_added(const Tokenizer::Impl& m, std::string_view text,
+                const std::array<std::vector<int32_t>, 256>& table, bool parse_special,
+                std::vector<int32_t>& out, OnSegment on_segment) {
+  size_t seg_begin = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    const AddedToken* hit = nullptr;
+    for (int32_t k : table[static_cast<unsigned char>(text[i])]) {
+      const AddedToken& t = m.added[k];
+      if (t.special && !parse_special) continue;
+      if (text.compare(i, t.match.size(), t.match) == 0 &&
+          (!t.single_word || stands_alone(text, i, i + t.match.size()))) {
+        hit = &t;
+        break;
+      }
+    }
+    if (hit == nullptr) {
+      i += detail::utf8_len(static_cast<unsigned char>(text[i]));
+      continue;
+    }
+    size_t seg_end = i;
+    if (hit->lstrip)
+      seg_end -= whitespace_before(text.substr(seg_begin, i - seg_begin), i - seg_begin);
+    on_segment(text.substr(seg_begin, seg_end - seg_begin), seg_begin == 0);
+    out.push_back(hit->id);
+    i += hit->match.size();
+    if (hit->rstrip) i += whitespace_after(text, i);
+    seg_begin = i;
+  }
+  on_segment(text.substr(seg_begin), seg_begin == 0);
+}
+
 }  // namespace
 
 void Tokenizer::Impl::finalize() {
@@ -113,15 +149,34 @@ void Tokenizer::Impl::finalize() {
   for (size_t id = 0; id < n; ++id)
     special[id] = kinds[id] == TokenKind::kControl || kinds[id] == TokenKind::kUnknown;
   for (auto& list : added_by_byte) list.clear();
+  for (auto& list : normalized_by_byte) list.clear();
+  has_normalized_added = false;
   std::vector<uint8_t> is_added(n, 0);
   for (size_t k = 0; k < added.size(); ++k) {
-    const AddedToken& t = added[k];
+    AddedToken& t = added[k];
     AF_CHECK(t.id >= 0 && size_t(t.id) < n, ErrorCode::kFormat, kComponent, origin,
              ": added token \"", t.content, "\" has id ", t.id, " outside the vocabulary");
     if (t.special) special[t.id] = 1;
     is_added[t.id] = 1;
-    if (!t.content.empty())
-      added_by_byte[static_cast<unsigned char>(t.content[0])].push_back(static_cast<int32_t>(k));
+    // HF looks for `normalized` tokens in the normalised text, spelled as normalised.
+    const bool in_normalized = t.normalized && !norm_steps.empty();
+    t.match = t.content;
+    if (in_normalized) {
+      std::vector<char32_t> cps = detail::decode_utf8(t.content);
+      normalize(cps);
+      t.match = detail::encode_utf8(cps, 0, cps.size());
+      has_normalized_added = true;
+    }
+    if (!t.match.empty())
+      (in_normalized ? normalized_by_byte : added_by_byte)[static_cast<unsigned char>(t.match[0])]
+          .push_back(static_cast<int32_t>(k));
+  }
+  for (auto* table : {&added_by_byte, &normalized_by_byte}) {
+    for (auto& list : *table) {
+      std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
+        return added[a].match.size() > added[b].match.size();
+      });
+    }
   }
   // HF skips special tokens by their text: a vocabulary entry spelled like a special added
   // token (a duplicate piece) is skipped too.
@@ -131,11 +186,6 @@ void Tokenizer::Impl::finalize() {
   if (!special_texts.empty()) {
     for (size_t id = 0; id < n; ++id)
       if (kinds[id] != TokenKind::kInvalid && special_texts.count(pieces[id])) special[id] = 1;
-  }
-  for (auto& list : added_by_byte) {
-    std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
-      return added[a].content.size() > added[b].content.size();
-    });
   }
 
   max_piece_bytes = 0;
@@ -233,13 +283,25 @@ void Tokenizer::Impl::check_id(int32_t id) const {
            origin, " has ", pieces.size(), " ids)");
 }
 
-void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
+void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start, bool parse_special,
                                      std::vector<int32_t>& out) const {
   if (text.empty()) return;
+  if (norm_steps.empty()) return encode_normalized(text, nullptr, at_start, out);
+  std::vector<char32_t> cps = detail::decode_utf8(text);
+  normalize(cps);
+  const std::string normalized = detail::encode_utf8(cps, 0, cps.size());
+  if (!has_normalized_added) return encode_normalized(normalized, &cps, at_start, out);
+  scan_added(*this, normalized, normalized_by_byte, parse_special, out,
+             [&](std::string_view piece, bool first) {
+               encode_normalized(piece, nullptr, at_start && first, out);
+             });
+}
+
+void Tokenizer::Impl::encode_normalized(std::string_view text, const std::vector<char32_t>* cps_in,
+                                        bool at_start, std::vector<int32_t>& out) const {
+  if (text.empty()) return;
   if (byte_level) {
-    std::vector<char32_t> cps = detail::decode_utf8(text);
-    normalize(cps);
-    if (cps.empty()) return;
+    std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
     if (byte_level_prefix_space && cps[0] != ' ') cps.insert(cps.begin(), U' ');
     const auto& b2u = detail::byte_to_unicode();
     std::string mapped;
@@ -259,16 +321,8 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
     }
     return;
   }
-  std::string normalized;
-  if (!norm_steps.empty()) {
-    std::vector<char32_t> cps = detail::decode_utf8(text);
-    normalize(cps);
-    normalized = detail::encode_utf8(cps, 0, cps.size());
-    text = normalized;
-    if (text.empty()) return;
-  }
   if (!splits.empty()) {
-    const std::vector<char32_t> cps = detail::decode_utf8(text);
+    const std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
     bool first = at_start;
     for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
       const std::string piece = detail::encode_utf8(cps, begin, end);
@@ -325,33 +379,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
 
   // Added tokens are split out first (leftmost, then longest), the text between them goes
   // through normalisation and the model one segment at a time, as in HF and llama.cpp.
-  size_t seg_begin = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    const AddedToken* hit = nullptr;
-    for (int32_t k : m.added_by_byte[static_cast<unsigned char>(text[i])]) {
-      const AddedToken& t = m.added[k];
-      if (t.special && !parse_special) continue;
-      if (text.compare(i, t.content.size(), t.content) == 0 &&
-          (!t.single_word || stands_alone(text, i, i + t.content.size()))) {
-        hit = &t;
-        break;
-      }
-    }
-    if (hit == nullptr) {
-      i += detail::utf8_len(static_cast<unsigned char>(text[i]));
-      continue;
-    }
-    size_t seg_end = i;
-    if (hit->lstrip)
-      seg_end -= whitespace_before(text.substr(seg_begin, i - seg_begin), i - seg_begin);
-    m.encode_segment(text.substr(seg_begin, seg_end - seg_begin), seg_begin == 0, out);
-    out.push_back(hit->id);
-    i += hit->content.size();
-    if (hit->rstrip) i += whitespace_after(text, i);
-    seg_begin = i;
-  }
-  m.encode_segment(text.substr(seg_begin), seg_begin == 0, out);
+  scan_added(m, text, m.added_by_byte, parse_special, out,
+             [&](std::string_view segment, bool first) {
+               m.encode_segment(segment, first, parse_special, out);
+             });
 
   if (add_special) out.insert(out.end(), m.suffix_ids.begin(), m.suffix_ids.end());
   return out;

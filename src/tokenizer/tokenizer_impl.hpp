@@ -87,6 +87,8 @@ struct AddedToken {
   bool lstrip = false;       // absorbs white space on its left
   bool rstrip = false;       // absorbs white space on its right
   bool single_word = false;  // only matched when no word character touches it
+  bool normalized = false;   // matched in the normalised text (HF), not the raw input
+  std::string match;         // the text looked for: content, normalised when `normalized`
 };
 
 struct Tokenizer::Impl {
@@ -129,9 +131,11 @@ struct Tokenizer::Impl {
   bool prepend_if_missing = false;  // Metaspace: no "▁" added when the text starts with one
   bool metaspace_split = false;     // Metaspace pre-tokenizer split: words start at each "▁"
 
-  std::vector<AddedToken> added;                        // matched in the text before the model
-  std::array<std::vector<int32_t>, 256> added_by_byte;  // first byte -> added, longest first
-  std::vector<int32_t> prefix_ids, suffix_ids;          // what add_special puts around the ids
+  std::vector<AddedToken> added;                             // matched in the text before the model
+  std::array<std::vector<int32_t>, 256> added_by_byte;       // first byte -> added, longest first
+  std::array<std::vector<int32_t>, 256> normalized_by_byte;  // the same for `normalized` ones
+  bool has_normalized_added = false;
+  std::vector<int32_t> prefix_ids, suffix_ids;  // what add_special puts around the ids
   int32_t bos = -1, eos = -1;
 
   // ---- decoding ----
@@ -145,7 +149,11 @@ struct Tokenizer::Impl {
   // Builds index, byte_ids, decoded and special, and checks consistency. Loaders call it last.
   void finalize();
 
-  void encode_segment(std::string_view text, bool at_start, std::vector<int32_t>& out) const;
+  void encode_segment(std::string_view text, bool at_start, bool parse_special,
+                      std::vector<int32_t>& out) const;
+  // After normalisation: pre-tokenisation and the model. `cps` is `text` decoded, if at hand.
+  void encode_normalized(std::string_view text, const std::vector<char32_t>* cps, bool at_start,
+                         std::vector<int32_t>& out) const;
   // The model on one pre-token (already normalised / byte-mapped).
   void model_word(std::string_view word, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
