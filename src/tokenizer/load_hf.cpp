@@ -1,5 +1,6 @@
 // Hugging Face tokenizer files: tokenizer.json (tokenizers library format), the older
 // vocab.json + merges.txt pair, and tokenizer_config.json (special tokens, add_bos/add_eos).
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -59,7 +60,8 @@ std::string token_text(const json& cfg, const char* key) {
 
 void set_piece(Tokenizer::Impl& m, int64_t id, const std::string& piece, TokenKind kind,
                const std::string& field) {
-  if (id < 0 || id >= (int64_t(1) << 31) - 1) bad(m.origin, field, "has an id out of range");
+  if (id < 0 || id >= std::min<int64_t>(m.id_limit, (int64_t(1) << 31) - 1))
+    bad(m.origin, field, "has the id " + std::to_string(id) + ", out of range");
   if (static_cast<size_t>(id) >= m.pieces.size()) {
     m.pieces.resize(id + 1);
     m.kinds.resize(id + 1, TokenKind::kInvalid);
@@ -364,6 +366,14 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_json_checked(const std::string& 
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
     bad(path, "model", "is missing (not a tokenizer.json?)");
   const json& model = j["model"];
+  {
+    // Ids are dense in real files: allow gaps, not ids far beyond the number of entries.
+    const json vocab = model.value("vocab", json());
+    const json added = j.value("added_tokens", json());
+    const int64_t entries = static_cast<int64_t>((vocab.is_structured() ? vocab.size() : 0) +
+                                                 (added.is_array() ? added.size() : 0));
+    m->id_limit = 2 * entries + 1024;
+  }
   const json type_v = model.value("type", json("BPE"));
   if (!type_v.is_string()) bad(path, "model.type", "must be a string");
   const std::string type = type_v.get<std::string>();
@@ -480,7 +490,9 @@ std::unique_ptr<Tokenizer::Impl> load_vocab_merges_checked(const std::string& vo
                                                            const std::string& config_path) {
   auto m = std::make_unique<Tokenizer::Impl>();
   m->origin = vocab_path;
-  read_vocab(*m, read_json(vocab_path), "vocab");
+  const json vocab = read_json(vocab_path);
+  m->id_limit = 2 * static_cast<int64_t>(vocab.is_object() ? vocab.size() : 0) + 1024;
+  read_vocab(*m, vocab, "vocab");
   // The slow GPT-2 / Qwen2 tokenizers: byte-level BPE, their class picks the split regex.
   m->byte_level = true;
   PreSplit split;

@@ -93,6 +93,9 @@ struct AddedToken {
 
 struct Tokenizer::Impl {
   std::string origin;  // file the vocabulary came from, for messages
+  // Loaders refuse ids at or above this, so that a hostile file cannot make them allocate a
+  // table for ids far beyond its entries.
+  int64_t id_limit = int64_t(1) << 31;
 
   // ---- vocabulary ----
   std::vector<std::string> pieces;      // [n_vocab] stored token text

@@ -30,6 +30,10 @@ TEST(TokenizerBadInput, MalformedFilesNameTheField) {
       {R"({"model": {"type": "Nope", "vocab": {}}})", "Nope"},
       {R"({"model": {"type": "WordPiece", "vocab": {"a": "x"}}})", "model.vocab"},
       {R"({"model": {"type": "WordPiece", "vocab": {"a": 4294967296}}})", "model.vocab"},
+      // A huge id must not make the loader allocate a table for two billion entries.
+      {R"({"model": {"type": "WordPiece", "vocab": {"a": 2000000000}}})", "2000000000"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": [{"id": 2147483000, "content": "x"}]})",
+       "added_tokens[0]"},
       {R"({"model": {"type": "WordPiece", )" + wp_vocab + R"(, "max_input_chars_per_word": -3}})",
        "max_input_chars_per_word"},
       {R"({"model": {"type": "WordPiece", )" + wp_vocab + R"(, "continuing_subword_prefix": 5}})",
