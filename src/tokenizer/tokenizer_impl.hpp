@@ -25,6 +25,61 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+// (left id, right id) -> (rank, merged id): the BPE merge table, the hottest lookup of
+// encoding. Open addressing over a power-of-two table with a multiplicative hash; about
+// twice as fast as std::unordered_map here.
+class MergeMap {
+ public:
+  using Value = std::pair<int32_t, int32_t>;
+  static uint64_t key(int32_t left, int32_t right) {
+    return (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
+  }
+  void reserve(size_t n) {
+    if (2 * n > keys_.size()) rehash(n);
+  }
+  // Keeps the first value stored for a key (like std::unordered_map::emplace).
+  void emplace(uint64_t k, Value v) {
+    if (2 * (size_ + 1) > keys_.size()) rehash(size_ + 1);
+    size_t i = slot(k);
+    while (keys_[i] != kEmpty) {
+      if (keys_[i] == k) return;
+      i = (i + 1) & mask_;
+    }
+    keys_[i] = k;
+    values_[i] = v;
+    ++size_;
+  }
+  const Value* find(uint64_t k) const {
+    if (size_ == 0) return nullptr;
+    for (size_t i = slot(k);; i = (i + 1) & mask_) {
+      if (keys_[i] == k) return &values_[i];
+      if (keys_[i] == kEmpty) return nullptr;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);  // ids are below 2^31: never a key
+  size_t slot(uint64_t k) const {
+    return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_;
+  }
+  void rehash(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    std::vector<uint64_t> old_keys(cap, kEmpty);
+    std::vector<Value> old_values(cap);
+    old_keys.swap(keys_);
+    old_values.swap(values_);
+    mask_ = cap - 1;
+    size_ = 0;
+    for (size_t i = 0; i < old_keys.size(); ++i)
+      if (old_keys[i] != kEmpty) emplace(old_keys[i], old_values[i]);
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Value> values_;
+  size_t mask_ = 0, size_ = 0;
+};
 }  // namespace detail
 
 // GGUF tokenizer.ggml.token_type values; kInvalid marks ids no loader assigned.
@@ -108,7 +163,7 @@ struct Tokenizer::Impl {
   ModelKind model = ModelKind::kBpe;
   MergeOrder order = MergeOrder::kRank;
   // (left id << 32 | right id) -> (rank, merged id), for kRank.
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;
+  detail::MergeMap merges;
   bool byte_fallback = false;  // unknown characters become <0xXX> byte tokens
   int32_t unk_id = -1;
   bool fuse_unk = false;
