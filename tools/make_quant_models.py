@@ -8,6 +8,8 @@ Writes tests/fixtures/models/qwen2_256/:
     logits_llamacpp_<type>.bin  llama.cpp's logits on that file, float32 [len(ids), vocab]
     logits_transformers_f32.bin transformers' float32 logits
     quant_reference.json        ids, vocab, types, llama.cpp version
+and tests/fixtures/quant/qwen2_q8_0.gguf (+ _logits_llamacpp.bin): the qwen2 fixture as
+llama.cpp's Q8_0, to check quantize-at-load of its HF folder.
 Usage: /work/venv/bin/python tools/make_quant_models.py   (from the repository root)
 """
 import ctypes
@@ -56,6 +58,16 @@ def main():
             assert rc == 0, (name, rc)
             mrm.llamacpp_logits(dst, ids).tofile(out / f"logits_llamacpp_{name}.bin")
             print(name, dst.stat().st_size)
+    # The small qwen2 fixture (hidden 64) as llama.cpp's Q8_0, for quantize-at-load tests.
+    small = mrm.REPO / "tests" / "fixtures" / "models" / "qwen2"
+    small_ids = json.loads((small / "reference.json").read_text())["ids"]
+    dst = mrm.REPO / "tests" / "fixtures" / "quant" / "qwen2_q8_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    rc = llama_cpp.llama_model_quantize(str(small / "qwen2.gguf").encode(), str(dst).encode(),
+                                        ctypes.byref(params))
+    assert rc == 0, rc
+    mrm.llamacpp_logits(dst, small_ids).tofile(dst.with_name("qwen2_q8_0_logits_llamacpp.bin"))
     ref = dict(name=SPEC["name"], ids=ids, vocab_size=mrm.VOCAB, types=list(TYPES),
                llama_cpp_python=llama_cpp.__version__,
                generator="tools/make_quant_models.py")

@@ -2,6 +2,7 @@
 
 #include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
+#include "nn/quantize_weight.hpp"
 
 namespace af::nn {
 namespace {
@@ -14,6 +15,7 @@ Tensor matmul_weight(const VarBuilder& vb, const Shape& shape) {
            ErrorCode::kUnsupported, "nn", vb.path("weight"), " is stored as ", name(t.dtype()),
            ", which has no matmul kernel (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, "
            "q3_K, q4_K, q5_K, q6_K do)");
+  if (const auto target = vb.quantization()) return quantize_weight(t, *target, vb.path("weight"));
   return t;
 }
 

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "test_util.hpp"
 
@@ -85,6 +86,45 @@ TEST(QuantModels, LogitsMatchLlamaCppOnTheSameFile) {
     // The format's usual error: what llama.cpp itself shows against float32, within 25%.
     EXPECT_LE(vs_f32.max_abs, 1.25 * llama_vs_f32.max_abs + 0.05) << type;
     EXPECT_GE(vs_llama.top1_agree, vs_llama.rows - 1) << type;
+  }
+}
+
+TEST(QuantModels, QuantizeAtLoadMatchesLlamaCppsQuantizedFile) {
+  // The qwen2 HF folder (float32 safetensors) quantized by us at load, against llama.cpp running
+  // its own Q8_0 conversion of the same model: the weights are the same bytes.
+  const fs::path dir = fs::path(test::fixtures_dir()) / "models" / "qwen2";
+  const nlohmann::json ref = nlohmann::json::parse(test::read_text(dir / "reference.json"));
+  const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
+  const int64_t vocab = ref.at("vocab_size").get<int64_t>();
+  const std::vector<float> llama = test::read_f32(
+      (fs::path(test::fixtures_dir()) / "quant" / "qwen2_q8_0_logits_llamacpp.bin").string());
+  const std::vector<float> f32 = test::read_f32((dir / "logits_transformers_f32.bin").string());
+  models::LoadOptions options;
+  options.num_threads = 2;
+  options.quantize = "q8_0";
+  auto model = models::load(dir.string(), options);
+  const Diff vs_llama = compare(model->forward(ids, true), llama, vocab);
+  std::printf("qwen2 HF + quantize q8_0 vs llama.cpp Q8_0 file: max|d| %.2g, top1 %lld/%lld\n",
+              vs_llama.max_abs, static_cast<long long>(vs_llama.top1_agree),
+              static_cast<long long>(vs_llama.rows));
+  EXPECT_LE(vs_llama.max_abs, kMaxVsLlamaCpp);
+  EXPECT_GE(vs_llama.top1_agree, vs_llama.rows - 1);
+
+  // q4_K rows must be multiples of 256; hidden 64 falls back to q5_0 as in llama.cpp.
+  options.quantize = "q4_k";
+  model = models::load(dir.string(), options);
+  const Diff vs_f32 = compare(model->forward(ids, true), f32, vocab);
+  std::printf("qwen2 HF + quantize q4_k (q5_0 fallback) vs f32: max|d| %.3g, top1 %lld/%lld\n",
+              vs_f32.max_abs, static_cast<long long>(vs_f32.top1_agree),
+              static_cast<long long>(vs_f32.rows));
+  EXPECT_LE(vs_f32.max_abs, 0.5 * vs_f32.ref_range);
+
+  options.quantize = "q9_9";
+  try {
+    models::load(dir.string(), options);
+    FAIL() << "expected af::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("q9_9"), std::string::npos) << e.what();
   }
 }
 
