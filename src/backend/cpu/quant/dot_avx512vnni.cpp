@@ -5,9 +5,8 @@ namespace af::cpu::quant {
 namespace {
 
 struct VnniOps {
-  static __m256i dot(__m256i u, __m256i s) {
-    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
-  }
+  static constexpr bool kNoSaturation = true;
+  static __m256i dot(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
 };
 
 }  // namespace

@@ -3,7 +3,8 @@
 // (included only from *_avx2.cpp / *_avx512.cpp / *_avx512vnni.cpp). `Ops` supplies the one
 // ISA-specific step, the u8 x s8 dot of each 4-byte group into 8 int32 lanes; all integer sums
 // are exact and the float steps follow the order defined in quant_kernels.hpp, so every ISA
-// returns the scalar reference's bits.
+// returns the scalar reference's bits. Ops::dot(acc, u, s) adds the u8 x s8 4-byte group sums
+// to the 8 int32 lanes of acc.
 #include <immintrin.h>
 
 #include <cmath>
@@ -64,49 +65,55 @@ inline __m256i expand_high_bits(const uint8_t* qh) {
   return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
 }
 
-// The 32 values of a legacy block: signed (symmetric types) or unsigned (types with a min).
-struct Q8_0Decoder {
-  using Block = BlockQ8_0;
-  static constexpr bool kSigned = true;
-  static constexpr bool kHasMin = false;
-  static __m256i values(const Block& b) { return load256(b.qs); }
-  static float min(const Block&) { return 0.f; }
-};
+// The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (+ min for the
+// types that have one). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8) apply:
+// the lane sums become dot(u, a) - kOffset * sum(a), exact in int32.
 struct Q4_0Decoder {
   using Block = BlockQ4_0;
-  static constexpr bool kSigned = true;
+  static constexpr int kOffsetShift = 3;  // offset 8
   static constexpr bool kHasMin = false;
-  static __m256i values(const Block& b) {
-    return _mm256_sub_epi8(unpack_nibbles(b.qs), _mm256_set1_epi8(8));
-  }
+  static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
   static float min(const Block&) { return 0.f; }
 };
 struct Q4_1Decoder {
   using Block = BlockQ4_1;
-  static constexpr bool kSigned = false;
+  static constexpr int kOffsetShift = -1;  // no offset
   static constexpr bool kHasMin = true;
   static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
   static float min(const Block& b) { return half_to_float(b.m); }
 };
 struct Q5_0Decoder {
   using Block = BlockQ5_0;
-  static constexpr bool kSigned = true;
+  static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr bool kHasMin = false;
   static __m256i values(const Block& b) {
-    const __m256i q = _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
-    return _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
   }
   static float min(const Block&) { return 0.f; }
 };
 struct Q5_1Decoder {
   using Block = BlockQ5_1;
-  static constexpr bool kSigned = false;
+  static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = true;
   static __m256i values(const Block& b) {
     return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
   }
   static float min(const Block& b) { return half_to_float(b.m); }
 };
+// Q8_0 as w + 128: only for vpdpbusd, which does not saturate (vpmaddubsw pairs could).
+struct Q8_0OffsetDecoder {
+  using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = 7;  // offset 128
+  static constexpr bool kHasMin = false;
+  static __m256i values(const Block& b) {
+    return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  static float min(const Block&) { return 0.f; }
+};
+
+inline __m256 broadcast_half(uint16_t h) {
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(h)));
+}
 
 // MR activation rows x NR weight rows over the whole row.
 template <class Ops, class Dec, int MR, int NR>
@@ -123,28 +130,34 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
   }
   const int64_t nb = k / kQK;
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i wu[NR], wv[NR];
-    float dw[NR], mw[NR];
+    __m256i wu[NR];
+    __m256 dw[NR];
+    float mw[NR];
     for (int c = 0; c < NR; ++c) {
       const Block& blk = reinterpret_cast<const Block*>(w + c * w_stride)[b];
-      wv[c] = Dec::values(blk);
-      wu[c] = Dec::kSigned ? _mm256_abs_epi8(wv[c]) : wv[c];
-      dw[c] = half_to_float(blk.d);
+      wu[c] = Dec::values(blk);
+      dw[c] = broadcast_half(blk.d);
       mw[c] = Dec::min(blk);
     }
     for (int r = 0; r < MR; ++r) {
       const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
       const __m256i av = load256(ab.qs);
-      const float da = half_to_float(ab.d);
+      const __m256 da = broadcast_half(ab.d);
+      __m256i base = _mm256_setzero_si256();
       float suma = 0.f;
-      if constexpr (Dec::kHasMin) {
-        suma = static_cast<float>(hsum_epi32(Ops::dot(_mm256_set1_epi8(1), av)));
+      if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+        const __m256i lane_sums = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+        if constexpr (Dec::kOffsetShift >= 0) {
+          base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums, Dec::kOffsetShift));
+        }
+        if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
       }
       for (int c = 0; c < NR; ++c) {
-        const __m256i sv = Dec::kSigned ? _mm256_sign_epi8(av, wv[c]) : av;
-        const __m256 p = _mm256_cvtepi32_ps(Ops::dot(wu[c], sv));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dw[c] * da), p, acc[r][c]);
-        if constexpr (Dec::kHasMin) acc_min[r][c] = std::fma(mw[c] * da, suma, acc_min[r][c]);
+        const __m256 p = _mm256_cvtepi32_ps(Ops::dot(base, wu[c], av));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), p, acc[r][c]);
+        if constexpr (Dec::kHasMin) {
+          acc_min[r][c] = std::fma(mw[c] * _mm256_cvtss_f32(da), suma, acc_min[r][c]);
+        }
       }
     }
   }
@@ -153,22 +166,66 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
   }
 }
 
-// Q4_K: per 64-element chunk, low nibbles are sub-block 2t and high nibbles sub-block 2t + 1.
-struct Q4_KWeights {
-  const BlockQ4_K* blk;
-  int16_t scale[8];
-  int16_t min[8];
-  float d, dmin;
-  void load(const BlockQ4_K& b) {
-    blk = &b;
-    for (int j = 0; j < 8; ++j) {
-      uint8_t sc, m;
-      af::quant::k4_scale_min(j, b.scales, &sc, &m);
-      scale[j] = sc;
-      min[j] = m;
+// Q8_0 without VNNI: |w| x sign(a, w), which keeps every vpmaddubsw pair within int16.
+template <class Ops, int MR, int NR>
+void q8_0_sign_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
+                    int64_t a_stride, float* y, int64_t ldy) {
+  __m256 acc[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i wv[NR], wu[NR];
+    __m256 dw[NR];
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ8_0& blk = reinterpret_cast<const BlockQ8_0*>(w + c * w_stride)[b];
+      wv[c] = load256(blk.qs);
+      wu[c] = _mm256_abs_epi8(wv[c]);
+      dw[c] = broadcast_half(blk.d);
     }
-    d = half_to_float(b.d);
-    dmin = half_to_float(b.dmin);
+    for (int r = 0; r < MR; ++r) {
+      const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
+      const __m256i av = load256(ab.qs);
+      const __m256 da = broadcast_half(ab.d);
+      for (int c = 0; c < NR; ++c) {
+        const __m256i p = Ops::dot(_mm256_setzero_si256(), wu[c], _mm256_sign_epi8(av, wv[c]));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]);
+  }
+}
+
+// Both totals of a K-quant super-block from their lane vectors: {sum(a), sum(b)}.
+inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_hadd_epi32(s, s);  // a, b, a, b
+  *sa = _mm_cvtsi128_si32(s);
+  *sb = _mm_extract_epi32(s, 1);
+}
+
+// Q4_K's eight 6-bit scales and mins, unpacked with 32-bit masks (the layout of
+// af::quant::k4_scale_min): scale j is byte j of sc, min j byte j of mn.
+struct K4Scales {
+  uint8_t sc[8];
+  uint8_t mn[8];
+  explicit K4Scales(const uint8_t* packed) {
+    uint32_t u[3];
+    std::memcpy(u, packed, 12);
+    const uint32_t s[2] = {u[0] & 0x3f3f3f3fu, (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u)};
+    const uint32_t m[2] = {u[1] & 0x3f3f3f3fu,
+                           ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u)};
+    std::memcpy(sc, s, 8);
+    std::memcpy(mn, m, 8);
+  }
+  // min j repeated for the two 16-element bsums of sub-block j, as int16.
+  __m256i mins_per_bsum() const {
+    const __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
   }
 };
 
@@ -179,33 +236,31 @@ void q4_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, 
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const int64_t nb = k / kQKK;
   for (int64_t b = 0; b < nb; ++b) {
-    Q4_KWeights wb[NR];
-    for (int c = 0; c < NR; ++c)
-      wb[c].load(reinterpret_cast<const BlockQ4_K*>(w + c * w_stride)[b]);
-    for (int r = 0; r < MR; ++r) {
-      const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
-      __m256i sum[NR];
-      for (int c = 0; c < NR; ++c) sum[c] = _mm256_setzero_si256();
-      for (int t = 0; t < 4; ++t) {
-        const __m256i a_lo = load256(ab.qs + 64 * t);
-        const __m256i a_hi = load256(ab.qs + 64 * t + 32);
-        for (int c = 0; c < NR; ++c) {
-          const __m256i q = load256(wb[c].blk->qs + 32 * t);
+    const BlockQ4_K* wb[NR];
+    for (int c = 0; c < NR; ++c) wb[c] = reinterpret_cast<const BlockQ4_K*>(w + c * w_stride) + b;
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ4_K& q4 = *wb[c];
+      const K4Scales scales(q4.scales);
+      const __m256i mins = scales.mins_per_bsum();
+      const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
+      for (int r = 0; r < MR; ++r) {
+        const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
+        __m256i sum = _mm256_setzero_si256();
+        for (int t = 0; t < 4; ++t) {
+          const __m256i q = load256(q4.qs + 32 * t);
           const __m256i lo = _mm256_and_si256(q, low_mask);
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_mask);
-          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo),
-                                                 _mm256_set1_epi16(wb[c].scale[2 * t]));
-          const __m256i p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi),
-                                                 _mm256_set1_epi16(wb[c].scale[2 * t + 1]));
-          sum[c] = _mm256_add_epi32(sum[c], _mm256_add_epi32(p_lo, p_hi));
+          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(ab.qs + 64 * t)),
+                                                 _mm256_set1_epi16(scales.sc[2 * t]));
+          const __m256i p_hi =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(ab.qs + 64 * t + 32)),
+                                _mm256_set1_epi16(scales.sc[2 * t + 1]));
+          sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
         }
-      }
-      for (int c = 0; c < NR; ++c) {
-        int summ = 0;
-        for (int j = 0; j < 8; ++j) summ += wb[c].min[j] * (ab.bsums[2 * j] + ab.bsums[2 * j + 1]);
-        const int sumi = hsum_epi32(sum[c]);
-        acc[r][c] = std::fma(wb[c].d * ab.d, static_cast<float>(sumi), acc[r][c]);
-        acc[r][c] = std::fma(-(wb[c].dmin * ab.d), static_cast<float>(summ), acc[r][c]);
+        int sumi, summ;
+        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), mins), &sumi, &summ);
+        acc[r][c] = std::fma(d * ab.d, static_cast<float>(sumi), acc[r][c]);
+        acc[r][c] = std::fma(-(dmin * ab.d), static_cast<float>(summ), acc[r][c]);
       }
     }
   }
@@ -222,39 +277,40 @@ void q6_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, 
   const __m256i m30 = _mm256_set1_epi8(0x30);
   const int64_t nb = k / kQKK;
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ6_K* wb[NR];
-    for (int c = 0; c < NR; ++c) wb[c] = reinterpret_cast<const BlockQ6_K*>(w + c * w_stride) + b;
-    for (int r = 0; r < MR; ++r) {
-      const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
-      for (int c = 0; c < NR; ++c) {
-        const BlockQ6_K& q6 = *wb[c];
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ6_K& q6 = reinterpret_cast<const BlockQ6_K*>(w + c * w_stride)[b];
+      const __m256i scales16 = _mm256_cvtepi8_epi16(load128(q6.scales));
+      const float d = half_to_float(q6.d);
+      __m256i q[2][4];
+      for (int n = 0; n < 2; ++n) {
+        const __m256i ql0 = load256(q6.ql + 64 * n);
+        const __m256i ql1 = load256(q6.ql + 64 * n + 32);
+        const __m256i qh = load256(q6.qh + 32 * n);
+        q[n][0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                  _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        q[n][1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                  _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        q[n][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                  _mm256_and_si256(qh, m30));
+        q[n][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                  _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      }
+      for (int r = 0; r < MR; ++r) {
+        const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
         __m256i sum = _mm256_setzero_si256();
         for (int n = 0; n < 2; ++n) {
-          const __m256i ql0 = load256(q6.ql + 64 * n);
-          const __m256i ql1 = load256(q6.ql + 64 * n + 32);
-          const __m256i qh = load256(q6.qh + 32 * n);
-          const __m256i q[4] = {
-              _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
-              _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                              _mm256_and_si256(qh, m30)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
-          };
           for (int s = 0; s < 4; ++s) {
             const int j = 8 * n + 2 * s;
-            const __m256i scales =
+            const __m256i sc =
                 _mm256_set_m128i(_mm_set1_epi16(q6.scales[j + 1]), _mm_set1_epi16(q6.scales[j]));
-            const __m256i av = load256(ab.qs + 128 * n + 32 * s);
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(q[s], av), scales));
+            const __m256i p = _mm256_maddubs_epi16(q[n][s], load256(ab.qs + 128 * n + 32 * s));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
           }
         }
-        int offset = 0;
-        for (int j = 0; j < 16; ++j) offset += q6.scales[j] * ab.bsums[j];
-        const int sumi = hsum_epi32(sum) - 32 * offset;
-        acc[r][c] = std::fma(half_to_float(q6.d) * ab.d, static_cast<float>(sumi), acc[r][c]);
+        // The quants are stored + 32: subtract 32 * sum_j scale_j * bsum_j.
+        int sumi, offset;
+        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), scales16), &sumi, &offset);
+        acc[r][c] = std::fma(d * ab.d, static_cast<float>(sumi - 32 * offset), acc[r][c]);
       }
     }
   }
@@ -295,6 +351,9 @@ void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint
   }
 }
 
+template <class Ops, int MR, int NR>
+constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sign_tile<Ops, 1, NR>,
+                                           q8_0_sign_tile<Ops, 1, 1>, MR, NR>;
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
                                         legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
@@ -310,7 +369,11 @@ template <class Ops, int MR, int NR>
 QuantKernels make_table(const char* isa) {
   QuantKernels t = scalar_quant_kernels();
   t.isa = isa;
-  t.dot[kSlotQ8_0] = legacy_dot<Ops, Q8_0Decoder, MR, NR>;
+  if constexpr (Ops::kNoSaturation) {
+    t.dot[kSlotQ8_0] = legacy_dot<Ops, Q8_0OffsetDecoder, MR, NR>;
+  } else {
+    t.dot[kSlotQ8_0] = q8_0_sign_dot<Ops, MR, NR>;
+  }
   t.dot[kSlotQ4_0] = legacy_dot<Ops, Q4_0Decoder, MR, NR>;
   t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;
   t.dot[kSlotQ5_0] = legacy_dot<Ops, Q5_0Decoder, MR, NR>;
