@@ -90,6 +90,29 @@ TEST(QuantKernels, EveryIsaMatchesTheReferenceBitForBit) {
   }
 }
 
+TEST(QuantKernels, ActivationQuantizersMatchTheReferenceBytes) {
+  const int64_t k = 256 * 5;
+  std::vector<float> x = test_values(1, k, 9);
+  for (int64_t i = 256; i < 512; ++i) x[i] = 0.f;  // an all-zero super-block
+  for (int64_t i = 512; i < 768; ++i) x[i] = static_cast<float>(i % 9 - 4) * 0.25f;  // ties
+  // Exact halves after scaling (the block maximum 127 makes the scale 1): rounding ties.
+  for (int64_t i = 768; i < 1024; ++i) x[i] = static_cast<float>(i % 20) - 9.5f;
+  x[768] = 127.f;
+  x[800] = -127.f;
+  x[700] = -1.0f;  // largest magnitude twice, negative first
+  x[701] = 1.0f;
+  for (const q::QuantKernels* t : tables()) {
+    for (DType type : {DType::Q8_0, DType::Q8_K}) {
+      const std::vector<uint8_t> expect = quantize_rows(type, x, 1, k);
+      std::vector<uint8_t> got(expect.size(), 0xCD);
+      (type == DType::Q8_0 ? t->quantize_q8_0 : t->quantize_q8_k)(x.data(), got.data(), k);
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], expect[i]) << t->isa << " " << af::name(type) << " byte " << i;
+      }
+    }
+  }
+}
+
 TEST(QuantKernels, ReferenceDotIsCloseToTheFloatDot) {
   for (DType type : kTypes) {
     const q::QuantSlot slot = *q::quant_slot(type);

@@ -364,6 +364,103 @@ template <class Ops, int MR, int NR>
 constexpr QuantDotFn q6_k_dot =
     tiled<q6_k_tile<Ops, MR, NR>, q6_k_tile<Ops, 1, NR>, q6_k_tile<Ops, 1, 1>, MR, NR>;
 
+// 32 int32 lanes (4 vectors, element order) -> 32 int8 in element order.
+inline __m256i pack_int32_to_int8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b);  // lane-interleaved
+  const __m256i cd = _mm256_packs_epi32(c, d);
+  const __m256i abcd = _mm256_packs_epi16(ab, cd);
+  return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// C's roundf (half away from zero), exactly: truncate, then step away from zero when the
+// remainder (exact) is at least one half.
+inline __m256 round_half_away(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 rem = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
+  const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign_bit), _mm256_set1_ps(1.0f));
+  const __m256 apply = _mm256_cmp_ps(rem, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  return _mm256_add_ps(t, _mm256_and_ps(apply, step));
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// Byte-identical to af::quant::ref::quantize_q8_0 for finite input.
+inline void quantize_q8_0(const float* x, void* out, int64_t k) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  for (int64_t i = 0; i < k / kQK; ++i, x += kQK) {
+    __m256 v[4];
+    __m256 mx = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + 8 * j);
+      mx = _mm256_max_ps(mx, abs_ps(v[j]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127;
+    const float id = d != 0.f ? 1.0f / d : 0.0f;
+    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) {
+      q[j] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[j], idv)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs),
+                        pack_int32_to_int8(q[0], q[1], q[2], q[3]));
+  }
+}
+
+// Byte-identical to af::quant::ref::quantize_q8_k for finite input.
+inline void quantize_q8_k(const float* x, void* out, int64_t k) {
+  auto* y = static_cast<BlockQ8_K*>(out);
+  for (int64_t i = 0; i < k / kQKK; ++i, x += kQKK) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int j = 0; j < kQKK; j += 8) mx = _mm256_max_ps(mx, abs_ps(_mm256_loadu_ps(x + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.f) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    // The reference keeps the first element of largest magnitude, with its sign.
+    float max = 0.f;
+    const __m256 amax_v = _mm256_set1_ps(amax);
+    for (int j = 0; j < kQKK; j += 8) {
+      const int hit =
+          _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), amax_v, _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 is = _mm256_set1_ps(iscale);
+    const __m256i cap = _mm256_set1_epi32(127);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int j = 0; j < kQKK; j += 32) {
+      __m256i q[4];
+      for (int t = 0; t < 4; ++t) {
+        // vcvtps2dq rounds to nearest even, as the reference's nearest_int does.
+        q[t] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * t))), cap);
+      }
+      const __m256i packed = pack_int32_to_int8(q[0], q[1], q[2], q[3]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), packed);
+      alignas(32) int32_t quads[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(quads),
+                         _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), ones16));
+      y[i].bsums[j / 16] = static_cast<int16_t>(quads[0] + quads[1] + quads[2] + quads[3]);
+      y[i].bsums[j / 16 + 1] = static_cast<int16_t>(quads[4] + quads[5] + quads[6] + quads[7]);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
 // The table for one ISA: SIMD kernels where written, the scalar ones elsewhere.
 template <class Ops, int MR, int NR>
 QuantKernels make_table(const char* isa) {
@@ -380,6 +477,8 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
   t.dot[kSlotQ4_K] = q4_k_dot<Ops, MR, NR>;
   t.dot[kSlotQ6_K] = q6_k_dot<Ops, MR, NR>;
+  t.quantize_q8_0 = quantize_q8_0;
+  t.quantize_q8_k = quantize_q8_k;
   return t;
 }
 
