@@ -243,19 +243,20 @@ void q4_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, 
       const K4Scales scales(q4.scales);
       const __m256i mins = scales.mins_per_bsum();
       const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
+      // Unpacked once per weight block, reused by every activation row of the tile.
+      __m256i q[8], sc[8];
+      for (int t = 0; t < 4; ++t) {
+        const __m256i packed = load256(q4.qs + 32 * t);
+        q[2 * t] = _mm256_and_si256(packed, low_mask);
+        q[2 * t + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
+      }
+      for (int j = 0; j < 8; ++j) sc[j] = _mm256_set1_epi16(scales.sc[j]);
       for (int r = 0; r < MR; ++r) {
         const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
         __m256i sum = _mm256_setzero_si256();
-        for (int t = 0; t < 4; ++t) {
-          const __m256i q = load256(q4.qs + 32 * t);
-          const __m256i lo = _mm256_and_si256(q, low_mask);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low_mask);
-          const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(ab.qs + 64 * t)),
-                                                 _mm256_set1_epi16(scales.sc[2 * t]));
-          const __m256i p_hi =
-              _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(ab.qs + 64 * t + 32)),
-                                _mm256_set1_epi16(scales.sc[2 * t + 1]));
-          sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
+        for (int j = 0; j < 8; ++j) {
+          const __m256i p = _mm256_maddubs_epi16(q[j], load256(ab.qs + 32 * j));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[j]));
         }
         int sumi, summ;
         hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), mins), &sumi, &summ);
