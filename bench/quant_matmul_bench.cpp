@@ -116,10 +116,19 @@ void register_all() {
       {"q2_k", af::DType::Q2_K}, {"q3_k", af::DType::Q3_K},
   };
   for (const auto& [name, type] : types) {
-    for (int64_t m : {int64_t{1}, int64_t{128}}) {
-      const std::string label = std::string(m == 1 ? "Decode/" : "Prefill128/") + name;
-      benchmark::RegisterBenchmark(
-          label.c_str(), [type = type, m](benchmark::State& s) { matmul_bench(s, type, m); })
+    // Decode streams from memory; DecodeCached (one copy, in L2/L3) shows the kernel's own
+    // ceiling, which must exceed the memory bandwidth for decode to be memory-bound.
+    const struct {
+      const char* label;
+      int64_t m;
+      bool from_memory;
+    } kinds[] = {{"Decode/", 1, true}, {"DecodeCached/", 1, false}, {"Prefill128/", 128, false}};
+    for (const auto& kind : kinds) {
+      const std::string label = std::string(kind.label) + name;
+      benchmark::RegisterBenchmark(label.c_str(),
+                                   [type = type, kind](benchmark::State& s) {
+                                     matmul_bench(s, type, kind.m, kind.from_memory);
+                                   })
           ->Arg(1)
           ->Arg(2)
           ->UseRealTime();
