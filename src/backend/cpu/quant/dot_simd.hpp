@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
@@ -21,6 +22,7 @@ using af::quant::BlockQ4_1;
 using af::quant::BlockQ4_K;
 using af::quant::BlockQ5_0;
 using af::quant::BlockQ5_1;
+using af::quant::BlockQ5_K;
 using af::quant::BlockQ6_K;
 using af::quant::BlockQ8_0;
 using af::quant::BlockQ8_K;
@@ -229,17 +231,17 @@ struct K4Scales {
   }
 };
 
-template <class Ops, int MR, int NR>
-void q4_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
-               float* y, int64_t ldy) {
+// Q4_K, and Q5_K (kFiveBit) whose fifth bits for sub-block j sit in bit j of qh[element % 32].
+template <class Ops, bool kFiveBit, int MR, int NR>
+void k4_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
+             float* y, int64_t ldy) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
   float acc[MR][NR] = {};
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const int64_t nb = k / kQKK;
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ4_K* wb[NR];
-    for (int c = 0; c < NR; ++c) wb[c] = reinterpret_cast<const BlockQ4_K*>(w + c * w_stride) + b;
     for (int c = 0; c < NR; ++c) {
-      const BlockQ4_K& q4 = *wb[c];
+      const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
       const K4Scales scales(q4.scales);
       const __m256i mins = scales.mins_per_bsum();
       const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
@@ -249,6 +251,14 @@ void q4_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, 
         const __m256i packed = load256(q4.qs + 32 * t);
         q[2 * t] = _mm256_and_si256(packed, low_mask);
         q[2 * t + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
+      }
+      if constexpr (kFiveBit) {
+        const __m256i qh = load256(q4.qh);
+        const __m256i one = _mm256_set1_epi8(1);
+        for (int j = 0; j < 8; ++j) {
+          const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, j), one);
+          q[j] = _mm256_or_si256(q[j], _mm256_slli_epi16(bit, 4));
+        }
       }
       for (int j = 0; j < 8; ++j) sc[j] = _mm256_set1_epi16(scales.sc[j]);
       for (int r = 0; r < MR; ++r) {
@@ -358,9 +368,9 @@ constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sig
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
                                         legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
-template <class Ops, int MR, int NR>
-constexpr QuantDotFn q4_k_dot =
-    tiled<q4_k_tile<Ops, MR, NR>, q4_k_tile<Ops, 1, NR>, q4_k_tile<Ops, 1, 1>, MR, NR>;
+template <class Ops, bool kFiveBit, int MR, int NR>
+constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
+                                    k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
 template <class Ops, int MR, int NR>
 constexpr QuantDotFn q6_k_dot =
     tiled<q6_k_tile<Ops, MR, NR>, q6_k_tile<Ops, 1, NR>, q6_k_tile<Ops, 1, 1>, MR, NR>;
@@ -476,7 +486,8 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;
   t.dot[kSlotQ5_0] = legacy_dot<Ops, Q5_0Decoder, MR, NR>;
   t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
-  t.dot[kSlotQ4_K] = q4_k_dot<Ops, MR, NR>;
+  t.dot[kSlotQ4_K] = k4_dot<Ops, false, MR, NR>;
+  t.dot[kSlotQ5_K] = k4_dot<Ops, true, MR, NR>;
   t.dot[kSlotQ6_K] = q6_k_dot<Ops, MR, NR>;
   t.quantize_q8_0 = quantize_q8_0;
   t.quantize_q8_k = quantize_q8_k;
