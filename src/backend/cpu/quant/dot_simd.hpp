@@ -280,48 +280,118 @@ void k4_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, in
   }
 }
 
-template <class Ops, int MR, int NR>
-void q6_k_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
-               float* y, int64_t ldy) {
+// The K-quants with 16-element sub-blocks, decoded to unsigned bytes u (element 32 * i + l in
+// u[i] byte l) with value = u - kOffset, int16 scales, and (Q2_K) mins.
+struct K16Block {
+  __m256i u[8];
+  int16_t scale[16];
+  __m256i corr16;  // per-16 factors for the bsums term: scales (offset types) or mins
+  float d, dmin;
+};
+
+struct Q6_KDecoder {
+  using Block = BlockQ6_K;
+  static constexpr int kOffset = 32;
+  static constexpr bool kHasMin = false;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i ql0 = load256(b.ql + 64 * n);
+      const __m256i ql1 = load256(b.ql + 64 * n + 32);
+      const __m256i qh = load256(b.qh + 32 * n);
+      out.u[4 * n] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                     _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+      out.u[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+      out.u[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                         _mm256_and_si256(qh, m30));
+      out.u[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+    }
+    for (int j = 0; j < 16; ++j) out.scale[j] = b.scales[j];
+    out.corr16 = _mm256_cvtepi8_epi16(load128(b.scales));
+    out.d = half_to_float(b.d);
+    out.dmin = 0.f;
+  }
+};
+
+struct Q3_KDecoder {
+  using Block = af::quant::BlockQ3_K;
+  static constexpr int kOffset = 4;
+  static constexpr bool kHasMin = false;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m256i hm = load256(b.hmask);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i q = load256(b.qs + 32 * n);
+      for (int sft = 0; sft < 4; ++sft) {
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * sft), m3);
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + sft), one);
+        out.u[4 * n + sft] = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+      }
+    }
+    for (int j = 0; j < 16; ++j)
+      out.scale[j] = static_cast<int16_t>(af::quant::q3k_scale(b.scales, j));
+    out.corr16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.scale));
+    out.d = half_to_float(b.d);
+    out.dmin = 0.f;
+  }
+};
+
+struct Q2_KDecoder {
+  using Block = af::quant::BlockQ2_K;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = true;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i q = load256(b.qs + 32 * n);
+      for (int sft = 0; sft < 4; ++sft) {
+        out.u[4 * n + sft] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * sft), m3);
+      }
+    }
+    for (int j = 0; j < 16; ++j) out.scale[j] = b.scales[j] & 0xF;
+    const __m128i packed = load128(b.scales);
+    out.corr16 =
+        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+    out.d = half_to_float(b.d);
+    out.dmin = half_to_float(b.dmin);
+  }
+};
+
+template <class Ops, class Dec, int MR, int NR>
+void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
+              float* y, int64_t ldy) {
+  using Block = typename Dec::Block;
   float acc[MR][NR] = {};
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i m30 = _mm256_set1_epi8(0x30);
   const int64_t nb = k / kQKK;
+  K16Block wb;
   for (int64_t b = 0; b < nb; ++b) {
     for (int c = 0; c < NR; ++c) {
-      const BlockQ6_K& q6 = reinterpret_cast<const BlockQ6_K*>(w + c * w_stride)[b];
-      const __m256i scales16 = _mm256_cvtepi8_epi16(load128(q6.scales));
-      const float d = half_to_float(q6.d);
-      __m256i q[2][4];
-      for (int n = 0; n < 2; ++n) {
-        const __m256i ql0 = load256(q6.ql + 64 * n);
-        const __m256i ql1 = load256(q6.ql + 64 * n + 32);
-        const __m256i qh = load256(q6.qh + 32 * n);
-        q[n][0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
-                                  _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-        q[n][1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                  _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-        q[n][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                  _mm256_and_si256(qh, m30));
-        q[n][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                  _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+      Dec::decode(reinterpret_cast<const Block*>(w + c * w_stride)[b], wb);
+      __m256i sc[8];
+      for (int i = 0; i < 8; ++i) {
+        sc[i] =
+            _mm256_set_m128i(_mm_set1_epi16(wb.scale[2 * i + 1]), _mm_set1_epi16(wb.scale[2 * i]));
       }
       for (int r = 0; r < MR; ++r) {
         const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
         __m256i sum = _mm256_setzero_si256();
-        for (int n = 0; n < 2; ++n) {
-          for (int s = 0; s < 4; ++s) {
-            const int j = 8 * n + 2 * s;
-            const __m256i sc =
-                _mm256_set_m128i(_mm_set1_epi16(q6.scales[j + 1]), _mm_set1_epi16(q6.scales[j]));
-            const __m256i p = _mm256_maddubs_epi16(q[n][s], load256(ab.qs + 128 * n + 32 * s));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc));
-          }
+        for (int i = 0; i < 8; ++i) {
+          const __m256i p = _mm256_maddubs_epi16(wb.u[i], load256(ab.qs + 32 * i));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[i]));
         }
-        // The quants are stored + 32: subtract 32 * sum_j scale_j * bsum_j.
-        int sumi, offset;
-        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), scales16), &sumi, &offset);
-        acc[r][c] = std::fma(d * ab.d, static_cast<float>(sumi - 32 * offset), acc[r][c]);
+        int sumi, corr;
+        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), wb.corr16), &sumi, &corr);
+        if constexpr (Dec::kHasMin) {
+          acc[r][c] = std::fma(wb.d * ab.d, static_cast<float>(sumi), acc[r][c]);
+          acc[r][c] = std::fma(-(wb.dmin * ab.d), static_cast<float>(corr), acc[r][c]);
+        } else {
+          acc[r][c] =
+              std::fma(wb.d * ab.d, static_cast<float>(sumi - Dec::kOffset * corr), acc[r][c]);
+        }
       }
     }
   }
@@ -371,9 +441,9 @@ constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_ti
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
                                     k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
-template <class Ops, int MR, int NR>
-constexpr QuantDotFn q6_k_dot =
-    tiled<q6_k_tile<Ops, MR, NR>, q6_k_tile<Ops, 1, NR>, q6_k_tile<Ops, 1, 1>, MR, NR>;
+template <class Ops, class Dec, int MR, int NR>
+constexpr QuantDotFn k16_dot =
+    tiled<k16_tile<Ops, Dec, MR, NR>, k16_tile<Ops, Dec, 1, NR>, k16_tile<Ops, Dec, 1, 1>, MR, NR>;
 
 // 32 int32 lanes (4 vectors, element order) -> 32 int8 in element order.
 inline __m256i pack_int32_to_int8(__m256i a, __m256i b, __m256i c, __m256i d) {
@@ -488,7 +558,9 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
   t.dot[kSlotQ4_K] = k4_dot<Ops, false, MR, NR>;
   t.dot[kSlotQ5_K] = k4_dot<Ops, true, MR, NR>;
-  t.dot[kSlotQ6_K] = q6_k_dot<Ops, MR, NR>;
+  t.dot[kSlotQ6_K] = k16_dot<Ops, Q6_KDecoder, MR, NR>;
+  t.dot[kSlotQ3_K] = k16_dot<Ops, Q3_KDecoder, MR, NR>;
+  t.dot[kSlotQ2_K] = k16_dot<Ops, Q2_KDecoder, MR, NR>;
   t.quantize_q8_0 = quantize_q8_0;
   t.quantize_q8_k = quantize_q8_k;
   return t;
