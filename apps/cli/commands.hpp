@@ -14,5 +14,7 @@ Command add_logits(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_quantize(CLI::App& app);
 
 }  // namespace af::cli
