@@ -500,10 +500,17 @@ Command add_quantize(CLI::App& app) {
     int n_gqa = 1;
     if (files.gguf) {
       const io::GgufFile& g = *files.gguf;
-      for (const auto& [key, value] : g.metadata()) {
-        if (key != "general.file_type" && key != "general.quantization_version") w.set(key, value);
+      for (const std::string& key : g.metadata_keys()) {
+        if (key != "general.file_type" && key != "general.quantization_version")
+          w.set(key, *g.find(key));
       }
       for (const io::GgufTensorInfo& t : g.tensors()) plan.push_back({t.name, g.tensor(t.name), 0});
+      // llama.cpp's loader order (non-layer tensors, then layer by layer, by name within each),
+      // which its quantizer writes and counts layers in.
+      std::stable_sort(plan.begin(), plan.end(), [](const Planned& a, const Planned& b) {
+        const int64_t la = layer_of(a.name, "blk."), lb = layer_of(b.name, "blk.");
+        return la != lb ? la < lb : a.name < b.name;
+      });
       const std::string arch = g.find("general.architecture")->as_string("general.architecture");
       const io::GgufValue* h = g.find(arch + ".attention.head_count");
       const io::GgufValue* kv = g.find(arch + ".attention.head_count_kv");
