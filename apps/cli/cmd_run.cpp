@@ -38,7 +38,9 @@ Command add_run(CLI::App& app) {
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
   sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
-  return [o]() {
+  auto quantize = std::make_shared<std::string>();
+  sub->add_option("--quantize", *quantize, "quantize float weights at load: q8_0, q4_0, q4_k, ...");
+  return [o, quantize]() {
     std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->path);
     GenerateRequest request;
     request.max_tokens = o->n_predict;
@@ -52,6 +54,7 @@ Command add_run(CLI::App& app) {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    options.quantize = *quantize;
     options.context_length = o->ctx;
     // As llama.cpp does, run past the trained context when asked to (warned below).
     options.min_context_length =

@@ -16,5 +16,7 @@ Command add_chat(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_detokenize(CLI::App& app);
 Command add_template(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_quantize(CLI::App& app);
 
 }  // namespace af::cli

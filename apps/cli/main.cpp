@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add(af::cli::add_tokenize);
   add(af::cli::add_detokenize);
   add(af::cli::add_template);
+  add(af::cli::add_bench);
+  add(af::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -290,6 +290,7 @@ GgufFile GgufFile::parse(std::shared_ptr<const Buffer> buffer, const std::string
     GgufValue value = read_value(in, type, what, 0);
     AF_CHECK(file.metadata_.emplace(key, std::move(value)).second, ErrorCode::kFormat, kComponent,
              origin, ": duplicate metadata key '", key, "'");
+    file.metadata_keys_.push_back(key);
   }
 
   if (const GgufValue* a = file.find("general.alignment")) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
 
 namespace af::models {
@@ -288,10 +289,24 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
   return w;
 }
 
+namespace {
+
+std::optional<DType> load_quantization(const std::string& option) {
+  if (option.empty()) return std::nullopt;
+  const std::optional<DType> type = dtype_from_name(option);
+  AF_CHECK(type && quant::is_supported(*type) && *type != DType::Q8_K, ErrorCode::kInvalidArgument,
+           "models", "quantize: unknown or unsupported type '", option,
+           "' (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k)");
+  return type;
+}
+
+}  // namespace
+
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options) {
   nn::VarBuilder vb(*files.weights);
-  DecoderWeights weights = DecoderWeights::load(vb, spec);
+  DecoderWeights weights =
+      DecoderWeights::load(vb.with_quantization(load_quantization(options.quantize)), spec);
   const int64_t context = options.context_length > 0
                               ? options.context_length
                               : std::max(spec.max_position_embeddings, options.min_context_length);

@@ -1,16 +1,21 @@
 #include "af/nn/layers.hpp"
 
+#include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
+#include "nn/quantize_weight.hpp"
 
 namespace af::nn {
 namespace {
 
 // Fail at load, naming the tensor, rather than at the first forward.
-Tensor dense_weight(const VarBuilder& vb, const Shape& shape) {
+Tensor matmul_weight(const VarBuilder& vb, const Shape& shape) {
   Tensor t = vb.tensor("weight", shape);
-  AF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16,
+  AF_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16 ||
+               quant::is_supported(t.dtype()),
            ErrorCode::kUnsupported, "nn", vb.path("weight"), " is stored as ", name(t.dtype()),
-           "; computing with quantized weights is not available yet (f32, f16, bf16 are)");
+           ", which has no matmul kernel (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, "
+           "q3_K, q4_K, q5_K, q6_K do)");
+  if (const auto target = vb.quantization()) return quantize_weight(t, *target, vb.path("weight"));
   return t;
 }
 
@@ -20,7 +25,7 @@ Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bia
   Linear l;
   l.in = in;
   l.out = out;
-  l.weight = dense_weight(vb, {out, in});
+  l.weight = matmul_weight(vb, {out, in});
   if (with_bias) l.bias = vb.f32("bias", {out});
   return l;
 }
@@ -30,7 +35,7 @@ RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {
 }
 
 Embedding Embedding::load(const VarBuilder& vb, int64_t vocab, int64_t dim) {
-  return Embedding{dense_weight(vb, {vocab, dim})};
+  return Embedding{matmul_weight(vb, {vocab, dim})};
 }
 
 GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias) {

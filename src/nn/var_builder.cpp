@@ -14,7 +14,17 @@ std::string VarBuilder::path(std::string_view name) const {
   return prefix_ + "." + std::string(name);
 }
 
-VarBuilder VarBuilder::sub(std::string_view name) const { return VarBuilder(*source_, path(name)); }
+VarBuilder VarBuilder::with_quantization(std::optional<DType> type) const {
+  VarBuilder vb = *this;
+  vb.quantize_ = type;
+  return vb;
+}
+
+VarBuilder VarBuilder::sub(std::string_view name) const {
+  VarBuilder vb(*source_, path(name));
+  vb.quantize_ = quantize_;
+  return vb;
+}
 
 VarBuilder VarBuilder::sub(int64_t index) const { return sub(std::to_string(index)); }
 

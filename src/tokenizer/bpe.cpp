@@ -2,6 +2,7 @@
 // pairwise by priority until no adjacent pair can merge. The two references differ only in the
 // priority: llama.cpp's SPM tokenizer merges by the score of the merged piece (highest first),
 // HF's BPE by the pair's rank in the merges list (lowest first). Ties go to the leftmost pair.
+#include <cstring>
 #include <queue>
 
 #include "tokenizer/tokenizer_impl.hpp"
@@ -17,15 +18,23 @@ struct Symbol {
   int32_t prev = -1, next = -1;
 };
 
+// 24 bytes, ordered by one integer: the heap operations dominate encoding time.
 struct Candidate {
-  double priority;  // lower merges first
-  int32_t left, right;
-  uint32_t left_len, right_len;  // lengths when queued: a later mismatch means it is stale
+  uint64_t order;  // priority (lower merges first) << 32 | left symbol: ties go leftmost
+  int32_t right;
   int32_t merged;
-  bool operator>(const Candidate& o) const {
-    return priority != o.priority ? priority > o.priority : left > o.left;
-  }
+  uint32_t left_len, right_len;  // lengths when queued: a later mismatch means it is stale
+  bool operator>(const Candidate& o) const { return order > o.order; }
+  int32_t left() const { return static_cast<int32_t>(order & 0xFFFFFFFFu); }
 };
+
+// Orders floats as unsigned integers (IEEE 754: flip all bits of negatives, the sign bit of
+// the rest).
+uint32_t sortable(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
 
 }  // namespace
 
@@ -82,12 +91,13 @@ void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out)
     if (order == MergeOrder::kScore) {
       auto it = index.find(word.substr(a.start, a.len + b.len));
       if (it == index.end()) return;
-      queue.push({-static_cast<double>(scores[it->second]), l, r, a.len, b.len, it->second});
+      const uint64_t priority = sortable(-scores[it->second]);
+      queue.push({(priority << 32) | uint32_t(l), r, it->second, a.len, b.len});
     } else {
       if (a.id < 0 || b.id < 0) return;
-      auto it = merges.find((uint64_t(uint32_t(a.id)) << 32) | uint32_t(b.id));
-      if (it == merges.end()) return;
-      queue.push({static_cast<double>(it->second.first), l, r, a.len, b.len, it->second.second});
+      const detail::MergeMap::Value* m = merges.find(detail::MergeMap::key(a.id, b.id));
+      if (m == nullptr) return;
+      queue.push({(uint64_t(uint32_t(m->first)) << 32) | uint32_t(l), r, m->second, a.len, b.len});
     }
   };
   for (int32_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
@@ -95,16 +105,17 @@ void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out)
   while (!queue.empty()) {
     const Candidate c = queue.top();
     queue.pop();
-    Symbol& a = syms[c.left];
+    const int32_t left = c.left();
+    Symbol& a = syms[left];
     if (a.len != c.left_len || a.next != c.right || syms[c.right].len != c.right_len) continue;
     Symbol& b = syms[c.right];
     a.len += b.len;
     a.id = c.merged;
     a.next = b.next;
-    if (b.next >= 0) syms[b.next].prev = c.left;
+    if (b.next >= 0) syms[b.next].prev = left;
     b.len = 0;
-    consider(a.prev, c.left);
-    consider(c.left, a.next);
+    consider(a.prev, left);
+    consider(left, a.next);
   }
 
   for (int32_t i = 0; i >= 0 && i < n; i = syms[i].next) {

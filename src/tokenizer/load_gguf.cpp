@@ -25,12 +25,11 @@ bool optional_bool(const io::GgufFile& g, const std::string& key, bool fallback)
   return v == nullptr ? fallback : v->as_bool(key);
 }
 
-PreTokenizer pre_tokenizer_for(const std::string& pre, const std::string& origin) {
-  if (pre == "gpt-2" || pre == "gpt2") return PreTokenizer::kGpt2;
-  if (pre == "qwen2") return PreTokenizer::kQwen2;
-  if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3") return PreTokenizer::kLlama3;
-  fail(ErrorCode::kUnsupported, kComponent, origin, ": tokenizer.ggml.pre \"", pre,
-       "\" is not supported yet (supported: gpt-2, qwen2, llama3/llama-bpe)");
+std::vector<PreSplit> pre_tokenizer_for(const std::string& pre, const std::string& origin) {
+  std::vector<PreSplit> steps = splits_for_gguf_pre(pre, origin);
+  AF_CHECK(!steps.empty(), ErrorCode::kUnsupported, kComponent, origin, ": tokenizer.ggml.pre \"",
+           pre, "\" is not supported");
+  return steps;
 }
 
 }  // namespace
@@ -91,11 +90,37 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
     m->order = MergeOrder::kRank;
     m->byte_level = true;
     const io::GgufValue* pre = g.find("tokenizer.ggml.pre");
-    m->pre = pre_tokenizer_for(pre ? pre->as_string("tokenizer.ggml.pre") : "gpt-2", g.origin());
-    if (m->pre == PreTokenizer::kLlama3) m->ignore_merges = true;
+    const std::string pre_name = pre ? pre->as_string("tokenizer.ggml.pre") : "gpt-2";
+    m->splits = pre_tokenizer_for(pre_name, g.origin());
+    if (m->splits.size() == 1 && m->splits[0].kind == SplitKind::kLlama3) m->ignore_merges = true;
+    if (pre_name == "tekken") m->ignore_merges = true;
+  } else if (model == "bert") {
+    // llama.cpp's WPM vocabularies store a word-initial piece as "▁piece" and a continuation
+    // as the bare text ("##" removed). Text goes through BERT's basic tokenizer (clean,
+    // CJK spacing, accents stripped, lower case, split at white space and punctuation), as
+    // the HF tokenizers these vocabularies come from do; add_special puts [CLS] ... [SEP].
+    m->model = ModelKind::kWordPiece;
+    m->word_prefix = "\xE2\x96\x81";
+    m->continuation_prefix.clear();
+    m->max_word_chars = SIZE_MAX;
+    m->norm_steps = {NormStep::kBertCleanText, NormStep::kBertChinese, NormStep::kBertStripAccents,
+                     NormStep::kLowercase};
+    PreSplit ws, punct;
+    ws.kind = SplitKind::kWhiteSpace;
+    ws.behavior = SplitBehavior::kRemoved;
+    punct.kind = SplitKind::kPunctuation;
+    m->splits = {ws, punct};
+    m->wordpiece_decoder = true;
+    const int32_t cls = optional_id(g, "tokenizer.ggml.cls_token_id", n, m->bos);
+    const int32_t sep = optional_id(g, "tokenizer.ggml.seperator_token_id", n, m->eos);
+    if (cls >= 0) m->bos = cls;
+    if (sep >= 0) m->eos = sep;
+    add_bos_default = true;
+    if (optional_bool(g, "tokenizer.ggml.add_eos_token", true) && m->eos >= 0)
+      m->suffix_ids.push_back(m->eos);
   } else {
     fail(ErrorCode::kUnsupported, kComponent, g.origin(), ": tokenizer.ggml.model \"", model,
-         "\" is not supported yet (supported: llama, gpt2)");
+         "\" is not supported (supported: llama, gpt2, bert)");
   }
 
   // Control, user-defined and unknown tokens are matched in the text before the model, as
@@ -114,7 +139,7 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
 
   if (optional_bool(g, "tokenizer.ggml.add_bos_token", add_bos_default) && m->bos >= 0)
     m->prefix_ids.push_back(m->bos);
-  if (optional_bool(g, "tokenizer.ggml.add_eos_token", false) && m->eos >= 0)
+  if (model != "bert" && optional_bool(g, "tokenizer.ggml.add_eos_token", false) && m->eos >= 0)
     m->suffix_ids.push_back(m->eos);
 
   m->finalize();

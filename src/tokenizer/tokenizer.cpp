@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <unordered_set>
 
 #include "af/core/error.hpp"
 #include "af/io/gguf.hpp"
@@ -46,6 +47,81 @@ size_t whitespace_before(std::string_view s, size_t end) {
   return end - j;
 }
 
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+
+// HF's WordPiece decoder cleanup, applied to each token's text in this order.
+void wordpiece_cleanup_text(std::string& s) {
+  replace_all(s, " .", ".");
+  replace_all(s, " ?", "?");
+  replace_all(s, " !", "!");
+  replace_all(s, " ,", ",");
+  replace_all(s, " ' ", "'");
+  replace_all(s, " n't", "n't");
+  replace_all(s, " 'm", "'m");
+  replace_all(s, " do not", " don't");
+  replace_all(s, " 's", "'s");
+  replace_all(s, " 've", "'ve");
+  replace_all(s, " 're", "'re");
+}
+
+bool is_word_char(char32_t c) { return c == '_' || detail::is_letter(c) || detail::is_number(c); }
+
+// single_word: the characters on both sides of [begin, end) must not be word characters.
+bool stands_alone(std::string_view text, size_t begin, size_t end) {
+  if (begin > 0) {
+    size_t k = begin - 1;
+    while (k > 0 && (static_cast<unsigned char>(text[k]) & 0xC0) == 0x80) --k;
+    const auto cps = detail::decode_utf8(text.substr(k, begin - k));
+    if (cps.size() == 1 && is_word_char(cps[0])) return false;
+  }
+  if (end < text.size()) {
+    const size_t len =
+        std::min(detail::utf8_len(static_cast<unsigned char>(text[end])), text.size() - end);
+    const auto cps = detail::decode_utf8(text.substr(end, len));
+    if (cps.size() == 1 && is_word_char(cps[0])) return false;
+  }
+  return true;
+}
+
+// Cuts `text` at the added tokens of `table` (leftmost, then longest; lstrip / rstrip /
+// single_word as HF applies them): the text between goes to on_segment(piece, is_first), the
+// tokens' ids to `out`.
+template <class OnSegment>
+void scan_added(const Tokenizer::Impl& m, std::string_view text,
+                const std::array<std::vector<int32_t>, 256>& table, bool parse_special,
+                std::vector<int32_t>& out, OnSegment on_segment) {
+  size_t seg_begin = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    const AddedToken* hit = nullptr;
+    for (int32_t k : table[static_cast<unsigned char>(text[i])]) {
+      const AddedToken& t = m.added[k];
+      if (t.special && !parse_special) continue;
+      if (text.compare(i, t.match.size(), t.match) == 0 &&
+          (!t.single_word || stands_alone(text, i, i + t.match.size()))) {
+        hit = &t;
+        break;
+      }
+    }
+    if (hit == nullptr) {
+      i += detail::utf8_len(static_cast<unsigned char>(text[i]));
+      continue;
+    }
+    size_t seg_end = i;
+    if (hit->lstrip)
+      seg_end -= whitespace_before(text.substr(seg_begin, i - seg_begin), i - seg_begin);
+    on_segment(text.substr(seg_begin, seg_end - seg_begin), seg_begin == 0);
+    out.push_back(hit->id);
+    i += hit->match.size();
+    if (hit->rstrip) i += whitespace_after(text, i);
+    seg_begin = i;
+  }
+  on_segment(text.substr(seg_begin), seg_begin == 0);
+}
+
 }  // namespace
 
 void Tokenizer::Impl::finalize() {
@@ -73,23 +149,92 @@ void Tokenizer::Impl::finalize() {
   for (size_t id = 0; id < n; ++id)
     special[id] = kinds[id] == TokenKind::kControl || kinds[id] == TokenKind::kUnknown;
   for (auto& list : added_by_byte) list.clear();
+  for (auto& list : normalized_by_byte) list.clear();
+  has_normalized_added = false;
   std::vector<uint8_t> is_added(n, 0);
   for (size_t k = 0; k < added.size(); ++k) {
-    const AddedToken& t = added[k];
+    AddedToken& t = added[k];
     AF_CHECK(t.id >= 0 && size_t(t.id) < n, ErrorCode::kFormat, kComponent, origin,
              ": added token \"", t.content, "\" has id ", t.id, " outside the vocabulary");
     if (t.special) special[t.id] = 1;
     is_added[t.id] = 1;
-    if (!t.content.empty())
-      added_by_byte[static_cast<unsigned char>(t.content[0])].push_back(static_cast<int32_t>(k));
+    // HF looks for `normalized` tokens in the normalised text, spelled as normalised.
+    const bool in_normalized = t.normalized && !norm_steps.empty();
+    t.match = t.content;
+    if (in_normalized) {
+      std::vector<char32_t> cps = detail::decode_utf8(t.content);
+      normalize(cps);
+      t.match = detail::encode_utf8(cps, 0, cps.size());
+      has_normalized_added = true;
+    }
+    if (!t.match.empty())
+      (in_normalized ? normalized_by_byte : added_by_byte)[static_cast<unsigned char>(t.match[0])]
+          .push_back(static_cast<int32_t>(k));
   }
-  for (auto& list : added_by_byte) {
-    std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
-      return added[a].content.size() > added[b].content.size();
-    });
+  for (auto* table : {&added_by_byte, &normalized_by_byte}) {
+    for (auto& list : *table) {
+      std::stable_sort(list.begin(), list.end(), [&](int32_t a, int32_t b) {
+        return added[a].match.size() > added[b].match.size();
+      });
+    }
+  }
+  // HF skips special tokens by their text: a vocabulary entry spelled like a special added
+  // token (a duplicate piece) is skipped too.
+  std::unordered_set<std::string_view> special_texts;
+  for (const AddedToken& t : added)
+    if (t.special) special_texts.insert(t.content);
+  if (!special_texts.empty()) {
+    for (size_t id = 0; id < n; ++id)
+      if (kinds[id] != TokenKind::kInvalid && special_texts.count(pieces[id])) special[id] = 1;
+  }
+
+  max_piece_bytes = 0;
+  for (const std::string& p : pieces) max_piece_bytes = std::max(max_piece_bytes, p.size());
+  if (model == ModelKind::kUnigram) {
+    AF_CHECK(unigram_scores.size() <= n, ErrorCode::kFormat, kComponent, origin,
+             ": more Unigram scores than tokens");
+    unigram_min_score = 0;
+    for (size_t id = 0; id < unigram_scores.size(); ++id)
+      if (id == 0 || unigram_scores[id] < unigram_min_score) unigram_min_score = unigram_scores[id];
   }
 
   decoded.assign(n, {});
+  decoded_first.clear();
+  if (wordpiece_decoder) {
+    // HF's WordPiece decoder: a continuation piece loses its prefix and joins the previous
+    // token, any other token after the first gets a space; then the tokenization cleanup.
+    decoded_first.assign(n, {});
+    for (size_t id = 0; id < n; ++id) {
+      const std::string& p = pieces[id];
+      const TokenKind kind = kinds[id];
+      if (kind == TokenKind::kInvalid) continue;
+      auto starts_with = [&](const std::string& prefix) {
+        return !prefix.empty() && p.compare(0, prefix.size(), prefix) == 0;
+      };
+      bool continuation = false;
+      std::string body = p;
+      if (!word_prefix.empty()) {
+        // GGUF "bert": word starts are marked ("▁piece"), continuations are bare.
+        const bool verbatim = is_added[id] || kind == TokenKind::kControl ||
+                              kind == TokenKind::kUserDefined || kind == TokenKind::kUnknown;
+        if (!verbatim && starts_with(word_prefix)) {
+          body = p.substr(word_prefix.size());
+        } else if (!verbatim) {
+          continuation = true;
+        }
+      } else if (starts_with(continuation_prefix)) {
+        continuation = true;
+        body = p.substr(continuation_prefix.size());
+      }
+      decoded[id] = continuation ? body : " " + body;
+      decoded_first[id] = (continuation && word_prefix.empty()) ? p : body;
+      if (wordpiece_cleanup) {
+        wordpiece_cleanup_text(decoded[id]);
+        wordpiece_cleanup_text(decoded_first[id]);
+      }
+    }
+    return;
+  }
   for (size_t id = 0; id < n; ++id) {
     const std::string& p = pieces[id];
     const TokenKind kind = kinds[id];
@@ -138,32 +283,66 @@ void Tokenizer::Impl::check_id(int32_t id) const {
            origin, " has ", pieces.size(), " ids)");
 }
 
-void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
+void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start, bool parse_special,
                                      std::vector<int32_t>& out) const {
   if (text.empty()) return;
+  if (norm_steps.empty()) return encode_normalized(text, nullptr, at_start, out);
+  std::vector<char32_t> cps = detail::decode_utf8(text);
+  normalize(cps);
+  const std::string normalized = detail::encode_utf8(cps, 0, cps.size());
+  if (!has_normalized_added) return encode_normalized(normalized, &cps, at_start, out);
+  scan_added(*this, normalized, normalized_by_byte, parse_special, out,
+             [&](std::string_view piece, bool first) {
+               encode_normalized(piece, nullptr, at_start && first, out);
+             });
+}
+
+void Tokenizer::Impl::encode_normalized(std::string_view text, const std::vector<char32_t>* cps_in,
+                                        bool at_start, std::vector<int32_t>& out) const {
+  if (text.empty()) return;
   if (byte_level) {
-    std::vector<char32_t> cps = detail::decode_utf8(text);
-    if (nfc) cps = detail::nfc(cps);
+    std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
     if (byte_level_prefix_space && cps[0] != ' ') cps.insert(cps.begin(), U' ');
     const auto& b2u = detail::byte_to_unicode();
-    size_t begin = 0;
     std::string mapped;
-    for (size_t end : detail::pretokenize(pre, cps)) {
+    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
       mapped.clear();
-      for (char c : detail::encode_utf8(cps, begin, end)) mapped += b2u[static_cast<uint8_t>(c)];
+      for (size_t i = begin; i < end; ++i) {
+        const char32_t c = cps[i];
+        if (c < 0x80) {
+          mapped += b2u[c];
+        } else {
+          std::string bytes;
+          detail::append_utf8(bytes, c);
+          for (char b : bytes) mapped += b2u[static_cast<uint8_t>(b)];
+        }
+      }
       bpe_word(mapped, out);
-      begin = end;
     }
     return;
   }
-  std::string normalized;
-  if (nfc) {
-    normalized = detail::encode_utf8(detail::nfc(detail::decode_utf8(text)), 0, SIZE_MAX);
-    text = normalized;
+  if (!splits.empty()) {
+    const std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
+    bool first = at_start;
+    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
+      const std::string piece = detail::encode_utf8(cps, begin, end);
+      if (metaspace) {
+        metaspace_piece(piece, first, out);
+      } else {
+        model_word(piece, out);
+      }
+      first = false;
+    }
+    return;
   }
+  metaspace_piece(text, at_start, out);
+}
+
+void Tokenizer::Impl::metaspace_piece(std::string_view text, bool at_start,
+                                      std::vector<int32_t>& out) const {
   std::string s;
   s.reserve(text.size() + 16);
-  const bool starts_with_space = text[0] == ' ';
+  const bool starts_with_space = !text.empty() && text[0] == ' ';
   if (prepend == PrependScheme::kAlways || (prepend == PrependScheme::kFirst && at_start)) {
     if (!(prepend_if_missing && metaspace && starts_with_space)) s += kMetaspace;
   }
@@ -175,14 +354,14 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start,
     }
   }
   if (!metaspace_split) {
-    bpe_word(s, out);
+    model_word(s, out);
     return;
   }
   // Metaspace split: every word starts at a "▁" and merges never cross words.
   size_t begin = 0;
   for (size_t i = 1; i <= s.size(); ++i) {
     if (i == s.size() || s.compare(i, kMetaspace.size(), kMetaspace) == 0) {
-      bpe_word(std::string_view(s).substr(begin, i - begin), out);
+      model_word(std::string_view(s).substr(begin, i - begin), out);
       begin = i;
     }
   }
@@ -200,32 +379,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
 
   // Added tokens are split out first (leftmost, then longest), the text between them goes
   // through normalisation and the model one segment at a time, as in HF and llama.cpp.
-  size_t seg_begin = 0;
-  size_t i = 0;
-  while (i < text.size()) {
-    const AddedToken* hit = nullptr;
-    for (int32_t k : m.added_by_byte[static_cast<unsigned char>(text[i])]) {
-      const AddedToken& t = m.added[k];
-      if (t.special && !parse_special) continue;
-      if (text.compare(i, t.content.size(), t.content) == 0) {
-        hit = &t;
-        break;
-      }
-    }
-    if (hit == nullptr) {
-      i += detail::utf8_len(static_cast<unsigned char>(text[i]));
-      continue;
-    }
-    size_t seg_end = i;
-    if (hit->lstrip)
-      seg_end -= whitespace_before(text.substr(seg_begin, i - seg_begin), i - seg_begin);
-    m.encode_segment(text.substr(seg_begin, seg_end - seg_begin), seg_begin == 0, out);
-    out.push_back(hit->id);
-    i += hit->content.size();
-    if (hit->rstrip) i += whitespace_after(text, i);
-    seg_begin = i;
-  }
-  m.encode_segment(text.substr(seg_begin), seg_begin == 0, out);
+  scan_added(m, text, m.added_by_byte, parse_special, out,
+             [&](std::string_view segment, bool first) {
+               m.encode_segment(segment, first, parse_special, out);
+             });
 
   if (add_special) out.insert(out.end(), m.suffix_ids.begin(), m.suffix_ids.end());
   return out;
@@ -233,6 +390,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
 
 std::string Tokenizer::token_bytes(int32_t id, bool first) const {
   impl_->check_id(id);
+  if (first && !impl_->decoded_first.empty()) return impl_->decoded_first[id];
   const std::string& b = impl_->decoded[id];
   if (first && impl_->strip_leading_space && !b.empty() && b[0] == ' ') return b.substr(1);
   return b;

@@ -4,12 +4,15 @@
 // symbols merge, how tokens turn back into bytes).
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "af/tokenizer/tokenizer.hpp"
+#include "tokenizer/regex.hpp"
+#include "tokenizer/unicode.hpp"
 
 namespace af::tok {
 
@@ -22,6 +25,61 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+
+// (left id, right id) -> (rank, merged id): the BPE merge table, the hottest lookup of
+// encoding. Open addressing over a power-of-two table with a multiplicative hash; about
+// twice as fast as std::unordered_map here.
+class MergeMap {
+ public:
+  using Value = std::pair<int32_t, int32_t>;
+  static uint64_t key(int32_t left, int32_t right) {
+    return (uint64_t(uint32_t(left)) << 32) | uint32_t(right);
+  }
+  void reserve(size_t n) {
+    if (2 * n > keys_.size()) rehash(n);
+  }
+  // Keeps the first value stored for a key (like std::unordered_map::emplace).
+  void emplace(uint64_t k, Value v) {
+    if (2 * (size_ + 1) > keys_.size()) rehash(size_ + 1);
+    size_t i = slot(k);
+    while (keys_[i] != kEmpty) {
+      if (keys_[i] == k) return;
+      i = (i + 1) & mask_;
+    }
+    keys_[i] = k;
+    values_[i] = v;
+    ++size_;
+  }
+  const Value* find(uint64_t k) const {
+    if (size_ == 0) return nullptr;
+    for (size_t i = slot(k);; i = (i + 1) & mask_) {
+      if (keys_[i] == k) return &values_[i];
+      if (keys_[i] == kEmpty) return nullptr;
+    }
+  }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);  // ids are below 2^31: never a key
+  size_t slot(uint64_t k) const {
+    return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_;
+  }
+  void rehash(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    std::vector<uint64_t> old_keys(cap, kEmpty);
+    std::vector<Value> old_values(cap);
+    old_keys.swap(keys_);
+    old_values.swap(values_);
+    mask_ = cap - 1;
+    size_ = 0;
+    for (size_t i = 0; i < old_keys.size(); ++i)
+      if (old_keys[i] != kEmpty) emplace(old_keys[i], old_values[i]);
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Value> values_;
+  size_t mask_ = 0, size_ = 0;
+};
 }  // namespace detail
 
 // GGUF tokenizer.ggml.token_type values; kInvalid marks ids no loader assigned.
@@ -40,19 +98,59 @@ enum class MergeOrder {
   kRank,   // HF BPE: merge the adjacent pair that comes first in the merges list
 };
 
+enum class ModelKind { kBpe, kWordPiece, kUnigram };
+
 enum class PreTokenizer { kNone, kGpt2, kLlama3, kQwen2 };
 enum class PrependScheme { kNever, kFirst, kAlways };  // where "▁" is put before a segment
+
+// One normalisation step, applied in order to the code points of each segment.
+enum class NormStep : uint8_t {
+  kNfc,
+  kNfd,
+  kNfkc,
+  kNfkd,
+  kLowercase,
+  kStripAccents,     // HF StripAccents: drops combining marks (general category M)
+  kBertCleanText,    // drops NUL, U+FFFD and control characters, white space -> ' '
+  kBertChinese,      // CJK ideographs get a space on each side
+  kBertStripAccents  // NFD, then drops nonspacing marks (Mn)
+};
+
+// How one pre-tokenizer step cuts the pieces it is given, as HF's Split / Digits /
+// Punctuation / Whitespace / BertPreTokenizer do (SplitDelimiterBehavior).
+enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWithNext, kContiguous };
+enum class SplitKind {
+  kGpt2,  // hand-written matchers for the hottest patterns (proven equal to the regex)
+  kLlama3,
+  kQwen2,
+  kRegex,        // any pattern, through PCRE2
+  kWhiteSpace,   // Unicode White_Space characters (WhitespaceSplit, BERT)
+  kPunctuation,  // ASCII punctuation or general category P (BERT, Punctuation)
+  kDigits,       // general category N (Digits)
+};
+struct PreSplit {
+  SplitKind kind = SplitKind::kRegex;
+  SplitBehavior behavior = SplitBehavior::kIsolated;
+  bool invert = false;
+  std::shared_ptr<const detail::Regex> regex;  // kRegex only
+};
 
 struct AddedToken {
   std::string content;
   int32_t id = -1;
-  bool special = false;  // a control token: skipped by skip_special, needs parse_special
-  bool lstrip = false;   // absorbs white space on its left
-  bool rstrip = false;   // absorbs white space on its right
+  bool special = false;      // a control token: skipped by skip_special, needs parse_special
+  bool lstrip = false;       // absorbs white space on its left
+  bool rstrip = false;       // absorbs white space on its right
+  bool single_word = false;  // only matched when no word character touches it
+  bool normalized = false;   // matched in the normalised text (HF), not the raw input
+  std::string match;         // the text looked for: content, normalised when `normalized`
 };
 
 struct Tokenizer::Impl {
   std::string origin;  // file the vocabulary came from, for messages
+  // Loaders refuse ids at or above this, so that a hostile file cannot make them allocate a
+  // table for ids far beyond its entries.
+  int64_t id_limit = int64_t(1) << 31;
 
   // ---- vocabulary ----
   std::vector<std::string> pieces;      // [n_vocab] stored token text
@@ -62,40 +160,66 @@ struct Tokenizer::Impl {
   std::array<int32_t, 256> byte_ids{};  // id of "<0xXX>", -1 if absent (built by finalize)
 
   // ---- model ----
+  ModelKind model = ModelKind::kBpe;
   MergeOrder order = MergeOrder::kRank;
   // (left id << 32 | right id) -> (rank, merged id), for kRank.
-  std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;
+  detail::MergeMap merges;
   bool byte_fallback = false;  // unknown characters become <0xXX> byte tokens
   int32_t unk_id = -1;
   bool fuse_unk = false;
   bool ignore_merges = false;  // a whole pre-token found in the vocabulary is emitted as is
+  // WordPiece: greedy longest match; the first piece of a word is looked up as word_prefix +
+  // text, the others as continuation_prefix + text (HF: "" and "##"; llama.cpp's GGUF "bert"
+  // vocabularies: "▁" and ""). A word longer than max_word_chars becomes unk.
+  std::string word_prefix, continuation_prefix = "##";
+  size_t max_word_chars = 100;
+  size_t max_piece_bytes = 0;  // longest vocabulary entry (finalize)
+  // Unigram: log-probability of each piece; Viterbi picks the best-scoring segmentation.
+  std::vector<double> unigram_scores;
+  double unigram_min_score = 0;  // (finalize)
 
   // ---- normalisation and pre-tokenisation ----
-  bool nfc = false;
+  std::vector<NormStep> norm_steps;
   bool byte_level = false;               // GPT-2 bytes-to-unicode mapping before the model
   bool byte_level_prefix_space = false;  // ByteLevel add_prefix_space
   PreTokenizer pre = PreTokenizer::kNone;
-  bool metaspace = false;  // ' ' -> "▁"
+  std::vector<PreSplit> splits;  // byte-level: after `pre`; others: the whole pre-tokenizer
+  bool metaspace = false;        // ' ' -> "▁"
   PrependScheme prepend = PrependScheme::kNever;
   bool prepend_if_missing = false;  // Metaspace: no "▁" added when the text starts with one
   bool metaspace_split = false;     // Metaspace pre-tokenizer split: words start at each "▁"
 
-  std::vector<AddedToken> added;                        // matched in the text before the model
-  std::array<std::vector<int32_t>, 256> added_by_byte;  // first byte -> added, longest first
-  std::vector<int32_t> prefix_ids, suffix_ids;          // what add_special puts around the ids
+  std::vector<AddedToken> added;                             // matched in the text before the model
+  std::array<std::vector<int32_t>, 256> added_by_byte;       // first byte -> added, longest first
+  std::array<std::vector<int32_t>, 256> normalized_by_byte;  // the same for `normalized` ones
+  bool has_normalized_added = false;
+  std::vector<int32_t> prefix_ids, suffix_ids;  // what add_special puts around the ids
   int32_t bos = -1, eos = -1;
 
   // ---- decoding ----
-  bool strip_leading_space = false;  // HF Strip(" ", 1, 0) / Metaspace prepend removal
-  std::vector<std::string> decoded;  // [n_vocab] bytes each token contributes (finalize)
-  std::vector<uint8_t> special;      // [n_vocab] 1 when skip_special drops the token
+  bool strip_leading_space = false;        // HF Strip(" ", 1, 0) / Metaspace prepend removal
+  bool wordpiece_decoder = false;          // "##" pieces join the previous one, others get a space
+  bool wordpiece_cleanup = true;           // and " ." -> "." and the like, as HF's cleanup does
+  std::vector<std::string> decoded;        // [n_vocab] bytes each token contributes (finalize)
+  std::vector<std::string> decoded_first;  // [n_vocab] when it is the first token, if different
+  std::vector<uint8_t> special;            // [n_vocab] 1 when skip_special drops the token
 
   // Builds index, byte_ids, decoded and special, and checks consistency. Loaders call it last.
   void finalize();
 
-  void encode_segment(std::string_view text, bool at_start, std::vector<int32_t>& out) const;
-  // The BPE model on one pre-token (already normalised / byte-mapped).
+  void encode_segment(std::string_view text, bool at_start, bool parse_special,
+                      std::vector<int32_t>& out) const;
+  // After normalisation: pre-tokenisation and the model. `cps` is `text` decoded, if at hand.
+  void encode_normalized(std::string_view text, const std::vector<char32_t>* cps, bool at_start,
+                         std::vector<int32_t>& out) const;
+  // The model on one pre-token (already normalised / byte-mapped).
+  void model_word(std::string_view word, std::vector<int32_t>& out) const;
   void bpe_word(std::string_view word, std::vector<int32_t>& out) const;
+  void wordpiece_word(std::string_view word, std::vector<int32_t>& out) const;
+  void unigram_word(std::string_view word, std::vector<int32_t>& out) const;
+  void normalize(std::vector<char32_t>& cps) const;
+  // SentencePiece-style handling of one piece: " " -> "▁", the prepended "▁", Metaspace split.
+  void metaspace_piece(std::string_view text, bool at_start, std::vector<int32_t>& out) const;
   void check_id(int32_t id) const;
 };
 
@@ -104,6 +228,19 @@ namespace detail {
 // Pre-tokenizer regexes as hand-written matchers over code points. Returns the end index of
 // each piece (pieces are contiguous and cover all of cps).
 std::vector<size_t> pretokenize(PreTokenizer pre, const std::vector<char32_t>& cps);
+
+// Applies the split steps one after the other (each to every piece the previous left), as
+// HF's Sequence of pre-tokenizers does; returns the [begin, end) code point ranges kept.
+using Span = std::pair<size_t, size_t>;
+std::vector<Span> apply_splits(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
+                               std::vector<Span> pieces);
+
+// The split steps of a tokenizer.json "pre_tokenizer" object (given as JSON text).
+std::vector<PreSplit> splits_from_json(const std::string& pre_tokenizer_json,
+                                       const std::string& origin);
+
+// The split steps of llama.cpp's tokenizer.ggml.pre names (empty for an unknown name).
+std::vector<PreSplit> splits_for_gguf_pre(const std::string& name, const std::string& origin);
 
 // The GPT-2 bytes-to-unicode table: byte -> UTF-8 of its printable stand-in character.
 const std::array<std::string, 256>& byte_to_unicode();

@@ -197,6 +197,97 @@ bool is_whitespace(char32_t cp) {
          cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
+namespace {
+
+const Expansion* find_expansion(const Expansion* table, size_t n, char32_t cp) {
+  const Expansion* end = table + n;
+  const Expansion* it =
+      std::lower_bound(table, end, cp, [](const Expansion& e, char32_t c) { return e.cp < c; });
+  return (it != end && it->cp == cp) ? it : nullptr;
+}
+
+// Full decomposition (the tables hold the complete expansion), then canonical ordering.
+std::vector<char32_t> decompose_all(const std::vector<char32_t>& cps, bool compat) {
+  const Expansion* table = compat ? kNfkd : kNfd;
+  const size_t n = compat ? kNumNfkd : kNumNfd;
+  const char32_t* data = compat ? kNfkdData : kNfdData;
+  std::vector<char32_t> d;
+  d.reserve(cps.size() + 8);
+  for (char32_t c : cps) {
+    if (c < 0xA0) {
+      d.push_back(c);
+    } else if (c >= kSBase && c < kSBase + kSCount) {
+      decompose(c, d);
+    } else if (const Expansion* e = find_expansion(table, n, c)) {
+      d.insert(d.end(), data + e->offset, data + e->offset + e->length);
+    } else {
+      d.push_back(c);
+    }
+  }
+  for (size_t i = 0; i < d.size();) {
+    if (ccc(d[i]) == 0) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < d.size() && ccc(d[j]) != 0) ++j;
+    std::stable_sort(d.begin() + i, d.begin() + j,
+                     [](char32_t a, char32_t b) { return ccc(a) < ccc(b); });
+    i = j;
+  }
+  return d;
+}
+
+std::vector<char32_t> compose(const std::vector<char32_t>& d);
+
+}  // namespace
+
+std::vector<char32_t> normalize(NormalForm form, const std::vector<char32_t>& cps) {
+  switch (form) {
+    case NormalForm::kNone:
+      return cps;
+    case NormalForm::kNfc:
+      return nfc(cps);
+    case NormalForm::kNfd:
+      return decompose_all(cps, false);
+    case NormalForm::kNfkd:
+      return decompose_all(cps, true);
+    case NormalForm::kNfkc:
+      if (std::all_of(cps.begin(), cps.end(), [](char32_t c) { return c < 0xA0; })) return cps;
+      return compose(decompose_all(cps, true));
+  }
+  return cps;
+}
+
+void append_lower(std::vector<char32_t>& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back((cp >= 'A' && cp <= 'Z') ? cp + 32 : cp);
+    return;
+  }
+  if (const Expansion* e = find_expansion(kLower, kNumLower, cp)) {
+    out.insert(out.end(), kLowerData + e->offset, kLowerData + e->offset + e->length);
+  } else {
+    out.push_back(cp);
+  }
+}
+
+namespace {
+bool in_ranges(const CharRange* table, size_t n, char32_t cp) {
+  const CharRange* end = table + n;
+  const CharRange* it =
+      std::upper_bound(table, end, cp, [](char32_t c, const CharRange& r) { return c < r.first; });
+  if (it == table) return false;
+  --it;
+  return cp <= it->last;
+}
+}  // namespace
+
+bool is_nonspacing_mark(char32_t cp) {
+  return cp >= 0x300 && in_ranges(kNonspacingMarks, kNumNonspacingMarks, cp);
+}
+
+bool is_control(char32_t cp) { return in_ranges(kControls, kNumControls, cp); }
+
 std::vector<char32_t> nfc(const std::vector<char32_t>& cps) {
   // Nothing below U+0300 decomposes into or composes with anything under NFC.
   if (std::all_of(cps.begin(), cps.end(), [](char32_t c) { return c < 0x300; })) return cps;
@@ -216,6 +307,11 @@ std::vector<char32_t> nfc(const std::vector<char32_t>& cps) {
                      [](char32_t a, char32_t b) { return ccc(a) < ccc(b); });
     i = j;
   }
+  return compose(d);
+}
+
+namespace {
+std::vector<char32_t> compose(const std::vector<char32_t>& d) {
   // Canonical composition: a character joins the last starter unless something between them
   // blocks it (a starter, or a mark of equal or higher class).
   std::vector<char32_t> out;
@@ -240,5 +336,6 @@ std::vector<char32_t> nfc(const std::vector<char32_t>& cps) {
   }
   return out;
 }
+}  // namespace
 
 }  // namespace af::tok::detail

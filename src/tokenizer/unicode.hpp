@@ -48,6 +48,14 @@ bool is_whitespace(char32_t cp);
 // Canonical composition (NFC). Text below U+0300 only is returned unchanged without work.
 std::vector<char32_t> nfc(const std::vector<char32_t>& cps);
 
+enum class NormalForm : uint8_t { kNone, kNfc, kNfd, kNfkc, kNfkd };
+// Unicode normalisation as Python's unicodedata.normalize(form, ...) does it.
+std::vector<char32_t> normalize(NormalForm form, const std::vector<char32_t>& cps);
+// Full lower-case mapping of one character (Python's str.lower / Rust's char::to_lowercase).
+void append_lower(std::vector<char32_t>& out, char32_t cp);
+bool is_nonspacing_mark(char32_t cp);  // general category Mn
+bool is_control(char32_t cp);          // general category Cc, Cf, Co or Cs
+
 // ---- generated tables (unicode_data.cpp) ----
 struct ClassRange {
   char32_t first, last;
@@ -68,5 +76,19 @@ extern const size_t kNumCccRanges;
 extern const Decomposition kDecompositions[];  // sorted by composite
 extern const size_t kNumDecompositions;
 extern const char kUnicodeVersion[];
+struct Expansion {
+  char32_t cp;
+  uint32_t offset, length;  // into the matching ...Data array
+};
+struct CharRange {
+  char32_t first, last;
+};
+extern const char32_t kNfdData[], kNfkdData[], kLowerData[];
+extern const Expansion kNfd[], kNfkd[], kLower[];  // sorted by cp
+extern const size_t kNumNfd, kNumNfkd, kNumLower;
+extern const CharRange kNonspacingMarks[];
+extern const size_t kNumNonspacingMarks;
+extern const CharRange kControls[];
+extern const size_t kNumControls;
 
 }  // namespace af::tok::detail

@@ -144,5 +144,42 @@ TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
   EXPECT_EQ(text.out, "Once upon a time");
 }
 
+// The WordPiece vocabulary (BERT bge) through the CLI: every llama.cpp vector, and
+// --add-special putting [CLS] ... [SEP] around the ids; the trained WordPiece and Unigram
+// tokenizer.json fixtures load and round-trip through tokenize / detokenize.
+TEST(CliTokenize, WordPieceAndUnigramThroughTheCli) {
+  const std::string vocab = test::testdata_dir() + "/tokenizer/ggml-vocab-bert-bge.gguf";
+  AF_REQUIRE_TESTDATA(vocab);
+  const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
+  ASSERT_EQ(cases.size(), 46u);
+  const std::string input = testing::TempDir() + "af_tokenize_wpm_input.txt";
+  size_t passed = 0;
+  for (const auto& c : cases) {
+    { std::ofstream(input, std::ios::binary) << c.text; }
+    CliRun r = run("tokenize -m " + vocab + " < " + input);
+    ASSERT_EQ(r.status, 0);
+    std::istringstream line(r.out);
+    std::vector<int32_t> ids;
+    int32_t id;
+    while (line >> id) ids.push_back(id);
+    EXPECT_EQ(ids, c.ids) << "text: " << c.text;
+    passed += ids == c.ids;
+  }
+  std::printf("[cli tokenize] %zu/%zu bert-bge vectors\n", passed, cases.size());
+  { std::ofstream(input, std::ios::binary) << "Hello world"; }
+  EXPECT_EQ(run("tokenize -m " + vocab + " --add-special < " + input).out, "101 7592 2088 102\n");
+
+  const std::string models = test::source_dir() + "/tests/fixtures/tokenizer/models/";
+  for (const char* name : {"wordpiece.json", "unigram.json"}) {
+    { std::ofstream(input, std::ios::binary) << "hello world"; }
+    CliRun ids = run("tokenize -m " + models + name + " < " + input);
+    ASSERT_EQ(ids.status, 0) << name;
+    { std::ofstream(input, std::ios::binary) << ids.out; }
+    CliRun text = run("detokenize -m " + models + name + " < " + input);
+    ASSERT_EQ(text.status, 0) << name;
+    EXPECT_EQ(text.out, "hello world") << name;
+  }
+}
+
 }  // namespace
 }  // namespace af

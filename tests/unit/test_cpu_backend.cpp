@@ -176,9 +176,9 @@ TEST(CpuBackend, EmbeddingConvertsRows) {
 TEST(CpuBackend, RejectsBadArguments) {
   CpuBackend b({Device::cpu(), 2, ""});
   std::vector<float> buf(64);
-  const Tensor q8 = Tensor::zeros(DType::Q8_0, Shape{2, 32});
-  expect_code(ErrorCode::kUnsupported, "q8_0",
-              [&] { b.matmul(buf.data(), 1, q8, nullptr, buf.data()); });
+  const Tensor iq2 = Tensor::zeros(DType::IQ2_XXS, Shape{2, 256});
+  expect_code(ErrorCode::kUnsupported, "iq2_xxs",
+              [&] { b.matmul(buf.data(), 1, iq2, nullptr, buf.data()); });
   const Tensor i32 = Tensor::zeros(DType::I32, Shape{2, 2});
   expect_code(ErrorCode::kUnsupported, "i32", [&] { b.embedding(i32, nullptr, 0, buf.data()); });
   const Tensor w3 = Tensor::zeros(DType::F32, Shape{2, 2, 2});

@@ -13,9 +13,11 @@
 namespace af::tok {
 namespace {
 
-void check_fixture(const std::string& name, const std::string& tokenizer_rel) {
+void check_fixture(const std::string& name, const std::string& tokenizer_rel,
+                   bool in_fixtures = false) {
   const std::string fixtures = test::fixtures_dir() + "/tokenizer/";
-  const std::string tokenizer_path = test::testdata_dir() + "/" + tokenizer_rel;
+  const std::string tokenizer_path =
+      (in_fixtures ? fixtures : test::testdata_dir() + "/") + tokenizer_rel;
   AF_REQUIRE_TESTDATA(tokenizer_path);
   const auto strings = nlohmann::json::parse(test::read_text(fixtures + "strings.json"));
   const auto expected = nlohmann::json::parse(test::read_text(fixtures + name + ".json"));
@@ -40,6 +42,14 @@ void check_fixture(const std::string& name, const std::string& tokenizer_rel) {
                     << want_text << "\"";
     }
   }
+  if (expected.contains("ids_with_special_first50")) {
+    const auto& with_special = expected["ids_with_special_first50"];
+    for (size_t i = 0; i < with_special.size(); ++i) {
+      EXPECT_EQ(tok->encode(strings[i].get<std::string>(), /*add_special=*/true),
+                with_special[i].get<std::vector<int32_t>>())
+          << name << " string " << i << " with special tokens";
+    }
+  }
   EXPECT_EQ(encode_ok, strings.size());
   EXPECT_EQ(decode_ok, strings.size());
   std::printf("[tokenizer] HF fixture %s (%s): encode %zu/%zu, decode %zu/%zu\n", name.c_str(),
@@ -52,6 +62,12 @@ TEST(TokenizerHfFixtures, Stories260k) {
 TEST(TokenizerHfFixtures, Phi3) { check_fixture("phi3", "tokenizer/hf/phi-3-mini"); }
 TEST(TokenizerHfFixtures, Gpt2) { check_fixture("gpt2", "tokenizer/hf/gpt2"); }
 TEST(TokenizerHfFixtures, Qwen25) { check_fixture("qwen25", "tokenizer/hf/qwen2.5"); }
+// Tiny tokenizers trained with HF tokenizers by tools/tokenizer_make_model_fixtures.py.
+TEST(TokenizerHfFixtures, WordPiece) { check_fixture("wordpiece", "models/wordpiece.json", true); }
+TEST(TokenizerHfFixtures, Unigram) { check_fixture("unigram", "models/unigram.json", true); }
+TEST(TokenizerHfFixtures, UnigramByteFallback) {
+  check_fixture("unigram_bytes", "models/unigram_bytes.json", true);
+}
 
 }  // namespace
 }  // namespace af::tok

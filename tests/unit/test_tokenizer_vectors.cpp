@@ -21,7 +21,8 @@ std::vector<Case> read_vectors(const std::string& inp_path, const std::string& o
 // Runs every case. Decoding gives back the text, or its NFC form where the tokenizer
 // normalises (Qwen2).
 void check_vectors(const std::string& tokenizer_path, const std::string& inp,
-                   const std::string& out, size_t expected_cases, bool nfc = false) {
+                   const std::string& out, size_t expected_cases, bool nfc = false,
+                   bool check_decode = true) {
   AF_REQUIRE_TESTDATA(tokenizer_path);
   AF_REQUIRE_TESTDATA(inp);
   const auto tok = Tokenizer::load(tokenizer_path);
@@ -34,15 +35,16 @@ void check_vectors(const std::string& tokenizer_path, const std::string& inp,
                                                  /*parse_special=*/false);
     EXPECT_EQ(ids, c.ids) << "case " << i << " text \"" << c.text << "\"";
     encode_ok += ids == c.ids;
+    if (!check_decode) continue;
     const std::string back = tok->decode(c.ids, /*skip_special=*/true);
     const std::string want =
         nfc ? detail::encode_utf8(detail::nfc(detail::decode_utf8(c.text)), 0, SIZE_MAX) : c.text;
     EXPECT_EQ(back, want) << "decode of case " << i;
     decode_ok += back == want;
   }
-  std::printf("[tokenizer] %s on %s: encode %zu/%zu, decode round trip %zu/%zu\n",
-              tokenizer_path.c_str(), out.c_str(), encode_ok, cases.size(), decode_ok,
-              cases.size());
+  std::printf("[tokenizer] %s on %s: encode %zu/%zu, decode round trip %zu/%zu%s\n",
+              tokenizer_path.c_str(), out.c_str(), encode_ok, cases.size(), decode_ok, cases.size(),
+              check_decode ? "" : " (not checked)");
 }
 
 std::string tokdir() { return test::testdata_dir() + "/tokenizer/"; }
@@ -75,6 +77,16 @@ TEST(TokenizerVectors, Gpt2Gguf) {
 TEST(TokenizerVectors, Gpt2VocabMerges) {
   const std::string base = tokdir() + "ggml-vocab-gpt-2.gguf";
   check_vectors(tokdir() + "hf/gpt2", base + ".inp", base + ".out", 46);
+}
+
+// WordPiece (BERT, lower case, accents stripped): decoding cannot give the text back, so only
+// the ids are compared here; decoding is checked against HF in the WordPiece fixture test.
+TEST(TokenizerVectors, BertBgeGguf) {
+  const std::string base = tokdir() + "ggml-vocab-bert-bge.gguf";
+  check_vectors(base, base + ".inp", base + ".out", 46, false, false);
+  const auto tok = Tokenizer::load(base);
+  EXPECT_EQ(tok->encode("Hello world", true), (std::vector<int32_t>{101, 7592, 2088, 102}));
+  EXPECT_EQ(tok->decode(tok->encode(" Hello,  World! ", true), true), "hello, world!");
 }
 
 TEST(TokenizerVectors, Qwen25VocabMergesExtra) {

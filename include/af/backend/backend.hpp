@@ -27,7 +27,11 @@ class Backend {
   virtual int num_threads() const = 0;
 
   // y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n] when bias != nullptr).
-  // w: 2-D Tensor [n, k] of F32, F16 or BF16 (other dtypes throw kUnsupported naming the dtype).
+  // w: 2-D Tensor [n, k] of F32, F16, BF16 or a block-quantized type af::quant::is_supported
+  // accepts (other dtypes throw kUnsupported naming the dtype). For quantized w the rows of x are
+  // first quantized like llama.cpp does (Q8_0 for Q4_0..Q8_0, Q8_K for the K-quants) and the
+  // products are integer dot products, so results differ from the float product by that
+  // rounding; k must be a multiple of the block size (kInvalidArgument otherwise).
   virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) = 0;
 
   // y[rows, dim] = x * rsqrt(mean(x²) + eps) * w; x and y may alias.
@@ -66,7 +70,8 @@ class Backend {
                          int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                          float scale, float* out) = 0;
 
-  // y[n, dim] = table[ids[i], :] converted to float32; table is [vocab, dim] of F32/F16/BF16.
+  // y[n, dim] = table[ids[i], :] converted to float32; table is [vocab, dim] of F32/F16/BF16
+  // or a supported block-quantized type (rows dequantized as llama.cpp does).
   // Throws kInvalidArgument naming the id if an id is out of range.
   virtual void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) = 0;
 };

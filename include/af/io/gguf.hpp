@@ -64,6 +64,8 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   const std::map<std::string, GgufValue>& metadata() const { return metadata_; }
+  // The metadata keys in file order (writers that copy a file keep its order).
+  const std::vector<std::string>& metadata_keys() const { return metadata_keys_; }
   const GgufValue* find(const std::string& key) const;  // nullptr when absent
   const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
   bool has_tensor(const std::string& name) const;
@@ -77,6 +79,7 @@ class GgufFile {
   uint64_t alignment_ = 32;
   uint64_t data_offset_ = 0;
   std::map<std::string, GgufValue> metadata_;
+  std::vector<std::string> metadata_keys_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> index_;
 };

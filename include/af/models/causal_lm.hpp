@@ -18,6 +18,10 @@ struct LoadOptions {
   int64_t context_length = 0;      // KV cache rows; 0: the model's max_position_embeddings,
   int64_t min_context_length = 0;  // ... but at least this many (when context_length is 0)
   std::string isa = {};            // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
+  // Quantize float matmul weights (Linear layers and the token embedding, not norms or biases)
+  // at load, e.g. "q8_0", "q4_0", "q4_k"; "" keeps them as stored. Rows that are not whole
+  // blocks fall back as llama.cpp does. Only the quantized copy stays resident.
+  std::string quantize = {};
 };
 
 struct ModelInfo {

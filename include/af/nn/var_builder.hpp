@@ -4,6 +4,7 @@
 //   Tensor w = layer.sub("self_attn").tensor("q_proj.weight", {n_heads * head_dim, hidden});
 // Every lookup checks presence and shape and names the full tensor on error.
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -17,6 +18,10 @@ namespace af::nn {
 class VarBuilder {
  public:
   explicit VarBuilder(const io::WeightSource& source, std::string prefix = "");
+  // The same builder (and its subs) with matmul weights to be quantized to `type` at load
+  // (nn::Linear / nn::Embedding apply it; norms and biases stay float).
+  VarBuilder with_quantization(std::optional<DType> type) const;
+  std::optional<DType> quantization() const { return quantize_; }
 
   VarBuilder sub(std::string_view name) const;
   VarBuilder sub(int64_t index) const;
@@ -31,6 +36,7 @@ class VarBuilder {
  private:
   const io::WeightSource* source_;
   std::string prefix_;
+  std::optional<DType> quantize_;
 };
 
 }  // namespace af::nn

@@ -16,6 +16,15 @@ namespace jinja {
 struct Program;
 }
 
+// Bounds that turn runaway templates (endless recursion, exponential strings, huge loops) into
+// af::Error instead of hangs or exhausted memory. The defaults are far above what real chat
+// templates need.
+struct TemplateLimits {
+  size_t max_string_bytes = size_t{32} << 20;  // any one string, the output included
+  uint64_t max_steps = 5'000'000;              // evaluation steps; containers count by size
+  int max_depth = 400;                         // nested evaluation, macro recursion included
+};
+
 class ChatTemplate {
  public:
   // Parses once. Syntax errors throw af::Error (kFormat) naming origin:line:column.
@@ -28,8 +37,9 @@ class ChatTemplate {
   // runtime errors (undefined attribute access, type errors, exceeded limits) throw af::Error
   // (kInvalidArgument) whose message ends with the template's text, e.g. "...: boom".
   // strftime_now uses the real local clock.
-  std::string render(const nlohmann::ordered_json& context) const;
-  std::string render(const nlohmann::json& context) const;
+  std::string render(const nlohmann::ordered_json& context,
+                     const TemplateLimits& limits = {}) const;
+  std::string render(const nlohmann::json& context, const TemplateLimits& limits = {}) const;
 
   const std::string& origin() const;
   const std::string& source() const;

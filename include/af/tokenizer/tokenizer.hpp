@@ -3,9 +3,12 @@
 // merges.txt) and to llama.cpp for GGUF vocabularies.
 //
 // Supported models: SentencePiece-style BPE with byte fallback (Llama 2, Phi-3; GGUF
-// tokenizer.ggml.model "llama" or tokenizer.json BPE with byte_fallback) and byte-level BPE
-// (GPT-2, Qwen2, Llama 3; GGUF "gpt2", tokenizer.json BPE with a ByteLevel pre-tokenizer, or the
-// vocab.json + merges.txt pair). All errors are af::Error with component "tokenizer".
+// tokenizer.ggml.model "llama" or tokenizer.json BPE with byte_fallback), byte-level BPE
+// (GPT-2, Qwen2, Llama 3, DeepSeek, Falcon, StarCoder, ...; GGUF "gpt2" with the split regexes
+// of tokenizer.ggml.pre, tokenizer.json BPE with ByteLevel / Split pre-tokenizers, or the
+// vocab.json + merges.txt pair), WordPiece (BERT; tokenizer.json "WordPiece", GGUF "bert") and
+// Unigram (tokenizer.json "Unigram"; not the Precompiled normaliser). All errors are af::Error
+// with component "tokenizer".
 #include <cstdint>
 #include <memory>
 #include <span>

@@ -1,6 +1,11 @@
 #include "backend/cpu/cpu_backend.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <string>
 #include <vector>
+
+#include "af/backend/quant.hpp"
 
 #include "af/core/error.hpp"
 
@@ -15,6 +20,8 @@ constexpr int64_t kRowWork = 16384;
 // Matmul column chunk; a multiple of the tile widths so chunk edges fall on tile edges (for
 // speed only: any split gives the same bits).
 constexpr int64_t kColumnGrain = 16;
+// Quantized matmul column chunk: a multiple of every tile width.
+constexpr int64_t kQuantColumnGrain = 32;
 // Matmuls with fewer multiply-adds than this run on one thread.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
@@ -46,8 +53,21 @@ WeightType weight_type(DType dtype, const char* op, const char* what) {
 
 }  // namespace
 
+// The quantized kernels matching the dense table's ISA; AVX-512 CPUs with VNNI get those.
+const quant::QuantKernels& quant_kernels_for(const KernelTable& kernels) {
+  const std::string isa = kernels.isa;
+  if (isa == "avx512") {
+    return cpu_has_avx512_vnni_bf16() ? quant::avx512vnni_quant_kernels()
+                                      : quant::avx512_quant_kernels();
+  }
+  if (isa == "avx2") return quant::avx2_quant_kernels();
+  return quant::scalar_quant_kernels();
+}
+
 CpuBackend::CpuBackend(const BackendOptions& options)
-    : kernels_(kernel_table_for(options.isa)), pool_(options.num_threads) {}
+    : kernels_(kernel_table_for(options.isa)),
+      quant_kernels_(quant_kernels_for(kernels_)),
+      pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }
 
@@ -64,6 +84,10 @@ void CpuBackend::parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn) {
 void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) {
   AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight must be 2-D [n, k], got shape ", w.shape().str());
+  if (const auto slot = quant::quant_slot(w.dtype())) {
+    matmul_quantized(x, m, w, *slot, bias, y);
+    return;
+  }
   const WeightType wt = weight_type(w.dtype(), "matmul", "weight");
   check_nonneg(m, "matmul", "m");
   const int64_t n = w.shape()[0];
@@ -78,6 +102,49 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
   const int64_t macs = m * n * k;
   const int64_t grain = macs < kMinParallelMacs ? n : kColumnGrain;
   parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) { fn(x, m, k, wd, bias, n, j0, j1, y); });
+}
+
+void CpuBackend::matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
+                                  const float* bias, float* y) {
+  check_nonneg(m, "matmul", "m");
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  const DType act_type = quant::vec_dot_type(w.dtype());
+  const int64_t block = info(w.dtype()).block_size;
+  AF_CHECK(k % block == 0, ErrorCode::kInvalidArgument, kComponent, "matmul: ", af::name(w.dtype()),
+           " weight row length ", k, " is not a multiple of its block size ", block);
+  if (m == 0 || n == 0) return;
+  check_ptr(y, 1, "matmul", "y");
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = bias ? bias[j] : 0.f;
+    }
+    return;
+  }
+  check_ptr(x, k, "matmul", "x");
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "matmul: weight has no data");
+  const int64_t w_row = row_bytes(w.dtype(), k);
+  const int64_t a_row = row_bytes(act_type, k);
+  // Activations are quantized once per call, then every weight tile reuses them.
+  std::vector<uint8_t> act(static_cast<size_t>(m * a_row));
+  const quant::QuantizeActFn quantize =
+      act_type == DType::Q8_K ? quant_kernels_.quantize_q8_k : quant_kernels_.quantize_q8_0;
+  parallel_ranges(m, std::max<int64_t>(1, kRowWork / k), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) quantize(x + r * k, act.data() + r * a_row, k);
+  });
+  const quant::QuantDotFn dot = quant_kernels_.dot[slot];
+  const auto* wd = reinterpret_cast<const uint8_t*>(w.data());
+  // A column chunk's weight rows stay in cache while every activation row passes over them.
+  const int64_t grain = m * n * k < kMinParallelMacs ? n : kQuantColumnGrain;
+  parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
+    dot(k, wd + j0 * w_row, w_row, j1 - j0, act.data(), a_row, m, y + j0, n);
+    if (bias) {
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+      }
+    }
+  });
 }
 
 void CpuBackend::rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
@@ -206,7 +273,9 @@ void CpuBackend::attention(const float* q, const float* k, const float* v, int64
 void CpuBackend::embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) {
   AF_CHECK(table.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent,
            "embedding: table must be 2-D [vocab, dim], got shape ", table.shape().str());
-  const WeightType wt = weight_type(table.dtype(), "embedding", "table");
+  const bool quantized = quant::quant_slot(table.dtype()).has_value();
+  const WeightType wt =
+      quantized ? WeightType::kF32 : weight_type(table.dtype(), "embedding", "table");
   check_nonneg(n, "embedding", "n");
   if (n == 0) return;
   check_ptr(ids, 1, "embedding", "ids");
@@ -218,6 +287,21 @@ void CpuBackend::embedding(const Tensor& table, const int32_t* ids, int64_t n, f
   }
   if (dim == 0) return;
   check_ptr(y, 1, "embedding", "y");
+  if (quantized) {
+    const DType type = table.dtype();
+    const int64_t block = info(type).block_size;
+    AF_CHECK(dim % block == 0, ErrorCode::kInvalidArgument, kComponent,
+             "embedding: ", af::name(type), " table row length ", dim,
+             " is not a multiple of its block size ", block);
+    const auto* qbase = reinterpret_cast<const uint8_t*>(table.data());
+    const int64_t qrow = row_bytes(type, dim);
+    parallel_ranges(n, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        af::quant::dequantize_row(type, qbase + ids[r] * qrow, y + r * dim, dim);
+      }
+    });
+    return;
+  }
   const ToF32Fn fn = kernels_.to_f32[static_cast<int>(wt)];
   const auto* base = reinterpret_cast<const unsigned char*>(table.data());
   const int64_t row_bytes = dim * (wt == WeightType::kF32 ? 4 : 2);

@@ -7,6 +7,7 @@
 
 #include "af/backend/backend.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/quant/quant_kernels.hpp"
 #include "backend/cpu/thread_pool.hpp"
 
 namespace af::cpu {
@@ -21,6 +22,7 @@ class CpuBackend final : public Backend {
   Device device() const override { return Device::cpu(); }
   int num_threads() const override { return pool_.num_threads(); }
   const KernelTable& kernels() const { return kernels_; }
+  const quant::QuantKernels& quant_kernels() const { return quant_kernels_; }
 
   void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) override;
   void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
@@ -46,7 +48,11 @@ class CpuBackend final : public Backend {
   template <class Fn>
   void parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn);
 
+  void matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
+                        const float* bias, float* y);
+
   const KernelTable& kernels_;
+  const quant::QuantKernels& quant_kernels_;
   ThreadPool pool_;
 };
 

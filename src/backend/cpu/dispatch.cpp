@@ -84,6 +84,21 @@ const KernelTable& kernel_table(Isa isa) {
   return scalar_kernel_table();
 }
 
+bool cpu_has_avx512_vnni_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool kHas = [] {
+    if (!isa_supported(Isa::kAvx512)) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    // Leaf 7 sub-leaf 0: ECX bit 11 is AVX512_VNNI; sub-leaf 1: EAX bit 5 is AVX512_BF16.
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) || (ecx & (1u << 11)) == 0) return false;
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 5)) != 0;
+  }();
+  return kHas;
+#else
+  return false;
+#endif
+}
+
 const KernelTable& kernel_table_for(std::string_view isa_option) {
   return kernel_table(isa_option.empty() ? best_isa() : parse_isa(isa_option));
 }

@@ -18,6 +18,8 @@ bool isa_supported(Isa isa);
 Isa best_isa();
 // The table of `isa`; throws af::Error(kUnsupported) if this CPU lacks it.
 const KernelTable& kernel_table(Isa isa);
+// True when the CPU has AVX512_VNNI and AVX512_BF16 (beyond the kAvx512 set).
+bool cpu_has_avx512_vnni_bf16();
 // "" picks the best; otherwise as parse_isa + kernel_table.
 const KernelTable& kernel_table_for(std::string_view isa_option);
 

@@ -75,6 +75,9 @@ struct Stmt {
   StmtList else_body;
   std::vector<std::string> params;
   std::vector<ExprPtr> defaults;  // per param, null when none
+  bool uses_varargs = false;      // a macro body naming `varargs` accepts extra positionals
+  bool uses_kwargs = false;       // ... and `kwargs` extra keywords
+  bool uses_loop = true;          // a for body (or its filter) naming `loop`
 };
 
 struct Program {

@@ -76,9 +76,48 @@ bool py_isspace(char32_t c) {
 }
 bool is_alpha(char32_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0xC0; }
 bool is_digit(char32_t c) { return c >= '0' && c <= '9'; }
-// Case mapping covers ASCII (documented limitation).
-char32_t to_upper(char32_t c) { return c >= 'a' && c <= 'z' ? c - 32 : c; }
-char32_t to_lower(char32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+// One-to-one case mapping for ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic (the
+// documented coverage); other characters are left as they are.
+char32_t to_upper(char32_t c) {
+  if (c >= 'a' && c <= 'z') return c - 32;
+  if (c < 0xE0) return c == 0xB5 ? 0x39C : c;
+  if (c <= 0xFE) return c == 0xF7 ? c : c - 0x20;
+  if (c == 0xFF) return 0x178;
+  if (c >= 0x100 && c <= 0x17F) {
+    if (c == 0x131) return 'I';
+    if (c == 0x17F) return 'S';
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c % 2 == 0) ? c - 1 : c;
+    if (c == 0x138 || c == 0x149 || c == 0x130) return c;
+    return (c % 2 == 1) ? c - 1 : c;
+  }
+  if (c >= 0x3B1 && c <= 0x3CB) return c == 0x3C2 ? 0x3A3 : c - 0x20;
+  if (c == 0x3CC) return 0x38C;
+  if (c == 0x3CD || c == 0x3CE) return c - 0x3F;
+  if (c >= 0x3AC && c <= 0x3AF) return c == 0x3AC ? 0x386 : c - 0x25;
+  if (c >= 0x430 && c <= 0x44F) return c - 0x20;
+  if (c >= 0x450 && c <= 0x45F) return c - 0x50;
+  return c;
+}
+char32_t to_lower(char32_t c) {
+  if (c >= 'A' && c <= 'Z') return c + 32;
+  if (c < 0xC0) return c;
+  if (c <= 0xDE) return c == 0xD7 ? c : c + 0x20;
+  if (c == 0x178) return 0xFF;
+  if (c >= 0x100 && c <= 0x17F) {
+    if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) return (c % 2 == 1) ? c + 1 : c;
+    if (c == 0x130 || c == 0x131 || c == 0x138 || c == 0x149 || c == 0x17F) return c;
+    return (c % 2 == 0) ? c + 1 : c;
+  }
+  if (c >= 0x391 && c <= 0x3AB) return c == 0x3A2 ? c : c + 0x20;
+  if (c == 0x38C) return 0x3CC;
+  if (c == 0x38E || c == 0x38F) return c + 0x3F;
+  if (c == 0x3CF) return 0x3D7;
+  if (c == 0x386) return 0x3AC;
+  if (c >= 0x388 && c <= 0x38A) return c + 0x25;
+  if (c >= 0x410 && c <= 0x42F) return c + 0x20;
+  if (c >= 0x400 && c <= 0x40F) return c + 0x50;
+  return c;
+}
 bool is_word_char(char32_t c) {
   return is_alpha(c) || is_digit(c) || c == '_' || (c >= 0x80 && !py_isspace(c));
 }
@@ -158,17 +197,11 @@ List py_split(const std::string& s, const Value& sep, int64_t maxsplit, bool fro
         for (size_t k = 0; k < keep; ++k)
           parts.push_back(Value::from_string(
               utf8_encode(u.substr(words[k].first, words[k].second - words[k].first))));
-        // The remainder keeps its inner whitespace, trailing whitespace stripped.
-        size_t end = u.size();
-        while (end > words[keep].first && py_isspace(u[end - 1])) --end;
-        parts.push_back(
-            Value::from_string(utf8_encode(u.substr(words[keep].first, end - words[keep].first))));
+        // The remainder is kept as is, trailing whitespace included.
+        parts.push_back(Value::from_string(utf8_encode(u.substr(words[keep].first))));
       } else {
         const size_t first_kept = words.size() - static_cast<size_t>(maxsplit);
-        size_t begin = 0;
-        while (begin < words[first_kept - 1].second && py_isspace(u[begin])) ++begin;
-        parts.push_back(
-            Value::from_string(utf8_encode(u.substr(begin, words[first_kept - 1].second - begin))));
+        parts.push_back(Value::from_string(utf8_encode(u.substr(0, words[first_kept - 1].second))));
         for (size_t k = first_kept; k < words.size(); ++k)
           parts.push_back(Value::from_string(
               utf8_encode(u.substr(words[k].first, words[k].second - words[k].first))));
@@ -287,8 +320,26 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
+Value markup_string(std::string s) {
+  Value v = Value::from_string(std::move(s));
+  v.markup = true;
+  return v;
+}
+
+// A string result that keeps the subject's Markup flag (methods Markup overrides).
+Value like(const Value& subject, std::string s) {
+  Value v = Value::from_string(std::move(s));
+  v.markup = subject.is_string() && subject.markup;
+  return v;
+}
+
+std::string escaped_text(const Value& v) {
+  return v.is_string() && v.markup ? v.text : html_escape(to_str(v));
+}
+
 // printf-style formatting: "%s" % x, "%d", "%r", "%f", "%.2f", "%x", "%%", "%(name)s".
-std::string percent_format(Interpreter& in, const std::string& fmt, const Value& args) {
+std::string percent_format(Interpreter& in, const std::string& fmt, const Value& args,
+                           bool escape_args = false) {
   List positional;
   const Dict* mapping = nullptr;
   if (args.kind == Kind::kTuple) {
@@ -332,7 +383,8 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
     switch (conv) {
       case 's':
       case 'r': {
-        const std::string text = conv == 's' ? to_str(*arg) : to_repr(*arg);
+        std::string text = conv == 's' ? to_str(*arg) : to_repr(*arg);
+        if (escape_args && !(arg->is_string() && arg->markup)) text = html_escape(text);
         if (spec == "%") {
           out += text;
         } else {
@@ -605,7 +657,7 @@ Value round_value(Interpreter& in, const Value& v, CallArgs& args) {
   const double x = v.as_double() * scale;
   double r;
   if (method == "common") {
-    r = std::round(x);
+    r = std::nearbyint(x);  // Python's round(): half to even
   } else if (method == "ceil") {
     r = std::ceil(x);
   } else if (method == "floor") {
@@ -640,7 +692,7 @@ Value indent(Interpreter& in, const Value& v, CallArgs& args) {
     in.check_size(out.size());
   }
   if (first) out = unit + out;
-  return Value::from_string(std::move(out));
+  return like(v, std::move(out));
 }
 
 Value tojson(Interpreter& in, const Value& v, CallArgs& args) {
@@ -675,7 +727,8 @@ Value tojson(Interpreter& in, const Value& v, CallArgs& args) {
 
 // select/reject (by test) and selectattr/rejectattr (attribute, then test).
 Value select_items(Interpreter& in, const Value& v, CallArgs& args, bool by_attribute, bool keep) {
-  List items = iterate(in, v);
+  // Jinja yields nothing for a false-y sequence (None included) rather than failing.
+  List items = v.truthy() ? iterate(in, v) : List{};
   in.charge(items.size());
   size_t next = 0;
   Value attribute;
@@ -696,11 +749,11 @@ Value select_items(Interpreter& in, const Value& v, CallArgs& args, bool by_attr
     const bool passed = test.empty() ? subject.truthy() : run_test(in, test, subject, a);
     if (passed == keep) out.push_back(item);
   }
-  return Value::new_list(std::move(out));
+  return Value::new_generator(std::move(out));
 }
 
 Value map_items(Interpreter& in, const Value& v, CallArgs& args) {
-  List items = iterate(in, v);
+  List items = v.truthy() ? iterate(in, v) : List{};
   in.charge(items.size());
   List out;
   const Value* attribute = nullptr;
@@ -715,7 +768,7 @@ Value map_items(Interpreter& in, const Value& v, CallArgs& args) {
       if (r.is_undefined() && fallback) r = *fallback;
       out.push_back(std::move(r));
     }
-    return Value::new_list(std::move(out));
+    return Value::new_generator(std::move(out));
   }
   if (args.positional.empty()) in.fail("map needs a filter name or attribute=");
   const std::string name = need_string(in, args.positional[0], "map");
@@ -726,7 +779,7 @@ Value map_items(Interpreter& in, const Value& v, CallArgs& args) {
     CallArgs a = rest;
     out.push_back(run_filter(in, name, item, a));
   }
-  return Value::new_list(std::move(out));
+  return Value::new_generator(std::move(out));
 }
 
 Value sort_items(Interpreter& in, const Value& v, CallArgs& args) {
@@ -761,7 +814,7 @@ Value unique_items(Interpreter& in, const Value& v, CallArgs& args) {
       out.push_back(item);
     }
   }
-  return Value::new_list(std::move(out));
+  return Value::new_generator(std::move(out));
 }
 
 Value min_max(Interpreter& in, const Value& v, CallArgs& args, bool want_max) {
@@ -814,9 +867,11 @@ Value reverse_value(Interpreter& in, const Value& v) {
     std::reverse(u.begin(), u.end());
     return Value::from_string(utf8_encode(u));
   }
+  // reversed() of a list is an iterator; a generator is first turned into a list.
+  const bool was_generator = v.kind == Kind::kGenerator;
   List items = iterate(in, v);
   std::reverse(items.begin(), items.end());
-  return Value::new_list(std::move(items));
+  return was_generator ? Value::new_list(std::move(items)) : Value::new_generator(std::move(items));
 }
 
 Value sum_items(Interpreter& in, const Value& v, CallArgs& args) {
@@ -850,6 +905,12 @@ List iterate(Interpreter& in, const Value& v) {
     case Kind::kList:
     case Kind::kTuple:
       return *v.list;
+    case Kind::kGenerator: {
+      // A generator yields its items once, as in Python.
+      List items = std::move(*v.list);
+      v.list->clear();
+      return items;
+    }
     case Kind::kDict: {
       List keys;
       for (const auto& [k, item] : v.dict->entries) keys.push_back(Value::from_string(k));
@@ -886,7 +947,42 @@ int64_t length_of(Interpreter& in, const Value& v) {
   }
 }
 
+namespace {
+
+bool is_method_name(const Value& obj, const std::string& name) {
+  static const char* const kDict[] = {"items",      "keys",   "values",  "get",
+                                      "copy",       "update", "pop",     "popitem",
+                                      "setdefault", "clear",  "fromkeys"};
+  static const char* const kString[] = {
+      "startswith", "endswith", "split",   "rsplit",  "strip",      "lstrip",     "rstrip",
+      "replace",    "upper",    "lower",   "title",   "capitalize", "find",       "rfind",
+      "index",      "rindex",   "count",   "format",  "join",       "splitlines", "isdigit",
+      "isalpha",    "isalnum",  "isspace", "islower", "isupper"};
+  static const char* const kList[] = {"append", "extend",  "insert", "pop",   "remove", "clear",
+                                      "sort",   "reverse", "index",  "count", "copy"};
+  auto in_set = [&](const auto& names) {
+    for (const char* n : names)
+      if (name == n) return true;
+    return false;
+  };
+  if (obj.kind == Kind::kDict) return in_set(kDict);
+  if (obj.is_string()) return in_set(kString);
+  if (obj.is_sequence()) return in_set(kList);
+  return false;
+}
+
+}  // namespace
+
 Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
+  // Jinja's `obj.name` prefers Python attributes: `message.items` is the dict method, not a key.
+  if (is_method_name(obj, name)) {
+    return Value::function(name, [obj, name](CallArgs& args, Interpreter& interp) {
+      Value result;
+      if (!run_method(interp, obj, name, args, &result))
+        interp.fail(std::string("'") + obj.type_name() + "' object has no method '" + name + "'");
+      return result;
+    });
+  }
   switch (obj.kind) {
     case Kind::kUndefined:
       in.fail(obj.text.empty() ? "undefined value has no attribute '" + name + "'" : obj.text);
@@ -998,6 +1094,7 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
 
 Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Value& b) {
   if (op == "~") {
+    if (a.is_string() && b.is_string()) in.check_size(a.text.size() + b.text.size());
     std::string s = to_str(a) + to_str(b);
     in.check_size(s.size());
     in.charge(s.size() / 64);
@@ -1012,6 +1109,7 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
     if (a.is_string() && b.is_string()) {
       in.check_size(a.text.size() + b.text.size());
       in.charge((a.text.size() + b.text.size()) / 64);
+      if (a.markup || b.markup) return markup_string(escaped_text(a) + escaped_text(b));
       return Value::from_string(a.text + b.text);
     }
     if (a.is_sequence() && a.kind == b.kind) {
@@ -1042,7 +1140,7 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
     return Value::from_float(a.as_double() / b.as_double());
   }
   if (op == "//" || op == "%") {
-    if (op == "%" && a.is_string()) return Value::from_string(percent_format(in, a.text, b));
+    if (op == "%" && a.is_string()) return like(a, percent_format(in, a.text, b, a.markup));
     if (!nums) operand_error(in, op, a, b);
     if (b.as_double() == 0)
       in.fail(op == "%" ? "modulo by zero" : "integer division or modulo by zero");
@@ -1092,9 +1190,9 @@ bool compare_op(Interpreter& in, const std::string& op, const Value& a, const Va
         in.fail(std::string("'in <string>' requires string as left operand, not ") + a.type_name());
       }
       found = b.text.find(a.text) != std::string::npos;
-    } else if (b.is_sequence()) {
+    } else if (b.is_sequence() || b.kind == Kind::kGenerator) {
       in.charge(b.list->size());
-      for (const Value& item : *b.list) found = found || values_equal(a, item);
+      for (const Value& item : iterate(in, b)) found = found || values_equal(a, item);
     } else if (b.kind == Kind::kDict) {
       found = a.is_string() && b.dict->find(a.text) != nullptr;
     } else if (!b.is_undefined()) {
@@ -1141,7 +1239,8 @@ bool run_test(Interpreter& in, const std::string& name, const Value& v, CallArgs
   if (name == "false") return v.kind == Kind::kBool && !v.boolean;
   if (name == "mapping") return v.kind == Kind::kDict;
   if (name == "iterable")
-    return v.is_string() || v.is_sequence() || v.kind == Kind::kDict || v.is_undefined();
+    return v.is_string() || v.is_sequence() || v.kind == Kind::kDict ||
+           v.kind == Kind::kGenerator || v.is_undefined();
   if (name == "sequence")
     return v.is_string() || v.is_sequence() || v.kind == Kind::kDict || v.is_undefined();
   if (name == "callable") return v.kind == Kind::kCallable;
@@ -1202,9 +1301,9 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
     if (!args.positional.empty() || !args.keyword.empty())
       in.fail("filter '" + name + "' takes no arguments");
   };
-  if (name == "safe" || name == "forceescape_off") {
+  if (name == "safe") {
     no_args();
-    return v;
+    return v.is_string() ? markup_string(v.text) : markup_string(to_str(v));
   }
   if (name == "string") {
     no_args();
@@ -1222,7 +1321,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   }
   if (name == "upper" || name == "lower") {
     no_args();
-    return Value::from_string(map_chars(to_str(v), name == "upper" ? to_upper : to_lower));
+    return like(v, map_chars(to_str(v), name == "upper" ? to_upper : to_lower));
   }
   if (name == "title") {
     no_args();
@@ -1230,7 +1329,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   }
   if (name == "capitalize") {
     no_args();
-    return Value::from_string(capitalize(to_str(v)));
+    return like(v, capitalize(to_str(v)));
   }
   if (name == "default" || name == "d") {
     Params p(in, "default", args, {"default_value", "boolean"});
@@ -1241,7 +1340,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   }
   if (name == "items") {
     no_args();
-    return dict_items(in, v);
+    return Value::new_generator(std::move(*dict_items(in, v).list));
   }
   if (name == "list") {
     no_args();
@@ -1258,6 +1357,8 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
       append_utf8(s, name == "first" ? u.front() : u.back());
       return Value::from_string(std::move(s));
     }
+    if (name == "last" && v.kind == Kind::kGenerator)
+      in.fail("'generator' object is not reversible");
     const List items = iterate(in, v);
     if (items.empty()) return Value::undefined("No " + name + " item, sequence was empty.");
     return name == "first" ? items.front() : items.back();
@@ -1304,7 +1405,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   }
   if (name == "e" || name == "escape" || name == "forceescape") {
     no_args();
-    return Value::from_string(html_escape(to_str(v)));
+    return markup_string(name == "forceescape" ? html_escape(to_str(v)) : escaped_text(v));
   }
   if (name == "indent") return indent(in, v, args);
   if (name == "wordcount") {
@@ -1316,9 +1417,10 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
       Value d = Value::new_dict();
       for (const auto& [k, val] : args.keyword) d.dict->set(k, val);
       update_depth(d);
-      return Value::from_string(percent_format(in, to_str(v), d));
+      return like(v, percent_format(in, to_str(v), d, v.is_string() && v.markup));
     }
-    return Value::from_string(percent_format(in, to_str(v), Value::new_tuple(args.positional)));
+    return like(v, percent_format(in, to_str(v), Value::new_tuple(args.positional),
+                                  v.is_string() && v.markup));
   }
   if (name == "dictsort") {
     Params p(in, "dictsort", args, {"case_sensitive", "by", "reverse"});
@@ -1354,7 +1456,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
         while (static_cast<int64_t>(cur.size()) < size) cur.push_back(p.get(1));
       out.push_back(Value::new_list(std::move(cur)));
     }
-    return Value::new_list(std::move(out));
+    return Value::new_generator(std::move(out));
   }
   in.fail("no filter named '" + name + "'");
 }
@@ -1391,24 +1493,27 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
       Params p(in, name.c_str(), args, {"chars"});
       const Value chars = p.given(0) ? p.get(0) : Value::none();
       if (!chars.is_none()) need_string(in, chars, name.c_str());
-      *result = Value::from_string(strip_chars(s, chars, name != "rstrip", name != "lstrip"));
+      *result = like(obj, strip_chars(s, chars, name != "rstrip", name != "lstrip"));
       return true;
     }
     if (name == "replace") {
       Params p(in, "replace", args, {"old", "new", "count"});
-      *result =
-          Value::from_string(py_replace(in, s, need_string(in, p.get(0), "replace"),
-                                        need_string(in, p.get(1), "replace"), p.integer(2, -1)));
+      // Markup.replace escapes its plain-string arguments.
+      auto arg = [&](size_t k) {
+        const std::string& a = need_string(in, p.get(k), "replace");
+        return obj.markup && !p.get(k).markup ? html_escape(a) : a;
+      };
+      *result = like(obj, py_replace(in, s, arg(0), arg(1), p.integer(2, -1)));
       return true;
     }
     if (name == "upper" || name == "lower") {
       Params p(in, name.c_str(), args, {});
-      *result = Value::from_string(map_chars(s, name == "upper" ? to_upper : to_lower));
+      *result = like(obj, map_chars(s, name == "upper" ? to_upper : to_lower));
       return true;
     }
     if (name == "title" || name == "capitalize") {
       Params p(in, name.c_str(), args, {});
-      *result = Value::from_string(name == "title" ? py_title_method(s) : capitalize(s));
+      *result = like(obj, name == "title" ? py_title_method(s) : capitalize(s));
       return true;
     }
     if (name == "find" || name == "rfind" || name == "index" || name == "rindex" ||
@@ -1510,8 +1615,7 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
     }
     if (name == "update" || name == "pop" || name == "popitem" || name == "setdefault" ||
         name == "clear") {
-      in.fail("access to attribute '" + name +
-              "' of 'dict' object is unsafe (templates cannot modify dicts)");
+      in.fail("access to attribute '" + name + "' of 'dict' object is unsafe.");
     }
     if (obj.dict->find(name)) return false;
     return false;
@@ -1520,8 +1624,7 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
     if (name == "append" || name == "extend" || name == "insert" || name == "pop" ||
         name == "remove" || name == "clear" || name == "sort" || name == "reverse") {
       // transformers renders in Jinja's ImmutableSandboxedEnvironment, which refuses these.
-      in.fail("access to attribute '" + name + "' of '" + obj.type_name() +
-              "' object is unsafe (templates cannot modify lists; use a namespace and '+')");
+      in.fail("access to attribute '" + name + "' of '" + obj.type_name() + "' object is unsafe.");
     }
     if (name == "index" || name == "count") {
       Params p(in, name.c_str(), args, {"value"});

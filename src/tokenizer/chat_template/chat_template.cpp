@@ -17,7 +17,8 @@ ChatTemplate ChatTemplate::parse(std::string source, std::string origin) {
   return ChatTemplate(jinja::parse_program(std::move(source), std::move(origin)));
 }
 
-std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
+std::string ChatTemplate::render(const nlohmann::ordered_json& context,
+                                 const TemplateLimits& limits) const {
   if (!context.is_object())
     fail(ErrorCode::kInvalidArgument, "template", program_->origin,
          ": context must be a JSON object");
@@ -27,12 +28,13 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& context) const {
   } catch (const std::length_error& e) {
     fail(ErrorCode::kInvalidArgument, "template", program_->origin, ": ", e.what());
   }
-  jinja::Interpreter interpreter(*program_, jinja::Limits{});
+  jinja::Interpreter interpreter(*program_, limits);
   return interpreter.render(values);
 }
 
-std::string ChatTemplate::render(const nlohmann::json& context) const {
-  return render(nlohmann::ordered_json(context));
+std::string ChatTemplate::render(const nlohmann::json& context,
+                                 const TemplateLimits& limits) const {
+  return render(nlohmann::ordered_json(context), limits);
 }
 
 const std::string& ChatTemplate::origin() const { return program_->origin; }

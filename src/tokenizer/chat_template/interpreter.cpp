@@ -206,6 +206,16 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope) {
   for (int64_t i = 0; i < n; ++i) {
     auto iteration = std::make_shared<Scope>();
     iteration->parent = scope;
+    charge(4);
+    if (s.uses_loop) iteration->vars["loop"] = loop_info(items, i);
+    bind_targets(*this, *iteration, s.targets, items[static_cast<size_t>(i)]);
+    if (exec_list(s.body, iteration) == Flow::kBreak) break;
+  }
+}
+
+Value Interpreter::loop_info(const List& items, int64_t i) {
+  const auto n = static_cast<int64_t>(items.size());
+  {
     Value loop = Value::new_dict();
     Dict& d = *loop.dict;
     d.set("index", Value::from_int(i + 1));
@@ -224,9 +234,7 @@ void Interpreter::exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope) {
             return args.positional[static_cast<size_t>(i) % args.positional.size()];
           }));
     update_depth(loop);
-    iteration->vars["loop"] = std::move(loop);
-    bind_targets(*this, *iteration, s.targets, items[static_cast<size_t>(i)]);
-    if (exec_list(s.body, iteration) == Flow::kBreak) break;
+    return loop;
   }
 }
 
@@ -269,6 +277,8 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
       local->vars[macro.params[i]] = args.positional[i];
       bound[i] = true;
     } else {
+      if (!macro.uses_varargs)
+        fail("macro '" + name + "' takes not more than " + std::to_string(n) + " argument(s)");
       varargs.push_back(args.positional[i]);
     }
   }
@@ -287,6 +297,8 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
       if (key == "caller") {
         local->vars["caller"] = value;
       } else {
+        if (!macro.uses_kwargs)
+          fail("macro '" + name + "' takes no keyword argument '" + key + "'");
         kwargs.dict->set(key, value);
       }
     }
@@ -298,7 +310,7 @@ Value Interpreter::call_macro(const Stmt& macro, const std::shared_ptr<Scope>& d
                                        : Value::undefined("'" + macro.params[i] + "' is undefined");
   }
   update_depth(kwargs);
-  local->vars["varargs"] = Value::new_list(std::move(varargs));
+  local->vars["varargs"] = Value::new_tuple(std::move(varargs));
   local->vars["kwargs"] = std::move(kwargs);
   std::string text = render_body(macro.body, local);
   local->vars.clear();
@@ -448,6 +460,7 @@ Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
       const Value v = eval(*e.args[0], scope);
       loc_ = e.loc;
       if (e.name == "not") return Value::from_bool(!v.truthy());
+      if (e.name == "-" && v.kind == Kind::kFloat) return Value::from_float(-v.number);
       if (e.name == "-") return binary_op(*this, "-", Value::from_int(0), v);
       if (!v.is_number()) {
         if (v.is_undefined()) fail(v.text.empty() ? "undefined value in arithmetic" : v.text);

@@ -17,11 +17,7 @@ struct Scope {
   std::shared_ptr<Scope> parent;
 };
 
-struct Limits {
-  size_t max_string_bytes = size_t{32} << 20;  // any one string, the output included
-  uint64_t max_steps = 20'000'000;             // evaluation steps, containers charged by size
-  int max_depth = 400;                         // nested evaluation (macro recursion included)
-};
+using Limits = TemplateLimits;
 
 class Interpreter {
  public:
@@ -47,6 +43,7 @@ class Interpreter {
   Flow exec_list(const StmtList& body, const std::shared_ptr<Scope>& scope);
   Flow exec(const Stmt& s, const std::shared_ptr<Scope>& scope);
   void exec_for(const Stmt& s, const std::shared_ptr<Scope>& scope);
+  Value loop_info(const List& items, int64_t index);
   void exec_set(const Stmt& s, const std::shared_ptr<Scope>& scope);
   std::string render_body(const StmtList& body, const std::shared_ptr<Scope>& scope);
   Value define_macro(const Stmt& s, const std::shared_ptr<Scope>& scope);

@@ -534,6 +534,7 @@ class Parser {
       }
     } else if (k == "for") {
       s->kind = Stmt::Kind::kFor;
+      const size_t names_before = names_seen_.size();
       s->targets = parse_targets();
       if (!accept_name("in")) error(cur().loc, "expected 'in', got " + describe(cur()));
       s->expr = parse_tuple(false);
@@ -543,6 +544,9 @@ class Parser {
       ++loop_depth_;
       s->body = parse_body({"else", "endfor"}, &end);
       --loop_depth_;
+      s->uses_loop = false;
+      for (size_t i = names_before; i < names_seen_.size(); ++i)
+        s->uses_loop = s->uses_loop || names_seen_[i] == "loop";
       expect_block_end();
       if (end == "else") {
         s->else_body = parse_body({"endfor"}, &end);
@@ -579,8 +583,13 @@ class Parser {
       expect_block_end();
       const int outer_loops = loop_depth_;
       loop_depth_ = 0;
+      const size_t names_before = names_seen_.size();
       s->body = parse_body({"endmacro"}, &end);
       loop_depth_ = outer_loops;
+      for (size_t i = names_before; i < names_seen_.size(); ++i) {
+        s->uses_varargs = s->uses_varargs || names_seen_[i] == "varargs";
+        s->uses_kwargs = s->uses_kwargs || names_seen_[i] == "kwargs";
+      }
       if (cur().type == Tok::kName) advance();  // {% endmacro name %}
       expect_block_end();
     } else if (k == "call") {
@@ -810,6 +819,8 @@ class Parser {
       } else {
         e->kind = Expr::Kind::kName;
         e->name = t.text;
+        if (t.text == "varargs" || t.text == "kwargs" || t.text == "loop")
+          names_seen_.push_back(t.text);
       }
       advance();
       return e;
@@ -962,8 +973,8 @@ class Parser {
         const Token& t = cur();
         if (is_op("(")) {
           parse_call_args(*test);
-        } else if ((t.type == Tok::kName && t.text != "else" && t.text != "or" && t.text != "and" &&
-                    t.text != "if" && t.text != "in" && t.text != "not" && t.text != "is") ||
+        } else if ((t.type == Tok::kName && t.text != "else" && t.text != "or" &&
+                    t.text != "and") ||
                    t.type == Tok::kString || t.type == Tok::kInt || t.type == Tok::kFloat ||
                    is_op("[") || is_op("{")) {
           test->args.push_back(parse_postfix(parse_primary()));
@@ -985,6 +996,7 @@ class Parser {
   size_t pos_ = 0;
   int depth_ = 0;
   int loop_depth_ = 0;
+  std::vector<std::string> names_seen_;  // varargs / kwargs references, for macros
 };
 
 }  // namespace

@@ -69,6 +69,13 @@ void update_depth(Value& container) {
     throw std::length_error("values nested deeper than " + std::to_string(kMaxValueDepth) +
                             " levels");
 }
+Value Value::new_generator(List items) {
+  Value v;
+  v.kind = Kind::kGenerator;
+  v.list = std::make_shared<List>(std::move(items));
+  update_depth(v);
+  return v;
+}
 Value Value::new_dict() {
   Value v;
   v.kind = Kind::kDict;
@@ -106,6 +113,7 @@ bool Value::truthy() const {
       return !list->empty();
     case Kind::kDict:
       return !dict->entries.empty();
+    case Kind::kGenerator:
     case Kind::kNamespace:
     case Kind::kCallable:
       return true;
@@ -144,6 +152,8 @@ const char* Value::type_name() const {
       return "list";
     case Kind::kTuple:
       return "tuple";
+    case Kind::kGenerator:
+      return "generator";
     case Kind::kDict:
       return "dict";
     case Kind::kNamespace:
@@ -379,6 +389,9 @@ void append_repr(std::string& out, const Value& v, int level) {
       append_dict(out, *v.dict, level);
       out += ">";
       return;
+    case Kind::kUndefined:
+      out += "Undefined";
+      return;
     default:
       out += to_str(v);
   }
@@ -412,6 +425,8 @@ std::string to_str(const Value& v) {
       return to_repr(v);
     case Kind::kNamespace:
       return to_repr(v);
+    case Kind::kGenerator:
+      return "<generator object>";
     case Kind::kCallable:
       return "<function " + v.callable->name + ">";
   }
@@ -451,6 +466,8 @@ bool values_equal(const Value& a, const Value& b) {
     }
     case Kind::kNamespace:
       return a.dict == b.dict;
+    case Kind::kGenerator:
+      return a.list == b.list;
     case Kind::kCallable:
       return a.callable == b.callable;
     default:

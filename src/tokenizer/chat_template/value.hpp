@@ -27,6 +27,7 @@ enum class Kind : uint8_t {
   kString,
   kList,
   kTuple,
+  kGenerator,  // what Jinja's map/select/... return: iterable once, no len(), not JSON, truthy
   kDict,
   kNamespace,
   kCallable,
@@ -55,6 +56,9 @@ struct Value {
   // only mutable containers and are cut loose after rendering). Bounded so that destruction and
   // printing never recurse deeply.
   uint32_t depth = 0;
+  // A string marked safe (Jinja's Markup, from |safe or |e): `markup + str` HTML-escapes the
+  // plain operand, as transformers' environment does.
+  bool markup = false;
 
   static Value undefined(std::string what = {});
   static Value none();
@@ -64,6 +68,7 @@ struct Value {
   static Value from_string(std::string s);
   static Value new_list(List items = {});
   static Value new_tuple(List items);
+  static Value new_generator(List items);
   static Value new_dict();
   static Value new_namespace();
   static Value function(std::string name, std::function<Value(CallArgs&, Interpreter&)> fn);

@@ -34,7 +34,12 @@ inline typename V::F load_w_partial(const void* w, int64_t off, int n) {
 // One MR x NR block of outputs: x rows x[0..MR) (row stride k), weight rows w[j0 .. j0 + NR),
 // y rows y[0..MR) (row stride n), columns j0 .. j0 + NR. Each weight vector is loaded (and
 // converted) once and used by all MR x rows.
-template <class V, WeightType WT, int MR, int NR>
+// kPrefetch: decode tiles (MR == 1) also prefetch the same offsets of the next NR weight rows.
+// Decode rows are short (k = 896 halves are 28 cache lines), too short for the hardware stream
+// prefetchers to train on each of the NR interleaved row streams; the hint keeps the next tile's
+// lines in flight so memory stays busy. Prefetches never fault, so reading past the last row is
+// harmless.
+template <class V, WeightType WT, int MR, int NR, bool kPrefetch = false>
 inline void matmul_tile(const float* x, int64_t k, const void* w, int64_t j0, const float* bias,
                         int64_t n, float* y) {
   using F = typename V::F;
@@ -48,7 +53,17 @@ inline void matmul_tile(const float* x, int64_t k, const void* w, int64_t j0, co
   const int64_t kv = k - k % L;
   // x vectors are loaded first and each weight vector is consumed right after its load, so only
   // MR + 1 registers hold inputs (8 decode rows of converted bf16 would not fit 16 ymm otherwise).
+  constexpr int64_t kElemBytes = WT == WeightType::kF32 ? 4 : 2;
+  // Weight elements per 64-byte cache line; one prefetch per row and line.
+  constexpr int64_t kLineElems = 64 / kElemBytes;
+  const char* next_tile = static_cast<const char*>(w) + (j0 + NR) * k * kElemBytes;
   for (int64_t i = 0; i < kv; i += L) {
+    if constexpr (kPrefetch) {
+      if (i % kLineElems == 0) {
+#pragma GCC unroll 16
+        for (int c = 0; c < NR; ++c) __builtin_prefetch(next_tile + (c * k + i) * kElemBytes, 0, 3);
+      }
+    }
     F xv[MR];
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) xv[r] = V::load(x + r * k + i);
@@ -91,7 +106,7 @@ void matmul(const float* x, int64_t m, int64_t k, const void* w, const float* bi
     // keeping enough independent FMA chains in flight.
     constexpr int D = V::kDecodeRows;
     int64_t j = n_begin;
-    for (; j + D <= n_end; j += D) matmul_tile<V, WT, 1, D>(x, k, w, j, bias, n, y);
+    for (; j + D <= n_end; j += D) matmul_tile<V, WT, 1, D, true>(x, k, w, j, bias, n, y);
     for (; j < n_end; ++j) matmul_tile<V, WT, 1, 1>(x, k, w, j, bias, n, y);
     return;
   }

@@ -1,0 +1,147 @@
+// Quantized matmul speed on a Qwen2-0.5B-sized weight (down_proj: 896 rows of 4864; k must be a
+// multiple of 256 for the K-quants). Decode (m = 1) cycles through enough copies of the weight
+// to exceed the caches, so it measures streaming from memory: the GB/s counter is weight bytes
+// per second, to compare with the read bandwidth the ReadBandwidth benchmark measures in the
+// same process. DecodeCached reuses one copy (cache-resident: the kernel's ceiling). Prefill
+// (m = 128) reports multiply-adds per second.
+//   build/bench/quant_matmul_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/half.hpp"
+#include "af/core/tensor.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+
+namespace {
+
+constexpr int64_t kRows = 896;
+constexpr int64_t kCols = 4864;
+constexpr int64_t kStreamBytes = int64_t{512} << 20;  // well past any L3
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// `copies` weights of one random matrix in `type` (copies of the same bytes: speed only).
+std::vector<af::Tensor> make_weights(af::DType type, int copies) {
+  const std::vector<float> w = random_floats(static_cast<size_t>(kRows * kCols), 1);
+  af::Tensor first = af::Tensor::zeros(type, af::Shape{kRows, kCols});
+  if (af::quant::is_supported(type)) {
+    const int64_t rb = af::row_bytes(type, kCols);
+    for (int64_t r = 0; r < kRows; ++r) {
+      af::quant::quantize_row(type, w.data() + r * kCols, first.mutable_data() + r * rb, kCols);
+    }
+  } else {  // f16
+    auto* h = reinterpret_cast<uint16_t*>(first.mutable_data());
+    for (size_t i = 0; i < w.size(); ++i) h[i] = af::f32_to_f16(w[i]);
+  }
+  std::vector<af::Tensor> out = {first};
+  for (int i = 1; i < copies; ++i) {
+    af::Tensor t = af::Tensor::zeros(type, af::Shape{kRows, kCols});
+    std::memcpy(t.mutable_data(), first.data(), first.nbytes());
+    out.push_back(t);
+  }
+  return out;
+}
+
+void matmul_bench(benchmark::State& state, af::DType type, int64_t m, bool from_memory) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t bytes = af::row_bytes(type, kCols) * kRows;
+  const int copies = from_memory ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
+  const std::vector<af::Tensor> weights = make_weights(type, copies);
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * kCols), 2);
+  std::vector<float> y(static_cast<size_t>(m * kRows));
+  af::cpu::CpuBackend backend({af::Device::cpu(), threads, ""});
+  size_t i = 0;
+  for (auto _ : state) {
+    backend.matmul(x.data(), m, weights[i++ % weights.size()], nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["GB/s"] =
+      benchmark::Counter(n * static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsRate);
+  if (m > 1) {
+    state.counters["GMAC/s"] = benchmark::Counter(n * static_cast<double>(m * kRows * kCols) / 1e9,
+                                                  benchmark::Counter::kIsRate);
+  }
+  state.SetLabel(backend.name() + " " + backend.quant_kernels().isa);
+}
+
+// Sums a buffer far larger than the caches, split across `threads` threads.
+void read_bandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const size_t n = static_cast<size_t>(kStreamBytes) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n, 1);
+  std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);
+  for (auto _ : state) {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        const size_t b = n * t / threads, e = n * (t + 1) / threads;
+        uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        for (size_t i = b; i + 4 <= e; i += 4) {
+          s0 += buf[i];
+          s1 += buf[i + 1];
+          s2 += buf[i + 2];
+          s3 += buf[i + 3];
+        }
+        sums[static_cast<size_t>(t) * 8] = s0 + s1 + s2 + s3;
+      });
+    }
+    for (auto& th : pool) th.join();
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * static_cast<double>(kStreamBytes) / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+void register_all() {
+  benchmark::RegisterBenchmark("ReadBandwidth", read_bandwidth)->Arg(1)->Arg(2)->UseRealTime();
+  const std::pair<const char*, af::DType> types[] = {
+      {"f16", af::DType::F16},   {"q8_0", af::DType::Q8_0}, {"q4_0", af::DType::Q4_0},
+      {"q4_k", af::DType::Q4_K}, {"q6_k", af::DType::Q6_K}, {"q5_k", af::DType::Q5_K},
+      {"q4_1", af::DType::Q4_1}, {"q5_0", af::DType::Q5_0}, {"q5_1", af::DType::Q5_1},
+      {"q2_k", af::DType::Q2_K}, {"q3_k", af::DType::Q3_K},
+  };
+  for (const auto& [name, type] : types) {
+    // Decode streams from memory; DecodeCached (one copy, in L2/L3) shows the kernel's own
+    // ceiling, which must exceed the memory bandwidth for decode to be memory-bound.
+    const struct {
+      const char* label;
+      int64_t m;
+      bool from_memory;
+    } kinds[] = {{"Decode/", 1, true}, {"DecodeCached/", 1, false}, {"Prefill128/", 128, false}};
+    for (const auto& kind : kinds) {
+      const std::string label = std::string(kind.label) + name;
+      benchmark::RegisterBenchmark(label.c_str(),
+                                   [type = type, kind](benchmark::State& s) {
+                                     matmul_bench(s, type, kind.m, kind.from_memory);
+                                   })
+          ->Arg(1)
+          ->Arg(2)
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,569 @@
+#pragma once
+// 256-bit integer dot-product kernels, shared by the AVX2, AVX-512 and AVX-512 VNNI builds
+// (included only from *_avx2.cpp / *_avx512.cpp / *_avx512vnni.cpp). `Ops` supplies the one
+// ISA-specific step, the u8 x s8 dot of each 4-byte group into 8 int32 lanes; all integer sums
+// are exact and the float steps follow the order defined in quant_kernels.hpp, so every ISA
+// returns the scalar reference's bits. Ops::dot(acc, u, s) adds the u8 x s8 4-byte group sums
+// to the 8 int32 lanes of acc.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/quant_kernels.hpp"
+
+namespace af::cpu::quant::simd {
+
+using af::quant::BlockQ4_0;
+using af::quant::BlockQ4_1;
+using af::quant::BlockQ4_K;
+using af::quant::BlockQ5_0;
+using af::quant::BlockQ5_1;
+using af::quant::BlockQ5_K;
+using af::quant::BlockQ6_K;
+using af::quant::BlockQ8_0;
+using af::quant::BlockQ8_K;
+using af::quant::kQK;
+using af::quant::kQKK;
+
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+
+// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), the reduction order of the reference.
+inline float reduce_lanes(__m256 v) {
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// 16 nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31).
+inline __m256i unpack_nibbles(const uint8_t* qs) {
+  const __m128i q = load128(qs);
+  const __m128i m = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+// Bit j of the 32-bit mask -> 0x10 in byte j.
+inline __m256i expand_high_bits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101,
+                                         0x0000000000000000);
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), shuf);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (+ min for the
+// types that have one). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8) apply:
+// the lane sums become dot(u, a) - kOffset * sum(a), exact in int32.
+struct Q4_0Decoder {
+  using Block = BlockQ4_0;
+  static constexpr int kOffsetShift = 3;  // offset 8
+  static constexpr bool kHasMin = false;
+  static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
+  static float min(const Block&) { return 0.f; }
+};
+struct Q4_1Decoder {
+  using Block = BlockQ4_1;
+  static constexpr int kOffsetShift = -1;  // no offset
+  static constexpr bool kHasMin = true;
+  static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
+  static float min(const Block& b) { return half_to_float(b.m); }
+};
+struct Q5_0Decoder {
+  using Block = BlockQ5_0;
+  static constexpr int kOffsetShift = 4;  // offset 16
+  static constexpr bool kHasMin = false;
+  static __m256i values(const Block& b) {
+    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
+  }
+  static float min(const Block&) { return 0.f; }
+};
+struct Q5_1Decoder {
+  using Block = BlockQ5_1;
+  static constexpr int kOffsetShift = -1;
+  static constexpr bool kHasMin = true;
+  static __m256i values(const Block& b) {
+    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
+  }
+  static float min(const Block& b) { return half_to_float(b.m); }
+};
+// Q8_0 as w + 128: only for vpdpbusd, which does not saturate (vpmaddubsw pairs could).
+struct Q8_0OffsetDecoder {
+  using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = 7;  // offset 128
+  static constexpr bool kHasMin = false;
+  static __m256i values(const Block& b) {
+    return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+  static float min(const Block&) { return 0.f; }
+};
+
+inline __m256 broadcast_half(uint16_t h) {
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(h)));
+}
+
+// MR activation rows x NR weight rows over the whole row.
+template <class Ops, class Dec, int MR, int NR>
+void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
+                 float* y, int64_t ldy) {
+  using Block = typename Dec::Block;
+  __m256 acc[MR][NR];
+  float acc_min[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) {
+      acc[r][c] = _mm256_setzero_ps();
+      acc_min[r][c] = 0.f;
+    }
+  }
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i wu[NR];
+    __m256 dw[NR];
+    float mw[NR];
+    for (int c = 0; c < NR; ++c) {
+      const Block& blk = reinterpret_cast<const Block*>(w + c * w_stride)[b];
+      wu[c] = Dec::values(blk);
+      dw[c] = broadcast_half(blk.d);
+      mw[c] = Dec::min(blk);
+    }
+    for (int r = 0; r < MR; ++r) {
+      const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
+      const __m256i av = load256(ab.qs);
+      const __m256 da = broadcast_half(ab.d);
+      __m256i base = _mm256_setzero_si256();
+      float suma = 0.f;
+      if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+        const __m256i lane_sums = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+        if constexpr (Dec::kOffsetShift >= 0) {
+          base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums, Dec::kOffsetShift));
+        }
+        if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
+      }
+      for (int c = 0; c < NR; ++c) {
+        const __m256 p = _mm256_cvtepi32_ps(Ops::dot(base, wu[c], av));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), p, acc[r][c]);
+        if constexpr (Dec::kHasMin) {
+          acc_min[r][c] = std::fma(mw[c] * _mm256_cvtss_f32(da), suma, acc_min[r][c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]) + acc_min[r][c];
+  }
+}
+
+// Q8_0 without VNNI: |w| x sign(a, w), which keeps every vpmaddubsw pair within int16.
+template <class Ops, int MR, int NR>
+void q8_0_sign_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
+                    int64_t a_stride, float* y, int64_t ldy) {
+  __m256 acc[MR][NR];
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
+  }
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i wv[NR], wu[NR];
+    __m256 dw[NR];
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ8_0& blk = reinterpret_cast<const BlockQ8_0*>(w + c * w_stride)[b];
+      wv[c] = load256(blk.qs);
+      wu[c] = _mm256_abs_epi8(wv[c]);
+      dw[c] = broadcast_half(blk.d);
+    }
+    for (int r = 0; r < MR; ++r) {
+      const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
+      const __m256i av = load256(ab.qs);
+      const __m256 da = broadcast_half(ab.d);
+      for (int c = 0; c < NR; ++c) {
+        const __m256i p = Ops::dot(_mm256_setzero_si256(), wu[c], _mm256_sign_epi8(av, wv[c]));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), _mm256_cvtepi32_ps(p), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]);
+  }
+}
+
+// Both totals of a K-quant super-block from their lane vectors: {sum(a), sum(b)}.
+inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  s = _mm_hadd_epi32(s, s);  // a, b, a, b
+  *sa = _mm_cvtsi128_si32(s);
+  *sb = _mm_extract_epi32(s, 1);
+}
+
+// Q4_K's eight 6-bit scales and mins, unpacked with 32-bit masks (the layout of
+// af::quant::k4_scale_min): scale j is byte j of sc, min j byte j of mn.
+struct K4Scales {
+  uint8_t sc[8];
+  uint8_t mn[8];
+  explicit K4Scales(const uint8_t* packed) {
+    uint32_t u[3];
+    std::memcpy(u, packed, 12);
+    const uint32_t s[2] = {u[0] & 0x3f3f3f3fu, (u[2] & 0x0f0f0f0fu) | ((u[0] >> 2) & 0x30303030u)};
+    const uint32_t m[2] = {u[1] & 0x3f3f3f3fu,
+                           ((u[2] >> 4) & 0x0f0f0f0fu) | ((u[1] >> 2) & 0x30303030u)};
+    std::memcpy(sc, s, 8);
+    std::memcpy(mn, m, 8);
+  }
+  // min j repeated for the two 16-element bsums of sub-block j, as int16.
+  __m256i mins_per_bsum() const {
+    const __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+  }
+};
+
+// Q4_K, and Q5_K (kFiveBit) whose fifth bits for sub-block j sit in bit j of qh[element % 32].
+template <class Ops, bool kFiveBit, int MR, int NR>
+void k4_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
+             float* y, int64_t ldy) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+  float acc[MR][NR] = {};
+  const __m256i low_mask = _mm256_set1_epi8(0x0F);
+  const int64_t nb = k / kQKK;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < NR; ++c) {
+      const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
+      const K4Scales scales(q4.scales);
+      const __m256i mins = scales.mins_per_bsum();
+      const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
+      // Unpacked once per weight block, reused by every activation row of the tile.
+      __m256i q[8], sc[8];
+      for (int t = 0; t < 4; ++t) {
+        const __m256i packed = load256(q4.qs + 32 * t);
+        q[2 * t] = _mm256_and_si256(packed, low_mask);
+        q[2 * t + 1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_mask);
+      }
+      if constexpr (kFiveBit) {
+        const __m256i qh = load256(q4.qh);
+        const __m256i one = _mm256_set1_epi8(1);
+        for (int j = 0; j < 8; ++j) {
+          const __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, j), one);
+          q[j] = _mm256_or_si256(q[j], _mm256_slli_epi16(bit, 4));
+        }
+      }
+      for (int j = 0; j < 8; ++j) sc[j] = _mm256_set1_epi16(scales.sc[j]);
+      for (int r = 0; r < MR; ++r) {
+        const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
+        __m256i sum = _mm256_setzero_si256();
+        for (int j = 0; j < 8; ++j) {
+          const __m256i p = _mm256_maddubs_epi16(q[j], load256(ab.qs + 32 * j));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[j]));
+        }
+        int sumi, summ;
+        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), mins), &sumi, &summ);
+        acc[r][c] = std::fma(d * ab.d, static_cast<float>(sumi), acc[r][c]);
+        acc[r][c] = std::fma(-(dmin * ab.d), static_cast<float>(summ), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) y[r * ldy + c] = acc[r][c];
+  }
+}
+
+// The K-quants with 16-element sub-blocks, decoded to unsigned bytes u (element 32 * i + l in
+// u[i] byte l) with value = u - kOffset, int16 scales, and (Q2_K) mins.
+struct K16Block {
+  __m256i u[8];
+  int16_t scale[16];
+  __m256i corr16;  // per-16 factors for the bsums term: scales (offset types) or mins
+  float d, dmin;
+};
+
+struct Q6_KDecoder {
+  using Block = BlockQ6_K;
+  static constexpr int kOffset = 32;
+  static constexpr bool kHasMin = false;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i ql0 = load256(b.ql + 64 * n);
+      const __m256i ql1 = load256(b.ql + 64 * n + 32);
+      const __m256i qh = load256(b.qh + 32 * n);
+      out.u[4 * n] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                     _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+      out.u[4 * n + 1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                         _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+      out.u[4 * n + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                         _mm256_and_si256(qh, m30));
+      out.u[4 * n + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                         _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+    }
+    for (int j = 0; j < 16; ++j) out.scale[j] = b.scales[j];
+    out.corr16 = _mm256_cvtepi8_epi16(load128(b.scales));
+    out.d = half_to_float(b.d);
+    out.dmin = 0.f;
+  }
+};
+
+struct Q3_KDecoder {
+  using Block = af::quant::BlockQ3_K;
+  static constexpr int kOffset = 4;
+  static constexpr bool kHasMin = false;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m256i hm = load256(b.hmask);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i q = load256(b.qs + 32 * n);
+      for (int sft = 0; sft < 4; ++sft) {
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q, 2 * sft), m3);
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + sft), one);
+        out.u[4 * n + sft] = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+      }
+    }
+    for (int j = 0; j < 16; ++j)
+      out.scale[j] = static_cast<int16_t>(af::quant::q3k_scale(b.scales, j));
+    out.corr16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(out.scale));
+    out.d = half_to_float(b.d);
+    out.dmin = 0.f;
+  }
+};
+
+struct Q2_KDecoder {
+  using Block = af::quant::BlockQ2_K;
+  static constexpr int kOffset = 0;
+  static constexpr bool kHasMin = true;
+  static void decode(const Block& b, K16Block& out) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int n = 0; n < 2; ++n) {
+      const __m256i q = load256(b.qs + 32 * n);
+      for (int sft = 0; sft < 4; ++sft) {
+        out.u[4 * n + sft] = _mm256_and_si256(_mm256_srli_epi16(q, 2 * sft), m3);
+      }
+    }
+    for (int j = 0; j < 16; ++j) out.scale[j] = b.scales[j] & 0xF;
+    const __m128i packed = load128(b.scales);
+    out.corr16 =
+        _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+    out.d = half_to_float(b.d);
+    out.dmin = half_to_float(b.dmin);
+  }
+};
+
+template <class Ops, class Dec, int MR, int NR>
+void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
+              float* y, int64_t ldy) {
+  using Block = typename Dec::Block;
+  float acc[MR][NR] = {};
+  const int64_t nb = k / kQKK;
+  K16Block wb;
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int c = 0; c < NR; ++c) {
+      Dec::decode(reinterpret_cast<const Block*>(w + c * w_stride)[b], wb);
+      __m256i sc[8];
+      for (int i = 0; i < 8; ++i) {
+        sc[i] =
+            _mm256_set_m128i(_mm_set1_epi16(wb.scale[2 * i + 1]), _mm_set1_epi16(wb.scale[2 * i]));
+      }
+      for (int r = 0; r < MR; ++r) {
+        const BlockQ8_K& ab = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride)[b];
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < 8; ++i) {
+          const __m256i p = _mm256_maddubs_epi16(wb.u[i], load256(ab.qs + 32 * i));
+          sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sc[i]));
+        }
+        int sumi, corr;
+        hsum2_epi32(sum, _mm256_madd_epi16(load256(ab.bsums), wb.corr16), &sumi, &corr);
+        if constexpr (Dec::kHasMin) {
+          acc[r][c] = std::fma(wb.d * ab.d, static_cast<float>(sumi), acc[r][c]);
+          acc[r][c] = std::fma(-(wb.dmin * ab.d), static_cast<float>(corr), acc[r][c]);
+        } else {
+          acc[r][c] =
+              std::fma(wb.d * ab.d, static_cast<float>(sumi - Dec::kOffset * corr), acc[r][c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int c = 0; c < NR; ++c) y[r * ldy + c] = acc[r][c];
+  }
+}
+
+using TileFn = void (*)(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
+                        int64_t a_stride, float* y, int64_t ldy);
+
+// Covers na x nw with MR x NR tiles, 1 x NR tiles for leftover rows and 1 x 1 at the edges.
+// Each output is computed by the same arithmetic whichever tile it falls in.
+template <TileFn kFull, TileFn kRow, TileFn kOne, int MR, int NR>
+void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint8_t* a,
+           int64_t a_stride, int64_t na, float* y, int64_t ldy) {
+  int64_t i = 0;
+  for (; i + MR <= na; i += MR) {
+    int64_t j = 0;
+    for (; j + NR <= nw; j += NR) {
+      kFull(k, w + j * w_stride, w_stride, a + i * a_stride, a_stride, y + i * ldy + j, ldy);
+    }
+    for (; j < nw; ++j) {
+      for (int r = 0; r < MR; ++r) {
+        kOne(k, w + j * w_stride, w_stride, a + (i + r) * a_stride, a_stride, y + (i + r) * ldy + j,
+             ldy);
+      }
+    }
+  }
+  for (; i < na; ++i) {
+    int64_t j = 0;
+    for (; j + NR <= nw; j += NR) {
+      kRow(k, w + j * w_stride, w_stride, a + i * a_stride, a_stride, y + i * ldy + j, ldy);
+    }
+    for (; j < nw; ++j) {
+      kOne(k, w + j * w_stride, w_stride, a + i * a_stride, a_stride, y + i * ldy + j, ldy);
+    }
+  }
+}
+
+template <class Ops, int MR, int NR>
+constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sign_tile<Ops, 1, NR>,
+                                           q8_0_sign_tile<Ops, 1, 1>, MR, NR>;
+template <class Ops, class Dec, int MR, int NR>
+constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
+                                        legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
+template <class Ops, bool kFiveBit, int MR, int NR>
+constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
+                                    k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
+template <class Ops, class Dec, int MR, int NR>
+constexpr QuantDotFn k16_dot =
+    tiled<k16_tile<Ops, Dec, MR, NR>, k16_tile<Ops, Dec, 1, NR>, k16_tile<Ops, Dec, 1, 1>, MR, NR>;
+
+// 32 int32 lanes (4 vectors, element order) -> 32 int8 in element order.
+inline __m256i pack_int32_to_int8(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_packs_epi32(a, b);  // lane-interleaved
+  const __m256i cd = _mm256_packs_epi32(c, d);
+  const __m256i abcd = _mm256_packs_epi16(ab, cd);
+  return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// C's roundf (half away from zero), exactly: truncate, then step away from zero when the
+// remainder (exact) is at least one half.
+inline __m256 round_half_away(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 rem = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(v, t));
+  const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign_bit), _mm256_set1_ps(1.0f));
+  const __m256 apply = _mm256_cmp_ps(rem, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+  return _mm256_add_ps(t, _mm256_and_ps(apply, step));
+}
+
+inline __m256 abs_ps(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+// Byte-identical to af::quant::ref::quantize_q8_0 for finite input.
+inline void quantize_q8_0(const float* x, void* out, int64_t k) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  for (int64_t i = 0; i < k / kQK; ++i, x += kQK) {
+    __m256 v[4];
+    __m256 mx = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(x + 8 * j);
+      mx = _mm256_max_ps(mx, abs_ps(v[j]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127;
+    const float id = d != 0.f ? 1.0f / d : 0.0f;
+    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j) {
+      q[j] = _mm256_cvttps_epi32(round_half_away(_mm256_mul_ps(v[j], idv)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs),
+                        pack_int32_to_int8(q[0], q[1], q[2], q[3]));
+  }
+}
+
+// Byte-identical to af::quant::ref::quantize_q8_k for finite input.
+inline void quantize_q8_k(const float* x, void* out, int64_t k) {
+  auto* y = static_cast<BlockQ8_K*>(out);
+  for (int64_t i = 0; i < k / kQKK; ++i, x += kQKK) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int j = 0; j < kQKK; j += 8) mx = _mm256_max_ps(mx, abs_ps(_mm256_loadu_ps(x + j)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.f) {
+      std::memset(&y[i], 0, sizeof(BlockQ8_K));
+      continue;
+    }
+    // The reference keeps the first element of largest magnitude, with its sign.
+    float max = 0.f;
+    const __m256 amax_v = _mm256_set1_ps(amax);
+    for (int j = 0; j < kQKK; j += 8) {
+      const int hit =
+          _mm256_movemask_ps(_mm256_cmp_ps(abs_ps(_mm256_loadu_ps(x + j)), amax_v, _CMP_EQ_OQ));
+      if (hit != 0) {
+        max = x[j + __builtin_ctz(static_cast<unsigned>(hit))];
+        break;
+      }
+    }
+    const float iscale = -127.f / max;
+    const __m256 is = _mm256_set1_ps(iscale);
+    const __m256i cap = _mm256_set1_epi32(127);
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    for (int j = 0; j < kQKK; j += 32) {
+      __m256i q[4];
+      for (int t = 0; t < 4; ++t) {
+        // vcvtps2dq rounds to nearest even, as the reference's nearest_int does.
+        q[t] = _mm256_min_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * t))), cap);
+      }
+      const __m256i packed = pack_int32_to_int8(q[0], q[1], q[2], q[3]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), packed);
+      alignas(32) int32_t quads[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(quads),
+                         _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), ones16));
+      y[i].bsums[j / 16] = static_cast<int16_t>(quads[0] + quads[1] + quads[2] + quads[3]);
+      y[i].bsums[j / 16 + 1] = static_cast<int16_t>(quads[4] + quads[5] + quads[6] + quads[7]);
+    }
+    y[i].d = 1 / iscale;
+  }
+}
+
+// The table for one ISA: SIMD kernels where written, the scalar ones elsewhere.
+template <class Ops, int MR, int NR>
+QuantKernels make_table(const char* isa) {
+  QuantKernels t = scalar_quant_kernels();
+  t.isa = isa;
+  if constexpr (Ops::kNoSaturation) {
+    t.dot[kSlotQ8_0] = legacy_dot<Ops, Q8_0OffsetDecoder, MR, NR>;
+  } else {
+    t.dot[kSlotQ8_0] = q8_0_sign_dot<Ops, MR, NR>;
+  }
+  t.dot[kSlotQ4_0] = legacy_dot<Ops, Q4_0Decoder, MR, NR>;
+  t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;
+  t.dot[kSlotQ5_0] = legacy_dot<Ops, Q5_0Decoder, MR, NR>;
+  t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
+  t.dot[kSlotQ4_K] = k4_dot<Ops, false, MR, NR>;
+  t.dot[kSlotQ5_K] = k4_dot<Ops, true, MR, NR>;
+  t.dot[kSlotQ6_K] = k16_dot<Ops, Q6_KDecoder, MR, NR>;
+  t.dot[kSlotQ3_K] = k16_dot<Ops, Q3_KDecoder, MR, NR>;
+  t.dot[kSlotQ2_K] = k16_dot<Ops, Q2_KDecoder, MR, NR>;
+  t.quantize_q8_0 = quantize_q8_0;
+  t.quantize_q8_k = quantize_q8_k;
+  return t;
+}
+
+}  // namespace af::cpu::quant::simd

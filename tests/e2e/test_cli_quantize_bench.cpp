@@ -1,0 +1,186 @@
+// af-cli quantize (files llama.cpp would write, byte for byte) and af-cli bench --json (the
+// keys other tools parse), on the tiny fixture models.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "af/io/gguf.hpp"
+#include "test_util.hpp"
+
+namespace af {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status;
+  std::string out;
+};
+
+CliRun run_cli(const std::string& args) {
+  const std::string cmd = std::string(AF_CLI_PATH) + " " + args + " 2>/dev/null";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  int status = pclose(pipe);
+  return {WEXITSTATUS(status), out};
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class TempFolder {
+ public:
+  TempFolder() {
+    path_ = fs::temp_directory_path() /
+            ("af_e2e_quant_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempFolder() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+std::string models() { return test::source_dir() + "/tests/fixtures/models"; }
+std::string quant_fixtures() { return test::source_dir() + "/tests/fixtures/quantize"; }
+
+// The expected files were written by llama.cpp's llama_model_quantize (llama-cpp-python) from
+// the same inputs: tools/check_quantize_llamacpp.py.
+TEST(CliQuantize, GgufToQ4_0IsByteIdenticalToLlamaCpp) {
+  TempFolder tmp;
+  const fs::path out = tmp / "q4_0.gguf";
+  ASSERT_EQ(
+      run_cli("quantize " + models() + "/qwen2/qwen2.gguf " + out.string() + " --type q4_0").status,
+      0);
+  EXPECT_TRUE(read_bytes(out) == read_bytes(quant_fixtures() + "/qwen2-q4_0.llamacpp.gguf"));
+}
+
+TEST(CliQuantize, MixtureQ5_K_MIsByteIdenticalToLlamaCpp) {
+  // hidden 64 is no multiple of 256: the K types fall back, attn_v / ffn_down get more bits in
+  // llama.cpp's layers, the untied output gets Q6_K -> Q8_0.
+  TempFolder tmp;
+  const fs::path out = tmp / "q5_k_m.gguf";
+  ASSERT_EQ(run_cli("quantize " + models() + "/llama_f16_sharded/llama_f16_sharded.gguf " +
+                    out.string() + " --type q5_k_m")
+                .status,
+            0);
+  EXPECT_TRUE(read_bytes(out) ==
+              read_bytes(quant_fixtures() + "/llama_f16_sharded-q5_k_m.llamacpp.gguf"));
+}
+
+TEST(CliQuantize, HfFolderToGgufMatchesTheConverter) {
+  // The sharded F16 Llama: q/k rows permuted for interleaved RoPE, norms written as F32, the
+  // same tensors and bytes as the fixture GGUF written with convert_hf_to_gguf's conventions.
+  TempFolder tmp;
+  const std::string ref = models() + "/llama_f16_sharded/llama_f16_sharded.gguf";
+  const fs::path out = tmp / "from_hf.gguf";
+  ASSERT_EQ(run_cli("quantize " + models() + "/llama_f16_sharded " + out.string() +
+                    " --type f16 --vocab-from " + ref)
+                .status,
+            0);
+  const io::GgufFile ours = io::GgufFile::open(out.string());
+  const io::GgufFile theirs = io::GgufFile::open(ref);
+  ASSERT_EQ(ours.tensors().size(), theirs.tensors().size());
+  for (const io::GgufTensorInfo& t : theirs.tensors()) {
+    ASSERT_TRUE(ours.has_tensor(t.name)) << t.name;
+    const Tensor a = ours.tensor(t.name), b = theirs.tensor(t.name);
+    ASSERT_EQ(a.dtype(), b.dtype()) << t.name;
+    ASSERT_EQ(a.shape(), b.shape()) << t.name;
+    ASSERT_EQ(std::memcmp(a.data(), b.data(), a.nbytes()), 0) << t.name;
+  }
+  for (const char* key : {"llama.block_count", "llama.embedding_length", "llama.context_length",
+                          "llama.attention.head_count", "llama.attention.head_count_kv",
+                          "llama.feed_forward_length"}) {
+    ASSERT_NE(ours.find(key), nullptr) << key;
+    EXPECT_EQ(ours.find(key)->as_int(key), theirs.find(key)->as_int(key)) << key;
+  }
+  EXPECT_EQ(ours.find("general.file_type")->as_int(""), 1);
+  EXPECT_EQ(ours.find("tokenizer.ggml.tokens")->as_array("").values.size(), 512u);
+}
+
+TEST(CliQuantize, HfTokenizerJsonBecomesGgufVocabulary) {
+  const std::string hf = test::testdata_dir() + "/models/stories260K-hf";
+  AF_REQUIRE_TESTDATA(hf + "/tokenizer.json");
+  TempFolder tmp;
+  const fs::path out = tmp / "stories.gguf";
+  ASSERT_EQ(run_cli("quantize " + hf + " " + out.string() + " --type q8_0").status, 0);
+  const io::GgufFile f = io::GgufFile::open(out.string());
+  EXPECT_EQ(f.find("tokenizer.ggml.model")->as_string(""), "llama");
+  const io::GgufArray& tokens = f.find("tokenizer.ggml.tokens")->as_array("");
+  ASSERT_EQ(tokens.values.size(), 512u);
+  EXPECT_EQ(tokens.values[3].as_string(""), "<0x00>");
+  EXPECT_EQ(f.find("tokenizer.ggml.token_type")->as_array("").values[3].as_int(""), 6);  // byte
+  EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->as_int(""), 1);
+  EXPECT_EQ(f.find("tokenizer.ggml.eos_token_id")->as_int(""), 2);
+  // Tied embeddings: token_embd is the output too, so it gets llama.cpp's output type (Q6_K,
+  // which falls back to Q8_0 for rows of 64).
+  EXPECT_EQ(f.tensor("token_embd.weight").dtype(), DType::Q8_0);
+  EXPECT_FALSE(f.has_tensor("output.weight"));
+  EXPECT_EQ(f.tensor("blk.0.attn_norm.weight").dtype(), DType::F32);
+  EXPECT_EQ(f.tensor("blk.0.ffn_down.weight").dtype(), DType::F16);  // 172 columns: no block fits
+}
+
+TEST(CliQuantize, BadInputsExitWithAnError) {
+  TempFolder tmp;
+  const std::string out = (tmp / "x.gguf").string();
+  const std::string qwen = models() + "/qwen2/qwen2.gguf";
+  EXPECT_EQ(run_cli("quantize " + qwen + " " + out + " --type q4_zz").status, 1);
+  EXPECT_EQ(run_cli("quantize /nonexistent.gguf " + out + " --type q8_0").status, 1);
+  // An HF folder without tokenizer.json and no --vocab-from.
+  EXPECT_EQ(run_cli("quantize " + models() + "/qwen2 " + out + " --type q8_0").status, 1);
+  // An architecture the converter does not know.
+  EXPECT_EQ(run_cli("quantize " + models() + "/minicpm " + out + " --type f16 --vocab-from " + qwen)
+                .status,
+            1);
+  EXPECT_EQ(run_cli("quantize " + qwen + " /nonexistent/dir/x.gguf --type q8_0").status, 1);
+  EXPECT_EQ(run_cli("quantize " + qwen).status, 2);  // OUT and --type are required
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CliBench, JsonHasTheContractKeysWithPositiveValues) {
+  const CliRun r = run_cli("bench -m " + models() +
+                           "/qwen2/qwen2.gguf -p 16 -n 8 -r 2 -t 2 --bw-mib 64 --depth 24 --json");
+  ASSERT_EQ(r.status, 0);
+  // Exactly one JSON object on stdout.
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
+  ASSERT_TRUE(j.is_object());
+  for (const char* key : {"pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s",
+                          "roofline_ratio", "tg_depth_tokens_per_s"}) {
+    ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << r.out;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  }
+  EXPECT_EQ(j["n_prompt"], 16);
+  EXPECT_EQ(j["n_gen"], 8);
+  EXPECT_EQ(j["threads"], 2);
+  // The weights of the fixture (F32, tied) are read once per token, plus the KV cache.
+  EXPECT_GE(j["bytes_per_token"].get<double>(), j["weight_bytes_per_token"].get<double>());
+  const double ratio = j["tg_tokens_per_s"].get<double>() * j["bytes_per_token"].get<double>() /
+                       (j["bandwidth_gb_s"].get<double>() * 1e9);
+  EXPECT_NEAR(j["roofline_ratio"].get<double>(), ratio, 1e-9 * ratio);
+}
+
+TEST(CliBench, TextOutputAndErrors) {
+  const CliRun r = run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 32");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("roofline ratio"), std::string::npos) << r.out;
+  EXPECT_EQ(run_cli("bench -m /nonexistent.gguf --json").status, 1);
+  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 0").status, 2);
+}
+
+}  // namespace
+}  // namespace af

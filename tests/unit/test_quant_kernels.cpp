@@ -1,0 +1,216 @@
+// Quantized dot-product kernels: every ISA table against the scalar reference (bit for bit),
+// odd tile edges, thread-count independence of CpuBackend::matmul, and bad arguments.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/error.hpp"
+#include "af/core/tensor.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/quant_kernels.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using af::DType;
+using af::Shape;
+using af::Tensor;
+namespace q = af::cpu::quant;
+
+const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                        DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,
+                        DType::Q5_K, DType::Q6_K, DType::Q8_K};
+
+std::vector<const q::QuantKernels*> tables() {
+  std::vector<const q::QuantKernels*> t = {&q::scalar_quant_kernels()};
+  if (af::cpu::isa_supported(af::cpu::Isa::kAvx2)) t.push_back(&q::avx2_quant_kernels());
+  if (af::cpu::isa_supported(af::cpu::Isa::kAvx512)) t.push_back(&q::avx512_quant_kernels());
+  if (af::cpu::cpu_has_avx512_vnni_bf16()) t.push_back(&q::avx512vnni_quant_kernels());
+  return t;
+}
+
+// rows x k values with per-row magnitudes spread over a few orders and occasional outliers.
+std::vector<float> test_values(int64_t rows, int64_t k, uint32_t seed) {
+  std::vector<float> v = af::test::random_floats(static_cast<size_t>(rows * k), -1.f, 1.f, seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float scale = std::pow(10.f, static_cast<float>(r % 4) - 2.f);
+    for (int64_t i = 0; i < k; ++i) v[r * k + i] *= scale;
+    v[r * k + (r * 37) % k] *= 9.f;
+  }
+  return v;
+}
+
+std::vector<uint8_t> quantize_rows(DType type, const std::vector<float>& x, int64_t rows,
+                                   int64_t k) {
+  const int64_t rb = af::row_bytes(type, k);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
+  for (int64_t r = 0; r < rows; ++r) {
+    af::quant::quantize_row(type, x.data() + r * k, out.data() + r * rb, k);
+  }
+  return out;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+
+TEST(QuantKernels, EveryIsaMatchesTheReferenceBitForBit) {
+  for (DType type : kTypes) {
+    const q::QuantSlot slot = *q::quant_slot(type);
+    const DType act_type = q::vec_dot_type(type);
+    const int64_t block = af::info(type).block_size;
+    for (int64_t blocks : {1, 3, 5}) {
+      const int64_t k = block * blocks;
+      const int64_t nw = 11, na = 6;
+      std::vector<uint8_t> w = quantize_rows(type, test_values(nw, k, 1), nw, k);
+      if (type == DType::Q8_0) {  // a file may hold -128, which our quantizer never writes
+        reinterpret_cast<af::quant::BlockQ8_0*>(w.data())[0].qs[5] = -128;
+      }
+      const std::vector<uint8_t> a = quantize_rows(act_type, test_values(na, k, 2), na, k);
+      const int64_t ws = af::row_bytes(type, k), as = af::row_bytes(act_type, k);
+      for (const q::QuantKernels* t : tables()) {
+        // Full tiles, row remainders and column remainders: na = 6 and nw = 11 cover them all
+        // for tiles up to 4 x 4; na = 1 is the decode path.
+        for (int64_t rows : {na, int64_t{1}}) {
+          std::vector<float> y(static_cast<size_t>(rows * nw), -1.f);
+          t->dot[slot](k, w.data(), ws, nw, a.data(), as, rows, y.data(), nw);
+          for (int64_t i = 0; i < rows; ++i) {
+            for (int64_t j = 0; j < nw; ++j) {
+              const float ref = q::ref::dot(slot, k, w.data() + j * ws, a.data() + i * as);
+              ASSERT_TRUE(same_bits(y[i * nw + j], ref))
+                  << t->isa << " " << af::name(type) << " k=" << k << " rows=" << rows << " (" << i
+                  << ", " << j << "): " << y[i * nw + j] << " vs " << ref;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantKernels, ActivationQuantizersMatchTheReferenceBytes) {
+  const int64_t k = 256 * 5;
+  std::vector<float> x = test_values(1, k, 9);
+  for (int64_t i = 256; i < 512; ++i) x[i] = 0.f;  // an all-zero super-block
+  for (int64_t i = 512; i < 768; ++i) x[i] = static_cast<float>(i % 9 - 4) * 0.25f;  // ties
+  // Exact halves after scaling (the block maximum 127 makes the scale 1): rounding ties.
+  for (int64_t i = 768; i < 1024; ++i) x[i] = static_cast<float>(i % 20) - 9.5f;
+  x[768] = 127.f;
+  x[800] = -127.f;
+  x[700] = -1.0f;  // largest magnitude twice, negative first
+  x[701] = 1.0f;
+  for (const q::QuantKernels* t : tables()) {
+    for (DType type : {DType::Q8_0, DType::Q8_K}) {
+      const std::vector<uint8_t> expect = quantize_rows(type, x, 1, k);
+      std::vector<uint8_t> got(expect.size(), 0xCD);
+      (type == DType::Q8_0 ? t->quantize_q8_0 : t->quantize_q8_k)(x.data(), got.data(), k);
+      for (size_t i = 0; i < got.size(); ++i) {
+        ASSERT_EQ(got[i], expect[i]) << t->isa << " " << af::name(type) << " byte " << i;
+      }
+    }
+  }
+}
+
+TEST(QuantKernels, ReferenceDotIsCloseToTheFloatDot) {
+  for (DType type : kTypes) {
+    const q::QuantSlot slot = *q::quant_slot(type);
+    const DType act_type = q::vec_dot_type(type);
+    const int64_t k = 512;
+    const std::vector<float> wf = af::test::random_floats(k, -1.f, 1.f, 3);
+    const std::vector<float> xf = af::test::random_floats(k, -1.f, 1.f, 4);
+    const std::vector<uint8_t> w = quantize_rows(type, wf, 1, k);
+    const std::vector<uint8_t> a = quantize_rows(act_type, xf, 1, k);
+    std::vector<float> wd(k), xd(k);
+    af::quant::dequantize_row(type, w.data(), wd.data(), k);
+    af::quant::dequantize_row(act_type, a.data(), xd.data(), k);
+    double expect = 0, scale = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      expect += static_cast<double>(wd[i]) * xd[i];
+      scale += std::fabs(static_cast<double>(wd[i]) * xd[i]);
+    }
+    // The dot of the dequantized rows, up to float rounding.
+    EXPECT_NEAR(q::ref::dot(slot, k, w.data(), a.data()), expect, 1e-5 * scale) << af::name(type);
+  }
+}
+
+TEST(QuantMatmul, ResultsDoNotDependOnThreadCountOrIsa) {
+  for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::Q5_K}) {
+    const int64_t k = 512, n = 77;
+    const std::vector<float> wf = test_values(n, k, 5);
+    const std::vector<uint8_t> wq = quantize_rows(type, wf, n, k);
+    Tensor w = Tensor::zeros(type, Shape{n, k});
+    std::memcpy(w.mutable_data(), wq.data(), wq.size());
+    const std::vector<float> bias = af::test::random_floats(n, -1.f, 1.f, 6);
+    for (int64_t m : {1, 5, 9}) {
+      const std::vector<float> x = af::test::random_floats(static_cast<size_t>(m * k), -2, 2, 7);
+      std::vector<float> first;
+      for (const char* isa : {"scalar", "avx2", "avx512"}) {
+        if (std::string(isa) != "scalar" && !af::cpu::isa_supported(af::cpu::parse_isa(isa))) {
+          continue;
+        }
+        for (int threads : {1, 2, 3}) {
+          af::cpu::CpuBackend b({af::Device::cpu(), threads, isa});
+          std::vector<float> y(static_cast<size_t>(m * n));
+          b.matmul(x.data(), m, w, bias.data(), y.data());
+          if (first.empty()) {
+            first = y;
+            continue;
+          }
+          for (size_t i = 0; i < y.size(); ++i) {
+            ASSERT_TRUE(same_bits(y[i], first[i])) << af::name(type) << " m=" << m << " " << isa
+                                                   << " threads=" << threads << " i=" << i;
+          }
+        }
+      }
+      // And the product is the quantized approximation of x · wᵀ + bias.
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double ref = bias[j], mag = std::fabs(bias[j]);
+          for (int64_t t = 0; t < k; ++t) {
+            ref += static_cast<double>(x[i * k + t]) * wf[j * k + t];
+            mag += std::fabs(static_cast<double>(x[i * k + t]) * wf[j * k + t]);
+          }
+          ASSERT_NEAR(first[i * n + j], ref, 0.08 * mag) << af::name(type) << " " << i << "," << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantMatmul, QuantizedEmbeddingDequantizesRows) {
+  const int64_t vocab = 6, dim = 256;
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const std::vector<uint8_t> tq = quantize_rows(type, test_values(vocab, dim, 8), vocab, dim);
+    Tensor table = Tensor::zeros(type, Shape{vocab, dim});
+    std::memcpy(table.mutable_data(), tq.data(), tq.size());
+    af::cpu::CpuBackend b({af::Device::cpu(), 2, ""});
+    const int32_t ids[] = {5, 0, 3};
+    std::vector<float> y(3 * dim), expect(dim);
+    b.embedding(table, ids, 3, y.data());
+    const int64_t rb = af::row_bytes(type, dim);
+    for (int r = 0; r < 3; ++r) {
+      af::quant::dequantize_row(type, tq.data() + ids[r] * rb, expect.data(), dim);
+      EXPECT_EQ(0, std::memcmp(expect.data(), y.data() + r * dim, dim * 4)) << af::name(type);
+    }
+  }
+}
+
+TEST(QuantMatmul, RejectsRowsThatAreNotWholeBlocks) {
+  // Such a weight cannot even be built (the tensor's row size is checked), which is where the
+  // error surfaces for a file's tensor.
+  std::vector<float> x(600), y(4);
+  try {
+    const Tensor w = Tensor::zeros(DType::Q4_K, Shape{2, 300});
+    af::cpu::CpuBackend b({af::Device::cpu(), 1, ""});
+    b.matmul(x.data(), 1, w, nullptr, y.data());
+    FAIL() << "expected af::Error";
+  } catch (const af::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("q4_K"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("300"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
