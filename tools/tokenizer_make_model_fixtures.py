@@ -92,6 +92,7 @@ def split(pattern, behavior="isolated", invert=False):
 SPECS = {
     "bert": {"type": "BertPreTokenizer"},
     "whitespace_split": {"type": "WhitespaceSplit"},
+    "whitespace": {"type": "Whitespace"},
     "digits_individual": {"type": "Digits", "individual_digits": True},
     "digits_runs": {"type": "Digits", "individual_digits": False},
     "punctuation": {"type": "Punctuation", "behavior": "Isolated"},
