@@ -90,6 +90,35 @@ void add_token(Tokenizer::Impl& m, const json& t, int64_t id, const std::string&
   m.added.push_back(std::move(a));
 }
 
+std::string base64_decode(const std::string& text, const std::string& origin,
+                          const std::string& field) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '=') break;
+    const int v = value(c);
+    if (v < 0) bad(origin, field, "is not base64 (character " + std::to_string(i) + ")");
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
 void parse_normalizer(Tokenizer::Impl& m, const json& n) {
   if (n.is_null()) return;
   if (!n.is_object()) bad(m.origin, "normalizer", "must be an object");
@@ -119,6 +148,13 @@ void parse_normalizer(Tokenizer::Impl& m, const json& n) {
     if (flag(n, "handle_chinese_chars", true)) m.norm_steps.push_back(NormStep::kBertChinese);
     if (strip) m.norm_steps.push_back(NormStep::kBertStripAccents);
     if (lowercase) m.norm_steps.push_back(NormStep::kLowercase);
+  } else if (type == "Precompiled") {
+    const json cm = n.value("precompiled_charsmap", json());
+    if (cm.is_null()) return;  // an empty map changes nothing
+    const std::string blob = base64_decode(str(cm, m.origin, "normalizer.precompiled_charsmap"),
+                                           m.origin, "normalizer.precompiled_charsmap");
+    m.charsmap = PrecompiledCharsmap::parse(blob, m.origin + " normalizer.precompiled_charsmap");
+    m.norm_steps.push_back(NormStep::kPrecompiled);
   } else if (type == "Prepend" && n.value("prepend", "") == kMetaspace) {
     m.prepend = PrependScheme::kAlways;
   } else if (type == "Replace" && n.contains("pattern") && n["pattern"].is_object() &&

@@ -81,5 +81,31 @@ TEST(TokenizerUnicode, NonspacingMarks) {
   EXPECT_FALSE(is_nonspacing_mark('a'));
 }
 
+// Cluster lengths as Python's `regex` module splits them with \X.
+TEST(TokenizerUnicode, GraphemeClusters) {
+  const std::vector<std::pair<std::u32string, std::vector<size_t>>> cases = {
+      {U"e\u0301x", {2, 1}},
+      {U"\r\n\n", {2, 1}},
+      {U"\U0001F1E9\U0001F1EA\U0001F1E9\U0001F1EA\U0001F1E9", {2, 2, 1}},
+      {U"\U0001F468\u200d\U0001F469\u200d\U0001F467 a", {5, 1, 1}},
+      {U"\u1100\u1161\u11A8\u1100", {3, 1}},
+      {U"a\u0308b", {2, 1}},
+      {U"\u0915\u093f", {2}},
+      {U"\U0001F44D\U0001F3FD!", {2, 1}},
+      {U"a\u200d\U0001F469", {2, 1}},
+  };
+  for (const auto& [text, lengths] : cases) {
+    const std::vector<char32_t> cps(text.begin(), text.end());
+    std::vector<size_t> got;
+    for (size_t i = 0; i < cps.size();) {
+      const size_t end = grapheme_end(cps, i);
+      ASSERT_GT(end, i);
+      got.push_back(end - i);
+      i = end;
+    }
+    EXPECT_EQ(got, lengths) << encode_utf8(cps, 0, cps.size());
+  }
+}
+
 }  // namespace
 }  // namespace af::tok::detail
