@@ -39,7 +39,20 @@ nlohmann::json fixture() {
       test::read_text(test::fixtures_dir() + "/tokenizer/unicode_forms.json"));
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define AF_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AF_TEST_SANITIZED 1
+#endif
+#endif
+
 TEST(TokenizerUnicode, EveryCodePointMatchesPython) {
+#ifdef AF_TEST_SANITIZED
+  // 5.5 million normalisations take ~20 s under ASan; this is a data check that the plain
+  // build runs in under a second, and the sequence test below exercises the same code.
+  GTEST_SKIP() << "data check skipped under sanitizers";
+#endif
   const nlohmann::json fx = fixture();
   ASSERT_EQ(fx["unicode_version"].get<std::string>(), std::string(kUnicodeVersion));
   for (const char* form : {"NFC", "NFD", "NFKC", "NFKD", "lower"}) {
