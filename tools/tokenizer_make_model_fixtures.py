@@ -12,8 +12,9 @@ Hugging Face tokenizers library so that the C++ tests need no Python.
    - unigram_precompiled: a SentencePiece Unigram model trained with the sentencepiece library
      and a small custom normalisation rule set (NFKC of Latin-1, fullwidth forms, ligatures,
      circled numbers, number forms, letter + combining accent pairs), written as tokenizer.json
-     the way transformers' SpmConverter does (Precompiled normaliser holding SentencePiece's
-     charsmap, Metaspace), so that the Precompiled normaliser is checked against HF.
+     the way transformers' SpmConverter does for T5 / XLM-R (Precompiled normaliser holding
+     SentencePiece's charsmap, then Replace(" {2,}", " "); WhitespaceSplit + Metaspace), so that
+     the Precompiled normaliser is checked against HF.
    For each, <name>.json beside the other fixtures holds HF's ids of the strings of
    strings.json (encode without special tokens) and the decodings, as the other fixtures do.
 2. pretokenizers.json: for each pre-tokenizer specification (tokenizer.json "pre_tokenizer"
@@ -206,9 +207,15 @@ def sentencepiece_unigram(text):
     metaspace = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
                  "split": True}
     return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
-            "normalizer": {"type": "Precompiled",
-                           "precompiled_charsmap": base64.b64encode(charsmap).decode()},
-            "pre_tokenizer": metaspace, "post_processor": None, "decoder": metaspace,
+            # As T5 / XLM-R tokenizer.json files have them: runs of spaces collapsed after the
+            # charsmap, white space split before the Metaspace.
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Precompiled",
+                 "precompiled_charsmap": base64.b64encode(charsmap).decode()},
+                {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "WhitespaceSplit"}, metaspace]},
+            "post_processor": None, "decoder": metaspace,
             "model": {"type": "Unigram", "unk_id": sp.unk_id(), "vocab": vocab,
                       "byte_fallback": False}}
 

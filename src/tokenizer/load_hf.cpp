@@ -90,6 +90,17 @@ void add_token(Tokenizer::Impl& m, const json& t, int64_t id, const std::string&
   m.added.push_back(std::move(a));
 }
 
+// A literal Split pattern as a regex that matches exactly that text.
+std::string escape_regex(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos)
+      out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
 std::string base64_decode(const std::string& text, const std::string& origin,
                           const std::string& field) {
   auto value = [](char c) -> int {
@@ -159,7 +170,27 @@ void parse_normalizer(Tokenizer::Impl& m, const json& n) {
     m.prepend = PrependScheme::kAlways;
   } else if (type == "Replace" && n.contains("pattern") && n["pattern"].is_object() &&
              n["pattern"].value("String", "") == " " && n.value("content", "") == kMetaspace) {
-    m.metaspace = true;
+    m.metaspace = true;  // SentencePiece-style: applied with the "▁" handling of the model
+  } else if (type == "Replace") {
+    const json pat = n.value("pattern", json());
+    if (!pat.is_object()) bad(m.origin, "normalizer.pattern", "must be an object");
+    std::string pattern;
+    if (pat.contains("Regex")) {
+      pattern = str(pat["Regex"], m.origin, "normalizer.pattern.Regex");
+    } else if (pat.contains("String")) {
+      pattern = escape_regex(str(pat["String"], m.origin, "normalizer.pattern.String"));
+    } else {
+      bad(m.origin, "normalizer.pattern", "has neither Regex nor String");
+    }
+    ReplaceRule rule;
+    rule.pattern = std::make_shared<Regex>(pattern, m.origin + " normalizer Replace");
+    try {
+      rule.content = decode_utf8(str(n.value("content", json()), m.origin, "normalizer.content"));
+    } catch (const Error&) {
+      bad(m.origin, "normalizer.content", "is not valid UTF-8");
+    }
+    m.replace_rules.push_back(std::move(rule));
+    m.norm_steps.push_back(NormStep::kReplace);
   } else {
     fail(ErrorCode::kUnsupported, kComponent, m.origin, ": normalizer ", n.dump(),
          " is not supported yet");
@@ -177,17 +208,6 @@ SplitBehavior behavior_of(const std::string& origin, const json& p, SplitBehavio
   if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
   if (name == "Contiguous") return SplitBehavior::kContiguous;
   bad(origin, "pre_tokenizer.behavior", "\"" + name + "\" is not a split behaviour");
-}
-
-// A literal Split pattern as a regex that matches exactly that text.
-std::string escape_regex(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos)
-      out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
 }
 
 void parse_pre_tokenizer(Tokenizer::Impl& m, const json& p) {

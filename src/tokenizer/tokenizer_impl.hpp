@@ -114,7 +114,15 @@ enum class NormStep : uint8_t {
   kBertCleanText,     // drops NUL, U+FFFD and control characters, white space -> ' '
   kBertChinese,       // CJK ideographs get a space on each side
   kBertStripAccents,  // NFD, then drops nonspacing marks (Mn)
-  kPrecompiled        // SentencePiece's precompiled charsmap (T5, ALBERT, XLM-R, ...)
+  kPrecompiled,       // SentencePiece's precompiled charsmap (T5, ALBERT, XLM-R, ...)
+  kReplace            // HF Replace: the next entry of Impl::replace_rules
+};
+
+// HF's Replace normaliser: every match of a pattern (a literal string or a regex) becomes
+// `content`.
+struct ReplaceRule {
+  std::shared_ptr<const detail::Regex> pattern;
+  std::vector<char32_t> content;
 };
 
 // SentencePiece's precompiled normalisation map: a darts-clone double array over UTF-8 byte
@@ -193,9 +201,10 @@ struct Tokenizer::Impl {
 
   // ---- normalisation and pre-tokenisation ----
   std::vector<NormStep> norm_steps;
-  PrecompiledCharsmap charsmap;          // for NormStep::kPrecompiled
-  bool byte_level = false;               // GPT-2 bytes-to-unicode mapping before the model
-  bool byte_level_prefix_space = false;  // ByteLevel add_prefix_space
+  PrecompiledCharsmap charsmap;            // for NormStep::kPrecompiled
+  std::vector<ReplaceRule> replace_rules;  // for the NormStep::kReplace steps, in order
+  bool byte_level = false;                 // GPT-2 bytes-to-unicode mapping before the model
+  bool byte_level_prefix_space = false;    // ByteLevel add_prefix_space
   PreTokenizer pre = PreTokenizer::kNone;
   std::vector<PreSplit> splits;  // byte-level: after `pre`; others: the whole pre-tokenizer
   bool metaspace = false;        // ' ' -> "▁"

@@ -139,6 +139,8 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
 
 void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
   std::vector<char32_t> next;
+  size_t replace_index = 0;
+  std::vector<std::pair<size_t, size_t>> matches;
   for (NormStep step : norm_steps) {
     next.clear();
     switch (step) {
@@ -209,6 +211,19 @@ void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
             }
           }
         }
+        break;
+      }
+      case NormStep::kReplace: {
+        const ReplaceRule& rule = replace_rules.at(replace_index++);
+        matches.clear();
+        rule.pattern->find_all(cps.data(), cps.size(), matches);
+        size_t prev = 0;
+        for (auto [b, e] : matches) {
+          next.insert(next.end(), cps.begin() + prev, cps.begin() + b);
+          next.insert(next.end(), rule.content.begin(), rule.content.end());
+          prev = e;
+        }
+        next.insert(next.end(), cps.begin() + prev, cps.end());
         break;
       }
       case NormStep::kBertStripAccents:
