@@ -332,7 +332,11 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   info.context_length = context;
   info.bos_token_id = static_cast<int32_t>(config.get_int("bos_token_id", -1));
   info.eos_token_ids = config.eos_token_ids();
-  auto backend = make_backend({options.device, options.num_threads, options.isa});
+  BackendOptions backend_options{options.device, options.num_threads, options.isa};
+  // quantize = "bf16" opts in to bf16 dot products (activations rounded to bf16).
+  backend_options.bf16_dot =
+      !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
+  auto backend = make_backend(backend_options);
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }
