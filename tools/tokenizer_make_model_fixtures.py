@@ -8,7 +8,13 @@ Hugging Face tokenizers library so that the C++ tests need no Python.
    - wordpiece: BertNormalizer (clean text, CJK spacing, lower case, strip accents),
      BertPreTokenizer, WordPiece (##), WordPiece decoder, [CLS] $A [SEP] post-processor;
    - unigram: NFKC, Metaspace, Unigram with <unk>, Metaspace decoder;
-   - unigram_bytes: the same with byte_fallback and the 256 <0xXX> pieces.
+   - unigram_bytes: the same with byte_fallback and the 256 <0xXX> pieces;
+   - unigram_precompiled: a SentencePiece Unigram model trained with the sentencepiece library
+     and a small custom normalisation rule set (NFKC of Latin-1, fullwidth forms, ligatures,
+     circled numbers, number forms, letter + combining accent pairs), written as tokenizer.json
+     the way transformers' SpmConverter does for T5 / XLM-R (Precompiled normaliser holding
+     SentencePiece's charsmap, then Replace(" {2,}", " "); WhitespaceSplit + Metaspace), so that
+     the Precompiled normaliser is checked against HF.
    For each, <name>.json beside the other fixtures holds HF's ids of the strings of
    strings.json (encode without special tokens) and the decodings, as the other fixtures do.
 2. pretokenizers.json: for each pre-tokenizer specification (tokenizer.json "pre_tokenizer"
@@ -92,6 +98,7 @@ def split(pattern, behavior="isolated", invert=False):
 SPECS = {
     "bert": {"type": "BertPreTokenizer"},
     "whitespace_split": {"type": "WhitespaceSplit"},
+    "whitespace": {"type": "Whitespace"},
     "digits_individual": {"type": "Digits", "individual_digits": True},
     "digits_runs": {"type": "Digits", "individual_digits": False},
     "punctuation": {"type": "Punctuation", "behavior": "Isolated"},
@@ -127,6 +134,90 @@ def offsets(pre, strings):
     digits, all strings concatenated: small, and a mismatch still names the string."""
     return "".join(f"{fnv32([x for _, o in pre.pre_tokenize_str(s) for x in o]):08x}"
                    for s in strings)
+
+
+def protobuf_fields(b):
+    """(field number, value) pairs of a serialized protobuf message (enough for ModelProto)."""
+    def varint(i):
+        v, shift = 0, 0
+        while True:
+            x = b[i]
+            i += 1
+            v |= (x & 0x7F) << shift
+            shift += 7
+            if not x & 0x80:
+                return v, i
+    i = 0
+    while i < len(b):
+        key, i = varint(i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = varint(i)
+        elif wire == 2:
+            n, i = varint(i)
+            v, i = b[i:i + n], i + n
+        elif wire == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wire == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        yield field, v
+
+
+def sentencepiece_unigram(text):
+    import base64
+    import tempfile
+    import unicodedata
+
+    import sentencepiece as spm
+    rules = []
+    cands = (list(range(0xA0, 0x250)) + list(range(0xFF01, 0xFF5F)) +
+             list(range(0xFB00, 0xFB07)) + list(range(0x2460, 0x2474)) +
+             list(range(0x2150, 0x2190)))
+    for cp in cands:
+        n = unicodedata.normalize("NFKC", chr(cp))
+        if n != chr(cp):
+            rules.append((chr(cp), n))
+    for base in "aeiouAEIOUnNcC":
+        for mark in "\u0301\u0300\u0308\u0303\u0302\u0327":
+            n = unicodedata.normalize("NFKC", base + mark)
+            if n != base + mark:
+                rules.append((base + mark, n))
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "rules.tsv"), "w", encoding="utf-8") as f:
+            for a, b in rules:
+                f.write(" ".join(f"{ord(c):X}" for c in a) + "\t" +
+                        " ".join(f"{ord(c):X}" for c in b) + "\n")
+        with open(os.path.join(tmp, "train.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(t.replace("\n", " ") for t in text))
+        spm.SentencePieceTrainer.train(
+            input=os.path.join(tmp, "train.txt"), model_prefix=os.path.join(tmp, "m"),
+            vocab_size=3000, model_type="unigram", character_coverage=1.0, num_threads=1,
+            normalization_rule_tsv=os.path.join(tmp, "rules.tsv"), minloglevel=2,
+            remove_extra_whitespaces=False, add_dummy_prefix=True)
+        sp = spm.SentencePieceProcessor(model_file=os.path.join(tmp, "m.model"))
+    proto = sp.serialized_model_proto()
+    normalizer_spec = [v for f, v in protobuf_fields(proto) if f == 3][0]
+    charsmap = [v for f, v in protobuf_fields(normalizer_spec) if f == 2][0]
+    vocab = [[sp.id_to_piece(i), sp.get_score(i)] for i in range(sp.get_piece_size())]
+    special = [{"id": i, "content": sp.id_to_piece(i), "single_word": False, "lstrip": False,
+                "rstrip": False, "normalized": False, "special": True}
+               for i in (sp.unk_id(), sp.bos_id(), sp.eos_id()) if i >= 0]
+    metaspace = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
+                 "split": True}
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+            # As T5 / XLM-R tokenizer.json files have them: runs of spaces collapsed after the
+            # charsmap, white space split before the Metaspace.
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "Precompiled",
+                 "precompiled_charsmap": base64.b64encode(charsmap).decode()},
+                {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "WhitespaceSplit"}, metaspace]},
+            "post_processor": None, "decoder": metaspace,
+            "model": {"type": "Unigram", "unk_id": sp.unk_id(), "vocab": vocab,
+                      "byte_fallback": False}}
 
 
 def training_text():
@@ -196,6 +287,9 @@ def main():
         {"type": "ByteFallback"}, {"type": "Fuse"},
         {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
     record("unigram_bytes", Tokenizer.from_str(json.dumps(data)), strings)
+
+    record("unigram_precompiled", Tokenizer.from_str(json.dumps(sentencepiece_unigram(text))),
+           strings)
 
     result = {"strings": "strings.json", "specs": {}, "gguf_pre": {}}
     for name, spec in SPECS.items():

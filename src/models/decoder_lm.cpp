@@ -291,12 +291,22 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
 
 namespace {
 
-std::optional<DType> load_quantization(const std::string& option) {
-  if (option.empty()) return std::nullopt;
-  const std::optional<DType> type = dtype_from_name(option);
-  AF_CHECK(type && quant::is_supported(*type) && *type != DType::Q8_K, ErrorCode::kInvalidArgument,
-           "models", "quantize: unknown or unsupported type '", option,
-           "' (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k)");
+std::optional<DType> load_weight_type(const LoadOptions& options) {
+  std::optional<DType> type = options.dtype;
+  if (!options.quantize.empty()) {
+    const std::optional<DType> named = dtype_from_name(options.quantize);
+    AF_CHECK(named.has_value(), ErrorCode::kInvalidArgument, "models", "quantize: unknown type '",
+             options.quantize, "'");
+    AF_CHECK(!type || *type == *named, ErrorCode::kInvalidArgument, "models", "dtype ", name(*type),
+             " and quantize '", options.quantize, "' disagree");
+    type = named;
+  }
+  if (!type) return type;
+  const bool dense = *type == DType::F32 || *type == DType::F16 || *type == DType::BF16;
+  AF_CHECK(dense || (quant::is_supported(*type) && *type != DType::Q8_K),
+           ErrorCode::kInvalidArgument, "models", "weight type ", name(*type),
+           " is not supported (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, "
+           "q4_k, q5_k or q6_k)");
   return type;
 }
 
@@ -306,7 +316,7 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
                                           DecoderSpec spec, const LoadOptions& options) {
   nn::VarBuilder vb(*files.weights);
   DecoderWeights weights =
-      DecoderWeights::load(vb.with_quantization(load_quantization(options.quantize)), spec);
+      DecoderWeights::load(vb.with_quantization(load_weight_type(options)), spec);
   const int64_t context = options.context_length > 0
                               ? options.context_length
                               : std::max(spec.max_position_embeddings, options.min_context_length);
@@ -322,7 +332,11 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   info.context_length = context;
   info.bos_token_id = static_cast<int32_t>(config.get_int("bos_token_id", -1));
   info.eos_token_ids = config.eos_token_ids();
-  auto backend = make_backend({options.device, options.num_threads, options.isa});
+  BackendOptions backend_options{options.device, options.num_threads, options.isa};
+  // quantize = "bf16" opts in to bf16 dot products (activations rounded to bf16).
+  backend_options.bf16_dot =
+      !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
+  auto backend = make_backend(backend_options);
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }

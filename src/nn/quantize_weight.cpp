@@ -69,18 +69,32 @@ void release_file_pages(const Tensor& w) {
   }
 }
 
+bool is_dense_float(DType type) {
+  return type == DType::F32 || type == DType::F16 || type == DType::BF16;
+}
+
+void f32_to_row(const float* x, int64_t k, DType type, std::byte* dst) {
+  if (type == DType::F32) {
+    std::copy(x, x + k, reinterpret_cast<float*>(dst));
+    return;
+  }
+  auto* out = reinterpret_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < k; ++i)
+    out[i] = type == DType::F16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+}
+
 }  // namespace
 
 Tensor quantize_weight(const Tensor& w, DType type, const std::string& what) {
-  AF_CHECK(quant::is_supported(type), ErrorCode::kInvalidArgument, "nn", what,
-           ": cannot quantize to ", name(type));
-  if (w.dtype() != DType::F32 && w.dtype() != DType::F16 && w.dtype() != DType::BF16) return w;
+  AF_CHECK(is_dense_float(type) || quant::is_supported(type), ErrorCode::kInvalidArgument, "nn",
+           what, ": cannot convert weights to ", name(type));
+  if (!is_dense_float(w.dtype()) || w.dtype() == type) return w;
   AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, "nn", what,
-           ": only 2-D weights are quantized, got shape ", w.shape().str());
+           ": only 2-D weights are converted, got shape ", w.shape().str());
   const int64_t rows = w.shape()[0];
   const int64_t k = w.shape()[1];
   DType target = type;
-  if (k % info(target).block_size != 0) {
+  if (!is_dense_float(target) && k % info(target).block_size != 0) {
     const auto alt = fallback(target);
     if (!alt || k % info(*alt).block_size != 0) return w;
     target = *alt;
@@ -94,7 +108,11 @@ Tensor quantize_weight(const Tensor& w, DType type, const std::string& what) {
     std::vector<float> buf(static_cast<size_t>(k));
     for (int64_t r = rows * t / n_threads; r < rows * (t + 1) / n_threads; ++r) {
       row_to_f32(w, r, k, buf.data());
-      quant::quantize_row(target, buf.data(), dst + r * out_row, k);
+      if (is_dense_float(target)) {
+        f32_to_row(buf.data(), k, target, dst + r * out_row);
+      } else {
+        quant::quantize_row(target, buf.data(), dst + r * out_row, k);
+      }
     }
   };
   for (int64_t t = 1; t < n_threads; ++t) workers.emplace_back(work, t);

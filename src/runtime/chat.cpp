@@ -22,6 +22,10 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
   for (const ChatMessage& m : messages) {
     context["messages"].push_back({{"role", m.role}, {"content", m.content}});
   }
+  // As transformers' apply_chat_template, which always passes these (templates test both
+  // `tools is defined` and `tools is not none`).
+  context["tools"] = nullptr;
+  context["documents"] = nullptr;
   context["add_generation_prompt"] = add_generation_prompt;
   context["bos_token"] = bos_;
   context["eos_token"] = eos_;

@@ -92,8 +92,9 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
     const io::GgufValue* pre = g.find("tokenizer.ggml.pre");
     const std::string pre_name = pre ? pre->as_string("tokenizer.ggml.pre") : "gpt-2";
     m->splits = pre_tokenizer_for(pre_name, g.origin());
-    if (m->splits.size() == 1 && m->splits[0].kind == SplitKind::kLlama3) m->ignore_merges = true;
-    if (pre_name == "tekken") m->ignore_merges = true;
+    // As llama.cpp: these vocabularies emit a pre-token found whole in the vocabulary as is.
+    for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "tekken"})
+      if (pre_name == name) m->ignore_merges = true;
   } else if (model == "bert") {
     // llama.cpp's WPM vocabularies store a word-initial piece as "▁piece" and a continuation
     // as the bare text ("##" removed). Text goes through BERT's basic tokenizer (clean,

@@ -90,6 +90,46 @@ void add_token(Tokenizer::Impl& m, const json& t, int64_t id, const std::string&
   m.added.push_back(std::move(a));
 }
 
+// A literal Split pattern as a regex that matches exactly that text.
+std::string escape_regex(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos)
+      out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string base64_decode(const std::string& text, const std::string& origin,
+                          const std::string& field) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '=') break;
+    const int v = value(c);
+    if (v < 0) bad(origin, field, "is not base64 (character " + std::to_string(i) + ")");
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
 void parse_normalizer(Tokenizer::Impl& m, const json& n) {
   if (n.is_null()) return;
   if (!n.is_object()) bad(m.origin, "normalizer", "must be an object");
@@ -119,11 +159,38 @@ void parse_normalizer(Tokenizer::Impl& m, const json& n) {
     if (flag(n, "handle_chinese_chars", true)) m.norm_steps.push_back(NormStep::kBertChinese);
     if (strip) m.norm_steps.push_back(NormStep::kBertStripAccents);
     if (lowercase) m.norm_steps.push_back(NormStep::kLowercase);
+  } else if (type == "Precompiled") {
+    const json cm = n.value("precompiled_charsmap", json());
+    if (cm.is_null()) return;  // an empty map changes nothing
+    const std::string blob = base64_decode(str(cm, m.origin, "normalizer.precompiled_charsmap"),
+                                           m.origin, "normalizer.precompiled_charsmap");
+    m.charsmap = PrecompiledCharsmap::parse(blob, m.origin + " normalizer.precompiled_charsmap");
+    m.norm_steps.push_back(NormStep::kPrecompiled);
   } else if (type == "Prepend" && n.value("prepend", "") == kMetaspace) {
     m.prepend = PrependScheme::kAlways;
   } else if (type == "Replace" && n.contains("pattern") && n["pattern"].is_object() &&
              n["pattern"].value("String", "") == " " && n.value("content", "") == kMetaspace) {
-    m.metaspace = true;
+    m.metaspace = true;  // SentencePiece-style: applied with the "▁" handling of the model
+  } else if (type == "Replace") {
+    const json pat = n.value("pattern", json());
+    if (!pat.is_object()) bad(m.origin, "normalizer.pattern", "must be an object");
+    std::string pattern;
+    if (pat.contains("Regex")) {
+      pattern = str(pat["Regex"], m.origin, "normalizer.pattern.Regex");
+    } else if (pat.contains("String")) {
+      pattern = escape_regex(str(pat["String"], m.origin, "normalizer.pattern.String"));
+    } else {
+      bad(m.origin, "normalizer.pattern", "has neither Regex nor String");
+    }
+    ReplaceRule rule;
+    rule.pattern = std::make_shared<Regex>(pattern, m.origin + " normalizer Replace");
+    try {
+      rule.content = decode_utf8(str(n.value("content", json()), m.origin, "normalizer.content"));
+    } catch (const Error&) {
+      bad(m.origin, "normalizer.content", "is not valid UTF-8");
+    }
+    m.replace_rules.push_back(std::move(rule));
+    m.norm_steps.push_back(NormStep::kReplace);
   } else {
     fail(ErrorCode::kUnsupported, kComponent, m.origin, ": normalizer ", n.dump(),
          " is not supported yet");
@@ -141,17 +208,6 @@ SplitBehavior behavior_of(const std::string& origin, const json& p, SplitBehavio
   if (name == "MergedWithNext") return SplitBehavior::kMergedWithNext;
   if (name == "Contiguous") return SplitBehavior::kContiguous;
   bad(origin, "pre_tokenizer.behavior", "\"" + name + "\" is not a split behaviour");
-}
-
-// A literal Split pattern as a regex that matches exactly that text.
-std::string escape_regex(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (std::string_view("\\^$.|?*+()[]{}-/").find(c) != std::string_view::npos)
-      out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
 }
 
 void parse_pre_tokenizer(Tokenizer::Impl& m, const json& p) {

@@ -10,7 +10,10 @@ namespace af::tok::detail {
 
 namespace {
 constexpr char kComponent[] = "tokenizer";
-}
+// Oniguruma's Unicode \w (Alphabetic, marks, decimal numbers, connector punctuation, joiners);
+// PCRE2 10.42's leaves the marks out.
+constexpr const char* kWord = "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}";
+}  // namespace
 
 struct Regex::Code {
   pcre2_code* code = nullptr;
@@ -30,6 +33,10 @@ std::string oniguruma_to_pcre2(std::string_view p) {
         out += in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
       } else if (e == 'S' && !in_class) {
         out += "[^\\s\\x{85}]";
+      } else if (e == 'w') {
+        out += in_class ? kWord : "[" + std::string(kWord) + "]";
+      } else if (e == 'W' && !in_class) {
+        out += "[^" + std::string(kWord) + "]";
       } else {
         out.push_back('\\');
         out.push_back(e);

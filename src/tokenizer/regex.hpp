@@ -33,7 +33,7 @@ class Regex {
 };
 
 // The pattern rewritten for PCRE2 where Oniguruma's meaning differs: \s also matches U+0085
-// (Oniguruma's \s is White_Space; PCRE2's leaves NEL out).
+// (Oniguruma's \s is White_Space; PCRE2's leaves NEL out), \w also matches marks.
 std::string oniguruma_to_pcre2(std::string_view pattern);
 
 }  // namespace af::tok::detail

@@ -110,10 +110,31 @@ enum class NormStep : uint8_t {
   kNfkc,
   kNfkd,
   kLowercase,
-  kStripAccents,     // HF StripAccents: drops combining marks (general category M)
-  kBertCleanText,    // drops NUL, U+FFFD and control characters, white space -> ' '
-  kBertChinese,      // CJK ideographs get a space on each side
-  kBertStripAccents  // NFD, then drops nonspacing marks (Mn)
+  kStripAccents,      // HF StripAccents: drops combining marks (general category M)
+  kBertCleanText,     // drops NUL, U+FFFD and control characters, white space -> ' '
+  kBertChinese,       // CJK ideographs get a space on each side
+  kBertStripAccents,  // NFD, then drops nonspacing marks (Mn)
+  kPrecompiled,       // SentencePiece's precompiled charsmap (T5, ALBERT, XLM-R, ...)
+  kReplace            // HF Replace: the next entry of Impl::replace_rules
+};
+
+// HF's Replace normaliser: every match of a pattern (a literal string or a regex) becomes
+// `content`.
+struct ReplaceRule {
+  std::shared_ptr<const detail::Regex> pattern;
+  std::vector<char32_t> content;
+};
+
+// SentencePiece's precompiled normalisation map: a darts-clone double array over UTF-8 byte
+// strings whose values are offsets of NUL-terminated replacements in `replacements`.
+struct PrecompiledCharsmap {
+  std::vector<uint32_t> units;
+  std::string replacements;
+  // Parses the serialized map (uint32 LE size of the array in bytes, the array, the
+  // replacement strings); throws kFormat naming `origin` when it is inconsistent.
+  static PrecompiledCharsmap parse(std::string_view blob, const std::string& origin);
+  // The replacement of the shortest prefix of `text` that the map holds, or nullptr.
+  const char* lookup(std::string_view text, size_t& replacement_len) const;
 };
 
 // How one pre-tokenizer step cuts the pieces it is given, as HF's Split / Digits /
@@ -180,8 +201,10 @@ struct Tokenizer::Impl {
 
   // ---- normalisation and pre-tokenisation ----
   std::vector<NormStep> norm_steps;
-  bool byte_level = false;               // GPT-2 bytes-to-unicode mapping before the model
-  bool byte_level_prefix_space = false;  // ByteLevel add_prefix_space
+  PrecompiledCharsmap charsmap;            // for NormStep::kPrecompiled
+  std::vector<ReplaceRule> replace_rules;  // for the NormStep::kReplace steps, in order
+  bool byte_level = false;                 // GPT-2 bytes-to-unicode mapping before the model
+  bool byte_level_prefix_space = false;    // ByteLevel add_prefix_space
   PreTokenizer pre = PreTokenizer::kNone;
   std::vector<PreSplit> splits;  // byte-level: after `pre`; others: the whole pre-tokenizer
   bool metaspace = false;        // ' ' -> "▁"

@@ -288,6 +288,59 @@ bool is_nonspacing_mark(char32_t cp) {
 
 bool is_control(char32_t cp) { return in_ranges(kControls, kNumControls, cp); }
 
+GraphemeBreak grapheme_break(char32_t cp) {
+  if (cp >= 0x20 && cp < 0x7F) return GraphemeBreak::kOther;
+  const GraphemeRange* end = kGraphemeRanges + kNumGraphemeRanges;
+  const GraphemeRange* it = std::upper_bound(
+      kGraphemeRanges, end, cp, [](char32_t c, const GraphemeRange& r) { return c < r.first; });
+  if (it == kGraphemeRanges) return GraphemeBreak::kOther;
+  --it;
+  return cp <= it->last ? static_cast<GraphemeBreak>(it->value) : GraphemeBreak::kOther;
+}
+
+size_t grapheme_end(const std::vector<char32_t>& cps, size_t begin) {
+  using G = GraphemeBreak;
+  const size_t n = cps.size();
+  if (begin >= n) return n;
+  G prev = grapheme_break(cps[begin]);
+  bool emoji = prev == G::kExtPict;  // ExtPict Extend* seen so far (for GB11)
+  bool emoji_zwj = false;            // ... followed by ZWJ
+  size_t regional = prev == G::kRegionalIndicator ? 1 : 0;
+  size_t j = begin + 1;
+  for (; j < n; ++j) {
+    const G cur = grapheme_break(cps[j]);
+    bool join;
+    if (prev == G::kCr && cur == G::kLf) {
+      join = true;  // GB3
+    } else if (prev == G::kCr || prev == G::kLf || prev == G::kControl || cur == G::kCr ||
+               cur == G::kLf || cur == G::kControl) {
+      join = false;  // GB4, GB5
+    } else if (prev == G::kL && (cur == G::kL || cur == G::kV || cur == G::kLv || cur == G::kLvt)) {
+      join = true;  // GB6
+    } else if ((prev == G::kLv || prev == G::kV) && (cur == G::kV || cur == G::kT)) {
+      join = true;  // GB7
+    } else if ((prev == G::kLvt || prev == G::kT) && cur == G::kT) {
+      join = true;  // GB8
+    } else if (cur == G::kExtend || cur == G::kZwj || cur == G::kSpacingMark) {
+      join = true;  // GB9, GB9a
+    } else if (prev == G::kPrepend) {
+      join = true;  // GB9b
+    } else if (emoji_zwj && cur == G::kExtPict) {
+      join = true;  // GB11
+    } else if (prev == G::kRegionalIndicator && cur == G::kRegionalIndicator) {
+      join = regional % 2 == 1;  // GB12, GB13
+    } else {
+      join = false;  // GB999
+    }
+    if (!join) break;
+    emoji_zwj = emoji && cur == G::kZwj;
+    emoji = (emoji && cur == G::kExtend) || cur == G::kExtPict;
+    regional = cur == G::kRegionalIndicator ? regional + 1 : 0;
+    prev = cur;
+  }
+  return j;
+}
+
 std::vector<char32_t> nfc(const std::vector<char32_t>& cps) {
   // Nothing below U+0300 decomposes into or composes with anything under NFC.
   if (std::all_of(cps.begin(), cps.end(), [](char32_t c) { return c < 0x300; })) return cps;

@@ -56,6 +56,28 @@ void append_lower(std::vector<char32_t>& out, char32_t cp);
 bool is_nonspacing_mark(char32_t cp);  // general category Mn
 bool is_control(char32_t cp);          // general category Cc, Cf, Co or Cs
 
+// Grapheme_Cluster_Break values (UAX #29), plus kExtPict for Extended_Pictographic.
+enum class GraphemeBreak : uint8_t {
+  kOther,
+  kCr,
+  kLf,
+  kControl,
+  kExtend,
+  kZwj,
+  kRegionalIndicator,
+  kPrepend,
+  kSpacingMark,
+  kL,
+  kV,
+  kT,
+  kLv,
+  kLvt,
+  kExtPict
+};
+GraphemeBreak grapheme_break(char32_t cp);
+// End of the extended grapheme cluster that starts at cps[begin] (UAX #29 rules GB3-GB13).
+size_t grapheme_end(const std::vector<char32_t>& cps, size_t begin);
+
 // ---- generated tables (unicode_data.cpp) ----
 struct ClassRange {
   char32_t first, last;
@@ -88,6 +110,13 @@ extern const Expansion kNfd[], kNfkd[], kLower[];  // sorted by cp
 extern const size_t kNumNfd, kNumNfkd, kNumLower;
 extern const CharRange kNonspacingMarks[];
 extern const size_t kNumNonspacingMarks;
+struct GraphemeRange {
+  char32_t first, last;
+  uint8_t value;  // GraphemeBreak
+};
+extern const GraphemeRange kGraphemeRanges[];
+extern const size_t kNumGraphemeRanges;
+extern const char kGraphemeUnicodeVersion[];
 extern const CharRange kControls[];
 extern const size_t kNumControls;
 

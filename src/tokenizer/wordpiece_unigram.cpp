@@ -139,6 +139,8 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
 
 void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
   std::vector<char32_t> next;
+  size_t replace_index = 0;
+  std::vector<std::pair<size_t, size_t>> matches;
   for (NormStep step : norm_steps) {
     next.clear();
     switch (step) {
@@ -181,6 +183,49 @@ void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
           if (cjk) next.push_back(U' ');
         }
         break;
+      case NormStep::kPrecompiled: {
+        // HF's Precompiled: a whole grapheme cluster (under 6 bytes) is looked up first, then
+        // each of its characters.
+        std::string chunk;
+        size_t len = 0;
+        auto append = [&](const char* rep) {
+          for (char32_t c : detail::decode_utf8(std::string_view(rep, len))) next.push_back(c);
+        };
+        for (size_t i = 0; i < cps.size();) {
+          const size_t end = detail::grapheme_end(cps, i);
+          chunk = detail::encode_utf8(cps, i, end);
+          if (chunk.size() < 6) {
+            if (const char* rep = charsmap.lookup(chunk, len)) {
+              append(rep);
+              i = end;
+              continue;
+            }
+          }
+          for (; i < end; ++i) {
+            chunk.clear();
+            detail::append_utf8(chunk, cps[i]);
+            if (const char* rep = charsmap.lookup(chunk, len)) {
+              append(rep);
+            } else {
+              next.push_back(cps[i]);
+            }
+          }
+        }
+        break;
+      }
+      case NormStep::kReplace: {
+        const ReplaceRule& rule = replace_rules.at(replace_index++);
+        matches.clear();
+        rule.pattern->find_all(cps.data(), cps.size(), matches);
+        size_t prev = 0;
+        for (auto [b, e] : matches) {
+          next.insert(next.end(), cps.begin() + prev, cps.begin() + b);
+          next.insert(next.end(), rule.content.begin(), rule.content.end());
+          prev = e;
+        }
+        next.insert(next.end(), cps.begin() + prev, cps.end());
+        break;
+      }
       case NormStep::kBertStripAccents:
         for (char32_t c : detail::normalize(detail::NormalForm::kNfd, cps))
           if (!detail::is_nonspacing_mark(c)) next.push_back(c);
@@ -188,6 +233,52 @@ void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
     }
     cps.swap(next);
   }
+}
+
+PrecompiledCharsmap PrecompiledCharsmap::parse(std::string_view blob, const std::string& origin) {
+  AF_CHECK(blob.size() >= 4, ErrorCode::kFormat, kComponent, origin,
+           ": precompiled_charsmap is shorter than its header");
+  uint32_t trie_bytes = 0;
+  for (int k = 3; k >= 0; --k) trie_bytes = (trie_bytes << 8) | static_cast<uint8_t>(blob[k]);
+  AF_CHECK(trie_bytes % 4 == 0 && trie_bytes <= blob.size() - 4, ErrorCode::kFormat, kComponent,
+           origin, ": precompiled_charsmap array size ", trie_bytes, " does not fit its ",
+           blob.size(), " bytes");
+  PrecompiledCharsmap m;
+  m.units.resize(trie_bytes / 4);
+  for (size_t i = 0; i < m.units.size(); ++i) {
+    uint32_t u = 0;
+    for (int k = 3; k >= 0; --k) u = (u << 8) | static_cast<uint8_t>(blob[4 + 4 * i + k]);
+    m.units[i] = u;
+  }
+  m.replacements = std::string(blob.substr(4 + trie_bytes));
+  return m;
+}
+
+const char* PrecompiledCharsmap::lookup(std::string_view text, size_t& replacement_len) const {
+  // darts-clone unit: bits 0-7 label (bit 31 set on value units), bit 8 "has leaf", bits 10-30
+  // offset (shifted by 8 more when bit 9 is set), value units: bits 0-30.
+  auto offset = [](uint32_t u) { return (u >> 10) << ((u & (1u << 9)) >> 6); };
+  if (units.empty()) return nullptr;
+  size_t pos = offset(units[0]);
+  for (unsigned char c : text) {
+    if (c == 0) return nullptr;
+    pos ^= c;
+    if (pos >= units.size()) return nullptr;
+    const uint32_t u = units[pos];
+    if ((u & ((1u << 31) | 0xFFu)) != c) return nullptr;
+    pos ^= offset(u);
+    if ((u >> 8) & 1) {
+      if (pos >= units.size()) return nullptr;
+      const size_t value = units[pos] & 0x7FFFFFFFu;
+      AF_CHECK(value < replacements.size(), ErrorCode::kFormat, kComponent,
+               "precompiled_charsmap replacement offset ", value, " is outside its ",
+               replacements.size(), " bytes");
+      const size_t nul = replacements.find('\0', value);
+      replacement_len = (nul == std::string::npos ? replacements.size() : nul) - value;
+      return replacements.data() + value;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace af::tok

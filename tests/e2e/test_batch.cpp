@@ -116,3 +116,38 @@ TEST(BatchedForward, BadBatchesThrowBeforeChangingState) {
 
 }  // namespace
 }  // namespace af
+
+namespace af {
+namespace {
+
+TEST(LoadOptionsDtype, ConvertsOrQuantizesWeightsAtLoad) {
+  const std::vector<int32_t> ids = {1, 7, 42, 9, 100, 3, 77};
+  models::LoadOptions options;
+  options.num_threads = 2;
+  const std::string path = test::fixtures_dir() + "/models/llama_gqa";
+  const std::vector<float> f32 = models::load(path, options)->forward(ids, true);
+  auto max_diff = [&](const std::vector<float>& other) {
+    double d = 0;
+    for (size_t i = 0; i < f32.size(); ++i) d = std::max<double>(d, std::fabs(f32[i] - other[i]));
+    return d;
+  };
+  options.dtype = DType::F32;
+  EXPECT_EQ(max_diff(models::load(path, options)->forward(ids, true)), 0.0);
+  options.dtype = DType::BF16;
+  const std::vector<float> bf16 = models::load(path, options)->forward(ids, true);
+  EXPECT_GT(max_diff(bf16), 0.0);   // really converted
+  EXPECT_LT(max_diff(bf16), 5e-2);  // within bfloat16 rounding
+  options.dtype = DType::Q8_0;
+  const std::vector<float> q8 = models::load(path, options)->forward(ids, true);
+  options.dtype.reset();
+  options.quantize = "q8_0";
+  EXPECT_EQ(max_diff(q8), max_diff(models::load(path, options)->forward(ids, true)));
+  options.dtype = DType::Q4_0;  // disagrees with quantize
+  EXPECT_THROW(models::load(path, options), Error);
+  options.quantize.clear();
+  options.dtype = DType::I32;
+  EXPECT_THROW(models::load(path, options), Error);
+}
+
+}  // namespace
+}  // namespace af

@@ -323,3 +323,26 @@ TEST(Session, UnknownArchitectureAndMissingTokenizerAreClearErrors) {
 
 }  // namespace
 }  // namespace af
+
+namespace af {
+namespace {
+
+TEST(SessionChat, RendersTheModelTemplateAsTransformersDoes) {
+  const std::string dir = test::testdata_dir() + "/templates/";
+  AF_REQUIRE_TESTDATA(dir + "expected/conversation.json");
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/models/stories260K-hf");
+  Session s = SessionBuilder()
+                  .chat_template(test::read_text(dir + "Qwen-Qwen2.5-7B-Instruct.jinja"))
+                  .build(models::load(test::testdata_dir() + "/models/stories260K-hf"));
+  const std::vector<ChatMessage> messages = {{"system", "You are a helpful assistant."},
+                                             {"user", "Hello! What is 2+2?"},
+                                             {"assistant", "2+2 equals 4."},
+                                             {"user", "Thanks. Now tell me a short joke."}};
+  EXPECT_EQ(s.render_chat(messages, true),
+            test::read_text(dir + "expected/Qwen-Qwen2.5-7B-Instruct.gen.txt"));
+  EXPECT_EQ(s.render_chat(messages, false),
+            test::read_text(dir + "expected/Qwen-Qwen2.5-7B-Instruct.nogen.txt"));
+}
+
+}  // namespace
+}  // namespace af

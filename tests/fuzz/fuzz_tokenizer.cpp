@@ -86,7 +86,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
           "/tokenizer/ggml-vocab-bert-bge.gguf", "/tokenizer/hf/qwen2.5",
           "/tokenizer/hf/phi-3-mini/tokenizer.json"})
       try_load(data + rel);
-    for (const char* name : {"wordpiece", "unigram", "unigram_bytes"})
+    for (const char* name : {"wordpiece", "unigram", "unigram_bytes", "unigram_precompiled"})
       try_load(source_root() + "/tests/fixtures/tokenizer/models/" + name + ".json");
   }
   if (tokenizers().empty()) load_fallback();

@@ -7,6 +7,7 @@
 
 #include "af/core/error.hpp"
 #include "af/tokenizer/chat_template.hpp"
+#include "io_test_util.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -113,6 +114,10 @@ TEST(ChatTemplate, LimitsStopRunawayTemplates) {
                      "%}{% endfor %}")
                 .find("nested deeper"),
             std::string::npos);
+  // A 20000-term operator chain parses, refuses to evaluate that deep, and is freed iteratively.
+  std::string chain = "{{ ";
+  for (int i = 0; i < 20000; ++i) chain += "1+";
+  EXPECT_NE(error_of(chain + "1 }}").find("recursion deeper"), std::string::npos);
   // A namespace holding itself is printed without endless recursion and freed (ASan/LSan).
   EXPECT_NE(error_of("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}").find("too deeply"),
             std::string::npos);
@@ -194,6 +199,29 @@ TEST_F(FindChatTemplate, ChatTemplateJinjaWins) {
   write("chat_template.jinja", "from jinja file\n");
   EXPECT_EQ(tok::find_chat_template(dir_.string()), "from jinja file\n");
   EXPECT_THROW(tok::find_chat_template((dir_ / "missing").string()), Error);
+}
+
+TEST(FindChatTemplateGguf, ReadsTokenizerChatTemplateMetadata) {
+  io::test::TempDir dir;
+  const auto with = dir.path() / "with.gguf";
+  io::test::write_file(
+      with, io::test::GgufBuilder()
+                .kv_str("general.architecture", "llama")
+                .kv_str("tokenizer.chat_template", "{{ bos_token }}{{ messages[0].content }}")
+                .build());
+  const auto tpl = tok::find_chat_template(with.string());
+  ASSERT_TRUE(tpl.has_value());
+  EXPECT_EQ(tok::ChatTemplate::parse(*tpl).render(ordered_json{
+                {"bos_token", "<s>"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}),
+            "<s>hi");
+  const auto without = dir.path() / "without.gguf";
+  io::test::write_file(without,
+                       io::test::GgufBuilder().kv_str("general.architecture", "llama").build());
+  EXPECT_EQ(tok::find_chat_template(without.string()), std::nullopt);
+  const auto wrong_type = dir.path() / "wrong.gguf";
+  io::test::write_file(wrong_type,
+                       io::test::GgufBuilder().kv_u32("tokenizer.chat_template", 7).build());
+  EXPECT_THROW(tok::find_chat_template(wrong_type.string()), Error);
 }
 
 TEST(FindChatTemplateTestdata, QwenConfigAndStoriesModels) {

@@ -65,6 +65,9 @@ TEST(TokenizerHfFixtures, Qwen25) { check_fixture("qwen25", "tokenizer/hf/qwen2.
 // Tiny tokenizers trained with HF tokenizers by tools/tokenizer_make_model_fixtures.py.
 TEST(TokenizerHfFixtures, WordPiece) { check_fixture("wordpiece", "models/wordpiece.json", true); }
 TEST(TokenizerHfFixtures, Unigram) { check_fixture("unigram", "models/unigram.json", true); }
+TEST(TokenizerHfFixtures, UnigramPrecompiledNormalizer) {
+  check_fixture("unigram_precompiled", "models/unigram_precompiled.json", true);
+}
 TEST(TokenizerHfFixtures, UnigramByteFallback) {
   check_fixture("unigram_bytes", "models/unigram_bytes.json", true);
 }

@@ -3,6 +3,7 @@
 // logits, cache position, architecture facts).
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,6 +14,10 @@
 namespace af::models {
 
 struct LoadOptions {
+  // Storage type of the matmul weights (Linear layers and the token embedding; norms and biases
+  // stay float32): F32 / F16 / BF16 convert float weights at load, a block type (Q8_0, Q4_0,
+  // Q4_K, ...) quantizes them as `quantize` does. Unset: as stored. Computation is float32.
+  std::optional<DType> dtype = {};
   Device device = Device::cpu();
   int num_threads = 0;             // 0: all hardware threads
   int64_t context_length = 0;      // KV cache rows; 0: the model's max_position_embeddings,
@@ -20,7 +25,10 @@ struct LoadOptions {
   std::string isa = {};            // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
   // Quantize float matmul weights (Linear layers and the token embedding, not norms or biases)
   // at load, e.g. "q8_0", "q4_0", "q4_k"; "" keeps them as stored. Rows that are not whole
-  // blocks fall back as llama.cpp does. Only the quantized copy stays resident.
+  // blocks fall back as llama.cpp does. Only the quantized copy stays resident. The same as
+  // dtype, by name (for command lines); both set must agree. One difference: "bf16" here also
+  // computes with AVX512_BF16 dot products where the CPU has them (activations rounded to bf16
+  // too: slightly different results from the exact float32 path that dtype = BF16 keeps).
   std::string quantize = {};
 };
 

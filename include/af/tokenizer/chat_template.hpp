@@ -36,7 +36,8 @@ class ChatTemplate {
   // absent stays undefined (`is defined` is false), as in Jinja. raise_exception("msg") and all
   // runtime errors (undefined attribute access, type errors, exceeded limits) throw af::Error
   // (kInvalidArgument) whose message ends with the template's text, e.g. "...: boom".
-  // strftime_now uses the real local clock.
+  // strftime_now uses the real local clock. const and thread-safe: every call renders with its
+  // own state over the shared, immutable parsed template.
   std::string render(const nlohmann::ordered_json& context,
                      const TemplateLimits& limits = {}) const;
   std::string render(const nlohmann::json& context, const TemplateLimits& limits = {}) const;

@@ -7,8 +7,8 @@
 // (GPT-2, Qwen2, Llama 3, DeepSeek, Falcon, StarCoder, ...; GGUF "gpt2" with the split regexes
 // of tokenizer.ggml.pre, tokenizer.json BPE with ByteLevel / Split pre-tokenizers, or the
 // vocab.json + merges.txt pair), WordPiece (BERT; tokenizer.json "WordPiece", GGUF "bert") and
-// Unigram (tokenizer.json "Unigram"; not the Precompiled normaliser). All errors are af::Error
-// with component "tokenizer".
+// Unigram (tokenizer.json "Unigram", with SentencePiece's Precompiled normaliser). All errors
+// are af::Error with component "tokenizer".
 #include <cstdint>
 #include <memory>
 #include <span>

@@ -45,6 +45,26 @@ struct Expr {
   std::vector<ExprPtr> args;
   std::vector<std::pair<std::string, ExprPtr>> keyword;
   std::vector<std::string> ops;
+
+  Expr() = default;
+  Expr(const Expr&) = delete;
+  Expr& operator=(const Expr&) = delete;
+  // Long operator chains ("1+1+...") nest deeply; tear them down without recursion.
+  ~Expr() {
+    std::vector<ExprPtr> pending;
+    auto detach = [&pending](Expr& e) {
+      for (auto& a : e.args)
+        if (a) pending.push_back(std::move(a));
+      for (auto& kv : e.keyword)
+        if (kv.second) pending.push_back(std::move(kv.second));
+    };
+    detach(*this);
+    while (!pending.empty()) {
+      ExprPtr e = std::move(pending.back());
+      pending.pop_back();
+      detach(*e);
+    }
+  }
 };
 
 struct Stmt {

@@ -342,13 +342,16 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
                            bool escape_args = false) {
   List positional;
   const Dict* mapping = nullptr;
+  // As Python: a tuple spreads; anything else is the single argument; dicts (and lists, which
+  // Python also treats as mappings here) excuse unused arguments.
   if (args.kind == Kind::kTuple) {
     positional = *args.list;
-  } else if (args.kind == Kind::kDict) {
-    mapping = args.dict.get();
   } else {
     positional.push_back(args);
   }
+  if (args.kind == Kind::kDict) mapping = args.dict.get();
+  const bool mapping_like =
+      args.kind == Kind::kDict || args.kind == Kind::kList || args.kind == Kind::kUndefined;
   size_t next = 0;
   std::string out;
   for (size_t i = 0; i < fmt.size(); ++i) {
@@ -423,7 +426,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
     }
     in.check_size(out.size());
   }
-  if (!mapping && next < positional.size())
+  if (!mapping_like && next < positional.size())
     in.fail("not all arguments converted during string formatting");
   return out;
 }
@@ -655,6 +658,9 @@ Value round_value(Interpreter& in, const Value& v, CallArgs& args) {
   if (precision < -300 || precision > 300) in.fail("round precision out of range");
   const double scale = std::pow(10.0, static_cast<double>(precision));
   const double x = v.as_double() * scale;
+  if (method == "common" && v.kind != Kind::kFloat && precision >= 0) {
+    return Value::from_int(as_int(v));  // round(int) stays an int in Python
+  }
   double r;
   if (method == "common") {
     r = std::nearbyint(x);  // Python's round(): half to even
@@ -669,6 +675,10 @@ Value round_value(Interpreter& in, const Value& v, CallArgs& args) {
 }
 
 Value indent(Interpreter& in, const Value& v, CallArgs& args) {
+  if (!v.is_string()) {
+    if (v.is_undefined()) in.fail(v.text.empty() ? "undefined value" : v.text);
+    in.fail(std::string("unsupported operand type(s) for +=: '") + v.type_name() + "' and 'str'");
+  }
   Params p(in, "indent", args, {"width", "first", "blank"});
   std::string unit;
   if (p.given(0) && p.get(0).is_string()) {
@@ -807,6 +817,8 @@ Value unique_items(Interpreter& in, const Value& v, CallArgs& args) {
   for (const Value& item : items) {
     const Value k =
         lower_if_string(p.given(1) ? attribute_path(in, item, p.get(1)) : item, case_sensitive);
+    if (k.kind == Kind::kList || k.kind == Kind::kDict || k.kind == Kind::kNamespace)
+      in.fail(std::string("unhashable type: '") + k.type_name() + "'");
     bool dup = false;
     for (const Value& s : seen) dup = dup || values_equal(s, k);
     if (!dup) {
@@ -992,6 +1004,14 @@ Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
       return Value::undefined(std::string("'") +
                               (obj.kind == Kind::kDict ? "dict object" : "Namespace") +
                               "' has no attribute '" + name + "'");
+    case Kind::kBool:
+    case Kind::kInt:
+    case Kind::kFloat:
+      // Python numbers' .real and .imag.
+      if (name == "real") return obj.kind == Kind::kFloat ? obj : Value::from_int(as_int(obj));
+      if (name == "imag")
+        return obj.kind == Kind::kFloat ? Value::from_float(0) : Value::from_int(0);
+      [[fallthrough]];
     default:
       return Value::undefined(std::string("'") + (obj.is_none() ? "None" : obj.type_name()) +
                               "' has no attribute '" + name + "'");
@@ -1061,6 +1081,7 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
   } else {
     if (obj.is_undefined())
       in.fail(obj.text.empty() ? "undefined value is not subscriptable" : obj.text);
+    // Jinja compiles slices to plain Python subscription: other objects raise TypeError.
     in.fail(std::string("'") + obj.type_name() + "' object is not subscriptable");
   }
   auto clamp = [&](std::optional<int64_t> v, int64_t fallback) {
@@ -1154,12 +1175,27 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
       }
       return Value::from_int(op == "//" ? q : m);
     }
+    // CPython's float_divmod.
     const double x = a.as_double(), y = b.as_double();
     double m = std::fmod(x, y);
-    if (m != 0 && ((m < 0) != (y < 0))) m += y;
+    double div = (x - m) / y;
+    if (m != 0) {
+      if ((y < 0) != (m < 0)) {
+        m += y;
+        div -= 1.0;
+      }
+    } else {
+      m = std::copysign(0.0, y);
+    }
     if (op == "%") return Value::from_float(m);
-    return Value::from_float(std::floor((x - m) / y + 0.5) == (x - m) / y ? (x - m) / y
-                                                                          : std::floor(x / y));
+    double floor_div = 0;
+    if (div != 0) {
+      floor_div = std::floor(div);
+      if (div - floor_div > 0.5) floor_div += 1.0;
+    } else {
+      floor_div = std::copysign(0.0, x / y);
+    }
+    return Value::from_float(floor_div);
   }
   if (op == "**") {
     if (!nums) operand_error(in, op, a, b);
@@ -1174,7 +1210,13 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
     }
     if (a.as_double() == 0 && b.as_double() < 0)
       in.fail("0.0 cannot be raised to a negative power");
-    return Value::from_float(std::pow(a.as_double(), b.as_double()));
+    const double x = a.as_double(), y = b.as_double();
+    if (x < 0 && std::isfinite(y) && y != std::floor(y))
+      in.fail("negative number cannot be raised to a fractional power (complex result)");
+    const double r = std::pow(x, y);
+    if (std::isinf(r) && std::isfinite(x) && std::isfinite(y))
+      in.fail("(34, 'Numerical result out of range')");
+    return Value::from_float(r);
   }
   in.fail("unknown operator " + op);
 }
@@ -1194,6 +1236,8 @@ bool compare_op(Interpreter& in, const std::string& op, const Value& a, const Va
       in.charge(b.list->size());
       for (const Value& item : iterate(in, b)) found = found || values_equal(a, item);
     } else if (b.kind == Kind::kDict) {
+      if (a.kind == Kind::kList || a.kind == Kind::kDict)
+        in.fail(std::string("unhashable type: '") + a.type_name() + "'");
       found = a.is_string() && b.dict->find(a.text) != nullptr;
     } else if (!b.is_undefined()) {
       in.fail(std::string("argument of type '") + b.type_name() + "' is not iterable");
@@ -1246,10 +1290,8 @@ bool run_test(Interpreter& in, const std::string& name, const Value& v, CallArgs
   if (name == "callable") return v.kind == Kind::kCallable;
   if (name == "escaped") return false;
   if (name == "odd" || name == "even") {
-    if (v.kind != Kind::kInt && v.kind != Kind::kBool)
-      in.fail("test '" + name + "' expects an integer");
-    const bool odd = (as_int(v) % 2) != 0;
-    return name == "odd" ? odd : !odd;
+    const Value rem = binary_op(in, "%", v, Value::from_int(2));  // Jinja: value % 2
+    return values_equal(rem, Value::from_int(name == "odd" ? 1 : 0));
   }
   if (name == "divisibleby") {
     const Value& d = arg(0);
@@ -1264,8 +1306,16 @@ bool run_test(Interpreter& in, const std::string& name, const Value& v, CallArgs
   if (name == "gt" || name == "greaterthan" || name == ">") return compare_op(in, ">", v, arg(0));
   if (name == "ge" || name == ">=") return compare_op(in, ">=", v, arg(0));
   if (name == "in") return compare_op(in, "in", v, arg(0));
-  if (name == "lower") return v.is_string() && map_chars(v.text, to_lower) == v.text;
-  if (name == "upper") return v.is_string() && map_chars(v.text, to_upper) == v.text;
+  if (name == "lower" || name == "upper") {
+    // str(value).islower() / .isupper(): some cased character, none of the other case.
+    bool cased = false, other = false;
+    for (char32_t c : utf8_decode(to_str(v))) {
+      const bool is_lower = to_upper(c) != c, is_upper = to_lower(c) != c;
+      cased = cased || is_lower || is_upper;
+      other = other || (name == "lower" ? is_upper : is_lower);
+    }
+    return cased && !other;
+  }
   if (name == "sameas") {
     const Value& o = arg(0);
     if (v.kind != o.kind) return false;
@@ -1377,6 +1427,8 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   if (name == "unique") return unique_items(in, v, args);
   if (name == "min" || name == "max") return min_max(in, v, args, name == "max");
   if (name == "sum") return sum_items(in, v, args);
+  if ((name == "int" || name == "float") && v.is_undefined())
+    in.fail(v.text.empty() ? "undefined value" : v.text);
   if (name == "int") {
     Params p(in, "int", args, {"default", "base"});
     const int64_t base = p.integer(1, 10);
@@ -1574,9 +1626,10 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
         if (name == "isalpha") r = r && is_alpha(c);
         if (name == "isalnum") r = r && (is_alpha(c) || is_digit(c));
         if (name == "isspace") r = r && py_isspace(c);
-        if (name == "islower") r = r && to_upper(c) == c ? r && (to_lower(c) == c) : r;
-        if (name == "isupper") r = r && to_lower(c) == c ? r && (to_upper(c) == c) : r;
-        cased = cased || to_lower(c) != to_upper(c);
+        const bool is_lower = to_upper(c) != c, is_upper = to_lower(c) != c;
+        if (name == "islower" && is_upper) r = false;
+        if (name == "isupper" && is_lower) r = false;
+        cased = cased || is_lower || is_upper;
       }
       if (name == "islower" || name == "isupper") r = cased && r;
       *result = Value::from_bool(r);

@@ -73,9 +73,6 @@ std::string Interpreter::render(const Value& context) {
   } catch (const std::exception& e) {
     fail(e.what());
   }
-  // Scopes hold macros that hold their defining scope: break that cycle.
-  top->vars.clear();
-  globals->vars.clear();
   return out;
 }
 
