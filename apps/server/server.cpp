@@ -25,6 +25,7 @@
 #include "api.hpp"
 #include "chat_prompt.hpp"
 #include "metrics.hpp"
+#include "runtime/end_tokens.hpp"
 
 namespace af::server {
 
@@ -46,26 +47,6 @@ int64_t unix_time() {
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status;
   res.set_content(dump(error_body(e)), "application/json");
-}
-
-// HF folders list extra end tokens (e.g. <|im_end|> beside <|endoftext|>) in
-// generation_config.json, as Session also reads them; GGUF files carry theirs in the metadata.
-std::vector<int32_t> generation_config_eos(const std::string& model_path) {
-  std::filesystem::path dir = model_path;
-  if (!std::filesystem::is_directory(dir)) dir = dir.parent_path();
-  std::ifstream in(dir / "generation_config.json");
-  std::vector<int32_t> ids;
-  if (!in) return ids;
-  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("eos_token_id")) return ids;
-  const json& e = j["eos_token_id"];
-  if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-  if (e.is_array()) {
-    for (const json& v : e) {
-      if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
-    }
-  }
-  return ids;
 }
 
 // Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at
@@ -504,9 +485,7 @@ int Server::run() {
     so.parallel = options_.parallel;
     so.slot_context = options_.ctx_size;
     so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
-    so.eos_ids = model_->info().eos_token_ids;
-    if (tokenizer_->eos_id() >= 0) so.eos_ids.push_back(tokenizer_->eos_id());
-    for (int32_t id : generation_config_eos(options_.model_path)) so.eos_ids.push_back(id);
+    so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
     chat_prompt_ = std::make_unique<ChatPrompt>(
         runtime::find_model_chat_template(options_.model_path), *tokenizer_);

@@ -11,6 +11,7 @@
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "runtime/chat.hpp"
+#include "runtime/end_tokens.hpp"
 #include "runtime/stop_strings.hpp"
 
 namespace af {
@@ -23,26 +24,6 @@ constexpr char kComponent[] = "generate";
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-// HF folders list extra end tokens (e.g. <|im_end|> and <|endoftext|>) in
-// generation_config.json; GGUF files carry theirs in the tokenizer metadata.
-std::vector<int32_t> generation_config_eos(const std::string& model_path) {
-  fs::path dir = model_path;
-  if (!fs::is_directory(dir)) dir = dir.parent_path();
-  const fs::path file = dir / "generation_config.json";
-  std::vector<int32_t> ids;
-  if (!fs::exists(file)) return ids;
-  std::ifstream in(file);
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("eos_token_id")) return ids;
-  const nlohmann::json& e = j["eos_token_id"];
-  if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-  if (e.is_array()) {
-    for (const auto& v : e)
-      if (v.is_number_integer()) ids.push_back(v.get<int32_t>());
-  }
-  return ids;
 }
 
 }  // namespace
@@ -274,14 +255,11 @@ Session SessionBuilder::build(std::unique_ptr<Model> model) const {
   }
   if (eos_ids_) {
     s->eos.insert(eos_ids_->begin(), eos_ids_->end());
-  } else {
-    if (s->causal) {
-      for (int32_t id : s->causal->info().eos_token_ids) s->eos.insert(id);
-    }
-    if (s->tokenizer && s->tokenizer->eos_id() >= 0) s->eos.insert(s->tokenizer->eos_id());
-    if (!model_path.empty()) {
-      for (int32_t id : generation_config_eos(model_path)) s->eos.insert(id);
-    }
+  } else if (s->causal) {
+    for (int32_t id : runtime::default_end_tokens(*s->causal, s->tokenizer.get()))
+      s->eos.insert(id);
+  } else if (s->tokenizer && s->tokenizer->eos_id() >= 0) {
+    s->eos.insert(s->tokenizer->eos_id());
   }
   if (s->tokenizer) {
     std::optional<std::string> source = chat_template_;
