@@ -1,5 +1,7 @@
 #pragma once
 // Shared helpers for tests: where the repository and ../shared/testdata are.
+#include <sys/wait.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -85,6 +87,23 @@ inline std::vector<VocabCase> read_vocab_vectors(const std::string& inp_path,
     line_start = line_end + 1;
   }
   return cases;
+}
+
+// A command line's exit status and standard output (the command runs under /bin/sh).
+struct ShellResult {
+  int status;
+  std::string out;
+};
+
+inline ShellResult run_shell(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, ""};
+  std::string out;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 }  // namespace af::test

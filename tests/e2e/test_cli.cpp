@@ -13,14 +13,9 @@ struct CliRun {
 };
 
 CliRun run(const std::string& args) {
-  const std::string cmd = std::string(AF_CLI_PATH) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
+  const test::ShellResult r =
+      test::run_shell(std::string(AF_CLI_PATH) + " " + args + " 2>/dev/null");
+  return {r.status, r.out};
 }
 
 TEST(Cli, LogitsPrintsOneLinePerPositionWithFullPrecision) {
@@ -117,17 +112,14 @@ TEST(CliRun, SameSeedSameOutputAtAnyThreadCount) {
   EXPECT_NE(one.out, other.out);
 }
 
-TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
-  const std::string vocab = test::testdata_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf";
-  AF_REQUIRE_TESTDATA(vocab);
-  const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
-  ASSERT_GE(cases.size(), 40u);
-  const std::string input = testing::TempDir() + "af_tokenize_input.txt";
+// Each case's text through `af-cli tokenize`; returns how many give exactly the expected ids.
+size_t tokenize_through_cli(const std::string& vocab, const std::vector<test::VocabCase>& cases,
+                            const std::string& input) {
   size_t passed = 0;
   for (const auto& c : cases) {
     { std::ofstream(input, std::ios::binary) << c.text; }
     CliRun r = run("tokenize -m " + vocab + " < " + input);
-    ASSERT_EQ(r.status, 0);
+    EXPECT_EQ(r.status, 0);
     std::istringstream line(r.out);
     std::vector<int32_t> ids;
     int32_t id;
@@ -135,6 +127,16 @@ TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
     EXPECT_EQ(ids, c.ids) << "text: " << c.text;
     passed += ids == c.ids;
   }
+  return passed;
+}
+
+TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
+  const std::string vocab = test::testdata_dir() + "/tokenizer/ggml-vocab-llama-spm.gguf";
+  AF_REQUIRE_TESTDATA(vocab);
+  const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
+  ASSERT_GE(cases.size(), 40u);
+  const std::string input = testing::TempDir() + "af_tokenize_input.txt";
+  const size_t passed = tokenize_through_cli(vocab, cases, input);
   std::printf("[cli tokenize] %zu/%zu llama-spm vectors\n", passed, cases.size());
   // Round trip through detokenize for the stories260K prompt.
   { std::ofstream(input, std::ios::binary) << "1 403 407 261 378"; }
@@ -153,18 +155,7 @@ TEST(CliTokenize, WordPieceAndUnigramThroughTheCli) {
   const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
   ASSERT_EQ(cases.size(), 46u);
   const std::string input = testing::TempDir() + "af_tokenize_wpm_input.txt";
-  size_t passed = 0;
-  for (const auto& c : cases) {
-    { std::ofstream(input, std::ios::binary) << c.text; }
-    CliRun r = run("tokenize -m " + vocab + " < " + input);
-    ASSERT_EQ(r.status, 0);
-    std::istringstream line(r.out);
-    std::vector<int32_t> ids;
-    int32_t id;
-    while (line >> id) ids.push_back(id);
-    EXPECT_EQ(ids, c.ids) << "text: " << c.text;
-    passed += ids == c.ids;
-  }
+  const size_t passed = tokenize_through_cli(vocab, cases, input);
   std::printf("[cli tokenize] %zu/%zu bert-bge vectors\n", passed, cases.size());
   { std::ofstream(input, std::ios::binary) << "Hello world"; }
   EXPECT_EQ(run("tokenize -m " + vocab + " --add-special < " + input).out, "101 7592 2088 102\n");

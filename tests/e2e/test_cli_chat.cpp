@@ -1,6 +1,4 @@
 // af-cli run's sampling / stop flags and af-cli chat from a pipe, on stories260K.
-#include <sys/wait.h>
-
 #include <cstdio>
 
 #include "test_util.hpp"
@@ -14,13 +12,8 @@ struct Result {
 };
 
 Result shell(const std::string& cmd) {
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
+  const test::ShellResult r = test::run_shell(cmd);
+  return {r.status, r.out};
 }
 
 std::string cli() { return AF_CLI_PATH; }

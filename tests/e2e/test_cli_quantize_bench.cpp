@@ -22,14 +22,9 @@ struct CliRun {
 };
 
 CliRun run_cli(const std::string& args) {
-  const std::string cmd = std::string(AF_CLI_PATH) + " " + args + " 2>/dev/null";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  int status = pclose(pipe);
-  return {WEXITSTATUS(status), out};
+  const test::ShellResult r =
+      test::run_shell(std::string(AF_CLI_PATH) + " " + args + " 2>/dev/null");
+  return {r.status, r.out};
 }
 
 std::string read_bytes(const fs::path& p) {

@@ -21,13 +21,8 @@ CliResult run_template(const std::string& template_path, const std::string& cont
   const std::string err_path = context_path + ".stderr";
   const std::string cmd = std::string(AF_CLI_PATH) + " template --template '" + template_path +
                           "' --context '" + context_path + "' 2>'" + err_path + "'";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  return {WEXITSTATUS(status), out, test::read_text(err_path)};
+  const test::ShellResult r = test::run_shell(cmd);
+  return {r.status, r.out, test::read_text(err_path)};
 }
 
 class CliTemplate : public ::testing::Test {
