@@ -108,6 +108,15 @@ def run_llama(path: Path, a) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def wait_for_quiet(threshold, max_s):
+    """Waits (at most max_s) until the 1-minute load average is below threshold (0: no wait).
+    On a shared machine this keeps runs out of other tenants' build bursts; the load seen before
+    every run is recorded either way."""
+    t0 = time.time()
+    while threshold > 0 and os.getloadavg()[0] >= threshold and time.time() - t0 < max_s:
+        time.sleep(5)
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -129,6 +138,9 @@ def main():
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-t", type=int, default=2)
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--wait-load", type=float, default=0.0,
+                    help="before each run wait until the 1-min load average is below this")
+    ap.add_argument("--wait-max-s", type=float, default=120.0)
     a = ap.parse_args()
     if a.llama_one:
         print(json.dumps(llama_one(a.llama_one, a.p, a.n, a.t, a.reps)))
@@ -144,9 +156,12 @@ def main():
             # alternate which engine goes first, so drift in the machine's load hits both
             order = ["ours", "llama"] if rnd % 2 == 0 else ["llama", "ours"]
             for eng in order:
+                wait_for_quiet(a.wait_load, a.wait_max_s)
+                load = os.getloadavg()[0]
                 res = run_ours(a.cli, path, a) if eng == "ours" else run_llama(path, a)
+                res["loadavg_1min_before"] = load
                 rows[f][eng].append(res)
-                print(f"round {rnd} {f:7s} {eng:5s} " +
+                print(f"round {rnd} {f:7s} {eng:5s} load {load:4.1f} " +
                       (res["error"] if "error" in res else
                        f"pp{a.p} {res['pp_tokens_per_s']:.1f} tg{a.n} {res['tg_tokens_per_s']:.2f}"
                        + (f" bw {res['bandwidth_gb_s']:.1f} GB/s" if "bandwidth_gb_s" in res else "")),
