@@ -42,9 +42,11 @@ std::vector<af::Tensor> make_weights(af::DType type, int copies) {
     for (int64_t r = 0; r < kRows; ++r) {
       af::quant::quantize_row(type, w.data() + r * kCols, first.mutable_data() + r * rb, kCols);
     }
-  } else {  // f16
+  } else {  // f16 or bf16
     auto* h = reinterpret_cast<uint16_t*>(first.mutable_data());
-    for (size_t i = 0; i < w.size(); ++i) h[i] = af::f32_to_f16(w[i]);
+    for (size_t i = 0; i < w.size(); ++i) {
+      h[i] = type == af::DType::BF16 ? af::f32_to_bf16(w[i]) : af::f32_to_f16(w[i]);
+    }
   }
   std::vector<af::Tensor> out = {first};
   for (int i = 1; i < copies; ++i) {
@@ -55,14 +57,17 @@ std::vector<af::Tensor> make_weights(af::DType type, int copies) {
   return out;
 }
 
-void matmul_bench(benchmark::State& state, af::DType type, int64_t m, bool from_memory) {
+void matmul_bench(benchmark::State& state, af::DType type, int64_t m, bool from_memory,
+                  bool bf16_dot) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t bytes = af::row_bytes(type, kCols) * kRows;
   const int copies = from_memory ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
   const std::vector<af::Tensor> weights = make_weights(type, copies);
   const std::vector<float> x = random_floats(static_cast<size_t>(m * kCols), 2);
   std::vector<float> y(static_cast<size_t>(m * kRows));
-  af::cpu::CpuBackend backend({af::Device::cpu(), threads, ""});
+  af::BackendOptions options{af::Device::cpu(), threads, ""};
+  options.bf16_dot = bf16_dot;
+  af::cpu::CpuBackend backend(options);
   size_t i = 0;
   for (auto _ : state) {
     backend.matmul(x.data(), m, weights[i++ % weights.size()], nullptr, y.data());
@@ -109,11 +114,13 @@ void read_bandwidth(benchmark::State& state) {
 
 void register_all() {
   benchmark::RegisterBenchmark("ReadBandwidth", read_bandwidth)->Arg(1)->Arg(2)->UseRealTime();
+  // "bf16dot": the opt-in vdpbf16ps path (BackendOptions::bf16_dot) on the same bf16 weight.
   const std::pair<const char*, af::DType> types[] = {
-      {"f16", af::DType::F16},   {"q8_0", af::DType::Q8_0}, {"q4_0", af::DType::Q4_0},
-      {"q4_k", af::DType::Q4_K}, {"q6_k", af::DType::Q6_K}, {"q5_k", af::DType::Q5_K},
-      {"q4_1", af::DType::Q4_1}, {"q5_0", af::DType::Q5_0}, {"q5_1", af::DType::Q5_1},
-      {"q2_k", af::DType::Q2_K}, {"q3_k", af::DType::Q3_K},
+      {"f16", af::DType::F16},   {"bf16", af::DType::BF16}, {"bf16dot", af::DType::BF16},
+      {"q8_0", af::DType::Q8_0}, {"q4_0", af::DType::Q4_0}, {"q4_k", af::DType::Q4_K},
+      {"q6_k", af::DType::Q6_K}, {"q5_k", af::DType::Q5_K}, {"q4_1", af::DType::Q4_1},
+      {"q5_0", af::DType::Q5_0}, {"q5_1", af::DType::Q5_1}, {"q2_k", af::DType::Q2_K},
+      {"q3_k", af::DType::Q3_K},
   };
   for (const auto& [name, type] : types) {
     // Decode streams from memory; DecodeCached (one copy, in L2/L3) shows the kernel's own
@@ -125,10 +132,11 @@ void register_all() {
     } kinds[] = {{"Decode/", 1, true}, {"DecodeCached/", 1, false}, {"Prefill128/", 128, false}};
     for (const auto& kind : kinds) {
       const std::string label = std::string(kind.label) + name;
-      benchmark::RegisterBenchmark(label.c_str(),
-                                   [type = type, kind](benchmark::State& s) {
-                                     matmul_bench(s, type, kind.m, kind.from_memory);
-                                   })
+      benchmark::RegisterBenchmark(
+          label.c_str(),
+          [type = type, kind, dot = std::string(name) == "bf16dot"](benchmark::State& s) {
+            matmul_bench(s, type, kind.m, kind.from_memory, dot);
+          })
           ->Arg(1)
           ->Arg(2)
           ->UseRealTime();

@@ -294,9 +294,9 @@ namespace {
 std::optional<DType> load_quantization(const std::string& option) {
   if (option.empty()) return std::nullopt;
   const std::optional<DType> type = dtype_from_name(option);
-  AF_CHECK(type && quant::is_supported(*type) && *type != DType::Q8_K, ErrorCode::kInvalidArgument,
-           "models", "quantize: unknown or unsupported type '", option,
-           "' (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k)");
+  AF_CHECK(type && ((quant::is_supported(*type) && *type != DType::Q8_K) || *type == DType::BF16),
+           ErrorCode::kInvalidArgument, "models", "quantize: unknown or unsupported type '", option,
+           "' (expected q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k or bf16)");
   return type;
 }
 
@@ -322,7 +322,10 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   info.context_length = context;
   info.bos_token_id = static_cast<int32_t>(config.get_int("bos_token_id", -1));
   info.eos_token_ids = config.eos_token_ids();
-  auto backend = make_backend({options.device, options.num_threads, options.isa});
+  BackendOptions backend_options{options.device, options.num_threads, options.isa};
+  // quantize = "bf16" opts in to bf16 dot products (activations rounded to bf16).
+  backend_options.bf16_dot = load_quantization(options.quantize) == DType::BF16;
+  auto backend = make_backend(backend_options);
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }

@@ -72,13 +72,25 @@ void release_file_pages(const Tensor& w) {
 }  // namespace
 
 Tensor quantize_weight(const Tensor& w, DType type, const std::string& what) {
-  AF_CHECK(quant::is_supported(type), ErrorCode::kInvalidArgument, "nn", what,
-           ": cannot quantize to ", name(type));
+  AF_CHECK(quant::is_supported(type) || type == DType::BF16, ErrorCode::kInvalidArgument, "nn",
+           what, ": cannot quantize to ", name(type));
   if (w.dtype() != DType::F32 && w.dtype() != DType::F16 && w.dtype() != DType::BF16) return w;
   AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, "nn", what,
            ": only 2-D weights are quantized, got shape ", w.shape().str());
   const int64_t rows = w.shape()[0];
   const int64_t k = w.shape()[1];
+  if (type == DType::BF16) {
+    if (w.dtype() == DType::BF16) return w;
+    Tensor out = Tensor::zeros(DType::BF16, w.shape());
+    auto* dst = reinterpret_cast<uint16_t*>(out.mutable_data());
+    std::vector<float> buf(static_cast<size_t>(k));
+    for (int64_t r = 0; r < rows; ++r) {
+      row_to_f32(w, r, k, buf.data());
+      for (int64_t i = 0; i < k; ++i) dst[r * k + i] = f32_to_bf16(buf[i]);
+    }
+    release_file_pages(w);
+    return out;
+  }
   DType target = type;
   if (k % info(target).block_size != 0) {
     const auto alt = fallback(target);

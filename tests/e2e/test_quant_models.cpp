@@ -119,6 +119,15 @@ TEST(QuantModels, QuantizeAtLoadMatchesLlamaCppsQuantizedFile) {
               static_cast<long long>(vs_f32.rows));
   EXPECT_LE(vs_f32.max_abs, 0.5 * vs_f32.ref_range);
 
+  // bf16: weights rounded to bf16 and, where the CPU has AVX512_BF16, bf16 dot products.
+  options.quantize = "bf16";
+  model = models::load(dir.string(), options);
+  const Diff bf16 = compare(model->forward(ids, true), f32, vocab);
+  std::printf("qwen2 HF + quantize bf16 vs f32: max|d| %.3g, top1 %lld/%lld\n", bf16.max_abs,
+              static_cast<long long>(bf16.top1_agree), static_cast<long long>(bf16.rows));
+  EXPECT_LE(bf16.max_abs, 0.1);
+  EXPECT_GE(bf16.top1_agree, bf16.rows - 2);
+
   options.quantize = "q9_9";
   try {
     models::load(dir.string(), options);

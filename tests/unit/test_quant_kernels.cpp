@@ -7,9 +7,11 @@
 
 #include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
+#include "af/core/half.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 #include "test_util.hpp"
@@ -210,6 +212,67 @@ TEST(QuantMatmul, RejectsRowsThatAreNotWholeBlocks) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("q4_K"), std::string::npos) << msg;
     EXPECT_NE(msg.find("300"), std::string::npos) << msg;
+  }
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = af::f32_to_bf16(v[i]);
+  return out;
+}
+
+TEST(Bf16Dot, KernelMatchesTheReferenceAtOddSizes) {
+  if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  for (int64_t k : {7, 32, 100, 901}) {
+    const int64_t n = 11;
+    for (int64_t m : {1, 5}) {
+      const std::vector<uint16_t> w = to_bf16(af::test::random_floats(n * k, -1, 1, 11));
+      const std::vector<float> x = af::test::random_floats(m * k, -1, 1, 12);
+      std::vector<uint16_t> xb(x.size());
+      q::bf16_round_row(x.data(), xb.data(), static_cast<int64_t>(x.size()));
+      EXPECT_EQ(xb, to_bf16(x)) << "activation rounding, k=" << k;
+      std::vector<float> got(m * n), expect(m * n);
+      q::bf16_dot_rows(k, w.data(), 0, n, xb.data(), m, got.data(), n);
+      q::ref::bf16_dot_rows(k, w.data(), 0, n, xb.data(), m, expect.data(), n);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          double mag = 0;
+          for (int64_t t = 0; t < k; ++t) {
+            mag += std::fabs(af::bf16_to_f32(xb[i * k + t]) * af::bf16_to_f32(w[j * k + t]));
+          }
+          ASSERT_NEAR(got[i * n + j], expect[i * n + j], 1e-5 * mag) << k << " " << i << "," << j;
+        }
+      }
+    }
+  }
+}
+
+TEST(Bf16Dot, OptInBackendIsCloseToTheExactPathAndThreadIndependent) {
+  if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int64_t n = 37, k = 300, m = 6;
+  const std::vector<uint16_t> wb = to_bf16(af::test::random_floats(n * k, -1, 1, 13));
+  Tensor w = Tensor::zeros(DType::BF16, Shape{n, k});
+  std::memcpy(w.mutable_data(), wb.data(), wb.size() * 2);
+  const std::vector<float> x = af::test::random_floats(m * k, -1, 1, 14);
+  std::vector<float> exact(m * n), first;
+  af::cpu::CpuBackend({af::Device::cpu(), 1, ""}).matmul(x.data(), m, w, nullptr, exact.data());
+  for (int threads : {1, 2, 3}) {
+    af::BackendOptions opts{af::Device::cpu(), threads, ""};
+    opts.bf16_dot = true;
+    af::cpu::CpuBackend b(opts);
+    std::vector<float> y(m * n);
+    b.matmul(x.data(), m, w, nullptr, y.data());
+    if (first.empty()) first = y;
+    EXPECT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * 4)) << threads;
+    for (size_t i = 0; i < y.size(); ++i) {
+      // bf16 activations: relative error 2^-9 per element, a few sigma over k terms.
+      EXPECT_NEAR(y[i], exact[i], 0.05) << i;
+    }
+    EXPECT_NE(0, std::memcmp(exact.data(), y.data(), y.size() * 4)) << "the opt-in path ran";
   }
 }
 

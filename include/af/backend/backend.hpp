@@ -80,6 +80,10 @@ struct BackendOptions {
   Device device = Device::cpu();
   int num_threads = 0;  // 0: hardware concurrency
   std::string isa;      // CPU only: "" (best available), "scalar", "avx2", "avx512"
+  // CPU only, opt-in: BF16 weights multiplied with AVX512_BF16 dot products (vdpbf16ps) where
+  // the CPU has them. Activations are then rounded to bf16, so results differ slightly from the
+  // default exact path (bf16 weights widened to float32); ignored without AVX512_BF16.
+  bool bf16_dot = false;
 };
 
 // Creates the backend for options.device; CUDA throws kUnsupported "built without CUDA" in

@@ -20,7 +20,9 @@ struct LoadOptions {
   std::string isa = {};            // CPU kernels: "" best, or "scalar" / "avx2" / "avx512"
   // Quantize float matmul weights (Linear layers and the token embedding, not norms or biases)
   // at load, e.g. "q8_0", "q4_0", "q4_k"; "" keeps them as stored. Rows that are not whole
-  // blocks fall back as llama.cpp does. Only the quantized copy stays resident.
+  // blocks fall back as llama.cpp does. Only the quantized copy stays resident. "bf16" rounds
+  // float weights to bf16 and computes with AVX512_BF16 dot products where the CPU has them
+  // (activations rounded to bf16 too: slightly different results from the exact default path).
   std::string quantize = {};
 };
 

@@ -8,6 +8,7 @@
 #include "af/backend/quant.hpp"
 
 #include "af/core/error.hpp"
+#include "backend/cpu/quant/bf16_dot.hpp"
 
 namespace af::cpu {
 namespace {
@@ -67,6 +68,8 @@ const quant::QuantKernels& quant_kernels_for(const KernelTable& kernels) {
 CpuBackend::CpuBackend(const BackendOptions& options)
     : kernels_(kernel_table_for(options.isa)),
       quant_kernels_(quant_kernels_for(kernels_)),
+      bf16_dot_(options.bf16_dot && std::string(kernels_.isa) == "avx512" &&
+                cpu_has_avx512_vnni_bf16()),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }
@@ -86,6 +89,10 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
            "matmul: weight must be 2-D [n, k], got shape ", w.shape().str());
   if (const auto slot = quant::quant_slot(w.dtype())) {
     matmul_quantized(x, m, w, *slot, bias, y);
+    return;
+  }
+  if (bf16_dot_ && w.dtype() == DType::BF16) {
+    matmul_bf16_dot(x, m, w, bias, y);
     return;
   }
   const WeightType wt = weight_type(w.dtype(), "matmul", "weight");
@@ -139,6 +146,35 @@ void CpuBackend::matmul_quantized(const float* x, int64_t m, const Tensor& w, qu
   const int64_t grain = m * n * k < kMinParallelMacs ? n : kQuantColumnGrain;
   parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
     dot(k, wd + j0 * w_row, w_row, j1 - j0, act.data(), a_row, m, y + j0, n);
+    if (bias) {
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+      }
+    }
+  });
+}
+
+void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias,
+                                 float* y) {
+  check_nonneg(m, "matmul", "m");
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  if (m == 0 || n == 0) return;
+  check_ptr(y, 1, "matmul", "y");
+  check_ptr(x, k, "matmul", "x");
+  AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "matmul: weight has no data");
+  std::vector<uint16_t> xb(static_cast<size_t>(m * k));
+  parallel_ranges(m, std::max<int64_t>(1, kRowWork / std::max<int64_t>(k, 1)),
+                  [&](int64_t r0, int64_t r1) {
+                    for (int64_t r = r0; r < r1; ++r) {
+                      quant::bf16_round_row(x + r * k, xb.data() + r * k, k);
+                    }
+                  });
+  const auto* wd = reinterpret_cast<const uint16_t*>(w.data());
+  const int64_t grain = m * n * k < kMinParallelMacs ? n : kColumnGrain;
+  parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
+    quant::bf16_dot_rows(k, wd, j0, j1, xb.data(), m, y, n);
     if (bias) {
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];

@@ -52,7 +52,10 @@ class CpuBackend final : public Backend {
                         const float* bias, float* y);
 
   const KernelTable& kernels_;
+  void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias, float* y);
+
   const quant::QuantKernels& quant_kernels_;
+  bool bf16_dot_ = false;  // options.bf16_dot on a CPU with AVX512_BF16 and the avx512 table
   ThreadPool pool_;
 };
 

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "af/core/half.hpp"
+#include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 #include "backend/cpu/quant/reference_quant.hpp"
@@ -302,3 +303,20 @@ const QuantKernels& scalar_quant_kernels() {
 }
 
 }  // namespace af::cpu::quant
+
+namespace af::cpu::quant::ref {
+
+void bf16_dot_rows(int64_t k, const uint16_t* w, int64_t n_begin, int64_t n_end, const uint16_t* xb,
+                   int64_t m, float* y, int64_t ldy) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = n_begin; j < n_end; ++j) {
+      double acc = 0;
+      for (int64_t t = 0; t < k; ++t) {
+        acc += static_cast<double>(bf16_to_f32(xb[i * k + t])) * bf16_to_f32(w[j * k + t]);
+      }
+      y[i * ldy + j] = static_cast<float>(acc);
+    }
+  }
+}
+
+}  // namespace af::cpu::quant::ref
