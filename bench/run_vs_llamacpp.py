@@ -102,7 +102,10 @@ def run_ours(cli: Path, path: Path, a) -> dict:
 def run_llama(path: Path, a) -> dict:
     cmd = [sys.executable, __file__, "--llama-one", str(path), "-p", str(a.p), "-n", str(a.n),
            "-t", str(a.t), "--reps", str(a.reps)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if a.llama_omp_passive:
+        env["OMP_WAIT_POLICY"] = "passive"
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -141,6 +144,9 @@ def main():
     ap.add_argument("--wait-load", type=float, default=0.0,
                     help="before each run wait until the 1-min load average is below this")
     ap.add_argument("--wait-max-s", type=float, default=120.0)
+    ap.add_argument("--llama-omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=passive for llama.cpp (its OpenMP threads then sleep "
+                         "instead of spinning, which matters when other jobs share the cores)")
     a = ap.parse_args()
     if a.llama_one:
         print(json.dumps(llama_one(a.llama_one, a.p, a.n, a.t, a.reps)))
