@@ -102,10 +102,22 @@ def run_ours(cli: Path, path: Path, a) -> dict:
 def run_llama(path: Path, a) -> dict:
     cmd = [sys.executable, __file__, "--llama-one", str(path), "-p", str(a.p), "-n", str(a.n),
            "-t", str(a.t), "--reps", str(a.reps)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if a.llama_omp_passive:
+        env["OMP_WAIT_POLICY"] = "passive"
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def wait_for_quiet(threshold, max_s):
+    """Waits (at most max_s) until the 1-minute load average is below threshold (0: no wait).
+    On a shared machine this keeps runs out of other tenants' build bursts; the load seen before
+    every run is recorded either way."""
+    t0 = time.time()
+    while threshold > 0 and os.getloadavg()[0] >= threshold and time.time() - t0 < max_s:
+        time.sleep(5)
 
 
 def med(xs):
@@ -129,6 +141,12 @@ def main():
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-t", type=int, default=2)
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--wait-load", type=float, default=0.0,
+                    help="before each run wait until the 1-min load average is below this")
+    ap.add_argument("--wait-max-s", type=float, default=120.0)
+    ap.add_argument("--llama-omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=passive for llama.cpp (its OpenMP threads then sleep "
+                         "instead of spinning, which matters when other jobs share the cores)")
     a = ap.parse_args()
     if a.llama_one:
         print(json.dumps(llama_one(a.llama_one, a.p, a.n, a.t, a.reps)))
@@ -144,9 +162,12 @@ def main():
             # alternate which engine goes first, so drift in the machine's load hits both
             order = ["ours", "llama"] if rnd % 2 == 0 else ["llama", "ours"]
             for eng in order:
+                wait_for_quiet(a.wait_load, a.wait_max_s)
+                load = os.getloadavg()[0]
                 res = run_ours(a.cli, path, a) if eng == "ours" else run_llama(path, a)
+                res["loadavg_1min_before"] = load
                 rows[f][eng].append(res)
-                print(f"round {rnd} {f:7s} {eng:5s} " +
+                print(f"round {rnd} {f:7s} {eng:5s} load {load:4.1f} " +
                       (res["error"] if "error" in res else
                        f"pp{a.p} {res['pp_tokens_per_s']:.1f} tg{a.n} {res['tg_tokens_per_s']:.2f}"
                        + (f" bw {res['bandwidth_gb_s']:.1f} GB/s" if "bandwidth_gb_s" in res else "")),
