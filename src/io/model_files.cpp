@@ -1,5 +1,5 @@
-#include <algorithm>
 #include "af/io/model_files.hpp"
+#include <algorithm>
 
 #include <cerrno>
 #include <cmath>
