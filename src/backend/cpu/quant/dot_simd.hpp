@@ -186,6 +186,77 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
   }
 }
 
+#if defined(__AVX512VNNI__)
+// The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
+// 256 bits, row c + 1 in the high, so the int8 dot, the int -> float conversion and the fma run
+// once per two rows, and the four rows' scales are converted and multiplied by the activation
+// scale together. Each 256-bit half is exactly the 8-lane accumulation of its own row, so the
+// result keeps the defined order (and the scalar reference's bits).
+template <class Dec, int NR>
+void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                        float* y, int64_t) {
+  static_assert(NR % 4 == 0);
+  using Block = typename Dec::Block;
+  __m512 acc[NR / 2];
+  float acc_min[NR];
+  for (int p = 0; p < NR / 2; ++p) acc[p] = _mm512_setzero_ps();
+  for (int c = 0; c < NR; ++c) acc_min[c] = 0.f;
+  // Lane i of the four scales {d0 .. d3} to 8 copies each, two rows per register.
+  const __m512i rows01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i rows23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  const auto* act = reinterpret_cast<const BlockQ8_0*>(a);
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_next_tile<1, NR, sizeof(Block)>(w, w_stride, b);
+    const __m256i av = load256(act[b].qs);
+    const __m512i av2 = _mm512_broadcast_i64x4(av);
+    const float da = half_to_float(act[b].d);
+    __m512i base = _mm512_setzero_si512();
+    float suma = 0.f;
+    if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+      const __m256i lane_sums =
+          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+      if constexpr (Dec::kOffsetShift >= 0) {
+        base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+            _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
+      }
+      if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
+    }
+    for (int g = 0; g < NR; g += 4) {
+      const Block* blk[4];
+      for (int c = 0; c < 4; ++c)
+        blk[c] = reinterpret_cast<const Block*>(w + (g + c) * w_stride) + b;
+      __m128i halves = _mm_cvtsi32_si128(blk[0]->d);
+      halves = _mm_insert_epi16(halves, blk[1]->d, 1);
+      halves = _mm_insert_epi16(halves, blk[2]->d, 2);
+      halves = _mm_insert_epi16(halves, blk[3]->d, 3);
+      // dw * da is a product of two halves: exact, as in legacy_tile.
+      const __m512 scales =
+          _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(da)));
+      const __m512 scale[2] = {_mm512_permutexvar_ps(rows01, scales),
+                               _mm512_permutexvar_ps(rows23, scales)};
+      for (int p = 0; p < 2; ++p) {
+        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::values(*blk[2 * p])),
+                                              Dec::values(*blk[2 * p + 1]), 1);
+        const __m512 prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, wv, av2));
+        acc[g / 2 + p] = _mm512_fmadd_ps(scale[p], prod, acc[g / 2 + p]);
+      }
+      if constexpr (Dec::kHasMin) {
+        for (int c = 0; c < 4; ++c) {
+          acc_min[g + c] = std::fma(Dec::min(*blk[c]) * da, suma, acc_min[g + c]);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < NR / 2; ++p) {
+    const __m256 lo = _mm512_castps512_ps256(acc[p]);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
+    y[2 * p] = reduce_lanes(lo) + acc_min[2 * p];
+    y[2 * p + 1] = reduce_lanes(hi) + acc_min[2 * p + 1];
+  }
+}
+#endif
+
 // Q8_0 without VNNI: |w| x sign(a, w), which keeps every vpmaddubsw pair within int16.
 template <class Ops, int MR, int NR>
 void q8_0_sign_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
@@ -458,6 +529,12 @@ constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sig
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
                                         legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
+#if defined(__AVX512VNNI__)
+template <class Ops, class Dec, int MR, int NR>
+constexpr QuantDotFn legacy_dot512 =
+    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, NR>, legacy_tile<Ops, Dec, 1, 1>,
+          MR, NR>;
+#endif
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
                                     k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
@@ -576,6 +653,14 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;
   t.dot[kSlotQ5_0] = legacy_dot<Ops, Q5_0Decoder, MR, NR>;
   t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
+#if defined(__AVX512VNNI__)
+  // Decode rows with 512-bit VNNI (the 256-bit Ops::dot tiles stay for prefill).
+  t.dot[kSlotQ8_0] = legacy_dot512<Ops, Q8_0OffsetDecoder, MR, NR>;
+  t.dot[kSlotQ4_0] = legacy_dot512<Ops, Q4_0Decoder, MR, NR>;
+  t.dot[kSlotQ4_1] = legacy_dot512<Ops, Q4_1Decoder, MR, NR>;
+  t.dot[kSlotQ5_0] = legacy_dot512<Ops, Q5_0Decoder, MR, NR>;
+  t.dot[kSlotQ5_1] = legacy_dot512<Ops, Q5_1Decoder, MR, NR>;
+#endif
   t.dot[kSlotQ4_K] = k4_dot<Ops, false, MR, NR>;
   t.dot[kSlotQ5_K] = k4_dot<Ops, true, MR, NR>;
   t.dot[kSlotQ6_K] = k16_dot<Ops, Q6_KDecoder, MR, NR>;
