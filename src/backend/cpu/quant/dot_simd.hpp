@@ -49,10 +49,12 @@ inline int hsum_epi32(__m256i v) {
 }
 
 // 16 nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31).
+// The 16 bytes go to both halves (a broadcast load); the high half is shifted right by 4 (bits
+// shifted in from the neighbouring byte fall outside the mask).
 inline __m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i q = load128(qs);
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+  const __m256i q = _mm256_broadcastsi128_si256(load128(qs));
+  const __m256i shifted = _mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0));
+  return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
 // Bit j of the 32-bit mask -> 0x10 in byte j.
@@ -65,6 +67,19 @@ inline __m256i expand_high_bits(const uint8_t* qh) {
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
   return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// Adds 0x10 to byte j of the nibbles where bit j of the 32-bit mask is set (AVX-512BW: one masked
+// add).
+inline __m256i with_high_bits(__m256i nibbles, const uint8_t* qh) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  return _mm256_mask_add_epi8(nibbles, static_cast<__mmask32>(bits), nibbles,
+                              _mm256_set1_epi8(0x10));
+#else
+  return _mm256_or_si256(nibbles, expand_high_bits(qh));
+#endif
 }
 
 // The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (+ min for the
@@ -88,18 +103,14 @@ struct Q5_0Decoder {
   using Block = BlockQ5_0;
   static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr bool kHasMin = false;
-  static __m256i values(const Block& b) {
-    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
-  }
+  static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static float min(const Block&) { return 0.f; }
 };
 struct Q5_1Decoder {
   using Block = BlockQ5_1;
   static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = true;
-  static __m256i values(const Block& b) {
-    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
-  }
+  static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static float min(const Block& b) { return half_to_float(b.m); }
 };
 // Q8_0 as w + 128: only for vpdpbusd, which does not saturate (vpmaddubsw pairs could).
