@@ -198,6 +198,43 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
 }
 
 #if defined(__AVX512VNNI__)
+// 16 nibble bytes of each of two blocks -> [low nibbles 0, high nibbles 0, low 1, high 1].
+inline __m512i unpack_nibbles_pair(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m512i q =
+      _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(load128(qs0)), 0xFF00, load128(qs1));
+  const __m512i shifted = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+  return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F));
+}
+
+// The values of two blocks, block 0 in the low 256 bits: Dec::values of each, built with fewer
+// steps where the layout allows.
+template <class Dec>
+inline __m512i values_pair(const typename Dec::Block& b0, const typename Dec::Block& b1) {
+  if constexpr (std::is_same_v<Dec, Q8_0OffsetDecoder>) {
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(load256(b0.qs)), load256(b1.qs), 1);
+    return _mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80)));
+  } else if constexpr (std::is_same_v<Dec, Q4_0Decoder> || std::is_same_v<Dec, Q4_1Decoder>) {
+    return unpack_nibbles_pair(b0.qs, b1.qs);
+  } else {
+    static_assert(std::is_same_v<Dec, Q5_0Decoder> || std::is_same_v<Dec, Q5_1Decoder>);
+    uint32_t h0, h1;
+    std::memcpy(&h0, b0.qh, 4);
+    std::memcpy(&h1, b1.qh, 4);
+    const __mmask64 bits = static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32);
+    const __m512i n = unpack_nibbles_pair(b0.qs, b1.qs);
+    return _mm512_mask_add_epi8(n, bits, n, _mm512_set1_epi8(0x10));
+  }
+}
+
+// The halves d of four blocks as one vector (gathered with scalar loads, which leave the vector
+// ports to the dot products).
+template <class Block>
+inline __m128i four_halves(const Block* const* blk) {
+  const uint64_t lo = blk[0]->d | (static_cast<uint32_t>(blk[1]->d) << 16);
+  const uint64_t hi = blk[2]->d | (static_cast<uint32_t>(blk[3]->d) << 16);
+  return _mm_cvtsi64_si128(static_cast<int64_t>(lo | (hi << 32)));
+}
+
 // The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
 // 256 bits, row c + 1 in the high, so the int8 dot, the int -> float conversion and the fma run
 // once per two rows, and the four rows' scales are converted and multiplied by the activation
@@ -237,18 +274,14 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
       const Block* blk[4];
       for (int c = 0; c < 4; ++c)
         blk[c] = reinterpret_cast<const Block*>(w + (g + c) * w_stride) + b;
-      __m128i halves = _mm_cvtsi32_si128(blk[0]->d);
-      halves = _mm_insert_epi16(halves, blk[1]->d, 1);
-      halves = _mm_insert_epi16(halves, blk[2]->d, 2);
-      halves = _mm_insert_epi16(halves, blk[3]->d, 3);
+      const __m128i halves = four_halves(blk);
       // dw * da is a product of two halves: exact, as in legacy_tile.
       const __m512 scales =
           _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(da)));
       const __m512 scale[2] = {_mm512_permutexvar_ps(rows01, scales),
                                _mm512_permutexvar_ps(rows23, scales)};
       for (int p = 0; p < 2; ++p) {
-        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(Dec::values(*blk[2 * p])),
-                                              Dec::values(*blk[2 * p + 1]), 1);
+        const __m512i wv = values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]);
         const __m512 prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, wv, av2));
         acc[g / 2 + p] = _mm512_fmadd_ps(scale[p], prod, acc[g / 2 + p]);
       }
