@@ -535,6 +535,121 @@ void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, i
   }
 }
 
+#if defined(__AVX512VNNI__)
+// Decode (MR == 1) K-quant tiles with 512-bit registers: two 32-element sub-blocks per register,
+// the scale multiply fused into the sum by vpdpwssd. Only the exact integer sums are computed
+// differently; the float steps are those of k4_tile / k16_tile, so the bits are the same.
+inline __m256i fold512(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+template <bool kFiveBit, int NR>
+void k4_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                    float* y, int64_t) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+  float acc[NR] = {};
+  const __m512i low_mask = _mm512_set1_epi8(0x0F);
+  // Low nibbles (sub-block 2t) in the low half, high nibbles (2t + 1) in the high half.
+  const __m512i nibble_shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+  // The int32 lanes of the scales vector holding sub-blocks 2t and 2t + 1.
+  __m512i scale_index[4];
+  __m512i fifth_bit[4];
+  for (int t = 0; t < 4; ++t) {
+    scale_index[t] = _mm512_inserti64x4(_mm512_set1_epi32(2 * t), _mm256_set1_epi32(2 * t + 1), 1);
+    fifth_bit[t] = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * t))),
+                                      _mm256_set1_epi8(static_cast<char>(1 << (2 * t + 1))), 1);
+  }
+  const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
+  const int64_t nb = k / kQKK;
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_next_tile<1, NR, sizeof(Block)>(w, w_stride, b);
+    const BlockQ8_K& ab = act[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int c = 0; c < NR; ++c) {
+      const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
+      const K4Scales scales(q4.scales);
+      // Each int32 lane holds its scale twice (as two int16), the pair vpdpwssd multiplies.
+      const __m256i sc32 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales.sc)));
+      const __m512i sc_pairs =
+          _mm512_castsi256_si512(_mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)));
+      __m512i qh;
+      if constexpr (kFiveBit) qh = _mm512_broadcast_i64x4(load256(q4.qh));
+      __m512i sum = _mm512_setzero_si512();
+      for (int t = 0; t < 4; ++t) {
+        const __m512i packed = _mm512_broadcast_i64x4(load256(q4.qs + 32 * t));
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi64(packed, nibble_shift), low_mask);
+        if constexpr (kFiveBit) {
+          q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, fifth_bit[t]), q,
+                                   _mm512_set1_epi8(0x10));
+        }
+        const __m512i p = _mm512_maddubs_epi16(q, load512(ab.qs + 64 * t));
+        sum = _mm512_dpwssd_epi32(sum, p, _mm512_permutexvar_epi32(scale_index[t], sc_pairs));
+      }
+      int sumi, summ;
+      hsum2_epi32(fold512(sum), _mm256_madd_epi16(bsums, scales.mins_per_bsum()), &sumi, &summ);
+      const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
+      acc[c] = std::fma(d * ab.d, static_cast<float>(sumi), acc[c]);
+      acc[c] = std::fma(-(dmin * ab.d), static_cast<float>(summ), acc[c]);
+    }
+  }
+  for (int c = 0; c < NR; ++c) y[c] = acc[c];
+}
+
+template <int NR>
+void q6_k_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                      float* y, int64_t) {
+  float acc[NR] = {};
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m30 = _mm512_set1_epi8(0x30);
+  // Fifth and sixth bits: qh << 4 for u[4n] and << 2 for u[4n + 1]; qh >> 0 for u[4n + 2] and
+  // >> 2 for u[4n + 3] (the layout of Q6_KDecoder).
+  const __m512i left = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);
+  const __m512i right = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+  // Word w of the scale vector for the pair of 32-element rows starting at sub-block 4p:
+  // 16-element scale 4p + w / 8 (maddubs leaves 8 words per 16 elements).
+  alignas(64) int16_t index_words[4][32];
+  for (int p = 0; p < 4; ++p) {
+    for (int i = 0; i < 32; ++i) index_words[p][i] = static_cast<int16_t>(4 * p + i / 8);
+  }
+  __m512i scale_index[4];
+  for (int p = 0; p < 4; ++p) scale_index[p] = load512(index_words[p]);
+  const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
+  const int64_t nb = k / kQKK;
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_next_tile<1, NR, sizeof(BlockQ6_K)>(w, w_stride, b);
+    const BlockQ8_K& ab = act[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ6_K& q6 = reinterpret_cast<const BlockQ6_K*>(w + c * w_stride)[b];
+      const __m256i scales16 = _mm256_cvtepi8_epi16(load128(q6.scales));
+      const __m512i scales = _mm512_castsi256_si512(scales16);
+      __m512i sum = _mm512_setzero_si512();
+      for (int n = 0; n < 2; ++n) {
+        const __m512i ql = load512(q6.ql + 64 * n);
+        const __m512i qh = _mm512_broadcast_i64x4(load256(q6.qh + 32 * n));
+        const __m512i u_lo = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                             _mm512_and_si512(_mm512_sllv_epi64(qh, left), m30));
+        const __m512i u_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                             _mm512_and_si512(_mm512_srlv_epi64(qh, right), m30));
+        const __m512i p_lo = _mm512_maddubs_epi16(u_lo, load512(ab.qs + 128 * n));
+        const __m512i p_hi = _mm512_maddubs_epi16(u_hi, load512(ab.qs + 128 * n + 64));
+        sum = _mm512_dpwssd_epi32(sum, p_lo, _mm512_permutexvar_epi16(scale_index[2 * n], scales));
+        sum = _mm512_dpwssd_epi32(sum, p_hi,
+                                  _mm512_permutexvar_epi16(scale_index[2 * n + 1], scales));
+      }
+      int sumi, corr;
+      hsum2_epi32(fold512(sum), _mm256_madd_epi16(bsums, scales16), &sumi, &corr);
+      acc[c] = std::fma(half_to_float(q6.d) * ab.d,
+                        static_cast<float>(sumi - Q6_KDecoder::kOffset * corr), acc[c]);
+    }
+  }
+  for (int c = 0; c < NR; ++c) y[c] = acc[c];
+}
+#endif
+
 using TileFn = void (*)(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
                         int64_t a_stride, float* y, int64_t ldy);
 
@@ -582,6 +697,14 @@ constexpr QuantDotFn legacy_dot512 =
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
                                     k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
+#if defined(__AVX512VNNI__)
+template <class Ops, bool kFiveBit, int MR, int NR>
+constexpr QuantDotFn k4_dot512 = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_row_tile512<kFiveBit, NR>,
+                                       k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
+template <class Ops, int MR, int NR>
+constexpr QuantDotFn q6_k_dot512 = tiled<k16_tile<Ops, Q6_KDecoder, MR, NR>, q6_k_row_tile512<NR>,
+                                         k16_tile<Ops, Q6_KDecoder, 1, 1>, MR, NR>;
+#endif
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn k16_dot =
     tiled<k16_tile<Ops, Dec, MR, NR>, k16_tile<Ops, Dec, 1, NR>, k16_tile<Ops, Dec, 1, 1>, MR, NR>;
@@ -710,6 +833,11 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ6_K] = k16_dot<Ops, Q6_KDecoder, MR, NR>;
   t.dot[kSlotQ3_K] = k16_dot<Ops, Q3_KDecoder, MR, NR>;
   t.dot[kSlotQ2_K] = k16_dot<Ops, Q2_KDecoder, MR, NR>;
+#if defined(__AVX512VNNI__)
+  t.dot[kSlotQ4_K] = k4_dot512<Ops, false, MR, NR>;
+  t.dot[kSlotQ5_K] = k4_dot512<Ops, true, MR, NR>;
+  t.dot[kSlotQ6_K] = q6_k_dot512<Ops, MR, NR>;
+#endif
   t.quantize_q8_0 = quantize_q8_0;
   t.quantize_q8_k = quantize_q8_k;
   return t;
