@@ -545,6 +545,13 @@ inline __m256i fold512(__m512i v) {
 
 inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
+// {sum(a), sum(b)} in lanes 0 and 1, as floats (no round trip through general registers).
+inline __m128 hsum2_ps(__m256i a, __m256i b) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  return _mm_cvtepi32_ps(_mm_hadd_epi32(s, s));
+}
+
 template <bool kFiveBit, int NR>
 void k4_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
                     float* y, int64_t) {
@@ -588,11 +595,15 @@ void k4_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t
         const __m512i p = _mm512_maddubs_epi16(q, load512(ab.qs + 64 * t));
         sum = _mm512_dpwssd_epi32(sum, p, _mm512_permutexvar_epi32(scale_index[t], sc_pairs));
       }
-      int sumi, summ;
-      hsum2_epi32(fold512(sum), _mm256_madd_epi16(bsums, scales.mins_per_bsum()), &sumi, &summ);
-      const float d = half_to_float(q4.d), dmin = half_to_float(q4.dmin);
-      acc[c] = std::fma(d * ab.d, static_cast<float>(sumi), acc[c]);
-      acc[c] = std::fma(-(dmin * ab.d), static_cast<float>(summ), acc[c]);
+      const __m128 sums = hsum2_ps(fold512(sum), _mm256_madd_epi16(bsums, scales.mins_per_bsum()));
+      // {d, dmin} (adjacent halves) times the activation scale in one step.
+      uint32_t d_dmin;
+      std::memcpy(&d_dmin, reinterpret_cast<const uint8_t*>(&q4), 4);  // d, dmin lead the block
+      const __m128 scaled =
+          _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d_dmin))), _mm_set1_ps(ab.d));
+      acc[c] = std::fma(_mm_cvtss_f32(scaled), _mm_cvtss_f32(sums), acc[c]);
+      acc[c] = std::fma(-_mm_cvtss_f32(_mm_movehdup_ps(scaled)),
+                        _mm_cvtss_f32(_mm_movehdup_ps(sums)), acc[c]);
     }
   }
   for (int c = 0; c < NR; ++c) y[c] = acc[c];
