@@ -128,15 +128,23 @@ inline __m256 broadcast_half(uint16_t h) {
   return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(h)));
 }
 
-// Decode tiles (MR == 1) hint the same block of the next tile's NR weight rows into the cache
+// Decode tiles (MR == 1) hint the same block of a later tile's NR weight rows into the cache
 // while they work on this one. A decode matmul streams every weight once, and its rows are short
-// (k = 896 is 952 bytes of Q8_0), too short for the hardware stream prefetchers to train on NR
-// interleaved row streams, so without the hint each tile waits on memory latency. Prefetches
-// never fault: hinting past the last row is harmless.
+// (k = 896 is 952 bytes of Q8_0, 504 of Q4_0), too short for the hardware stream prefetchers to
+// train on NR interleaved row streams, so without the hint each tile waits on memory latency.
+// The hint runs at least kPrefetchBytes ahead (whole tiles; one tile of short rows is not far
+// enough ahead to cover the latency). Prefetches never fault: hinting past the last row is
+// harmless.
+inline constexpr int64_t kPrefetchBytes = 4096;
+template <int NR>
+inline int64_t prefetch_offset(int64_t w_stride) {
+  const int64_t tile_bytes = NR * w_stride;
+  return (1 + kPrefetchBytes / tile_bytes) * tile_bytes;
+}
 template <int MR, int NR, int64_t kBlockBytes>
-inline void prefetch_next_tile(const uint8_t* w, int64_t w_stride, int64_t b) {
+inline void prefetch_ahead(const uint8_t* w, int64_t w_stride, int64_t ahead, int64_t b) {
   if constexpr (MR == 1) {
-    const uint8_t* next = w + NR * w_stride + b * kBlockBytes;
+    const uint8_t* next = w + ahead + b * kBlockBytes;
     for (int c = 0; c < NR; ++c) {
       for (int64_t off = 0; off < kBlockBytes; off += 64) {
         __builtin_prefetch(next + c * w_stride + off, 0, 3);
@@ -159,8 +167,9 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
     }
   }
   const int64_t nb = k / kQK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<MR, NR, sizeof(Block)>(w, w_stride, b);
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     __m256i wu[NR];
     __m256 dw[NR];
     float mw[NR];
@@ -254,8 +263,9 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
   const __m512i rows23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
   const auto* act = reinterpret_cast<const BlockQ8_0*>(a);
   const int64_t nb = k / kQK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<1, NR, sizeof(Block)>(w, w_stride, b);
+    prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
     const __m256i av = load256(act[b].qs);
     const __m512i av2 = _mm512_broadcast_i64x4(av);
     const float da = half_to_float(act[b].d);
@@ -372,8 +382,9 @@ void k4_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, in
   float acc[MR][NR] = {};
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<MR, NR, sizeof(Block)>(w, w_stride, b);
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     for (int c = 0; c < NR; ++c) {
       const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
       const K4Scales scales(q4.scales);
@@ -501,9 +512,10 @@ void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, i
   using Block = typename Dec::Block;
   float acc[MR][NR] = {};
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   K16Block wb;
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<MR, NR, sizeof(Block)>(w, w_stride, b);
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     for (int c = 0; c < NR; ++c) {
       Dec::decode(reinterpret_cast<const Block*>(w + c * w_stride)[b], wb);
       __m256i sc[8];
@@ -570,8 +582,9 @@ void k4_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t
   }
   const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<1, NR, sizeof(Block)>(w, w_stride, b);
+    prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
     const BlockQ8_K& ab = act[b];
     const __m256i bsums = load256(ab.bsums);
     for (int c = 0; c < NR; ++c) {
@@ -629,8 +642,9 @@ void q6_k_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8
   for (int p = 0; p < 4; ++p) scale_index[p] = load512(index_words[p]);
   const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
-    prefetch_next_tile<1, NR, sizeof(BlockQ6_K)>(w, w_stride, b);
+    prefetch_ahead<1, NR, sizeof(BlockQ6_K)>(w, w_stride, ahead, b);
     const BlockQ8_K& ab = act[b];
     const __m256i bsums = load256(ab.bsums);
     for (int c = 0; c < NR; ++c) {
