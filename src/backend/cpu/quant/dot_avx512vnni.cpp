@@ -1,4 +1,8 @@
 // AVX-512 VNNI quantized dot products: vpdpbusd does the u8 x s8 4-byte group dot in one step.
+// GCC 12.2's avx512fintrin.h self-initialises the _mm512_undefined_* placeholders (GCC PR 105593),
+// which -Wuninitialized reports wherever they are inlined; those values are never read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "backend/cpu/quant/dot_simd.hpp"
 
 namespace af::cpu::quant {

@@ -49,10 +49,12 @@ inline int hsum_epi32(__m256i v) {
 }
 
 // 16 nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31).
+// The 16 bytes go to both halves (a broadcast load); the high half is shifted right by 4 (bits
+// shifted in from the neighbouring byte fall outside the mask).
 inline __m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i q = load128(qs);
-  const __m128i m = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+  const __m256i q = _mm256_broadcastsi128_si256(load128(qs));
+  const __m256i shifted = _mm256_srlv_epi64(q, _mm256_set_epi64x(4, 4, 0, 0));
+  return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
 // Bit j of the 32-bit mask -> 0x10 in byte j.
@@ -65,6 +67,19 @@ inline __m256i expand_high_bits(const uint8_t* qh) {
   const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
   v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
   return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+// Adds 0x10 to byte j of the nibbles where bit j of the 32-bit mask is set (AVX-512BW: one masked
+// add).
+inline __m256i with_high_bits(__m256i nibbles, const uint8_t* qh) {
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  return _mm256_mask_add_epi8(nibbles, static_cast<__mmask32>(bits), nibbles,
+                              _mm256_set1_epi8(0x10));
+#else
+  return _mm256_or_si256(nibbles, expand_high_bits(qh));
+#endif
 }
 
 // The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (+ min for the
@@ -88,18 +103,14 @@ struct Q5_0Decoder {
   using Block = BlockQ5_0;
   static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr bool kHasMin = false;
-  static __m256i values(const Block& b) {
-    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
-  }
+  static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static float min(const Block&) { return 0.f; }
 };
 struct Q5_1Decoder {
   using Block = BlockQ5_1;
   static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = true;
-  static __m256i values(const Block& b) {
-    return _mm256_or_si256(unpack_nibbles(b.qs), expand_high_bits(b.qh));
-  }
+  static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static float min(const Block& b) { return half_to_float(b.m); }
 };
 // Q8_0 as w + 128: only for vpdpbusd, which does not saturate (vpmaddubsw pairs could).
@@ -117,6 +128,31 @@ inline __m256 broadcast_half(uint16_t h) {
   return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(h)));
 }
 
+// Decode tiles (MR == 1) hint the same block of a later tile's NR weight rows into the cache
+// while they work on this one. A decode matmul streams every weight once, and its rows are short
+// (k = 896 is 952 bytes of Q8_0, 504 of Q4_0), too short for the hardware stream prefetchers to
+// train on NR interleaved row streams, so without the hint each tile waits on memory latency.
+// The hint runs at least kPrefetchBytes ahead (whole tiles; one tile of short rows is not far
+// enough ahead to cover the latency). Prefetches never fault: hinting past the last row is
+// harmless.
+inline constexpr int64_t kPrefetchBytes = 4096;
+template <int NR>
+inline int64_t prefetch_offset(int64_t w_stride) {
+  const int64_t tile_bytes = NR * w_stride;
+  return (1 + kPrefetchBytes / tile_bytes) * tile_bytes;
+}
+template <int MR, int NR, int64_t kBlockBytes>
+inline void prefetch_ahead(const uint8_t* w, int64_t w_stride, int64_t ahead, int64_t b) {
+  if constexpr (MR == 1) {
+    const uint8_t* next = w + ahead + b * kBlockBytes;
+    for (int c = 0; c < NR; ++c) {
+      for (int64_t off = 0; off < kBlockBytes; off += 64) {
+        __builtin_prefetch(next + c * w_stride + off, 0, 3);
+      }
+    }
+  }
+}
+
 // MR activation rows x NR weight rows over the whole row.
 template <class Ops, class Dec, int MR, int NR>
 void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
@@ -131,7 +167,9 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
     }
   }
   const int64_t nb = k / kQK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     __m256i wu[NR];
     __m256 dw[NR];
     float mw[NR];
@@ -167,6 +205,111 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
     for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]) + acc_min[r][c];
   }
 }
+
+#if defined(__AVX512VNNI__)
+// 16 nibble bytes of each of two blocks -> [low nibbles 0, high nibbles 0, low 1, high 1].
+inline __m512i unpack_nibbles_pair(const uint8_t* qs0, const uint8_t* qs1) {
+  const __m512i q =
+      _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(load128(qs0)), 0xFF00, load128(qs1));
+  const __m512i shifted = _mm512_srlv_epi64(q, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+  return _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F));
+}
+
+// The values of two blocks, block 0 in the low 256 bits: Dec::values of each, built with fewer
+// steps where the layout allows.
+template <class Dec>
+inline __m512i values_pair(const typename Dec::Block& b0, const typename Dec::Block& b1) {
+  if constexpr (std::is_same_v<Dec, Q8_0OffsetDecoder>) {
+    const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(load256(b0.qs)), load256(b1.qs), 1);
+    return _mm512_xor_si512(q, _mm512_set1_epi8(static_cast<char>(0x80)));
+  } else if constexpr (std::is_same_v<Dec, Q4_0Decoder> || std::is_same_v<Dec, Q4_1Decoder>) {
+    return unpack_nibbles_pair(b0.qs, b1.qs);
+  } else {
+    static_assert(std::is_same_v<Dec, Q5_0Decoder> || std::is_same_v<Dec, Q5_1Decoder>);
+    uint32_t h0, h1;
+    std::memcpy(&h0, b0.qh, 4);
+    std::memcpy(&h1, b1.qh, 4);
+    const __mmask64 bits = static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32);
+    const __m512i n = unpack_nibbles_pair(b0.qs, b1.qs);
+    return _mm512_mask_add_epi8(n, bits, n, _mm512_set1_epi8(0x10));
+  }
+}
+
+// The halves d of four blocks as one vector (gathered with scalar loads, which leave the vector
+// ports to the dot products).
+template <class Block>
+inline __m128i four_halves(const Block* const* blk) {
+  const uint64_t lo = blk[0]->d | (static_cast<uint32_t>(blk[1]->d) << 16);
+  const uint64_t hi = blk[2]->d | (static_cast<uint32_t>(blk[3]->d) << 16);
+  return _mm_cvtsi64_si128(static_cast<int64_t>(lo | (hi << 32)));
+}
+
+// The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
+// 256 bits, row c + 1 in the high, so the int8 dot, the int -> float conversion and the fma run
+// once per two rows, and the four rows' scales are converted and multiplied by the activation
+// scale together. Each 256-bit half is exactly the 8-lane accumulation of its own row, so the
+// result keeps the defined order (and the scalar reference's bits).
+template <class Dec, int NR>
+void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                        float* y, int64_t) {
+  static_assert(NR % 4 == 0);
+  using Block = typename Dec::Block;
+  __m512 acc[NR / 2];
+  float acc_min[NR];
+  for (int p = 0; p < NR / 2; ++p) acc[p] = _mm512_setzero_ps();
+  for (int c = 0; c < NR; ++c) acc_min[c] = 0.f;
+  // Lane i of the four scales {d0 .. d3} to 8 copies each, two rows per register.
+  const __m512i rows01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i rows23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  const auto* act = reinterpret_cast<const BlockQ8_0*>(a);
+  const int64_t nb = k / kQK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
+    const __m256i av = load256(act[b].qs);
+    const __m512i av2 = _mm512_broadcast_i64x4(av);
+    const float da = half_to_float(act[b].d);
+    __m512i base = _mm512_setzero_si512();
+    float suma = 0.f;
+    if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+      const __m256i lane_sums =
+          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+      if constexpr (Dec::kOffsetShift >= 0) {
+        base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+            _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
+      }
+      if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
+    }
+    for (int g = 0; g < NR; g += 4) {
+      const Block* blk[4];
+      for (int c = 0; c < 4; ++c)
+        blk[c] = reinterpret_cast<const Block*>(w + (g + c) * w_stride) + b;
+      const __m128i halves = four_halves(blk);
+      // dw * da is a product of two halves: exact, as in legacy_tile.
+      const __m512 scales =
+          _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(da)));
+      const __m512 scale[2] = {_mm512_permutexvar_ps(rows01, scales),
+                               _mm512_permutexvar_ps(rows23, scales)};
+      for (int p = 0; p < 2; ++p) {
+        const __m512i wv = values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]);
+        const __m512 prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, wv, av2));
+        acc[g / 2 + p] = _mm512_fmadd_ps(scale[p], prod, acc[g / 2 + p]);
+      }
+      if constexpr (Dec::kHasMin) {
+        for (int c = 0; c < 4; ++c) {
+          acc_min[g + c] = std::fma(Dec::min(*blk[c]) * da, suma, acc_min[g + c]);
+        }
+      }
+    }
+  }
+  for (int p = 0; p < NR / 2; ++p) {
+    const __m256 lo = _mm512_castps512_ps256(acc[p]);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
+    y[2 * p] = reduce_lanes(lo) + acc_min[2 * p];
+    y[2 * p + 1] = reduce_lanes(hi) + acc_min[2 * p + 1];
+  }
+}
+#endif
 
 // Q8_0 without VNNI: |w| x sign(a, w), which keeps every vpmaddubsw pair within int16.
 template <class Ops, int MR, int NR>
@@ -239,7 +382,9 @@ void k4_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, in
   float acc[MR][NR] = {};
   const __m256i low_mask = _mm256_set1_epi8(0x0F);
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     for (int c = 0; c < NR; ++c) {
       const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
       const K4Scales scales(q4.scales);
@@ -367,8 +512,10 @@ void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, i
   using Block = typename Dec::Block;
   float acc[MR][NR] = {};
   const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
   K16Block wb;
   for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
     for (int c = 0; c < NR; ++c) {
       Dec::decode(reinterpret_cast<const Block*>(w + c * w_stride)[b], wb);
       __m256i sc[8];
@@ -399,6 +546,134 @@ void k16_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, i
     for (int c = 0; c < NR; ++c) y[r * ldy + c] = acc[r][c];
   }
 }
+
+#if defined(__AVX512VNNI__)
+// Decode (MR == 1) K-quant tiles with 512-bit registers: two 32-element sub-blocks per register,
+// the scale multiply fused into the sum by vpdpwssd. Only the exact integer sums are computed
+// differently; the float steps are those of k4_tile / k16_tile, so the bits are the same.
+inline __m256i fold512(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+inline __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
+
+// {sum(a), sum(b)} in lanes 0 and 1, as floats (no round trip through general registers).
+inline __m128 hsum2_ps(__m256i a, __m256i b) {
+  const __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  return _mm_cvtepi32_ps(_mm_hadd_epi32(s, s));
+}
+
+template <bool kFiveBit, int NR>
+void k4_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                    float* y, int64_t) {
+  using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
+  float acc[NR] = {};
+  const __m512i low_mask = _mm512_set1_epi8(0x0F);
+  // Low nibbles (sub-block 2t) in the low half, high nibbles (2t + 1) in the high half.
+  const __m512i nibble_shift = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+  // The int32 lanes of the scales vector holding sub-blocks 2t and 2t + 1.
+  __m512i scale_index[4];
+  __m512i fifth_bit[4];
+  for (int t = 0; t < 4; ++t) {
+    scale_index[t] = _mm512_inserti64x4(_mm512_set1_epi32(2 * t), _mm256_set1_epi32(2 * t + 1), 1);
+    fifth_bit[t] = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * t))),
+                                      _mm256_set1_epi8(static_cast<char>(1 << (2 * t + 1))), 1);
+  }
+  const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
+  const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
+    const BlockQ8_K& ab = act[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int c = 0; c < NR; ++c) {
+      const Block& q4 = reinterpret_cast<const Block*>(w + c * w_stride)[b];
+      const K4Scales scales(q4.scales);
+      // Each int32 lane holds its scale twice (as two int16), the pair vpdpwssd multiplies.
+      const __m256i sc32 =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scales.sc)));
+      const __m512i sc_pairs =
+          _mm512_castsi256_si512(_mm256_or_si256(sc32, _mm256_slli_epi32(sc32, 16)));
+      __m512i qh;
+      if constexpr (kFiveBit) qh = _mm512_broadcast_i64x4(load256(q4.qh));
+      __m512i sum = _mm512_setzero_si512();
+      for (int t = 0; t < 4; ++t) {
+        const __m512i packed = _mm512_broadcast_i64x4(load256(q4.qs + 32 * t));
+        __m512i q = _mm512_and_si512(_mm512_srlv_epi64(packed, nibble_shift), low_mask);
+        if constexpr (kFiveBit) {
+          q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(qh, fifth_bit[t]), q,
+                                   _mm512_set1_epi8(0x10));
+        }
+        const __m512i p = _mm512_maddubs_epi16(q, load512(ab.qs + 64 * t));
+        sum = _mm512_dpwssd_epi32(sum, p, _mm512_permutexvar_epi32(scale_index[t], sc_pairs));
+      }
+      const __m128 sums = hsum2_ps(fold512(sum), _mm256_madd_epi16(bsums, scales.mins_per_bsum()));
+      // {d, dmin} (adjacent halves) times the activation scale in one step.
+      uint32_t d_dmin;
+      std::memcpy(&d_dmin, reinterpret_cast<const uint8_t*>(&q4), 4);  // d, dmin lead the block
+      const __m128 scaled =
+          _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d_dmin))), _mm_set1_ps(ab.d));
+      acc[c] = std::fma(_mm_cvtss_f32(scaled), _mm_cvtss_f32(sums), acc[c]);
+      acc[c] = std::fma(-_mm_cvtss_f32(_mm_movehdup_ps(scaled)),
+                        _mm_cvtss_f32(_mm_movehdup_ps(sums)), acc[c]);
+    }
+  }
+  for (int c = 0; c < NR; ++c) y[c] = acc[c];
+}
+
+template <int NR>
+void q6_k_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
+                      float* y, int64_t) {
+  float acc[NR] = {};
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m30 = _mm512_set1_epi8(0x30);
+  // Fifth and sixth bits: qh << 4 for u[4n] and << 2 for u[4n + 1]; qh >> 0 for u[4n + 2] and
+  // >> 2 for u[4n + 3] (the layout of Q6_KDecoder).
+  const __m512i left = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);
+  const __m512i right = _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0);
+  // Word w of the scale vector for the pair of 32-element rows starting at sub-block 4p:
+  // 16-element scale 4p + w / 8 (maddubs leaves 8 words per 16 elements).
+  alignas(64) int16_t index_words[4][32];
+  for (int p = 0; p < 4; ++p) {
+    for (int i = 0; i < 32; ++i) index_words[p][i] = static_cast<int16_t>(4 * p + i / 8);
+  }
+  __m512i scale_index[4];
+  for (int p = 0; p < 4; ++p) scale_index[p] = load512(index_words[p]);
+  const auto* act = reinterpret_cast<const BlockQ8_K*>(a);
+  const int64_t nb = k / kQKK;
+  const int64_t ahead = prefetch_offset<NR>(w_stride);
+  for (int64_t b = 0; b < nb; ++b) {
+    prefetch_ahead<1, NR, sizeof(BlockQ6_K)>(w, w_stride, ahead, b);
+    const BlockQ8_K& ab = act[b];
+    const __m256i bsums = load256(ab.bsums);
+    for (int c = 0; c < NR; ++c) {
+      const BlockQ6_K& q6 = reinterpret_cast<const BlockQ6_K*>(w + c * w_stride)[b];
+      const __m256i scales16 = _mm256_cvtepi8_epi16(load128(q6.scales));
+      const __m512i scales = _mm512_castsi256_si512(scales16);
+      __m512i sum = _mm512_setzero_si512();
+      for (int n = 0; n < 2; ++n) {
+        const __m512i ql = load512(q6.ql + 64 * n);
+        const __m512i qh = _mm512_broadcast_i64x4(load256(q6.qh + 32 * n));
+        const __m512i u_lo = _mm512_or_si512(_mm512_and_si512(ql, m4),
+                                             _mm512_and_si512(_mm512_sllv_epi64(qh, left), m30));
+        const __m512i u_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                             _mm512_and_si512(_mm512_srlv_epi64(qh, right), m30));
+        const __m512i p_lo = _mm512_maddubs_epi16(u_lo, load512(ab.qs + 128 * n));
+        const __m512i p_hi = _mm512_maddubs_epi16(u_hi, load512(ab.qs + 128 * n + 64));
+        sum = _mm512_dpwssd_epi32(sum, p_lo, _mm512_permutexvar_epi16(scale_index[2 * n], scales));
+        sum = _mm512_dpwssd_epi32(sum, p_hi,
+                                  _mm512_permutexvar_epi16(scale_index[2 * n + 1], scales));
+      }
+      int sumi, corr;
+      hsum2_epi32(fold512(sum), _mm256_madd_epi16(bsums, scales16), &sumi, &corr);
+      acc[c] = std::fma(half_to_float(q6.d) * ab.d,
+                        static_cast<float>(sumi - Q6_KDecoder::kOffset * corr), acc[c]);
+    }
+  }
+  for (int c = 0; c < NR; ++c) y[c] = acc[c];
+}
+#endif
 
 using TileFn = void (*)(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
                         int64_t a_stride, float* y, int64_t ldy);
@@ -438,9 +713,23 @@ constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sig
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
                                         legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
+#if defined(__AVX512VNNI__)
+template <class Ops, class Dec, int MR, int NR>
+constexpr QuantDotFn legacy_dot512 =
+    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, NR>, legacy_tile<Ops, Dec, 1, 1>,
+          MR, NR>;
+#endif
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
                                     k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
+#if defined(__AVX512VNNI__)
+template <class Ops, bool kFiveBit, int MR, int NR>
+constexpr QuantDotFn k4_dot512 = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_row_tile512<kFiveBit, NR>,
+                                       k4_tile<Ops, kFiveBit, 1, 1>, MR, NR>;
+template <class Ops, int MR, int NR>
+constexpr QuantDotFn q6_k_dot512 = tiled<k16_tile<Ops, Q6_KDecoder, MR, NR>, q6_k_row_tile512<NR>,
+                                         k16_tile<Ops, Q6_KDecoder, 1, 1>, MR, NR>;
+#endif
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn k16_dot =
     tiled<k16_tile<Ops, Dec, MR, NR>, k16_tile<Ops, Dec, 1, NR>, k16_tile<Ops, Dec, 1, 1>, MR, NR>;
@@ -556,11 +845,24 @@ QuantKernels make_table(const char* isa) {
   t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;
   t.dot[kSlotQ5_0] = legacy_dot<Ops, Q5_0Decoder, MR, NR>;
   t.dot[kSlotQ5_1] = legacy_dot<Ops, Q5_1Decoder, MR, NR>;
+#if defined(__AVX512VNNI__)
+  // Decode rows with 512-bit VNNI (the 256-bit Ops::dot tiles stay for prefill).
+  t.dot[kSlotQ8_0] = legacy_dot512<Ops, Q8_0OffsetDecoder, MR, NR>;
+  t.dot[kSlotQ4_0] = legacy_dot512<Ops, Q4_0Decoder, MR, NR>;
+  t.dot[kSlotQ4_1] = legacy_dot512<Ops, Q4_1Decoder, MR, NR>;
+  t.dot[kSlotQ5_0] = legacy_dot512<Ops, Q5_0Decoder, MR, NR>;
+  t.dot[kSlotQ5_1] = legacy_dot512<Ops, Q5_1Decoder, MR, NR>;
+#endif
   t.dot[kSlotQ4_K] = k4_dot<Ops, false, MR, NR>;
   t.dot[kSlotQ5_K] = k4_dot<Ops, true, MR, NR>;
   t.dot[kSlotQ6_K] = k16_dot<Ops, Q6_KDecoder, MR, NR>;
   t.dot[kSlotQ3_K] = k16_dot<Ops, Q3_KDecoder, MR, NR>;
   t.dot[kSlotQ2_K] = k16_dot<Ops, Q2_KDecoder, MR, NR>;
+#if defined(__AVX512VNNI__)
+  t.dot[kSlotQ4_K] = k4_dot512<Ops, false, MR, NR>;
+  t.dot[kSlotQ5_K] = k4_dot512<Ops, true, MR, NR>;
+  t.dot[kSlotQ6_K] = q6_k_dot512<Ops, MR, NR>;
+#endif
   t.quantize_q8_0 = quantize_q8_0;
   t.quantize_q8_k = quantize_q8_k;
   return t;
