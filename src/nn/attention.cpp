@@ -42,25 +42,6 @@ SelfAttention SelfAttention::load(const VarBuilder& vb, int64_t hidden, int64_t 
   return a;
 }
 
-void SelfAttention::forward(Backend& be, const Rope& rope, float* k_cache, float* v_cache,
-                            const float* x, int64_t n, int64_t n_past, const int32_t* positions,
-                            float* scratch, float* y) const {
-  const int64_t q_dim = n_heads * head_dim;
-  const int64_t kv_dim = n_kv_heads * head_dim;
-  float* q = scratch;                        // [n, q_dim]
-  float* attn = scratch + n * q_dim;         // [n, q_dim]
-  float* k_new = k_cache + n_past * kv_dim;  // [n, kv_dim], written in place in the cache
-  float* v_new = v_cache + n_past * kv_dim;
-  q_proj.forward(be, x, n, q);
-  k_proj.forward(be, x, n, k_new);
-  v_proj.forward(be, x, n, v_new);
-  rope.apply(be, q, n, n_heads, positions);
-  rope.apply(be, k_new, n, n_kv_heads, positions);
-  be.attention(q, k_cache, v_cache, n, n_past, n_heads, n_kv_heads, head_dim,
-               1.0f / std::sqrt(static_cast<float>(head_dim)), attn);
-  o_proj.forward(be, attn, n, y);
-}
-
 void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* segments,
                                   int64_t n_segments, const float* x, int64_t rows,
                                   const int32_t* positions, float* scratch, float* y) const {

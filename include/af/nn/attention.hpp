@@ -35,15 +35,10 @@ struct SelfAttention {
   static SelfAttention load(const VarBuilder& vb, int64_t hidden, int64_t n_heads,
                             int64_t n_kv_heads, int64_t head_dim, bool qkv_bias, bool o_bias);
 
-  // x[n, hidden] at positions n_past .. n_past + n - 1 -> y[n, hidden]. Writes this layer's
-  // k/v rows n_past.. into the cache. scratch holds 2 * n * n_heads * head_dim floats.
-  void forward(Backend& be, const Rope& rope, float* k_cache, float* v_cache, const float* x,
-               int64_t n, int64_t n_past, const int32_t* positions, float* scratch, float* y) const;
-
-  // Several sequences in one batch: rows [row_begin, row_begin + n) of x belong to the sequence
-  // whose layer cache is k_cache / v_cache, at positions n_past ... The projections run once over
-  // all rows; attention runs per segment. scratch holds
-  // rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
+  // x[rows, hidden] holds one or more sequences: rows [row_begin, row_begin + n) belong to the
+  // sequence whose layer cache is k_cache / v_cache, at positions n_past .. (its new k/v rows are
+  // written there). The projections run once over all rows; attention runs per segment.
+  // scratch holds rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
   struct Segment {
     float* k_cache;
     float* v_cache;

@@ -85,25 +85,35 @@ void CpuBackend::parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn) {
 }
 
 void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) {
+  // All argument checks happen here, once; the paths below only compute.
   AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight must be 2-D [n, k], got shape ", w.shape().str());
-  if (const auto slot = quant::quant_slot(w.dtype())) {
-    matmul_quantized(x, m, w, *slot, bias, y);
-    return;
-  }
-  if (bf16_dot_ && w.dtype() == DType::BF16) {
-    matmul_bf16_dot(x, m, w, bias, y);
-    return;
-  }
-  const WeightType wt = weight_type(w.dtype(), "matmul", "weight");
+  const auto slot = quant::quant_slot(w.dtype());
+  const bool bf16_dot = !slot && bf16_dot_ && w.dtype() == DType::BF16;
+  const WeightType wt =
+      slot || bf16_dot ? WeightType::kF32 : weight_type(w.dtype(), "matmul", "weight");
   check_nonneg(m, "matmul", "m");
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
+  if (slot) {
+    const int64_t block = info(w.dtype()).block_size;
+    AF_CHECK(k % block == 0, ErrorCode::kInvalidArgument, kComponent,
+             "matmul: ", af::name(w.dtype()), " weight row length ", k,
+             " is not a multiple of its block size ", block);
+  }
   if (m == 0 || n == 0) return;
   check_ptr(y, 1, "matmul", "y");
   check_ptr(x, k, "matmul", "x");
   AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight has no data");
+  if (slot) {
+    matmul_quantized(x, m, w, *slot, bias, y);
+    return;
+  }
+  if (bf16_dot) {
+    matmul_bf16_dot(x, m, w, bias, y);
+    return;
+  }
   const MatmulFn fn = kernels_.matmul[static_cast<int>(wt)];
   const void* wd = w.data();
   const int64_t macs = m * n * k;
@@ -113,24 +123,15 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
 
 void CpuBackend::matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
                                   const float* bias, float* y) {
-  check_nonneg(m, "matmul", "m");
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
   const DType act_type = quant::vec_dot_type(w.dtype());
-  const int64_t block = info(w.dtype()).block_size;
-  AF_CHECK(k % block == 0, ErrorCode::kInvalidArgument, kComponent, "matmul: ", af::name(w.dtype()),
-           " weight row length ", k, " is not a multiple of its block size ", block);
-  if (m == 0 || n == 0) return;
-  check_ptr(y, 1, "matmul", "y");
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t j = 0; j < n; ++j) y[i * n + j] = bias ? bias[j] : 0.f;
     }
     return;
   }
-  check_ptr(x, k, "matmul", "x");
-  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
-           "matmul: weight has no data");
   const int64_t w_row = row_bytes(w.dtype(), k);
   const int64_t a_row = row_bytes(act_type, k);
   // Activations are quantized once per call, then every weight tile reuses them.
@@ -156,14 +157,8 @@ void CpuBackend::matmul_quantized(const float* x, int64_t m, const Tensor& w, qu
 
 void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias,
                                  float* y) {
-  check_nonneg(m, "matmul", "m");
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
-  if (m == 0 || n == 0) return;
-  check_ptr(y, 1, "matmul", "y");
-  check_ptr(x, k, "matmul", "x");
-  AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
-           "matmul: weight has no data");
   std::vector<uint16_t> xb(static_cast<size_t>(m * k));
   parallel_ranges(m, std::max<int64_t>(1, kRowWork / std::max<int64_t>(k, 1)),
                   [&](int64_t r0, int64_t r1) {

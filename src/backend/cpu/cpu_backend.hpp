@@ -48,11 +48,13 @@ class CpuBackend final : public Backend {
   template <class Fn>
   void parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn);
 
+  // The compute paths of matmul(), which has checked their arguments already.
   void matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
                         const float* bias, float* y);
 
-  const KernelTable& kernels_;
   void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias, float* y);
+
+  const KernelTable& kernels_;
 
   const quant::QuantKernels& quant_kernels_;
   bool bf16_dot_ = false;  // options.bf16_dot on a CPU with AVX512_BF16 and the avx512 table
