@@ -3,12 +3,15 @@
 // cache, or after a D-token prefill with --depth) speed as the median of REPS repetitions, the
 // bytes one decode token reads (weights + KV cache), and the memory bandwidth measured in the
 // same process with the same thread count, so that roofline_ratio = tg * bytes / bandwidth says
-// how close decoding is to the memory limit. --json prints exactly one JSON object.
+// how close decoding is to the memory limit. It also reports the load time, the time to the first
+// token (load + the first forward, page faults included) and the resident memory against the
+// file and KV cache sizes. --json prints exactly one JSON object.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -119,6 +122,16 @@ WeightBytes weight_bytes(const io::ModelFiles& files, int64_t vocab, bool tied) 
   return out;
 }
 
+// Resident memory of this process in bytes (VmRSS), or -1 where /proc does not say.
+int64_t resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "... kB"
+  }
+  return -1;
+}
+
 std::vector<int32_t> bench_ids(int64_t n, int64_t vocab) {
   std::vector<int32_t> ids(static_cast<size_t>(n));
   uint64_t s = 0x2545F4914F6CDD1Dull;
@@ -182,20 +195,25 @@ Command add_bench(CLI::App& app) {
       return static_cast<double>(wb.per_token) + mean_context * static_cast<double>(kv_row_bytes);
     };
 
-    BandwidthProbe probe(static_cast<size_t>(o->bw_mib) << 20, o->threads);
-    probe.pass();  // warm-up
-    std::vector<double> bw;
-
     const std::vector<int32_t> prompt = bench_ids(o->n_prompt, config.vocab_size);
     const std::vector<int32_t> gen = bench_ids(o->n_gen, config.vocab_size);
     const std::vector<int32_t> deep = bench_ids(o->depth, config.vocab_size);
-    // Untimed warm-up: pages of the mapped weights become resident, caches and pools settle.
+    // Warm-up, timed only as the first token: pages of the mapped weights become resident,
+    // caches and pools settle.
     model->reset_state();
+    const auto t_first = Clock::now();
     model->forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(prompt.size(), 16)),
                    false);
+    const double first_token_s = load_s + seconds_since(t_first);
     model->reset_state();
     for (int i = 0; i < 2 && i < o->n_gen; ++i)
       model->forward_step({&gen[static_cast<size_t>(i)], 1});
+
+    // Allocated after the warm-up so that the resident memory read before it is the model's.
+    const int64_t rss_model = resident_bytes();
+    BandwidthProbe probe(static_cast<size_t>(o->bw_mib) << 20, o->threads);
+    probe.pass();  // warm-up
+    std::vector<double> bw;
 
     auto time_decode = [&](int64_t start) {
       model->truncate(start);
@@ -240,6 +258,9 @@ Command add_bench(CLI::App& app) {
     j["n_gen"] = o->n_gen;
     j["reps"] = o->reps;
     j["load_s"] = load_s;
+    j["first_token_s"] = first_token_s;
+    j["rss_bytes"] = rss_model;
+    j["kv_cache_bytes"] = info.context_length * kv_row_bytes;
     j["pp_tokens_per_s"] = pp;
     j["tg_tokens_per_s"] = tg;
     j["bytes_per_token"] = bytes;
@@ -270,6 +291,11 @@ Command add_bench(CLI::App& app) {
                 wb.types.c_str());
     std::printf("kernels          %s, %d threads, %d reps (medians)\n", isa.c_str(), o->threads,
                 o->reps);
+    std::printf("load             %10.1f ms (first token after %.1f ms)\n", load_s * 1e3,
+                first_token_s * 1e3);
+    std::printf("resident memory  %10.1f MB (weights %.1f MB, KV cache %.1f MB)\n",
+                static_cast<double>(rss_model) / 1e6, static_cast<double>(wb.file) / 1e6,
+                static_cast<double>(info.context_length * kv_row_bytes) / 1e6);
     std::printf("pp%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_prompt), pp);
     std::printf("tg%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_gen), tg);
     std::printf("bytes/token      %10.1f MB (weights %.1f MB + KV)\n", bytes / 1e6,

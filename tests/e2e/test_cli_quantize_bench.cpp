@@ -154,8 +154,9 @@ TEST(CliBench, JsonHasTheContractKeysWithPositiveValues) {
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
   ASSERT_TRUE(j.is_object());
-  for (const char* key : {"pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s",
-                          "roofline_ratio", "tg_depth_tokens_per_s"}) {
+  for (const char* key :
+       {"pp_tokens_per_s", "tg_tokens_per_s", "bytes_per_token", "bandwidth_gb_s", "roofline_ratio",
+        "tg_depth_tokens_per_s", "load_s", "first_token_s", "rss_bytes", "kv_cache_bytes"}) {
     ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << r.out;
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
   }
@@ -167,6 +168,9 @@ TEST(CliBench, JsonHasTheContractKeysWithPositiveValues) {
   const double ratio = j["tg_tokens_per_s"].get<double>() * j["bytes_per_token"].get<double>() /
                        (j["bandwidth_gb_s"].get<double>() * 1e9);
   EXPECT_NEAR(j["roofline_ratio"].get<double>(), ratio, 1e-9 * ratio);
+  EXPECT_GE(j["first_token_s"].get<double>(), j["load_s"].get<double>());
+  // Whatever else is resident, the touched weights are.
+  EXPECT_GT(j["rss_bytes"].get<double>(), 0.5 * j["weight_file_bytes"].get<double>());
 }
 
 TEST(CliBench, TextOutputAndErrors) {
