@@ -29,9 +29,10 @@ CACHE = Path(os.environ.get("AF_BENCH_CACHE", Path.home() / ".cache/alloyforge/b
 
 def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
     """Runs in a child process: times llama.cpp on one file, prints one JSON object."""
-    import ctypes
     import llama_cpp as L
     L.llama_backend_init()
+    rss_before = rss_bytes()
+    t_load = time.perf_counter()
     mp = L.llama_model_default_params()
     model = L.llama_model_load_from_file(path.encode(), mp)
     if not model:
@@ -64,11 +65,16 @@ def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
-    # warm-up (as llama-bench): one prompt batch and one token
+    load_s = time.perf_counter() - t_load
+    # warm-up (as llama-bench): one prompt batch and one token; the first also times the first
+    # token after loading, as `af-cli bench` does
     L.llama_memory_clear(mem, True)
     decode(ids(min(p, 16)))
+    L.llama_synchronize(ctx)
+    first_token_s = time.perf_counter() - t_load
     decode(ids(1))
     L.llama_synchronize(ctx)
+    rss_model = rss_bytes() - rss_before
     pp_s, tg_s = [], []
     prompt = ids(p)
     gen = ids(n)
@@ -87,7 +93,19 @@ def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
     L.llama_free(ctx)
     L.llama_model_free(model)
     return {"pp_tokens_per_s": p / statistics.median(pp_s),
-            "tg_tokens_per_s": n / statistics.median(tg_s)}
+            "tg_tokens_per_s": n / statistics.median(tg_s),
+            "load_s": load_s, "first_token_s": first_token_s,
+            # resident memory the model added to the Python process (the interpreter's own is
+            # left out; af-cli's rss_bytes is its whole process, a few MB more)
+            "rss_bytes": rss_model}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return -1
 
 
 def run_ours(cli: Path, path: Path, a) -> dict:
@@ -184,6 +202,10 @@ def main():
         s["llama_tg"] = med([r["tg_tokens_per_s"] for r in llama])
         s["bandwidth_gb_s"] = med([r["bandwidth_gb_s"] for r in ours])
         s["bytes_per_token"] = med([r["bytes_per_token"] for r in ours])
+        for k in ("first_token_s", "rss_bytes"):
+            s[f"ours_{k}"] = med([r.get(k) for r in ours])
+            s[f"llama_{k}"] = med([r.get(k) for r in llama])
+        s["kv_cache_bytes"] = med([r.get("kv_cache_bytes") for r in ours])
         if not ours:
             s["ours_error"] = rows[f]["ours"][0].get("error")
         if s["bandwidth_gb_s"] and s["bytes_per_token"]:
@@ -209,6 +231,16 @@ def main():
               f"{fmt(s.get('ours_roofline'), '.2f')} | {fmt(s.get('llama_roofline'), '.2f')} |")
         if "ours_error" in s:
             print(f"  ours on {f}: {s['ours_error']}")
+    print()
+    print("| format | file MB | ours load + first token ms | llama.cpp | ours RSS MB | "
+          "llama.cpp RSS MB (model's share) | our KV cache MB |")
+    print("|---|---|---|---|---|---|---|")
+    for f, s in summary.items():
+        ms = lambda x: None if x is None else 1e3 * x
+        mb = lambda x: None if x is None else x / 1e6
+        print(f"| {f.upper()} | {s['file_mb']:.0f} | {fmt(ms(s['ours_first_token_s']), '.0f')} | "
+              f"{fmt(ms(s['llama_first_token_s']), '.0f')} | {fmt(mb(s['ours_rss_bytes']), '.0f')} | "
+              f"{fmt(mb(s['llama_rss_bytes']), '.0f')} | {fmt(mb(s['kv_cache_bytes']), '.1f')} |")
     if a.json_out:
         a.json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
                                           "args": vars(a) | {"cache": str(a.cache),
