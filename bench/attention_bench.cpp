@@ -19,7 +19,6 @@ namespace {
 constexpr int64_t kHeads = 14;
 constexpr int64_t kKvHeads = 2;
 constexpr int64_t kHeadDim = 64;
-constexpr int kLayers = 24;
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -29,17 +28,18 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
   return v;
 }
 
-// Args: n_past, n_tokens, threads.
+// Args: n_past, n_tokens, threads, layers.
 void BM_Attention(benchmark::State& state) {
   const int64_t n_past = state.range(0);
   const int64_t n_tokens = state.range(1);
   af::BackendOptions options;
   options.num_threads = static_cast<int>(state.range(2));
   const std::unique_ptr<af::Backend> backend = af::make_backend(options);
+  const int layers = static_cast<int>(state.range(3));
   const int64_t n_ctx = n_past + n_tokens;
   const size_t kv_floats = static_cast<size_t>(n_ctx * kKvHeads * kHeadDim);
   std::vector<std::vector<float>> k_cache, v_cache;
-  for (int l = 0; l < kLayers; ++l) {
+  for (int l = 0; l < layers; ++l) {
     k_cache.push_back(random_floats(kv_floats, 2 * l + 1));
     v_cache.push_back(random_floats(kv_floats, 2 * l + 2));
   }
@@ -53,7 +53,7 @@ void BM_Attention(benchmark::State& state) {
                        kHeads, kKvHeads, kHeadDim, scale, out.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
-    layer = (layer + 1) % kLayers;
+    layer = (layer + 1) % layers;
   }
   // Causal pairs: token t sees n_past + t + 1 keys.
   const double pairs = static_cast<double>(kHeads) *
@@ -66,13 +66,15 @@ void BM_Attention(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Attention)
-    ->ArgNames({"n_past", "n_tokens", "threads"})
-    ->Args({128, 1, 2})
-    ->Args({4096, 1, 2})
-    ->Args({128, 128, 2})
-    ->Args({4096, 128, 2})
-    ->Args({4096, 1, 1})
-    ->Args({4096, 128, 1})
+    ->ArgNames({"n_past", "n_tokens", "threads", "layers"})
+    ->Args({128, 1, 2, 24})
+    ->Args({4096, 1, 2, 24})
+    ->Args({128, 128, 2, 24})
+    ->Args({4096, 128, 2, 24})
+    ->Args({4096, 1, 1, 24})
+    ->Args({4096, 128, 1, 24})
+    ->Args({128, 1, 1, 1})
+    ->Args({4096, 1, 1, 1})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

@@ -213,45 +213,46 @@ inline void score_rows(const float* const* q_rows, const float* kt, int64_t head
   for (int r = 0; r < NR; ++r) scores[r] = a[r];
 }
 
-// acc[0, head_dim) += sum over keys i < n_keys of p[i] * v_rows[i * kv_stride ..]: up to four
-// output vectors stay in registers while the block's value rows (L1-resident) stream past.
-template <class V>
-inline void accumulate_values(const float* p, int64_t n_keys, const float* v_rows,
-                              int64_t kv_stride, int64_t head_dim, float* acc) {
+// For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
+// kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
+// (L1-resident after the first row) stream past, each loaded once for the NR rows.
+template <class V, int NR>
+inline void accumulate_values(const float* const* p, int64_t n_keys, const float* v_rows,
+                              int64_t kv_stride, int64_t head_dim, float* const* acc) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   int64_t d = 0;
   for (; d + 4 * L <= head_dim; d += 4 * L) {
-    F a0 = V::load(acc + d), a1 = V::load(acc + d + L);
-    F a2 = V::load(acc + d + 2 * L), a3 = V::load(acc + d + 3 * L);
-    for (int64_t i = 0; i < n_keys; ++i) {
-      const F w = V::set1(p[i]);
-      const float* vi = v_rows + i * kv_stride + d;
-      a0 = V::fmadd(w, V::load(vi), a0);
-      a1 = V::fmadd(w, V::load(vi + L), a1);
-      a2 = V::fmadd(w, V::load(vi + 2 * L), a2);
-      a3 = V::fmadd(w, V::load(vi + 3 * L), a3);
+    F a[NR][4];
+    for (int r = 0; r < NR; ++r) {
+      for (int c = 0; c < 4; ++c) a[r][c] = V::load(acc[r] + d + c * L);
     }
-    V::store(acc + d, a0);
-    V::store(acc + d + L, a1);
-    V::store(acc + d + 2 * L, a2);
-    V::store(acc + d + 3 * L, a3);
+    for (int64_t i = 0; i < n_keys; ++i) {
+      const float* vi = v_rows + i * kv_stride + d;
+      const F v0 = V::load(vi), v1 = V::load(vi + L), v2 = V::load(vi + 2 * L),
+              v3 = V::load(vi + 3 * L);
+      for (int r = 0; r < NR; ++r) {
+        const F w = V::set1(p[r][i]);
+        a[r][0] = V::fmadd(w, v0, a[r][0]);
+        a[r][1] = V::fmadd(w, v1, a[r][1]);
+        a[r][2] = V::fmadd(w, v2, a[r][2]);
+        a[r][3] = V::fmadd(w, v3, a[r][3]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      for (int c = 0; c < 4; ++c) V::store(acc[r] + d + c * L, a[r][c]);
+    }
   }
   for (; d < head_dim; d += L) {
     const int cnt = static_cast<int>(min_i64(L, head_dim - d));
-    if (cnt == L) {
-      F a = V::load(acc + d);
-      for (int64_t i = 0; i < n_keys; ++i) {
-        a = V::fmadd(V::set1(p[i]), V::load(v_rows + i * kv_stride + d), a);
-      }
-      V::store(acc + d, a);
-    } else {
-      F a = V::load_partial(acc + d, cnt);
-      for (int64_t i = 0; i < n_keys; ++i) {
-        a = V::fmadd(V::set1(p[i]), V::load_partial(v_rows + i * kv_stride + d, cnt), a);
-      }
-      V::store_partial(acc + d, a, cnt);
+    F a[NR];
+    for (int r = 0; r < NR; ++r) a[r] = V::load_partial(acc[r] + d, cnt);
+    for (int64_t i = 0; i < n_keys; ++i) {
+      const float* vi = v_rows + i * kv_stride + d;
+      const F vv = cnt == L ? V::load(vi) : V::load_partial(vi, cnt);
+      for (int r = 0; r < NR; ++r) a[r] = V::fmadd(V::set1(p[r][i]), vv, a[r]);
     }
+    for (int r = 0; r < NR; ++r) V::store_partial(acc[r] + d, a[r], cnt);
   }
 }
 
@@ -310,6 +311,11 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
       V::transpose(tile);
       for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
     }
+    // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
+    const float* v_block = v_head + j * kv_stride;
+    const float* pv_p[2];
+    float* pv_acc[2];
+    int n_pv = 0, pv_keys = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
       const float* q_rows[kRowTile];
@@ -371,9 +377,18 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
         const F e = exp_approx<V>(V::sub(s, V::set1(row_max[row])));
         V::store(sr, V::add(lane_sums, e));
         V::store(p, e);
-        accumulate_values<V>(p, valid, v_head + j * kv_stride, kv_stride, head_dim, ar);
+        // Rows that see this block queue for the value pass, two at a time.
+        pv_p[n_pv] = p;
+        pv_acc[n_pv] = ar;
+        pv_keys = valid > pv_keys ? valid : pv_keys;
+        if (++n_pv == 2) {
+          accumulate_values<V, 2>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+          n_pv = 0;
+          pv_keys = 0;
+        }
       }
     }
+    if (n_pv == 1) accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
   }
   for (int64_t r = 0; r < rows; ++r) row_sum[r] = V::hsum(V::load(sums + r * L));
 }
