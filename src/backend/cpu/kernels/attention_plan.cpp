@@ -43,7 +43,8 @@ AttentionPlan plan_attention(const AttentionShape& shape, int64_t token_block, i
 
 AttentionPlan plan_attention(const AttentionShape& shape) {
   const int64_t group = shape.n_heads / shape.n_kv_heads;
-  const int64_t token_block = kAttentionRows / group > 1 ? kAttentionRows / group : 1;
+  int64_t token_block = kAttentionRows / group > 1 ? kAttentionRows / group : 1;
+  if (shape.n_tokens >= 1 && token_block > shape.n_tokens) token_block = shape.n_tokens;
   const int64_t n_ctx = shape.n_past + shape.n_tokens;
   const int64_t base_items = shape.n_kv_heads * ceil_div(shape.n_tokens, token_block);
   int64_t key_chunk = n_ctx;

@@ -269,7 +269,6 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   using F = typename V::F;
   constexpr int L = V::kLanes;
   constexpr int kRowTile = 8;
-  constexpr int64_t kPrefetchBlocks = 4;
   const int64_t head_dim = shape.head_dim;
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t q_stride = shape.n_heads * head_dim;
@@ -291,15 +290,6 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   const F score_scale = V::set1(shape.scale);
   for (int64_t j = key_begin; j < item_end; j += L) {
     const int n_keys = static_cast<int>(min_i64(L, item_end - j));
-    // Decode streams the cache from memory, in rows too short (a head's slice of each row) for
-    // the hardware prefetchers to run far enough ahead: fetch a few blocks ahead by hand.
-    const int64_t ahead_end = min_i64(item_end, j + (kPrefetchBlocks + 1) * L);
-    for (int64_t i = j + kPrefetchBlocks * L; i < ahead_end; ++i) {
-      for (int64_t b = 0; b < head_dim; b += 16) {
-        __builtin_prefetch(k_head + i * kv_stride + b);
-        __builtin_prefetch(v_head + i * kv_stride + b);
-      }
-    }
     // Transpose the block's keys: kt[d * L + i] = k[j + i][d]; missing keys read as zeros.
     for (int64_t dv = 0; dv < n_dvec; ++dv) {
       const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
