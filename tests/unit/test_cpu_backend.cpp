@@ -106,6 +106,22 @@ std::vector<float> run_all_ops(Backend& b) {
   b.attention(q.data(), kc.data(), vc.data(), n_tokens, n_past, n_heads, n_kv, hd, 0.125f,
               att.data());
   append(att);
+  // Decode after 1000 cached tokens (keys split into chunks, merged) and a 37-token chunk with
+  // 7 query heads per KV head (several token blocks), head_dim 80 (a partial vector).
+  struct AttentionCall {
+    int64_t n_tokens, n_past, n_heads, n_kv, hd;
+  };
+  for (const AttentionCall& c :
+       {AttentionCall{1, 1000, 14, 2, 64}, AttentionCall{37, 17, 14, 2, 80}}) {
+    const auto cq = random_floats(static_cast<size_t>(c.n_tokens * c.n_heads * c.hd), -1, 1, 9);
+    const auto ck =
+        random_floats(static_cast<size_t>((c.n_past + c.n_tokens) * c.n_kv * c.hd), -1, 1, 10);
+    const auto cv = random_floats(ck.size(), -1, 1, 11);
+    std::vector<float> co(cq.size());
+    b.attention(cq.data(), ck.data(), cv.data(), c.n_tokens, c.n_past, c.n_heads, c.n_kv, c.hd,
+                0.125f, co.data());
+    append(co);
+  }
   return out;
 }
 

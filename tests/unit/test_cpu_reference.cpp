@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/kernels/attention_plan.hpp"
 
 namespace af::cpu {
 namespace {
@@ -95,8 +96,8 @@ TEST(CpuReference, AttentionWithOneKeyReturnsValue) {
   const float k[] = {7, -1};
   const float v[] = {0.25f, -4};
   float out[4];
-  float scratch[1];
-  ref().attention(q, k, v, 1, 0, 2, 1, 2, 0.7f, out, 0, 2, scratch);
+  run_attention_serial(ref().attention, plan_attention(AttentionShape{1, 0, 2, 1, 2, 0.7f}), q, k,
+                       v, out);
   for (int h = 0; h < 2; ++h) {
     EXPECT_FLOAT_EQ(out[2 * h], 0.25f);
     EXPECT_FLOAT_EQ(out[2 * h + 1], -4);
@@ -110,8 +111,23 @@ TEST(CpuReference, AttentionIsCausalAndWeighted) {
   const float k[] = {0, 5, std::log(2.0f), 5};  // scores q·k = 0 and ln 2
   const float v[] = {3, 0, 0, 3};
   float out[4];
-  float scratch[2];
-  ref().attention(q, k, v, 2, 0, 1, 1, 2, 1.0f, out, 0, 2, scratch);
+  run_attention_serial(ref().attention, plan_attention(AttentionShape{2, 0, 1, 1, 2, 1.0f}), q, k,
+                       v, out);
+  EXPECT_FLOAT_EQ(out[0], 3);
+  EXPECT_FLOAT_EQ(out[1], 0);
+  EXPECT_NEAR(out[2], 1, 1e-6f);
+  EXPECT_NEAR(out[3], 2, 1e-6f);
+}
+
+// The same two keys in separate chunks: the merge rescales the chunks' states to one softmax.
+TEST(CpuReference, AttentionMergesKeyChunks) {
+  const float q[] = {1, 0, 1, 0};
+  const float k[] = {0, 5, std::log(2.0f), 5};
+  const float v[] = {3, 0, 0, 3};
+  float out[4];
+  const AttentionPlan plan = plan_attention(AttentionShape{2, 0, 1, 1, 2, 1.0f}, 1, 1);
+  EXPECT_EQ(plan.n_key_chunks, 2);
+  run_attention_serial(ref().attention, plan, q, k, v, out);
   EXPECT_FLOAT_EQ(out[0], 3);
   EXPECT_FLOAT_EQ(out[1], 0);
   EXPECT_NEAR(out[2], 1, 1e-6f);

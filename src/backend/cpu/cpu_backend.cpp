@@ -8,6 +8,7 @@
 #include "af/backend/quant.hpp"
 
 #include "af/core/error.hpp"
+#include "backend/cpu/kernels/attention_plan.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
 
 namespace af::cpu {
@@ -291,14 +292,34 @@ void CpuBackend::attention(const float* q, const float* k, const float* v, int64
   check_ptr(k, 1, "attention", "k");
   check_ptr(v, 1, "attention", "v");
   check_ptr(out, 1, "attention", "out");
-  const int64_t n_ctx = n_past + n_tokens;
-  // One task is one (token, head); group a few so short contexts do not pay per-task overhead.
-  const int64_t grain = ceil_div(kRowWork, n_ctx * head_dim * 2);
-  parallel_ranges(n_tokens * n_heads, grain, [&](int64_t t0, int64_t t1) {
-    std::vector<float> scratch(static_cast<size_t>(n_ctx));
-    kernels_.attention(q, k, v, n_tokens, n_past, n_heads, n_kv_heads, head_dim, scale, out, t0, t1,
-                       scratch.data());
+  const AttentionPlan plan =
+      plan_attention(AttentionShape{n_tokens, n_past, n_heads, n_kv_heads, head_dim, scale});
+  const int64_t rows = plan.rows_per_item();
+  const int64_t n_items = plan.n_items();
+  std::vector<float> acc(static_cast<size_t>(n_items * rows * head_dim));
+  std::vector<float> stats(static_cast<size_t>(2 * n_items * rows));
+  const AttentionPartials parts{acc.data(), stats.data(), stats.data() + n_items * rows};
+  const AttentionFn fn = kernels_.attention;
+  const bool split_keys = plan.n_key_chunks > 1;
+  parallel_ranges(n_items, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> scratch(static_cast<size_t>(plan.scratch_floats()));
+    for (int64_t i = i0; i < i1; ++i) {
+      run_attention_item(fn, plan, q, k, v, i, parts, scratch.data());
+      // An unsplit item is a whole (KV head, token block): finish it while its state is hot.
+      if (!split_keys) {
+        merge_attention_items(plan, i / plan.n_token_blocks, i % plan.n_token_blocks, parts, out);
+      }
+    }
   });
+  // Split keys come with few KV heads x token blocks (decode): a serial merge is cheaper than
+  // waking the pool again.
+  if (split_keys) {
+    for (int64_t h = 0; h < n_kv_heads; ++h) {
+      for (int64_t b = 0; b < plan.n_token_blocks; ++b) {
+        merge_attention_items(plan, h, b, parts, out);
+      }
+    }
+  }
 }
 
 void CpuBackend::embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) {

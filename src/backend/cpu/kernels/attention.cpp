@@ -1,41 +1,49 @@
-// Reference causal grouped-query attention.
+// Reference causal grouped-query attention: one work item's softmax state (see AttentionFn).
 #include <math.h>
 
 #include "backend/cpu/kernels/reference.hpp"
 
 namespace af::cpu::ref {
 
-void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float* out,
-               int64_t task_begin, int64_t task_end, float* scratch) {
-  (void)n_tokens;
-  const int64_t group = n_heads / n_kv_heads;
-  const int64_t q_stride = n_heads * head_dim;
-  const int64_t kv_stride = n_kv_heads * head_dim;
-  for (int64_t task = task_begin; task < task_end; ++task) {
-    const int64_t t = task / n_heads;
-    const int64_t h = task % n_heads;
-    const int64_t n_ctx = n_past + t + 1;  // causal: keys 0 .. n_past + t
-    const float* qh = q + t * q_stride + h * head_dim;
-    const int64_t kv_off = (h / group) * head_dim;
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      const float* kj = k + j * kv_stride + kv_off;
-      double dot = 0.0;
-      for (int64_t d = 0; d < head_dim; ++d) dot += double(qh[d]) * double(kj[d]);
-      scratch[j] = static_cast<float>(dot * double(scale));
-      mx = scratch[j] > mx ? scratch[j] : mx;
-    }
-    double sum = 0.0;
-    for (int64_t j = 0; j < n_ctx; ++j) {
-      scratch[j] = expf(scratch[j] - mx);
-      sum += scratch[j];
-    }
-    float* oh = out + t * q_stride + h * head_dim;
-    for (int64_t d = 0; d < head_dim; ++d) {
-      double acc = 0.0;
-      for (int64_t j = 0; j < n_ctx; ++j) acc += double(scratch[j]) * v[j * kv_stride + kv_off + d];
-      oh[d] = static_cast<float>(acc / sum);
+void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
+               int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
+               float* acc, float* row_max, float* row_sum, float* scratch) {
+  const int64_t head_dim = shape.head_dim;
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const int64_t q_stride = shape.n_heads * head_dim;
+  const int64_t kv_stride = shape.n_kv_heads * head_dim;
+  const int64_t kv_off = kv_head * head_dim;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    const int64_t causal_end = shape.n_past + t + 1;  // keys 0 .. n_past + t
+    const int64_t end = key_end < causal_end ? key_end : causal_end;
+    for (int64_t i = 0; i < group; ++i) {
+      const int64_t r = (t - t_begin) * group + i;
+      const float* qh = q + t * q_stride + (kv_head * group + i) * head_dim;
+      float* ar = acc + r * head_dim;
+      float mx = -INFINITY;
+      for (int64_t j = key_begin; j < end; ++j) {
+        const float* kj = k + j * kv_stride + kv_off;
+        double dot = 0.0;
+        for (int64_t d = 0; d < head_dim; ++d) dot += double(qh[d]) * double(kj[d]);
+        float& score = scratch[j - key_begin];
+        score = static_cast<float>(dot * double(shape.scale));
+        mx = score > mx ? score : mx;
+      }
+      double sum = 0.0;
+      for (int64_t j = key_begin; j < end; ++j) {
+        float& p = scratch[j - key_begin];
+        p = static_cast<float>(exp(double(p) - double(mx)));
+        sum += p;
+      }
+      for (int64_t d = 0; d < head_dim; ++d) {
+        double a = 0.0;
+        for (int64_t j = key_begin; j < end; ++j) {
+          a += double(scratch[j - key_begin]) * double(v[j * kv_stride + kv_off + d]);
+        }
+        ar[d] = static_cast<float>(a);
+      }
+      row_max[r] = mx;
+      row_sum[r] = static_cast<float>(sum);
     }
   }
 }

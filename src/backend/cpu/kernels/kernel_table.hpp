@@ -37,13 +37,23 @@ using SiluMulFn = void (*)(float* gate, const float* up, int64_t n);
 using AddScaledFn = void (*)(float* y, const float* x, float scale, int64_t n);
 // x[n] *= scale.
 using ScaleFn = void (*)(float* x, float scale, int64_t n);
-// Causal GQA attention (see Backend::attention) for tasks [task_begin, task_end), where task
-// t * n_heads + h is query token t, head h. q, out: [n_tokens, n_heads * head_dim];
-// k, v: [>= n_past + n_tokens, n_kv_heads * head_dim]; scratch[n_past + n_tokens].
-using AttentionFn = void (*)(const float* q, const float* k, const float* v, int64_t n_tokens,
-                             int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-                             float scale, float* out, int64_t task_begin, int64_t task_end,
-                             float* scratch);
+// The shape of one Backend::attention call (see backend.hpp).
+struct AttentionShape {
+  int64_t n_tokens, n_past, n_heads, n_kv_heads, head_dim;
+  float scale;
+};
+// One attention work item: KV head kv_head against keys [key_begin, key_end) for query tokens
+// [t_begin, t_end) and all n_heads / n_kv_heads query heads of that KV head, each token further
+// limited to its causal keys 0 .. n_past + t. Its rows r = (t - t_begin) * group + i (query head
+// kv_head * group + i) get the softmax state over those keys: row_max[r] = the largest score
+// (-inf when the row sees none of them), row_sum[r] = sum of exp(score - row_max[r]) and
+// acc[r * head_dim ..] = the sum of exp(score - row_max[r]) * value row; scores are q·k * scale.
+// q: [n_tokens, n_heads * head_dim]; k, v: [>= n_past + n_tokens, n_kv_heads * head_dim];
+// scratch: attention_scratch_floats() floats (attention_plan.hpp).
+using AttentionFn = void (*)(const float* q, const float* k, const float* v,
+                             const AttentionShape& shape, int64_t kv_head, int64_t t_begin,
+                             int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,
+                             float* row_max, float* row_sum, float* scratch);
 // dst[n] = float(src[n]); src's element type is given by the table slot.
 using ToF32Fn = void (*)(const void* src, int64_t n, float* dst);
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "af/backend/backend.hpp"
+#include "backend/cpu/kernels/kernel_table.hpp"
 
 namespace af::cpu::ref {
 
@@ -33,9 +34,9 @@ void gelu_tanh(float* x, int64_t n);
 void add_scaled(float* y, const float* x, float scale, int64_t n);
 void scale(float* x, float scale, int64_t n);
 
-void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float* out,
-               int64_t task_begin, int64_t task_end, float* scratch);
+void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
+               int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
+               float* acc, float* row_max, float* row_sum, float* scratch);
 
 void f32_to_f32(const void* src, int64_t n, float* dst);
 void f16_to_f32(const void* src, int64_t n, float* dst);

@@ -9,7 +9,8 @@
 // kDecodeRows (weight rows per step at m == 1), zero, set1, load, load_partial,
 // load_partial_fill, store, store_partial, load_f16(_partial), load_bf16(_partial), add, sub,
 // mul, div, fmadd(a, b, c) = a * b + c, min, max, hsum, hmax, swap_pairs (lanes 0<->1, 2<->3,
-// ...), round (to nearest even) and pow2i (2^n for integral n in [-127, 127], 0 at -127).
+// ...), transpose (of kLanes vectors in place, as a kLanes x kLanes matrix), round (to nearest
+// even) and pow2i (2^n for integral n in [-127, 127], 0 at -127).
 #if !defined(__AVX2__) || !defined(__FMA__) || !defined(__F16C__)
 #error "simd_*.hpp must only be included from files compiled with ISA flags (*_avx2.cpp etc.)"
 #endif

@@ -197,60 +197,190 @@ void scale(float* x, float scale, int64_t n) {
   map_inplace<V>(x, n, [s](typename V::F v) { return V::mul(v, s); });
 }
 
-// See AttentionFn in kernel_table.hpp for shapes. scratch[n_past + n_tokens] holds one task's
-// scores, then its probabilities.
-template <class V>
-void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
-               int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale, float* out,
-               int64_t task_begin, int64_t task_end, float* scratch) {
+// Score rows [0, NR) of a key block: scores[r] = sum over d of q_rows[r][d] * kt[d], kt holding
+// the block's keys transposed (dimension d's value of every key in one vector), so one vector
+// holds kLanes keys' scores and no horizontal sum is needed.
+template <class V, int NR>
+inline void score_rows(const float* const* q_rows, const float* kt, int64_t head_dim,
+                       typename V::F* scores) {
+  using F = typename V::F;
+  F a[NR];
+  for (int r = 0; r < NR; ++r) a[r] = V::zero();
+  for (int64_t d = 0; d < head_dim; ++d) {
+    const F kd = V::load(kt + d * V::kLanes);
+    for (int r = 0; r < NR; ++r) a[r] = V::fmadd(V::set1(q_rows[r][d]), kd, a[r]);
+  }
+  for (int r = 0; r < NR; ++r) scores[r] = a[r];
+}
+
+// For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
+// kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
+// (L1-resident after the first row) stream past, each loaded once for the NR rows.
+template <class V, int NR>
+inline void accumulate_values(const float* const* p, int64_t n_keys, const float* v_rows,
+                              int64_t kv_stride, int64_t head_dim, float* const* acc) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
-  (void)n_tokens;
-  const int64_t group = n_heads / n_kv_heads;
-  const int64_t q_stride = n_heads * head_dim;
-  const int64_t kv_stride = n_kv_heads * head_dim;
-  for (int64_t task = task_begin; task < task_end; ++task) {
-    const int64_t t = task / n_heads;
-    const int64_t h = task % n_heads;
-    const int64_t n_ctx = n_past + t + 1;  // causal: keys 0 .. n_past + t
-    const float* qh = q + t * q_stride + h * head_dim;
-    const float* kh = k + (h / group) * head_dim;
-    const float* vh = v + (h / group) * head_dim;
-    for (int64_t j = 0; j < n_ctx; ++j)
-      scratch[j] = dot<V>(qh, kh + j * kv_stride, head_dim) * scale;
-    softmax_row<V>(scratch, n_ctx);
-    float* oh = out + t * q_stride + h * head_dim;
-    int64_t d = 0;
-    // Four output vectors stay in registers while all n_ctx value rows stream past.
-    for (; d + 4 * L <= head_dim; d += 4 * L) {
-      F a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        const F p = V::set1(scratch[j]);
-        const float* vj = vh + j * kv_stride + d;
-        a0 = V::fmadd(p, V::load(vj), a0);
-        a1 = V::fmadd(p, V::load(vj + L), a1);
-        a2 = V::fmadd(p, V::load(vj + 2 * L), a2);
-        a3 = V::fmadd(p, V::load(vj + 3 * L), a3);
-      }
-      V::store(oh + d, a0);
-      V::store(oh + d + L, a1);
-      V::store(oh + d + 2 * L, a2);
-      V::store(oh + d + 3 * L, a3);
+  int64_t d = 0;
+  for (; d + 4 * L <= head_dim; d += 4 * L) {
+    F a[NR][4];
+    for (int r = 0; r < NR; ++r) {
+      for (int c = 0; c < 4; ++c) a[r][c] = V::load(acc[r] + d + c * L);
     }
-    for (; d < head_dim; d += L) {
-      const int cnt = static_cast<int>(min_i64(L, head_dim - d));
-      F a = V::zero();
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        const float* vj = vh + j * kv_stride + d;
-        a = V::fmadd(V::set1(scratch[j]), cnt == L ? V::load(vj) : V::load_partial(vj, cnt), a);
+    for (int64_t i = 0; i < n_keys; ++i) {
+      const float* vi = v_rows + i * kv_stride + d;
+      const F v0 = V::load(vi), v1 = V::load(vi + L), v2 = V::load(vi + 2 * L),
+              v3 = V::load(vi + 3 * L);
+      for (int r = 0; r < NR; ++r) {
+        const F w = V::set1(p[r][i]);
+        a[r][0] = V::fmadd(w, v0, a[r][0]);
+        a[r][1] = V::fmadd(w, v1, a[r][1]);
+        a[r][2] = V::fmadd(w, v2, a[r][2]);
+        a[r][3] = V::fmadd(w, v3, a[r][3]);
       }
-      if (cnt == L) {
-        V::store(oh + d, a);
-      } else {
-        V::store_partial(oh + d, a, cnt);
-      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      for (int c = 0; c < 4; ++c) V::store(acc[r] + d + c * L, a[r][c]);
     }
   }
+  for (; d < head_dim; d += L) {
+    const int cnt = static_cast<int>(min_i64(L, head_dim - d));
+    F a[NR];
+    for (int r = 0; r < NR; ++r) a[r] = V::load_partial(acc[r] + d, cnt);
+    for (int64_t i = 0; i < n_keys; ++i) {
+      const float* vi = v_rows + i * kv_stride + d;
+      const F vv = cnt == L ? V::load(vi) : V::load_partial(vi, cnt);
+      for (int r = 0; r < NR; ++r) a[r] = V::fmadd(V::set1(p[r][i]), vv, a[r]);
+    }
+    for (int r = 0; r < NR; ++r) V::store_partial(acc[r] + d, a[r], cnt);
+  }
+}
+
+// See AttentionFn in kernel_table.hpp. Flash-attention style: keys go by blocks of kLanes; each
+// block is transposed once into scratch and scored against every row of the item (all query
+// heads of the KV head, all tokens), then each row's running max, lane-wise running sums and
+// accumulator are rescaled when its max grows, and its probabilities weight the value rows.
+// scratch: [round_up(head_dim, kLanes) * kLanes] transposed keys, [rows * kLanes] probabilities,
+// [rows * kLanes] lane-wise sums.
+template <class V>
+void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
+               int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
+               float* acc, float* row_max, float* row_sum, float* scratch) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  constexpr int kRowTile = 8;
+  const int64_t head_dim = shape.head_dim;
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const int64_t q_stride = shape.n_heads * head_dim;
+  const int64_t kv_stride = shape.n_kv_heads * head_dim;
+  const int64_t rows = (t_end - t_begin) * group;
+  const int64_t n_dvec = (head_dim + L - 1) / L;
+  float* kt = scratch;
+  float* probs = kt + n_dvec * L * L;
+  float* sums = probs + rows * L;
+  for (int64_t r = 0; r < rows; ++r) {
+    row_max[r] = -INFINITY;
+    V::store(sums + r * L, V::zero());
+    for (int64_t d = 0; d < head_dim; ++d) acc[r * head_dim + d] = 0.0f;
+  }
+  // The last key any row of the item may see, plus one.
+  const int64_t item_end = min_i64(key_end, shape.n_past + t_end);
+  const float* k_head = k + kv_head * head_dim;
+  const float* v_head = v + kv_head * head_dim;
+  const F score_scale = V::set1(shape.scale);
+  for (int64_t j = key_begin; j < item_end; j += L) {
+    const int n_keys = static_cast<int>(min_i64(L, item_end - j));
+    // Transpose the block's keys: kt[d * L + i] = k[j + i][d]; missing keys read as zeros.
+    for (int64_t dv = 0; dv < n_dvec; ++dv) {
+      const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
+      F tile[L];
+      for (int i = 0; i < L; ++i) {
+        const float* src = k_head + (j + i) * kv_stride + dv * L;
+        tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
+      }
+      V::transpose(tile);
+      for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
+    }
+    // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
+    const float* v_block = v_head + j * kv_stride;
+    const float* pv_p[2];
+    float* pv_acc[2];
+    int n_pv = 0, pv_keys = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+      const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
+      const float* q_rows[kRowTile];
+      for (int r = 0; r < nr; ++r) {
+        const int64_t t = t_begin + (r0 + r) / group;
+        q_rows[r] = q + t * q_stride + (kv_head * group + (r0 + r) % group) * head_dim;
+      }
+      F scores[kRowTile];
+      switch (nr) {
+        case 8:
+          score_rows<V, 8>(q_rows, kt, head_dim, scores);
+          break;
+        case 7:
+          score_rows<V, 7>(q_rows, kt, head_dim, scores);
+          break;
+        case 6:
+          score_rows<V, 6>(q_rows, kt, head_dim, scores);
+          break;
+        case 5:
+          score_rows<V, 5>(q_rows, kt, head_dim, scores);
+          break;
+        case 4:
+          score_rows<V, 4>(q_rows, kt, head_dim, scores);
+          break;
+        case 3:
+          score_rows<V, 3>(q_rows, kt, head_dim, scores);
+          break;
+        case 2:
+          score_rows<V, 2>(q_rows, kt, head_dim, scores);
+          break;
+        default:
+          score_rows<V, 1>(q_rows, kt, head_dim, scores);
+          break;
+      }
+      for (int r = 0; r < nr; ++r) {
+        const int64_t row = r0 + r;
+        const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
+        const int valid = static_cast<int>(min_i64(n_keys, causal_end - j));
+        if (valid <= 0) continue;  // this block lies past the row's causal end
+        float* p = probs + row * L;
+        F s = V::mul(scores[r], score_scale);
+        if (valid < L) {  // keys past the row's end (or the block's) score -inf
+          V::store(p, s);
+          s = V::load_partial_fill(p, valid, -INFINITY);
+        }
+        const float old_max = row_max[row];
+        const float block_max = V::hmax(s);
+        float* sr = sums + row * L;
+        float* ar = acc + row * head_dim;
+        F lane_sums = V::load(sr);
+        if (block_max > old_max) {
+          row_max[row] = block_max;
+          if (old_max != -INFINITY) {
+            const float shrink = expf(old_max - block_max);
+            lane_sums = V::mul(lane_sums, V::set1(shrink));
+            scale<V>(ar, shrink, head_dim);
+          }
+        }
+        const F e = exp_approx<V>(V::sub(s, V::set1(row_max[row])));
+        V::store(sr, V::add(lane_sums, e));
+        V::store(p, e);
+        // Rows that see this block queue for the value pass, two at a time.
+        pv_p[n_pv] = p;
+        pv_acc[n_pv] = ar;
+        pv_keys = valid > pv_keys ? valid : pv_keys;
+        if (++n_pv == 2) {
+          accumulate_values<V, 2>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+          n_pv = 0;
+          pv_keys = 0;
+        }
+      }
+    }
+    if (n_pv == 1) accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+  }
+  for (int64_t r = 0; r < rows; ++r) row_sum[r] = V::hsum(V::load(sums + r * L));
 }
 
 // The table for traits V. gelu with erf stays scalar (erff per element): accurate and rare in

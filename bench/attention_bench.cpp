@@ -1,0 +1,86 @@
+// CpuBackend::attention on the Qwen2-0.5B shape (14 query heads, 2 KV heads, head_dim 64,
+// float32 KV cache) at n_past 128 and 4096, for decode (n_tokens 1) and a prefill chunk
+// (n_tokens 128). Each iteration uses the next of 24 layers' KV caches, as a decode step does,
+// so at depth 4096 (96 MiB of cache) the keys and values stream from memory rather than L3.
+// Counters: keys/s = query-head x key pairs scored per second; GB/s = KV cache bytes per second
+// (each cache row counted once).
+//   build/bench/attention_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "af/backend/backend.hpp"
+
+namespace {
+
+constexpr int64_t kHeads = 14;
+constexpr int64_t kKvHeads = 2;
+constexpr int64_t kHeadDim = 64;
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Args: n_past, n_tokens, threads, layers.
+void BM_Attention(benchmark::State& state) {
+  const int64_t n_past = state.range(0);
+  const int64_t n_tokens = state.range(1);
+  af::BackendOptions options;
+  options.num_threads = static_cast<int>(state.range(2));
+  const std::unique_ptr<af::Backend> backend = af::make_backend(options);
+  const int layers = static_cast<int>(state.range(3));
+  const int64_t n_ctx = n_past + n_tokens;
+  const size_t kv_floats = static_cast<size_t>(n_ctx * kKvHeads * kHeadDim);
+  std::vector<std::vector<float>> k_cache, v_cache;
+  for (int l = 0; l < layers; ++l) {
+    k_cache.push_back(random_floats(kv_floats, 2 * l + 1));
+    v_cache.push_back(random_floats(kv_floats, 2 * l + 2));
+  }
+  const std::vector<float> q =
+      random_floats(static_cast<size_t>(n_tokens * kHeads * kHeadDim), 100);
+  std::vector<float> out(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
+  int layer = 0;
+  for (auto _ : state) {
+    backend->attention(q.data(), k_cache[layer].data(), v_cache[layer].data(), n_tokens, n_past,
+                       kHeads, kKvHeads, kHeadDim, scale, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+    layer = (layer + 1) % layers;
+  }
+  // Causal pairs: token t sees n_past + t + 1 keys.
+  const double pairs = static_cast<double>(kHeads) *
+                       (static_cast<double>(n_tokens) * static_cast<double>(n_past) +
+                        static_cast<double>(n_tokens) * static_cast<double>(n_tokens + 1) / 2.0);
+  state.counters["keys/s"] =
+      benchmark::Counter(pairs, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(2.0 * static_cast<double>(kv_floats) * 4.0 * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_Attention)
+    ->ArgNames({"n_past", "n_tokens", "threads", "layers"})
+    ->Args({0, 128, 2, 24})
+    ->Args({0, 128, 1, 24})
+    ->Args({128, 1, 2, 24})
+    ->Args({4096, 1, 2, 24})
+    ->Args({128, 128, 2, 24})
+    ->Args({4096, 128, 2, 24})
+    ->Args({4096, 1, 1, 24})
+    ->Args({4096, 128, 1, 24})
+    ->Args({0, 2048, 2, 1})
+    ->Args({128, 1, 1, 1})
+    ->Args({4096, 1, 1, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
