@@ -1,5 +1,5 @@
 // K-quant matmul speed at prefill row counts: the Qwen2-0.5B down_proj shape (896 weight rows of
-// 4864) in Q4_K, Q5_K and Q6_K, with m = 1 (decode, weight in cache), 128 and 512 activation rows.
+// 4864) in Q4_K, Q5_K and Q6_K, with m = 1 (decode, weight in cache) up to 512 activation rows.
 // Reports multiply-adds per second.
 //   build/bench/kquant_prefill_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
@@ -50,7 +50,7 @@ void register_all() {
   const std::pair<const char*, af::DType> types[] = {
       {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K}, {"q6_k", af::DType::Q6_K}};
   for (const auto& [name, type] : types) {
-    for (const int64_t m : {1, 128, 512}) {
+    for (const int64_t m : {1, 4, 8, 16, 128, 512}) {
       const std::string label = std::string(name) + "/m" + std::to_string(m);
       benchmark::RegisterBenchmark(
           label.c_str(), [type = type, m](benchmark::State& s) { kquant_matmul(s, type, m); })
