@@ -17,6 +17,8 @@
 // accumulator is the output itself, so results are bit-identical to the scalar reference.
 #include <immintrin.h>
 
+#include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -73,6 +75,11 @@ inline void transpose16x16_epi32(__m512i v[16]) {
   for (int i = 0; i < 16; ++i) v[i] = t[i];
 }
 
+// The dword at p + offset[c] in lane c for the lanes in valid, zero in the others.
+inline __m512i gather_dwords(const uint8_t* p, __m512i offset, __mmask16 valid) {
+  return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, offset, p, 1);
+}
+
 // Q4_K and Q5_K (kFiveBit): 8 sub-blocks of 32 with 6-bit scales and mins.
 template <bool kFiveBit>
 struct K4Panel {
@@ -97,14 +104,36 @@ struct K4Panel {
     return u;
   }
 
-  static void scales(const Block& b, int row, PanelBlock& out) {
-    const K4Scales s(b.scales);
+  // The scales, mins, d and dmin of 16 rows (half h of the panel), whose blocks lie at
+  // first + offset[c] for the lanes in valid (the others read as zero blocks).
+  static void scales16(const uint8_t* first, __m512i offset, __mmask16 valid, int h,
+                       PanelBlock& out) {
+    const __m512i d_dmin = gather_dwords(first, offset, valid);
+    __m512i packed[3];  // the 12 scale bytes, as K4Scales unpacks them
+    for (int i = 0; i < 3; ++i) packed[i] = gather_dwords(first + 4 + 4 * i, offset, valid);
+    const __m512i low6 = _mm512_set1_epi32(0x3f3f3f3f);
+    const __m512i low4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i top2 = _mm512_set1_epi32(0x30303030);
+    const __m512i sc[2] = {
+        _mm512_and_si512(packed[0], low6),
+        _mm512_or_si512(_mm512_and_si512(packed[2], low4),
+                        _mm512_and_si512(_mm512_srli_epi32(packed[0], 2), top2))};
+    const __m512i mn[2] = {
+        _mm512_and_si512(packed[1], low6),
+        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(packed[2], 4), low4),
+                        _mm512_and_si512(_mm512_srli_epi32(packed[1], 2), top2))};
+    const __m512i byte = _mm512_set1_epi32(0xFF);
     for (int j = 0; j < 8; ++j) {
-      out.scale[j][row] = s.sc[j];
-      out.corr[j][row] = s.mn[j] * 0x10001;  // min j for both block sums of sub-block j
+      const __m128i shift = _mm_cvtsi32_si128(8 * (j % 4));
+      _mm512_store_si512(out.scale[j] + 16 * h,
+                         _mm512_and_si512(_mm512_srl_epi32(sc[j / 4], shift), byte));
+      const __m512i m = _mm512_and_si512(_mm512_srl_epi32(mn[j / 4], shift), byte);
+      // min j for both block sums of sub-block j
+      _mm512_store_si512(out.corr[j] + 16 * h, _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
     }
-    out.d[row] = half_to_float(b.d);
-    out.dmin[row] = half_to_float(b.dmin);
+    _mm512_store_ps(out.d + 16 * h, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_dmin)));
+    _mm512_store_ps(out.dmin + 16 * h,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d_dmin, 16))));
   }
 };
 
@@ -132,14 +161,27 @@ struct Q6KPanel {
         _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_set_epi64(2, 2, 2, 2, 0, 0, 0, 0)), m30));
   }
 
-  static void scales(const Block& b, int row, PanelBlock& out) {
-    for (int j = 0; j < 16; ++j) out.scale[j][row] = b.scales[j];
-    for (int t = 0; t < 8; ++t) {
-      out.corr[t][row] = static_cast<int32_t>(static_cast<uint16_t>(b.scales[2 * t]) |
-                                              (static_cast<uint32_t>(b.scales[2 * t + 1]) << 16));
+  static void scales16(const uint8_t* first, __m512i offset, __mmask16 valid, int h,
+                       PanelBlock& out) {
+    __m512i sc[16];
+    for (int i = 0; i < 4; ++i) {
+      const __m512i packed = gather_dwords(first + offsetof(Block, scales) + 4 * i, offset, valid);
+      for (int e = 0; e < 4; ++e) {  // byte e, sign-extended
+        sc[4 * i + e] =
+            _mm512_srai_epi32(_mm512_sll_epi32(packed, _mm_cvtsi32_si128(24 - 8 * e)), 24);
+      }
     }
-    out.d[row] = half_to_float(b.d);
-    out.dmin[row] = 0.f;
+    for (int j = 0; j < 16; ++j) _mm512_store_si512(out.scale[j] + 16 * h, sc[j]);
+    for (int t = 0; t < 8; ++t) {
+      _mm512_store_si512(out.corr[t] + 16 * h,
+                         _mm512_or_si512(_mm512_and_si512(sc[2 * t], _mm512_set1_epi32(0xFFFF)),
+                                         _mm512_slli_epi32(sc[2 * t + 1], 16)));
+    }
+    // The dword ending with d (the last two scales, then d) stays inside the block.
+    const __m512i d = gather_dwords(first + offsetof(Block, d) - 2, offset, valid);
+    _mm512_store_ps(out.d + 16 * h,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16))));
+    _mm512_store_ps(out.dmin + 16 * h, _mm512_setzero_ps());
   }
 };
 
@@ -152,9 +194,15 @@ void unpack_panel_block(const uint8_t* w, int64_t w_stride, int rows, int64_t b,
   const Block* blk[kPanelRows];
   for (int c = 0; c < kPanelRows; ++c) {
     blk[c] = c < rows ? reinterpret_cast<const Block*>(w + c * w_stride) + b : &kZeroBlock;
-    Panel::scales(*blk[c], c, out);
   }
+  // Lane c: the byte offset of row c from row 0 (kquant_panel_dot checks that it fits).
+  const __m512i offset =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(static_cast<int32_t>(w_stride)));
   for (int h = 0; h < 2; ++h) {
+    const int valid = rows - 16 * h < 0 ? 0 : rows - 16 * h;
+    const __mmask16 mask = static_cast<__mmask16>(valid >= 16 ? 0xFFFF : (1u << valid) - 1);
+    Panel::scales16(w + 16 * h * w_stride + b * int64_t{sizeof(Block)}, offset, mask, h, out);
     for (int q = 0; q < 4; ++q) {
       __m512i v[16];
       for (int c = 0; c < 16; ++c) v[c] = Panel::quarter(*blk[16 * h + c], q);
@@ -237,7 +285,8 @@ void panel_rows(const PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_
 template <class Panel, QuantDotFn kFewRows>
 void kquant_panel_dot(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint8_t* a,
                       int64_t a_stride, int64_t na, float* y, int64_t ldy) {
-  if (na < kPanelMinActRows) {
+  // The row offsets of a panel half must fit the int32 lanes of the scale gathers.
+  if (na < kPanelMinActRows || w_stride > INT32_MAX / kPanelRows) {
     kFewRows(k, w, w_stride, nw, a, a_stride, na, y, ldy);
     return;
   }
