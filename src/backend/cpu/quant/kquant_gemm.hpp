@@ -212,6 +212,16 @@ void unpack_panel_block(const uint8_t* w, int64_t w_stride, int rows, int64_t b,
   }
 }
 
+template <class Panel>
+void prefetch_panel_block(const uint8_t* w, int64_t w_stride, int rows, int64_t b) {
+  using Block = typename Panel::Block;
+  for (int c = 0; c < rows; ++c) {
+    const uint8_t* p = w + c * w_stride + b * int64_t{sizeof(Block)};
+    for (size_t off = 0; off < sizeof(Block); off += 64) __builtin_prefetch(p + off, 0, 3);
+    __builtin_prefetch(p + sizeof(Block) - 1, 0, 3);  // the line the block ends in
+  }
+}
+
 inline __m512i broadcast_dword(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -300,6 +310,17 @@ void kquant_panel_dot(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw,
                                                                   : 0)};
     for (int64_t b = 0; b < nb; ++b) {
       unpack_panel_block<Panel>(w + j0 * w_stride, w_stride, rows, b, pb);
+      // The next panel block is hinted into the cache while the activation rows pass over this
+      // one: a model's weights come from memory, and 32 rows read one block each are too many
+      // interleaved streams for the hardware prefetchers.
+      if (b + 1 < nb) {
+        prefetch_panel_block<Panel>(w + j0 * w_stride, w_stride, rows, b + 1);
+      } else if (j0 + kPanelRows < nw) {
+        const int64_t next_rows = nw - j0 - kPanelRows;
+        prefetch_panel_block<Panel>(
+            w + (j0 + kPanelRows) * w_stride, w_stride,
+            static_cast<int>(next_rows < kPanelRows ? next_rows : kPanelRows), 0);
+      }
       const bool first = b == 0;
       int64_t i = 0;
       for (; i + kPanelActRows <= na; i += kPanelActRows) {
