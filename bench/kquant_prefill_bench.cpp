@@ -50,7 +50,7 @@ void register_all() {
   const std::pair<const char*, af::DType> types[] = {
       {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K}, {"q6_k", af::DType::Q6_K}};
   for (const auto& [name, type] : types) {
-    for (const int64_t m : {1, 4, 8, 16, 128, 512}) {
+    for (const int64_t m : {1, 2, 3, 4, 8, 16, 128, 512}) {
       const std::string label = std::string(name) + "/m" + std::to_string(m);
       benchmark::RegisterBenchmark(
           label.c_str(), [type = type, m](benchmark::State& s) { kquant_matmul(s, type, m); })

@@ -27,11 +27,10 @@
 
 namespace af::cpu::quant::simd {
 
-inline constexpr int kPanelRows = 32;           // weight rows per panel: two vectors of 16 lanes
-inline constexpr int kPanelGroups = kQKK / 4;   // 4-byte groups per super-block
-inline constexpr int kPanelMaxSubBlocks = 16;   // scales per super-block (Q6_K)
-inline constexpr int kPanelCorrPairs = 8;       // int16 pairs of the 16 Q8_K block sums
-inline constexpr int64_t kPanelMinActRows = 4;  // fewer activation rows use the row tiles
+inline constexpr int kPanelRows = 32;          // weight rows per panel: two vectors of 16 lanes
+inline constexpr int kPanelGroups = kQKK / 4;  // 4-byte groups per super-block
+inline constexpr int kPanelMaxSubBlocks = 16;  // scales per super-block (Q6_K)
+inline constexpr int kPanelCorrPairs = 8;      // int16 pairs of the 16 Q8_K block sums
 // Activation rows per pass over a panel block: 4 x 2 vectors of sub-block sums and as many
 // totals fit the 32 registers with the weights (6 measured the same, 8 spills).
 inline constexpr int kPanelActRows = 4;
@@ -85,6 +84,7 @@ template <bool kFiveBit>
 struct K4Panel {
   using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
   static constexpr int kSubBlocks = 8;
+  static constexpr int64_t kMinActRows = 2;  // fewer use the row tile (measured: faster from 2)
   static constexpr bool kHasMin = true;
   static constexpr int kOffset = 0;
 
@@ -141,6 +141,7 @@ struct K4Panel {
 struct Q6KPanel {
   using Block = BlockQ6_K;
   static constexpr int kSubBlocks = 16;
+  static constexpr int64_t kMinActRows = 3;  // fewer use the row tile (measured: faster from 3)
   static constexpr bool kHasMin = false;
   static constexpr int kOffset = Q6_KDecoder::kOffset;
 
@@ -291,12 +292,12 @@ void panel_rows(const PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_
 }
 
 // The QuantDotFn: panels of 32 weight rows, super-blocks in order, every activation row per
-// super-block (4 at a time). Fewer than kPanelMinActRows activation rows go to kFewRows.
+// super-block (4 at a time). Fewer than Panel::kMinActRows activation rows go to kFewRows.
 template <class Panel, QuantDotFn kFewRows>
 void kquant_panel_dot(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint8_t* a,
                       int64_t a_stride, int64_t na, float* y, int64_t ldy) {
   // The row offsets of a panel half must fit the int32 lanes of the scale gathers.
-  if (na < kPanelMinActRows || w_stride > INT32_MAX / kPanelRows) {
+  if (na < Panel::kMinActRows || w_stride > INT32_MAX / kPanelRows) {
     kFewRows(k, w, w_stride, nw, a, a_stride, na, y, ldy);
     return;
   }
