@@ -1,6 +1,6 @@
 #pragma once
-// Prefill (many activation rows) K-quant matmul with AVX-512 VNNI, for Q4_K, Q5_K and Q6_K.
-// Included only from dot_avx512vnni.cpp, after dot_simd.hpp.
+// Multi-row (prefill, batched decode) K-quant matmul with AVX-512 VNNI, for Q4_K, Q5_K and Q6_K.
+// Included only from dot_avx512vnni.cpp; uses the block decoders of dot_simd.hpp.
 //
 // The decode tiles keep the k dimension in the vector lanes and reduce every dot product
 // horizontally once per super-block. Here the lanes are weight rows instead: a panel of 32 weight
@@ -21,8 +21,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/dot_simd.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 
 namespace af::cpu::quant::simd {
@@ -54,13 +56,13 @@ inline void transpose16x16_epi32(__m512i v[16]) {
     t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
     t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
   }
-  // Now, in each 128-bit lane L, v[4i + e] holds element 4L + e of rows 4i .. 4i + 3.
   for (int i = 0; i < 4; ++i) {
     v[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
     v[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
     v[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
     v[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
   }
+  // Now, in each 128-bit lane L, v[4i + e] holds element 4L + e of rows 4i .. 4i + 3.
   for (int e = 0; e < 4; ++e) {
     const __m512i a = _mm512_shuffle_i32x4(v[e], v[4 + e], 0x88);  // lanes 0, 2 of each
     const __m512i b = _mm512_shuffle_i32x4(v[e], v[4 + e], 0xDD);  // lanes 1, 3 of each
