@@ -2,6 +2,7 @@
 // odd tile edges, thread-count independence of CpuBackend::matmul, and bad arguments.
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -84,6 +85,72 @@ TEST(QuantKernels, EveryIsaMatchesTheReferenceBitForBit) {
               ASSERT_TRUE(same_bits(y[i * nw + j], ref))
                   << t->isa << " " << af::name(type) << " k=" << k << " rows=" << rows << " (" << i
                   << ", " << j << "): " << y[i * nw + j] << " vs " << ref;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Rows of random K-quant blocks: every bit pattern of the quants and scales (the largest 6-bit
+// scales and mins, Q6_K scale -128), with finite halves for d and dmin.
+std::vector<uint8_t> random_k_blocks(DType type, int64_t rows, int64_t k, uint32_t seed) {
+  const int64_t bytes = af::row_bytes(type, k) * rows;
+  std::vector<uint8_t> out(static_cast<size_t>(bytes));
+  std::mt19937 rng(seed);
+  for (uint8_t& b : out) b = static_cast<uint8_t>(rng());
+  const int64_t block_bytes = af::info(type).type_size;
+  // Offsets of the halves d (and dmin) in the block.
+  const std::vector<int64_t> halves =
+      type == DType::Q6_K ? std::vector<int64_t>{208} : std::vector<int64_t>{0, 2};
+  for (int64_t off = 0; off < bytes; off += block_bytes) {
+    for (const int64_t h : halves) {
+      const uint16_t half =
+          af::f32_to_f16(std::ldexp(static_cast<float>(rng() % 1000) - 500.f, -16));
+      std::memcpy(out.data() + off + h, &half, 2);
+    }
+  }
+  return out;
+}
+
+// The prefill paths (weight panels, many activation rows) against the reference: odd row counts,
+// panel remainders below and above 16 rows, and activation rows at the int8 limits.
+TEST(QuantKernels, KQuantPrefillMatchesTheReferenceBitForBit) {
+  for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const q::QuantSlot slot = *q::quant_slot(type);
+    for (int64_t k : {256, 512, 4864}) {
+      const int64_t nw = 53, max_rows = 130;
+      for (bool random_bits : {false, true}) {
+        if (random_bits && k > 512) continue;  // keeps the test short; the ranges are per block
+        const std::vector<uint8_t> w = random_bits
+                                           ? random_k_blocks(type, nw, k, 11)
+                                           : quantize_rows(type, test_values(nw, k, 1), nw, k);
+        std::vector<float> x = test_values(max_rows, k, 2);
+        for (int64_t i = 0; i < k; ++i) x[i] = (i * 7 % 3 == 0) ? 1.f : -1.f;  // all +-127
+        const std::vector<uint8_t> a = quantize_rows(DType::Q8_K, x, max_rows, k);
+        const int64_t ws = af::row_bytes(type, k), as = af::row_bytes(DType::Q8_K, k);
+        std::vector<float> ref(static_cast<size_t>(max_rows * nw));
+        for (int64_t i = 0; i < max_rows; ++i) {
+          for (int64_t j = 0; j < nw; ++j) {
+            ref[i * nw + j] = q::ref::dot(slot, k, w.data() + j * ws, a.data() + i * as);
+          }
+        }
+        for (const q::QuantKernels* t : tables()) {
+          if (t == &q::scalar_quant_kernels()) continue;  // the reference itself
+          for (int64_t rows : {1, 2, 3, 7, 17, 130}) {
+            for (int64_t cols : {nw, int64_t{21}}) {
+              std::vector<float> y(static_cast<size_t>(rows * nw), -1.f);
+              t->dot[slot](k, w.data(), ws, cols, a.data(), as, rows, y.data(), nw);
+              for (int64_t i = 0; i < rows; ++i) {
+                for (int64_t j = 0; j < nw; ++j) {
+                  const float expect = j < cols ? ref[i * nw + j] : -1.f;  // untouched past cols
+                  ASSERT_TRUE(same_bits(y[i * nw + j], expect))
+                      << t->isa << " " << af::name(type) << " k=" << k << " rows=" << rows
+                      << " cols=" << cols << " random_bits=" << random_bits << " (" << i << ", "
+                      << j << "): " << y[i * nw + j] << " vs " << expect;
+                }
+              }
             }
           }
         }

@@ -1,0 +1,72 @@
+// K-quant matmul speed at prefill row counts: the Qwen2-0.5B down_proj shape (896 weight rows of
+// 4864) in Q4_K, Q5_K and Q6_K, with m = 1 (decode, weight in cache) up to 512 activation rows.
+// Reports multiply-adds per second.
+//   build/bench/kquant_prefill_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/tensor.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+
+namespace {
+
+constexpr int64_t kRows = 896;
+constexpr int64_t kCols = 4864;
+
+std::vector<float> random_floats(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+void kquant_matmul(benchmark::State& state, af::DType type, int64_t m) {
+  const int threads = static_cast<int>(state.range(0));
+  const std::vector<float> w = random_floats(static_cast<size_t>(kRows * kCols), 1);
+  af::Tensor weight = af::Tensor::zeros(type, af::Shape{kRows, kCols});
+  const int64_t rb = af::row_bytes(type, kCols);
+  for (int64_t r = 0; r < kRows; ++r) {
+    af::quant::quantize_row(type, w.data() + r * kCols, weight.mutable_data() + r * rb, kCols);
+  }
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * kCols), 2);
+  std::vector<float> y(static_cast<size_t>(m * kRows));
+  af::cpu::CpuBackend backend(af::BackendOptions{af::Device::cpu(), threads, ""});
+  for (auto _ : state) {
+    backend.matmul(x.data(), m, weight, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()) * static_cast<double>(m * kRows * kCols) / 1e9,
+      benchmark::Counter::kIsRate);
+  state.SetLabel(backend.quant_kernels().isa);
+}
+
+void register_all() {
+  const std::pair<const char*, af::DType> types[] = {
+      {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K}, {"q6_k", af::DType::Q6_K}};
+  for (const auto& [name, type] : types) {
+    for (const int64_t m : {1, 2, 3, 4, 8, 16, 128, 512}) {
+      const std::string label = std::string(name) + "/m" + std::to_string(m);
+      benchmark::RegisterBenchmark(
+          label.c_str(), [type = type, m](benchmark::State& s) { kquant_matmul(s, type, m); })
+          ->Arg(1)
+          ->Arg(2)
+          ->UseRealTime();
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
