@@ -77,11 +77,14 @@ inline __m256i with_high_bits(__m256i nibbles, const uint8_t* qh) {
 
 // The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (the types with a
 // min add it separately). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8)
-// apply: the lane sums become dot(u, a) - kOffset * sum(a), exact in int32.
+// apply: the block sum becomes dot(u, a) - kOffset * sum(a), exact in int32. kNarrowLanes: u < 32,
+// so a 4-element lane of dot(u, a) and the sum of two such lanes fit in int16 (|sum| <= 8 * 31 *
+// 128 < 32768), which lets the tiles reduce lanes with vpackssdw + vpmaddwd (see narrow_sums).
 struct Q4_0Decoder {
   using Block = BlockQ4_0;
   static constexpr int kOffsetShift = 3;  // offset 8
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
   static uint16_t min_half(const Block&) { return 0; }
 };
@@ -89,6 +92,7 @@ struct Q4_1Decoder {
   using Block = BlockQ4_1;
   static constexpr int kOffsetShift = -1;  // no offset
   static constexpr bool kHasMin = true;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
   static uint16_t min_half(const Block& b) { return b.m; }
 };
@@ -96,6 +100,7 @@ struct Q5_0Decoder {
   using Block = BlockQ5_0;
   static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static uint16_t min_half(const Block&) { return 0; }
 };
@@ -103,6 +108,7 @@ struct Q5_1Decoder {
   using Block = BlockQ5_1;
   static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = true;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
   static uint16_t min_half(const Block& b) { return b.m; }
 };
@@ -111,6 +117,7 @@ struct Q8_0OffsetDecoder {
   using Block = BlockQ8_0;
   static constexpr int kOffsetShift = 7;  // offset 128
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = false;
   static __m256i values(const Block& b) {
     return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
@@ -122,6 +129,7 @@ struct Q8_0SignDecoder {
   using Block = BlockQ8_0;
   static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = false;
   static __m256i values(const Block& b) { return load256(b.qs); }
   static uint16_t min_half(const Block&) { return 0; }
 };
@@ -186,6 +194,30 @@ inline __m256i sums_epi32(const __m256i* v) {
   }
 }
 
+// Exact sums of the first N (1, 2, 4 or 8) vectors of v when every lane, and every sum of two
+// lanes, fits in int16 (kNarrowLanes): lane i the sum of v[i]. Pairs of vectors are packed to
+// int16 (exact) and pair-summed by vpmaddwd, twice, which takes fewer shuffles than vphaddd.
+template <int N>
+inline __m256i narrow_sums_epi32(const __m256i* v) {
+  static_assert(N == 1 || N == 2 || N == 4 || N == 8);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i zero = _mm256_setzero_si256();
+  const auto pair_sums = [&](__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_packs_epi32(x, y), ones);
+  };
+  // 128-bit half h of each: the four-lane sums of half h of v[0..3] (of v[4..7]).
+  const __m256i z0 =
+      pair_sums(pair_sums(v[0], N > 1 ? v[1] : zero), N > 2 ? pair_sums(v[2], v[3]) : zero);
+  if constexpr (N == 8) {
+    const __m256i z1 = pair_sums(pair_sums(v[4], v[5]), pair_sums(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_blend_epi32(z0, z1, 0xF0),
+                            _mm256_permute2x128_si256(z0, z1, 0x21));
+  } else {
+    return _mm256_zextsi128_si256(
+        _mm_add_epi32(_mm256_castsi256_si128(z0), _mm256_extracti128_si256(z0, 1)));
+  }
+}
+
 // The floats of N <= 4 halves in lanes 0..N-1 (the others 0), converted together.
 template <int N>
 inline __m128 halves_to_floats(const uint16_t* h) {
@@ -215,6 +247,9 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
                  float* y, int64_t ldy) {
   using Block = typename Dec::Block;
   constexpr bool kSign = std::is_same_v<Dec, Q8_0SignDecoder>;
+  // Narrow lanes are reduced before the offset is taken off (the offset would widen them).
+  constexpr bool kOffsetAfter = Dec::kNarrowLanes && Dec::kOffsetShift >= 0;
+  constexpr bool kOffsetInDot = !Dec::kNarrowLanes && Dec::kOffsetShift >= 0;
   constexpr int kOutputs = MR * NR;
   static_assert(kOutputs <= 4 || (kOutputs % 8 == 0 && 8 % NR == 0));
   // A group is eight outputs (8 / NR whole rows of the tile) or, for small tiles, all of them.
@@ -251,7 +286,7 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
         __m256i base = _mm256_setzero_si256();
         if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
           lane_sums[gr] = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
-          if constexpr (Dec::kOffsetShift >= 0) {
+          if constexpr (kOffsetInDot) {
             base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums[gr], Dec::kOffsetShift));
           }
         }
@@ -260,19 +295,26 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
                                     : Ops::dot(base, wu[c], av);
         }
       }
+      __m256i sums = Dec::kNarrowLanes ? narrow_sums_epi32<kGroupOutputs>(prod)
+                                       : sums_epi32<kGroupOutputs>(prod);
+      // Each output's activation sum, in its lane (for the offset and the min).
+      __m256i suma = _mm256_setzero_si256();
+      if constexpr (kOffsetAfter || Dec::kHasMin) {
+        suma = _mm256_permutevar8x32_epi32(sums_epi32<kGroupRows>(lane_sums), lane_row);
+      }
+      if constexpr (kOffsetAfter) {
+        sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(suma, Dec::kOffsetShift));
+      }
       const __m256 da =
           MR == 1 ? broadcast_half(da_half[0])
                   : _mm256_permutevar8x32_ps(
                         _mm256_castps128_ps256(halves_to_floats<kGroupRows>(da_half)), lane_row);
       // dw * da is a product of two halves: exact, as in the reference.
-      acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da),
-                               _mm256_cvtepi32_ps(sums_epi32<kGroupOutputs>(prod)), acc[g]);
+      acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
       if constexpr (Dec::kHasMin) {
         const __m256 mw = _mm256_permutevar8x32_ps(
             _mm256_castps128_ps256(halves_to_floats<NR>(mw_half)), lane_column);
-        const __m256 suma = _mm256_permutevar8x32_ps(
-            _mm256_cvtepi32_ps(sums_epi32<kGroupRows>(lane_sums)), lane_row);
-        acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), suma, acc_min[g]);
+        acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
       }
     }
   }
@@ -314,18 +356,46 @@ inline __m512i values_pair(const typename Dec::Block& b0, const typename Dec::Bl
   }
 }
 
+// The floats of 8 halves, converted together.
+inline __m256 eight_halves_to_floats(const uint16_t* h) {
+  uint64_t lo = 0, hi = 0;
+  for (int i = 0; i < 4; ++i) {
+    lo |= static_cast<uint64_t>(h[i]) << (16 * i);
+    hi |= static_cast<uint64_t>(h[i + 4]) << (16 * i);
+  }
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
+}
+
+// Exact sums of eight rows' 8-lane dots held two rows per register (p[i] = {row 2i, row 2i + 1})
+// when lanes are narrow (see narrow_sums_epi32), in the order rows 0, 2, 4, 6, 1, 3, 5, 7.
+inline __m256i narrow_row_sums512(const __m512i* p) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  const auto pair_sums = [&](__m512i x, __m512i y) {
+    return _mm512_madd_epi16(_mm512_packs_epi32(x, y), ones);
+  };
+  // 128-bit lane j of z: the four-lane sums of lane j of p[0..3]; lanes 0 and 1 hold the two
+  // halves of rows 0, 2, 4, 6, lanes 2 and 3 those of rows 1, 3, 5, 7.
+  const __m512i z = pair_sums(pair_sums(p[0], p[1]), pair_sums(p[2], p[3]));
+  const __m512i halves = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+  return _mm256_add_epi32(_mm512_castsi512_si256(halves), _mm512_extracti64x4_epi64(halves, 1));
+}
+
 // The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
-// 256 bits, row c + 1 in the high, so the int8 dot runs once per two rows; per block the four
+// 256 bits, row c + 1 in the high, so the int8 dot runs once per two rows; per block the eight
 // rows' lane sums are reduced to their exact block sums together, and their scales are converted
 // and multiplied by the activation scale together, so the float work of the defined order is one
-// convert and one fma per four rows.
+// convert and one fma per eight rows.
 template <class Dec, int NR>
 void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
                         float* y, int64_t) {
-  static_assert(NR % 4 == 0);
+  static_assert(NR % 8 == 0);
   using Block = typename Dec::Block;
-  __m128 acc[NR / 4], acc_min[NR / 4];
-  for (int g = 0; g < NR / 4; ++g) acc[g] = acc_min[g] = _mm_setzero_ps();
+  // Narrow lanes are reduced before the offset is taken off, and come out in the order of
+  // narrow_row_sums512: the rows' scales are gathered in that order, and the results put back.
+  constexpr bool kNarrow = Dec::kNarrowLanes;
+  constexpr int kRowAt[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  __m256 acc[NR / 8], acc_min[NR / 8];
+  for (int g = 0; g < NR / 8; ++g) acc[g] = acc_min[g] = _mm256_setzero_ps();
   const auto* act = reinterpret_cast<const BlockQ8_0*>(a);
   const int64_t nb = k / kQK;
   const int64_t ahead = prefetch_offset<NR>(w_stride);
@@ -333,44 +403,66 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
     prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
     const __m256i av = load256(act[b].qs);
     const __m512i av2 = _mm512_broadcast_i64x4(av);
-    const __m128 da = _mm_set1_ps(half_to_float(act[b].d));
+    const __m256 da = broadcast_half(act[b].d);
     __m512i base = _mm512_setzero_si512();
-    __m128 suma = _mm_setzero_ps();
+    __m256i offset = _mm256_setzero_si256();
+    __m256 suma = _mm256_setzero_ps();
     if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
       const __m256i lane_sums =
           _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+      const __m256i sum = _mm256_set1_epi32(hsum_epi32(lane_sums));
       if constexpr (Dec::kOffsetShift >= 0) {
-        base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
-            _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
+        if constexpr (kNarrow) {
+          offset = _mm256_slli_epi32(sum, Dec::kOffsetShift);
+        } else {
+          base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+              _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
+        }
       }
-      if constexpr (Dec::kHasMin) suma = _mm_set1_ps(static_cast<float>(hsum_epi32(lane_sums)));
+      if constexpr (Dec::kHasMin) suma = _mm256_cvtepi32_ps(sum);
     }
-    for (int g = 0; g < NR; g += 4) {
-      const Block* blk[4];
-      uint16_t d_half[4], m_half[4];
-      for (int c = 0; c < 4; ++c) {
+    for (int g = 0; g < NR; g += 8) {
+      const Block* blk[8];
+      uint16_t d_half[8], m_half[8];
+      for (int c = 0; c < 8; ++c) {
         blk[c] = reinterpret_cast<const Block*>(w + (g + c) * w_stride) + b;
-        d_half[c] = blk[c]->d;
-        m_half[c] = Dec::min_half(*blk[c]);
       }
-      __m512i prod[2];
-      for (int p = 0; p < 2; ++p) {
-        prod[p] = _mm512_dpbusd_epi32(base, values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]), av2);
+      for (int l = 0; l < 8; ++l) {
+        const Block& row = *blk[kNarrow ? kRowAt[l] : l];
+        d_half[l] = row.d;
+        m_half[l] = Dec::min_half(row);
       }
-      const __m128i sums =
-          sum4_epi32(_mm512_castsi512_si256(prod[0]), _mm512_extracti64x4_epi64(prod[0], 1),
-                     _mm512_castsi512_si256(prod[1]), _mm512_extracti64x4_epi64(prod[1], 1));
+      __m512i two_rows[4];
+      for (int p = 0; p < 4; ++p) {
+        two_rows[p] =
+            _mm512_dpbusd_epi32(base, values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]), av2);
+      }
+      __m256i sums;
+      if constexpr (kNarrow) {
+        sums = _mm256_sub_epi32(narrow_row_sums512(two_rows), offset);
+      } else {
+        __m256i rows[8];
+        for (int p = 0; p < 4; ++p) {
+          rows[2 * p] = _mm512_castsi512_si256(two_rows[p]);
+          rows[2 * p + 1] = _mm512_extracti64x4_epi64(two_rows[p], 1);
+        }
+        sums = sum8_epi32(rows);
+      }
       // dw * da is a product of two halves: exact, as in the reference.
-      acc[g / 4] = _mm_fmadd_ps(_mm_mul_ps(halves_to_floats<4>(d_half), da), _mm_cvtepi32_ps(sums),
-                                acc[g / 4]);
+      acc[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(eight_halves_to_floats(d_half), da),
+                                   _mm256_cvtepi32_ps(sums), acc[g / 8]);
       if constexpr (Dec::kHasMin) {
-        acc_min[g / 4] =
-            _mm_fmadd_ps(_mm_mul_ps(halves_to_floats<4>(m_half), da), suma, acc_min[g / 4]);
+        acc_min[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(eight_halves_to_floats(m_half), da), suma,
+                                         acc_min[g / 8]);
       }
     }
   }
-  for (int g = 0; g < NR / 4; ++g) {
-    _mm_storeu_ps(y + 4 * g, Dec::kHasMin ? _mm_add_ps(acc[g], acc_min[g]) : acc[g]);
+  // Lane l holds row kRowAt[l] (narrow) or row l.
+  const __m256i lane_of_row = kNarrow ? _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+                                      : _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int g = 0; g < NR / 8; ++g) {
+    const __m256 result = Dec::kHasMin ? _mm256_add_ps(acc[g], acc_min[g]) : acc[g];
+    _mm256_storeu_ps(y + 8 * g, _mm256_permutevar8x32_ps(result, lane_of_row));
   }
 }
 #endif
@@ -709,9 +801,9 @@ void q6_k_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8
 using TileFn = void (*)(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
                         int64_t a_stride, float* y, int64_t ldy);
 
-// Covers na x nw with MR x NR tiles, 1 x NR tiles for leftover rows and 1 x 1 at the edges.
+// Covers na x nw with MR x NR tiles, 1 x kRowNR tiles for leftover rows and 1 x 1 at the edges.
 // Each output is computed by the same arithmetic whichever tile it falls in.
-template <TileFn kFull, TileFn kRow, TileFn kOne, int MR, int NR>
+template <TileFn kFull, TileFn kRow, TileFn kOne, int MR, int NR, int kRowNR = NR>
 void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint8_t* a,
            int64_t a_stride, int64_t na, float* y, int64_t ldy) {
   int64_t i = 0;
@@ -729,7 +821,7 @@ void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint
   }
   for (; i < na; ++i) {
     int64_t j = 0;
-    for (; j + NR <= nw; j += NR) {
+    for (; j + kRowNR <= nw; j += kRowNR) {
       kRow(k, w + j * w_stride, w_stride, a + i * a_stride, a_stride, y + i * ldy + j, ldy);
     }
     for (; j < nw; ++j) {
@@ -744,8 +836,8 @@ constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_ti
 #if defined(__AVX512VNNI__)
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot512 =
-    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, NR>, legacy_tile<Ops, Dec, 1, 1>,
-          MR, NR>;
+    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, 8>, legacy_tile<Ops, Dec, 1, 1>,
+          MR, NR, 8>;
 #endif
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
