@@ -218,13 +218,13 @@ inline __m256i narrow_sums_epi32(const __m256i* v) {
   }
 }
 
-// The floats of N <= 4 halves in lanes 0..N-1 (the others 0), converted together.
+// The floats of N <= 8 halves in lanes 0..N-1 (the others 0), converted together.
 template <int N>
-inline __m128 halves_to_floats(const uint16_t* h) {
-  static_assert(N >= 1 && N <= 4);
-  uint64_t bits = 0;
-  for (int i = 0; i < N; ++i) bits |= static_cast<uint64_t>(h[i]) << (16 * i);
-  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(bits)));
+inline __m256 halves_to_floats(const uint16_t* h) {
+  static_assert(N >= 1 && N <= 8);
+  uint64_t lo = 0, hi = 0;
+  for (int i = 0; i < N; ++i) (i < 4 ? lo : hi) |= static_cast<uint64_t>(h[i]) << (16 * (i % 4));
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
 }
 
 // Lane t of an output group of legacy_tile: column t % NR of row t / NR (clamped to the group's
@@ -273,8 +273,7 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
       dw_half[c] = blk.d;
       mw_half[c] = Dec::min_half(blk);
     }
-    const __m256 dw = _mm256_permutevar8x32_ps(
-        _mm256_castps128_ps256(halves_to_floats<NR>(dw_half)), lane_column);
+    const __m256 dw = _mm256_permutevar8x32_ps(halves_to_floats<NR>(dw_half), lane_column);
     for (int g = 0; g < kGroups; ++g) {
       __m256i prod[kGroupOutputs], lane_sums[kGroupRows];
       uint16_t da_half[kGroupRows];
@@ -307,13 +306,11 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
       }
       const __m256 da =
           MR == 1 ? broadcast_half(da_half[0])
-                  : _mm256_permutevar8x32_ps(
-                        _mm256_castps128_ps256(halves_to_floats<kGroupRows>(da_half)), lane_row);
+                  : _mm256_permutevar8x32_ps(halves_to_floats<kGroupRows>(da_half), lane_row);
       // dw * da is a product of two halves: exact, as in the reference.
       acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
       if constexpr (Dec::kHasMin) {
-        const __m256 mw = _mm256_permutevar8x32_ps(
-            _mm256_castps128_ps256(halves_to_floats<NR>(mw_half)), lane_column);
+        const __m256 mw = _mm256_permutevar8x32_ps(halves_to_floats<NR>(mw_half), lane_column);
         acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
       }
     }
@@ -356,16 +353,6 @@ inline __m512i values_pair(const typename Dec::Block& b0, const typename Dec::Bl
   }
 }
 
-// The floats of 8 halves, converted together.
-inline __m256 eight_halves_to_floats(const uint16_t* h) {
-  uint64_t lo = 0, hi = 0;
-  for (int i = 0; i < 4; ++i) {
-    lo |= static_cast<uint64_t>(h[i]) << (16 * i);
-    hi |= static_cast<uint64_t>(h[i + 4]) << (16 * i);
-  }
-  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
-}
-
 // Exact sums of eight rows' 8-lane dots held two rows per register (p[i] = {row 2i, row 2i + 1})
 // when lanes are narrow (see narrow_sums_epi32), in the order rows 0, 2, 4, 6, 1, 3, 5, 7.
 inline __m256i narrow_row_sums512(const __m512i* p) {
@@ -378,6 +365,21 @@ inline __m256i narrow_row_sums512(const __m512i* p) {
   const __m512i z = pair_sums(pair_sums(p[0], p[1]), pair_sums(p[2], p[3]));
   const __m512i halves = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
   return _mm256_add_epi32(_mm512_castsi512_si256(halves), _mm512_extracti64x4_epi64(halves, 1));
+}
+
+// Exact sums of eight rows' 8-lane dots held two rows per register (p[i] = {row 2i, row 2i + 1}),
+// in row order: two rounds of pair sums across two registers (even lanes + odd lanes), then the
+// last pair within each 64-bit lane.
+inline __m256i row_sums512(const __m512i* p) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const auto pair_sums = [&](__m512i x, __m512i y) {
+    return _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y),
+                            _mm512_permutex2var_epi32(x, odd, y));
+  };
+  // Two lanes per row, rows in order.
+  const __m512i z = pair_sums(pair_sums(p[0], p[1]), pair_sums(p[2], p[3]));
+  return _mm512_cvtepi64_epi32(_mm512_add_epi32(z, _mm512_srli_epi64(z, 32)));
 }
 
 // The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
@@ -441,19 +443,14 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
       if constexpr (kNarrow) {
         sums = _mm256_sub_epi32(narrow_row_sums512(two_rows), offset);
       } else {
-        __m256i rows[8];
-        for (int p = 0; p < 4; ++p) {
-          rows[2 * p] = _mm512_castsi512_si256(two_rows[p]);
-          rows[2 * p + 1] = _mm512_extracti64x4_epi64(two_rows[p], 1);
-        }
-        sums = sum8_epi32(rows);
+        sums = row_sums512(two_rows);
       }
       // dw * da is a product of two halves: exact, as in the reference.
-      acc[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(eight_halves_to_floats(d_half), da),
+      acc[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(halves_to_floats<8>(d_half), da),
                                    _mm256_cvtepi32_ps(sums), acc[g / 8]);
       if constexpr (Dec::kHasMin) {
-        acc_min[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(eight_halves_to_floats(m_half), da), suma,
-                                         acc_min[g / 8]);
+        acc_min[g / 8] =
+            _mm256_fmadd_ps(_mm256_mul_ps(halves_to_floats<8>(m_half), da), suma, acc_min[g / 8]);
       }
     }
   }
@@ -831,8 +828,8 @@ void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint
 }
 
 template <class Ops, class Dec, int MR, int NR>
-constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
-                                        legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
+constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, 8>,
+                                        legacy_tile<Ops, Dec, 1, 1>, MR, NR, 8>;
 #if defined(__AVX512VNNI__)
 template <class Ops, class Dec, int MR, int NR>
 constexpr QuantDotFn legacy_dot512 =
