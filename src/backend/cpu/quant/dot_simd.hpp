@@ -77,9 +77,10 @@ inline __m256i with_high_bits(__m256i nibbles, const uint8_t* qh) {
 
 // The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (the types with a
 // min add it separately). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8)
-// apply: the block sum becomes dot(u, a) - kOffset * sum(a), exact in int32. kNarrowLanes: u < 32,
-// so a 4-element lane of dot(u, a) and the sum of two such lanes fit in int16 (|sum| <= 8 * 31 *
-// 128 < 32768), which lets the tiles reduce lanes with vpackssdw + vpmaddwd (see narrow_sums).
+// apply: the lane sums become dot(u, a) - kOffset * sum(a), exact in int32. kNarrowLanes: every
+// value is within [-16, 31], so a 4-element lane sum and the sum of two lanes fit in int16
+// (8 * 31 * 127 < 32768), which lets the tiles reduce lanes with vpackssdw + vpmaddwd (see
+// narrow_sums_epi32).
 struct Q4_0Decoder {
   using Block = BlockQ4_0;
   static constexpr int kOffsetShift = 3;  // offset 8
@@ -247,9 +248,6 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
                  float* y, int64_t ldy) {
   using Block = typename Dec::Block;
   constexpr bool kSign = std::is_same_v<Dec, Q8_0SignDecoder>;
-  // Narrow lanes are reduced before the offset is taken off (the offset would widen them).
-  constexpr bool kOffsetAfter = Dec::kNarrowLanes && Dec::kOffsetShift >= 0;
-  constexpr bool kOffsetInDot = !Dec::kNarrowLanes && Dec::kOffsetShift >= 0;
   constexpr int kOutputs = MR * NR;
   static_assert(kOutputs <= 4 || (kOutputs % 8 == 0 && 8 % NR == 0));
   // A group is eight outputs (8 / NR whole rows of the tile) or, for small tiles, all of them.
@@ -285,7 +283,7 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
         __m256i base = _mm256_setzero_si256();
         if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
           lane_sums[gr] = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
-          if constexpr (kOffsetInDot) {
+          if constexpr (Dec::kOffsetShift >= 0) {
             base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums[gr], Dec::kOffsetShift));
           }
         }
@@ -294,16 +292,8 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
                                     : Ops::dot(base, wu[c], av);
         }
       }
-      __m256i sums = Dec::kNarrowLanes ? narrow_sums_epi32<kGroupOutputs>(prod)
-                                       : sums_epi32<kGroupOutputs>(prod);
-      // Each output's activation sum, in its lane (for the offset and the min).
-      __m256i suma = _mm256_setzero_si256();
-      if constexpr (kOffsetAfter || Dec::kHasMin) {
-        suma = _mm256_permutevar8x32_epi32(sums_epi32<kGroupRows>(lane_sums), lane_row);
-      }
-      if constexpr (kOffsetAfter) {
-        sums = _mm256_sub_epi32(sums, _mm256_slli_epi32(suma, Dec::kOffsetShift));
-      }
+      const __m256i sums = Dec::kNarrowLanes ? narrow_sums_epi32<kGroupOutputs>(prod)
+                                             : sums_epi32<kGroupOutputs>(prod);
       const __m256 da =
           MR == 1 ? broadcast_half(da_half[0])
                   : _mm256_permutevar8x32_ps(halves_to_floats<kGroupRows>(da_half), lane_row);
@@ -311,6 +301,9 @@ void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a
       acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
       if constexpr (Dec::kHasMin) {
         const __m256 mw = _mm256_permutevar8x32_ps(halves_to_floats<NR>(mw_half), lane_column);
+        // Each output's activation sum, in its lane.
+        const __m256i suma =
+            _mm256_permutevar8x32_epi32(sums_epi32<kGroupRows>(lane_sums), lane_row);
         acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
       }
     }
@@ -392,8 +385,8 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
                         float* y, int64_t) {
   static_assert(NR % 8 == 0);
   using Block = typename Dec::Block;
-  // Narrow lanes are reduced before the offset is taken off, and come out in the order of
-  // narrow_row_sums512: the rows' scales are gathered in that order, and the results put back.
+  // Narrow lanes come out in the order of narrow_row_sums512: the rows' scales are gathered in
+  // that order, and the results put back.
   constexpr bool kNarrow = Dec::kNarrowLanes;
   constexpr int kRowAt[8] = {0, 2, 4, 6, 1, 3, 5, 7};
   __m256 acc[NR / 8], acc_min[NR / 8];
@@ -407,21 +400,15 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
     const __m512i av2 = _mm512_broadcast_i64x4(av);
     const __m256 da = broadcast_half(act[b].d);
     __m512i base = _mm512_setzero_si512();
-    __m256i offset = _mm256_setzero_si256();
     __m256 suma = _mm256_setzero_ps();
     if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
       const __m256i lane_sums =
           _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
-      const __m256i sum = _mm256_set1_epi32(hsum_epi32(lane_sums));
       if constexpr (Dec::kOffsetShift >= 0) {
-        if constexpr (kNarrow) {
-          offset = _mm256_slli_epi32(sum, Dec::kOffsetShift);
-        } else {
-          base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
-              _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
-        }
+        base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+            _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
       }
-      if constexpr (Dec::kHasMin) suma = _mm256_cvtepi32_ps(sum);
+      if constexpr (Dec::kHasMin) suma = _mm256_set1_ps(static_cast<float>(hsum_epi32(lane_sums)));
     }
     for (int g = 0; g < NR; g += 8) {
       const Block* blk[8];
@@ -441,7 +428,7 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
       }
       __m256i sums;
       if constexpr (kNarrow) {
-        sums = _mm256_sub_epi32(narrow_row_sums512(two_rows), offset);
+        sums = narrow_row_sums512(two_rows);
       } else {
         sums = row_sums512(two_rows);
       }
