@@ -449,6 +449,73 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
     _mm256_storeu_ps(y + 8 * g, _mm256_permutevar8x32_ps(result, lane_of_row));
   }
 }
+
+// The full (prefill) legacy tile of the VNNI table, MR activation rows x 4 weight rows: the
+// weight rows two per 512-bit register as in legacy_row_tile512, so each pair of activation rows
+// takes four vpdpbusd and its eight outputs one 512-bit reduction. Lane t of a group holds the
+// output of activation row t / 4 of the pair and weight row t % 4.
+template <class Dec, int MR, int NR>
+void legacy_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
+                    int64_t a_stride, float* y, int64_t ldy) {
+  static_assert(MR % 2 == 0 && NR == 4);
+  using Block = typename Dec::Block;
+  constexpr int kGroups = MR / 2;
+  const __m256i lane_column = group_lane_columns<4>();
+  const __m256i lane_row = group_lane_rows<4, 2>();
+  // narrow_row_sums512's order (outputs 0, 2, 4, 6, 1, 3, 5, 7) back to output order.
+  const __m256i output_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256 acc[kGroups], acc_min[kGroups];
+  for (int g = 0; g < kGroups; ++g) acc[g] = acc_min[g] = _mm256_setzero_ps();
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    const Block* blk[4];
+    uint16_t dw_half[4], mw_half[4];
+    for (int c = 0; c < 4; ++c) {
+      blk[c] = reinterpret_cast<const Block*>(w + c * w_stride) + b;
+      dw_half[c] = blk[c]->d;
+      mw_half[c] = Dec::min_half(*blk[c]);
+    }
+    const __m512i wv[2] = {values_pair<Dec>(*blk[0], *blk[1]), values_pair<Dec>(*blk[2], *blk[3])};
+    const __m256 dw = _mm256_permutevar8x32_ps(halves_to_floats<4>(dw_half), lane_column);
+    for (int g = 0; g < kGroups; ++g) {
+      __m512i prod[4];
+      __m256i lane_sums[2];
+      uint16_t da_half[2];
+      for (int gr = 0; gr < 2; ++gr) {
+        const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + (2 * g + gr) * a_stride)[b];
+        const __m256i av = load256(ab.qs);
+        const __m512i av2 = _mm512_broadcast_i64x4(av);
+        da_half[gr] = ab.d;
+        __m512i base = _mm512_setzero_si512();
+        if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+          lane_sums[gr] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+          if constexpr (Dec::kOffsetShift >= 0) {
+            base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+                _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums[gr], Dec::kOffsetShift)));
+          }
+        }
+        prod[2 * gr] = _mm512_dpbusd_epi32(base, wv[0], av2);
+        prod[2 * gr + 1] = _mm512_dpbusd_epi32(base, wv[1], av2);
+      }
+      const __m256i sums = Dec::kNarrowLanes
+                               ? _mm256_permutevar8x32_epi32(narrow_row_sums512(prod), output_order)
+                               : row_sums512(prod);
+      const __m256 da = _mm256_permutevar8x32_ps(halves_to_floats<2>(da_half), lane_row);
+      // dw * da is a product of two halves: exact, as in the reference.
+      acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
+      if constexpr (Dec::kHasMin) {
+        const __m256 mw = _mm256_permutevar8x32_ps(halves_to_floats<4>(mw_half), lane_column);
+        const __m256i suma = _mm256_permutevar8x32_epi32(sums_epi32<2>(lane_sums), lane_row);
+        acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
+      }
+    }
+  }
+  for (int g = 0; g < kGroups; ++g) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, Dec::kHasMin ? _mm256_add_ps(acc[g], acc_min[g]) : acc[g]);
+    for (int t = 0; t < 8; ++t) y[(2 * g + t / 4) * ldy + t % 4] = out[t];
+  }
+}
 #endif
 
 // Both totals of a K-quant super-block from their lane vectors: {sum(a), sum(b)}.
@@ -819,9 +886,8 @@ constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_ti
                                         legacy_tile<Ops, Dec, 1, 1>, MR, NR, 8>;
 #if defined(__AVX512VNNI__)
 template <class Ops, class Dec, int MR, int NR>
-constexpr QuantDotFn legacy_dot512 =
-    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, 8>, legacy_tile<Ops, Dec, 1, 1>,
-          MR, NR, 8>;
+constexpr QuantDotFn legacy_dot512 = tiled<legacy_tile512<Dec, MR, NR>, legacy_row_tile512<Dec, 8>,
+                                           legacy_tile<Ops, Dec, 1, 1>, MR, NR, 8>;
 #endif
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
