@@ -1,5 +1,6 @@
-// Quantized matmul speed on a Qwen2-0.5B-sized weight (down_proj: 896 rows of 4864; k must be a
-// multiple of 256 for the K-quants). Decode (m = 1) cycles through enough copies of the weight
+// Quantized matmul speed on Qwen2-0.5B-sized weights (down_proj: 896 rows of 4864; k must be a
+// multiple of 256 for the K-quants; the "Up" kinds are gate/up_proj, 4864 rows of 896, for the
+// 32-element types only). Decode (m = 1) cycles through enough copies of the weight
 // to exceed the caches, so it measures streaming from memory: the GB/s counter is weight bytes
 // per second, to compare with the read bandwidth the ReadBandwidth benchmark measures in the
 // same process. DecodeCached reuses one copy (cache-resident: the kernel's ceiling). Prefill
@@ -21,8 +22,11 @@
 
 namespace {
 
-constexpr int64_t kRows = 896;
-constexpr int64_t kCols = 4864;
+struct WeightShape {
+  int64_t rows, cols;
+};
+constexpr WeightShape kDown = {896, 4864};
+constexpr WeightShape kUp = {4864, 896};
 constexpr int64_t kStreamBytes = int64_t{512} << 20;  // well past any L3
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
@@ -34,13 +38,14 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
 }
 
 // `copies` weights of one random matrix in `type` (copies of the same bytes: speed only).
-std::vector<af::Tensor> make_weights(af::DType type, int copies) {
-  const std::vector<float> w = random_floats(static_cast<size_t>(kRows * kCols), 1);
-  af::Tensor first = af::Tensor::zeros(type, af::Shape{kRows, kCols});
+std::vector<af::Tensor> make_weights(af::DType type, WeightShape shape, int copies) {
+  const int64_t rows = shape.rows, cols = shape.cols;
+  const std::vector<float> w = random_floats(static_cast<size_t>(rows * cols), 1);
+  af::Tensor first = af::Tensor::zeros(type, af::Shape{rows, cols});
   if (af::quant::is_supported(type)) {
-    const int64_t rb = af::row_bytes(type, kCols);
-    for (int64_t r = 0; r < kRows; ++r) {
-      af::quant::quantize_row(type, w.data() + r * kCols, first.mutable_data() + r * rb, kCols);
+    const int64_t rb = af::row_bytes(type, cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      af::quant::quantize_row(type, w.data() + r * cols, first.mutable_data() + r * rb, cols);
     }
   } else {  // f16 or bf16
     auto* h = reinterpret_cast<uint16_t*>(first.mutable_data());
@@ -50,21 +55,22 @@ std::vector<af::Tensor> make_weights(af::DType type, int copies) {
   }
   std::vector<af::Tensor> out = {first};
   for (int i = 1; i < copies; ++i) {
-    af::Tensor t = af::Tensor::zeros(type, af::Shape{kRows, kCols});
+    af::Tensor t = af::Tensor::zeros(type, af::Shape{rows, cols});
     std::memcpy(t.mutable_data(), first.data(), first.nbytes());
     out.push_back(t);
   }
   return out;
 }
 
-void matmul_bench(benchmark::State& state, af::DType type, int64_t m, bool from_memory,
-                  bool bf16_dot) {
+void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, int64_t m,
+                  bool from_memory, bool bf16_dot) {
+  const int64_t rows = shape.rows, cols = shape.cols;
   const int threads = static_cast<int>(state.range(0));
-  const int64_t bytes = af::row_bytes(type, kCols) * kRows;
+  const int64_t bytes = af::row_bytes(type, cols) * rows;
   const int copies = from_memory ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
-  const std::vector<af::Tensor> weights = make_weights(type, copies);
-  const std::vector<float> x = random_floats(static_cast<size_t>(m * kCols), 2);
-  std::vector<float> y(static_cast<size_t>(m * kRows));
+  const std::vector<af::Tensor> weights = make_weights(type, shape, copies);
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * cols), 2);
+  std::vector<float> y(static_cast<size_t>(m * rows));
   af::BackendOptions options{af::Device::cpu(), threads, ""};
   options.bf16_dot = bf16_dot;
   af::cpu::CpuBackend backend(options);
@@ -77,7 +83,7 @@ void matmul_bench(benchmark::State& state, af::DType type, int64_t m, bool from_
   state.counters["GB/s"] =
       benchmark::Counter(n * static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsRate);
   if (m > 1) {
-    state.counters["GMAC/s"] = benchmark::Counter(n * static_cast<double>(m * kRows * kCols) / 1e9,
+    state.counters["GMAC/s"] = benchmark::Counter(n * static_cast<double>(m * rows * cols) / 1e9,
                                                   benchmark::Counter::kIsRate);
   }
   state.SetLabel(backend.name() + " " + backend.quant_kernels().isa);
@@ -127,15 +133,20 @@ void register_all() {
     // ceiling, which must exceed the memory bandwidth for decode to be memory-bound.
     const struct {
       const char* label;
+      WeightShape shape;
       int64_t m;
       bool from_memory;
-    } kinds[] = {{"Decode/", 1, true}, {"DecodeCached/", 1, false}, {"Prefill128/", 128, false}};
+    } kinds[] = {{"Decode/", kDown, 1, true},        {"DecodeCached/", kDown, 1, false},
+                 {"Prefill128/", kDown, 128, false}, {"DecodeUp/", kUp, 1, true},
+                 {"DecodeCachedUp/", kUp, 1, false}, {"Prefill128Up/", kUp, 128, false}};
+    const bool legacy_block = af::info(type).block_size <= 32;
     for (const auto& kind : kinds) {
+      if (kind.shape.cols % 256 != 0 && !legacy_block) continue;
       const std::string label = std::string(kind.label) + name;
       benchmark::RegisterBenchmark(
           label.c_str(),
           [type = type, kind, dot = std::string(name) == "bf16dot"](benchmark::State& s) {
-            matmul_bench(s, type, kind.m, kind.from_memory, dot);
+            matmul_bench(s, type, kind.shape, kind.m, kind.from_memory, dot);
           })
           ->Arg(1)
           ->Arg(2)

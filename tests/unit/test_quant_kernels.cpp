@@ -93,6 +93,167 @@ TEST(QuantKernels, EveryIsaMatchesTheReferenceBitForBit) {
   }
 }
 
+const DType kLegacyTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0};
+
+// A random half of magnitude 2^-14 .. 2^6 (normal and never 0), either sign.
+uint16_t random_half(std::mt19937& rng) {
+  std::uniform_real_distribution<float> mantissa(1.f, 2.f);
+  std::uniform_int_distribution<int> exponent(-14, 5), sign(0, 1);
+  const float v = std::ldexp(mantissa(rng), exponent(rng)) * (sign(rng) ? -1.f : 1.f);
+  return af::f32_to_f16(v);
+}
+
+// rows x k of `type` with every quant value, qh bit and scale drawn at random (Q8_0 including
+// -128, which files may hold), unlike quantized data whose scale matches the values.
+std::vector<uint8_t> random_legacy_rows(DType type, int64_t rows, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  const int64_t rb = af::row_bytes(type, k);
+  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
+  for (auto& b : out) b = static_cast<uint8_t>(byte(rng));
+  // The scales (d, then m for the types with a min) lead each block.
+  const int64_t block_bytes = af::info(type).type_size;
+  const int halves = (type == DType::Q4_1 || type == DType::Q5_1) ? 2 : 1;
+  for (int64_t off = 0; off < static_cast<int64_t>(out.size()); off += block_bytes) {
+    for (int h = 0; h < halves; ++h) {
+      const uint16_t v = random_half(rng);
+      std::memcpy(out.data() + off + 2 * h, &v, 2);
+    }
+  }
+  return out;
+}
+
+// Q8_0 activation rows with random quants in [-127, 127] (the activation quantizer's range) and
+// random scales.
+std::vector<uint8_t> random_activation_rows(int64_t rows, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> quant(-127, 127);
+  std::vector<af::quant::BlockQ8_0> out(static_cast<size_t>(rows * k / af::quant::kQK));
+  for (auto& b : out) {
+    b.d = random_half(rng);
+    for (int8_t& v : b.qs) v = static_cast<int8_t>(quant(rng));
+  }
+  std::vector<uint8_t> bytes(out.size() * sizeof(af::quant::BlockQ8_0));
+  std::memcpy(bytes.data(), out.data(), bytes.size());
+  return bytes;
+}
+
+// Weight value e of a legacy block (q for the symmetric types, the unsigned value for those with
+// a min), its scale and its min, decoded here independently of the kernels.
+struct DecodedBlock {
+  int q[32];
+  float d, m;
+};
+DecodedBlock decode_legacy(DType type, const uint8_t* block) {
+  DecodedBlock out{};
+  uint16_t d, m = 0;
+  std::memcpy(&d, block, 2);
+  const bool has_min = type == DType::Q4_1 || type == DType::Q5_1;
+  if (has_min) std::memcpy(&m, block + 2, 2);
+  out.d = af::f16_to_f32(d);
+  out.m = af::f16_to_f32(m);
+  if (type == DType::Q8_0) {
+    for (int e = 0; e < 32; ++e) out.q[e] = static_cast<int8_t>(block[2 + e]);
+    return out;
+  }
+  const bool five_bit = type == DType::Q5_0 || type == DType::Q5_1;
+  const uint8_t* qh = block + (has_min ? 4 : 2);
+  const uint8_t* qs = qh + (five_bit ? 4 : 0);
+  uint32_t high = 0;
+  if (five_bit) std::memcpy(&high, qh, 4);
+  const int offset = has_min ? 0 : (five_bit ? 16 : 8);
+  for (int e = 0; e < 32; ++e) {
+    const int nibble = e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
+    out.q[e] = (nibble | (static_cast<int>((high >> e) & 1) << 4)) - offset;
+  }
+  return out;
+}
+
+// The order quant_kernels.hpp defines for the 32-element types, written out.
+float defined_legacy_dot(DType type, int64_t k, const uint8_t* w, const uint8_t* a) {
+  const int64_t block_bytes = af::info(type).type_size;
+  const bool has_min = type == DType::Q4_1 || type == DType::Q5_1;
+  float acc = 0.f, acc_min = 0.f;
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const DecodedBlock wb = decode_legacy(type, w + b * block_bytes);
+    af::quant::BlockQ8_0 ab;
+    std::memcpy(&ab, a + b * sizeof(ab), sizeof(ab));
+    const float da = af::f16_to_f32(ab.d);
+    int32_t p = 0, s = 0;
+    for (int e = 0; e < 32; ++e) {
+      p += wb.q[e] * ab.qs[e];
+      s += ab.qs[e];
+    }
+    acc = std::fma(wb.d * da, static_cast<float>(p), acc);
+    if (has_min) acc_min = std::fma(wb.m * da, static_cast<float>(s), acc_min);
+  }
+  return has_min ? acc + acc_min : acc;
+}
+
+TEST(QuantKernels, LegacyReferenceFollowsTheDefinedOrder) {
+  for (DType type : kLegacyTypes) {
+    const q::QuantSlot slot = *q::quant_slot(type);
+    for (int64_t k : {32, 96, 4864}) {
+      const int64_t rows = 9;
+      const std::vector<uint8_t> w = random_legacy_rows(type, rows, k, 21);
+      const std::vector<uint8_t> a = random_activation_rows(1, k, 22);
+      const int64_t ws = af::row_bytes(type, k);
+      for (int64_t j = 0; j < rows; ++j) {
+        const float expect = defined_legacy_dot(type, k, w.data() + j * ws, a.data());
+        const float got = q::ref::dot(slot, k, w.data() + j * ws, a.data());
+        ASSERT_TRUE(same_bits(got, expect))
+            << af::name(type) << " k=" << k << " row " << j << ": " << got << " vs " << expect;
+      }
+    }
+  }
+}
+
+// Every table's legacy kernels at odd shapes: decode rows (m = 1), full tiles with row and column
+// remainders, and k from one block to a Qwen2 down_proj row; random raw blocks (any scale, every
+// quant value) as well as quantized data.
+TEST(QuantKernels, LegacyTablesMatchTheReferenceAtOddShapes) {
+  struct Shape2 {
+    int64_t na, nw;
+  };
+  for (DType type : kLegacyTypes) {
+    const q::QuantSlot slot = *q::quant_slot(type);
+    for (int64_t k : {32, 64, 96, 4864}) {
+      for (Shape2 shape : {Shape2{1, 37}, Shape2{7, 19}, Shape2{5, 9}}) {
+        const int64_t na = shape.na, nw = shape.nw;
+        const int64_t ws = af::row_bytes(type, k), as = af::row_bytes(DType::Q8_0, k);
+        for (bool raw : {true, false}) {
+          const std::vector<uint8_t> w = raw ? random_legacy_rows(type, nw, k, 31)
+                                             : quantize_rows(type, test_values(nw, k, 32), nw, k);
+          const std::vector<uint8_t> a =
+              raw ? random_activation_rows(na, k, 33)
+                  : quantize_rows(DType::Q8_0, test_values(na, k, 34), na, k);
+          std::vector<float> expect(static_cast<size_t>(na * nw));
+          for (int64_t i = 0; i < na; ++i) {
+            for (int64_t j = 0; j < nw; ++j) {
+              expect[i * nw + j] = q::ref::dot(slot, k, w.data() + j * ws, a.data() + i * as);
+            }
+          }
+          for (const q::QuantKernels* t : tables()) {
+            // ldy wider than nw: the kernels write only their outputs.
+            const int64_t ldy = nw + 3;
+            std::vector<float> y(static_cast<size_t>(na * ldy), -7.f);
+            t->dot[slot](k, w.data(), ws, nw, a.data(), as, na, y.data(), ldy);
+            for (int64_t i = 0; i < na; ++i) {
+              for (int64_t j = 0; j < ldy; ++j) {
+                const float want = j < nw ? expect[i * nw + j] : -7.f;
+                ASSERT_TRUE(same_bits(y[i * ldy + j], want))
+                    << t->isa << " " << af::name(type) << (raw ? " raw" : " quantized")
+                    << " k=" << k << " na=" << na << " nw=" << nw << " (" << i << ", " << j
+                    << "): " << y[i * ldy + j] << " vs " << want;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // Rows of random K-quant blocks: every bit pattern of the quants and scales (the largest 6-bit
 // scales and mins, Q6_K scale -128), with finite halves for d and dmin.
 std::vector<uint8_t> random_k_blocks(DType type, int64_t rows, int64_t k, uint32_t seed) {

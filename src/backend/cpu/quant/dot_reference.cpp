@@ -127,28 +127,23 @@ template <class Block>
 float dot_legacy(int64_t k, const uint8_t* wp, const uint8_t* ap) {
   const auto* w = reinterpret_cast<const Block*>(wp);
   const auto* a = reinterpret_cast<const BlockQ8_0*>(ap);
-  float acc[8] = {};
+  float acc = 0;
   float acc_min = 0;
   LegacyBlock wb;
   for (int64_t b = 0; b < k / kQK; ++b) {
     decode(w[b], wb);
     const float da = f16_to_f32(a[b].d);
-    const float d = wb.d * da;
-    int suma = 0;
-    for (int l = 0; l < 8; ++l) {
-      int p = 0;
-      for (int e = 4 * l; e < 4 * l + 4; ++e) {
-        p += wb.q[e] * a[b].qs[e];
-        suma += a[b].qs[e];
-      }
-      acc[l] = std::fma(d, static_cast<float>(p), acc[l]);
+    int p = 0, suma = 0;
+    for (int e = 0; e < kQK; ++e) {
+      p += wb.q[e] * a[b].qs[e];
+      suma += a[b].qs[e];
     }
+    acc = std::fma(wb.d * da, static_cast<float>(p), acc);
     if constexpr (kHasMin<Block>) {
       acc_min = std::fma(wb.m * da, static_cast<float>(suma), acc_min);
     }
   }
-  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) +
-         acc_min;
+  return kHasMin<Block> ? acc + acc_min : acc;
 }
 
 // A K-quant super-block as signed values q[256] with per-16-element integer scales and mins

@@ -34,13 +34,6 @@ inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
-// ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), the reduction order of the reference.
-inline float reduce_lanes(__m256 v) {
-  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
-}
-
 inline int hsum_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
@@ -82,46 +75,64 @@ inline __m256i with_high_bits(__m256i nibbles, const uint8_t* qh) {
 #endif
 }
 
-// The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (+ min for the
-// types that have one). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8) apply:
-// the lane sums become dot(u, a) - kOffset * sum(a), exact in int32.
+// The 32 values of a legacy block as unsigned bytes u with value = u - kOffset (the types with a
+// min add it separately). Signed types use the offset so that vpmaddubsw / vpdpbusd (u8 x s8)
+// apply: the lane sums become dot(u, a) - kOffset * sum(a), exact in int32. kNarrowLanes: every
+// value is within [-16, 31], so a 4-element lane sum and the sum of two lanes fit in int16
+// (8 * 31 * 127 < 32768), which lets the tiles reduce lanes with vpackssdw + vpmaddwd (see
+// narrow_sums_epi32).
 struct Q4_0Decoder {
   using Block = BlockQ4_0;
   static constexpr int kOffsetShift = 3;  // offset 8
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
-  static float min(const Block&) { return 0.f; }
+  static uint16_t min_half(const Block&) { return 0; }
 };
 struct Q4_1Decoder {
   using Block = BlockQ4_1;
   static constexpr int kOffsetShift = -1;  // no offset
   static constexpr bool kHasMin = true;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return unpack_nibbles(b.qs); }
-  static float min(const Block& b) { return half_to_float(b.m); }
+  static uint16_t min_half(const Block& b) { return b.m; }
 };
 struct Q5_0Decoder {
   using Block = BlockQ5_0;
   static constexpr int kOffsetShift = 4;  // offset 16
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
-  static float min(const Block&) { return 0.f; }
+  static uint16_t min_half(const Block&) { return 0; }
 };
 struct Q5_1Decoder {
   using Block = BlockQ5_1;
   static constexpr int kOffsetShift = -1;
   static constexpr bool kHasMin = true;
+  static constexpr bool kNarrowLanes = true;
   static __m256i values(const Block& b) { return with_high_bits(unpack_nibbles(b.qs), b.qh); }
-  static float min(const Block& b) { return half_to_float(b.m); }
+  static uint16_t min_half(const Block& b) { return b.m; }
 };
 // Q8_0 as w + 128: only for vpdpbusd, which does not saturate (vpmaddubsw pairs could).
 struct Q8_0OffsetDecoder {
   using Block = BlockQ8_0;
   static constexpr int kOffsetShift = 7;  // offset 128
   static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = false;
   static __m256i values(const Block& b) {
     return _mm256_xor_si256(load256(b.qs), _mm256_set1_epi8(static_cast<char>(0x80)));
   }
-  static float min(const Block&) { return 0.f; }
+  static uint16_t min_half(const Block&) { return 0; }
+};
+// Q8_0 without VNNI: the raw int8 values, multiplied as |w| x sign(a, w), which keeps every
+// vpmaddubsw pair within int16 (at most 2 * 128 * 127).
+struct Q8_0SignDecoder {
+  using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = -1;
+  static constexpr bool kHasMin = false;
+  static constexpr bool kNarrowLanes = false;
+  static __m256i values(const Block& b) { return load256(b.qs); }
+  static uint16_t min_half(const Block&) { return 0; }
 };
 
 inline __m256 broadcast_half(uint16_t h) {
@@ -153,56 +164,156 @@ inline void prefetch_ahead(const uint8_t* w, int64_t w_stride, int64_t ahead, in
   }
 }
 
-// MR activation rows x NR weight rows over the whole row.
+// Exact sums of four 8-lane int32 vectors: {sum v0, sum v1, sum v2, sum v3}.
+inline __m128i sum4_epi32(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  // Lanes 0..3 and 4..7 of each input summed separately: {v0, v1, v2, v3 | v0, v1, v2, v3}.
+  const __m256i q = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+  return _mm_add_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+}
+
+// Exact sums of eight 8-lane int32 vectors, lane i the sum of v[i].
+inline __m256i sum8_epi32(const __m256i* v) {
+  const __m256i q0 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i q1 =
+      _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  // {low halves of v0..v3 | low halves of v4..v7} + {high halves of v0..v3 | high of v4..v7}.
+  return _mm256_add_epi32(_mm256_blend_epi32(q0, q1, 0xF0),
+                          _mm256_permute2x128_si256(q0, q1, 0x21));
+}
+
+// Exact sums of the first N (1, 2, 4 or 8) vectors of v, lane i the sum of v[i] (lanes past N 0).
+template <int N>
+inline __m256i sums_epi32(const __m256i* v) {
+  static_assert(N == 1 || N == 2 || N == 4 || N == 8);
+  if constexpr (N == 8) {
+    return sum8_epi32(v);
+  } else {
+    const __m256i zero = _mm256_setzero_si256();
+    return _mm256_zextsi128_si256(
+        sum4_epi32(v[0], N > 1 ? v[1] : zero, N > 2 ? v[2] : zero, N > 2 ? v[3] : zero));
+  }
+}
+
+// Exact sums of the first N (1, 2, 4 or 8) vectors of v when every lane, and every sum of two
+// lanes, fits in int16 (kNarrowLanes): lane i the sum of v[i]. Pairs of vectors are packed to
+// int16 (exact) and pair-summed by vpmaddwd, twice, which takes fewer shuffles than vphaddd.
+template <int N>
+inline __m256i narrow_sums_epi32(const __m256i* v) {
+  static_assert(N == 1 || N == 2 || N == 4 || N == 8);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i zero = _mm256_setzero_si256();
+  const auto pair_sums = [&](__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_packs_epi32(x, y), ones);
+  };
+  // 128-bit half h of each: the four-lane sums of half h of v[0..3] (of v[4..7]).
+  const __m256i z0 =
+      pair_sums(pair_sums(v[0], N > 1 ? v[1] : zero), N > 2 ? pair_sums(v[2], v[3]) : zero);
+  if constexpr (N == 8) {
+    const __m256i z1 = pair_sums(pair_sums(v[4], v[5]), pair_sums(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_blend_epi32(z0, z1, 0xF0),
+                            _mm256_permute2x128_si256(z0, z1, 0x21));
+  } else {
+    return _mm256_zextsi128_si256(
+        _mm_add_epi32(_mm256_castsi256_si128(z0), _mm256_extracti128_si256(z0, 1)));
+  }
+}
+
+// The floats of N <= 8 halves in lanes 0..N-1 (the others 0), converted together.
+template <int N>
+inline __m256 halves_to_floats(const uint16_t* h) {
+  static_assert(N >= 1 && N <= 8);
+  uint64_t lo = 0, hi = 0;
+  for (int i = 0; i < N; ++i) (i < 4 ? lo : hi) |= static_cast<uint64_t>(h[i]) << (16 * (i % 4));
+  return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
+}
+
+// Lane t of an output group of legacy_tile: column t % NR of row t / NR (clamped to the group's
+// rows, for the unused lanes of a group smaller than eight).
+template <int NR>
+inline __m256i group_lane_columns() {
+  return _mm256_setr_epi32(0 % NR, 1 % NR, 2 % NR, 3 % NR, 4 % NR, 5 % NR, 6 % NR, 7 % NR);
+}
+template <int NR, int kGroupRows>
+inline __m256i group_lane_rows() {
+  constexpr auto row = [](int t) { return t / NR < kGroupRows ? t / NR : kGroupRows - 1; };
+  return _mm256_setr_epi32(row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+}
+
+// MR activation rows x NR weight rows over the whole row. Per block, each output's 8 lane sums
+// are reduced to its exact block sum, eight outputs (or the whole tile, up to four) at a time, so
+// the float work of the defined order is one convert and one fma per eight outputs.
 template <class Ops, class Dec, int MR, int NR>
 void legacy_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t a_stride,
                  float* y, int64_t ldy) {
   using Block = typename Dec::Block;
-  __m256 acc[MR][NR];
-  float acc_min[MR][NR];
-  for (int r = 0; r < MR; ++r) {
-    for (int c = 0; c < NR; ++c) {
-      acc[r][c] = _mm256_setzero_ps();
-      acc_min[r][c] = 0.f;
-    }
-  }
+  constexpr bool kSign = std::is_same_v<Dec, Q8_0SignDecoder>;
+  constexpr int kOutputs = MR * NR;
+  static_assert(kOutputs <= 4 || (kOutputs % 8 == 0 && 8 % NR == 0));
+  // A group is eight outputs (8 / NR whole rows of the tile) or, for small tiles, all of them.
+  constexpr int kGroupRows = kOutputs <= 4 ? MR : 8 / NR;
+  constexpr int kGroupOutputs = kGroupRows * NR;
+  constexpr int kGroups = MR / kGroupRows;
+  const __m256i lane_column = group_lane_columns<NR>();
+  const __m256i lane_row = group_lane_rows<NR, kGroupRows>();
+  __m256 acc[kGroups], acc_min[kGroups];
+  for (int g = 0; g < kGroups; ++g) acc[g] = acc_min[g] = _mm256_setzero_ps();
   const int64_t nb = k / kQK;
   const int64_t ahead = prefetch_offset<NR>(w_stride);
   for (int64_t b = 0; b < nb; ++b) {
     prefetch_ahead<MR, NR, sizeof(Block)>(w, w_stride, ahead, b);
-    __m256i wu[NR];
-    __m256 dw[NR];
-    float mw[NR];
+    __m256i wu[NR], wv[NR];
+    uint16_t dw_half[NR], mw_half[NR];
     for (int c = 0; c < NR; ++c) {
       const Block& blk = reinterpret_cast<const Block*>(w + c * w_stride)[b];
-      wu[c] = Dec::values(blk);
-      dw[c] = broadcast_half(blk.d);
-      mw[c] = Dec::min(blk);
+      wv[c] = Dec::values(blk);
+      wu[c] = kSign ? _mm256_abs_epi8(wv[c]) : wv[c];
+      dw_half[c] = blk.d;
+      mw_half[c] = Dec::min_half(blk);
     }
-    for (int r = 0; r < MR; ++r) {
-      const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
-      const __m256i av = load256(ab.qs);
-      const __m256 da = broadcast_half(ab.d);
-      __m256i base = _mm256_setzero_si256();
-      float suma = 0.f;
-      if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
-        const __m256i lane_sums = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
-        if constexpr (Dec::kOffsetShift >= 0) {
-          base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums, Dec::kOffsetShift));
+    const __m256 dw = _mm256_permutevar8x32_ps(halves_to_floats<NR>(dw_half), lane_column);
+    for (int g = 0; g < kGroups; ++g) {
+      __m256i prod[kGroupOutputs], lane_sums[kGroupRows];
+      uint16_t da_half[kGroupRows];
+      for (int gr = 0; gr < kGroupRows; ++gr) {
+        const int r = g * kGroupRows + gr;
+        const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
+        const __m256i av = load256(ab.qs);
+        da_half[gr] = ab.d;
+        __m256i base = _mm256_setzero_si256();
+        if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+          lane_sums[gr] = Ops::dot(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+          if constexpr (Dec::kOffsetShift >= 0) {
+            base = _mm256_sub_epi32(base, _mm256_slli_epi32(lane_sums[gr], Dec::kOffsetShift));
+          }
         }
-        if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
+        for (int c = 0; c < NR; ++c) {
+          prod[gr * NR + c] = kSign ? Ops::dot(base, wu[c], _mm256_sign_epi8(av, wv[c]))
+                                    : Ops::dot(base, wu[c], av);
+        }
       }
-      for (int c = 0; c < NR; ++c) {
-        const __m256 p = _mm256_cvtepi32_ps(Ops::dot(base, wu[c], av));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), p, acc[r][c]);
-        if constexpr (Dec::kHasMin) {
-          acc_min[r][c] = std::fma(mw[c] * _mm256_cvtss_f32(da), suma, acc_min[r][c]);
-        }
+      const __m256i sums = Dec::kNarrowLanes ? narrow_sums_epi32<kGroupOutputs>(prod)
+                                             : sums_epi32<kGroupOutputs>(prod);
+      const __m256 da =
+          MR == 1 ? broadcast_half(da_half[0])
+                  : _mm256_permutevar8x32_ps(halves_to_floats<kGroupRows>(da_half), lane_row);
+      // dw * da is a product of two halves: exact, as in the reference.
+      acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
+      if constexpr (Dec::kHasMin) {
+        const __m256 mw = _mm256_permutevar8x32_ps(halves_to_floats<NR>(mw_half), lane_column);
+        // Each output's activation sum, in its lane.
+        const __m256i suma =
+            _mm256_permutevar8x32_epi32(sums_epi32<kGroupRows>(lane_sums), lane_row);
+        acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
       }
     }
   }
-  for (int r = 0; r < MR; ++r) {
-    for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]) + acc_min[r][c];
+  for (int g = 0; g < kGroups; ++g) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, Dec::kHasMin ? _mm256_add_ps(acc[g], acc_min[g]) : acc[g]);
+    for (int t = 0; t < kGroupOutputs; ++t) {
+      y[(g * kGroupRows + t / NR) * ldy + t % NR] = out[t];
+    }
   }
 }
 
@@ -235,32 +346,51 @@ inline __m512i values_pair(const typename Dec::Block& b0, const typename Dec::Bl
   }
 }
 
-// The halves d of four blocks as one vector (gathered with scalar loads, which leave the vector
-// ports to the dot products).
-template <class Block>
-inline __m128i four_halves(const Block* const* blk) {
-  const uint64_t lo = blk[0]->d | (static_cast<uint32_t>(blk[1]->d) << 16);
-  const uint64_t hi = blk[2]->d | (static_cast<uint32_t>(blk[3]->d) << 16);
-  return _mm_cvtsi64_si128(static_cast<int64_t>(lo | (hi << 32)));
+// Exact sums of eight rows' 8-lane dots held two rows per register (p[i] = {row 2i, row 2i + 1})
+// when lanes are narrow (see narrow_sums_epi32), in the order rows 0, 2, 4, 6, 1, 3, 5, 7.
+inline __m256i narrow_row_sums512(const __m512i* p) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  const auto pair_sums = [&](__m512i x, __m512i y) {
+    return _mm512_madd_epi16(_mm512_packs_epi32(x, y), ones);
+  };
+  // 128-bit lane j of z: the four-lane sums of lane j of p[0..3]; lanes 0 and 1 hold the two
+  // halves of rows 0, 2, 4, 6, lanes 2 and 3 those of rows 1, 3, 5, 7.
+  const __m512i z = pair_sums(pair_sums(p[0], p[1]), pair_sums(p[2], p[3]));
+  const __m512i halves = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+  return _mm256_add_epi32(_mm512_castsi512_si256(halves), _mm512_extracti64x4_epi64(halves, 1));
+}
+
+// Exact sums of eight rows' 8-lane dots held two rows per register (p[i] = {row 2i, row 2i + 1}),
+// in row order: two rounds of pair sums across two registers (even lanes + odd lanes), then the
+// last pair within each 64-bit lane.
+inline __m256i row_sums512(const __m512i* p) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const auto pair_sums = [&](__m512i x, __m512i y) {
+    return _mm512_add_epi32(_mm512_permutex2var_epi32(x, even, y),
+                            _mm512_permutex2var_epi32(x, odd, y));
+  };
+  // Two lanes per row, rows in order.
+  const __m512i z = pair_sums(pair_sums(p[0], p[1]), pair_sums(p[2], p[3]));
+  return _mm512_cvtepi64_epi32(_mm512_add_epi32(z, _mm512_srli_epi64(z, 32)));
 }
 
 // The decode (MR == 1) legacy tile with two weight rows per 512-bit register: row c in the low
-// 256 bits, row c + 1 in the high, so the int8 dot, the int -> float conversion and the fma run
-// once per two rows, and the four rows' scales are converted and multiplied by the activation
-// scale together. Each 256-bit half is exactly the 8-lane accumulation of its own row, so the
-// result keeps the defined order (and the scalar reference's bits).
+// 256 bits, row c + 1 in the high, so the int8 dot runs once per two rows; per block the eight
+// rows' lane sums are reduced to their exact block sums together, and their scales are converted
+// and multiplied by the activation scale together, so the float work of the defined order is one
+// convert and one fma per eight rows.
 template <class Dec, int NR>
 void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a, int64_t,
                         float* y, int64_t) {
-  static_assert(NR % 4 == 0);
+  static_assert(NR % 8 == 0);
   using Block = typename Dec::Block;
-  __m512 acc[NR / 2];
-  float acc_min[NR];
-  for (int p = 0; p < NR / 2; ++p) acc[p] = _mm512_setzero_ps();
-  for (int c = 0; c < NR; ++c) acc_min[c] = 0.f;
-  // Lane i of the four scales {d0 .. d3} to 8 copies each, two rows per register.
-  const __m512i rows01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m512i rows23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+  // Narrow lanes come out in the order of narrow_row_sums512: the rows' scales are gathered in
+  // that order, and the results put back.
+  constexpr bool kNarrow = Dec::kNarrowLanes;
+  constexpr int kRowAt[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  __m256 acc[NR / 8], acc_min[NR / 8];
+  for (int g = 0; g < NR / 8; ++g) acc[g] = acc_min[g] = _mm256_setzero_ps();
   const auto* act = reinterpret_cast<const BlockQ8_0*>(a);
   const int64_t nb = k / kQK;
   const int64_t ahead = prefetch_offset<NR>(w_stride);
@@ -268,9 +398,9 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
     prefetch_ahead<1, NR, sizeof(Block)>(w, w_stride, ahead, b);
     const __m256i av = load256(act[b].qs);
     const __m512i av2 = _mm512_broadcast_i64x4(av);
-    const float da = half_to_float(act[b].d);
+    const __m256 da = broadcast_half(act[b].d);
     __m512i base = _mm512_setzero_si512();
-    float suma = 0.f;
+    __m256 suma = _mm256_setzero_ps();
     if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
       const __m256i lane_sums =
           _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
@@ -278,71 +408,115 @@ void legacy_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uin
         base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
             _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Dec::kOffsetShift)));
       }
-      if constexpr (Dec::kHasMin) suma = static_cast<float>(hsum_epi32(lane_sums));
+      if constexpr (Dec::kHasMin) suma = _mm256_set1_ps(static_cast<float>(hsum_epi32(lane_sums)));
     }
-    for (int g = 0; g < NR; g += 4) {
-      const Block* blk[4];
-      for (int c = 0; c < 4; ++c)
+    for (int g = 0; g < NR; g += 8) {
+      const Block* blk[8];
+      uint16_t d_half[8], m_half[8];
+      for (int c = 0; c < 8; ++c) {
         blk[c] = reinterpret_cast<const Block*>(w + (g + c) * w_stride) + b;
-      const __m128i halves = four_halves(blk);
-      // dw * da is a product of two halves: exact, as in legacy_tile.
-      const __m512 scales =
-          _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(halves), _mm_set1_ps(da)));
-      const __m512 scale[2] = {_mm512_permutexvar_ps(rows01, scales),
-                               _mm512_permutexvar_ps(rows23, scales)};
-      for (int p = 0; p < 2; ++p) {
-        const __m512i wv = values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]);
-        const __m512 prod = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(base, wv, av2));
-        acc[g / 2 + p] = _mm512_fmadd_ps(scale[p], prod, acc[g / 2 + p]);
       }
+      for (int l = 0; l < 8; ++l) {
+        const Block& row = *blk[kNarrow ? kRowAt[l] : l];
+        d_half[l] = row.d;
+        m_half[l] = Dec::min_half(row);
+      }
+      __m512i two_rows[4];
+      for (int p = 0; p < 4; ++p) {
+        two_rows[p] =
+            _mm512_dpbusd_epi32(base, values_pair<Dec>(*blk[2 * p], *blk[2 * p + 1]), av2);
+      }
+      __m256i sums;
+      if constexpr (kNarrow) {
+        sums = narrow_row_sums512(two_rows);
+      } else {
+        sums = row_sums512(two_rows);
+      }
+      // dw * da is a product of two halves: exact, as in the reference.
+      acc[g / 8] = _mm256_fmadd_ps(_mm256_mul_ps(halves_to_floats<8>(d_half), da),
+                                   _mm256_cvtepi32_ps(sums), acc[g / 8]);
       if constexpr (Dec::kHasMin) {
-        for (int c = 0; c < 4; ++c) {
-          acc_min[g + c] = std::fma(Dec::min(*blk[c]) * da, suma, acc_min[g + c]);
-        }
+        acc_min[g / 8] =
+            _mm256_fmadd_ps(_mm256_mul_ps(halves_to_floats<8>(m_half), da), suma, acc_min[g / 8]);
       }
     }
   }
-  for (int p = 0; p < NR / 2; ++p) {
-    const __m256 lo = _mm512_castps512_ps256(acc[p]);
-    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[p]), 1));
-    y[2 * p] = reduce_lanes(lo) + acc_min[2 * p];
-    y[2 * p + 1] = reduce_lanes(hi) + acc_min[2 * p + 1];
+  // Lane l holds row kRowAt[l] (narrow) or row l.
+  const __m256i lane_of_row = kNarrow ? _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+                                      : _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int g = 0; g < NR / 8; ++g) {
+    const __m256 result = Dec::kHasMin ? _mm256_add_ps(acc[g], acc_min[g]) : acc[g];
+    _mm256_storeu_ps(y + 8 * g, _mm256_permutevar8x32_ps(result, lane_of_row));
+  }
+}
+
+// The full (prefill) legacy tile of the VNNI table, MR activation rows x 4 weight rows: the
+// weight rows two per 512-bit register as in legacy_row_tile512, so each pair of activation rows
+// takes four vpdpbusd and its eight outputs one 512-bit reduction. Lane t of a group holds the
+// output of activation row t / 4 of the pair and weight row t % 4.
+template <class Dec, int MR, int NR>
+void legacy_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
+                    int64_t a_stride, float* y, int64_t ldy) {
+  static_assert(MR % 2 == 0 && NR == 4);
+  using Block = typename Dec::Block;
+  constexpr int kGroups = MR / 2;
+  const __m256i lane_column = group_lane_columns<4>();
+  const __m256i lane_row = group_lane_rows<4, 2>();
+  // narrow_row_sums512's order (outputs 0, 2, 4, 6, 1, 3, 5, 7) back to output order.
+  const __m256i output_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  __m256 acc[kGroups], acc_min[kGroups];
+  for (int g = 0; g < kGroups; ++g) acc[g] = acc_min[g] = _mm256_setzero_ps();
+  const int64_t nb = k / kQK;
+  for (int64_t b = 0; b < nb; ++b) {
+    const Block* blk[4];
+    uint16_t dw_half[4], mw_half[4];
+    for (int c = 0; c < 4; ++c) {
+      blk[c] = reinterpret_cast<const Block*>(w + c * w_stride) + b;
+      dw_half[c] = blk[c]->d;
+      mw_half[c] = Dec::min_half(*blk[c]);
+    }
+    const __m512i wv[2] = {values_pair<Dec>(*blk[0], *blk[1]), values_pair<Dec>(*blk[2], *blk[3])};
+    const __m256 dw = _mm256_permutevar8x32_ps(halves_to_floats<4>(dw_half), lane_column);
+    for (int g = 0; g < kGroups; ++g) {
+      __m512i prod[4];
+      __m256i lane_sums[2];
+      uint16_t da_half[2];
+      for (int gr = 0; gr < 2; ++gr) {
+        const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + (2 * g + gr) * a_stride)[b];
+        const __m256i av = load256(ab.qs);
+        const __m512i av2 = _mm512_broadcast_i64x4(av);
+        da_half[gr] = ab.d;
+        __m512i base = _mm512_setzero_si512();
+        if constexpr (Dec::kOffsetShift >= 0 || Dec::kHasMin) {
+          lane_sums[gr] = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), av);
+          if constexpr (Dec::kOffsetShift >= 0) {
+            base = _mm512_broadcast_i64x4(_mm256_sub_epi32(
+                _mm256_setzero_si256(), _mm256_slli_epi32(lane_sums[gr], Dec::kOffsetShift)));
+          }
+        }
+        prod[2 * gr] = _mm512_dpbusd_epi32(base, wv[0], av2);
+        prod[2 * gr + 1] = _mm512_dpbusd_epi32(base, wv[1], av2);
+      }
+      const __m256i sums = Dec::kNarrowLanes
+                               ? _mm256_permutevar8x32_epi32(narrow_row_sums512(prod), output_order)
+                               : row_sums512(prod);
+      const __m256 da = _mm256_permutevar8x32_ps(halves_to_floats<2>(da_half), lane_row);
+      // dw * da is a product of two halves: exact, as in the reference.
+      acc[g] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), _mm256_cvtepi32_ps(sums), acc[g]);
+      if constexpr (Dec::kHasMin) {
+        const __m256 mw = _mm256_permutevar8x32_ps(halves_to_floats<4>(mw_half), lane_column);
+        const __m256i suma = _mm256_permutevar8x32_epi32(sums_epi32<2>(lane_sums), lane_row);
+        acc_min[g] = _mm256_fmadd_ps(_mm256_mul_ps(mw, da), _mm256_cvtepi32_ps(suma), acc_min[g]);
+      }
+    }
+  }
+  for (int g = 0; g < kGroups; ++g) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, Dec::kHasMin ? _mm256_add_ps(acc[g], acc_min[g]) : acc[g]);
+    for (int t = 0; t < 8; ++t) y[(2 * g + t / 4) * ldy + t % 4] = out[t];
   }
 }
 #endif
-
-// Q8_0 without VNNI: |w| x sign(a, w), which keeps every vpmaddubsw pair within int16.
-template <class Ops, int MR, int NR>
-void q8_0_sign_tile(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
-                    int64_t a_stride, float* y, int64_t ldy) {
-  __m256 acc[MR][NR];
-  for (int r = 0; r < MR; ++r) {
-    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
-  }
-  const int64_t nb = k / kQK;
-  for (int64_t b = 0; b < nb; ++b) {
-    __m256i wv[NR], wu[NR];
-    __m256 dw[NR];
-    for (int c = 0; c < NR; ++c) {
-      const BlockQ8_0& blk = reinterpret_cast<const BlockQ8_0*>(w + c * w_stride)[b];
-      wv[c] = load256(blk.qs);
-      wu[c] = _mm256_abs_epi8(wv[c]);
-      dw[c] = broadcast_half(blk.d);
-    }
-    for (int r = 0; r < MR; ++r) {
-      const BlockQ8_0& ab = reinterpret_cast<const BlockQ8_0*>(a + r * a_stride)[b];
-      const __m256i av = load256(ab.qs);
-      const __m256 da = broadcast_half(ab.d);
-      for (int c = 0; c < NR; ++c) {
-        const __m256i p = Ops::dot(_mm256_setzero_si256(), wu[c], _mm256_sign_epi8(av, wv[c]));
-        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[c], da), _mm256_cvtepi32_ps(p), acc[r][c]);
-      }
-    }
-  }
-  for (int r = 0; r < MR; ++r) {
-    for (int c = 0; c < NR; ++c) y[r * ldy + c] = reduce_lanes(acc[r][c]);
-  }
-}
 
 // Both totals of a K-quant super-block from their lane vectors: {sum(a), sum(b)}.
 inline void hsum2_epi32(__m256i a, __m256i b, int* sa, int* sb) {
@@ -678,9 +852,9 @@ void q6_k_row_tile512(int64_t k, const uint8_t* w, int64_t w_stride, const uint8
 using TileFn = void (*)(int64_t k, const uint8_t* w, int64_t w_stride, const uint8_t* a,
                         int64_t a_stride, float* y, int64_t ldy);
 
-// Covers na x nw with MR x NR tiles, 1 x NR tiles for leftover rows and 1 x 1 at the edges.
+// Covers na x nw with MR x NR tiles, 1 x kRowNR tiles for leftover rows and 1 x 1 at the edges.
 // Each output is computed by the same arithmetic whichever tile it falls in.
-template <TileFn kFull, TileFn kRow, TileFn kOne, int MR, int NR>
+template <TileFn kFull, TileFn kRow, TileFn kOne, int MR, int NR, int kRowNR = NR>
 void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint8_t* a,
            int64_t a_stride, int64_t na, float* y, int64_t ldy) {
   int64_t i = 0;
@@ -698,7 +872,7 @@ void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint
   }
   for (; i < na; ++i) {
     int64_t j = 0;
-    for (; j + NR <= nw; j += NR) {
+    for (; j + kRowNR <= nw; j += kRowNR) {
       kRow(k, w + j * w_stride, w_stride, a + i * a_stride, a_stride, y + i * ldy + j, ldy);
     }
     for (; j < nw; ++j) {
@@ -707,17 +881,13 @@ void tiled(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw, const uint
   }
 }
 
-template <class Ops, int MR, int NR>
-constexpr QuantDotFn q8_0_sign_dot = tiled<q8_0_sign_tile<Ops, MR, NR>, q8_0_sign_tile<Ops, 1, NR>,
-                                           q8_0_sign_tile<Ops, 1, 1>, MR, NR>;
 template <class Ops, class Dec, int MR, int NR>
-constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, NR>,
-                                        legacy_tile<Ops, Dec, 1, 1>, MR, NR>;
+constexpr QuantDotFn legacy_dot = tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_tile<Ops, Dec, 1, 8>,
+                                        legacy_tile<Ops, Dec, 1, 1>, MR, NR, 8>;
 #if defined(__AVX512VNNI__)
 template <class Ops, class Dec, int MR, int NR>
-constexpr QuantDotFn legacy_dot512 =
-    tiled<legacy_tile<Ops, Dec, MR, NR>, legacy_row_tile512<Dec, NR>, legacy_tile<Ops, Dec, 1, 1>,
-          MR, NR>;
+constexpr QuantDotFn legacy_dot512 = tiled<legacy_tile512<Dec, MR, NR>, legacy_row_tile512<Dec, 8>,
+                                           legacy_tile<Ops, Dec, 1, 1>, MR, NR, 8>;
 #endif
 template <class Ops, bool kFiveBit, int MR, int NR>
 constexpr QuantDotFn k4_dot = tiled<k4_tile<Ops, kFiveBit, MR, NR>, k4_tile<Ops, kFiveBit, 1, NR>,
@@ -839,7 +1009,7 @@ QuantKernels make_table(const char* isa) {
   if constexpr (Ops::kNoSaturation) {
     t.dot[kSlotQ8_0] = legacy_dot<Ops, Q8_0OffsetDecoder, MR, NR>;
   } else {
-    t.dot[kSlotQ8_0] = q8_0_sign_dot<Ops, MR, NR>;
+    t.dot[kSlotQ8_0] = legacy_dot<Ops, Q8_0SignDecoder, MR, NR>;
   }
   t.dot[kSlotQ4_0] = legacy_dot<Ops, Q4_0Decoder, MR, NR>;
   t.dot[kSlotQ4_1] = legacy_dot<Ops, Q4_1Decoder, MR, NR>;

@@ -4,11 +4,15 @@
 //
 // Every ISA computes each dot product in the same defined order, so results are bit-identical
 // across ISAs, tile shapes and thread counts:
-//  * 32-element types: for block b, the exact integer sums p[l] of the 8 lane groups (elements
-//    4l..4l+3) are accumulated as acc[l] = fma(dw_b * da_b, float(p[l]), acc[l]); the result is
-//    ((acc[0]+acc[4]) + (acc[2]+acc[6])) + ((acc[1]+acc[5]) + (acc[3]+acc[7])), plus for the
-//    types with a min (Q4_1, Q5_1) a second accumulator fma(m_b * da_b, float(sum a_b), .) in
-//    block order, added last. dw_b * da_b is a product of two halves, so exact.
+//  * 32-element types: for block b, the exact integer sum P_b of q_e * a_e over its 32 elements
+//    (q the signed weight value: nibble - 8 for Q4_0, 5-bit value - 16 for Q5_0, the int8 for
+//    Q8_0, the unsigned value for Q4_1 / Q5_1) goes through acc = fma(dw_b * da_b, float(P_b),
+//    acc), blocks in order. The types with a min (Q4_1, Q5_1) keep a second accumulator
+//    acc_min = fma(m_b * da_b, float(S_b), acc_min) with S_b the exact sum of the block's
+//    activations, and return acc + acc_min. dw_b * da_b and m_b * da_b are products of two
+//    halves, so exact; |P_b| <= 32 * 128 * 127 < 2^24, so float(P_b) is exact too. One float
+//    accumulator per output and one fma per block is what lets a tile reduce many outputs' integer
+//    sums together and handle them with one vector convert and fma.
 //  * K-quants: per super-block the exact integer sums (scaled quants · activations, and the mins
 //    · activation sums) go through acc = fma(d * da, float(sumi), acc) and
 //    acc = fma(-(dmin * da), float(summ), acc), super-blocks in order.
