@@ -1,6 +1,7 @@
 #include "af/nn/layers.hpp"
 
 #include "af/backend/quant.hpp"
+#include "af/core/buffer.hpp"
 #include "af/core/error.hpp"
 #include "nn/quantize_weight.hpp"
 
@@ -30,6 +31,14 @@ Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bia
   return l;
 }
 
+void Linear::prepare(Backend& be, bool release_source) {
+  prepared = be.prepare_matmul_weight(weight);
+  if (!prepared || !release_source) return;
+  if (const auto* file = dynamic_cast<const MappedFile*>(weight.buffer().get())) {
+    file->release_pages(weight.data(), weight.nbytes());
+  }
+}
+
 RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {
   return RmsNorm{vb.f32("weight", {dim}), static_cast<float>(eps)};
 }
@@ -42,6 +51,12 @@ GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermedia
   return GatedMlp{Linear::load(vb.sub("gate_proj"), hidden, intermediate, bias),
                   Linear::load(vb.sub("up_proj"), hidden, intermediate, bias),
                   Linear::load(vb.sub("down_proj"), intermediate, hidden, bias)};
+}
+
+void GatedMlp::prepare(Backend& be) {
+  gate_proj.prepare(be);
+  up_proj.prepare(be);
+  down_proj.prepare(be);
 }
 
 void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
