@@ -345,7 +345,9 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   backend_options.bf16_dot =
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
   auto backend = make_backend(backend_options);
-  weights.prepare(*backend, weights.lm_head.weight.data() == weights.embed_tokens.table.data());
+  if (options.repack_weights) {
+    weights.prepare(*backend, weights.lm_head.weight.data() == weights.embed_tokens.table.data());
+  }
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }

@@ -122,14 +122,44 @@ TEST(QuantPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
         for (int64_t m : c.ms) {
           const std::vector<float> x = test_values(m, c.k, static_cast<uint32_t>(m));
           for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
-            std::vector<float> y(static_cast<size_t>(m * n), -7.f);
-            be.matmul(x.data(), m, w, b, y.data(), prepared.get());
-            expect_reference(type, w, x, m, b, y,
-                             std::string(af::name(type)) + " k=" + std::to_string(c.k) +
-                                 " n=" + std::to_string(n) + " m=" + std::to_string(m) +
-                                 (b ? " bias" : ""));
+            // Unprepared weights with m >= 16 rows are packed tile by tile during the matmul.
+            for (bool use_prepared : {true, false}) {
+              if (!use_prepared && m < 16) continue;
+              std::vector<float> y(static_cast<size_t>(m * n), -7.f);
+              be.matmul(x.data(), m, w, b, y.data(), use_prepared ? prepared.get() : nullptr);
+              expect_reference(type, w, x, m, b, y,
+                               std::string(af::name(type)) + " k=" + std::to_string(c.k) +
+                                   " n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                                   (b ? " bias" : "") + (use_prepared ? " prepared" : ""));
+            }
           }
         }
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, SimdPackerWritesTheReferencePackersBytes) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  for (DType type : kPackedTypes) {
+    for (int64_t n : {int64_t{16}, int64_t{45}}) {  // full groups only, and a tail of 13 rows
+      const int64_t k = 96;
+      const Tensor w = quantized_weight(type, n, k, 21);
+      const auto* src = reinterpret_cast<const uint8_t*>(w.data());
+      const int64_t groups = pk::group_count(n);
+      const size_t bytes = static_cast<size_t>(groups * (k / 32) * pk::group_block_bytes(type));
+      std::vector<uint8_t> expect(bytes, 0xAB), got(bytes, 0xCD);
+      pk::pack_groups(type, src, n, k, 0, groups, expect.data());
+      pk::avx512vnni_pack(type)(type, src, n, k, 0, groups, got.data());
+      for (size_t i = 0; i < bytes; ++i) {
+        ASSERT_EQ(got[i], expect[i]) << af::name(type) << " n=" << n << " byte " << i;
+      }
+      // A range of groups lands at dst, not at its offset in the whole tensor.
+      if (groups > 1) {
+        const size_t group_bytes = bytes / static_cast<size_t>(groups);
+        std::vector<uint8_t> tail(bytes - group_bytes, 0xEE);
+        pk::avx512vnni_pack(type)(type, src, n, k, 1, groups, tail.data());
+        EXPECT_EQ(0, std::memcmp(tail.data(), expect.data() + group_bytes, tail.size()));
       }
     }
   }
@@ -141,18 +171,22 @@ TEST(QuantPacked, ResultsDoNotDependOnThreadCount) {
   for (DType type : {DType::Q4_0, DType::Q5_1}) {
     const Tensor w = quantized_weight(type, n, k, 9);
     const std::vector<float> x = test_values(m, k, 10);
-    std::vector<float> first;
+    std::vector<float> first;  // the same bits prepared or packed on the fly
     for (int threads : {1, 2, 3}) {
       af::cpu::CpuBackend be({af::Device::cpu(), threads, ""});
       const auto prepared = be.prepare_matmul_weight(w);
-      std::vector<float> y(static_cast<size_t>(m * n));
-      be.matmul(x.data(), m, w, nullptr, y.data(), prepared.get());
-      if (first.empty()) {
-        first = y;
-        continue;
-      }
-      for (size_t i = 0; i < y.size(); ++i) {
-        ASSERT_TRUE(same_bits(y[i], first[i])) << af::name(type) << " threads=" << threads;
+      for (const af::PreparedWeight* p :
+           {prepared.get(), static_cast<const af::PreparedWeight*>(nullptr)}) {
+        std::vector<float> y(static_cast<size_t>(m * n));
+        be.matmul(x.data(), m, w, nullptr, y.data(), p);
+        if (first.empty()) {
+          first = y;
+          continue;
+        }
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_TRUE(same_bits(y[i], first[i]))
+              << af::name(type) << " threads=" << threads << (p ? " prepared" : " on the fly");
+        }
       }
     }
   }

@@ -29,6 +29,11 @@ constexpr int64_t kQuantColumnGrain = 32;
 constexpr int64_t kDecodeGroups = 4;
 constexpr int64_t kPrefillGroups = 6;
 constexpr int64_t kPrefillRows = 64;
+// From this many activation rows on, an unprepared weight is packed tile by tile during the
+// matmul: the packing is then a small part of the work.
+constexpr int64_t kPackOnTheFlyMinRows = 16;
+// Packed scratch per task: with the activation rows passing over it, it should stay in L2.
+constexpr int64_t kPackedTileBytes = 192 << 10;
 // Matmuls with fewer multiply-adds than this run on one thread.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
@@ -124,10 +129,10 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   uint8_t* dst = packed->mutable_data();
   // About 64 KiB of weight per task: large enough to amortise the wake-up, small enough to share.
   const int64_t group_bytes = k / 32 * quant::packed::group_block_bytes(w.dtype());
-  parallel_ranges(quant::packed::group_count(n), std::max<int64_t>(1, (64 << 10) / group_bytes),
-                  [&](int64_t g0, int64_t g1) {
-                    quant::packed::pack_groups(w.dtype(), src, n, k, g0, g1, dst);
-                  });
+  const quant::packed::PackFn pack = quant::packed::avx512vnni_pack(w.dtype());
+  parallel_ranges(
+      quant::packed::group_count(n), std::max<int64_t>(1, (64 << 10) / group_bytes),
+      [&](int64_t g0, int64_t g1) { pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes); });
   return packed;
 }
 
@@ -156,7 +161,13 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
            "matmul: weight has no data");
   // A backend without the packed kernels (another ISA) uses the weight itself.
   if (packed && packs_weights_) {
-    matmul_packed(x, m, *packed, bias, y);
+    matmul_packed(x, m, packed->type(), n, k, packed->data(), nullptr, bias, y);
+    return;
+  }
+  if (slot && packs_weights_ && m >= kPackOnTheFlyMinRows && k > 0 &&
+      quant::packed::is_packable(w.dtype())) {
+    matmul_packed(x, m, w.dtype(), n, k, nullptr, reinterpret_cast<const uint8_t*>(w.data()), bias,
+                  y);
     return;
   }
   if (slot) {
@@ -208,13 +219,11 @@ void CpuBackend::matmul_quantized(const float* x, int64_t m, const Tensor& w, qu
   });
 }
 
-void CpuBackend::matmul_packed(const float* x, int64_t m, const PackedWeight& w, const float* bias,
+void CpuBackend::matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
+                               const uint8_t* prepacked, const uint8_t* gguf, const float* bias,
                                float* y) {
   namespace pk = quant::packed;
-  const int64_t n = w.rows();
-  const int64_t k = w.cols();
   const int64_t nb = k / 32;
-  const DType type = w.type();
   // Activations: quantized to Q8_0 as for the unpacked path, then split for the kernel.
   std::vector<int8_t> qs(static_cast<size_t>(m * k));
   std::vector<float> d(static_cast<size_t>(m * nb)), asum(d.size());
@@ -230,7 +239,26 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, const PackedWeight& w,
   });
   const pk::Activations acts{qs.data(), d.data(), offset.data(), asum.data(), k};
   const pk::PackedGemmFn gemm = pk::avx512vnni_packed_gemm(type);
+  const pk::PackFn pack = pk::avx512vnni_pack(type);
   const int64_t groups = pk::group_count(n);
+  const int64_t group_bytes = nb * pk::group_block_bytes(type);
+  if (!prepacked) {
+    // Each task packs a tile of groups into its own scratch (kept in L2) and runs every row
+    // over it; about four tiles per thread keep the threads balanced.
+    const int64_t per_thread = ceil_div(groups, 4 * static_cast<int64_t>(pool_.num_threads()));
+    const int64_t fit = std::max<int64_t>(3, kPackedTileBytes / group_bytes);
+    const int64_t tile_groups =
+        m * n * k < kMinParallelMacs ? groups : std::clamp<int64_t>(per_thread, 1, fit);
+    parallel_ranges(groups, tile_groups, [&](int64_t g0, int64_t g1) {
+      std::vector<uint8_t> scratch(static_cast<size_t>(tile_groups * group_bytes));
+      for (int64_t g = g0; g < g1; g += tile_groups) {
+        const int64_t ge = std::min(g + tile_groups, g1);
+        pack(type, gguf, n, k, g, ge, scratch.data());
+        gemm(scratch.data(), g, ge, n, acts, 0, m, bias, y, n);
+      }
+    });
+    return;
+  }
   // Tasks are (group tile, row chunk) pairs: a group tile's weights stay in L2 while the row
   // chunk's activations pass over them. Decode splits the groups finely instead.
   int64_t tile_groups = m == 1 ? kDecodeGroups : kPrefillGroups;
@@ -238,13 +266,12 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, const PackedWeight& w,
   if (m * n * k < kMinParallelMacs) tile_groups = groups;
   const int64_t n_tiles = ceil_div(groups, tile_groups);
   const int64_t n_chunks = ceil_div(m, row_chunk);
-  const auto* wd = w.data();
   parallel_ranges(n_tiles * n_chunks, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g0 = t / n_chunks * tile_groups;
       const int64_t i0 = t % n_chunks * row_chunk;
-      gemm(wd, g0, std::min(g0 + tile_groups, groups), n, acts, i0, std::min(i0 + row_chunk, m),
-           bias, y, n);
+      gemm(prepacked + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, acts, i0,
+           std::min(i0 + row_chunk, m), bias, y, n);
     }
   });
 }

@@ -57,7 +57,10 @@ class CpuBackend final : public Backend {
   void matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
                         const float* bias, float* y);
 
-  void matmul_packed(const float* x, int64_t m, const PackedWeight& w, const float* bias, float* y);
+  // The packed kernels on `prepacked` (a PackedWeight's data) or, when it is null, on the GGUF
+  // rows `gguf`, packed tile by tile into scratch.
+  void matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
+                     const uint8_t* prepacked, const uint8_t* gguf, const float* bias, float* y);
 
   void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias, float* y);
 

@@ -35,8 +35,8 @@ bool is_packable(DType type);
 int64_t group_block_bytes(DType type);
 inline int64_t group_count(int64_t n) { return (n + kGroupRows - 1) / kGroupRows; }
 
-// Packs groups [g0, g1) of the n x k weight `w` (GGUF rows of row_bytes(type, k)) into `dst`, the
-// start of the whole packed tensor. Rows at or past n are packed as zeros.
+// Packs groups [g0, g1) of the n x k weight `w` (GGUF rows of row_bytes(type, k)) into `dst`,
+// where group g0 starts. Rows at or past n are packed as zeros.
 void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
                  uint8_t* dst);
 
@@ -58,10 +58,15 @@ void split_activation_row(DType type, const uint8_t* a_q8, int64_t k, int8_t* qs
                           int32_t* offset, float* asum);
 
 // y[i * ldy + j] = dot(weight row j, activation row i) (+ bias[j] when bias is set) for
-// i in [i0, i1) and the rows j < n of groups [g0, g1) of the packed weight `w`.
+// i in [i0, i1) and the rows j < n of groups [g0, g1); `w` points at packed group g0.
 using PackedGemmFn = void (*)(const uint8_t* w, int64_t g0, int64_t g1, int64_t n,
                               const Activations& a, int64_t i0, int64_t i1, const float* bias,
                               float* y, int64_t ldy);
+
+// pack_groups done with AVX-512 gathers (same bytes; needs AVX-512, CPUID-checked by the caller).
+using PackFn = void (*)(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                        uint8_t* dst);
+PackFn avx512vnni_pack(DType type);
 
 // The AVX-512 VNNI kernel for a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 PackedGemmFn avx512vnni_packed_gemm(DType type);

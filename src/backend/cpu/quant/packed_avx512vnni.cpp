@@ -19,8 +19,13 @@ namespace af::cpu::quant::packed {
 namespace {
 
 // Byte offsets inside a packed group block (see packed.hpp); -1 where the type has no such part.
-template <int Bytes, int MinOff, int QsOff, int MaskOff, bool Nibbles>
+// Src*: offsets inside a GGUF block of SrcBytes bytes.
+template <int Bytes, int MinOff, int QsOff, int MaskOff, bool Nibbles, int SrcBytes, int SrcQh,
+          int SrcQs>
 struct Format {
+  static constexpr int kSrcBytes = SrcBytes;
+  static constexpr int kSrcQh = SrcQh;
+  static constexpr int kSrcQs = SrcQs;
   static constexpr int kBytes = Bytes;
   static constexpr int kMinOff = MinOff;
   static constexpr int kQsOff = QsOff;
@@ -29,11 +34,11 @@ struct Format {
   static constexpr bool kHasMin = MinOff >= 0;
   static constexpr bool kFifthBit = MaskOff >= 0;
 };
-using FormatQ4_0 = Format<288, -1, 32, -1, true>;
-using FormatQ4_1 = Format<320, 32, 64, -1, true>;
-using FormatQ5_0 = Format<352, -1, 32, 288, true>;
-using FormatQ5_1 = Format<384, 32, 64, 320, true>;
-using FormatQ8_0 = Format<544, -1, 32, -1, false>;
+using FormatQ4_0 = Format<288, -1, 32, -1, true, 18, -1, 2>;
+using FormatQ4_1 = Format<320, 32, 64, -1, true, 20, -1, 4>;
+using FormatQ5_0 = Format<352, -1, 32, 288, true, 22, 2, 6>;
+using FormatQ5_1 = Format<384, 32, 64, 320, true, 24, 4, 8>;
+using FormatQ8_0 = Format<544, -1, 32, -1, false, 34, -1, 2>;
 
 inline __m512i broadcast4(const int8_t* p) {
   int32_t v;
@@ -199,13 +204,113 @@ void gemm(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, const Activations
     const int64_t ng = std::min<int64_t>(kNG, g1 - g);
     for (int64_t i = i0; i < i1; i += kMR) {
       const int64_t mr = std::min<int64_t>(kMR, i1 - i);
-      kTiles[static_cast<size_t>((mr - 1) * kNG + (ng - 1))](w + g * group_stride, group_stride, nb,
-                                                             a, i, bias, y, ldy, g * kGroupRows, n);
+      kTiles[static_cast<size_t>((mr - 1) * kNG + (ng - 1))](
+          w + (g - g0) * group_stride, group_stride, nb, a, i, bias, y, ldy, g * kGroupRows, n);
+    }
+  }
+}
+
+// Transposes 16 rows x 4 dwords (row r's 16 bytes at src + r * stride) into 4 chunks
+// "16 rows x 4 bytes": out[c] holds dword c of rows 0..15.
+inline void transpose_16x4(const uint8_t* src, int64_t stride, __m512i out[4]) {
+  __m512i quad[4];  // quad[j]: rows 4j..4j+3, one per 128-bit lane
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const uint8_t* p = src + 4 * j * stride;
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * stride)), 2);
+    quad[j] =
+        _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 3 * stride)), 3);
+  }
+  // Rows 0..7 of dwords 0 and 1 (and of dwords 2 and 3) from quads 0 and 1; the same for rows
+  // 8..15 from quads 2 and 3.
+  const __m512i sel01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i sel23 =
+      _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+  const __m512i lo01 = _mm512_permutex2var_epi32(quad[0], sel01, quad[1]);
+  const __m512i lo23 = _mm512_permutex2var_epi32(quad[0], sel23, quad[1]);
+  const __m512i hi01 = _mm512_permutex2var_epi32(quad[2], sel01, quad[3]);
+  const __m512i hi23 = _mm512_permutex2var_epi32(quad[2], sel23, quad[3]);
+  out[0] = _mm512_shuffle_i64x2(lo01, hi01, 0x44);
+  out[1] = _mm512_shuffle_i64x2(lo01, hi01, 0xEE);
+  out[2] = _mm512_shuffle_i64x2(lo23, hi23, 0x44);
+  out[3] = _mm512_shuffle_i64x2(lo23, hi23, 0xEE);
+}
+
+// pack_groups with in-register transposes (same bytes). Tail groups (fewer than 16 rows) take
+// the scalar packer.
+template <class F>
+void pack(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
+          uint8_t* dst) {
+  const int64_t nb = k / 32;
+  const int64_t w_row = nb * F::kSrcBytes;
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* out = dst + (g - g0) * nb * F::kBytes;
+    if (n - g * kGroupRows < kGroupRows) {
+      pack_groups(type, w, n, k, g, g + 1, out);
+      continue;
+    }
+    const uint8_t* src = w + g * kGroupRows * w_row;
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* base = src + b * F::kSrcBytes;
+      uint8_t* pb = out + b * F::kBytes;
+      uint16_t d[kGroupRows];
+      [[maybe_unused]] uint16_t m[kGroupRows];
+      [[maybe_unused]] uint32_t qh[kGroupRows];
+#pragma GCC unroll 16
+      for (int r = 0; r < kGroupRows; ++r) {
+        std::memcpy(&d[r], base + r * w_row, 2);
+        if constexpr (F::kHasMin) std::memcpy(&m[r], base + r * w_row + 2, 2);
+        if constexpr (F::kFifthBit) std::memcpy(&qh[r], base + r * w_row + F::kSrcQh, 4);
+      }
+      std::memcpy(pb, d, sizeof(d));
+      if constexpr (F::kHasMin) std::memcpy(pb + F::kMinOff, m, sizeof(m));
+      __m512i chunks[8];
+      transpose_16x4(base + F::kSrcQs, w_row, chunks);
+      if constexpr (!F::kNibbles) transpose_16x4(base + F::kSrcQs + 16, w_row, chunks + 4);
+      constexpr int kChunks = F::kNibbles ? 4 : 8;
+#pragma GCC unroll 8
+      for (int c = 0; c < kChunks; ++c) {
+        __m512i q = chunks[c];
+        if constexpr (!F::kNibbles) q = _mm512_xor_si512(q, _mm512_set1_epi8(-128));
+        _mm512_storeu_si512(pb + F::kQsOff + 64 * c, q);
+      }
+      if constexpr (F::kFifthBit) {
+        // Mask c: bits 4c..4c+3 of row r's qh at bits 4r..4r+3.
+        const __m512i h = _mm512_loadu_si512(qh);
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; ++c) {
+          const __m512i nib = _mm512_and_si512(_mm512_srli_epi32(h, 4 * c), _mm512_set1_epi32(15));
+          const __m128i bytes = _mm512_cvtepi32_epi8(nib);  // row r's nibble in byte r
+          const __m128i pairs = _mm_or_si128(bytes, _mm_srli_epi16(bytes, 4));
+          const __m128i packed = _mm_cvtepi16_epi8(pairs);  // byte i: rows 2i | 2i+1 << 4
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(pb + F::kMaskOff + 8 * c), packed);
+        }
+      }
     }
   }
 }
 
 }  // namespace
+
+PackFn avx512vnni_pack(DType type) {
+  switch (type) {
+    case DType::Q4_0:
+      return &pack<FormatQ4_0>;
+    case DType::Q4_1:
+      return &pack<FormatQ4_1>;
+    case DType::Q5_0:
+      return &pack<FormatQ5_0>;
+    case DType::Q5_1:
+      return &pack<FormatQ5_1>;
+    case DType::Q8_0:
+      return &pack<FormatQ8_0>;
+    default:
+      fail(ErrorCode::kUnsupported, "cpu", "packed weights: type ", name(type),
+           " has no packed layout");
+  }
+}
 
 PackedGemmFn avx512vnni_packed_gemm(DType type) {
   switch (type) {

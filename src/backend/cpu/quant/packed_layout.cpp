@@ -1,4 +1,5 @@
 // Packing GGUF rows into the group layout of packed.hpp, and splitting activation rows.
+#include <algorithm>
 #include <cstring>
 
 #include "af/core/error.hpp"
@@ -97,40 +98,64 @@ bool is_packable(DType type) {
 
 int64_t group_block_bytes(DType type) { return layout(type).group_bytes; }
 
-void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
-                 uint8_t* dst) {
-  const Layout lay = layout(type);
+namespace {
+
+// One type's packer, its layout known at compile time. Group g goes to dst + (g - g0) * group
+// bytes; loops run block by block over the 16 rows so the masks build up in registers.
+template <DType Type>
+void pack_typed(const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1, uint8_t* dst) {
+  static const Layout lay = layout(Type);
+  constexpr bool kQ8 = Type == DType::Q8_0;
+  constexpr bool kFifth = Type == DType::Q5_0 || Type == DType::Q5_1;
+  constexpr bool kMin = Type == DType::Q4_1 || Type == DType::Q5_1;
+  constexpr int kChunks = kQ8 ? 8 : 4;
   const int64_t nb = k / kQK;
   const int64_t w_row = nb * lay.block_bytes;
-  const bool q8 = type == DType::Q8_0;
   for (int64_t g = g0; g < g1; ++g) {
-    uint8_t* out = dst + g * nb * lay.group_bytes;
-    std::memset(out, 0, static_cast<size_t>(nb * lay.group_bytes));
-    for (int r = 0; r < kGroupRows; ++r) {
-      const int64_t row = g * kGroupRows + r;
-      if (row >= n) break;
-      for (int64_t b = 0; b < nb; ++b) {
-        const BlockView v = view(type, w + row * w_row + b * lay.block_bytes);
-        uint8_t* pb = out + b * lay.group_bytes;
+    uint8_t* out = dst + (g - g0) * nb * lay.group_bytes;
+    const int rows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
+    if (rows < kGroupRows) std::memset(out, 0, static_cast<size_t>(nb * lay.group_bytes));
+    const uint8_t* src = w + g * kGroupRows * w_row;
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* pb = out + b * lay.group_bytes;
+      uint64_t masks[8] = {};
+      for (int r = 0; r < rows; ++r) {
+        const BlockView v = view(Type, src + r * w_row + b * lay.block_bytes);
         std::memcpy(pb + lay.d + 2 * r, &v.d, 2);
-        if (lay.m >= 0) std::memcpy(pb + lay.m + 2 * r, &v.m, 2);
-        const int chunks = q8 ? 8 : 4;
-        for (int c = 0; c < chunks; ++c) {
+        if constexpr (kMin) std::memcpy(pb + lay.m + 2 * r, &v.m, 2);
+        for (int c = 0; c < kChunks; ++c) {
           uint32_t bytes;
           std::memcpy(&bytes, v.qs + 4 * c, 4);
-          if (q8) bytes ^= 0x80808080u;  // signed -> unsigned q + 128
+          if constexpr (kQ8) bytes ^= 0x80808080u;  // signed -> unsigned q + 128
           std::memcpy(pb + lay.qs + 64 * c + 4 * r, &bytes, 4);
         }
-        if (lay.masks >= 0) {
+        if constexpr (kFifth) {
           // Mask c covers elements 4c..4c+3 of every row (bit 4r + e).
-          for (int c = 0; c < 8; ++c) {
-            uint8_t* mask = pb + lay.masks + 8 * c;
-            const uint32_t bits = (v.qh >> (4 * c)) & 0xFu;
-            mask[r / 2] = static_cast<uint8_t>(mask[r / 2] | (bits << (4 * (r % 2))));
-          }
+          for (int c = 0; c < 8; ++c) masks[c] |= uint64_t{(v.qh >> (4 * c)) & 0xFu} << (4 * r);
         }
       }
+      if constexpr (kFifth) std::memcpy(pb + lay.masks, masks, sizeof(masks));
     }
+  }
+}
+
+}  // namespace
+
+void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                 uint8_t* dst) {
+  switch (type) {
+    case DType::Q4_0:
+      return pack_typed<DType::Q4_0>(w, n, k, g0, g1, dst);
+    case DType::Q4_1:
+      return pack_typed<DType::Q4_1>(w, n, k, g0, g1, dst);
+    case DType::Q5_0:
+      return pack_typed<DType::Q5_0>(w, n, k, g0, g1, dst);
+    case DType::Q5_1:
+      return pack_typed<DType::Q5_1>(w, n, k, g0, g1, dst);
+    case DType::Q8_0:
+      return pack_typed<DType::Q8_0>(w, n, k, g0, g1, dst);
+    default:
+      layout(type);  // throws for types without a packed layout
   }
 }
 
