@@ -167,7 +167,8 @@ void register_shapes() {
                                                      {"q5_0", af::DType::Q5_0},
                                                      {"q4_1", af::DType::Q4_1},
                                                      {"q5_1", af::DType::Q5_1}};
-  const std::pair<int64_t, int64_t> shapes[] = {{4864, 896}, {896, 4864}, {151936, 896}};
+  const std::pair<int64_t, int64_t> shapes[] = {
+      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
   for (const auto& [name, type] : types) {
     for (const auto& [n, k] : shapes) {
       for (int64_t m : {1, 128}) {

@@ -34,6 +34,8 @@ constexpr int64_t kPrefillRows = 64;
 constexpr int64_t kPackOnTheFlyMinRows = 16;
 // Packed scratch per task: with the activation rows passing over it, it should stay in L2.
 constexpr int64_t kPackedTileBytes = 192 << 10;
+// Rows below which a row chunk is not worth packing a tile again for.
+constexpr int64_t kMinRowChunk = 16;
 // Matmuls with fewer multiply-adds than this run on one thread.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
@@ -243,18 +245,26 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, DType type, int64_t n,
   const int64_t groups = pk::group_count(n);
   const int64_t group_bytes = nb * pk::group_block_bytes(type);
   if (!prepacked) {
-    // Each task packs a tile of groups into its own scratch (kept in L2) and runs every row
-    // over it; about four tiles per thread keep the threads balanced.
-    const int64_t per_thread = ceil_div(groups, 4 * static_cast<int64_t>(pool_.num_threads()));
-    const int64_t fit = std::max<int64_t>(3, kPackedTileBytes / group_bytes);
-    const int64_t tile_groups =
-        m * n * k < kMinParallelMacs ? groups : std::clamp<int64_t>(per_thread, 1, fit);
-    parallel_ranges(groups, tile_groups, [&](int64_t g0, int64_t g1) {
+    // A task packs a tile of groups into its own scratch (kept in L2) and runs a chunk of rows
+    // over it. Rows are split only when there are too few tiles to keep every thread busy
+    // (each row chunk then packs the tile again).
+    const int64_t threads = pool_.num_threads();
+    int64_t tile_groups =
+        std::min<int64_t>(kPrefillGroups, std::max<int64_t>(3, kPackedTileBytes / group_bytes));
+    if (m * n * k < kMinParallelMacs) tile_groups = groups;
+    const int64_t n_tiles = ceil_div(groups, tile_groups);
+    const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * threads, n_tiles), 1,
+                                                 std::max<int64_t>(1, m / kMinRowChunk));
+    const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
+    const int64_t n_row_chunks = ceil_div(m, row_chunk);
+    parallel_ranges(n_tiles * n_row_chunks, 1, [&](int64_t t0, int64_t t1) {
       std::vector<uint8_t> scratch(static_cast<size_t>(tile_groups * group_bytes));
-      for (int64_t g = g0; g < g1; g += tile_groups) {
-        const int64_t ge = std::min(g + tile_groups, g1);
-        pack(type, gguf, n, k, g, ge, scratch.data());
-        gemm(scratch.data(), g, ge, n, acts, 0, m, bias, y, n);
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t g0 = t / n_row_chunks * tile_groups;
+        const int64_t g1 = std::min(g0 + tile_groups, groups);
+        const int64_t i0 = t % n_row_chunks * row_chunk;
+        pack(type, gguf, n, k, g0, g1, scratch.data());
+        gemm(scratch.data(), g0, g1, n, acts, i0, std::min(i0 + row_chunk, m), bias, y, n);
       }
     });
     return;
