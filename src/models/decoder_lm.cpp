@@ -289,12 +289,12 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
   return w;
 }
 
-void DecoderWeights::prepare(Backend& be, bool tied_lm_head) {
+void DecoderWeights::prepare(Backend& be) {
   for (Layer& layer : layers) {
     layer.self_attn.prepare(be);
     layer.mlp.prepare(be);
   }
-  lm_head.prepare(be, /*release_source=*/!tied_lm_head);
+  lm_head.prepare(be);
 }
 
 namespace {
@@ -346,7 +346,7 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
   auto backend = make_backend(backend_options);
   if (options.repack_weights) {
-    weights.prepare(*backend, weights.lm_head.weight.data() == weights.embed_tokens.table.data());
+    weights.prepare(*backend);
   }
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));

@@ -1,7 +1,6 @@
 #include "af/nn/layers.hpp"
 
 #include "af/backend/quant.hpp"
-#include "af/core/buffer.hpp"
 #include "af/core/error.hpp"
 #include "nn/quantize_weight.hpp"
 
@@ -29,14 +28,6 @@ Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bia
   l.weight = matmul_weight(vb, {out, in});
   if (with_bias) l.bias = vb.f32("bias", {out});
   return l;
-}
-
-void Linear::prepare(Backend& be, bool release_source) {
-  prepared = be.prepare_matmul_weight(weight);
-  if (!prepared || !release_source) return;
-  if (const auto* file = dynamic_cast<const MappedFile*>(weight.buffer().get())) {
-    file->release_pages(weight.data(), weight.nbytes());
-  }
 }
 
 RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {

@@ -47,7 +47,9 @@ class Backend {
 
   // The form of matmul weight w this backend computes fastest with, to pass to matmul with w
   // (which must stay alive, unchanged, as long as the result is used), or nullptr when w is best
-  // used as is. Throws what matmul would throw for a bad w.
+  // used as is. Throws what matmul would throw for a bad w. A copy in new memory may replace w's
+  // pages of a file mapping in memory: they are then dropped (MappedFile::release_pages) and
+  // fault in again from the file when read.
   virtual std::shared_ptr<const PreparedWeight> prepare_matmul_weight(const Tensor& w) {
     (void)w;
     return nullptr;

@@ -19,10 +19,8 @@ struct Linear {
   std::shared_ptr<const PreparedWeight> prepared;
 
   static Linear load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias);
-  // Makes `prepared` for be. release_source: once prepared, the weight's pages in a file mapping
-  // are dropped from memory (they would fault in again if read); pass false while something else
-  // reads the weight on every forward (a tied embedding table).
-  void prepare(Backend& be, bool release_source = true);
+  // Makes `prepared` for be (Backend::prepare_matmul_weight).
+  void prepare(Backend& be) { prepared = be.prepare_matmul_weight(weight); }
   void forward(Backend& be, const float* x, int64_t m, float* y) const {
     be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y, prepared.get());
   }

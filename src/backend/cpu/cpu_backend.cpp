@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "af/backend/quant.hpp"
+#include "af/core/buffer.hpp"
 
 #include "af/core/error.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
@@ -129,12 +130,23 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   auto packed = std::make_shared<PackedWeight>(w.dtype(), n, k, w.data());
   const auto* src = reinterpret_cast<const uint8_t*>(w.data());
   uint8_t* dst = packed->mutable_data();
-  // About 64 KiB of weight per task: large enough to amortise the wake-up, small enough to share.
+  // About 256 KiB of weight per task: large enough to amortise the wake-up, small enough to
+  // share. The file's copy of each packed range leaves memory right away, so the peak stays
+  // near the file size.
   const int64_t group_bytes = k / 32 * quant::packed::group_block_bytes(w.dtype());
   const quant::packed::PackFn pack = quant::packed::avx512vnni_pack(w.dtype());
-  parallel_ranges(
-      quant::packed::group_count(n), std::max<int64_t>(1, (64 << 10) / group_bytes),
-      [&](int64_t g0, int64_t g1) { pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes); });
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t src_group_bytes = quant::packed::kGroupRows * row_bytes(w.dtype(), k);
+  parallel_ranges(quant::packed::group_count(n), std::max<int64_t>(1, (256 << 10) / group_bytes),
+                  [&](int64_t g0, int64_t g1) {
+                    pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
   return packed;
 }
 

@@ -1,7 +1,6 @@
 #pragma once
-// A quantized weight repacked into the row-group layout of quant/packed.hpp, in memory of its
-// own (2 MiB aligned and advised for transparent huge pages when large, so a decode streaming it
-// takes few TLB misses).
+// A quantized weight repacked into the row-group layout of quant/packed.hpp, in pages of its
+// own.
 #include <cstddef>
 #include <cstdint>
 
