@@ -3,7 +3,10 @@
 // to exceed the caches, so it measures streaming from memory: the GB/s counter is weight bytes
 // per second, to compare with the read bandwidth the ReadBandwidth benchmark measures in the
 // same process. DecodeCached reuses one copy (cache-resident: the kernel's ceiling). Prefill
-// (m = 128) reports multiply-adds per second.
+// (m = 128) reports multiply-adds per second. Shape/ runs the Qwen2-0.5B matmul shapes with the
+// weight as stored ("unpacked": m = 128 then packs tiles on the fly on AVX-512 VNNI) or repacked
+// at load ("packed", CpuBackend::prepare_matmul_weight); with 1 thread, compare the CPU column on
+// a busy machine.
 //   build/bench/quant_matmul_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 
