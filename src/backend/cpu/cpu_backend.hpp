@@ -67,9 +67,10 @@ class CpuBackend final : public Backend {
   const KernelTable& kernels_;
 
   const quant::QuantKernels& quant_kernels_;
-  bool bf16_dot_ = false;
-  bool packs_weights_ = false;  // the quantized table is the AVX-512 VNNI one  // options.bf16_dot
-                                // on a CPU with AVX512_BF16 and the avx512 table
+  bool bf16_dot_ = false;  // options.bf16_dot on a CPU with AVX512_BF16 and the avx512 table
+  // The quantized table is the AVX-512 VNNI one: Q4_0..Q8_0 weights go through the packed
+  // kernels (repacked at load, or tile by tile for prefills of kPackOnTheFlyMinRows+ rows).
+  bool packs_weights_ = false;
   ThreadPool pool_;
 };
 
