@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -270,13 +271,15 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, DType type, int64_t n,
     const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
     const int64_t n_row_chunks = ceil_div(m, row_chunk);
     parallel_ranges(n_tiles * n_row_chunks, 1, [&](int64_t t0, int64_t t1) {
-      std::vector<uint8_t> scratch(static_cast<size_t>(tile_groups * group_bytes));
+      // Uninitialised: pack() writes every byte the kernel reads.
+      const auto scratch =
+          std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(tile_groups * group_bytes));
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t g0 = t / n_row_chunks * tile_groups;
         const int64_t g1 = std::min(g0 + tile_groups, groups);
         const int64_t i0 = t % n_row_chunks * row_chunk;
-        pack(type, gguf, n, k, g0, g1, scratch.data());
-        gemm(scratch.data(), g0, g1, n, acts, i0, std::min(i0 + row_chunk, m), bias, y, n);
+        pack(type, gguf, n, k, g0, g1, scratch.get());
+        gemm(scratch.get(), g0, g1, n, acts, i0, std::min(i0 + row_chunk, m), bias, y, n);
       }
     });
     return;
