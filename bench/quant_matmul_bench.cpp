@@ -4,7 +4,7 @@
 // per second, to compare with the read bandwidth the ReadBandwidth benchmark measures in the
 // same process. DecodeCached reuses one copy (cache-resident: the kernel's ceiling). Prefill
 // (m = 128) reports multiply-adds per second. Shape/ runs the Qwen2-0.5B matmul shapes with the
-// weight as stored ("unpacked": m = 128 then packs tiles on the fly on AVX-512 VNNI) or repacked
+// weight as stored ("unpacked": m >= 2 packs tiles on the fly on AVX-512 VNNI) or repacked
 // at load ("packed", CpuBackend::prepare_matmul_weight); with 1 thread, compare the CPU column on
 // a busy machine.
 //   build/bench/quant_matmul_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
@@ -174,7 +174,7 @@ void register_shapes() {
       {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
   for (const auto& [name, type] : types) {
     for (const auto& [n, k] : shapes) {
-      for (int64_t m : {1, 128}) {
+      for (int64_t m : {1, 4, 128}) {
         if (n == 151936 && m > 1) continue;  // the lm_head only sees the last prompt row
         for (bool packed : {false, true}) {
           const std::string label = std::string("Shape/") + name + "/" + std::to_string(n) + "x" +

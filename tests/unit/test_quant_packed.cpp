@@ -122,9 +122,9 @@ TEST(QuantPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
         for (int64_t m : c.ms) {
           const std::vector<float> x = test_values(m, c.k, static_cast<uint32_t>(m));
           for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
-            // Unprepared weights with m >= 16 rows are packed tile by tile during the matmul.
+            // Unprepared weights with m >= 2 rows are packed tile by tile during the matmul.
             for (bool use_prepared : {true, false}) {
-              if (!use_prepared && m < 16) continue;
+              if (!use_prepared && m < 2) continue;
               std::vector<float> y(static_cast<size_t>(m * n), -7.f);
               be.matmul(x.data(), m, w, b, y.data(), use_prepared ? prepared.get() : nullptr);
               expect_reference(type, w, x, m, b, y,
