@@ -4,7 +4,10 @@
 // to exceed the caches, so it measures streaming from memory: the GB/s counter is weight bytes
 // per second, to compare with the read bandwidth the ReadBandwidth benchmark measures in the
 // same process. DecodeCached reuses one copy (cache-resident: the kernel's ceiling). Prefill
-// (m = 128) reports multiply-adds per second.
+// (m = 128) reports multiply-adds per second. Shape/ runs the Qwen2-0.5B matmul shapes with the
+// weight as stored ("unpacked": m >= 2 packs tiles on the fly on AVX-512 VNNI) or repacked
+// at load ("packed", CpuBackend::prepare_matmul_weight); with 1 thread, compare the CPU column on
+// a busy machine.
 //   build/bench/quant_matmul_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 
@@ -89,6 +92,55 @@ void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, in
   state.SetLabel(backend.name() + " " + backend.quant_kernels().isa);
 }
 
+// A random n x k weight of a quantized type.
+af::Tensor quantized_weight(af::DType type, int64_t n, int64_t k) {
+  const std::vector<float> w = random_floats(static_cast<size_t>(n * k), 3);
+  af::Tensor t = af::Tensor::zeros(type, af::Shape{n, k});
+  const int64_t rb = af::row_bytes(type, k);
+  for (int64_t r = 0; r < n; ++r) {
+    af::quant::quantize_row(type, w.data() + r * k, t.mutable_data() + r * rb, k);
+  }
+  return t;
+}
+
+// Qwen2-0.5B shapes, the weight as stored (unpacked) or repacked by prepare_matmul_weight.
+// Decode (m = 1) cycles through copies totalling more than the caches, like Decode/ above.
+void shape_bench(benchmark::State& state, af::DType type, int64_t n, int64_t k, int64_t m,
+                 bool packed) {
+  const int threads = static_cast<int>(state.range(0));
+  af::cpu::CpuBackend backend({af::Device::cpu(), threads, ""});
+  const int64_t bytes = af::row_bytes(type, k) * n;
+  const int copies = m == 1 ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
+  std::vector<af::Tensor> weights;
+  std::vector<std::shared_ptr<const af::PreparedWeight>> prepared;
+  weights.push_back(quantized_weight(type, n, k));
+  for (int i = 1; i < copies; ++i) {
+    af::Tensor t = af::Tensor::zeros(type, af::Shape{n, k});
+    std::memcpy(t.mutable_data(), weights[0].data(), weights[0].nbytes());
+    weights.push_back(t);
+  }
+  for (const af::Tensor& w : weights) {
+    prepared.push_back(packed ? backend.prepare_matmul_weight(w) : nullptr);
+  }
+  if (packed && !prepared[0]) {
+    state.SkipWithError("this backend does not repack weights");
+    return;
+  }
+  const std::vector<float> x = random_floats(static_cast<size_t>(m * k), 2);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  size_t i = 0;
+  for (auto _ : state) {
+    const size_t c = i++ % weights.size();
+    backend.matmul(x.data(), m, weights[c], nullptr, y.data(), prepared[c].get());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["GB/s"] =
+      benchmark::Counter(iters * static_cast<double>(bytes) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GMAC/s"] =
+      benchmark::Counter(iters * static_cast<double>(m * n * k) / 1e9, benchmark::Counter::kIsRate);
+}
+
 // Sums a buffer far larger than the caches, split across `threads` threads.
 void read_bandwidth(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
@@ -118,7 +170,37 @@ void read_bandwidth(benchmark::State& state) {
       benchmark::Counter::kIsRate);
 }
 
+void register_shapes() {
+  const std::pair<const char*, af::DType> types[] = {{"q4_0", af::DType::Q4_0},
+                                                     {"q8_0", af::DType::Q8_0},
+                                                     {"q5_0", af::DType::Q5_0},
+                                                     {"q4_1", af::DType::Q4_1},
+                                                     {"q5_1", af::DType::Q5_1}};
+  const std::pair<int64_t, int64_t> shapes[] = {
+      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
+  for (const auto& [name, type] : types) {
+    for (const auto& [n, k] : shapes) {
+      for (int64_t m : {1, 4, 128}) {
+        if (n == 151936 && m > 1) continue;  // the lm_head only sees the last prompt row
+        for (bool packed : {false, true}) {
+          const std::string label = std::string("Shape/") + name + "/" + std::to_string(n) + "x" +
+                                    std::to_string(k) + "/m" + std::to_string(m) +
+                                    (packed ? "/packed" : "/unpacked");
+          benchmark::RegisterBenchmark(label.c_str(),
+                                       [type = type, n = n, k = k, m, packed](benchmark::State& s) {
+                                         shape_bench(s, type, n, k, m, packed);
+                                       })
+              ->Arg(1)
+              ->Arg(2)
+              ->UseRealTime();
+        }
+      }
+    }
+  }
+}
+
 void register_all() {
+  register_shapes();
   benchmark::RegisterBenchmark("ReadBandwidth", read_bandwidth)->Arg(1)->Arg(2)->UseRealTime();
   // "bf16dot": the opt-in vdpbf16ps path (BackendOptions::bf16_dot) on the same bf16 weight.
   const std::pair<const char*, af::DType> types[] = {

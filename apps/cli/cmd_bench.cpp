@@ -150,7 +150,7 @@ Command add_bench(CLI::App& app) {
     int64_t n_prompt = 512, n_gen = 128, depth = 0;
     int threads = 2, reps = 5;
     int64_t bw_mib = 1024;
-    bool json = false;
+    bool json = false, repack = false;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("bench", "Measure prefill/decode speed against memory bandwidth");
@@ -168,10 +168,12 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
   sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
   sub->add_flag("--json", o->json, "print one JSON object");
+  sub->add_flag("--repack", o->repack, "repack weights at load (LoadOptions::repack_weights)");
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    options.repack_weights = o->repack;
     options.context_length = std::max(o->n_prompt, o->depth + o->n_gen);
     options.context_length = std::max(options.context_length, o->n_gen);
     const auto t_load = Clock::now();

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -49,6 +50,18 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const std::byte*>(p);
   }
   ::close(fd);
+}
+
+void MappedFile::release_pages(const std::byte* begin, size_t n) const {
+  if (!data_ || begin < data_ || n > size_ || begin - data_ > static_cast<ptrdiff_t>(size_ - n)) {
+    return;
+  }
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto lo = reinterpret_cast<uintptr_t>(begin);
+  const uintptr_t first = (lo + page - 1) / page * page;
+  const uintptr_t last = (lo + n) / page * page;
+  // Advice only: a refusal leaves the pages resident, which is still correct.
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -289,6 +289,14 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
   return w;
 }
 
+void DecoderWeights::prepare(Backend& be) {
+  for (Layer& layer : layers) {
+    layer.self_attn.prepare(be);
+    layer.mlp.prepare(be);
+  }
+  lm_head.prepare(be);
+}
+
 namespace {
 
 std::optional<DType> load_weight_type(const LoadOptions& options) {
@@ -337,6 +345,9 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   backend_options.bf16_dot =
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
   auto backend = make_backend(backend_options);
+  if (options.repack_weights) {
+    weights.prepare(*backend);
+  }
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }

@@ -39,6 +39,9 @@ struct DecoderWeights {
   nn::Linear lm_head;  // tied: a view of embed_tokens' table
 
   static DecoderWeights load(const nn::VarBuilder& vb, const DecoderSpec& spec);
+  // Puts every matmul weight in be's preferred form (nn::Linear::prepare). A tied lm_head's
+  // table stays readable for the token lookup (which faults in the rows it reads again).
+  void prepare(Backend& be);
 };
 
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,

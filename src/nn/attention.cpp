@@ -42,6 +42,10 @@ SelfAttention SelfAttention::load(const VarBuilder& vb, int64_t hidden, int64_t 
   return a;
 }
 
+void SelfAttention::prepare(Backend& be) {
+  for (Linear* l : {&q_proj, &k_proj, &v_proj, &o_proj}) l->prepare(be);
+}
+
 void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* segments,
                                   int64_t n_segments, const float* x, int64_t rows,
                                   const int32_t* positions, float* scratch, float* y) const {

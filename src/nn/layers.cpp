@@ -44,6 +44,12 @@ GatedMlp GatedMlp::load(const VarBuilder& vb, int64_t hidden, int64_t intermedia
                   Linear::load(vb.sub("down_proj"), intermediate, hidden, bias)};
 }
 
+void GatedMlp::prepare(Backend& be) {
+  gate_proj.prepare(be);
+  up_proj.prepare(be);
+  down_proj.prepare(be);
+}
+
 void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
   float* gate = scratch;                    // [m, intermediate]
   float* up = scratch + m * gate_proj.out;  // [m, intermediate]

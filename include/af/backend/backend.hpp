@@ -19,6 +19,13 @@ enum class RopeLayout {
 
 enum class GeluKind { kErf, kTanh };
 
+// A matmul weight in a backend's own form (e.g. repacked for its dot-product instructions),
+// made once at load by Backend::prepare_matmul_weight. Opaque: only the backend that made it
+// reads it.
+struct PreparedWeight {
+  virtual ~PreparedWeight() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -32,7 +39,21 @@ class Backend {
   // first quantized like llama.cpp does (Q8_0 for Q4_0..Q8_0, Q8_K for the K-quants) and the
   // products are integer dot products, so results differ from the float product by that
   // rounding; k must be a multiple of the block size (kInvalidArgument otherwise).
-  virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) = 0;
+  // prepared: nullptr, or this backend's prepare_matmul_weight(w) for this same w (anything
+  // else throws kInvalidArgument); results may then differ from the unprepared path only in
+  // float summation order.
+  virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
+                      const PreparedWeight* prepared = nullptr) = 0;
+
+  // The form of matmul weight w this backend computes fastest with, to pass to matmul with w
+  // (which must stay alive, unchanged, as long as the result is used), or nullptr when w is best
+  // used as is. Throws what matmul would throw for a bad w. A copy in new memory may replace w's
+  // pages of a file mapping in memory: they are then dropped (MappedFile::release_pages) and
+  // fault in again from the file when read.
+  virtual std::shared_ptr<const PreparedWeight> prepare_matmul_weight(const Tensor& w) {
+    (void)w;
+    return nullptr;
+  }
 
   // y[rows, dim] = x * rsqrt(mean(x²) + eps) * w; x and y may alias.
   virtual void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,

@@ -40,6 +40,10 @@ class MappedFile final : public Buffer {
   const std::byte* data() const override { return data_; }
   size_t size() const override { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the resident pages lying wholly inside [begin, begin + n) (a range of this mapping),
+  // e.g. once a weight has been copied into another layout; a later read faults them in again
+  // from the file, so this only saves memory and never changes what is read.
+  void release_pages(const std::byte* begin, size_t n) const;
 
  private:
   std::string path_;

@@ -34,6 +34,8 @@ struct SelfAttention {
 
   static SelfAttention load(const VarBuilder& vb, int64_t hidden, int64_t n_heads,
                             int64_t n_kv_heads, int64_t head_dim, bool qkv_bias, bool o_bias);
+  // Prepares the four projections for be (Linear::prepare).
+  void prepare(Backend& be);
 
   // x[rows, hidden] holds one or more sequences: rows [row_begin, row_begin + n) belong to the
   // sequence whose layer cache is k_cache / v_cache, at positions n_past .. (its new k/v rows are

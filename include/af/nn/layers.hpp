@@ -2,6 +2,7 @@
 // Building blocks of transformer models, each loaded by HF names and run through a Backend.
 // Activations are row-major float32: x[rows, features].
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "af/backend/backend.hpp"
@@ -14,10 +15,14 @@ struct Linear {
   Tensor weight;            // [out, in], any matmul dtype
   std::vector<float> bias;  // [out] or empty
   int64_t in = 0, out = 0;
+  // weight in the form `be` computes fastest with (Backend::prepare_matmul_weight), or null.
+  std::shared_ptr<const PreparedWeight> prepared;
 
   static Linear load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias);
+  // Makes `prepared` for be (Backend::prepare_matmul_weight).
+  void prepare(Backend& be) { prepared = be.prepare_matmul_weight(weight); }
   void forward(Backend& be, const float* x, int64_t m, float* y) const {
-    be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y);
+    be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y, prepared.get());
   }
 };
 
@@ -47,6 +52,7 @@ struct GatedMlp {
   Linear gate_proj, up_proj, down_proj;
 
   static GatedMlp load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias);
+  void prepare(Backend& be);
   // x[m, hidden] -> y[m, hidden]; scratch holds 2 * m * intermediate floats.
   void forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const;
 };

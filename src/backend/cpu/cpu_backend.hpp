@@ -7,6 +7,7 @@
 
 #include "af/backend/backend.hpp"
 #include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/packed_weight.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 #include "backend/cpu/thread_pool.hpp"
 
@@ -24,7 +25,11 @@ class CpuBackend final : public Backend {
   const KernelTable& kernels() const { return kernels_; }
   const quant::QuantKernels& quant_kernels() const { return quant_kernels_; }
 
-  void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y) override;
+  void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
+              const PreparedWeight* prepared = nullptr) override;
+  // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights are repacked (quant/packed.hpp) where the quantized
+  // table is the AVX-512 VNNI one; everything else is used as is (nullptr).
+  std::shared_ptr<const PreparedWeight> prepare_matmul_weight(const Tensor& w) override;
   void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                 float* y) override;
   void layer_norm(const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
@@ -52,12 +57,20 @@ class CpuBackend final : public Backend {
   void matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
                         const float* bias, float* y);
 
+  // The packed kernels on `prepacked` (a PackedWeight's data) or, when it is null, on the GGUF
+  // rows `gguf`, packed tile by tile into scratch.
+  void matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
+                     const uint8_t* prepacked, const uint8_t* gguf, const float* bias, float* y);
+
   void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias, float* y);
 
   const KernelTable& kernels_;
 
   const quant::QuantKernels& quant_kernels_;
   bool bf16_dot_ = false;  // options.bf16_dot on a CPU with AVX512_BF16 and the avx512 table
+  // The quantized table is the AVX-512 VNNI one: Q4_0..Q8_0 weights go through the packed
+  // kernels (repacked at load, or tile by tile for prefills of kPackOnTheFlyMinRows+ rows).
+  bool packs_weights_ = false;
   ThreadPool pool_;
 };
 

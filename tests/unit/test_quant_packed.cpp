@@ -1,0 +1,266 @@
+// Weights repacked at load (quant/packed.hpp): the AVX-512 VNNI kernels against the scalar
+// block-sum reference bit for bit at odd sizes, the prepare/matmul plumbing on every ISA, and
+// bad arguments.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/error.hpp"
+#include "af/core/tensor.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/packed.hpp"
+#include "backend/cpu/quant/quant_kernels.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using af::DType;
+using af::Shape;
+using af::Tensor;
+namespace q = af::cpu::quant;
+namespace pk = af::cpu::quant::packed;
+
+const DType kPackedTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0};
+
+// rows x k values whose magnitudes differ per row, with an outlier per row.
+std::vector<float> test_values(int64_t rows, int64_t k, uint32_t seed) {
+  std::vector<float> v = af::test::random_floats(static_cast<size_t>(rows * k), -1.f, 1.f, seed);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float scale = std::pow(10.f, static_cast<float>(r % 3) - 1.f);
+    for (int64_t i = 0; i < k; ++i) v[r * k + i] *= scale;
+    v[r * k + (r * 37) % k] *= 7.f;
+  }
+  return v;
+}
+
+Tensor quantized_weight(DType type, int64_t n, int64_t k, uint32_t seed) {
+  const std::vector<float> values = test_values(n, k, seed);
+  Tensor w = Tensor::zeros(type, Shape{n, k});
+  const int64_t rb = af::row_bytes(type, k);
+  for (int64_t r = 0; r < n; ++r) {
+    af::quant::quantize_row(type, values.data() + r * k, w.mutable_data() + r * rb, k);
+  }
+  if (type == DType::Q8_0) {  // a file may hold -128, which our quantizer never writes
+    reinterpret_cast<af::quant::BlockQ8_0*>(w.mutable_data())[0].qs[3] = -128;
+  }
+  return w;
+}
+
+// The activation rows as the backend quantizes them (Q8_0 of the reference quantizer, whose
+// bytes every ISA's activation quantizer reproduces).
+std::vector<uint8_t> quantized_activations(const std::vector<float>& x, int64_t m, int64_t k) {
+  const int64_t rb = af::row_bytes(DType::Q8_0, k);
+  std::vector<uint8_t> out(static_cast<size_t>(m * rb));
+  for (int64_t i = 0; i < m; ++i) {
+    af::quant::quantize_row(DType::Q8_0, x.data() + i * k, out.data() + i * rb, k);
+  }
+  return out;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+
+bool has_vnni() { return af::cpu::cpu_has_avx512_vnni_bf16(); }
+
+// y must equal the reference (plus bias) bit for bit.
+void expect_reference(DType type, const Tensor& w, const std::vector<float>& x, int64_t m,
+                      const float* bias, const std::vector<float>& y, const std::string& what) {
+  const int64_t n = w.shape()[0], k = w.shape()[1];
+  const std::vector<uint8_t> a = quantized_activations(x, m, k);
+  const int64_t wb = af::row_bytes(type, k), ab = af::row_bytes(DType::Q8_0, k);
+  const auto* wd = reinterpret_cast<const uint8_t*>(w.data());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      float ref = pk::ref::dot_blocksum(type, k, wd + j * wb, a.data() + i * ab);
+      if (bias) ref += bias[j];
+      ASSERT_TRUE(same_bits(y[static_cast<size_t>(i * n + j)], ref))
+          << what << " (" << i << ", " << j << "): " << y[static_cast<size_t>(i * n + j)] << " vs "
+          << ref;
+    }
+  }
+}
+
+TEST(QuantPacked, ReferenceIsCloseToTheLaneOrderReference) {
+  // Both sum the same exact block products; only the float order differs.
+  const int64_t k = 896;
+  for (DType type : kPackedTypes) {
+    const Tensor w = quantized_weight(type, 3, k, 1);
+    const std::vector<float> x = test_values(2, k, 2);
+    const std::vector<uint8_t> a = quantized_activations(x, 2, k);
+    const int64_t wb = af::row_bytes(type, k), ab = af::row_bytes(DType::Q8_0, k);
+    const auto* wd = reinterpret_cast<const uint8_t*>(w.data());
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < 3; ++j) {
+        const float got = pk::ref::dot_blocksum(type, k, wd + j * wb, a.data() + i * ab);
+        const float lane = q::ref::dot(*q::quant_slot(type), k, wd + j * wb, a.data() + i * ab);
+        EXPECT_NEAR(got, lane, 1e-5f * (1.f + std::fabs(lane))) << af::name(type);
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  struct Case {
+    int64_t k;
+    std::vector<int64_t> ms;
+  };
+  // n = 37: two full groups and a tail of 5; n = 16 * 3: full tiles of three groups.
+  const Case cases[] = {
+      {32, {1, 3, 7, 33, 130}}, {96, {1, 3, 7, 33, 130}}, {896, {1, 3, 7, 33}}, {4864, {1, 7}}};
+  for (DType type : kPackedTypes) {
+    for (const Case& c : cases) {
+      for (int64_t n : {int64_t{37}, int64_t{48}}) {
+        const Tensor w = quantized_weight(type, n, c.k, static_cast<uint32_t>(n + c.k));
+        const std::vector<float> bias = af::test::random_floats(static_cast<size_t>(n), -1, 1, 4);
+        af::cpu::CpuBackend be({af::Device::cpu(), 2, ""});
+        const auto prepared = be.prepare_matmul_weight(w);
+        ASSERT_NE(prepared, nullptr) << af::name(type);
+        for (int64_t m : c.ms) {
+          const std::vector<float> x = test_values(m, c.k, static_cast<uint32_t>(m));
+          for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+            // Unprepared weights with m >= 2 rows are packed tile by tile during the matmul.
+            for (bool use_prepared : {true, false}) {
+              if (!use_prepared && m < 2) continue;
+              std::vector<float> y(static_cast<size_t>(m * n), -7.f);
+              be.matmul(x.data(), m, w, b, y.data(), use_prepared ? prepared.get() : nullptr);
+              expect_reference(type, w, x, m, b, y,
+                               std::string(af::name(type)) + " k=" + std::to_string(c.k) +
+                                   " n=" + std::to_string(n) + " m=" + std::to_string(m) +
+                                   (b ? " bias" : "") + (use_prepared ? " prepared" : ""));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, SimdPackerWritesTheReferencePackersBytes) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  for (DType type : kPackedTypes) {
+    for (int64_t n : {int64_t{16}, int64_t{45}}) {  // full groups only, and a tail of 13 rows
+      const int64_t k = 96;
+      const Tensor w = quantized_weight(type, n, k, 21);
+      const auto* src = reinterpret_cast<const uint8_t*>(w.data());
+      const int64_t groups = pk::group_count(n);
+      const size_t bytes = static_cast<size_t>(groups * (k / 32) * pk::group_block_bytes(type));
+      std::vector<uint8_t> expect(bytes, 0xAB), got(bytes, 0xCD);
+      pk::pack_groups(type, src, n, k, 0, groups, expect.data());
+      pk::avx512vnni_pack(type)(type, src, n, k, 0, groups, got.data());
+      for (size_t i = 0; i < bytes; ++i) {
+        ASSERT_EQ(got[i], expect[i]) << af::name(type) << " n=" << n << " byte " << i;
+      }
+      // A range of groups lands at dst, not at its offset in the whole tensor.
+      if (groups > 1) {
+        const size_t group_bytes = bytes / static_cast<size_t>(groups);
+        std::vector<uint8_t> tail(bytes - group_bytes, 0xEE);
+        pk::avx512vnni_pack(type)(type, src, n, k, 1, groups, tail.data());
+        EXPECT_EQ(0, std::memcmp(tail.data(), expect.data() + group_bytes, tail.size()));
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, ResultsDoNotDependOnThreadCount) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  const int64_t n = 200, k = 256, m = 70;
+  for (DType type : {DType::Q4_0, DType::Q5_1}) {
+    const Tensor w = quantized_weight(type, n, k, 9);
+    const std::vector<float> x = test_values(m, k, 10);
+    std::vector<float> first;  // the same bits prepared or packed on the fly
+    for (int threads : {1, 2, 3}) {
+      af::cpu::CpuBackend be({af::Device::cpu(), threads, ""});
+      const auto prepared = be.prepare_matmul_weight(w);
+      for (const af::PreparedWeight* p :
+           {prepared.get(), static_cast<const af::PreparedWeight*>(nullptr)}) {
+        std::vector<float> y(static_cast<size_t>(m * n));
+        be.matmul(x.data(), m, w, nullptr, y.data(), p);
+        if (first.empty()) {
+          first = y;
+          continue;
+        }
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_TRUE(same_bits(y[i], first[i]))
+              << af::name(type) << " threads=" << threads << (p ? " prepared" : " on the fly");
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, OnlyTheVnniBackendPacksAndEveryBackendStillMultiplies) {
+  const int64_t n = 21, k = 64, m = 3;
+  const Tensor w = quantized_weight(DType::Q4_0, n, k, 11);
+  const std::vector<float> x = test_values(m, k, 12);
+  const std::vector<uint8_t> a = quantized_activations(x, m, k);
+  std::shared_ptr<const af::PreparedWeight> from_vnni;
+  if (has_vnni()) {
+    af::cpu::CpuBackend vnni({af::Device::cpu(), 1, ""});
+    from_vnni = vnni.prepare_matmul_weight(w);
+    EXPECT_NE(from_vnni, nullptr);
+    // Types without a packed layout, and dense weights, are used as they are.
+    EXPECT_EQ(vnni.prepare_matmul_weight(quantized_weight(DType::Q4_K, 2, 256, 1)), nullptr);
+    EXPECT_EQ(vnni.prepare_matmul_weight(Tensor::zeros(DType::F32, Shape{2, 8})), nullptr);
+  }
+  for (const char* isa : {"scalar", "avx2"}) {
+    if (!af::cpu::isa_supported(af::cpu::parse_isa(isa))) continue;
+    af::cpu::CpuBackend be({af::Device::cpu(), 2, isa});
+    EXPECT_EQ(be.prepare_matmul_weight(w), nullptr) << isa;
+    // A packed weight handed to a backend without the packed kernels: the weight itself is used.
+    for (const af::PreparedWeight* p :
+         {static_cast<const af::PreparedWeight*>(nullptr), from_vnni.get()}) {
+      std::vector<float> y(static_cast<size_t>(m * n));
+      be.matmul(x.data(), m, w, nullptr, y.data(), p);
+      const int64_t wb = af::row_bytes(DType::Q4_0, k), ab = af::row_bytes(DType::Q8_0, k);
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          const float ref =
+              q::ref::dot(q::kSlotQ4_0, k, reinterpret_cast<const uint8_t*>(w.data()) + j * wb,
+                          a.data() + i * ab);
+          ASSERT_TRUE(same_bits(y[static_cast<size_t>(i * n + j)], ref)) << isa;
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantPacked, RejectsBadWeightsAndMismatchedPreparedWeights) {
+  af::cpu::CpuBackend be({af::Device::cpu(), 1, ""});
+  const auto expect_error = [](auto&& fn, const char* needle) {
+    try {
+      fn();
+      FAIL() << "expected af::Error mentioning " << needle;
+    } catch (const af::Error& e) {
+      EXPECT_EQ(e.code(), af::ErrorCode::kInvalidArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { be.prepare_matmul_weight(Tensor::zeros(DType::Q4_0, Shape{64})); }, "2-D");
+  try {
+    be.prepare_matmul_weight(Tensor::zeros(DType::I32, Shape{2, 4}));
+    FAIL() << "expected af::Error for an i32 weight";
+  } catch (const af::Error& e) {
+    EXPECT_EQ(e.code(), af::ErrorCode::kUnsupported) << e.what();
+  }
+  if (!has_vnni()) return;
+  const Tensor w = quantized_weight(DType::Q8_0, 20, 64, 13);
+  const Tensor other = quantized_weight(DType::Q8_0, 20, 64, 14);
+  const auto prepared = be.prepare_matmul_weight(w);
+  ASSERT_NE(prepared, nullptr);
+  std::vector<float> x(64, 0.5f), y(20);
+  be.matmul(x.data(), 1, w, nullptr, y.data(), prepared.get());
+  expect_error([&] { be.matmul(x.data(), 1, other, nullptr, y.data(), prepared.get()); },
+               "prepared weight");
+  const Tensor reshaped = w.reshape(Shape{10, 128});
+  expect_error([&] { be.matmul(x.data(), 1, reshaped, nullptr, y.data(), prepared.get()); },
+               "prepared weight");
+  struct Foreign : af::PreparedWeight {};
+  const Foreign foreign;
+  expect_error([&] { be.matmul(x.data(), 1, w, nullptr, y.data(), &foreign); }, "prepared weight");
+}
+
+}  // namespace
