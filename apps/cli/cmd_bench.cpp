@@ -150,7 +150,7 @@ Command add_bench(CLI::App& app) {
     int64_t n_prompt = 512, n_gen = 128, depth = 0;
     int threads = 2, reps = 5;
     int64_t bw_mib = 1024;
-    bool json = false, repack = false;
+    bool json = false, repack = true;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("bench", "Measure prefill/decode speed against memory bandwidth");
@@ -168,7 +168,8 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
   sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
   sub->add_flag("--json", o->json, "print one JSON object");
-  sub->add_flag("--repack", o->repack, "repack weights at load (LoadOptions::repack_weights)");
+  sub->add_flag("--repack,!--no-repack", o->repack,
+                "repack quantized file weights at load (LoadOptions::repack_weights; default on)");
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;
@@ -259,6 +260,7 @@ Command add_bench(CLI::App& app) {
     j["n_prompt"] = o->n_prompt;
     j["n_gen"] = o->n_gen;
     j["reps"] = o->reps;
+    j["repack_weights"] = o->repack;
     j["load_s"] = load_s;
     j["first_token_s"] = first_token_s;
     j["rss_bytes"] = rss_model;

@@ -323,8 +323,8 @@ std::optional<DType> load_weight_type(const LoadOptions& options) {
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options) {
   nn::VarBuilder vb(*files.weights);
-  DecoderWeights weights =
-      DecoderWeights::load(vb.with_quantization(load_weight_type(options)), spec);
+  const std::optional<DType> weight_type = load_weight_type(options);
+  DecoderWeights weights = DecoderWeights::load(vb.with_quantization(weight_type), spec);
   const int64_t context = options.context_length > 0
                               ? options.context_length
                               : std::max(spec.max_position_embeddings, options.min_context_length);
@@ -345,7 +345,9 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   backend_options.bf16_dot =
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
   auto backend = make_backend(backend_options);
-  if (options.repack_weights) {
+  // Weights quantized at load are owned copies: repacking them would keep both resident.
+  const bool quantized_at_load = weight_type && quant::is_supported(*weight_type);
+  if (options.repack_weights && !quantized_at_load) {
     weights.prepare(*backend);
   }
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
