@@ -16,11 +16,12 @@
 //     high-nibble chunk c - 4
 // The packed size equals the GGUF size (16 * block bytes per group block).
 //
-// Each dot product follows the defined block-sum order (see ref::dot_blocksum): per block the
-// exact int32 sum P of q * a (q the signed value, or the unsigned one for types with a min), then
-// acc = fma(dw * da, P, acc); types with a min also accm = fma(m * da, sum a, accm), and the
-// result is acc + accm. The kernels get P from unsigned weights: the offset (8, 16 or 128) times
-// the activation block sum is subtracted exactly in the int32 accumulator.
+// Each dot product follows the defined block-sum order (quant_kernels.hpp; the oracle is
+// quant::ref::dot): per block the exact int32 sum P of q * a (q the signed value, or the unsigned
+// one for types with a min), then acc = fma(dw * da, P, acc); types with a min also accm = fma(m *
+// da, sum a, accm), and the result is acc + accm. The kernels get P from unsigned weights: the
+// offset (8, 16 or 128) times the activation block sum is subtracted exactly in the int32
+// accumulator.
 #include <cstdint>
 
 #include "af/core/dtype.hpp"
@@ -70,11 +71,5 @@ PackFn avx512vnni_pack(DType type);
 
 // The AVX-512 VNNI kernel for a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 PackedGemmFn avx512vnni_packed_gemm(DType type);
-
-namespace ref {
-// The defined block-sum dot product of a GGUF weight row of a packable type and a Q8_0
-// activation row of k elements (the oracle for the packed kernels).
-float dot_blocksum(DType type, int64_t k, const uint8_t* w_row, const uint8_t* a_q8);
-}  // namespace ref
 
 }  // namespace af::cpu::quant::packed
