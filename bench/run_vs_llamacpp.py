@@ -110,7 +110,7 @@ def rss_bytes() -> int:
 
 def run_ours(cli: Path, path: Path, a) -> dict:
     cmd = [str(cli), "bench", "-m", str(path), "-p", str(a.p), "-n", str(a.n), "-t", str(a.t),
-           "-r", str(a.reps), "--json"]
+           "-r", str(a.reps), "--json"] + a.ours_arg
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
@@ -159,6 +159,9 @@ def main():
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-t", type=int, default=2)
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--ours-arg", action="append", default=[],
+                    help="extra argument for `af-cli bench` (repeat), e.g. --ours-arg=--quantize "
+                         "--ours-arg=bf16 for AVX512_BF16 dot products on a bf16 file")
     ap.add_argument("--wait-load", type=float, default=0.0,
                     help="before each run wait until the 1-min load average is below this")
     ap.add_argument("--wait-max-s", type=float, default=120.0)

@@ -146,7 +146,7 @@ std::vector<int32_t> bench_ids(int64_t n, int64_t vocab) {
 
 Command add_bench(CLI::App& app) {
   struct Options {
-    std::string path, isa;
+    std::string path, isa, quantize;
     int64_t n_prompt = 512, n_gen = 128, depth = 0;
     int threads = 2, reps = 5;
     int64_t bw_mib = 1024;
@@ -167,6 +167,9 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--bw-mib", o->bw_mib, "bandwidth probe buffer in MiB (keep >> L3)")
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
   sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
+  sub->add_option("--quantize", o->quantize,
+                  "weights at load (LoadOptions::quantize): q8_0, q4_0, ...; bf16 also computes "
+                  "with AVX512_BF16 dot products");
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_flag("--repack,!--no-repack", o->repack,
                 "repack quantized file weights at load (LoadOptions::repack_weights; default on)");
@@ -174,6 +177,7 @@ Command add_bench(CLI::App& app) {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    options.quantize = o->quantize;
     options.repack_weights = o->repack;
     options.context_length = std::max(o->n_prompt, o->depth + o->n_gen);
     options.context_length = std::max(options.context_length, o->n_gen);
@@ -261,6 +265,7 @@ Command add_bench(CLI::App& app) {
     j["n_gen"] = o->n_gen;
     j["reps"] = o->reps;
     j["repack_weights"] = o->repack;
+    j["quantize"] = o->quantize;
     j["load_s"] = load_s;
     j["first_token_s"] = first_token_s;
     j["rss_bytes"] = rss_model;
