@@ -66,7 +66,7 @@ void bf16_round_row(const float* x, uint16_t* out, int64_t k) {
 
 void bf16_dot_rows(int64_t k, const uint16_t* w, int64_t n_begin, int64_t n_end, const uint16_t* xb,
                    int64_t m, float* y, int64_t ldy) {
-  constexpr int kMR = 4, kNR = 4;
+  constexpr int kMR = 6, kNR = 4;
   int64_t i = 0;
   for (; i + kMR <= m; i += kMR) {
     int64_t j = n_begin;
