@@ -457,7 +457,7 @@ TEST(Bf16Dot, KernelMatchesTheReferenceAtOddSizes) {
   if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
   for (int64_t k : {7, 32, 100, 901}) {
     const int64_t n = 11;
-    for (int64_t m : {1, 5}) {
+    for (int64_t m : {1, 5, 13}) {  // 13: two full 6-row tiles and a tail
       const std::vector<uint16_t> w = to_bf16(af::test::random_floats(n * k, -1, 1, 11));
       const std::vector<float> x = af::test::random_floats(m * k, -1, 1, 12);
       std::vector<uint16_t> xb(x.size());
