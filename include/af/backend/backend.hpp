@@ -40,8 +40,8 @@ class Backend {
   // products are integer dot products, so results differ from the float product by that
   // rounding; k must be a multiple of the block size (kInvalidArgument otherwise).
   // prepared: nullptr, or this backend's prepare_matmul_weight(w) for this same w (anything
-  // else throws kInvalidArgument); results may then differ from the unprepared path only in
-  // float summation order.
+  // else throws kInvalidArgument). A backend may sum in another float order for prepared
+  // weights; the CPU backend's results are bit-identical either way.
   virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
                       const PreparedWeight* prepared = nullptr) = 0;
 

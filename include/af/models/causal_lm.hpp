@@ -35,8 +35,8 @@ struct LoadOptions {
   // and drop the file's copy from memory, so resident memory stays near the file size. Prefill
   // and decode get faster (no packing per call, long rows stream better); the cost is the packed
   // copy's fresh memory at load (about 0.16 s for a 350 MB Q4_0 file on a quiet 2-core VM).
-  // Without it prefill packs weight tiles on the fly. Weights quantized at load (`quantize`) are
-  // not repacked: their quantized copy would stay resident beside the packed one.
+  // Without it prefill packs weight tiles on the fly. Weights quantized at load (`quantize`, or a
+  // block-type `dtype`) are not repacked: their copy would stay resident beside the packed one.
   bool repack_weights = true;
 };
 
