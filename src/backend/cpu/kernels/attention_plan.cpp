@@ -24,9 +24,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int64_t AttentionPlan::scratch_floats() const {
   const int64_t padded_dim = ceil_div(shape.head_dim, kMaxLanes) * kMaxLanes;
-  // SIMD: a transposed key block, then per row a block of probabilities and lane-wise sums.
-  // Reference: one row's scores over the chunk.
-  const int64_t simd = padded_dim * kMaxLanes + 2 * rows_per_item() * kMaxLanes;
+  // SIMD: a transposed key block, then per row a block of probabilities and lane-wise sums,
+  // and for decode each row's scores over the chunk. Reference: one row's scores over the chunk.
+  int64_t simd = padded_dim * kMaxLanes + 2 * rows_per_item() * kMaxLanes;
+  // Decode (one query token) scores its whole key chunk first: rows x chunk scores.
+  if (shape.n_tokens == 1) simd += rows_per_item() * (ceil_div(key_chunk, kMaxLanes) * kMaxLanes);
   return simd > key_chunk ? simd : key_chunk;
 }
 

@@ -213,6 +213,30 @@ inline void score_rows(const float* const* q_rows, const float* kt, int64_t head
   for (int r = 0; r < NR; ++r) scores[r] = a[r];
 }
 
+// score_rows for nr (1 to 8) rows.
+template <class V>
+inline void score_block(int nr, const float* const* q_rows, const float* kt, int64_t head_dim,
+                        typename V::F* scores) {
+  switch (nr) {
+    case 8:
+      return score_rows<V, 8>(q_rows, kt, head_dim, scores);
+    case 7:
+      return score_rows<V, 7>(q_rows, kt, head_dim, scores);
+    case 6:
+      return score_rows<V, 6>(q_rows, kt, head_dim, scores);
+    case 5:
+      return score_rows<V, 5>(q_rows, kt, head_dim, scores);
+    case 4:
+      return score_rows<V, 4>(q_rows, kt, head_dim, scores);
+    case 3:
+      return score_rows<V, 3>(q_rows, kt, head_dim, scores);
+    case 2:
+      return score_rows<V, 2>(q_rows, kt, head_dim, scores);
+    default:
+      return score_rows<V, 1>(q_rows, kt, head_dim, scores);
+  }
+}
+
 // For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
 // kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
 // (L1-resident after the first row) stream past, each loaded once for the NR rows.
@@ -288,6 +312,85 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   const float* k_head = k + kv_head * head_dim;
   const float* v_head = v + kv_head * head_dim;
   const F score_scale = V::set1(shape.scale);
+  if (shape.n_tokens == 1) {
+    // Decode: every key of the chunk is visible to every row, so score the whole chunk first,
+    // then one softmax per row, then the values with each row's accumulators held in registers
+    // over the whole chunk. Per-block softmax bookkeeping (horizontal max, rescaling) would
+    // otherwise dominate: the rows are few and the work per key small.
+    const int64_t n = item_end - key_begin;
+    const int64_t padded = (n + L - 1) / L * L;
+    float* sc = sums + rows * L;  // sc[row * padded + i]: row's scaled score of key key_begin + i
+    for (int64_t j = key_begin; j < item_end; j += L) {
+      const int n_keys = static_cast<int>(min_i64(L, item_end - j));
+      for (int64_t dv = 0; dv < n_dvec; ++dv) {
+        const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
+        F tile[L];
+        for (int i = 0; i < L; ++i) {
+          const float* src = k_head + (j + i) * kv_stride + dv * L;
+          tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
+        }
+        V::transpose(tile);
+        for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
+      }
+      for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+        const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
+        const float* q_rows[kRowTile];
+        for (int r = 0; r < nr; ++r) {
+          q_rows[r] = q + t_begin * q_stride + (kv_head * group + r0 + r) * head_dim;
+        }
+        F scores[kRowTile];
+        score_block<V>(nr, q_rows, kt, head_dim, scores);
+        for (int r = 0; r < nr; ++r) {
+          V::store(sc + (r0 + r) * padded + (j - key_begin), V::mul(scores[r], score_scale));
+        }
+      }
+    }
+    for (int64_t row = 0; row < rows; ++row) {
+      float* s_row = sc + row * padded;
+      // Keys past the chunk's end (the last block's padding) weigh nothing.
+      for (int64_t i = n; i < padded; ++i) s_row[i] = -INFINITY;
+      F vmax = V::set1(-INFINITY);
+      for (int64_t i = 0; i < padded; i += L) vmax = V::max(vmax, V::load(s_row + i));
+      const float m = V::hmax(vmax);
+      const F vm = V::set1(m);
+      F lane_sums = V::zero();
+      for (int64_t i = 0; i < padded; i += L) {
+        V::store(s_row + i, exp_approx<V>(V::sub(V::load(s_row + i), vm)));
+        // exp_approx clamps its argument, so padding keys come out tiny, not 0: zero them.
+        if (i + L > n) {
+          for (int64_t t = n; t < i + L; ++t) s_row[t] = 0.0f;
+        }
+        lane_sums = V::add(lane_sums, V::load(s_row + i));
+      }
+      row_max[row] = m;
+      row_sum[row] = V::hsum(lane_sums);
+    }
+    const float* v_chunk = v_head + key_begin * kv_stride;
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      const int nr = static_cast<int>(min_i64(4, rows - r0));
+      const float* p_rows[4];
+      float* acc_rows[4];
+      for (int r = 0; r < nr; ++r) {
+        p_rows[r] = sc + (r0 + r) * padded;
+        acc_rows[r] = acc + (r0 + r) * head_dim;
+      }
+      switch (nr) {
+        case 4:
+          accumulate_values<V, 4>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+          break;
+        case 3:
+          accumulate_values<V, 3>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+          break;
+        case 2:
+          accumulate_values<V, 2>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+          break;
+        default:
+          accumulate_values<V, 1>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+          break;
+      }
+    }
+    return;
+  }
   for (int64_t j = key_begin; j < item_end; j += L) {
     const int n_keys = static_cast<int>(min_i64(L, item_end - j));
     // Transpose the block's keys: kt[d * L + i] = k[j + i][d]; missing keys read as zeros.
@@ -314,32 +417,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
         q_rows[r] = q + t * q_stride + (kv_head * group + (r0 + r) % group) * head_dim;
       }
       F scores[kRowTile];
-      switch (nr) {
-        case 8:
-          score_rows<V, 8>(q_rows, kt, head_dim, scores);
-          break;
-        case 7:
-          score_rows<V, 7>(q_rows, kt, head_dim, scores);
-          break;
-        case 6:
-          score_rows<V, 6>(q_rows, kt, head_dim, scores);
-          break;
-        case 5:
-          score_rows<V, 5>(q_rows, kt, head_dim, scores);
-          break;
-        case 4:
-          score_rows<V, 4>(q_rows, kt, head_dim, scores);
-          break;
-        case 3:
-          score_rows<V, 3>(q_rows, kt, head_dim, scores);
-          break;
-        case 2:
-          score_rows<V, 2>(q_rows, kt, head_dim, scores);
-          break;
-        default:
-          score_rows<V, 1>(q_rows, kt, head_dim, scores);
-          break;
-      }
+      score_block<V>(nr, q_rows, kt, head_dim, scores);
       for (int r = 0; r < nr; ++r) {
         const int64_t row = r0 + r;
         const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
