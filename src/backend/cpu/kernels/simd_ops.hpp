@@ -213,6 +213,25 @@ inline void score_rows(const float* const* q_rows, const float* kt, int64_t head
   for (int r = 0; r < NR; ++r) scores[r] = a[r];
 }
 
+// A block of kLanes keys transposed: kt[d * kLanes + i] = keys[i * kv_stride + d] for
+// d < round_up(head_dim, kLanes); keys i >= n_keys and dimensions past head_dim read as zeros.
+template <class V>
+inline void transpose_keys(const float* keys, int n_keys, int64_t kv_stride, int64_t head_dim,
+                           float* kt) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  for (int64_t dv = 0; dv * L < head_dim; ++dv) {
+    const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
+    F tile[L];
+    for (int i = 0; i < L; ++i) {
+      const float* src = keys + i * kv_stride + dv * L;
+      tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
+    }
+    V::transpose(tile);
+    for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
+  }
+}
+
 // score_rows for nr (1 to 8) rows.
 template <class V>
 inline void score_block(int nr, const float* const* q_rows, const float* kt, int64_t head_dim,
@@ -321,17 +340,8 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     const int64_t padded = (n + L - 1) / L * L;
     float* sc = sums + rows * L;  // sc[row * padded + i]: row's scaled score of key key_begin + i
     for (int64_t j = key_begin; j < item_end; j += L) {
-      const int n_keys = static_cast<int>(min_i64(L, item_end - j));
-      for (int64_t dv = 0; dv < n_dvec; ++dv) {
-        const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
-        F tile[L];
-        for (int i = 0; i < L; ++i) {
-          const float* src = k_head + (j + i) * kv_stride + dv * L;
-          tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
-        }
-        V::transpose(tile);
-        for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
-      }
+      transpose_keys<V>(k_head + j * kv_stride, static_cast<int>(min_i64(L, item_end - j)),
+                        kv_stride, head_dim, kt);
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
         const float* q_rows[kRowTile];
@@ -393,17 +403,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   }
   for (int64_t j = key_begin; j < item_end; j += L) {
     const int n_keys = static_cast<int>(min_i64(L, item_end - j));
-    // Transpose the block's keys: kt[d * L + i] = k[j + i][d]; missing keys read as zeros.
-    for (int64_t dv = 0; dv < n_dvec; ++dv) {
-      const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
-      F tile[L];
-      for (int i = 0; i < L; ++i) {
-        const float* src = k_head + (j + i) * kv_stride + dv * L;
-        tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
-      }
-      V::transpose(tile);
-      for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
-    }
+    transpose_keys<V>(k_head + j * kv_stride, n_keys, kv_stride, head_dim, kt);
     // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
     const float* v_block = v_head + j * kv_stride;
     const float* pv_p[2];
