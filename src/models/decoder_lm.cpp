@@ -345,11 +345,9 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   backend_options.bf16_dot =
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
   auto backend = make_backend(backend_options);
-  // Weights quantized at load are owned copies: repacking them would keep both resident.
-  const bool quantized_at_load = weight_type && quant::is_supported(*weight_type);
-  if (options.repack_weights && !quantized_at_load) {
-    weights.prepare(*backend);
-  }
+  // Weights converted or quantized at load are owned copies, which Linear::prepare leaves as
+  // they are (repacking them would keep both resident).
+  if (options.repack_weights) weights.prepare(*backend);
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, std::move(info));
 }

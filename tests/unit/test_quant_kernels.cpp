@@ -479,6 +479,153 @@ TEST(Bf16Dot, KernelMatchesTheReferenceAtOddSizes) {
   }
 }
 
+// Checks y (m x n, row stride ldy, bias added when given) against the double-accumulated
+// oracle within 1e-5 of the sum of |products|.
+void expect_bf16_close(const std::vector<uint16_t>& w, const std::vector<uint16_t>& xb, int64_t ldx,
+                       int64_t m, int64_t n, int64_t k, const float* bias, const float* y,
+                       int64_t ldy, const std::string& what) {
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double mag = 0, expect = bias ? bias[j] : 0.0;
+      for (int64_t t = 0; t < k; ++t) {
+        const double p =
+            double{af::bf16_to_f32(xb[i * ldx + t])} * double{af::bf16_to_f32(w[j * k + t])};
+        mag += std::fabs(p);
+        expect += p;
+      }
+      ASSERT_NEAR(y[i * ldy + j], expect, 1e-5 * mag + 1e-6 * std::fabs(expect))
+          << what << " i=" << i << " j=" << j;
+    }
+  }
+}
+
+TEST(Bf16Dot, PackLayoutPairsSixteenRowsPerChunk) {
+  const int64_t n = 19, k = 7;  // two groups (the second with 3 rows), an odd k
+  std::vector<uint16_t> w(n * k);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(i + 1);
+  const int64_t pairs = q::bf16_pairs(k);
+  ASSERT_EQ(pairs, 4);
+  EXPECT_EQ(q::bf16_packed_bytes(n, k), 2 * 16 * pairs * 4);
+  std::vector<uint32_t> packed(2 * 16 * pairs, 0xDEADBEEFu);
+  q::bf16_pack(w.data(), n, k, 0, 2, 0, pairs, packed.data());
+  for (int64_t g = 0; g < 2; ++g) {
+    for (int64_t p = 0; p < pairs; ++p) {
+      for (int64_t r = 0; r < 16; ++r) {
+        const int64_t row = g * 16 + r;
+        const uint32_t lo = row < n && 2 * p < k ? w[row * k + 2 * p] : 0;
+        const uint32_t hi = row < n && 2 * p + 1 < k ? w[row * k + 2 * p + 1] : 0;
+        ASSERT_EQ(packed[(g * pairs + p) * 16 + r], lo | hi << 16) << g << " " << p << " " << r;
+      }
+    }
+  }
+  // A sub-range of pairs of one group is the same words.
+  std::vector<uint32_t> part(16 * 2);
+  q::bf16_pack(w.data(), n, k, 1, 2, 1, 3, part.data());
+  for (int64_t p = 1; p < 3; ++p) {
+    for (int64_t r = 0; r < 16; ++r) {
+      EXPECT_EQ(part[(p - 1) * 16 + r], packed[(pairs + p) * 16 + r]);
+    }
+  }
+}
+
+TEST(Bf16Dot, VectorPackEqualsTheLayoutFunction) {
+  if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  // k: under one 16-pair block, odd, and several blocks with a tail; n with a short last group.
+  for (int64_t k : {9, 31, 32, 77, 900}) {
+    for (int64_t n : {3, 16, 37}) {
+      std::vector<uint16_t> w(n * k);
+      for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(i * 2654435761u >> 7);
+      const int64_t groups = q::bf16_groups(n), pairs = q::bf16_pairs(k);
+      for (auto [p0, p1] : {std::pair<int64_t, int64_t>{0, pairs}, {pairs / 3, pairs}}) {
+        std::vector<uint32_t> a(groups * (p1 - p0) * 16, 1), b(a.size(), 2);
+        q::bf16_pack(w.data(), n, k, 0, groups, p0, p1, a.data());
+        q::bf16_pack_avx512(w.data(), n, k, 0, groups, p0, p1, b.data());
+        EXPECT_EQ(a, b) << "k=" << k << " n=" << n << " p0=" << p0;
+      }
+    }
+  }
+}
+
+TEST(Bf16Dot, PackedGemmMatchesTheReferencePrepackedOrNot) {
+  if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  // k: odd, below one cache block, several blocks with a short last one (kBlockPairs = 128).
+  for (int64_t k : {7, 64, 301, 900}) {
+    for (int64_t n : {5, 16, 75}) {  // 75: four full groups plus 11 rows, a tile and a tail tile
+      const int64_t m = 13;          // two 6-row tiles and a 1-row tail
+      const std::vector<uint16_t> w = to_bf16(af::test::random_floats(n * k, -1, 1, 21));
+      const std::vector<float> bias = af::test::random_floats(n, -1, 1, 22);
+      const std::vector<float> x = af::test::random_floats(m * k, -1, 1, 23);
+      const int64_t ldx = 2 * q::bf16_pairs(k);
+      std::vector<uint16_t> xb(m * ldx, 0);
+      for (int64_t i = 0; i < m; ++i) q::bf16_round_row(x.data() + i * k, xb.data() + i * ldx, k);
+      const int64_t groups = q::bf16_groups(n);
+      std::vector<uint32_t> packed(q::bf16_packed_bytes(n, k) / 4);
+      q::bf16_pack(w.data(), n, k, 0, groups, 0, q::bf16_pairs(k), packed.data());
+      const int64_t ldy = n + 3;  // outputs past n must stay untouched
+      for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+        std::vector<float> pre(m * ldy, 7.f), fly(m * ldy, 7.f);
+        q::bf16_packed_gemm(packed.data(), nullptr, n, k, 0, groups, xb.data(), ldx, 0, m, b,
+                            pre.data(), ldy);
+        // On the fly, in two row ranges and two group ranges (a task's view).
+        const int64_t gsplit = groups / 2;
+        for (auto [g0, g1] : {std::pair<int64_t, int64_t>{0, gsplit}, {gsplit, groups}}) {
+          for (auto [i0, i1] : {std::pair<int64_t, int64_t>{0, 5}, {5, m}}) {
+            q::bf16_packed_gemm(nullptr, w.data(), n, k, g0, g1, xb.data(), ldx, i0, i1, b,
+                                fly.data(), ldy);
+          }
+        }
+        const std::string what =
+            "k=" + std::to_string(k) + " n=" + std::to_string(n) + (b ? " bias" : "");
+        EXPECT_EQ(0, std::memcmp(pre.data(), fly.data(), pre.size() * 4)) << what;
+        expect_bf16_close(w, xb, ldx, m, n, k, b, pre.data(), ldy, what);
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = n; j < ldy; ++j) ASSERT_EQ(pre[i * ldy + j], 7.f) << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(Bf16Dot, PreparedWeightGivesTheSameBitsAsTheUnpreparedPrefill) {
+  if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
+  const int64_t n = 83, k = 257;
+  const std::vector<uint16_t> wb = to_bf16(af::test::random_floats(n * k, -1, 1, 31));
+  Tensor w = Tensor::zeros(DType::BF16, Shape{n, k});
+  std::memcpy(w.mutable_data(), wb.data(), wb.size() * 2);
+  const std::vector<float> bias = af::test::random_floats(n, -1, 1, 32);
+  for (int threads : {1, 2, 3}) {
+    af::BackendOptions opts{af::Device::cpu(), threads, ""};
+    opts.bf16_dot = true;
+    af::cpu::CpuBackend b(opts);
+    const auto prepared = b.prepare_matmul_weight(w);
+    ASSERT_NE(prepared, nullptr);
+    for (int64_t m : {1, 3, 4, 40}) {
+      const std::vector<float> x = af::test::random_floats(m * k, -1, 1, 33);
+      std::vector<float> with(m * n), without(m * n);
+      b.matmul(x.data(), m, w, bias.data(), with.data(), prepared.get());
+      b.matmul(x.data(), m, w, bias.data(), without.data());
+      std::vector<uint16_t> xb(m * k);
+      q::bf16_round_row(x.data(), xb.data(), m * k);
+      expect_bf16_close(wb, xb, k, m, n, k, bias.data(), with.data(), n,
+                        "m=" + std::to_string(m) + " threads=" + std::to_string(threads));
+      // From kBf16PackOnTheFlyMinRows (4) rows on, the unprepared weight is packed per tile.
+      if (m >= 4) {
+        EXPECT_EQ(0, std::memcmp(with.data(), without.data(), with.size() * 4)) << m;
+      }
+    }
+  }
+  // A backend without bf16 dot products ignores a bf16-packed weight and computes exactly.
+  af::BackendOptions opts{af::Device::cpu(), 1, ""};
+  opts.bf16_dot = true;
+  const auto prepared = af::cpu::CpuBackend(opts).prepare_matmul_weight(w);
+  af::cpu::CpuBackend exact({af::Device::cpu(), 1, ""});
+  const std::vector<float> x = af::test::random_floats(2 * k, -1, 1, 34);
+  std::vector<float> a(2 * n), b(2 * n);
+  exact.matmul(x.data(), 2, w, nullptr, a.data(), prepared.get());
+  exact.matmul(x.data(), 2, w, nullptr, b.data());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * 4));
+}
+
 TEST(Bf16Dot, OptInBackendIsCloseToTheExactPathAndThreadIndependent) {
   if (!af::cpu::cpu_has_avx512_vnni_bf16()) GTEST_SKIP() << "no AVX512_BF16 on this CPU";
   const int64_t n = 37, k = 300, m = 6;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "af/backend/backend.hpp"
+#include "af/core/buffer.hpp"
 #include "af/nn/var_builder.hpp"
 
 namespace af::nn {
@@ -19,8 +20,14 @@ struct Linear {
   std::shared_ptr<const PreparedWeight> prepared;
 
   static Linear load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bias);
-  // Makes `prepared` for be (Backend::prepare_matmul_weight).
-  void prepare(Backend& be) { prepared = be.prepare_matmul_weight(weight); }
+  // Makes `prepared` for be (Backend::prepare_matmul_weight) when the weight is a view of a
+  // model file, whose pages the packing releases. An owned weight (converted or quantized at
+  // load) is left as is: it would stay resident beside its prepared form.
+  void prepare(Backend& be) {
+    if (dynamic_cast<const MappedFile*>(weight.buffer().get())) {
+      prepared = be.prepare_matmul_weight(weight);
+    }
+  }
   void forward(Backend& be, const float* x, int64_t m, float* y) const {
     be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y, prepared.get());
   }

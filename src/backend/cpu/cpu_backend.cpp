@@ -40,6 +40,12 @@ constexpr int64_t kPackOnTheFlyMinRows = 2;
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
 constexpr int64_t kMinRowChunk = 16;
+// BF16 dot products: weight groups per task (a multiple of the kernel's 4-group tile), the
+// activation rows of its tile (row chunks are multiples of it), and the rows from which an
+// unprepared weight is packed tile by tile rather than used row by row.
+constexpr int64_t kBf16TileGroups = 4;
+constexpr int64_t kBf16TileRows = 6;
+constexpr int64_t kBf16PackOnTheFlyMinRows = 4;
 // Matmuls with fewer multiply-adds than this run on one thread.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
@@ -125,6 +131,7 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   }
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
+  if (bf16_dot_ && w.dtype() == DType::BF16 && n > 0 && k > 0) return prepare_bf16(w);
   if (!packs_weights_ || !quant::packed::is_packable(w.dtype()) || n == 0 || k == 0) {
     return nullptr;
   }
@@ -143,6 +150,32 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   parallel_ranges(quant::packed::group_count(n), std::max<int64_t>(1, (256 << 10) / group_bytes),
                   [&](int64_t g0, int64_t g1) {
                     pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
+  return packed;
+}
+
+std::shared_ptr<const PreparedWeight> CpuBackend::prepare_bf16(const Tensor& w) {
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "prepare_matmul_weight: weight has no data");
+  auto packed = std::make_shared<PackedWeight>(DType::BF16, n, k, w.data());
+  const auto* src = reinterpret_cast<const uint16_t*>(w.data());
+  auto* dst = reinterpret_cast<uint32_t*>(packed->mutable_data());
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t pairs = quant::bf16_pairs(k);
+  const int64_t group_words = pairs * quant::kBf16GroupRows;
+  const int64_t src_group_bytes = quant::kBf16GroupRows * k * 2;
+  // As for the int8 layouts: ~256 KiB per task, the file's pages released as they are packed.
+  parallel_ranges(quant::bf16_groups(n), std::max<int64_t>(1, (256 << 10) / (group_words * 4)),
+                  [&](int64_t g0, int64_t g1) {
+                    quant::bf16_pack_avx512(src, n, k, g0, g1, 0, pairs, dst + g0 * group_words);
                     if (file) {
                       const int64_t end =
                           std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
@@ -176,8 +209,13 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
   check_ptr(x, k, "matmul", "x");
   AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight has no data");
-  // A backend without the packed kernels (another ISA) uses the weight itself.
-  if (packed && packs_weights_) {
+  if (bf16_dot) {
+    matmul_bf16_dot(x, m, w, packed && packed->type() == DType::BF16 ? packed : nullptr, bias, y);
+    return;
+  }
+  // A backend without the packed kernels (another ISA, or bf16 dot products off) uses the
+  // weight itself.
+  if (packed && packs_weights_ && packed->type() != DType::BF16) {
     matmul_packed(x, m, packed->type(), n, k, packed->data(), nullptr, bias, y);
     return;
   }
@@ -189,10 +227,6 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
   }
   if (slot) {
     matmul_quantized(x, m, w, *slot, bias, y);
-    return;
-  }
-  if (bf16_dot) {
-    matmul_bf16_dot(x, m, w, bias, y);
     return;
   }
   const MatmulFn fn = kernels_.matmul[static_cast<int>(wt)];
@@ -303,25 +337,50 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, DType type, int64_t n,
   });
 }
 
-void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias,
-                                 float* y) {
+void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w,
+                                 const PackedWeight* packed, const float* bias, float* y) {
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
-  std::vector<uint16_t> xb(static_cast<size_t>(m * k));
+  const auto* wd = reinterpret_cast<const uint16_t*>(w.data());
+  const bool use_packed = packed || m >= kBf16PackOnTheFlyMinRows;
+  // The packed kernels read activation pairs: rows padded to an even length with a zero.
+  const int64_t ldx = use_packed ? 2 * quant::bf16_pairs(k) : k;
+  std::vector<uint16_t> xb(static_cast<size_t>(m * ldx), 0);
   parallel_ranges(m, std::max<int64_t>(1, kRowWork / std::max<int64_t>(k, 1)),
                   [&](int64_t r0, int64_t r1) {
                     for (int64_t r = r0; r < r1; ++r) {
-                      quant::bf16_round_row(x + r * k, xb.data() + r * k, k);
+                      quant::bf16_round_row(x + r * k, xb.data() + r * ldx, k);
                     }
                   });
-  const auto* wd = reinterpret_cast<const uint16_t*>(w.data());
-  const int64_t grain = m * n * k < kMinParallelMacs ? n : kColumnGrain;
-  parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
-    quant::bf16_dot_rows(k, wd, j0, j1, xb.data(), m, y, n);
-    if (bias) {
-      for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+  if (!use_packed) {
+    const int64_t grain = m * n * k < kMinParallelMacs ? n : kColumnGrain;
+    parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
+      quant::bf16_dot_rows(k, wd, j0, j1, xb.data(), m, y, n);
+      if (bias) {
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+        }
       }
+    });
+    return;
+  }
+  // Tasks are (group tile, row chunk) pairs, as for the int8 packed kernels.
+  const int64_t groups = quant::bf16_groups(n);
+  const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kBf16TileGroups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), kBf16TileRows) * kBf16TileRows;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  const int64_t group_words = quant::bf16_pairs(k) * quant::kBf16GroupRows;
+  const auto* pw = packed ? reinterpret_cast<const uint32_t*>(packed->data()) : nullptr;
+  parallel_ranges(n_tiles * n_row_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g0 = t / n_row_chunks * tile_groups;
+      const int64_t i0 = t % n_row_chunks * row_chunk;
+      quant::bf16_packed_gemm(pw ? pw + g0 * group_words : nullptr, wd, n, k, g0,
+                              std::min(g0 + tile_groups, groups), xb.data(), ldx, i0,
+                              std::min(i0 + row_chunk, m), bias, y, n);
     }
   });
 }

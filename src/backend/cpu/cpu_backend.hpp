@@ -28,7 +28,8 @@ class CpuBackend final : public Backend {
   void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
               const PreparedWeight* prepared = nullptr) override;
   // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights are repacked (quant/packed.hpp) where the quantized
-  // table is the AVX-512 VNNI one; everything else is used as is (nullptr).
+  // table is the AVX-512 VNNI one, BF16 weights (quant/bf16_dot.hpp) when bf16 dot products are
+  // on; everything else is used as is (nullptr).
   std::shared_ptr<const PreparedWeight> prepare_matmul_weight(const Tensor& w) override;
   void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                 float* y) override;
@@ -62,7 +63,12 @@ class CpuBackend final : public Backend {
   void matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
                      const uint8_t* prepacked, const uint8_t* gguf, const float* bias, float* y);
 
-  void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const float* bias, float* y);
+  // vdpbf16ps on activations rounded to bf16: the packed kernels on `packed` (or on tiles packed
+  // during the call from m >= kBf16PackOnTheFlyMinRows rows), else the row-major ones.
+  void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const PackedWeight* packed,
+                       const float* bias, float* y);
+  // BF16 weights in the packed layout of quant/bf16_dot.hpp (when bf16_dot_ is on).
+  std::shared_ptr<const PreparedWeight> prepare_bf16(const Tensor& w);
 
   const KernelTable& kernels_;
 

@@ -7,14 +7,16 @@
 #include <cstring>
 
 #include "af/core/error.hpp"
+#include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/packed.hpp"
 
 namespace af::cpu {
 
 PackedWeight::PackedWeight(DType type, int64_t n, int64_t k, const std::byte* source)
     : type_(type), n_(n), k_(k), source_(source) {
-  size_ = static_cast<size_t>(quant::packed::group_count(n) * (k / 32) *
-                              quant::packed::group_block_bytes(type));
+  size_ = type == DType::BF16 ? static_cast<size_t>(quant::bf16_packed_bytes(n, k))
+                              : static_cast<size_t>(quant::packed::group_count(n) * (k / 32) *
+                                                    quant::packed::group_block_bytes(type));
   // Whole pages of their own, returned to the OS on destruction. Transparent huge pages
   // (MADV_HUGEPAGE) were measured: on a VM they made load 4-5x slower (compaction while
   // faulting) with no decode gain, so plain pages it is.

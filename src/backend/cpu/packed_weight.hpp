@@ -1,6 +1,6 @@
 #pragma once
-// A quantized weight repacked into the row-group layout of quant/packed.hpp, in pages of its
-// own.
+// A weight repacked into a row-group layout (quant/packed.hpp for the int8 block types,
+// quant/bf16_dot.hpp for BF16), in pages of its own.
 #include <cstddef>
 #include <cstdint>
 
