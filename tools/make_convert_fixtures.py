@@ -10,7 +10,9 @@ Cases (all converted with `af-cli quantize ... --type f32`):
   llama_gqa     tests/fixtures/models/llama_gqa (llama3 RoPE in transformers-5 "rope_parameters")
   minicpm       tests/fixtures/models/minicpm (MiniCPMForCausalLM: scale_emb, scale_depth,
                 dim_model_base)
-The last two have no tokenizer.json: their vocabulary comes from --vocab-from <their .gguf>.
+  minicpm4      tests/fixtures/models/minicpm4 (the same plus LongRoPE short/long factors, with
+                max_position_embeddings == original_max_position_embeddings)
+The last three have no tokenizer.json: their vocabulary comes from --vocab-from <their .gguf>.
 
 For each case the converted file is loaded by llama.cpp (llama-cpp-python: logits_all,
 n_ctx=n_batch=n_ubatch=256, 2 threads, F32 KV cache, flash attention off) and its logits on the
@@ -139,6 +141,8 @@ def main():
                           vocab_from="tests/fixtures/models/llama_gqa/llama_gqa.gguf"),
         "minicpm": dict(folder="tests/fixtures/models/minicpm",
                         vocab_from="tests/fixtures/models/minicpm/minicpm.gguf"),
+        "minicpm4": dict(folder="tests/fixtures/models/minicpm4",
+                         vocab_from="tests/fixtures/models/minicpm4/minicpm4.gguf"),
     }
     reference = {"note": ("llama.cpp (llama-cpp-python %s) on the file af-cli quantize FOLDER --type "
                           "f32 wrote: logits_all, n_ctx=n_batch=n_ubatch=256, n_threads=2, F32 KV "

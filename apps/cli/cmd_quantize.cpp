@@ -3,7 +3,8 @@
 // Writes a GGUF file that llama.cpp loads. IN is a GGUF file (metadata copied, tensors
 // re-encoded) or an HF folder (Llama, Qwen2, MiniCPM; converted with llama.cpp's metadata keys
 // and tensor names, q/k rows of Llama-family models permuted to the interleaved RoPE layout,
-// llama3 RoPE scaling as a rope_freqs.weight tensor, MiniCPM's scales as minicpm.*_scale keys,
+// llama3 RoPE scaling as a rope_freqs.weight tensor, MiniCPM's scales as minicpm.*_scale keys
+// and MiniCPM4's LongRoPE factors as rope_factors_{long,short}.weight,
 // tokenizer written from tokenizer.json). Per-tensor types follow llama.cpp's mixtures
 // (llama_model_quantize): norms and 1-D tensors stay F32, the output / tied embedding gets Q6_K,
 // attn_v and ffn_down get more bits in some layers for *_k_m, and a row that is not a multiple of a
@@ -265,6 +266,8 @@ constexpr HfArch kHfArchs[] = {
     {"LlamaForCausalLM", "llama", true},
     {"Qwen2ForCausalLM", "qwen2", false},
     {"MiniCPMForCausalLM", "minicpm", true},
+    // MiniCPM4 checkpoints use MiniCPMForCausalLM; this name is what our loader also accepts.
+    {"MiniCPM4ForCausalLM", "minicpm", true},
 };
 
 int64_t get_int(const nlohmann::json& c, const char* key, const std::string& origin) {
@@ -468,7 +471,7 @@ HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
   AF_CHECK(out.arch != nullptr, ErrorCode::kUnsupported, kComponent, origin, ": architecture '",
            cls,
            "' cannot be converted to GGUF (LlamaForCausalLM, Qwen2ForCausalLM, "
-           "MiniCPMForCausalLM)");
+           "MiniCPMForCausalLM, MiniCPM4ForCausalLM)");
   const std::string_view arch = out.arch->gguf_arch;
   const std::string p = std::string(arch) + ".";
   const int64_t hidden = get_int(c, "hidden_size", origin);
@@ -496,9 +499,13 @@ HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
     if (t.is_string()) rope_type = t.get<std::string>();
   }
   const bool llama3 = rope_type == "llama3" && arch == "llama";
-  AF_CHECK(rope_type == "default" || rope_type == "linear" || llama3, ErrorCode::kUnsupported,
-           kComponent, origin, ": RoPE scaling '", rope_type, "' cannot be converted to GGUF for ",
-           arch, " here (default, linear", arch == "llama" ? ", llama3)" : ")");
+  const bool longrope = rope_type == "longrope" && arch == "minicpm";
+  AF_CHECK(rope_type == "default" || rope_type == "linear" || llama3 || longrope,
+           ErrorCode::kUnsupported, kComponent, origin, ": RoPE scaling '", rope_type,
+           "' cannot be converted to GGUF for ", arch, " here (default, linear",
+           arch == "llama"     ? ", llama3)"
+           : arch == "minicpm" ? ", longrope)"
+                               : ")");
   if (rope_type == "linear") {
     w.set_string(p + "rope.scaling.type", "linear");
     w.set_f32(p + "rope.scaling.factor", static_cast<float>(get_number(*rope, "factor", 1.0)));
@@ -508,6 +515,39 @@ HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
     out.extra_tensors.push_back(
         {"rope_freqs.weight",
          Tensor::from_f32(Shape{static_cast<int64_t>(divisors.size())}, divisors.data()), 0});
+  }
+  if (longrope) {
+    // MiniCPM4: the HF code picks long_factor, and scales cos/sin by
+    // sqrt(1 + ln(max / orig) / ln(orig)), once max_position_embeddings exceeds the original
+    // context. The converter writes neither that scale nor the original context, and llama.cpp
+    // uses the short factors up to context_length, so only the short-factor case converts.
+    const int64_t max_pos = c.value("max_position_embeddings", int64_t{2048});
+    const double orig = get_number(*rope, "original_max_position_embeddings",
+                                   get_number(c, "original_max_position_embeddings", 0.0));
+    AF_CHECK(orig > 0, ErrorCode::kFormat, kComponent, origin,
+             ": longrope RoPE scaling needs \"original_max_position_embeddings\"");
+    AF_CHECK(static_cast<double>(max_pos) <= orig, ErrorCode::kUnsupported, kComponent, origin,
+             ": longrope with max_position_embeddings ", max_pos,
+             " > original_max_position_embeddings ", orig,
+             " (long factors and a cos/sin scale) cannot be expressed in GGUF for llama.cpp");
+    w.set_string(p + "rope.scaling.type", "longrope");
+    for (const char* which : {"long", "short"}) {
+      const std::string key = std::string(which) + "_factor";
+      const auto it = rope->find(key);
+      AF_CHECK(it != rope->end() && it->is_array() &&
+                   static_cast<int64_t>(it->size()) == (hidden / heads) / 2,
+               ErrorCode::kFormat, kComponent, origin, ": longrope RoPE scaling needs \"", key,
+               "\" as a list of ", (hidden / heads) / 2, " numbers");
+      std::vector<float> factors;
+      for (const nlohmann::json& f : *it) {
+        AF_CHECK(f.is_number() && f.get<double>() > 0, ErrorCode::kFormat, kComponent, origin,
+                 ": \"", key, "\" holds a non-positive or non-numeric entry ", f.dump());
+        factors.push_back(f.get<float>());
+      }
+      out.extra_tensors.push_back(
+          {"rope_factors_" + std::string(which) + ".weight",
+           Tensor::from_f32(Shape{static_cast<int64_t>(factors.size())}, factors.data()), 0});
+    }
   }
   std::string name = std::filesystem::path(files.path).filename().string();
   if (name.empty()) name = std::filesystem::path(files.path).parent_path().filename().string();

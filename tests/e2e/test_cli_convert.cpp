@@ -170,47 +170,89 @@ TEST(CliConvert, MiniCPMScalesAndInterleavedRope) {
   EXPECT_EQ(f.find("minicpm.vocab_size"), nullptr);  // the converter writes it for llama only
 }
 
+TEST(CliConvert, MiniCPM4LongRopeShortFactors) {
+  // max_position_embeddings == original_max_position_embeddings: HF and llama.cpp (up to
+  // context_length) both use the short factors, without a cos/sin scale.
+  TempFolder tmp;
+  const fs::path out = convert_and_compare("minicpm4", tmp);
+  if (!fs::exists(out)) return;
+  const io::GgufFile f = io::GgufFile::open(out.string());
+  EXPECT_EQ(f.find("minicpm.rope.scaling.type")->as_string(""), "longrope");
+  const Tensor s = f.tensor("rope_factors_short.weight");
+  const Tensor l = f.tensor("rope_factors_long.weight");
+  ASSERT_EQ(s.shape(), Shape({8}));
+  ASSERT_EQ(l.shape(), Shape({8}));
+  float last_short, last_long;
+  std::memcpy(&last_short, s.data() + 7 * sizeof(float), sizeof(float));
+  std::memcpy(&last_long, l.data() + 7 * sizeof(float), sizeof(float));
+  EXPECT_EQ(last_short, 4.25f);  // config.json's short_factor / long_factor
+  EXPECT_EQ(last_long, 18.0f);
+  EXPECT_FALSE(f.has_tensor("rope_freqs.weight"));
+}
+
+// A copy of a fixture folder whose config.json `edit` changes.
+class EditedFolder {
+ public:
+  EditedFolder(const TempFolder& tmp, const std::string& fixture, const std::string& name)
+      : dir_(tmp / name) {
+    const fs::path from = fs::path(test::fixtures_dir()) / "models" / fixture;
+    fs::create_directories(dir_);
+    fs::copy_file(from / "model.safetensors", dir_ / "model.safetensors");
+    config = nlohmann::json::parse(test::read_text(from / "config.json"));
+  }
+  std::string write() const {
+    std::ofstream(dir_ / "config.json") << config.dump();
+    return dir_.string();
+  }
+  nlohmann::json config;
+
+ private:
+  fs::path dir_;
+};
+
 TEST(CliConvert, UnconvertibleRopeAndArchitecturesFailWithClearErrors) {
   TempFolder tmp;
   const fs::path models = fs::path(test::fixtures_dir()) / "models";
-  const std::string vocab = (models / "minicpm" / "minicpm.gguf").string();
+  const std::string vocab =
+      " --type f32 --vocab-from " + (models / "minicpm/minicpm.gguf").string();
   const std::string out = (tmp / "x.gguf").string();
-  // MiniCPM with LongRoPE: a copy of the minicpm folder with minicpm4's rope_scaling.
-  const fs::path longrope = tmp / "minicpm_longrope";
-  fs::create_directories(longrope);
-  fs::copy_file(models / "minicpm" / "model.safetensors", longrope / "model.safetensors");
-  nlohmann::json config = nlohmann::json::parse(test::read_text(models / "minicpm/config.json"));
-  config["rope_scaling"] =
-      nlohmann::json::parse(test::read_text(models / "minicpm4/config.json"))["rope_scaling"];
-  std::ofstream(longrope / "config.json") << config.dump();
-  test::ShellResult r =
-      quantize(longrope.string() + " " + out + " --type f32 --vocab-from " + vocab);
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("RoPE scaling 'longrope' cannot be converted"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("config.json"), std::string::npos) << r.out;
-  // llama3 scaling on an architecture whose llama.cpp graph has no rope_freqs: refused too.
-  config["rope_scaling"] = {{"rope_type", "llama3"},
-                            {"factor", 8.0},
-                            {"low_freq_factor", 1.0},
-                            {"high_freq_factor", 4.0},
-                            {"original_max_position_embeddings", 64}};
-  std::ofstream(longrope / "config.json") << config.dump();
-  r = quantize(longrope.string() + " " + out + " --type f32 --vocab-from " + vocab);
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("RoPE scaling 'llama3' cannot be converted to GGUF for minicpm"),
-            std::string::npos)
-      << r.out;
-  // llama3 on llama without its parameters.
-  config["architectures"] = {"LlamaForCausalLM"};
-  config["rope_scaling"].erase("high_freq_factor");
-  std::ofstream(longrope / "config.json") << config.dump();
-  r = quantize(longrope.string() + " " + out + " --type f32 --vocab-from " + vocab);
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("\"high_freq_factor\""), std::string::npos) << r.out;
+  auto expect_refused = [&](const std::string& folder, const std::string& message) {
+    const test::ShellResult r = quantize(folder + " " + out + vocab);
+    EXPECT_EQ(r.status, 1) << folder;
+    EXPECT_NE(r.out.find(message), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("config.json"), std::string::npos) << r.out;  // names the file
+  };
+  // LongRoPE past the original context: HF switches to the long factors and scales cos/sin,
+  // which llama.cpp's GGUF cannot express.
+  EditedFolder long_ctx(tmp, "minicpm4", "long_ctx");
+  long_ctx.config["max_position_embeddings"] = 512;
+  expect_refused(long_ctx.write(),
+                 "max_position_embeddings 512 > original_max_position_embeddings");
+  EditedFolder short_list(tmp, "minicpm4", "short_list");
+  short_list.config["rope_scaling"]["short_factor"].erase(0);
+  expect_refused(short_list.write(), "\"short_factor\" as a list of 8 numbers");
+  // llama3 scaling on an architecture whose llama.cpp graph has no rope_freqs.
+  EditedFolder minicpm_llama3(tmp, "minicpm", "minicpm_llama3");
+  minicpm_llama3.config["rope_scaling"] = {{"rope_type", "llama3"},
+                                           {"factor", 8.0},
+                                           {"low_freq_factor", 1.0},
+                                           {"high_freq_factor", 4.0},
+                                           {"original_max_position_embeddings", 64}};
+  expect_refused(minicpm_llama3.write(),
+                 "RoPE scaling 'llama3' cannot be converted to GGUF for minicpm");
+  // llama3 without one of its parameters.
+  EditedFolder incomplete(tmp, "llama_gqa", "incomplete");
+  incomplete.config["rope_parameters"].erase("high_freq_factor");
+  expect_refused(incomplete.write(), "\"high_freq_factor\"");
+  // Other RoPE types stay refused (YaRN here).
+  EditedFolder yarn(tmp, "llama_gqa", "yarn");
+  yarn.config["rope_parameters"] = {
+      {"rope_type", "yarn"}, {"rope_theta", 10000.0}, {"factor", 4.0}};
+  expect_refused(yarn.write(), "RoPE scaling 'yarn' cannot be converted to GGUF for llama");
   // An architecture the converter does not know.
-  r = quantize((models / "minicpm4").string() + " " + out + " --type f32 --vocab-from " + vocab);
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("'MiniCPM4ForCausalLM' cannot be converted"), std::string::npos) << r.out;
+  EditedFolder gpt2(tmp, "minicpm", "gpt2");
+  gpt2.config["architectures"] = {"GPT2LMHeadModel"};
+  expect_refused(gpt2.write(), "'GPT2LMHeadModel' cannot be converted");
   EXPECT_FALSE(fs::exists(out));
 }
 
