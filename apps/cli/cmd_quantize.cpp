@@ -1,19 +1,23 @@
 // af-cli quantize IN OUT --type q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|q6_k|q2_k|q3_k_m|
 //                              f16|bf16|f32
 // Writes a GGUF file that llama.cpp loads. IN is a GGUF file (metadata copied, tensors
-// re-encoded) or an HF folder (converted with llama.cpp's metadata keys and tensor names, q/k
-// rows of Llama-family models permuted to the interleaved RoPE layout, tokenizer written from
-// tokenizer.json). Per-tensor types follow llama.cpp's mixtures (llama_model_quantize): norms and
-// 1-D tensors stay F32, the output / tied embedding gets Q6_K, attn_v and ffn_down get more bits
-// in some layers for *_k_m, and a row that is not a multiple of a K-quant's 256 falls back to a
-// 32-block type.
+// re-encoded) or an HF folder (Llama, Qwen2, MiniCPM; converted with llama.cpp's metadata keys
+// and tensor names, q/k rows of Llama-family models permuted to the interleaved RoPE layout,
+// llama3 RoPE scaling as a rope_freqs.weight tensor, MiniCPM's scales as minicpm.*_scale keys
+// and MiniCPM4's LongRoPE factors as rope_factors_{long,short}.weight,
+// tokenizer written from tokenizer.json). Per-tensor types follow llama.cpp's mixtures
+// (llama_model_quantize): norms and 1-D tensors stay F32, the output / tied embedding gets Q6_K,
+// attn_v and ffn_down get more bits in some layers for *_k_m, and a row that is not a multiple of a
+// K-quant's 256 falls back to a 32-block type.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <numbers>
 #include <string>
 #include <thread>
 #include <vector>
@@ -261,6 +265,9 @@ struct HfArch {
 constexpr HfArch kHfArchs[] = {
     {"LlamaForCausalLM", "llama", true},
     {"Qwen2ForCausalLM", "qwen2", false},
+    {"MiniCPMForCausalLM", "minicpm", true},
+    // MiniCPM4 checkpoints use MiniCPMForCausalLM; this name is what our loader also accepts.
+    {"MiniCPM4ForCausalLM", "minicpm", true},
 };
 
 int64_t get_int(const nlohmann::json& c, const char* key, const std::string& origin) {
@@ -396,47 +403,157 @@ void write_tokenizer(GgufWriter& w, const std::filesystem::path& dir, const std:
   }
 }
 
-// HF config.json -> llama.cpp's hyperparameter keys; returns the GGUF architecture.
-const HfArch& write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
+// A required positive number of the rope settings (llama3 scaling).
+double rope_number(const nlohmann::json& rope, const nlohmann::json& config, const char* key,
+                   const std::string& origin) {
+  double v = get_number(rope, key, 0.0);
+  // Like the converter, original_max_position_embeddings may sit at the top level.
+  if (v == 0.0 && std::string_view(key) == "original_max_position_embeddings")
+    v = get_number(config, key, 0.0);
+  AF_CHECK(v > 0 && std::isfinite(v), ErrorCode::kFormat, kComponent, origin,
+           ": llama3 RoPE scaling needs a positive number \"", key, "\"");
+  return v;
+}
+
+// The per-frequency divisors of llama3 RoPE scaling, stored as rope_freqs.weight (llama.cpp
+// divides each base frequency by its entry). Computed in float32 in the order of operations of
+// llama.cpp's converter (a torch float32 tensor against Python floats), so the tensor matches
+// the one it writes.
+std::vector<float> llama3_rope_divisors(const nlohmann::json& rope, const nlohmann::json& config,
+                                        double theta, int64_t head_dim, const std::string& origin) {
+  const double factor = rope_number(rope, config, "factor", origin);
+  const double low = rope_number(rope, config, "low_freq_factor", origin);
+  const double high = rope_number(rope, config, "high_freq_factor", origin);
+  const double old_ctx = rope_number(rope, config, "original_max_position_embeddings", origin);
+  AF_CHECK(high > low, ErrorCode::kFormat, kComponent, origin,
+           ": llama3 RoPE scaling needs high_freq_factor > low_freq_factor");
+  const float low_wavelen = static_cast<float>(old_ctx / low);
+  const float high_wavelen = static_cast<float>(old_ctx / high);
+  const float two_pi = static_cast<float>(2 * std::numbers::pi);
+  std::vector<float> divisors;
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    const float freq = 1.0f / std::pow(static_cast<float>(theta), exponent);
+    const float wavelen = (1.0f / freq) * two_pi;
+    if (wavelen < high_wavelen) {
+      divisors.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      divisors.push_back(static_cast<float>(factor));
+    } else {
+      const float smooth =
+          ((1.0f / wavelen) * static_cast<float>(old_ctx) - static_cast<float>(low)) /
+          static_cast<float>(high - low);
+      divisors.push_back(1.0f / ((1.0f - smooth) / static_cast<float>(factor) + smooth));
+    }
+  }
+  return divisors;
+}
+
+// What an HF folder converts to: its GGUF architecture and the tensors the converter adds
+// (rope_freqs.weight for llama3 RoPE scaling), which come first in the file.
+struct HfConversion {
+  const HfArch* arch = nullptr;
+  std::vector<Planned> extra_tensors;
+};
+
+// HF config.json -> llama.cpp's hyperparameter keys (and the tensors derived from them).
+HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
   const nlohmann::json& c = files.config;
   const std::string origin = files.path + "/config.json";
   std::string cls;
   if (c.contains("architectures") && c.at("architectures").is_array() &&
-      !c.at("architectures").empty())
+      !c.at("architectures").empty() && c.at("architectures").at(0).is_string())
     cls = c.at("architectures").at(0).get<std::string>();
-  const HfArch* arch = nullptr;
+  HfConversion out;
   for (const HfArch& a : kHfArchs) {
-    if (a.hf_class == cls) arch = &a;
+    if (a.hf_class == cls) out.arch = &a;
   }
-  AF_CHECK(arch != nullptr, ErrorCode::kUnsupported, kComponent, origin, ": architecture '", cls,
-           "' cannot be converted to GGUF (LlamaForCausalLM, Qwen2ForCausalLM)");
-  const std::string p = std::string(arch->gguf_arch) + ".";
+  AF_CHECK(out.arch != nullptr, ErrorCode::kUnsupported, kComponent, origin, ": architecture '",
+           cls,
+           "' cannot be converted to GGUF (LlamaForCausalLM, Qwen2ForCausalLM, "
+           "MiniCPMForCausalLM, MiniCPM4ForCausalLM)");
+  const std::string_view arch = out.arch->gguf_arch;
+  const std::string p = std::string(arch) + ".";
   const int64_t hidden = get_int(c, "hidden_size", origin);
   const int64_t heads = get_int(c, "num_attention_heads", origin);
+  const int64_t layers = get_int(c, "num_hidden_layers", origin);
+  AF_CHECK(heads > 0 && layers > 0, ErrorCode::kFormat, kComponent, origin,
+           ": num_attention_heads and num_hidden_layers must be positive");
   const int64_t kv_heads =
       c.contains("num_key_value_heads") ? get_int(c, "num_key_value_heads", origin) : heads;
   const int64_t head_dim = c.contains("head_dim") && c.at("head_dim").is_number_integer()
                                ? c.at("head_dim").get<int64_t>()
                                : hidden / heads;
+  // transformers 5 keeps theta and scaling in rope_parameters, 4.x in rope_theta + rope_scaling;
+  // the converter reads the first of the two that is present.
+  const nlohmann::json* rope = nullptr;
+  for (const char* key : {"rope_parameters", "rope_scaling"}) {
+    if (!rope && c.contains(key) && c.at(key).is_object()) rope = &c.at(key);
+  }
   double theta = get_number(c, "rope_theta", 10000.0);
-  if (c.contains("rope_parameters") && c.at("rope_parameters").is_object())
-    theta = get_number(c.at("rope_parameters"), "rope_theta", theta);
-  for (const char* key : {"rope_scaling", "rope_parameters"}) {
-    if (!c.contains(key) || !c.at(key).is_object()) continue;
-    const auto& rs = c.at(key);
-    const std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
-    AF_CHECK(type == "default" || type == "linear", ErrorCode::kUnsupported, kComponent, origin,
-             ": RoPE scaling '", type, "' cannot be converted to GGUF here (default, linear)");
-    if (type == "linear") {
-      w.set_string(p + "rope.scaling.type", "linear");
-      w.set_f32(p + "rope.scaling.factor", static_cast<float>(get_number(rs, "factor", 1.0)));
+  std::string rope_type = "default";
+  if (rope) {
+    theta = get_number(*rope, "rope_theta", theta);
+    const nlohmann::json& t =
+        rope->contains("rope_type") ? rope->at("rope_type") : rope->value("type", nlohmann::json());
+    if (t.is_string()) rope_type = t.get<std::string>();
+  }
+  const bool llama3 = rope_type == "llama3" && arch == "llama";
+  const bool longrope = rope_type == "longrope" && arch == "minicpm";
+  AF_CHECK(rope_type == "default" || rope_type == "linear" || llama3 || longrope,
+           ErrorCode::kUnsupported, kComponent, origin, ": RoPE scaling '", rope_type,
+           "' cannot be converted to GGUF for ", arch, " here (default, linear",
+           arch == "llama"     ? ", llama3)"
+           : arch == "minicpm" ? ", longrope)"
+                               : ")");
+  if (rope_type == "linear") {
+    w.set_string(p + "rope.scaling.type", "linear");
+    w.set_f32(p + "rope.scaling.factor", static_cast<float>(get_number(*rope, "factor", 1.0)));
+  }
+  if (llama3) {
+    const std::vector<float> divisors = llama3_rope_divisors(*rope, c, theta, head_dim, origin);
+    out.extra_tensors.push_back(
+        {"rope_freqs.weight",
+         Tensor::from_f32(Shape{static_cast<int64_t>(divisors.size())}, divisors.data()), 0});
+  }
+  if (longrope) {
+    // MiniCPM4: the HF code picks long_factor, and scales cos/sin by
+    // sqrt(1 + ln(max / orig) / ln(orig)), once max_position_embeddings exceeds the original
+    // context. The converter writes neither that scale nor the original context, and llama.cpp
+    // uses the short factors up to context_length, so only the short-factor case converts.
+    const int64_t max_pos = c.value("max_position_embeddings", int64_t{2048});
+    const double orig = get_number(*rope, "original_max_position_embeddings",
+                                   get_number(c, "original_max_position_embeddings", 0.0));
+    AF_CHECK(orig > 0, ErrorCode::kFormat, kComponent, origin,
+             ": longrope RoPE scaling needs \"original_max_position_embeddings\"");
+    AF_CHECK(static_cast<double>(max_pos) <= orig, ErrorCode::kUnsupported, kComponent, origin,
+             ": longrope with max_position_embeddings ", max_pos,
+             " > original_max_position_embeddings ", orig,
+             " (long factors and a cos/sin scale) cannot be expressed in GGUF for llama.cpp");
+    w.set_string(p + "rope.scaling.type", "longrope");
+    for (const char* which : {"long", "short"}) {
+      const std::string key = std::string(which) + "_factor";
+      const auto it = rope->find(key);
+      AF_CHECK(it != rope->end() && it->is_array() &&
+                   static_cast<int64_t>(it->size()) == (hidden / heads) / 2,
+               ErrorCode::kFormat, kComponent, origin, ": longrope RoPE scaling needs \"", key,
+               "\" as a list of ", (hidden / heads) / 2, " numbers");
+      std::vector<float> factors;
+      for (const nlohmann::json& f : *it) {
+        AF_CHECK(f.is_number() && f.get<double>() > 0, ErrorCode::kFormat, kComponent, origin,
+                 ": \"", key, "\" holds a non-positive or non-numeric entry ", f.dump());
+        factors.push_back(f.get<float>());
+      }
+      out.extra_tensors.push_back(
+          {"rope_factors_" + std::string(which) + ".weight",
+           Tensor::from_f32(Shape{static_cast<int64_t>(factors.size())}, factors.data()), 0});
     }
   }
   std::string name = std::filesystem::path(files.path).filename().string();
   if (name.empty()) name = std::filesystem::path(files.path).parent_path().filename().string();
-  w.set_string("general.architecture", std::string(arch->gguf_arch));
+  w.set_string("general.architecture", std::string(arch));
   w.set_string("general.name", name);
-  w.set_u32(p + "block_count", static_cast<uint32_t>(get_int(c, "num_hidden_layers", origin)));
+  w.set_u32(p + "block_count", static_cast<uint32_t>(layers));
   w.set_u32(p + "context_length",
             static_cast<uint32_t>(c.value("max_position_embeddings", int64_t{2048})));
   w.set_u32(p + "embedding_length", static_cast<uint32_t>(hidden));
@@ -450,9 +567,23 @@ const HfArch& write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
   w.set_u32(p + "attention.key_length", static_cast<uint32_t>(head_dim));
   w.set_u32(p + "attention.value_length", static_cast<uint32_t>(head_dim));
   w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(head_dim));
-  if (arch->gguf_arch == "llama")
+  if (arch == "llama")
     w.set_u32(p + "vocab_size", static_cast<uint32_t>(get_int(c, "vocab_size", origin)));
-  return *arch;
+  if (arch == "minicpm") {
+    // MiniCPM's muP scales. llama.cpp falls back to MiniCPM-2B's values when a key is missing,
+    // so all three are always written, with the defaults of our own HF loader (no scaling).
+    const double scale_emb = get_number(c, "scale_emb", 1.0);
+    const double scale_depth = get_number(c, "scale_depth", 1.0);
+    const double dim_model_base = get_number(c, "dim_model_base", static_cast<double>(hidden));
+    AF_CHECK(scale_emb > 0 && scale_depth > 0 && dim_model_base > 0, ErrorCode::kFormat, kComponent,
+             origin, ": scale_emb, scale_depth and dim_model_base must be positive");
+    w.set_f32(p + "embedding_scale", static_cast<float>(scale_emb));
+    w.set_f32(p + "residual_scale",
+              static_cast<float>(scale_depth / std::sqrt(static_cast<double>(layers))));
+    // llama.cpp divides the logits by logit_scale (as MiniCPM divides the final hidden state).
+    w.set_f32(p + "logit_scale", static_cast<float>(static_cast<double>(hidden) / dim_model_base));
+  }
+  return out;
 }
 
 // Rank of the integer after `prefix` in `name` ("model.layers.12.x" -> 12), or -1.
@@ -518,7 +649,9 @@ Command add_quantize(CLI::App& app) {
         n_gqa = static_cast<int>(h->as_int("head_count") /
                                  std::max<int64_t>(kv->as_int("head_count_kv"), 1));
     } else {
-      const HfArch& arch = write_hf_hparams(w, files);
+      HfConversion conversion = write_hf_hparams(w, files);
+      const HfArch& arch = *conversion.arch;
+      plan = std::move(conversion.extra_tensors);
       if (o->vocab_from.empty()) {
         write_tokenizer(w, std::filesystem::path(o->in), std::string(arch.gguf_arch), files.config);
       } else {
