@@ -105,7 +105,8 @@ af::Tensor quantized_weight(af::DType type, int64_t n, int64_t k) {
 
 // Qwen2-0.5B shapes, the weight as stored (unpacked) or repacked by prepare_matmul_weight.
 // Decode (m = 1) cycles through copies totalling more than the caches, like Decode/ above.
-// BF16 goes through the opt-in bf16 dot products (BackendOptions::bf16_dot).
+// BF16 goes through the opt-in bf16 dot products (BackendOptions::bf16_dot); F16 "packed" is
+// the dense packed layout.
 void shape_bench(benchmark::State& state, af::DType type, int64_t n, int64_t k, int64_t m,
                  bool packed) {
   const int threads = static_cast<int>(state.range(0));
@@ -116,11 +117,13 @@ void shape_bench(benchmark::State& state, af::DType type, int64_t n, int64_t k, 
   const int copies = m == 1 ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
   std::vector<af::Tensor> weights;
   std::vector<std::shared_ptr<const af::PreparedWeight>> prepared;
-  if (type == af::DType::BF16) {
+  if (type == af::DType::BF16 || type == af::DType::F16) {
     const std::vector<float> w = random_floats(static_cast<size_t>(n * k), 3);
     af::Tensor t = af::Tensor::zeros(type, af::Shape{n, k});
     auto* dst = reinterpret_cast<uint16_t*>(t.mutable_data());
-    for (size_t i = 0; i < w.size(); ++i) dst[i] = af::f32_to_bf16(w[i]);
+    for (size_t i = 0; i < w.size(); ++i) {
+      dst[i] = type == af::DType::F16 ? af::f32_to_f16(w[i]) : af::f32_to_bf16(w[i]);
+    }
     weights.push_back(t);
   } else {
     weights.push_back(quantized_weight(type, n, k));
@@ -184,7 +187,8 @@ void read_bandwidth(benchmark::State& state) {
 void register_shapes() {
   const std::pair<const char*, af::DType> types[] = {
       {"q4_0", af::DType::Q4_0}, {"q8_0", af::DType::Q8_0}, {"q5_0", af::DType::Q5_0},
-      {"q4_1", af::DType::Q4_1}, {"q5_1", af::DType::Q5_1}, {"bf16dot", af::DType::BF16}};
+      {"q4_1", af::DType::Q4_1}, {"q5_1", af::DType::Q5_1}, {"bf16dot", af::DType::BF16},
+      {"f16", af::DType::F16}};
   const std::pair<int64_t, int64_t> shapes[] = {
       {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
   for (const auto& [name, type] : types) {

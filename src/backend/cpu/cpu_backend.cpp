@@ -11,6 +11,7 @@
 
 #include "af/core/error.hpp"
 #include "backend/cpu/kernels/attention_plan.hpp"
+#include "backend/cpu/kernels/dense_packed.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/packed.hpp"
 
@@ -46,6 +47,9 @@ constexpr int64_t kMinRowChunk = 16;
 constexpr int64_t kBf16TileGroups = 4;
 constexpr int64_t kBf16TileRows = 6;
 constexpr int64_t kBf16PackOnTheFlyMinRows = 4;
+// Dense packed matmuls (kernels/dense_packed.hpp): groups per task and the kernel's tile rows.
+constexpr int64_t kDenseTileGroups = 4;
+constexpr int64_t kDenseTileRows = 6;
 // Matmuls with fewer multiply-adds than this run on one thread.
 constexpr int64_t kMinParallelMacs = 1 << 16;
 
@@ -94,6 +98,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
       bf16_dot_(options.bf16_dot && std::string(kernels_.isa) == "avx512" &&
                 cpu_has_avx512_vnni_bf16()),
       packs_weights_(&quant_kernels_ == &quant::avx512vnni_quant_kernels()),
+      packs_dense_(&kernels_ == &avx512_kernel_table()),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }
@@ -132,12 +137,14 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
   if (bf16_dot_ && w.dtype() == DType::BF16 && n > 0 && k > 0) return prepare_bf16(w);
+  if (packs_dense_ && !quant::quant_slot(w.dtype()) && n > 0 && k > 0) return prepare_dense(w);
   if (!packs_weights_ || !quant::packed::is_packable(w.dtype()) || n == 0 || k == 0) {
     return nullptr;
   }
   AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "prepare_matmul_weight: weight has no data");
-  auto packed = std::make_shared<PackedWeight>(w.dtype(), n, k, w.data());
+  auto packed =
+      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kInt8Blocks, n, k, w.data());
   const auto* src = reinterpret_cast<const uint8_t*>(w.data());
   uint8_t* dst = packed->mutable_data();
   // About 256 KiB of weight per task: large enough to amortise the wake-up, small enough to
@@ -165,7 +172,8 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_bf16(const Tensor& w) 
   const int64_t k = w.shape()[1];
   AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "prepare_matmul_weight: weight has no data");
-  auto packed = std::make_shared<PackedWeight>(DType::BF16, n, k, w.data());
+  auto packed =
+      std::make_shared<PackedWeight>(DType::BF16, PackedWeight::Layout::kBf16Pairs, n, k, w.data());
   const auto* src = reinterpret_cast<const uint16_t*>(w.data());
   auto* dst = reinterpret_cast<uint32_t*>(packed->mutable_data());
   const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
@@ -176,6 +184,31 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_bf16(const Tensor& w) 
   parallel_ranges(quant::bf16_groups(n), std::max<int64_t>(1, (256 << 10) / (group_words * 4)),
                   [&](int64_t g0, int64_t g1) {
                     quant::bf16_pack_avx512(src, n, k, g0, g1, 0, pairs, dst + g0 * group_words);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
+  return packed;
+}
+
+std::shared_ptr<const PreparedWeight> CpuBackend::prepare_dense(const Tensor& w) {
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "prepare_matmul_weight: weight has no data");
+  const WeightType wt = weight_type(w.dtype(), "prepare_matmul_weight", "weight");
+  auto packed =
+      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kDense, n, k, w.data());
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t chunks = dense::group_chunks(wt, k);
+  const int64_t src_group_bytes = dense::kGroupRows * row_bytes(w.dtype(), k);
+  parallel_ranges(dense::group_count(n), std::max<int64_t>(1, (256 << 10) / (chunks * 64)),
+                  [&](int64_t g0, int64_t g1) {
+                    dense::pack_avx512(wt, w.data(), n, k, g0, g1, 0, chunks,
+                                       packed->mutable_data() + g0 * chunks * 64);
                     if (file) {
                       const int64_t end =
                           std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
@@ -209,13 +242,19 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
   check_ptr(x, k, "matmul", "x");
   AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight has no data");
+  using Layout = PackedWeight::Layout;
+  const auto has_layout = [&](Layout layout) { return packed && packed->layout() == layout; };
+  // A weight prepared for another path (another ISA, bf16 dot products on or off) is used as
+  // it is stored.
   if (bf16_dot) {
-    matmul_bf16_dot(x, m, w, packed && packed->type() == DType::BF16 ? packed : nullptr, bias, y);
+    matmul_bf16_dot(x, m, w, has_layout(Layout::kBf16Pairs) ? packed : nullptr, bias, y);
     return;
   }
-  // A backend without the packed kernels (another ISA, or bf16 dot products off) uses the
-  // weight itself.
-  if (packed && packs_weights_ && packed->type() != DType::BF16) {
+  if (packs_dense_ && has_layout(Layout::kDense)) {
+    matmul_dense_packed(x, m, wt, n, k, packed->data(), bias, y);
+    return;
+  }
+  if (packs_weights_ && has_layout(Layout::kInt8Blocks)) {
     matmul_packed(x, m, packed->type(), n, k, packed->data(), nullptr, bias, y);
     return;
   }
@@ -333,6 +372,28 @@ void CpuBackend::matmul_packed(const float* x, int64_t m, DType type, int64_t n,
       const int64_t i0 = t % n_chunks * row_chunk;
       gemm(prepacked + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, acts, i0,
            std::min(i0 + row_chunk, m), bias, y, n);
+    }
+  });
+}
+
+void CpuBackend::matmul_dense_packed(const float* x, int64_t m, WeightType wt, int64_t n, int64_t k,
+                                     const uint8_t* packed, const float* bias, float* y) {
+  // Tasks are (group tile, row chunk) pairs, as for the other packed kernels.
+  const int64_t groups = dense::group_count(n);
+  const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kDenseTileGroups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), kDenseTileRows) * kDenseTileRows;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  const int64_t group_bytes = dense::group_chunks(wt, k) * 64;
+  parallel_ranges(n_tiles * n_row_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g0 = t / n_row_chunks * tile_groups;
+      const int64_t i0 = t % n_row_chunks * row_chunk;
+      dense::packed_matmul_avx512(wt, packed + g0 * group_bytes, n, k, g0,
+                                  std::min(g0 + tile_groups, groups), x, i0,
+                                  std::min(i0 + row_chunk, m), bias, y, n);
     }
   });
 }

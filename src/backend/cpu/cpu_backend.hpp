@@ -29,7 +29,8 @@ class CpuBackend final : public Backend {
               const PreparedWeight* prepared = nullptr) override;
   // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights are repacked (quant/packed.hpp) where the quantized
   // table is the AVX-512 VNNI one, BF16 weights (quant/bf16_dot.hpp) when bf16 dot products are
-  // on; everything else is used as is (nullptr).
+  // on, F32/F16/BF16 (kernels/dense_packed.hpp) where the dense table is the AVX-512 one;
+  // everything else is used as is (nullptr).
   std::shared_ptr<const PreparedWeight> prepare_matmul_weight(const Tensor& w) override;
   void rms_norm(const float* x, const float* w, int64_t rows, int64_t dim, float eps,
                 float* y) override;
@@ -69,6 +70,10 @@ class CpuBackend final : public Backend {
                        const float* bias, float* y);
   // BF16 weights in the packed layout of quant/bf16_dot.hpp (when bf16_dot_ is on).
   std::shared_ptr<const PreparedWeight> prepare_bf16(const Tensor& w);
+  // F32, F16 and BF16 weights in the layout of kernels/dense_packed.hpp (AVX-512 table).
+  std::shared_ptr<const PreparedWeight> prepare_dense(const Tensor& w);
+  void matmul_dense_packed(const float* x, int64_t m, WeightType wt, int64_t n, int64_t k,
+                           const uint8_t* packed, const float* bias, float* y);
 
   const KernelTable& kernels_;
 
@@ -77,6 +82,9 @@ class CpuBackend final : public Backend {
   // The quantized table is the AVX-512 VNNI one: Q4_0..Q8_0 weights go through the packed
   // kernels (repacked at load, or tile by tile for prefills of kPackOnTheFlyMinRows+ rows).
   bool packs_weights_ = false;
+  // The dense table is the AVX-512 one: F32/F16/BF16 weights are repacked at load
+  // (kernels/dense_packed.hpp) unless bf16 dot products take the BF16 ones.
+  bool packs_dense_ = false;
   ThreadPool pool_;
 };
 

@@ -7,16 +7,30 @@
 #include <cstring>
 
 #include "af/core/error.hpp"
+#include "backend/cpu/kernels/dense_packed.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/packed.hpp"
 
 namespace af::cpu {
 
-PackedWeight::PackedWeight(DType type, int64_t n, int64_t k, const std::byte* source)
-    : type_(type), n_(n), k_(k), source_(source) {
-  size_ = type == DType::BF16 ? static_cast<size_t>(quant::bf16_packed_bytes(n, k))
-                              : static_cast<size_t>(quant::packed::group_count(n) * (k / 32) *
-                                                    quant::packed::group_block_bytes(type));
+PackedWeight::PackedWeight(DType type, Layout layout, int64_t n, int64_t k, const std::byte* source)
+    : type_(type), layout_(layout), n_(n), k_(k), source_(source) {
+  int64_t bytes = 0;
+  switch (layout) {
+    case Layout::kInt8Blocks:
+      bytes = quant::packed::group_count(n) * (k / 32) * quant::packed::group_block_bytes(type);
+      break;
+    case Layout::kBf16Pairs:
+      bytes = quant::bf16_packed_bytes(n, k);
+      break;
+    case Layout::kDense:
+      bytes = dense::packed_bytes(type == DType::F32   ? WeightType::kF32
+                                  : type == DType::F16 ? WeightType::kF16
+                                                       : WeightType::kBF16,
+                                  n, k);
+      break;
+  }
+  size_ = static_cast<size_t>(bytes);
   // Whole pages of their own, returned to the OS on destruction. Transparent huge pages
   // (MADV_HUGEPAGE) were measured: on a VM they made load 4-5x slower (compaction while
   // faulting) with no decode gain, so plain pages it is.

@@ -1,6 +1,5 @@
 #pragma once
-// A weight repacked into a row-group layout (quant/packed.hpp for the int8 block types,
-// quant/bf16_dot.hpp for BF16), in pages of its own.
+// A weight repacked into a row-group layout, in pages of its own.
 #include <cstddef>
 #include <cstdint>
 
@@ -10,14 +9,20 @@ namespace af::cpu {
 
 class PackedWeight final : public PreparedWeight {
  public:
+  enum class Layout {
+    kInt8Blocks,  // quant/packed.hpp: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 for vpdpbusd
+    kBf16Pairs,   // quant/bf16_dot.hpp: BF16 for vdpbf16ps
+    kDense,       // kernels/dense_packed.hpp: F32, F16, BF16 widened to float
+  };
   // Allocates (uninitialised) room for the packed form of the n x k weight of `type` whose
-  // GGUF bytes start at `source`. Throws af::Error(kIo) if the memory cannot be had.
-  PackedWeight(DType type, int64_t n, int64_t k, const std::byte* source);
+  // bytes start at `source`. Throws af::Error(kIo) if the memory cannot be had.
+  PackedWeight(DType type, Layout layout, int64_t n, int64_t k, const std::byte* source);
   ~PackedWeight() override;
   PackedWeight(const PackedWeight&) = delete;
   PackedWeight& operator=(const PackedWeight&) = delete;
 
   DType type() const { return type_; }
+  Layout layout() const { return layout_; }
   int64_t rows() const { return n_; }
   int64_t cols() const { return k_; }
   // The weight it was made from, to check that a matmul gets the matching pair.
@@ -28,6 +33,7 @@ class PackedWeight final : public PreparedWeight {
 
  private:
   DType type_;
+  Layout layout_;
   int64_t n_, k_;
   const std::byte* source_;
   uint8_t* data_ = nullptr;

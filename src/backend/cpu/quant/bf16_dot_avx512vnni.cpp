@@ -10,6 +10,7 @@
 #include <cstring>
 #include <utility>
 
+#include "backend/cpu/kernels/transpose_avx512.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
 
 namespace af::cpu::quant {
@@ -126,29 +127,9 @@ void bf16_pack_avx512(const uint16_t* w, int64_t n, int64_t k, int64_t g0, int64
         const int64_t row = g * kBf16GroupRows + i;
         r[i] = row < n ? _mm512_loadu_si512(w + row * k + 2 * p) : _mm512_setzero_si512();
       }
-      // Words (row i, pair j) -> (pair j, row i) in three shuffle stages.
-      __m512i t[16], u[16];
-      for (int i = 0; i < 8; ++i) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-      }
-      for (int i = 0; i < 4; ++i) {
-        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-      }
-      // u[4 * i + j], 128-bit lane l: pair 4l + j of rows 4i..4i+3.
-      uint32_t* o = out + (p - p0) * kBf16GroupRows;
-      for (int j = 0; j < 4; ++j) {
-        const __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
-        const __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-        const __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
-        const __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-        _mm512_storeu_si512(o + (0 + j) * kBf16GroupRows, _mm512_shuffle_i32x4(v0, w0, 0x88));
-        _mm512_storeu_si512(o + (4 + j) * kBf16GroupRows, _mm512_shuffle_i32x4(v0, w0, 0xDD));
-        _mm512_storeu_si512(o + (8 + j) * kBf16GroupRows, _mm512_shuffle_i32x4(v1, w1, 0x88));
-        _mm512_storeu_si512(o + (12 + j) * kBf16GroupRows, _mm512_shuffle_i32x4(v1, w1, 0xDD));
+      transpose16x16_epi32(r);  // r[j]: pair p + j of the 16 rows
+      for (int j = 0; j < 16; ++j) {
+        _mm512_storeu_si512(out + (p - p0 + j) * kBf16GroupRows, r[j]);
       }
     }
     if (vec_end < p1) {
