@@ -30,13 +30,14 @@ struct LoadOptions {
   // computes with AVX512_BF16 dot products where the CPU has them (activations rounded to bf16
   // too: slightly different results from the exact float32 path that dtype = BF16 keeps).
   std::string quantize = {};
-  // Repack the quantized matmul weights read from the model file at load into the backend's own
-  // layout (Backend::prepare_matmul_weight; CPU: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 on AVX-512 VNNI)
-  // and drop the file's copy from memory, so resident memory stays near the file size. Prefill
-  // and decode get faster (no packing per call, long rows stream better); the cost is the packed
-  // copy's fresh memory at load (about 0.16 s for a 350 MB Q4_0 file on a quiet 2-core VM).
-  // Without it prefill packs weight tiles on the fly. Weights quantized at load (`quantize`, or a
-  // block-type `dtype`) are not repacked: their copy would stay resident beside the packed one.
+  // Repack the matmul weights read from the model file at load into the backend's own layout
+  // (Backend::prepare_matmul_weight; CPU: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 on AVX-512 VNNI, F32, F16
+  // and BF16 on AVX-512, BF16 pairs for quantize = "bf16") and drop the file's copy from memory,
+  // so resident memory stays near the file size. Prefill and decode get faster (no packing per
+  // call, no horizontal sums, long rows stream better); the cost is the packed copy's fresh
+  // memory at load (about 0.16 s for a 350 MB Q4_0 file on a quiet 2-core VM). Without it prefill
+  // packs int8 and bf16-dot weight tiles on the fly. Weights converted or quantized at load
+  // (`quantize`, `dtype`) are not repacked: their copy would stay resident beside the packed one.
   bool repack_weights = true;
 };
 

@@ -48,16 +48,21 @@ void tile(const uint8_t* w, int64_t group_stride, int64_t n_elems, const float* 
           first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask_of(c), y + r * ldy + 16 * c);
     }
   }
-  for (int64_t t = 0; t < n_elems; ++t) {
-    const uint8_t* chunk = w + t / kPerChunk * 64;
-    const int half = static_cast<int>(t % kPerChunk);
+  // One k element: x[r][t] times the chunk's weights `half` (0 or 1), for all MR x NG outputs.
+  const auto step = [&](const uint8_t* chunk, int half, const float* xt)
+      __attribute__((always_inline)) {
     __m512 xv[MR];
-    for (int r = 0; r < MR; ++r) xv[r] = _mm512_set1_ps(x[r * ldx + t]);
+    for (int r = 0; r < MR; ++r) xv[r] = _mm512_set1_ps(xt[r * ldx]);
     for (int c = 0; c < NG; ++c) {
       const __m512 wv = weights<WT>(chunk + c * group_stride, half);
       for (int r = 0; r < MR; ++r) acc[r][c] = _mm512_fmadd_ps(xv[r], wv, acc[r][c]);
     }
+  };
+  const int64_t whole = n_elems / kPerChunk;
+  for (int64_t c = 0; c < whole; ++c) {
+    for (int h = 0; h < kPerChunk; ++h) step(w + c * 64, h, x + c * kPerChunk + h);
   }
+  if (whole * kPerChunk < n_elems) step(w + whole * 64, 0, x + whole * kPerChunk);  // odd k
   for (int r = 0; r < MR; ++r) {
     for (int c = 0; c < NG; ++c) {
       __m512 v = acc[r][c];

@@ -200,6 +200,18 @@ void gemm(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, const Activations
   static constexpr auto kTiles = make_tiles<F>(std::make_index_sequence<kMR * kNG>());
   const int64_t nb = a.k / 32;
   const int64_t group_stride = nb * F::kBytes;
+  if (i1 - i0 == 1) {
+    // A decode row leaves registers for 4 groups: one tile covers a decode task's 64 rows.
+    constexpr int kRowNG = 4;
+    static constexpr std::array<TileFn, kRowNG> kRowTiles = {&tile<F, 1, 1>, &tile<F, 1, 2>,
+                                                             &tile<F, 1, 3>, &tile<F, 1, 4>};
+    for (int64_t g = g0; g < g1; g += kRowNG) {
+      const int64_t ng = std::min<int64_t>(kRowNG, g1 - g);
+      kRowTiles[static_cast<size_t>(ng - 1)](w + (g - g0) * group_stride, group_stride, nb, a, i0,
+                                             bias, y, ldy, g * kGroupRows, n);
+    }
+    return;
+  }
   for (int64_t g = g0; g < g1; g += kNG) {
     const int64_t ng = std::min<int64_t>(kNG, g1 - g);
     for (int64_t i = i0; i < i1; i += kMR) {
