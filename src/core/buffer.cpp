@@ -49,7 +49,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     }
     data_ = static_cast<const std::byte*>(p);
   }
-  ::close(fd);
+  fd_ = fd;
 }
 
 void MappedFile::release_pages(const std::byte* begin, size_t n) const {
@@ -64,8 +64,26 @@ void MappedFile::release_pages(const std::byte* begin, size_t n) const {
   if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
+void MappedFile::read(const std::byte* begin, size_t n, void* dst) const {
+  AF_CHECK(
+      data_ && begin >= data_ && n <= size_ && begin - data_ <= static_cast<ptrdiff_t>(size_ - n),
+      ErrorCode::kInvalidArgument, "mmap", "read of ", n, " bytes outside the mapping of ", path_);
+  auto offset = static_cast<off_t>(begin - data_);
+  auto* out = static_cast<char*>(dst);
+  while (n > 0) {
+    const ssize_t got = ::pread(fd_, out, n, offset);
+    if (got < 0 && errno == EINTR) continue;
+    AF_CHECK(got > 0, ErrorCode::kIo, "mmap", "cannot read ", n, " bytes at offset ", offset,
+             " of ", path_, ": ", got < 0 ? std::strerror(errno) : "unexpected end of file");
+    out += got;
+    offset += got;
+    n -= static_cast<size_t>(got);
+  }
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace af

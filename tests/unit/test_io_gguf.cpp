@@ -163,7 +163,17 @@ TEST(IoGguf, RealStoriesFile) {
   EXPECT_EQ(f.find("tokenizer.ggml.scores")->as_array("s").values.size(), 512u);
   Tensor emb = f.tensor("token_embd.weight");
   EXPECT_EQ(emb.shape(), (Shape{512, 64}));
-  EXPECT_TRUE(std::dynamic_pointer_cast<const MappedFile>(emb.buffer()) != nullptr);
+  const auto file = std::dynamic_pointer_cast<const MappedFile>(emb.buffer());
+  ASSERT_TRUE(file != nullptr);
+  // Reading through the file gives the mapping's bytes, released pages or not.
+  std::vector<std::byte> row(64 * 4);
+  file->read(emb.data() + 7 * row.size(), row.size(), row.data());
+  EXPECT_EQ(0, std::memcmp(row.data(), emb.data() + 7 * row.size(), row.size()));
+  file->release_pages(emb.data(), emb.nbytes());
+  file->read(emb.data() + 7 * row.size(), row.size(), row.data());
+  EXPECT_EQ(0, std::memcmp(row.data(), emb.data() + 7 * row.size(), row.size()));
+  EXPECT_THROW(file->read(file->data() + file->size() - 3, 4, row.data()), af::Error);
+  EXPECT_THROW(file->read(file->data() - 1, 1, row.data()), af::Error);
   EXPECT_EQ(f.tensor("blk.0.ffn_down.weight").shape(), (Shape{64, 172}));
   EXPECT_EQ(f.tensor("blk.4.attn_k.weight").shape(), (Shape{32, 64}));
 }

@@ -44,9 +44,15 @@ class MappedFile final : public Buffer {
   // e.g. once a weight has been copied into another layout; a later read faults them in again
   // from the file, so this only saves memory and never changes what is read.
   void release_pages(const std::byte* begin, size_t n) const;
+  // Copies [begin, begin + n) (a range of this mapping) into dst by reading the file, without
+  // touching the mapping: the page cache serves it and nothing becomes resident here. Lookups
+  // into released ranges (an embedding table whose pages went into a repacked lm_head) use it,
+  // since faulting a row back in maps its neighbours too. Throws af::Error(kIo) on a failed read.
+  void read(const std::byte* begin, size_t n, void* dst) const;
 
  private:
   std::string path_;
+  int fd_ = -1;  // kept open for read()
   const std::byte* data_ = nullptr;
   size_t size_ = 0;
 };

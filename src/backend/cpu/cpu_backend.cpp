@@ -612,20 +612,28 @@ void CpuBackend::embedding(const Tensor& table, const int32_t* ids, int64_t n, f
     AF_CHECK(dim % block == 0, ErrorCode::kInvalidArgument, kComponent,
              "embedding: ", af::name(type), " table row length ", dim,
              " is not a multiple of its block size ", block);
-    const auto* qbase = reinterpret_cast<const uint8_t*>(table.data());
-    const int64_t qrow = row_bytes(type, dim);
-    parallel_ranges(n, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        af::quant::dequantize_row(type, qbase + ids[r] * qrow, y + r * dim, dim);
-      }
-    });
-    return;
   }
-  const ToF32Fn fn = kernels_.to_f32[static_cast<int>(wt)];
-  const auto* base = reinterpret_cast<const unsigned char*>(table.data());
-  const int64_t row_bytes = dim * (wt == WeightType::kF32 ? 4 : 2);
+  // A table in a model file is read through the file rather than the mapping: its pages may have
+  // been released after repacking (a tied lm_head), and faulting rows back in would map their
+  // neighbours too, growing resident memory with every new token.
+  const auto* file = dynamic_cast<const MappedFile*>(table.buffer().get());
+  const auto* base = reinterpret_cast<const std::byte*>(table.data());
+  const int64_t rb = row_bytes(table.dtype(), dim);
+  const ToF32Fn to_f32 = quantized ? nullptr : kernels_.to_f32[static_cast<int>(wt)];
   parallel_ranges(n, ceil_div(kRowWork, dim), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) fn(base + ids[r] * row_bytes, dim, y + r * dim);
+    std::vector<std::byte> row(file ? static_cast<size_t>(rb) : 0);
+    for (int64_t r = r0; r < r1; ++r) {
+      const std::byte* src = base + ids[r] * rb;
+      if (file) {
+        file->read(src, static_cast<size_t>(rb), row.data());
+        src = row.data();
+      }
+      if (quantized) {
+        af::quant::dequantize_row(table.dtype(), src, y + r * dim, dim);
+      } else {
+        to_f32(src, dim, y + r * dim);
+      }
+    }
   });
 }
 
