@@ -51,14 +51,12 @@ TEST(RepackedModels, LogitsMatchTheModelAsStored) {
   }
 }
 
-// BF16 weights with bf16 dot products (quantize "bf16"): repacked at load, a prefill gives the
-// bits of the unpacked weight (whose tiles are packed during the call); a decode step's packed
-// row is the same sums in lanes rather than a horizontal sum, so it is close, not equal.
-TEST(RepackedModels, Bf16DotProductsPackedAtLoadOrDuringPrefill) {
+// BF16 weights with bf16 dot products (quantize "bf16"): repacked at load or packed tile by tile
+// during each call, prefill and decode give the same bits.
+TEST(RepackedModels, Bf16DotProductsPackedAtLoadOrDuringTheCall) {
   const fs::path dir = fs::path(test::fixtures_dir()) / "models" / "qwen2_256";
   const nlohmann::json ref = nlohmann::json::parse(test::read_text(dir / "quant_reference.json"));
   const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
-  ASSERT_GE(ids.size(), 5u);  // prefills of at least 4 rows take the packed kernels
   const fs::path out =
       fs::temp_directory_path() / ("af_e2e_bf16_" + std::to_string(::getpid()) + ".gguf");
   const test::ShellResult made =
@@ -81,18 +79,47 @@ TEST(RepackedModels, Bf16DotProductsPackedAtLoadOrDuringPrefill) {
   fs::remove(out, ec);
   ASSERT_EQ(logits[0].size(), logits[1].size());
   EXPECT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * 4));
-  double max_abs = 0, range = 0;
-  for (size_t i = 0; i < last_step[0].size(); ++i) {
-    max_abs = std::max<double>(max_abs, std::fabs(last_step[0][i] - last_step[1][i]));
-    range = std::max<double>(range, std::fabs(last_step[0][i]));
+  ASSERT_EQ(last_step[0].size(), last_step[1].size());
+  EXPECT_EQ(0, std::memcmp(last_step[0].data(), last_step[1].data(), last_step[0].size() * 4));
+}
+
+// F16 weights in the dense packed layout: each output is one fma chain along k instead of 16
+// lanes summed across, so the logits are close to the unpacked model's, not equal.
+TEST(RepackedModels, DenseF16PackedIsCloseToTheModelAsStored) {
+  const fs::path dir = fs::path(test::fixtures_dir()) / "models" / "qwen2_256";
+  const nlohmann::json ref = nlohmann::json::parse(test::read_text(dir / "quant_reference.json"));
+  const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
+  const fs::path out =
+      fs::temp_directory_path() / ("af_e2e_f16_" + std::to_string(::getpid()) + ".gguf");
+  const test::ShellResult made =
+      test::run_shell(std::string(AF_CLI_PATH) + " quantize " + (dir / "q8_0.gguf").string() + " " +
+                      out.string() + " --type f16 2>&1");
+  ASSERT_EQ(made.status, 0) << made.out;
+  std::vector<float> logits[2];
+  for (int repack = 0; repack < 2; ++repack) {
+    models::LoadOptions options;
+    options.num_threads = 2;
+    options.repack_weights = repack == 1;
+    logits[repack] = models::load(out.string(), options)->forward(ids, true);
   }
-  std::printf("bf16 dot decode step, repacked vs as stored: max|d| %.2g (|logit| <= %.2g)\n",
-              max_abs, range);
-  EXPECT_LE(max_abs, 1e-4 * std::max(1.0, range));
-  const auto top = [](const std::vector<float>& v) {
-    return std::max_element(v.begin(), v.end()) - v.begin();
-  };
-  EXPECT_EQ(top(last_step[0]), top(last_step[1]));
+  std::error_code ec;
+  fs::remove(out, ec);
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  const int64_t vocab = static_cast<int64_t>(logits[0].size() / ids.size());
+  double max_abs = 0;
+  int64_t top1_agree = 0;
+  for (size_t row = 0; row < ids.size(); ++row) {
+    const auto begin = [&](int r) { return logits[r].begin() + row * vocab; };
+    for (int64_t j = 0; j < vocab; ++j) {
+      max_abs = std::max<double>(max_abs, std::fabs(begin(0)[j] - begin(1)[j]));
+    }
+    top1_agree += std::max_element(begin(0), begin(0) + vocab) - begin(0) ==
+                  std::max_element(begin(1), begin(1) + vocab) - begin(1);
+  }
+  std::printf("f16 dense packed vs as stored: max|d| %.2g, top1 %lld/%zu\n", max_abs,
+              static_cast<long long>(top1_agree), ids.size());
+  EXPECT_LE(max_abs, 1e-4);
+  EXPECT_EQ(top1_agree, static_cast<int64_t>(ids.size()));
 }
 
 }  // namespace

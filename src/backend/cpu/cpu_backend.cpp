@@ -41,12 +41,10 @@ constexpr int64_t kPackOnTheFlyMinRows = 2;
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
 constexpr int64_t kMinRowChunk = 16;
-// BF16 dot products: weight groups per task (a multiple of the kernel's 4-group tile), the
-// activation rows of its tile (row chunks are multiples of it), and the rows from which an
-// unprepared weight is packed tile by tile rather than used row by row.
+// BF16 dot products: weight groups per task (a multiple of the kernel's 4-group tile) and the
+// activation rows of its tile (row chunks are multiples of it).
 constexpr int64_t kBf16TileGroups = 4;
 constexpr int64_t kBf16TileRows = 6;
-constexpr int64_t kBf16PackOnTheFlyMinRows = 4;
 // Dense packed matmuls (kernels/dense_packed.hpp): groups per task and the kernel's tile rows.
 constexpr int64_t kDenseTileGroups = 4;
 constexpr int64_t kDenseTileRows = 6;
@@ -403,9 +401,8 @@ void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w,
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
   const auto* wd = reinterpret_cast<const uint16_t*>(w.data());
-  const bool use_packed = packed || m >= kBf16PackOnTheFlyMinRows;
   // The packed kernels read activation pairs: rows padded to an even length with a zero.
-  const int64_t ldx = use_packed ? 2 * quant::bf16_pairs(k) : k;
+  const int64_t ldx = 2 * quant::bf16_pairs(k);
   std::vector<uint16_t> xb(static_cast<size_t>(m * ldx), 0);
   parallel_ranges(m, std::max<int64_t>(1, kRowWork / std::max<int64_t>(k, 1)),
                   [&](int64_t r0, int64_t r1) {
@@ -413,18 +410,6 @@ void CpuBackend::matmul_bf16_dot(const float* x, int64_t m, const Tensor& w,
                       quant::bf16_round_row(x + r * k, xb.data() + r * ldx, k);
                     }
                   });
-  if (!use_packed) {
-    const int64_t grain = m * n * k < kMinParallelMacs ? n : kColumnGrain;
-    parallel_ranges(n, grain, [&](int64_t j0, int64_t j1) {
-      quant::bf16_dot_rows(k, wd, j0, j1, xb.data(), m, y, n);
-      if (bias) {
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
-        }
-      }
-    });
-    return;
-  }
   // Tasks are (group tile, row chunk) pairs, as for the int8 packed kernels.
   const int64_t groups = quant::bf16_groups(n);
   const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kBf16TileGroups;

@@ -64,8 +64,8 @@ class CpuBackend final : public Backend {
   void matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
                      const uint8_t* prepacked, const uint8_t* gguf, const float* bias, float* y);
 
-  // vdpbf16ps on activations rounded to bf16: the packed kernels on `packed` (or on tiles packed
-  // during the call from m >= kBf16PackOnTheFlyMinRows rows), else the row-major ones.
+  // vdpbf16ps on activations rounded to bf16: the packed kernels on `packed`, or on tiles packed
+  // during the call (so every batch size sums in the same order).
   void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const PackedWeight* packed,
                        const float* bias, float* y);
   // BF16 weights in the packed layout of quant/bf16_dot.hpp (when bf16_dot_ is on).

@@ -34,9 +34,6 @@ void bf16_pack_avx512(const uint16_t* w, int64_t n, int64_t k, int64_t g0, int64
 
 // out[k] = x[k] rounded to bf16 (nearest even).
 void bf16_round_row(const float* x, uint16_t* out, int64_t k);
-// y[i * ldy + j] = Σ_t xb[i * k + t] * w[j * k + t] for i < m, j in [n_begin, n_end).
-void bf16_dot_rows(int64_t k, const uint16_t* w, int64_t n_begin, int64_t n_end, const uint16_t* xb,
-                   int64_t m, float* y, int64_t ldy);
 
 // The packed matmul: y[i * ldy + j] = Σ_t xb[i * ldx + t] * w[j][t] (+ bias[j]) for i in
 // [i0, i1) and the rows j < n of groups [g0, g1). xb rows hold kp = 2 * bf16_pairs(k) elements
