@@ -55,9 +55,9 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   float* attn = q + rows * q_dim;        // [rows, q_dim]
   float* k_new = attn + rows * q_dim;    // [rows, kv_dim]
   float* v_new = k_new + rows * kv_dim;  // [rows, kv_dim]
-  q_proj.forward(be, x, rows, q);
-  k_proj.forward(be, x, rows, k_new);
-  v_proj.forward(be, x, rows, v_new);
+  const Backend::MatmulTarget qkv[] = {q_proj.target(q), k_proj.target(k_new),
+                                       v_proj.target(v_new)};
+  be.matmul_group(x, rows, qkv, 3);
   rope.apply(be, q, rows, n_heads, positions);
   rope.apply(be, k_new, rows, n_kv_heads, positions);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

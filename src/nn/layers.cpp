@@ -53,8 +53,8 @@ void GatedMlp::prepare(Backend& be) {
 void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
   float* gate = scratch;                    // [m, intermediate]
   float* up = scratch + m * gate_proj.out;  // [m, intermediate]
-  gate_proj.forward(be, x, m, gate);
-  up_proj.forward(be, x, m, up);
+  const Backend::MatmulTarget both[] = {gate_proj.target(gate), up_proj.target(up)};
+  be.matmul_group(x, m, both, 2);
   be.silu_mul(gate, up, m * gate_proj.out);
   down_proj.forward(be, gate, m, y);
 }

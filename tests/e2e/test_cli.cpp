@@ -1,6 +1,9 @@
 // af-cli as other tools use it: `logits` output format and `inspect`, on stories260K.
 #include <cmath>
 #include <sstream>
+#include <string>
+
+#include <unistd.h>
 
 #include "test_util.hpp"
 
@@ -135,7 +138,8 @@ TEST(CliTokenize, LlamaCppVectorsThroughTheCli) {
   AF_REQUIRE_TESTDATA(vocab);
   const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
   ASSERT_GE(cases.size(), 40u);
-  const std::string input = testing::TempDir() + "af_tokenize_input.txt";
+  const std::string input =
+      testing::TempDir() + "af_tokenize_input_" + std::to_string(::getpid()) + ".txt";
   const size_t passed = tokenize_through_cli(vocab, cases, input);
   std::printf("[cli tokenize] %zu/%zu llama-spm vectors\n", passed, cases.size());
   // Round trip through detokenize for the stories260K prompt.
@@ -154,7 +158,8 @@ TEST(CliTokenize, WordPieceAndUnigramThroughTheCli) {
   AF_REQUIRE_TESTDATA(vocab);
   const auto cases = test::read_vocab_vectors(vocab + ".inp", vocab + ".out");
   ASSERT_EQ(cases.size(), 46u);
-  const std::string input = testing::TempDir() + "af_tokenize_wpm_input.txt";
+  const std::string input =
+      testing::TempDir() + "af_tokenize_wpm_input_" + std::to_string(::getpid()) + ".txt";
   const size_t passed = tokenize_through_cli(vocab, cases, input);
   std::printf("[cli tokenize] %zu/%zu bert-bge vectors\n", passed, cases.size());
   { std::ofstream(input, std::ios::binary) << "Hello world"; }

@@ -41,9 +41,27 @@ class Backend {
   // rounding; k must be a multiple of the block size (kInvalidArgument otherwise).
   // prepared: nullptr, or this backend's prepare_matmul_weight(w) for this same w (anything
   // else throws kInvalidArgument). A backend may sum in another float order for prepared
-  // weights; the CPU backend's results are bit-identical either way.
+  // weights (the CPU backend does so for float weights; its int8 paths give the same bits).
   virtual void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
                       const PreparedWeight* prepared = nullptr) = 0;
+
+  // One product of matmul_group: y = x · weightᵀ (+ bias), with weight's prepared form or null.
+  struct MatmulTarget {
+    const Tensor* weight;
+    const float* bias;
+    float* y;
+    const PreparedWeight* prepared;
+  };
+  // Several matmuls of the same x[m, k] (q/k/v projections, gate/up), each exactly as matmul()
+  // would compute it. A backend may prepare x once for all of them and run them in one parallel
+  // pass; this default runs them one after another.
+  virtual void matmul_group(const float* x, int64_t m, const MatmulTarget* targets,
+                            int64_t n_targets) {
+    for (int64_t i = 0; i < n_targets; ++i) {
+      const MatmulTarget& t = targets[i];
+      matmul(x, m, *t.weight, t.bias, t.y, t.prepared);
+    }
+  }
 
   // The form of matmul weight w this backend computes fastest with, to pass to matmul with w
   // (which must stay alive, unchanged, as long as the result is used), or nullptr when w is best

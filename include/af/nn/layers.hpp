@@ -31,6 +31,10 @@ struct Linear {
   void forward(Backend& be, const float* x, int64_t m, float* y) const {
     be.matmul(x, m, weight, bias.empty() ? nullptr : bias.data(), y, prepared.get());
   }
+  // This product as one of a Backend::matmul_group, writing y.
+  Backend::MatmulTarget target(float* y) const {
+    return {&weight, bias.empty() ? nullptr : bias.data(), y, prepared.get()};
+  }
 };
 
 struct RmsNorm {

@@ -2,12 +2,15 @@
 // The CPU implementation of af::Backend: argument checks, then each op split across a persistent
 // thread pool and run by the kernel table of the chosen ISA. Every output element is computed by
 // the same code path whatever the thread count, so results do not depend on it.
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "af/backend/backend.hpp"
 #include "backend/cpu/dispatch.hpp"
 #include "backend/cpu/packed_weight.hpp"
+#include "backend/cpu/quant/packed.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 #include "backend/cpu/thread_pool.hpp"
 
@@ -27,6 +30,10 @@ class CpuBackend final : public Backend {
 
   void matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
               const PreparedWeight* prepared = nullptr) override;
+  // x is quantized / rounded once per form its weights need, and all the products' tasks run
+  // in one parallel pass (one wake-up, one tail instead of one per product).
+  void matmul_group(const float* x, int64_t m, const MatmulTarget* targets,
+                    int64_t n_targets) override;
   // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights are repacked (quant/packed.hpp) where the quantized
   // table is the AVX-512 VNNI one, BF16 weights (quant/bf16_dot.hpp) when bf16 dot products are
   // on, F32/F16/BF16 (kernels/dense_packed.hpp) where the dense table is the AVX-512 one;
@@ -53,27 +60,48 @@ class CpuBackend final : public Backend {
   // Splits [0, n_items) into ranges of `grain` items (the last may be short) and runs
   // fn(begin, end) on them across the pool.
   template <class Fn>
-  void parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn);
+  void parallel_ranges(int64_t n_items, int64_t grain, Fn&& fn) {
+    if (n_items <= 0) return;
+    if (grain < 1) grain = 1;
+    pool_.parallel_for((n_items + grain - 1) / grain, [&](int64_t tb, int64_t te) {
+      const int64_t end = te * grain < n_items ? te * grain : n_items;
+      fn(tb * grain, end);
+    });
+  }
 
-  // The compute paths of matmul(), which has checked their arguments already.
-  void matmul_quantized(const float* x, int64_t m, const Tensor& w, quant::QuantSlot slot,
-                        const float* bias, float* y);
-
-  // The packed kernels on `prepacked` (a PackedWeight's data) or, when it is null, on the GGUF
-  // rows `gguf`, packed tile by tile into scratch.
-  void matmul_packed(const float* x, int64_t m, DType type, int64_t n, int64_t k,
-                     const uint8_t* prepacked, const uint8_t* gguf, const float* bias, float* y);
-
+  // Matmuls as tasks (cpu_matmul.cpp): x in the forms the weights need, made once per group,
+  // and each product's work as tasks [0, n_tasks) that may run in any order on any thread.
+  struct MatmulActivations;
+  struct MatmulWork {
+    int64_t n_tasks = 0;
+    std::function<void(int64_t begin, int64_t end)> run;
+  };
+  // The forms of x, each made (in parallel over rows) on first use.
+  const uint8_t* quantized_activations(MatmulActivations& a, DType act_type);
+  const quant::packed::Activations& packed_activations(MatmulActivations& a, DType type);
+  const uint16_t* bf16_activations(MatmulActivations& a);
+  // Checks one product's arguments (what matmul() documents) and plans its work.
+  MatmulWork plan_matmul(MatmulActivations& acts, const MatmulTarget& target);
+  // Runs the works' tasks in one parallel pass.
+  void run_matmul_works(const std::vector<MatmulWork>& works);
+  MatmulWork plan_quantized(MatmulActivations& acts, const Tensor& w, quant::QuantSlot slot,
+                            const float* bias, float* y);
+  // The packed int8 kernels on `prepacked` (a PackedWeight's data) or, when it is null, on the
+  // GGUF rows `gguf`, packed tile by tile into scratch.
+  MatmulWork plan_packed(MatmulActivations& acts, DType type, int64_t n, const uint8_t* prepacked,
+                         const uint8_t* gguf, const float* bias, float* y);
   // vdpbf16ps on activations rounded to bf16: the packed kernels on `packed`, or on tiles packed
   // during the call (so every batch size sums in the same order).
-  void matmul_bf16_dot(const float* x, int64_t m, const Tensor& w, const PackedWeight* packed,
-                       const float* bias, float* y);
+  MatmulWork plan_bf16_dot(MatmulActivations& acts, const Tensor& w, const PackedWeight* packed,
+                           const float* bias, float* y);
+  MatmulWork plan_dense_packed(MatmulActivations& acts, WeightType wt, int64_t n,
+                               const uint8_t* packed, const float* bias, float* y);
+  MatmulWork plan_dense(MatmulActivations& acts, WeightType wt, const Tensor& w, const float* bias,
+                        float* y);
   // BF16 weights in the packed layout of quant/bf16_dot.hpp (when bf16_dot_ is on).
   std::shared_ptr<const PreparedWeight> prepare_bf16(const Tensor& w);
   // F32, F16 and BF16 weights in the layout of kernels/dense_packed.hpp (AVX-512 table).
   std::shared_ptr<const PreparedWeight> prepare_dense(const Tensor& w);
-  void matmul_dense_packed(const float* x, int64_t m, WeightType wt, int64_t n, int64_t k,
-                           const uint8_t* packed, const float* bias, float* y);
 
   const KernelTable& kernels_;
 

@@ -1,0 +1,460 @@
+// CpuBackend's matmuls: weight preparation (repacking at load), and each product planned as
+// tasks over x prepared once per group (matmul_group), run in one parallel pass.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/buffer.hpp"
+#include "af/core/error.hpp"
+#include "backend/cpu/backend_util.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/kernels/dense_packed.hpp"
+#include "backend/cpu/quant/bf16_dot.hpp"
+#include "backend/cpu/quant/packed.hpp"
+
+namespace af::cpu {
+namespace {
+
+// Matmul column chunk; a multiple of the tile widths so chunk edges fall on tile edges (for
+// speed only: any split gives the same bits).
+constexpr int64_t kColumnGrain = 16;
+// Quantized matmul column chunk: a multiple of every tile width.
+constexpr int64_t kQuantColumnGrain = 32;
+// Packed matmul tasks: row groups per task (decode), and row groups x activation rows per task
+// (prefill: about 130 KiB of Q4_0 weight for k = 4864 stays in L2 while 64 rows pass).
+constexpr int64_t kDecodeGroups = 4;
+constexpr int64_t kPrefillGroups = 6;
+constexpr int64_t kPrefillRows = 64;
+// From this many activation rows on, an unprepared weight is packed tile by tile during the
+// matmul. Measured (1 thread, Q4_0/Q8_0 4864x896 and 896x4864): already at 2 rows the packed
+// kernels with their packing take 0.55-0.95x the time of the legacy tiles, at 16 rows 0.25x.
+constexpr int64_t kPackOnTheFlyMinRows = 2;
+// Packed scratch per task: with the activation rows passing over it, it should stay in L2.
+constexpr int64_t kPackedTileBytes = 192 << 10;
+// Rows below which a row chunk is not worth packing a tile again for.
+constexpr int64_t kMinRowChunk = 16;
+// BF16 dot products: weight groups per task (a multiple of the kernel's 4-group tile) and the
+// activation rows of its tile (row chunks are multiples of it).
+constexpr int64_t kBf16TileGroups = 4;
+constexpr int64_t kBf16TileRows = 6;
+// Dense packed matmuls (kernels/dense_packed.hpp): groups per task and the kernel's tile rows.
+constexpr int64_t kDenseTileGroups = 4;
+constexpr int64_t kDenseTileRows = 6;
+// Matmuls with fewer multiply-adds than this run on one thread.
+constexpr int64_t kMinParallelMacs = 1 << 16;
+
+// The checks matmul and prepare_matmul_weight share: a 2-D weight of whole blocks.
+void check_matmul_weight(const Tensor& w, const char* op) {
+  AF_CHECK(w.shape().rank() == 2, ErrorCode::kInvalidArgument, kComponent, op,
+           ": weight must be 2-D [n, k], got shape ", w.shape().str());
+  if (quant::quant_slot(w.dtype())) {
+    const int64_t block = info(w.dtype()).block_size;
+    AF_CHECK(w.shape()[1] % block == 0, ErrorCode::kInvalidArgument, kComponent, op, ": ",
+             af::name(w.dtype()), " weight row length ", w.shape()[1],
+             " is not a multiple of its block size ", block);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Tensor& w) {
+  check_matmul_weight(w, "prepare_matmul_weight");
+  if (!quant::quant_slot(w.dtype())) {
+    weight_type(w.dtype(), "prepare_matmul_weight", "weight");  // throws for unusable dtypes
+  }
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  if (bf16_dot_ && w.dtype() == DType::BF16 && n > 0 && k > 0) return prepare_bf16(w);
+  if (packs_dense_ && !quant::quant_slot(w.dtype()) && n > 0 && k > 0) return prepare_dense(w);
+  if (!packs_weights_ || !quant::packed::is_packable(w.dtype()) || n == 0 || k == 0) {
+    return nullptr;
+  }
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "prepare_matmul_weight: weight has no data");
+  auto packed =
+      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kInt8Blocks, n, k, w.data());
+  const auto* src = reinterpret_cast<const uint8_t*>(w.data());
+  uint8_t* dst = packed->mutable_data();
+  // About 256 KiB of weight per task: large enough to amortise the wake-up, small enough to
+  // share. The file's copy of each packed range leaves memory right away, so the peak stays
+  // near the file size.
+  const int64_t group_bytes = k / 32 * quant::packed::group_block_bytes(w.dtype());
+  const quant::packed::PackFn pack = quant::packed::avx512vnni_pack(w.dtype());
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t src_group_bytes = quant::packed::kGroupRows * row_bytes(w.dtype(), k);
+  parallel_ranges(quant::packed::group_count(n), std::max<int64_t>(1, (256 << 10) / group_bytes),
+                  [&](int64_t g0, int64_t g1) {
+                    pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
+  return packed;
+}
+
+std::shared_ptr<const PreparedWeight> CpuBackend::prepare_bf16(const Tensor& w) {
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "prepare_matmul_weight: weight has no data");
+  auto packed =
+      std::make_shared<PackedWeight>(DType::BF16, PackedWeight::Layout::kBf16Pairs, n, k, w.data());
+  const auto* src = reinterpret_cast<const uint16_t*>(w.data());
+  auto* dst = reinterpret_cast<uint32_t*>(packed->mutable_data());
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t pairs = quant::bf16_pairs(k);
+  const int64_t group_words = pairs * quant::kBf16GroupRows;
+  const int64_t src_group_bytes = quant::kBf16GroupRows * k * 2;
+  // As for the int8 layouts: ~256 KiB per task, the file's pages released as they are packed.
+  parallel_ranges(quant::bf16_groups(n), std::max<int64_t>(1, (256 << 10) / (group_words * 4)),
+                  [&](int64_t g0, int64_t g1) {
+                    quant::bf16_pack_avx512(src, n, k, g0, g1, 0, pairs, dst + g0 * group_words);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
+  return packed;
+}
+
+std::shared_ptr<const PreparedWeight> CpuBackend::prepare_dense(const Tensor& w) {
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "prepare_matmul_weight: weight has no data");
+  const WeightType wt = weight_type(w.dtype(), "prepare_matmul_weight", "weight");
+  auto packed =
+      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kDense, n, k, w.data());
+  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
+  const int64_t chunks = dense::group_chunks(wt, k);
+  const int64_t src_group_bytes = dense::kGroupRows * row_bytes(w.dtype(), k);
+  parallel_ranges(dense::group_count(n), std::max<int64_t>(1, (256 << 10) / (chunks * 64)),
+                  [&](int64_t g0, int64_t g1) {
+                    dense::pack_avx512(wt, w.data(), n, k, g0, g1, 0, chunks,
+                                       packed->mutable_data() + g0 * chunks * 64);
+                    if (file) {
+                      const int64_t end =
+                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
+                      file->release_pages(w.data() + g0 * src_group_bytes,
+                                          static_cast<size_t>(end - g0 * src_group_bytes));
+                    }
+                  });
+  return packed;
+}
+
+// x[m, k] in the forms a group's weights need, each made on first use and shared by the rest.
+struct CpuBackend::MatmulActivations {
+  const float* x;
+  int64_t m, k;
+  std::vector<uint8_t> q8_0, q8_k;  // GGUF rows of the activation types
+  struct Split {                    // Q8_0 rows split for a packed type (quant/packed.hpp)
+    std::vector<int8_t> qs;
+    std::vector<float> d, asum;
+    std::vector<int32_t> offset;
+    quant::packed::Activations view;
+  };
+  std::map<DType, Split> split;  // by weight type: the offsets depend on it
+  std::vector<uint16_t> bf16;    // rows rounded to bf16, padded to an even length
+  int64_t bf16_ld = 0;
+};
+
+const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act_type) {
+  std::vector<uint8_t>& buf = act_type == DType::Q8_K ? a.q8_k : a.q8_0;
+  if (buf.empty()) {
+    const int64_t row = row_bytes(act_type, a.k);
+    buf.resize(static_cast<size_t>(a.m * row));
+    const quant::QuantizeActFn quantize =
+        act_type == DType::Q8_K ? quant_kernels_.quantize_q8_k : quant_kernels_.quantize_q8_0;
+    parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) quantize(a.x + r * a.k, buf.data() + r * row, a.k);
+    });
+  }
+  return buf.data();
+}
+
+const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivations& a, DType type) {
+  if (const auto it = a.split.find(type); it != a.split.end()) return it->second.view;
+  const uint8_t* rows = quantized_activations(a, DType::Q8_0);
+  const int64_t row = row_bytes(DType::Q8_0, a.k);
+  const int64_t nb = a.k / 32;
+  MatmulActivations::Split& s = a.split[type];
+  s.qs.resize(static_cast<size_t>(a.m * a.k));
+  s.d.resize(static_cast<size_t>(a.m * nb));
+  s.asum.resize(s.d.size());
+  s.offset.resize(s.d.size());
+  parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      quant::packed::split_activation_row(type, rows + r * row, a.k, s.qs.data() + r * a.k,
+                                          s.d.data() + r * nb, s.offset.data() + r * nb,
+                                          s.asum.data() + r * nb);
+    }
+  });
+  s.view = {s.qs.data(), s.d.data(), s.offset.data(), s.asum.data(), a.k};
+  return s.view;
+}
+
+const uint16_t* CpuBackend::bf16_activations(MatmulActivations& a) {
+  if (a.bf16.empty()) {
+    // The packed kernels read activation pairs: rows padded to an even length with a zero.
+    a.bf16_ld = 2 * quant::bf16_pairs(a.k);
+    a.bf16.assign(static_cast<size_t>(a.m * a.bf16_ld), 0);
+    parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        quant::bf16_round_row(a.x + r * a.k, a.bf16.data() + r * a.bf16_ld, a.k);
+      }
+    });
+  }
+  return a.bf16.data();
+}
+
+void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
+                        const PreparedWeight* prepared) {
+  MatmulActivations acts{x, m, w.shape().rank() == 2 ? w.shape()[1] : 0, {}, {}, {}, {}, 0};
+  const MatmulWork work = plan_matmul(acts, {&w, bias, y, prepared});
+  parallel_ranges(work.n_tasks, 1, work.run);
+}
+
+void CpuBackend::matmul_group(const float* x, int64_t m, const MatmulTarget* targets,
+                              int64_t n_targets) {
+  check_nonneg(n_targets, "matmul_group", "n_targets");
+  if (n_targets == 0) return;
+  check_ptr(targets, n_targets, "matmul_group", "targets");
+  const Tensor* first = targets[0].weight;
+  check_ptr(first, 1, "matmul_group", "weight");
+  MatmulActivations acts{x,  m, first->shape().rank() == 2 ? first->shape()[1] : 0, {}, {}, {},
+                         {}, 0};
+  std::vector<MatmulWork> works;
+  works.reserve(static_cast<size_t>(n_targets));
+  for (int64_t i = 0; i < n_targets; ++i) works.push_back(plan_matmul(acts, targets[i]));
+  run_matmul_works(works);
+}
+
+void CpuBackend::run_matmul_works(const std::vector<MatmulWork>& works) {
+  std::vector<int64_t> start(works.size() + 1, 0);
+  for (size_t i = 0; i < works.size(); ++i) start[i + 1] = start[i] + works[i].n_tasks;
+  parallel_ranges(start.back(), 1, [&](int64_t b, int64_t e) {
+    // [b, e) may span several works: each gets its own part, in its own task numbers.
+    for (size_t i = 0; i < works.size() && b < e; ++i) {
+      if (b >= start[i + 1]) continue;
+      const int64_t end = std::min(e, start[i + 1]);
+      works[i].run(b - start[i], end - start[i]);
+      b = end;
+    }
+  });
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_matmul(MatmulActivations& acts,
+                                               const MatmulTarget& target) {
+  // All argument checks happen here, once; the plans below only compute.
+  check_ptr(target.weight, 1, "matmul", "weight");
+  const Tensor& w = *target.weight;
+  check_matmul_weight(w, "matmul");
+  const auto slot = quant::quant_slot(w.dtype());
+  const bool bf16_dot = !slot && bf16_dot_ && w.dtype() == DType::BF16;
+  const WeightType wt =
+      slot || bf16_dot ? WeightType::kF32 : weight_type(w.dtype(), "matmul", "weight");
+  check_nonneg(acts.m, "matmul", "m");
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  AF_CHECK(k == acts.k, ErrorCode::kInvalidArgument, kComponent, "matmul_group: a weight of shape ",
+           w.shape().str(), " among weights with rows of length ", acts.k);
+  const auto* packed = dynamic_cast<const PackedWeight*>(target.prepared);
+  AF_CHECK(target.prepared == nullptr ||
+               (packed && packed->source() == w.data() && packed->type() == w.dtype() &&
+                packed->rows() == n && packed->cols() == k),
+           ErrorCode::kInvalidArgument, kComponent,
+           "matmul: the prepared weight was not made by prepare_matmul_weight from this ",
+           af::name(w.dtype()), " weight of shape ", w.shape().str());
+  if (acts.m == 0 || n == 0) return {};
+  float* y = target.y;
+  const float* bias = target.bias;
+  check_ptr(y, 1, "matmul", "y");
+  check_ptr(acts.x, k, "matmul", "x");
+  AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
+           "matmul: weight has no data");
+  using Layout = PackedWeight::Layout;
+  const auto has_layout = [&](Layout layout) { return packed && packed->layout() == layout; };
+  // A weight prepared for another path (another ISA, bf16 dot products on or off) is used as
+  // it is stored.
+  if (bf16_dot && k > 0) {
+    return plan_bf16_dot(acts, w, has_layout(Layout::kBf16Pairs) ? packed : nullptr, bias, y);
+  }
+  if (packs_dense_ && has_layout(Layout::kDense)) {
+    return plan_dense_packed(acts, wt, n, packed->data(), bias, y);
+  }
+  if (packs_weights_ && has_layout(Layout::kInt8Blocks)) {
+    return plan_packed(acts, packed->type(), n, packed->data(), nullptr, bias, y);
+  }
+  if (slot && packs_weights_ && acts.m >= kPackOnTheFlyMinRows && k > 0 &&
+      quant::packed::is_packable(w.dtype())) {
+    return plan_packed(acts, w.dtype(), n, nullptr, reinterpret_cast<const uint8_t*>(w.data()),
+                       bias, y);
+  }
+  if (slot) return plan_quantized(acts, w, *slot, bias, y);
+  return plan_dense(acts, bf16_dot ? WeightType::kBF16 : wt, w, bias, y);
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_quantized(MatmulActivations& acts, const Tensor& w,
+                                                  quant::QuantSlot slot, const float* bias,
+                                                  float* y) {
+  const int64_t m = acts.m;
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = bias ? bias[j] : 0.f;
+    }
+    return {};
+  }
+  const DType act_type = quant::vec_dot_type(w.dtype());
+  const int64_t w_row = row_bytes(w.dtype(), k);
+  const int64_t a_row = row_bytes(act_type, k);
+  // Activations are quantized once, then every weight tile reuses them.
+  const uint8_t* act = quantized_activations(acts, act_type);
+  const quant::QuantDotFn dot = quant_kernels_.dot[slot];
+  const auto* wd = reinterpret_cast<const uint8_t*>(w.data());
+  // A column chunk's weight rows stay in cache while every activation row passes over them.
+  const int64_t grain = m * n * k < kMinParallelMacs ? n : kQuantColumnGrain;
+  return {ceil_div(n, grain), [=](int64_t b, int64_t e) {
+            const int64_t j0 = b * grain, j1 = std::min(e * grain, n);
+            dot(k, wd + j0 * w_row, w_row, j1 - j0, act, a_row, m, y + j0, n);
+            if (bias) {
+              for (int64_t i = 0; i < m; ++i) {
+                for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+              }
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_packed(MatmulActivations& acts, DType type, int64_t n,
+                                               const uint8_t* prepacked, const uint8_t* gguf,
+                                               const float* bias, float* y) {
+  namespace pk = quant::packed;
+  const int64_t m = acts.m;
+  const int64_t k = acts.k;
+  const int64_t nb = k / 32;
+  const pk::Activations& a = packed_activations(acts, type);
+  const pk::PackedGemmFn gemm = pk::avx512vnni_packed_gemm(type);
+  const int64_t groups = pk::group_count(n);
+  const int64_t group_bytes = nb * pk::group_block_bytes(type);
+  if (!prepacked) {
+    // A task packs a tile of groups into its own scratch (kept in L2) and runs a chunk of rows
+    // over it. Rows are split only when there are too few tiles to keep every thread busy
+    // (each row chunk then packs the tile again).
+    const pk::PackFn pack = pk::avx512vnni_pack(type);
+    int64_t tile_groups =
+        std::min<int64_t>(kPrefillGroups, std::max<int64_t>(3, kPackedTileBytes / group_bytes));
+    if (m * n * k < kMinParallelMacs) tile_groups = groups;
+    const int64_t n_tiles = ceil_div(groups, tile_groups);
+    const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                                 std::max<int64_t>(1, m / kMinRowChunk));
+    const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
+    const int64_t n_row_chunks = ceil_div(m, row_chunk);
+    return {n_tiles * n_row_chunks, [=, &a](int64_t t0, int64_t t1) {
+              // Uninitialised: pack() writes every byte the kernel reads.
+              const auto scratch = std::make_unique_for_overwrite<uint8_t[]>(
+                  static_cast<size_t>(tile_groups * group_bytes));
+              for (int64_t t = t0; t < t1; ++t) {
+                const int64_t g0 = t / n_row_chunks * tile_groups;
+                const int64_t g1 = std::min(g0 + tile_groups, groups);
+                const int64_t i0 = t % n_row_chunks * row_chunk;
+                pack(type, gguf, n, k, g0, g1, scratch.get());
+                gemm(scratch.get(), g0, g1, n, a, i0, std::min(i0 + row_chunk, m), bias, y, n);
+              }
+            }};
+  }
+  // Tasks are (group tile, row chunk) pairs: a group tile's weights stay in L2 while the row
+  // chunk's activations pass over them. Decode splits the groups finely instead.
+  int64_t tile_groups = m == 1 ? kDecodeGroups : kPrefillGroups;
+  const int64_t row_chunk = m == 1 ? 1 : kPrefillRows;
+  if (m * n * k < kMinParallelMacs) tile_groups = groups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = ceil_div(m, row_chunk);
+  return {n_tiles * n_chunks, [=, &a](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_chunks * tile_groups;
+              const int64_t i0 = t % n_chunks * row_chunk;
+              gemm(prepacked + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, a, i0,
+                   std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_dense_packed(MatmulActivations& acts, WeightType wt,
+                                                     int64_t n, const uint8_t* packed,
+                                                     const float* bias, float* y) {
+  const int64_t m = acts.m;
+  const int64_t k = acts.k;
+  const float* x = acts.x;
+  // Tasks are (group tile, row chunk) pairs, as for the other packed kernels.
+  const int64_t groups = dense::group_count(n);
+  const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kDenseTileGroups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), kDenseTileRows) * kDenseTileRows;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  const int64_t group_bytes = dense::group_chunks(wt, k) * 64;
+  return {n_tiles * n_row_chunks, [=](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_row_chunks * tile_groups;
+              const int64_t i0 = t % n_row_chunks * row_chunk;
+              dense::packed_matmul_avx512(wt, packed + g0 * group_bytes, n, k, g0,
+                                          std::min(g0 + tile_groups, groups), x, i0,
+                                          std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_bf16_dot(MatmulActivations& acts, const Tensor& w,
+                                                 const PackedWeight* packed, const float* bias,
+                                                 float* y) {
+  const int64_t m = acts.m;
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  const auto* wd = reinterpret_cast<const uint16_t*>(w.data());
+  const uint16_t* xb = bf16_activations(acts);
+  const int64_t ldx = acts.bf16_ld;
+  // Tasks are (group tile, row chunk) pairs, as for the int8 packed kernels.
+  const int64_t groups = quant::bf16_groups(n);
+  const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kBf16TileGroups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), kBf16TileRows) * kBf16TileRows;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  const int64_t group_words = quant::bf16_pairs(k) * quant::kBf16GroupRows;
+  const auto* pw = packed ? reinterpret_cast<const uint32_t*>(packed->data()) : nullptr;
+  return {n_tiles * n_row_chunks, [=](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_row_chunks * tile_groups;
+              const int64_t i0 = t % n_row_chunks * row_chunk;
+              quant::bf16_packed_gemm(pw ? pw + g0 * group_words : nullptr, wd, n, k, g0,
+                                      std::min(g0 + tile_groups, groups), xb, ldx, i0,
+                                      std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_dense(MatmulActivations& acts, WeightType wt,
+                                              const Tensor& w, const float* bias, float* y) {
+  const MatmulFn fn = kernels_.matmul[static_cast<int>(wt)];
+  const void* wd = w.data();
+  const float* x = acts.x;
+  const int64_t m = acts.m;
+  const int64_t n = w.shape()[0];
+  const int64_t k = w.shape()[1];
+  const int64_t grain = m * n * k < kMinParallelMacs ? n : kColumnGrain;
+  return {ceil_div(n, grain), [=](int64_t b, int64_t e) {
+            fn(x, m, k, wd, bias, n, b * grain, std::min(e * grain, n), y);
+          }};
+}
+
+}  // namespace af::cpu
