@@ -1,5 +1,6 @@
 // CpuBackend::attention on the Qwen2-0.5B shape (14 query heads, 2 KV heads, head_dim 64,
-// float32 KV cache) at n_past 128 and 4096, for decode (n_tokens 1) and a prefill chunk
+// float32 KV cache, keys in the blocked layout of af/backend/key_cache.hpp) at n_past 128 and
+// 4096, for decode (n_tokens 1) and a prefill chunk
 // (n_tokens 128). Each iteration uses the next of 24 layers' KV caches, as a decode step does,
 // so at depth 4096 (96 MiB of cache) the keys and values stream from memory rather than L3.
 // Counters: keys/s = query-head x key pairs scored per second; GB/s = KV cache bytes per second
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "af/backend/backend.hpp"
+#include "af/backend/key_cache.hpp"
 
 namespace {
 
@@ -40,7 +42,9 @@ void BM_Attention(benchmark::State& state) {
   const size_t kv_floats = static_cast<size_t>(n_ctx * kKvHeads * kHeadDim);
   std::vector<std::vector<float>> k_cache, v_cache;
   for (int l = 0; l < layers; ++l) {
-    k_cache.push_back(random_floats(kv_floats, 2 * l + 1));
+    const std::vector<float> keys = random_floats(kv_floats, 2 * l + 1);
+    k_cache.emplace_back(static_cast<size_t>(af::key_cache_floats(n_ctx, kKvHeads, kHeadDim)));
+    af::store_keys(k_cache.back().data(), keys.data(), n_ctx, 0, kKvHeads, kHeadDim);
     v_cache.push_back(random_floats(kv_floats, 2 * l + 2));
   }
   const std::vector<float> q =
