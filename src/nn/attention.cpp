@@ -11,7 +11,11 @@
 
 namespace af::nn {
 
-void KvCache::Free::operator()(float* p) const { std::free(p); }
+namespace {
+constexpr int64_t kPageBytes = 4096;
+}  // namespace
+
+void KvCache::Free::operator()(void* p) const { std::free(p); }
 
 KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim)
     : max_seq_(max_seq), n_kv_heads_(n_kv_heads), head_dim_(head_dim) {
@@ -21,15 +25,21 @@ KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t 
       n_layers >= 0 && max_seq >= 0 && n_kv_heads >= 0 && head_dim >= 0 &&
       max_seq <= INT64_MAX - kKeyBlock && checked_mul(n_kv_heads, head_dim, &kv_dim) &&
       checked_mul(max_seq, kv_dim, &v_count) &&
-      checked_mul((max_seq + kKeyBlock - 1) / kKeyBlock * kKeyBlock, kv_dim, &k_count);
+      checked_mul((max_seq + kKeyBlock - 1) / kKeyBlock * kKeyBlock, kv_dim, &k_count) &&
+      k_count <= (INT64_MAX - kPageBytes) / int64_t{sizeof(float)};
   AF_CHECK(sizes_ok, ErrorCode::kInvalidArgument, "kv_cache", "invalid size ", n_layers, " x ",
            max_seq, " x ", n_kv_heads, " x ", head_dim);
   for (int64_t l = 0; l < n_layers; ++l) {
     for (auto [side, count] : {std::pair{&k_, k_count}, std::pair{&v_, v_count}}) {
-      auto* p = static_cast<float*>(std::calloc(static_cast<size_t>(count), sizeof(float)));
-      AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ",
-               count * 4, " bytes for layer ", l);
-      side->emplace_back(p);
+      // A page more than asked for, to start the array on a page boundary.
+      const auto bytes = static_cast<size_t>(count) * sizeof(float) + kPageBytes;
+      void* p = count > 0 ? std::calloc(bytes, 1) : nullptr;
+      AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ", bytes,
+               " bytes for layer ", l);
+      const auto addr = reinterpret_cast<uintptr_t>(p);
+      const auto skip = static_cast<size_t>((kPageBytes - addr % kPageBytes) % kPageBytes);
+      side->push_back({std::unique_ptr<void, Free>(p),
+                       p ? reinterpret_cast<float*>(static_cast<char*>(p) + skip) : nullptr});
     }
   }
 }

@@ -12,21 +12,27 @@ namespace af::nn {
 // Per layer, float32: the keys of max_seq positions in the blocked layout of
 // af/backend/key_cache.hpp (written with store_keys), and the values as rows
 // [max_seq, n_kv_heads * head_dim]. Allocated lazily by the OS (calloc), so an unused long
-// context costs address space, not memory.
+// context costs address space, not memory. Each array starts on a page boundary, so the attention
+// kernels' vector loads never straddle two cache lines (and a 64-dim head's key block is a page).
 class KvCache {
  public:
   KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim);
 
-  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].get(); }
-  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].get(); }
+  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data; }
+  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data; }
   int64_t max_seq() const { return max_seq_; }
   int64_t kv_dim() const { return n_kv_heads_ * head_dim_; }
 
  private:
   struct Free {
-    void operator()(float* p) const;
+    void operator()(void* p) const;
   };
-  std::vector<std::unique_ptr<float, Free>> k_, v_;
+  // A calloc'd block, used from its first page boundary on.
+  struct PageAlignedArray {
+    std::unique_ptr<void, Free> raw;
+    float* data = nullptr;
+  };
+  std::vector<PageAlignedArray> k_, v_;
   int64_t max_seq_, n_kv_heads_, head_dim_;
 };
 
