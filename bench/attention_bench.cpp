@@ -1,5 +1,6 @@
 // CpuBackend::attention on the Qwen2-0.5B shape (14 query heads, 2 KV heads, head_dim 64,
-// float32 KV cache) at n_past 128 and 4096, for decode (n_tokens 1) and a prefill chunk
+// float32 KV cache, keys in the blocked layout of af/backend/key_cache.hpp) at n_past 128 and
+// 4096, for decode (n_tokens 1) and a prefill chunk
 // (n_tokens 128). Each iteration uses the next of 24 layers' KV caches, as a decode step does,
 // so at depth 4096 (96 MiB of cache) the keys and values stream from memory rather than L3.
 // Counters: keys/s = query-head x key pairs scored per second; GB/s = KV cache bytes per second
@@ -7,12 +8,15 @@
 //   build/bench/attention_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <random>
 #include <vector>
 
 #include "af/backend/backend.hpp"
+#include "af/backend/key_cache.hpp"
 
 namespace {
 
@@ -28,6 +32,24 @@ std::vector<float> random_floats(size_t n, uint32_t seed) {
   return v;
 }
 
+// n floats starting on a page boundary, as nn::KvCache allocates its layers (a malloc'd buffer
+// starts 16 bytes into a page, which splits every 64-byte vector load across two cache lines).
+class PageAligned {
+ public:
+  explicit PageAligned(size_t n) : storage_(n + kPage / sizeof(float)) {
+    const auto addr = reinterpret_cast<uintptr_t>(storage_.data());
+    data_ = storage_.data() + ((kPage - addr % kPage) % kPage) / sizeof(float);
+  }
+  PageAligned(const PageAligned&) = delete;  // data_ points into storage_'s buffer
+  PageAligned(PageAligned&&) noexcept = default;
+  float* data() { return data_; }
+
+ private:
+  static constexpr size_t kPage = 4096;
+  std::vector<float> storage_;
+  float* data_;
+};
+
 // Args: n_past, n_tokens, threads, layers.
 void BM_Attention(benchmark::State& state) {
   const int64_t n_past = state.range(0);
@@ -38,10 +60,14 @@ void BM_Attention(benchmark::State& state) {
   const int layers = static_cast<int>(state.range(3));
   const int64_t n_ctx = n_past + n_tokens;
   const size_t kv_floats = static_cast<size_t>(n_ctx * kKvHeads * kHeadDim);
-  std::vector<std::vector<float>> k_cache, v_cache;
+  std::vector<PageAligned> k_cache, v_cache;
   for (int l = 0; l < layers; ++l) {
-    k_cache.push_back(random_floats(kv_floats, 2 * l + 1));
-    v_cache.push_back(random_floats(kv_floats, 2 * l + 2));
+    const std::vector<float> keys = random_floats(kv_floats, 2 * l + 1);
+    k_cache.emplace_back(static_cast<size_t>(af::key_cache_floats(n_ctx, kKvHeads, kHeadDim)));
+    af::store_keys(k_cache.back().data(), keys.data(), n_ctx, 0, kKvHeads, kHeadDim);
+    const std::vector<float> values = random_floats(kv_floats, 2 * l + 2);
+    v_cache.emplace_back(kv_floats);
+    std::copy(values.begin(), values.end(), v_cache.back().data());
   }
   const std::vector<float> q =
       random_floats(static_cast<size_t>(n_tokens * kHeads * kHeadDim), 100);

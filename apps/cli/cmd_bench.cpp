@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/backend/backend.hpp"
+#include "af/backend/key_cache.hpp"
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
@@ -194,10 +195,15 @@ Command add_bench(CLI::App& app) {
     const io::ModelFiles files = io::open_model_files(o->path);
     const bool tied = !files.weights->has("lm_head.weight");
     const WeightBytes wb = weight_bytes(files, config.vocab_size, tied);
-    // The KV cache is float32 [layers][2][ctx, n_kv_heads * head_dim]; decode step at context c
-    // reads c rows of K and V per layer.
+    // The KV cache is float32, per layer ctx positions of K (in whole blocks of kKeyBlock,
+    // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim each; decode step at context c
+    // reads c positions of K and V per layer.
     const int64_t kv_row_bytes =
         config.num_layers * 2 * info.num_kv_heads * info.head_dim * int64_t{sizeof(float)};
+    const int64_t kv_cache_bytes =
+        config.num_layers * int64_t{sizeof(float)} *
+        (key_cache_floats(info.context_length, info.num_kv_heads, info.head_dim) +
+         info.context_length * info.num_kv_heads * info.head_dim);
     auto bytes_at = [&](double mean_context) {
       return static_cast<double>(wb.per_token) + mean_context * static_cast<double>(kv_row_bytes);
     };
@@ -269,7 +275,7 @@ Command add_bench(CLI::App& app) {
     j["load_s"] = load_s;
     j["first_token_s"] = first_token_s;
     j["rss_bytes"] = rss_model;
-    j["kv_cache_bytes"] = info.context_length * kv_row_bytes;
+    j["kv_cache_bytes"] = kv_cache_bytes;
     j["pp_tokens_per_s"] = pp;
     j["tg_tokens_per_s"] = tg;
     j["bytes_per_token"] = bytes;
@@ -304,7 +310,7 @@ Command add_bench(CLI::App& app) {
                 first_token_s * 1e3);
     std::printf("resident memory  %10.1f MB (weights %.1f MB, KV cache %.1f MB)\n",
                 static_cast<double>(rss_model) / 1e6, static_cast<double>(wb.file) / 1e6,
-                static_cast<double>(info.context_length * kv_row_bytes) / 1e6);
+                static_cast<double>(kv_cache_bytes) / 1e6);
     std::printf("pp%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_prompt), pp);
     std::printf("tg%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_gen), tg);
     std::printf("bytes/token      %10.1f MB (weights %.1f MB + KV)\n", bytes / 1e6,

@@ -15,8 +15,8 @@ constexpr int64_t kChunk = 512;
 
 class DecoderSequence final : public SequenceState {
  public:
-  DecoderSequence(int64_t n_layers, int64_t context, int64_t kv_dim)
-      : cache(n_layers, context, kv_dim) {}
+  DecoderSequence(int64_t n_layers, int64_t context, int64_t n_kv_heads, int64_t head_dim)
+      : cache(n_layers, context, n_kv_heads, head_dim) {}
   int64_t n_past() const override { return length; }
   int64_t capacity() const override { return cache.max_seq(); }
   void truncate(int64_t n) override {
@@ -38,7 +38,7 @@ class DecoderLM final : public CausalLM {
         rope_(std::move(rope)),
         be_(std::move(backend)),
         context_(context),
-        own_(spec.num_layers, context, spec.num_kv_heads * spec.head_dim),
+        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim),
         info_(std::move(info)) {}
 
   ModelConfig config() const override {
@@ -58,7 +58,7 @@ class DecoderLM final : public CausalLM {
              context_length);
     return std::make_unique<DecoderSequence>(spec_.num_layers,
                                              context_length > 0 ? context_length : context_,
-                                             spec_.num_kv_heads * spec_.head_dim);
+                                             spec_.num_kv_heads, spec_.head_dim);
   }
 
   std::vector<float> forward_batch(std::span<const BatchItem> items) override {

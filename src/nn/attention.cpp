@@ -1,26 +1,45 @@
 #include "af/nn/attention.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
+#include "af/backend/key_cache.hpp"
 #include "af/core/error.hpp"
 
 namespace af::nn {
 
-void KvCache::Free::operator()(float* p) const { std::free(p); }
+namespace {
+constexpr int64_t kPageBytes = 4096;
+}  // namespace
 
-KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t kv_dim)
-    : max_seq_(max_seq), kv_dim_(kv_dim) {
-  int64_t count = 0;
-  AF_CHECK(n_layers >= 0 && checked_mul(max_seq, kv_dim, &count), ErrorCode::kInvalidArgument,
-           "kv_cache", "invalid size ", n_layers, " x ", max_seq, " x ", kv_dim);
+void KvCache::Free::operator()(void* p) const { std::free(p); }
+
+KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim)
+    : max_seq_(max_seq), n_kv_heads_(n_kv_heads), head_dim_(head_dim) {
+  int64_t kv_dim = 0, v_count = 0, k_count = 0;
+  // Whole key blocks: max_seq rounded up to kKeyBlock (checked before the rounding can overflow).
+  const bool sizes_ok =
+      n_layers >= 0 && max_seq >= 0 && n_kv_heads >= 0 && head_dim >= 0 &&
+      max_seq <= INT64_MAX - kKeyBlock && checked_mul(n_kv_heads, head_dim, &kv_dim) &&
+      checked_mul(max_seq, kv_dim, &v_count) &&
+      checked_mul((max_seq + kKeyBlock - 1) / kKeyBlock * kKeyBlock, kv_dim, &k_count) &&
+      k_count <= (INT64_MAX - kPageBytes) / int64_t{sizeof(float)};
+  AF_CHECK(sizes_ok, ErrorCode::kInvalidArgument, "kv_cache", "invalid size ", n_layers, " x ",
+           max_seq, " x ", n_kv_heads, " x ", head_dim);
   for (int64_t l = 0; l < n_layers; ++l) {
-    for (auto* side : {&k_, &v_}) {
-      auto* p = static_cast<float*>(std::calloc(static_cast<size_t>(count), sizeof(float)));
-      AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ",
-               count * 4, " bytes for layer ", l);
-      side->emplace_back(p);
+    for (auto [side, count] : {std::pair{&k_, k_count}, std::pair{&v_, v_count}}) {
+      // A page more than asked for, to start the array on a page boundary.
+      const auto bytes = static_cast<size_t>(count) * sizeof(float) + kPageBytes;
+      void* p = count > 0 ? std::calloc(bytes, 1) : nullptr;
+      AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ", bytes,
+               " bytes for layer ", l);
+      const auto addr = reinterpret_cast<uintptr_t>(p);
+      const auto skip = static_cast<size_t>((kPageBytes - addr % kPageBytes) % kPageBytes);
+      side->push_back({std::unique_ptr<void, Free>(p),
+                       p ? reinterpret_cast<float*>(static_cast<char*>(p) + skip) : nullptr});
     }
   }
 }
@@ -63,9 +82,10 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t s = 0; s < n_segments; ++s) {
     const Segment& seg = segments[s];
-    const size_t bytes = static_cast<size_t>(seg.n * kv_dim) * sizeof(float);
-    std::memcpy(seg.k_cache + seg.n_past * kv_dim, k_new + seg.row_begin * kv_dim, bytes);
-    std::memcpy(seg.v_cache + seg.n_past * kv_dim, v_new + seg.row_begin * kv_dim, bytes);
+    store_keys(seg.k_cache, k_new + seg.row_begin * kv_dim, seg.n, seg.n_past, n_kv_heads,
+               head_dim);
+    std::memcpy(seg.v_cache + seg.n_past * kv_dim, v_new + seg.row_begin * kv_dim,
+                static_cast<size_t>(seg.n * kv_dim) * sizeof(float));
     be.attention(q + seg.row_begin * q_dim, seg.k_cache, seg.v_cache, seg.n, seg.n_past, n_heads,
                  n_kv_heads, head_dim, scale, attn + seg.row_begin * q_dim);
   }

@@ -14,6 +14,7 @@
 #include "af/core/half.hpp"
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/thread_pool.hpp"
+#include "key_cache_test_util.hpp"
 #include "test_util.hpp"
 
 namespace af::cpu {
@@ -93,8 +94,9 @@ std::vector<float> run_all_ops(Backend& b) {
   // Attention + rope: 9 tokens after 20 cached, 6 heads over 2 KV heads of dim 64.
   const int64_t n_tokens = 9, n_past = 20, n_heads = 6, n_kv = 2, hd = 64;
   auto q = random_floats(static_cast<size_t>(n_tokens * n_heads * hd), -1, 1, 6);
-  const auto kc = random_floats(static_cast<size_t>((n_past + n_tokens) * n_kv * hd), -1, 1, 7);
-  const auto vc = random_floats(kc.size(), -1, 1, 8);
+  const auto k_rows = random_floats(static_cast<size_t>((n_past + n_tokens) * n_kv * hd), -1, 1, 7);
+  const auto kc = test::blocked_keys(k_rows, n_past + n_tokens, n_kv, hd);
+  const auto vc = random_floats(k_rows.size(), -1, 1, 8);
   std::vector<int32_t> pos(static_cast<size_t>(n_tokens));
   for (int64_t t = 0; t < n_tokens; ++t)
     pos[static_cast<size_t>(t)] = static_cast<int32_t>(n_past + t);
@@ -114,9 +116,10 @@ std::vector<float> run_all_ops(Backend& b) {
   for (const AttentionCall& c :
        {AttentionCall{1, 1000, 14, 2, 64}, AttentionCall{37, 17, 14, 2, 80}}) {
     const auto cq = random_floats(static_cast<size_t>(c.n_tokens * c.n_heads * c.hd), -1, 1, 9);
-    const auto ck =
+    const auto ck_rows =
         random_floats(static_cast<size_t>((c.n_past + c.n_tokens) * c.n_kv * c.hd), -1, 1, 10);
-    const auto cv = random_floats(ck.size(), -1, 1, 11);
+    const auto ck = test::blocked_keys(ck_rows, c.n_past + c.n_tokens, c.n_kv, c.hd);
+    const auto cv = random_floats(ck_rows.size(), -1, 1, 11);
     std::vector<float> co(cq.size());
     b.attention(cq.data(), ck.data(), cv.data(), c.n_tokens, c.n_past, c.n_heads, c.n_kv, c.hd,
                 0.125f, co.data());

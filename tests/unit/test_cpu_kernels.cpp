@@ -12,6 +12,7 @@
 #include "af/core/tensor.hpp"
 #include "backend/cpu/dispatch.hpp"
 #include "backend/cpu/kernels/attention_plan.hpp"
+#include "key_cache_test_util.hpp"
 #include "test_util.hpp"
 
 namespace af::cpu {
@@ -295,9 +296,11 @@ TEST(CpuKernels, AttentionMatchesReference) {
     const uint32_t seed = static_cast<uint32_t>(c.head_dim * 1000 + c.n_tokens * 100 + c.n_past);
     const auto q =
         random_floats(static_cast<size_t>(c.n_tokens * c.n_heads * c.head_dim), -2.0f, 2.0f, seed);
-    const auto k = random_floats(static_cast<size_t>(cache_rows * c.n_kv_heads * c.head_dim), -2.0f,
-                                 2.0f, seed + 1);
-    const auto v = random_floats(k.size(), -1.0f, 1.0f, seed + 2);
+    const auto k_rows = random_floats(static_cast<size_t>(cache_rows * c.n_kv_heads * c.head_dim),
+                                      -2.0f, 2.0f, seed + 1);
+    // Keys past n_ctx are left NaN in their block: every kernel must mask them.
+    const auto k = test::blocked_keys(k_rows, n_ctx, c.n_kv_heads, c.head_dim);
+    const auto v = random_floats(k_rows.size(), -1.0f, 1.0f, seed + 2);
     const AttentionShape shape{c.n_tokens,   c.n_past,   c.n_heads,
                                c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
     std::vector<float> want(q.size());

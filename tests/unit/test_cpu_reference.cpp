@@ -6,6 +6,7 @@
 
 #include "backend/cpu/dispatch.hpp"
 #include "backend/cpu/kernels/attention_plan.hpp"
+#include "key_cache_test_util.hpp"
 
 namespace af::cpu {
 namespace {
@@ -93,11 +94,11 @@ TEST(CpuReference, Activations) {
 
 TEST(CpuReference, AttentionWithOneKeyReturnsValue) {
   const float q[] = {0.3f, -2, 5, 1};  // one token, 2 heads of dim 2, sharing 1 KV head
-  const float k[] = {7, -1};
+  const auto k = test::blocked_keys({7, -1}, 1, 1, 2);
   const float v[] = {0.25f, -4};
   float out[4];
-  run_attention_serial(ref().attention, plan_attention(AttentionShape{1, 0, 2, 1, 2, 0.7f}), q, k,
-                       v, out);
+  run_attention_serial(ref().attention, plan_attention(AttentionShape{1, 0, 2, 1, 2, 0.7f}), q,
+                       k.data(), v, out);
   for (int h = 0; h < 2; ++h) {
     EXPECT_FLOAT_EQ(out[2 * h], 0.25f);
     EXPECT_FLOAT_EQ(out[2 * h + 1], -4);
@@ -107,12 +108,12 @@ TEST(CpuReference, AttentionWithOneKeyReturnsValue) {
 // Two keys with scores 0 and ln 2 weight the values 1/3 and 2/3; the causal mask hides the
 // second key from the first token.
 TEST(CpuReference, AttentionIsCausalAndWeighted) {
-  const float q[] = {1, 0, 1, 0};               // 2 tokens, 1 head, dim 2
-  const float k[] = {0, 5, std::log(2.0f), 5};  // scores q·k = 0 and ln 2
+  const float q[] = {1, 0, 1, 0};                                         // 2 tokens, 1 head, dim 2
+  const auto k = test::blocked_keys({0, 5, std::log(2.0f), 5}, 2, 1, 2);  // q·k = 0 and ln 2
   const float v[] = {3, 0, 0, 3};
   float out[4];
-  run_attention_serial(ref().attention, plan_attention(AttentionShape{2, 0, 1, 1, 2, 1.0f}), q, k,
-                       v, out);
+  run_attention_serial(ref().attention, plan_attention(AttentionShape{2, 0, 1, 1, 2, 1.0f}), q,
+                       k.data(), v, out);
   EXPECT_FLOAT_EQ(out[0], 3);
   EXPECT_FLOAT_EQ(out[1], 0);
   EXPECT_NEAR(out[2], 1, 1e-6f);
@@ -122,16 +123,50 @@ TEST(CpuReference, AttentionIsCausalAndWeighted) {
 // The same two keys in separate chunks: the merge rescales the chunks' states to one softmax.
 TEST(CpuReference, AttentionMergesKeyChunks) {
   const float q[] = {1, 0, 1, 0};
-  const float k[] = {0, 5, std::log(2.0f), 5};
+  const auto k = test::blocked_keys({0, 5, std::log(2.0f), 5}, 2, 1, 2);
   const float v[] = {3, 0, 0, 3};
   float out[4];
   const AttentionPlan plan = plan_attention(AttentionShape{2, 0, 1, 1, 2, 1.0f}, 1, 1);
   EXPECT_EQ(plan.n_key_chunks, 2);
-  run_attention_serial(ref().attention, plan, q, k, v, out);
+  run_attention_serial(ref().attention, plan, q, k.data(), v, out);
   EXPECT_FLOAT_EQ(out[0], 3);
   EXPECT_FLOAT_EQ(out[1], 0);
   EXPECT_NEAR(out[2], 1, 1e-6f);
   EXPECT_NEAR(out[3], 2, 1e-6f);
+}
+
+// The key cache layout: positions in blocks of kKeyBlock, per KV head head_dim rows of the block's
+// keys; storing rows in pieces (as prefill chunks and decode steps do) lands them where
+// key_offset says, and the size rounds up to whole blocks.
+TEST(KeyCache, StoreKeysFollowsTheBlockedLayout) {
+  const int64_t n_kv = 3, hd = 5, n = 37;  // 3 blocks, the last partial
+  EXPECT_EQ(key_cache_floats(n, n_kv, hd), 48 * n_kv * hd);
+  EXPECT_EQ(key_cache_floats(0, n_kv, hd), 0);
+  EXPECT_EQ(key_cache_floats(16, n_kv, hd), 16 * n_kv * hd);
+  EXPECT_EQ(key_offset(17, 2, 4, n_kv, hd), ((1 * n_kv + 2) * hd + 4) * kKeyBlock + 1);
+  EXPECT_EQ(key_block_offset(17, 2, n_kv, hd), key_offset(16, 2, 0, n_kv, hd));
+  std::vector<float> rows(static_cast<size_t>(n * n_kv * hd));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(i);
+  std::vector<float> cache(static_cast<size_t>(key_cache_floats(n, n_kv, hd)), -1.0f);
+  store_keys(cache.data(), rows.data(), 20, 0, n_kv, hd);  // a prefill chunk
+  for (int64_t pos = 20; pos < n; ++pos) {                 // then one position at a time
+    store_keys(cache.data(), rows.data() + pos * n_kv * hd, 1, pos, n_kv, hd);
+  }
+  int64_t stored = 0;
+  for (int64_t pos = 0; pos < n; ++pos) {
+    for (int64_t h = 0; h < n_kv; ++h) {
+      for (int64_t d = 0; d < hd; ++d) {
+        ASSERT_EQ(cache[static_cast<size_t>(key_offset(pos, h, d, n_kv, hd))],
+                  rows[static_cast<size_t>((pos * n_kv + h) * hd + d)])
+            << pos << " " << h << " " << d;
+        ++stored;
+      }
+    }
+  }
+  // Nothing else was written: the slots of positions 37 .. 47 keep their fill.
+  int64_t untouched = 0;
+  for (float f : cache) untouched += f == -1.0f;
+  EXPECT_EQ(untouched, static_cast<int64_t>(cache.size()) - stored);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "af/backend/key_cache.hpp"
 #include "af/core/device.hpp"
 #include "af/core/tensor.hpp"
 
@@ -102,7 +103,11 @@ class Backend {
 
   // Causal attention with grouped KV heads.
   // q:   [n_tokens, n_heads * head_dim], token t sits at position n_past + t
-  // k,v: [>= n_past + n_tokens, n_kv_heads * head_dim] (the KV cache rows, already written)
+  // k:   the key cache in the blocked layout of af/backend/key_cache.hpp, holding positions
+  //      0 .. n_past + n_tokens - 1 (already written, e.g. by store_keys) in at least
+  //      key_cache_floats(n_past + n_tokens, n_kv_heads, head_dim) floats; slots past the last
+  //      position in its block are read but never weigh in, so they may hold anything
+  // v:   [>= n_past + n_tokens, n_kv_heads * head_dim] (the value cache rows, already written)
   // out: [n_tokens, n_heads * head_dim]
   // Query head h reads KV head h / (n_heads / n_kv_heads); scores are q·k * scale.
   virtual void attention(const float* q, const float* k, const float* v, int64_t n_tokens,

@@ -9,23 +9,31 @@
 
 namespace af::nn {
 
-// Per layer: k and v rows [max_seq, n_kv_heads * head_dim], float32. Allocated lazily by the OS
-// (calloc), so an unused long context costs address space, not memory.
+// Per layer, float32: the keys of max_seq positions in the blocked layout of
+// af/backend/key_cache.hpp (written with store_keys), and the values as rows
+// [max_seq, n_kv_heads * head_dim]. Allocated lazily by the OS (calloc), so an unused long
+// context costs address space, not memory. Each array starts on a page boundary, so the attention
+// kernels' vector loads never straddle two cache lines (and a 64-dim head's key block is a page).
 class KvCache {
  public:
-  KvCache(int64_t n_layers, int64_t max_seq, int64_t kv_dim);
+  KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim);
 
-  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].get(); }
-  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].get(); }
+  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data; }
+  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data; }
   int64_t max_seq() const { return max_seq_; }
-  int64_t kv_dim() const { return kv_dim_; }
+  int64_t kv_dim() const { return n_kv_heads_ * head_dim_; }
 
  private:
   struct Free {
-    void operator()(float* p) const;
+    void operator()(void* p) const;
   };
-  std::vector<std::unique_ptr<float, Free>> k_, v_;
-  int64_t max_seq_, kv_dim_;
+  // A calloc'd block, used from its first page boundary on.
+  struct PageAlignedArray {
+    std::unique_ptr<void, Free> raw;
+    float* data = nullptr;
+  };
+  std::vector<PageAlignedArray> k_, v_;
+  int64_t max_seq_, n_kv_heads_, head_dim_;
 };
 
 struct SelfAttention {
@@ -38,9 +46,9 @@ struct SelfAttention {
   void prepare(Backend& be);
 
   // x[rows, hidden] holds one or more sequences: rows [row_begin, row_begin + n) belong to the
-  // sequence whose layer cache is k_cache / v_cache, at positions n_past .. (its new k/v rows are
-  // written there). The projections run once over all rows; attention runs per segment.
-  // scratch holds rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
+  // sequence whose layer cache is k_cache / v_cache (KvCache's layouts), at positions n_past ..
+  // (its new keys and values are written there). The projections run once over all rows; attention
+  // runs per segment. scratch holds rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
   struct Segment {
     float* k_cache;
     float* v_cache;

@@ -168,9 +168,13 @@ void CpuBackend::attention(const float* q, const float* k, const float* v, int64
   const AttentionPartials parts{acc.data(), stats.data(), stats.data() + n_items * rows};
   const AttentionFn fn = kernels_.attention;
   const bool split_keys = plan.n_key_chunks > 1;
+  // Split keys run chunk by chunk (every KV head and token block of a chunk, then the next
+  // chunk), so each thread streams one contiguous stretch of the cache.
+  const int64_t per_chunk = n_items / plan.n_key_chunks;
   parallel_ranges(n_items, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> scratch(static_cast<size_t>(plan.scratch_floats()));
-    for (int64_t i = i0; i < i1; ++i) {
+    for (int64_t n = i0; n < i1; ++n) {
+      const int64_t i = split_keys ? n % per_chunk * plan.n_key_chunks + n / per_chunk : n;
       run_attention_item(fn, plan, q, k, v, i, parts, scratch.data());
       // An unsplit item is a whole (KV head, token block): finish it while its state is hot.
       if (!split_keys) {

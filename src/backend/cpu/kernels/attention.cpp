@@ -1,6 +1,7 @@
 // Reference causal grouped-query attention: one work item's softmax state (see AttentionFn).
 #include <math.h>
 
+#include "af/backend/key_cache.hpp"
 #include "backend/cpu/kernels/reference.hpp"
 
 namespace af::cpu::ref {
@@ -22,9 +23,9 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
       float* ar = acc + r * head_dim;
       float mx = -INFINITY;
       for (int64_t j = key_begin; j < end; ++j) {
-        const float* kj = k + j * kv_stride + kv_off;
+        const float* kj = k + key_offset(j, kv_head, 0, shape.n_kv_heads, head_dim);
         double dot = 0.0;
-        for (int64_t d = 0; d < head_dim; ++d) dot += double(qh[d]) * double(kj[d]);
+        for (int64_t d = 0; d < head_dim; ++d) dot += double(qh[d]) * double(kj[d * kKeyBlock]);
         float& score = scratch[j - key_begin];
         score = static_cast<float>(dot * double(shape.scale));
         mx = score > mx ? score : mx;

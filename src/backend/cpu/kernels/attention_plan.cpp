@@ -4,16 +4,18 @@
 
 #include <vector>
 
+#include "af/backend/key_cache.hpp"
+
 namespace af::cpu {
 namespace {
 
 // Rows (query token x query head of one KV head) an item aims for: enough to amortise each key
-// block's load and transposition, few enough that the accumulators stay in L1/L2.
+// block's load, few enough that the accumulators stay in L1/L2.
 constexpr int64_t kAttentionRows = 48;
 // Fewer items than this (KV heads x token blocks) and the keys are split too.
 constexpr int64_t kMinItems = 8;
 // Key chunks are at least this many keys (shorter ones cost more to merge and start than they
-// save), and a multiple of kMaxLanes keys so no chunk ends in a partial key block.
+// save), and a multiple of kKeyBlock keys so every chunk starts at a key cache block.
 constexpr int64_t kMinKeyChunk = 128;
 // The widest vector (AVX-512) in floats; the SIMD kernels' scratch is sized for it.
 constexpr int64_t kMaxLanes = 16;
@@ -23,12 +25,15 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 int64_t AttentionPlan::scratch_floats() const {
-  const int64_t padded_dim = ceil_div(shape.head_dim, kMaxLanes) * kMaxLanes;
-  // SIMD: a transposed key block, then per row a block of probabilities and lane-wise sums,
-  // and for decode each row's scores over the chunk. Reference: one row's scores over the chunk.
-  int64_t simd = padded_dim * kMaxLanes + 2 * rows_per_item() * kMaxLanes;
+  // SIMD: the query rows in tiles of kAttentionRowTile, per row a vector of probabilities and
+  // lane-wise sums, and for decode each row's scores over the chunk, from the vector that holds its
+  // first key. Reference: one row's scores over the chunk.
+  int64_t simd = ceil_div(rows_per_item(), kAttentionRowTile) * kAttentionRowTile * shape.head_dim +
+                 2 * rows_per_item() * kMaxLanes;
   // Decode (one query token) scores its whole key chunk first: rows x chunk scores.
-  if (shape.n_tokens == 1) simd += rows_per_item() * (ceil_div(key_chunk, kMaxLanes) * kMaxLanes);
+  if (shape.n_tokens == 1) {
+    simd += rows_per_item() * (ceil_div(key_chunk + kMaxLanes - 1, kMaxLanes) * kMaxLanes);
+  }
   return simd > key_chunk ? simd : key_chunk;
 }
 
@@ -54,7 +59,7 @@ AttentionPlan plan_attention(const AttentionShape& shape) {
     const int64_t wanted = ceil_div(kMinItems, base_items);
     const int64_t fit = ceil_div(n_ctx, kMinKeyChunk);
     const int64_t chunks = wanted < fit ? wanted : fit;
-    key_chunk = ceil_div(ceil_div(n_ctx, chunks), kMaxLanes) * kMaxLanes;
+    key_chunk = ceil_div(ceil_div(n_ctx, chunks), kKeyBlock) * kKeyBlock;
   }
   return plan_attention(shape, token_block, key_chunk);
 }

@@ -48,8 +48,12 @@ struct AttentionShape {
 // kv_head * group + i) get the softmax state over those keys: row_max[r] = the largest score
 // (-inf when the row sees none of them), row_sum[r] = sum of exp(score - row_max[r]) and
 // acc[r * head_dim ..] = the sum of exp(score - row_max[r]) * value row; scores are q·k * scale.
-// q: [n_tokens, n_heads * head_dim]; k, v: [>= n_past + n_tokens, n_kv_heads * head_dim];
-// scratch: attention_scratch_floats() floats (attention_plan.hpp).
+// q: [n_tokens, n_heads * head_dim]; k: the key cache (af/backend/key_cache.hpp); v: [>= n_past +
+// n_tokens, n_kv_heads * head_dim];
+// scratch: AttentionPlan::scratch_floats() floats (attention_plan.hpp).
+// The query rows the SIMD attention kernels score at once (their scratch holds the item's rows in
+// tiles of this many).
+inline constexpr int kAttentionRowTile = 8;
 using AttentionFn = void (*)(const float* q, const float* k, const float* v,
                              const AttentionShape& shape, int64_t kv_head, int64_t t_begin,
                              int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,

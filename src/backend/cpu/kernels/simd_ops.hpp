@@ -1,6 +1,7 @@
 #pragma once
 // Norms, RoPE, softmax, activations and attention over vector traits V, plus the KernelTable
 // that collects them (include only from ISA files; see simd_common.hpp).
+#include "af/backend/key_cache.hpp"
 #include "backend/cpu/kernels/reference.hpp"
 #include "backend/cpu/kernels/simd_common.hpp"
 #include "backend/cpu/kernels/simd_matmul.hpp"
@@ -197,62 +198,66 @@ void scale(float* x, float scale, int64_t n) {
   map_inplace<V>(x, n, [s](typename V::F v) { return V::mul(v, s); });
 }
 
-// Score rows [0, NR) of a key block: scores[r] = sum over d of q_rows[r][d] * kt[d], kt holding
-// the block's keys transposed (dimension d's value of every key in one vector), so one vector
-// holds kLanes keys' scores and no horizontal sum is needed.
-template <class V, int NR>
-inline void score_rows(const float* const* q_rows, const float* kt, int64_t head_dim,
+// Rows an attention item scores at once against a vector of keys.
+constexpr int kRowTile = kAttentionRowTile;
+
+// Copies rows [0, nr) of a row tile, q_rows[r][0, head_dim), dimension-major into
+// qt[d * kRowTile + r], so the scores' broadcasts all come off one pointer.
+inline void gather_query_tile(const float* const* q_rows, int nr, int64_t head_dim, float* qt) {
+  for (int64_t d = 0; d < head_dim; ++d) {
+    for (int r = 0; r < nr; ++r) qt[d * kRowTile + r] = q_rows[r][d];
+  }
+}
+
+// Score rows [0, NR) of a query tile qt (gather_query_tile) against NG vectors of kLanes keys:
+// scores[g * kRowTile + r] = sum over d of qt[d * kRowTile + r] * kt[g][d * kKeyBlock], kt[g]
+// pointing into the key cache's blocked layout (af/backend/key_cache.hpp), where dimension d of
+// consecutive keys is contiguous, so one vector holds kLanes keys' scores and no horizontal sum
+// is needed. Two key vectors per pass halve the broadcasts per multiply-add.
+template <class V, int NR, int NG>
+inline void score_rows(const float* qt, const float* const* kt, int64_t head_dim,
                        typename V::F* scores) {
   using F = typename V::F;
-  F a[NR];
-  for (int r = 0; r < NR; ++r) a[r] = V::zero();
+  F a[NG][NR];
+  for (int g = 0; g < NG; ++g) {
+    for (int r = 0; r < NR; ++r) a[g][r] = V::zero();
+  }
   for (int64_t d = 0; d < head_dim; ++d) {
-    const F kd = V::load(kt + d * V::kLanes);
-    for (int r = 0; r < NR; ++r) a[r] = V::fmadd(V::set1(q_rows[r][d]), kd, a[r]);
-  }
-  for (int r = 0; r < NR; ++r) scores[r] = a[r];
-}
-
-// A block of kLanes keys transposed: kt[d * kLanes + i] = keys[i * kv_stride + d] for
-// d < round_up(head_dim, kLanes); keys i >= n_keys and dimensions past head_dim read as zeros.
-template <class V>
-inline void transpose_keys(const float* keys, int n_keys, int64_t kv_stride, int64_t head_dim,
-                           float* kt) {
-  using F = typename V::F;
-  constexpr int L = V::kLanes;
-  for (int64_t dv = 0; dv * L < head_dim; ++dv) {
-    const int cnt = static_cast<int>(min_i64(L, head_dim - dv * L));
-    F tile[L];
-    for (int i = 0; i < L; ++i) {
-      const float* src = keys + i * kv_stride + dv * L;
-      tile[i] = i >= n_keys ? V::zero() : cnt == L ? V::load(src) : V::load_partial(src, cnt);
+    F kd[NG];
+    for (int g = 0; g < NG; ++g) kd[g] = V::load(kt[g] + d * kKeyBlock);
+    const float* qd = qt + d * kRowTile;
+    for (int r = 0; r < NR; ++r) {
+      const F qb = V::set1(qd[r]);
+      for (int g = 0; g < NG; ++g) a[g][r] = V::fmadd(qb, kd[g], a[g][r]);
     }
-    V::transpose(tile);
-    for (int i = 0; i < L; ++i) V::store(kt + (dv * L + i) * L, tile[i]);
+  }
+  for (int g = 0; g < NG; ++g) {
+    for (int r = 0; r < NR; ++r) scores[g * kRowTile + r] = a[g][r];
   }
 }
 
-// score_rows for nr (1 to 8) rows.
-template <class V>
-inline void score_block(int nr, const float* const* q_rows, const float* kt, int64_t head_dim,
+// score_rows for nr (1 to kRowTile) rows.
+template <class V, int NG>
+inline void score_block(int nr, const float* qt, const float* const* kt, int64_t head_dim,
                         typename V::F* scores) {
+  static_assert(kRowTile == 8, "one case per row count");
   switch (nr) {
     case 8:
-      return score_rows<V, 8>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 8, NG>(qt, kt, head_dim, scores);
     case 7:
-      return score_rows<V, 7>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 7, NG>(qt, kt, head_dim, scores);
     case 6:
-      return score_rows<V, 6>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 6, NG>(qt, kt, head_dim, scores);
     case 5:
-      return score_rows<V, 5>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 5, NG>(qt, kt, head_dim, scores);
     case 4:
-      return score_rows<V, 4>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 4, NG>(qt, kt, head_dim, scores);
     case 3:
-      return score_rows<V, 3>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 3, NG>(qt, kt, head_dim, scores);
     case 2:
-      return score_rows<V, 2>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 2, NG>(qt, kt, head_dim, scores);
     default:
-      return score_rows<V, 1>(q_rows, kt, head_dim, scores);
+      return score_rows<V, 1, NG>(qt, kt, head_dim, scores);
   }
 }
 
@@ -299,28 +304,44 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const float
   }
 }
 
-// See AttentionFn in kernel_table.hpp. Flash-attention style: keys go by blocks of kLanes; each
-// block is transposed once into scratch and scored against every row of the item (all query
-// heads of the KV head, all tokens), then each row's running max, lane-wise running sums and
-// accumulator are rescaled when its max grows, and its probabilities weight the value rows.
-// scratch: [round_up(head_dim, kLanes) * kLanes] transposed keys, [rows * kLanes] probabilities,
-// [rows * kLanes] lane-wise sums.
+// See AttentionFn in kernel_table.hpp. Flash-attention style: keys go by groups of kLanes
+// (aligned to kLanes, which divides kKeyBlock), each read straight from the key cache's blocked
+// layout and scored against every row of the item (all query heads of the KV head, all tokens),
+// then each row's running max, lane-wise running sums and accumulator are rescaled when its max
+// grows, and its probabilities weight the value rows. A chunk that starts inside a group masks
+// the group's keys before key_begin; keys past the chunk's (or a row's causal) end are masked too,
+// so cache slots past the last stored position never weigh in, whatever they hold.
+// scratch: [round_up(rows, kRowTile) * head_dim] query tiles, [rows * kLanes] probabilities,
+// [rows * kLanes] lane-wise sums, and for decode [rows * round_up(key_end - key_begin + kLanes -
+// 1, kLanes)] scores.
 template <class V>
 void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
                int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
                float* acc, float* row_max, float* row_sum, float* scratch) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
-  constexpr int kRowTile = 8;
+  static_assert(kKeyBlock % L == 0, "a key block holds whole vectors");
+  // Key vectors scored per pass in decode: two where the registers allow (AVX-512's 32).
+  constexpr int kDecodeGroups = L == 16 ? 2 : 1;
   const int64_t head_dim = shape.head_dim;
-  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const int64_t n_kv_heads = shape.n_kv_heads;
+  const int64_t group = shape.n_heads / n_kv_heads;
   const int64_t q_stride = shape.n_heads * head_dim;
-  const int64_t kv_stride = shape.n_kv_heads * head_dim;
+  const int64_t kv_stride = n_kv_heads * head_dim;
   const int64_t rows = (t_end - t_begin) * group;
-  const int64_t n_dvec = (head_dim + L - 1) / L;
-  float* kt = scratch;
-  float* probs = kt + n_dvec * L * L;
+  const int64_t n_tiles = (rows + kRowTile - 1) / kRowTile;
+  float* q_tiles = scratch;  // tile i at q_tiles + i * head_dim * kRowTile
+  float* probs = q_tiles + n_tiles * head_dim * kRowTile;
   float* sums = probs + rows * L;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
+    const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
+    const float* q_rows[kRowTile];
+    for (int r = 0; r < nr; ++r) {
+      const int64_t t = t_begin + (r0 + r) / group;
+      q_rows[r] = q + t * q_stride + (kv_head * group + (r0 + r) % group) * head_dim;
+    }
+    gather_query_tile(q_rows, nr, head_dim, q_tiles + r0 * head_dim);
+  }
   for (int64_t r = 0; r < rows; ++r) {
     row_max[r] = -INFINITY;
     V::store(sums + r * L, V::zero());
@@ -328,7 +349,16 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   }
   // The last key any row of the item may see, plus one.
   const int64_t item_end = min_i64(key_end, shape.n_past + t_end);
-  const float* k_head = k + kv_head * head_dim;
+  if (item_end <= key_begin) {
+    for (int64_t r = 0; r < rows; ++r) row_sum[r] = 0.0f;
+    return;
+  }
+  // The first key of the vector group that holds key_begin.
+  const int64_t group_begin = key_begin - key_begin % L;
+  // Dimension 0 of keys j .. j + L - 1 (j a multiple of L) of this KV head.
+  const auto keys_at = [&](int64_t j) {
+    return k + key_block_offset(j, kv_head, n_kv_heads, head_dim) + j % kKeyBlock;
+  };
   const float* v_head = v + kv_head * head_dim;
   const F score_scale = V::set1(shape.scale);
   if (shape.n_tokens == 1) {
@@ -336,29 +366,37 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     // then one softmax per row, then the values with each row's accumulators held in registers
     // over the whole chunk. Per-block softmax bookkeeping (horizontal max, rescaling) would
     // otherwise dominate: the rows are few and the work per key small.
+    const int64_t lead = key_begin - group_begin;  // masked keys before key_begin
     const int64_t n = item_end - key_begin;
-    const int64_t padded = (n + L - 1) / L * L;
-    float* sc = sums + rows * L;  // sc[row * padded + i]: row's scaled score of key key_begin + i
-    for (int64_t j = key_begin; j < item_end; j += L) {
-      transpose_keys<V>(k_head + j * kv_stride, static_cast<int>(min_i64(L, item_end - j)),
-                        kv_stride, head_dim, kt);
+    const int64_t padded = (lead + n + L - 1) / L * L;
+    // sc[row * padded + i]: row's scaled score of key group_begin + i.
+    float* sc = sums + rows * L;
+    for (int64_t j = group_begin; j < item_end;) {
+      const int ng = j + L < item_end ? kDecodeGroups : 1;
+      const float* kt[kDecodeGroups];
+      for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
-        const float* q_rows[kRowTile];
-        for (int r = 0; r < nr; ++r) {
-          q_rows[r] = q + t_begin * q_stride + (kv_head * group + r0 + r) * head_dim;
+        F scores[kDecodeGroups * kRowTile];
+        if (ng == kDecodeGroups) {
+          score_block<V, kDecodeGroups>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
+        } else {
+          score_block<V, 1>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
         }
-        F scores[kRowTile];
-        score_block<V>(nr, q_rows, kt, head_dim, scores);
-        for (int r = 0; r < nr; ++r) {
-          V::store(sc + (r0 + r) * padded + (j - key_begin), V::mul(scores[r], score_scale));
+        for (int g = 0; g < ng; ++g) {
+          for (int r = 0; r < nr; ++r) {
+            V::store(sc + (r0 + r) * padded + (j + g * L - group_begin),
+                     V::mul(scores[g * kRowTile + r], score_scale));
+          }
         }
       }
+      j += ng * L;
     }
     for (int64_t row = 0; row < rows; ++row) {
       float* s_row = sc + row * padded;
-      // Keys past the chunk's end (the last block's padding) weigh nothing.
-      for (int64_t i = n; i < padded; ++i) s_row[i] = -INFINITY;
+      // Keys outside the chunk (the first and last groups' other keys) weigh nothing.
+      for (int64_t i = 0; i < lead; ++i) s_row[i] = -INFINITY;
+      for (int64_t i = lead + n; i < padded; ++i) s_row[i] = -INFINITY;
       F vmax = V::set1(-INFINITY);
       for (int64_t i = 0; i < padded; i += L) vmax = V::max(vmax, V::load(s_row + i));
       const float m = V::hmax(vmax);
@@ -366,9 +404,12 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
       F lane_sums = V::zero();
       for (int64_t i = 0; i < padded; i += L) {
         V::store(s_row + i, exp_approx<V>(V::sub(V::load(s_row + i), vm)));
-        // exp_approx clamps its argument, so padding keys come out tiny, not 0: zero them.
-        if (i + L > n) {
-          for (int64_t t = n; t < i + L; ++t) s_row[t] = 0.0f;
+        // exp_approx clamps its argument, so masked keys come out tiny, not 0: zero them.
+        if (i < lead) {
+          for (int64_t t = i; t < lead; ++t) s_row[t] = 0.0f;
+        }
+        if (i + L > lead + n) {
+          for (int64_t t = lead + n; t < i + L; ++t) s_row[t] = 0.0f;
         }
         lane_sums = V::add(lane_sums, V::load(s_row + i));
       }
@@ -381,7 +422,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
       const float* p_rows[4];
       float* acc_rows[4];
       for (int r = 0; r < nr; ++r) {
-        p_rows[r] = sc + (r0 + r) * padded;
+        p_rows[r] = sc + (r0 + r) * padded + lead;
         acc_rows[r] = acc + (r0 + r) * head_dim;
       }
       switch (nr) {
@@ -401,9 +442,11 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     }
     return;
   }
-  for (int64_t j = key_begin; j < item_end; j += L) {
+  for (int64_t j = group_begin; j < item_end; j += L) {
     const int n_keys = static_cast<int>(min_i64(L, item_end - j));
-    transpose_keys<V>(k_head + j * kv_stride, n_keys, kv_stride, head_dim, kt);
+    // Keys of the group before key_begin belong to the previous chunk.
+    const int first = static_cast<int>(j < key_begin ? key_begin - j : 0);
+    const float* kt = keys_at(j);
     // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
     const float* v_block = v_head + j * kv_stride;
     const float* pv_p[2];
@@ -411,22 +454,18 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     int n_pv = 0, pv_keys = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
-      const float* q_rows[kRowTile];
-      for (int r = 0; r < nr; ++r) {
-        const int64_t t = t_begin + (r0 + r) / group;
-        q_rows[r] = q + t * q_stride + (kv_head * group + (r0 + r) % group) * head_dim;
-      }
       F scores[kRowTile];
-      score_block<V>(nr, q_rows, kt, head_dim, scores);
+      score_block<V, 1>(nr, q_tiles + r0 * head_dim, &kt, head_dim, scores);
       for (int r = 0; r < nr; ++r) {
         const int64_t row = r0 + r;
         const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
         const int valid = static_cast<int>(min_i64(n_keys, causal_end - j));
-        if (valid <= 0) continue;  // this block lies past the row's causal end
+        if (valid <= first) continue;  // this group lies past the row's causal end
         float* p = probs + row * L;
         F s = V::mul(scores[r], score_scale);
-        if (valid < L) {  // keys past the row's end (or the block's) score -inf
+        if (valid < L || first > 0) {  // keys outside the row's range (or the chunk) score -inf
           V::store(p, s);
+          for (int i = 0; i < first; ++i) p[i] = -INFINITY;
           s = V::load_partial_fill(p, valid, -INFINITY);
         }
         const float old_max = row_max[row];
@@ -442,10 +481,15 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
             scale<V>(ar, shrink, head_dim);
           }
         }
-        const F e = exp_approx<V>(V::sub(s, V::set1(row_max[row])));
+        F e = exp_approx<V>(V::sub(s, V::set1(row_max[row])));
+        if (first > 0) {  // exp_approx leaves the masked keys tiny, not 0
+          V::store(p, e);
+          for (int i = 0; i < first; ++i) p[i] = 0.0f;
+          e = V::load(p);
+        }
         V::store(sr, V::add(lane_sums, e));
         V::store(p, e);
-        // Rows that see this block queue for the value pass, two at a time.
+        // Rows that see this group queue for the value pass, two at a time.
         pv_p[n_pv] = p;
         pv_acc[n_pv] = ar;
         pv_keys = valid > pv_keys ? valid : pv_keys;
