@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "af/backend/quant.hpp"
@@ -151,72 +152,86 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_dense(const Tensor& w)
 
 // x[m, k] in the forms a group's weights need, each made on first use and shared by the rest.
 struct CpuBackend::MatmulActivations {
+  MatmulActivations(const float* x_, int64_t m_, int64_t k_, MatmulScratch& scratch_)
+      : x(x_), m(m_), k(k_), scratch(scratch_) {}
   const float* x;
   int64_t m, k;
-  std::vector<uint8_t> q8_0, q8_k;  // GGUF rows of the activation types
-  struct Split {                    // Q8_0 rows split for a packed type (quant/packed.hpp)
-    std::vector<int8_t> qs;
-    std::vector<float> d, asum;
-    std::vector<int32_t> offset;
-    quant::packed::Activations view;
-  };
-  std::map<DType, Split> split;  // by weight type: the offsets depend on it
-  std::vector<uint16_t> bf16;    // rows rounded to bf16, padded to an even length
+  MatmulScratch& scratch;
+  bool have_q8_0 = false, have_q8_k = false, have_bf16 = false;
+  std::map<DType, quant::packed::Activations> split;
   int64_t bf16_ld = 0;
 };
 
+namespace {
+
+template <class T>
+T* grown(std::vector<T>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
+
+CpuBackend::MatmulScratch& CpuBackend::matmul_scratch() {
+  if (!matmul_scratch_) matmul_scratch_ = std::make_unique<MatmulScratch>();
+  return *matmul_scratch_;
+}
+
 const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act_type) {
-  std::vector<uint8_t>& buf = act_type == DType::Q8_K ? a.q8_k : a.q8_0;
-  if (buf.empty()) {
-    const int64_t row = row_bytes(act_type, a.k);
-    buf.resize(static_cast<size_t>(a.m * row));
+  const bool k_type = act_type == DType::Q8_K;
+  const int64_t row = row_bytes(act_type, a.k);
+  uint8_t* buf = grown(k_type ? a.scratch.q8_k : a.scratch.q8_0, a.m * row);
+  bool& have = k_type ? a.have_q8_k : a.have_q8_0;
+  if (!have) {
     const quant::QuantizeActFn quantize =
-        act_type == DType::Q8_K ? quant_kernels_.quantize_q8_k : quant_kernels_.quantize_q8_0;
+        k_type ? quant_kernels_.quantize_q8_k : quant_kernels_.quantize_q8_0;
     parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) quantize(a.x + r * a.k, buf.data() + r * row, a.k);
+      for (int64_t r = r0; r < r1; ++r) quantize(a.x + r * a.k, buf + r * row, a.k);
     });
+    have = true;
   }
-  return buf.data();
+  return buf;
 }
 
 const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivations& a, DType type) {
-  if (const auto it = a.split.find(type); it != a.split.end()) return it->second.view;
+  if (const auto it = a.split.find(type); it != a.split.end()) return it->second;
   const uint8_t* rows = quantized_activations(a, DType::Q8_0);
   const int64_t row = row_bytes(DType::Q8_0, a.k);
   const int64_t nb = a.k / 32;
-  MatmulActivations::Split& s = a.split[type];
-  s.qs.resize(static_cast<size_t>(a.m * a.k));
-  s.d.resize(static_cast<size_t>(a.m * nb));
-  s.asum.resize(s.d.size());
-  s.offset.resize(s.d.size());
+  MatmulScratch::Split& s = a.scratch.split[type];
+  int8_t* qs = grown(s.qs, a.m * a.k);
+  float* d = grown(s.d, a.m * nb);
+  float* asum = grown(s.asum, a.m * nb);
+  int32_t* offset = grown(s.offset, a.m * nb);
   parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      quant::packed::split_activation_row(type, rows + r * row, a.k, s.qs.data() + r * a.k,
-                                          s.d.data() + r * nb, s.offset.data() + r * nb,
-                                          s.asum.data() + r * nb);
+      quant::packed::split_activation_row(type, rows + r * row, a.k, qs + r * a.k, d + r * nb,
+                                          offset + r * nb, asum + r * nb);
     }
   });
-  s.view = {s.qs.data(), s.d.data(), s.offset.data(), s.asum.data(), a.k};
-  return s.view;
+  return a.split[type] = quant::packed::Activations{qs, d, offset, asum, a.k};
 }
 
 const uint16_t* CpuBackend::bf16_activations(MatmulActivations& a) {
-  if (a.bf16.empty()) {
-    // The packed kernels read activation pairs: rows padded to an even length with a zero.
-    a.bf16_ld = 2 * quant::bf16_pairs(a.k);
-    a.bf16.assign(static_cast<size_t>(a.m * a.bf16_ld), 0);
+  // The packed kernels read activation pairs: rows padded to an even length with a zero.
+  a.bf16_ld = 2 * quant::bf16_pairs(a.k);
+  uint16_t* xb = grown(a.scratch.bf16, a.m * a.bf16_ld);
+  if (!a.have_bf16) {
     parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        quant::bf16_round_row(a.x + r * a.k, a.bf16.data() + r * a.bf16_ld, a.k);
+        quant::bf16_round_row(a.x + r * a.k, xb + r * a.bf16_ld, a.k);
+        if (a.bf16_ld > a.k) xb[r * a.bf16_ld + a.k] = 0;
       }
     });
+    a.have_bf16 = true;
   }
-  return a.bf16.data();
+  return xb;
 }
 
 void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float* bias, float* y,
                         const PreparedWeight* prepared) {
-  MatmulActivations acts{x, m, w.shape().rank() == 2 ? w.shape()[1] : 0, {}, {}, {}, {}, 0};
+  const std::lock_guard<std::mutex> lock(matmul_mutex_);  // one user of the scratch at a time
+  MatmulActivations acts(x, m, w.shape().rank() == 2 ? w.shape()[1] : 0, matmul_scratch());
   const MatmulWork work = plan_matmul(acts, {&w, bias, y, prepared});
   parallel_ranges(work.n_tasks, 1, work.run);
 }
@@ -228,8 +243,9 @@ void CpuBackend::matmul_group(const float* x, int64_t m, const MatmulTarget* tar
   check_ptr(targets, n_targets, "matmul_group", "targets");
   const Tensor* first = targets[0].weight;
   check_ptr(first, 1, "matmul_group", "weight");
-  MatmulActivations acts{x,  m, first->shape().rank() == 2 ? first->shape()[1] : 0, {}, {}, {},
-                         {}, 0};
+  const std::lock_guard<std::mutex> lock(matmul_mutex_);
+  MatmulActivations acts(x, m, first->shape().rank() == 2 ? first->shape()[1] : 0,
+                         matmul_scratch());
   std::vector<MatmulWork> works;
   works.reserve(static_cast<size_t>(n_targets));
   for (int64_t i = 0; i < n_targets; ++i) works.push_back(plan_matmul(acts, targets[i]));
