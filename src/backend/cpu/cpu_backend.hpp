@@ -87,6 +87,7 @@ class CpuBackend final : public Backend {
   };
   struct MatmulActivations;
   MatmulScratch& matmul_scratch();  // made on first use
+  void trim_matmul_scratch();       // drops it when a long prefill grew it past 16 MiB
   struct MatmulWork {
     int64_t n_tasks = 0;
     std::function<void(int64_t begin, int64_t end)> run;

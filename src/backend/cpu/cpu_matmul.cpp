@@ -177,6 +177,19 @@ CpuBackend::MatmulScratch& CpuBackend::matmul_scratch() {
   return *matmul_scratch_;
 }
 
+void CpuBackend::trim_matmul_scratch() {
+  // Decode and short prefills keep reusing the same pages; after a long prefill (whose work
+  // dwarfs a page fault per page) the memory goes back rather than staying resident.
+  constexpr size_t kKeepBytes = 16 << 20;
+  const MatmulScratch& s = *matmul_scratch_;
+  size_t bytes = s.q8_0.capacity() + s.q8_k.capacity() + 2 * s.bf16.capacity();
+  for (const auto& [type, split] : s.split) {
+    bytes += split.qs.capacity() +
+             4 * (split.d.capacity() + split.asum.capacity() + split.offset.capacity());
+  }
+  if (bytes > kKeepBytes) matmul_scratch_.reset();
+}
+
 const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act_type) {
   const bool k_type = act_type == DType::Q8_K;
   const int64_t row = row_bytes(act_type, a.k);
@@ -234,6 +247,7 @@ void CpuBackend::matmul(const float* x, int64_t m, const Tensor& w, const float*
   MatmulActivations acts(x, m, w.shape().rank() == 2 ? w.shape()[1] : 0, matmul_scratch());
   const MatmulWork work = plan_matmul(acts, {&w, bias, y, prepared});
   parallel_ranges(work.n_tasks, 1, work.run);
+  trim_matmul_scratch();
 }
 
 void CpuBackend::matmul_group(const float* x, int64_t m, const MatmulTarget* targets,
@@ -250,6 +264,7 @@ void CpuBackend::matmul_group(const float* x, int64_t m, const MatmulTarget* tar
   works.reserve(static_cast<size_t>(n_targets));
   for (int64_t i = 0; i < n_targets; ++i) works.push_back(plan_matmul(acts, targets[i]));
   run_matmul_works(works);
+  trim_matmul_scratch();
 }
 
 void CpuBackend::run_matmul_works(const std::vector<MatmulWork>& works) {
