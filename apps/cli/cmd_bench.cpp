@@ -147,7 +147,7 @@ std::vector<int32_t> bench_ids(int64_t n, int64_t vocab) {
 
 Command add_bench(CLI::App& app) {
   struct Options {
-    std::string path, isa, quantize;
+    std::string path, isa, quantize, kv_type = "f32";
     int64_t n_prompt = 512, n_gen = 128, depth = 0;
     int threads = 2, reps = 5;
     int64_t bw_mib = 1024;
@@ -171,6 +171,9 @@ Command add_bench(CLI::App& app) {
   sub->add_option("--quantize", o->quantize,
                   "weights at load (LoadOptions::quantize): q8_0, q4_0, ...; bf16 also computes "
                   "with AVX512_BF16 dot products");
+  sub->add_option("--kv-type", o->kv_type,
+                  "KV cache elements (LoadOptions::kv_type): f32 (exact, default) or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_flag("--repack,!--no-repack", o->repack,
                 "repack quantized file weights at load (LoadOptions::repack_weights; default on)");
@@ -180,6 +183,7 @@ Command add_bench(CLI::App& app) {
     options.isa = o->isa;
     options.quantize = o->quantize;
     options.repack_weights = o->repack;
+    options.kv_type = o->kv_type == "f16" ? DType::F16 : DType::F32;
     options.context_length = std::max(o->n_prompt, o->depth + o->n_gen);
     options.context_length = std::max(options.context_length, o->n_gen);
     const auto t_load = Clock::now();
@@ -195,13 +199,14 @@ Command add_bench(CLI::App& app) {
     const io::ModelFiles files = io::open_model_files(o->path);
     const bool tied = !files.weights->has("lm_head.weight");
     const WeightBytes wb = weight_bytes(files, config.vocab_size, tied);
-    // The KV cache is float32, per layer ctx positions of K (in whole blocks of kKeyBlock,
-    // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim each; decode step at context c
-    // reads c positions of K and V per layer.
+    // The KV cache holds, per layer, ctx positions of K (in whole blocks of kKeyBlock,
+    // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim elements each (4 or 2 bytes); a
+    // decode step at context c reads c positions of K and V per layer.
+    const int64_t kv_element = options.kv_type == DType::F16 ? 2 : 4;
     const int64_t kv_row_bytes =
-        config.num_layers * 2 * info.num_kv_heads * info.head_dim * int64_t{sizeof(float)};
+        config.num_layers * 2 * info.num_kv_heads * info.head_dim * kv_element;
     const int64_t kv_cache_bytes =
-        config.num_layers * int64_t{sizeof(float)} *
+        config.num_layers * kv_element *
         (key_cache_floats(info.context_length, info.num_kv_heads, info.head_dim) +
          info.context_length * info.num_kv_heads * info.head_dim);
     auto bytes_at = [&](double mean_context) {
@@ -272,6 +277,7 @@ Command add_bench(CLI::App& app) {
     j["reps"] = o->reps;
     j["repack_weights"] = o->repack;
     j["quantize"] = o->quantize;
+    j["kv_type"] = o->kv_type;
     j["load_s"] = load_s;
     j["first_token_s"] = first_token_s;
     j["rss_bytes"] = rss_model;

@@ -40,7 +40,10 @@ Command add_run(CLI::App& app) {
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
   auto quantize = std::make_shared<std::string>();
   sub->add_option("--quantize", *quantize, "quantize float weights at load: q8_0, q4_0, q4_k, ...");
-  return [o, quantize]() {
+  auto kv_type = std::make_shared<std::string>("f32");
+  sub->add_option("--kv-type", *kv_type, "KV cache elements: f32 (exact, default) or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
+  return [o, quantize, kv_type]() {
     std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->path);
     GenerateRequest request;
     request.max_tokens = o->n_predict;
@@ -55,6 +58,7 @@ Command add_run(CLI::App& app) {
     options.num_threads = o->threads;
     options.isa = o->isa;
     options.quantize = *quantize;
+    options.kv_type = *kv_type == "f16" ? DType::F16 : DType::F32;
     options.context_length = o->ctx;
     // As llama.cpp does, run past the trained context when asked to (warned below).
     options.min_context_length =

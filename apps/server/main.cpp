@@ -1,5 +1,5 @@
 // af-server -m PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]
-//           [--api-key KEY] [--threads N]
+//           [--api-key KEY] [--threads N] [--kv-type f32|f16]
 // An OpenAI-compatible HTTP server (see docs/SERVER.md).
 #include <CLI/CLI.hpp>
 
@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer KEY'");
   app.add_option("-t,--threads", o.threads, "compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
+      ->check(CLI::IsMember({"f32", "f16"}));
   CLI11_PARSE(app, argc, argv);
   return af::server::run_server(o);
 }

@@ -480,6 +480,7 @@ int Server::run() {
     models::LoadOptions load;
     load.num_threads = options_.threads;
     load.context_length = options_.ctx_size;
+    load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
     model_ = models::load(options_.model_path, load);
     runtime::SchedulerOptions so;
     so.parallel = options_.parallel;

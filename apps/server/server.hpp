@@ -14,6 +14,7 @@ struct ServerOptions {
   int64_t ctx_size = 0;                // KV cache rows per slot; 0: the model's context
   std::string api_key;                 // empty: no authentication
   int threads = 0;                     // compute threads; 0: all cores
+  std::string kv_type = "f32";         // KV cache elements: f32 (exact) or f16
   size_t max_body = 8 << 20;           // bytes; larger bodies get 413
   double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
 };

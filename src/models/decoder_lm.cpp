@@ -15,8 +15,9 @@ constexpr int64_t kChunk = 512;
 
 class DecoderSequence final : public SequenceState {
  public:
-  DecoderSequence(int64_t n_layers, int64_t context, int64_t n_kv_heads, int64_t head_dim)
-      : cache(n_layers, context, n_kv_heads, head_dim) {}
+  DecoderSequence(int64_t n_layers, int64_t context, int64_t n_kv_heads, int64_t head_dim,
+                  DType kv_type)
+      : cache(n_layers, context, n_kv_heads, head_dim, kv_type) {}
   int64_t n_past() const override { return length; }
   int64_t capacity() const override { return cache.max_seq(); }
   void truncate(int64_t n) override {
@@ -31,14 +32,15 @@ class DecoderSequence final : public SequenceState {
 class DecoderLM final : public CausalLM {
  public:
   DecoderLM(io::ModelFiles files, DecoderSpec spec, DecoderWeights weights, nn::Rope rope,
-            std::unique_ptr<Backend> backend, int64_t context, ModelInfo info)
+            std::unique_ptr<Backend> backend, int64_t context, DType kv_type, ModelInfo info)
       : files_(std::move(files)),
         spec_(spec),
         w_(std::move(weights)),
         rope_(std::move(rope)),
         be_(std::move(backend)),
         context_(context),
-        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim),
+        kv_type_(kv_type),
+        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim, kv_type),
         info_(std::move(info)) {}
 
   ModelConfig config() const override {
@@ -58,7 +60,7 @@ class DecoderLM final : public CausalLM {
              context_length);
     return std::make_unique<DecoderSequence>(spec_.num_layers,
                                              context_length > 0 ? context_length : context_,
-                                             spec_.num_kv_heads, spec_.head_dim);
+                                             spec_.num_kv_heads, spec_.head_dim, kv_type_);
   }
 
   std::vector<float> forward_batch(std::span<const BatchItem> items) override {
@@ -154,6 +156,7 @@ class DecoderLM final : public CausalLM {
         auto* seq = static_cast<DecoderSequence*>(items[pieces[s].item].sequence);
         segments_[s].k_cache = seq->cache.k(l);
         segments_[s].v_cache = seq->cache.v(l);
+        segments_[s].kv_type = seq->cache.type();
       }
       layer.input_layernorm.forward(*be_, x, n, h);
       layer.self_attn.forward_batch(*be_, rope_, segments_.data(),
@@ -225,6 +228,7 @@ class DecoderLM final : public CausalLM {
   nn::Rope rope_;
   std::unique_ptr<Backend> be_;
   int64_t context_;
+  DType kv_type_;
   DecoderSequence own_;
   ModelInfo info_;
   std::vector<float> x_, h_, scratch_, logit_rows_;
@@ -349,7 +353,7 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   // they are (repacking them would keep both resident).
   if (options.repack_weights) weights.prepare(*backend);
   return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
-                                     std::move(backend), context, std::move(info));
+                                     std::move(backend), context, options.kv_type, std::move(info));
 }
 
 }  // namespace af::models

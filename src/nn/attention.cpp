@@ -8,6 +8,7 @@
 
 #include "af/backend/key_cache.hpp"
 #include "af/core/error.hpp"
+#include "af/core/half.hpp"
 
 namespace af::nn {
 
@@ -17,8 +18,14 @@ constexpr int64_t kPageBytes = 4096;
 
 void KvCache::Free::operator()(void* p) const { std::free(p); }
 
-KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim)
-    : max_seq_(max_seq), n_kv_heads_(n_kv_heads), head_dim_(head_dim) {
+int64_t KvCache::bytes_per_position() const { return 2 * kv_dim() * (type_ == DType::F16 ? 2 : 4); }
+
+KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim,
+                 DType type)
+    : max_seq_(max_seq), n_kv_heads_(n_kv_heads), head_dim_(head_dim), type_(type) {
+  AF_CHECK(type == DType::F32 || type == DType::F16, ErrorCode::kInvalidArgument, "kv_cache",
+           "KV cache type ", name(type), " is not supported (f32, f16)");
+  const int64_t element = type == DType::F16 ? 2 : 4;
   int64_t kv_dim = 0, v_count = 0, k_count = 0;
   // Whole key blocks: max_seq rounded up to kKeyBlock (checked before the rounding can overflow).
   const bool sizes_ok =
@@ -26,20 +33,20 @@ KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t 
       max_seq <= INT64_MAX - kKeyBlock && checked_mul(n_kv_heads, head_dim, &kv_dim) &&
       checked_mul(max_seq, kv_dim, &v_count) &&
       checked_mul((max_seq + kKeyBlock - 1) / kKeyBlock * kKeyBlock, kv_dim, &k_count) &&
-      k_count <= (INT64_MAX - kPageBytes) / int64_t{sizeof(float)};
+      k_count <= (INT64_MAX - kPageBytes) / element;
   AF_CHECK(sizes_ok, ErrorCode::kInvalidArgument, "kv_cache", "invalid size ", n_layers, " x ",
            max_seq, " x ", n_kv_heads, " x ", head_dim);
   for (int64_t l = 0; l < n_layers; ++l) {
     for (auto [side, count] : {std::pair{&k_, k_count}, std::pair{&v_, v_count}}) {
       // A page more than asked for, to start the array on a page boundary.
-      const auto bytes = static_cast<size_t>(count) * sizeof(float) + kPageBytes;
+      const auto bytes = static_cast<size_t>(count * element) + kPageBytes;
       void* p = count > 0 ? std::calloc(bytes, 1) : nullptr;
       AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ", bytes,
                " bytes for layer ", l);
       const auto addr = reinterpret_cast<uintptr_t>(p);
       const auto skip = static_cast<size_t>((kPageBytes - addr % kPageBytes) % kPageBytes);
       side->push_back({std::unique_ptr<void, Free>(p),
-                       p ? reinterpret_cast<float*>(static_cast<char*>(p) + skip) : nullptr});
+                       p ? static_cast<void*>(static_cast<char*>(p) + skip) : nullptr});
     }
   }
 }
@@ -82,11 +89,24 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t s = 0; s < n_segments; ++s) {
     const Segment& seg = segments[s];
-    store_keys(seg.k_cache, k_new + seg.row_begin * kv_dim, seg.n, seg.n_past, n_kv_heads,
-               head_dim);
-    std::memcpy(seg.v_cache + seg.n_past * kv_dim, v_new + seg.row_begin * kv_dim,
+    const float* keys = k_new + seg.row_begin * kv_dim;
+    const float* values = v_new + seg.row_begin * kv_dim;
+    if (seg.kv_type == DType::F16) {
+      auto* k_cache = static_cast<uint16_t*>(seg.k_cache);
+      auto* v_cache = static_cast<uint16_t*>(seg.v_cache) + seg.n_past * kv_dim;
+      store_keys(k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
+      for (int64_t i = 0; i < seg.n * kv_dim; ++i) v_cache[i] = f32_to_f16(values[i]);
+      be.attention_f16(q + seg.row_begin * q_dim, k_cache, static_cast<uint16_t*>(seg.v_cache),
+                       seg.n, seg.n_past, n_heads, n_kv_heads, head_dim, scale,
+                       attn + seg.row_begin * q_dim);
+      continue;
+    }
+    auto* k_cache = static_cast<float*>(seg.k_cache);
+    auto* v_cache = static_cast<float*>(seg.v_cache);
+    store_keys(k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
+    std::memcpy(v_cache + seg.n_past * kv_dim, values,
                 static_cast<size_t>(seg.n * kv_dim) * sizeof(float));
-    be.attention(q + seg.row_begin * q_dim, seg.k_cache, seg.v_cache, seg.n, seg.n_past, n_heads,
+    be.attention(q + seg.row_begin * q_dim, k_cache, v_cache, seg.n, seg.n_past, n_heads,
                  n_kv_heads, head_dim, scale, attn + seg.row_begin * q_dim);
   }
   o_proj.forward(be, attn, rows, y);

@@ -170,6 +170,21 @@ TEST(CliBench, JsonHasTheContractKeysWithPositiveValues) {
   EXPECT_GT(j["rss_bytes"].get<double>(), 0.5 * j["weight_file_bytes"].get<double>());
 }
 
+TEST(CliBench, F16KvCacheHalvesTheCacheBytes) {
+  nlohmann::json j[2];
+  for (int f16 = 0; f16 < 2; ++f16) {
+    const CliRun r = run_cli("bench -m " + models() +
+                             "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 16 --json --kv-type " +
+                             (f16 ? "f16" : "f32"));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_NO_THROW(j[f16] = nlohmann::json::parse(r.out)) << r.out;
+  }
+  EXPECT_EQ(j[0]["kv_type"], "f32");
+  EXPECT_EQ(j[1]["kv_type"], "f16");
+  EXPECT_EQ(2 * j[1]["kv_cache_bytes"].get<int64_t>(), j[0]["kv_cache_bytes"].get<int64_t>());
+  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf --kv-type bf16").status, 2);
+}
+
 TEST(CliBench, TextOutputAndErrors) {
   const CliRun r = run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 32");
   ASSERT_EQ(r.status, 0);

@@ -124,6 +124,13 @@ std::vector<float> run_all_ops(Backend& b) {
     b.attention(cq.data(), ck.data(), cv.data(), c.n_tokens, c.n_past, c.n_heads, c.n_kv, c.hd,
                 0.125f, co.data());
     append(co);
+    // The same over an f16 cache.
+    const auto ck16 = test::blocked_keys_f16(ck_rows, c.n_past + c.n_tokens, c.n_kv, c.hd);
+    std::vector<uint16_t> cv16(cv.size());
+    for (size_t i = 0; i < cv.size(); ++i) cv16[i] = f32_to_f16(cv[i]);
+    b.attention_f16(cq.data(), ck16.data(), cv16.data(), c.n_tokens, c.n_past, c.n_heads, c.n_kv,
+                    c.hd, 0.125f, co.data());
+    append(co);
   }
   return out;
 }

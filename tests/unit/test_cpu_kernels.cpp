@@ -323,5 +323,52 @@ TEST(CpuKernels, AttentionMatchesReference) {
   }
 }
 
+// The f16 KV cache: each element is widened exactly, so the reference over the f16 cache equals
+// the reference over a float32 cache of the same (rounded) values bit for bit, and the SIMD
+// kernels stay within the float32 bound of it.
+TEST(CpuKernels, AttentionOverF16CacheMatchesReference) {
+  for (const AttentionCase& c : attention_cases()) {
+    if (c.head_dim == 80 || (c.n_past == 1003 && c.n_tokens != 1)) continue;  // keep CI fast
+    const std::string what =
+        "head_dim=" + std::to_string(c.head_dim) + " heads=" + std::to_string(c.n_heads) + "/" +
+        std::to_string(c.n_kv_heads) + " tokens=" + std::to_string(c.n_tokens) +
+        " past=" + std::to_string(c.n_past);
+    const int64_t n_ctx = c.n_past + c.n_tokens;
+    const uint32_t seed = static_cast<uint32_t>(c.head_dim * 1000 + c.n_tokens * 100 + c.n_past);
+    const auto q =
+        random_floats(static_cast<size_t>(c.n_tokens * c.n_heads * c.head_dim), -2.0f, 2.0f, seed);
+    auto k_rows = random_floats(static_cast<size_t>(n_ctx * c.n_kv_heads * c.head_dim), -2.0f, 2.0f,
+                                seed + 1);
+    auto v = random_floats(k_rows.size(), -1.0f, 1.0f, seed + 2);
+    std::vector<uint16_t> v16(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      v16[i] = f32_to_f16(v[i]);
+      v[i] = f16_to_f32(v16[i]);
+      k_rows[i] = f16_to_f32(f32_to_f16(k_rows[i]));
+    }
+    const auto k16 = test::blocked_keys_f16(k_rows, n_ctx, c.n_kv_heads, c.head_dim);
+    const auto k32 = test::blocked_keys(k_rows, n_ctx, c.n_kv_heads, c.head_dim);
+    const AttentionShape shape{c.n_tokens,   c.n_past,   c.n_heads,
+                               c.n_kv_heads, c.head_dim, 1.0f / std::sqrt(float(c.head_dim))};
+    std::vector<float> want(q.size()), got(q.size());
+    run_attention_serial(ref_table().attention, plan_attention(shape, c.n_tokens, n_ctx), q.data(),
+                         k32.data(), v.data(), want.data());
+    for (const AttentionPlan& plan : {plan_attention(shape), plan_attention(shape, 5, 37)}) {
+      const std::string how = what + " key_chunk=" + std::to_string(plan.key_chunk);
+      std::vector<float> ref32(q.size());
+      run_attention_serial(ref_table().attention, plan, q.data(), k32.data(), v.data(),
+                           ref32.data());
+      run_attention_serial(ref_table().attention_f16, plan, q.data(), k16.data(), v16.data(),
+                           got.data());
+      EXPECT_EQ(0, std::memcmp(got.data(), ref32.data(), got.size() * 4)) << "scalar f16 " << how;
+      for (Isa isa : simd_isas()) {
+        run_attention_serial(kernel_table(isa).attention_f16, plan, q.data(), k16.data(),
+                             v16.data(), got.data());
+        expect_close(got, want, 1e-5f, 2e-6f, std::string(isa_name(isa)) + " f16 attention " + how);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace af::cpu

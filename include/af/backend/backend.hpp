@@ -9,6 +9,7 @@
 
 #include "af/backend/key_cache.hpp"
 #include "af/core/device.hpp"
+#include "af/core/error.hpp"
 #include "af/core/tensor.hpp"
 
 namespace af {
@@ -113,6 +114,17 @@ class Backend {
   virtual void attention(const float* q, const float* k, const float* v, int64_t n_tokens,
                          int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                          float scale, float* out) = 0;
+  // attention() over an f16 KV cache (LoadOptions::kv_type): k in the blocked layout of
+  // key_cache.hpp and v as rows, both IEEE half; each cached element is widened exactly to
+  // float32, so results differ from the float32 cache only by the f16 rounding of K and V.
+  // Backends without it throw kUnsupported.
+  virtual void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_tokens,
+                             int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                             float scale, float* out) {
+    (void)q, (void)k, (void)v, (void)n_tokens, (void)n_past, (void)n_heads, (void)n_kv_heads,
+        (void)head_dim, (void)scale, (void)out;
+    fail(ErrorCode::kUnsupported, "backend", name(), " has no f16 KV cache attention");
+  }
 
   // y[n, dim] = table[ids[i], :] converted to float32; table is [vocab, dim] of F32/F16/BF16
   // or a supported block-quantized type (rows dequantized as llama.cpp does).

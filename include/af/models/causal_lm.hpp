@@ -39,6 +39,10 @@ struct LoadOptions {
   // packs int8 and bf16-dot weight tiles on the fly. Weights converted or quantized at load
   // (`quantize`, `dtype`) are not repacked: their copy would stay resident beside the packed one.
   bool repack_weights = true;
+  // The KV cache's element type: F32 (exact, the default) or F16 (half the cache memory and the
+  // bytes a decode step reads at long context; K and V rounded to f16, as llama.cpp's default
+  // cache does). Anything else throws kInvalidArgument at load.
+  DType kv_type = DType::F32;
 };
 
 struct ModelInfo {

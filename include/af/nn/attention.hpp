@@ -9,19 +9,25 @@
 
 namespace af::nn {
 
-// Per layer, float32: the keys of max_seq positions in the blocked layout of
-// af/backend/key_cache.hpp (written with store_keys), and the values as rows
-// [max_seq, n_kv_heads * head_dim]. Allocated lazily by the OS (calloc), so an unused long
-// context costs address space, not memory. Each array starts on a page boundary, so the attention
-// kernels' vector loads never straddle two cache lines (and a 64-dim head's key block is a page).
+// Per layer: the keys of max_seq positions in the blocked layout of af/backend/key_cache.hpp
+// (written with store_keys), and the values as rows [max_seq, n_kv_heads * head_dim]; elements
+// float32 (exact, the default) or f16 (half the memory and the bytes a decode step reads at
+// depth; K and V rounded to f16 as llama.cpp's default cache does). Allocated lazily by the OS
+// (calloc), so an unused long context costs address space, not memory. Each array starts on a
+// page boundary, so the attention kernels' vector loads never straddle two cache lines.
 class KvCache {
  public:
-  KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim);
+  // type: DType::F32 or DType::F16 (anything else throws kInvalidArgument).
+  KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim,
+          DType type = DType::F32);
 
-  float* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data; }
-  float* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data; }
+  void* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data; }
+  void* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data; }
+  DType type() const { return type_; }
   int64_t max_seq() const { return max_seq_; }
   int64_t kv_dim() const { return n_kv_heads_ * head_dim_; }
+  // Bytes of one position's keys and values in one layer.
+  int64_t bytes_per_position() const;
 
  private:
   struct Free {
@@ -30,10 +36,11 @@ class KvCache {
   // A calloc'd block, used from its first page boundary on.
   struct PageAlignedArray {
     std::unique_ptr<void, Free> raw;
-    float* data = nullptr;
+    void* data = nullptr;
   };
   std::vector<PageAlignedArray> k_, v_;
   int64_t max_seq_, n_kv_heads_, head_dim_;
+  DType type_;
 };
 
 struct SelfAttention {
@@ -50,9 +57,10 @@ struct SelfAttention {
   // (its new keys and values are written there). The projections run once over all rows; attention
   // runs per segment. scratch holds rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
   struct Segment {
-    float* k_cache;
-    float* v_cache;
+    void* k_cache;  // elements of kv_type (KvCache::k / v)
+    void* v_cache;
     int64_t row_begin, n, n_past;
+    DType kv_type = DType::F32;
   };
   void forward_batch(Backend& be, const Rope& rope, const Segment* segments, int64_t n_segments,
                      const float* x, int64_t rows, const int32_t* positions, float* scratch,

@@ -147,6 +147,21 @@ void CpuBackend::scale(float* x, float scale, int64_t n) {
 void CpuBackend::attention(const float* q, const float* k, const float* v, int64_t n_tokens,
                            int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                            float scale, float* out) {
+  attention_impl(kernels_.attention, q, k, v, n_tokens, n_past, n_heads, n_kv_heads, head_dim,
+                 scale, out);
+}
+
+void CpuBackend::attention_f16(const float* q, const uint16_t* k, const uint16_t* v,
+                               int64_t n_tokens, int64_t n_past, int64_t n_heads,
+                               int64_t n_kv_heads, int64_t head_dim, float scale, float* out) {
+  attention_impl(kernels_.attention_f16, q, k, v, n_tokens, n_past, n_heads, n_kv_heads, head_dim,
+                 scale, out);
+}
+
+template <class T>
+void CpuBackend::attention_impl(AttentionKernel<T> fn, const float* q, const T* k, const T* v,
+                                int64_t n_tokens, int64_t n_past, int64_t n_heads,
+                                int64_t n_kv_heads, int64_t head_dim, float scale, float* out) {
   check_nonneg(n_tokens, "attention", "n_tokens");
   check_nonneg(n_past, "attention", "n_past");
   AF_CHECK(n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0, ErrorCode::kInvalidArgument,
@@ -166,7 +181,6 @@ void CpuBackend::attention(const float* q, const float* k, const float* v, int64
   std::vector<float> acc(static_cast<size_t>(n_items * rows * head_dim));
   std::vector<float> stats(static_cast<size_t>(2 * n_items * rows));
   const AttentionPartials parts{acc.data(), stats.data(), stats.data() + n_items * rows};
-  const AttentionFn fn = kernels_.attention;
   const bool split_keys = plan.n_key_chunks > 1;
   // Split keys run chunk by chunk (every KV head and token block of a chunk, then the next
   // chunk), so each thread streams one contiguous stretch of the cache.

@@ -56,6 +56,9 @@ class CpuBackend final : public Backend {
   void attention(const float* q, const float* k, const float* v, int64_t n_tokens, int64_t n_past,
                  int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
                  float* out) override;
+  void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_tokens,
+                     int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                     float scale, float* out) override;
   void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) override;
 
  private:
@@ -70,6 +73,13 @@ class CpuBackend final : public Backend {
       fn(tb * grain, end);
     });
   }
+
+  // Both attention calls: checks, the plan's items across the pool, the merges (T: the KV
+  // cache's element).
+  template <class T>
+  void attention_impl(AttentionKernel<T> fn, const float* q, const T* k, const T* v,
+                      int64_t n_tokens, int64_t n_past, int64_t n_heads, int64_t n_kv_heads,
+                      int64_t head_dim, float scale, float* out);
 
   // Matmuls as tasks (cpu_matmul.cpp): x in the forms the weights need, made once per group,
   // and each product's work as tasks [0, n_tasks) that may run in any order on any thread.

@@ -64,8 +64,9 @@ AttentionPlan plan_attention(const AttentionShape& shape) {
   return plan_attention(shape, token_block, key_chunk);
 }
 
-void run_attention_item(AttentionFn fn, const AttentionPlan& plan, const float* q, const float* k,
-                        const float* v, int64_t item, const AttentionPartials& parts,
+template <class T>
+void run_attention_item(AttentionKernel<T> fn, const AttentionPlan& plan, const float* q,
+                        const T* k, const T* v, int64_t item, const AttentionPartials& parts,
                         float* scratch) {
   const int64_t per_head = plan.n_token_blocks * plan.n_key_chunks;
   const int64_t kv_head = item / per_head;
@@ -121,8 +122,9 @@ void merge_attention_items(const AttentionPlan& plan, int64_t kv_head, int64_t t
   }
 }
 
-void run_attention_serial(AttentionFn fn, const AttentionPlan& plan, const float* q, const float* k,
-                          const float* v, float* out) {
+template <class T>
+void run_attention_serial(AttentionKernel<T> fn, const AttentionPlan& plan, const float* q,
+                          const T* k, const T* v, float* out) {
   const int64_t slots = plan.n_items() * plan.rows_per_item();
   std::vector<float> acc(static_cast<size_t>(slots * plan.shape.head_dim));
   std::vector<float> stats(static_cast<size_t>(2 * slots));
@@ -135,5 +137,16 @@ void run_attention_serial(AttentionFn fn, const AttentionPlan& plan, const float
     for (int64_t b = 0; b < plan.n_token_blocks; ++b) merge_attention_items(plan, h, b, parts, out);
   }
 }
+
+template void run_attention_item<float>(AttentionFn, const AttentionPlan&, const float*,
+                                        const float*, const float*, int64_t,
+                                        const AttentionPartials&, float*);
+template void run_attention_item<uint16_t>(AttentionF16Fn, const AttentionPlan&, const float*,
+                                           const uint16_t*, const uint16_t*, int64_t,
+                                           const AttentionPartials&, float*);
+template void run_attention_serial<float>(AttentionFn, const AttentionPlan&, const float*,
+                                          const float*, const float*, float*);
+template void run_attention_serial<uint16_t>(AttentionF16Fn, const AttentionPlan&, const float*,
+                                             const uint16_t*, const uint16_t*, float*);
 
 }  // namespace af::cpu

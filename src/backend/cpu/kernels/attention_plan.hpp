@@ -37,9 +37,11 @@ struct AttentionPartials {
   float* row_sum;
 };
 
-// Runs item `item` of the plan with kernel `fn` into its slot of `parts`.
-void run_attention_item(AttentionFn fn, const AttentionPlan& plan, const float* q, const float* k,
-                        const float* v, int64_t item, const AttentionPartials& parts,
+// Runs item `item` of the plan with kernel `fn` into its slot of `parts` (T: the KV cache's
+// element, float or f16; instantiated for both).
+template <class T>
+void run_attention_item(AttentionKernel<T> fn, const AttentionPlan& plan, const float* q,
+                        const T* k, const T* v, int64_t item, const AttentionPartials& parts,
                         float* scratch);
 
 // Merges the key chunks of KV head kv_head, token block token_block (all items run) into out
@@ -49,7 +51,8 @@ void merge_attention_items(const AttentionPlan& plan, int64_t kv_head, int64_t t
 
 // The whole call on the calling thread: every item of the plan, then every merge, into out
 // [n_tokens, n_heads * head_dim] (what CpuBackend does across threads; for tests and benches).
-void run_attention_serial(AttentionFn fn, const AttentionPlan& plan, const float* q, const float* k,
-                          const float* v, float* out);
+template <class T>
+void run_attention_serial(AttentionKernel<T> fn, const AttentionPlan& plan, const float* q,
+                          const T* k, const T* v, float* out);
 
 }  // namespace af::cpu

@@ -54,10 +54,13 @@ struct AttentionShape {
 // The query rows the SIMD attention kernels score at once (their scratch holds the item's rows in
 // tiles of this many).
 inline constexpr int kAttentionRowTile = 8;
-using AttentionFn = void (*)(const float* q, const float* k, const float* v,
-                             const AttentionShape& shape, int64_t kv_head, int64_t t_begin,
-                             int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,
-                             float* row_max, float* row_sum, float* scratch);
+template <class T>  // the KV cache's element: float, or uint16_t for f16
+using AttentionKernel = void (*)(const float* q, const T* k, const T* v,
+                                 const AttentionShape& shape, int64_t kv_head, int64_t t_begin,
+                                 int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,
+                                 float* row_max, float* row_sum, float* scratch);
+using AttentionFn = AttentionKernel<float>;
+using AttentionF16Fn = AttentionKernel<uint16_t>;
 // dst[n] = float(src[n]); src's element type is given by the table slot.
 using ToF32Fn = void (*)(const void* src, int64_t n, float* dst);
 
@@ -75,6 +78,7 @@ struct KernelTable {
   AddScaledFn add_scaled;
   ScaleFn scale;
   AttentionFn attention;
+  AttentionF16Fn attention_f16;  // the same over an f16 KV cache (elements widened exactly)
   ToF32Fn to_f32[kNumWeightTypes];
 };
 

@@ -37,6 +37,11 @@ void scale(float* x, float scale, int64_t n);
 void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
                int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
                float* acc, float* row_max, float* row_sum, float* scratch);
+// The same over an f16 KV cache.
+void attention_f16(const float* q, const uint16_t* k, const uint16_t* v,
+                   const AttentionShape& shape, int64_t kv_head, int64_t t_begin, int64_t t_end,
+                   int64_t key_begin, int64_t key_end, float* acc, float* row_max, float* row_sum,
+                   float* scratch);
 
 void f32_to_f32(const void* src, int64_t n, float* dst);
 void f16_to_f32(const void* src, int64_t n, float* dst);

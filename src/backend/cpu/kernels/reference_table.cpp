@@ -6,13 +6,21 @@ namespace af::cpu {
 
 const KernelTable& scalar_kernel_table() {
   static constexpr KernelTable kTable = {
-      "scalar",        {ref::matmul_f32, ref::matmul_f16, ref::matmul_bf16},
-      ref::rms_norm,   ref::layer_norm,
-      ref::rope,       ref::softmax,
-      ref::silu,       ref::silu_mul,
-      ref::gelu_erf,   ref::gelu_tanh,
-      ref::add_scaled, ref::scale,
-      ref::attention,  {ref::f32_to_f32, ref::f16_to_f32, ref::bf16_to_f32},
+      "scalar",
+      {ref::matmul_f32, ref::matmul_f16, ref::matmul_bf16},
+      ref::rms_norm,
+      ref::layer_norm,
+      ref::rope,
+      ref::softmax,
+      ref::silu,
+      ref::silu_mul,
+      ref::gelu_erf,
+      ref::gelu_tanh,
+      ref::add_scaled,
+      ref::scale,
+      ref::attention,
+      ref::attention_f16,
+      {ref::f32_to_f32, ref::f16_to_f32, ref::bf16_to_f32},
   };
   return kTable;
 }

@@ -209,13 +209,31 @@ inline void gather_query_tile(const float* const* q_rows, int nr, int64_t head_d
   }
 }
 
+// A vector of cached keys or values widened to float: float32 as is, f16 exactly.
+template <class V>
+inline typename V::F load_kv(const float* p) {
+  return V::load(p);
+}
+template <class V>
+inline typename V::F load_kv(const uint16_t* p) {
+  return V::load_f16(p);
+}
+template <class V>
+inline typename V::F load_kv_partial(const float* p, int n) {
+  return V::load_partial(p, n);
+}
+template <class V>
+inline typename V::F load_kv_partial(const uint16_t* p, int n) {
+  return V::load_f16_partial(p, n);
+}
+
 // Score rows [0, NR) of a query tile qt (gather_query_tile) against NG vectors of kLanes keys:
 // scores[g * kRowTile + r] = sum over d of qt[d * kRowTile + r] * kt[g][d * kKeyBlock], kt[g]
 // pointing into the key cache's blocked layout (af/backend/key_cache.hpp), where dimension d of
 // consecutive keys is contiguous, so one vector holds kLanes keys' scores and no horizontal sum
 // is needed. Two key vectors per pass halve the broadcasts per multiply-add.
-template <class V, int NR, int NG>
-inline void score_rows(const float* qt, const float* const* kt, int64_t head_dim,
+template <class V, int NR, int NG, class T>
+inline void score_rows(const float* qt, const T* const* kt, int64_t head_dim,
                        typename V::F* scores) {
   using F = typename V::F;
   F a[NG][NR];
@@ -224,7 +242,7 @@ inline void score_rows(const float* qt, const float* const* kt, int64_t head_dim
   }
   for (int64_t d = 0; d < head_dim; ++d) {
     F kd[NG];
-    for (int g = 0; g < NG; ++g) kd[g] = V::load(kt[g] + d * kKeyBlock);
+    for (int g = 0; g < NG; ++g) kd[g] = load_kv<V>(kt[g] + d * kKeyBlock);
     const float* qd = qt + d * kRowTile;
     for (int r = 0; r < NR; ++r) {
       const F qb = V::set1(qd[r]);
@@ -237,8 +255,8 @@ inline void score_rows(const float* qt, const float* const* kt, int64_t head_dim
 }
 
 // score_rows for nr (1 to kRowTile) rows.
-template <class V, int NG>
-inline void score_block(int nr, const float* qt, const float* const* kt, int64_t head_dim,
+template <class V, int NG, class T>
+inline void score_block(int nr, const float* qt, const T* const* kt, int64_t head_dim,
                         typename V::F* scores) {
   static_assert(kRowTile == 8, "one case per row count");
   switch (nr) {
@@ -264,8 +282,8 @@ inline void score_block(int nr, const float* qt, const float* const* kt, int64_t
 // For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
 // kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
 // (L1-resident after the first row) stream past, each loaded once for the NR rows.
-template <class V, int NR>
-inline void accumulate_values(const float* const* p, int64_t n_keys, const float* v_rows,
+template <class V, int NR, class T>
+inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_rows,
                               int64_t kv_stride, int64_t head_dim, float* const* acc) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
@@ -276,9 +294,9 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const float
       for (int c = 0; c < 4; ++c) a[r][c] = V::load(acc[r] + d + c * L);
     }
     for (int64_t i = 0; i < n_keys; ++i) {
-      const float* vi = v_rows + i * kv_stride + d;
-      const F v0 = V::load(vi), v1 = V::load(vi + L), v2 = V::load(vi + 2 * L),
-              v3 = V::load(vi + 3 * L);
+      const T* vi = v_rows + i * kv_stride + d;
+      const F v0 = load_kv<V>(vi), v1 = load_kv<V>(vi + L), v2 = load_kv<V>(vi + 2 * L),
+              v3 = load_kv<V>(vi + 3 * L);
       for (int r = 0; r < NR; ++r) {
         const F w = V::set1(p[r][i]);
         a[r][0] = V::fmadd(w, v0, a[r][0]);
@@ -296,8 +314,8 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const float
     F a[NR];
     for (int r = 0; r < NR; ++r) a[r] = V::load_partial(acc[r] + d, cnt);
     for (int64_t i = 0; i < n_keys; ++i) {
-      const float* vi = v_rows + i * kv_stride + d;
-      const F vv = cnt == L ? V::load(vi) : V::load_partial(vi, cnt);
+      const T* vi = v_rows + i * kv_stride + d;
+      const F vv = cnt == L ? load_kv<V>(vi) : load_kv_partial<V>(vi, cnt);
       for (int r = 0; r < NR; ++r) a[r] = V::fmadd(V::set1(p[r][i]), vv, a[r]);
     }
     for (int r = 0; r < NR; ++r) V::store_partial(acc[r] + d, a[r], cnt);
@@ -314,10 +332,10 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const float
 // scratch: [round_up(rows, kRowTile) * head_dim] query tiles, [rows * kLanes] probabilities,
 // [rows * kLanes] lane-wise sums, and for decode [rows * round_up(key_end - key_begin + kLanes -
 // 1, kLanes)] scores.
-template <class V>
-void attention(const float* q, const float* k, const float* v, const AttentionShape& shape,
-               int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
-               float* acc, float* row_max, float* row_sum, float* scratch) {
+template <class V, class T>
+void attention(const float* q, const T* k, const T* v, const AttentionShape& shape, int64_t kv_head,
+               int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,
+               float* row_max, float* row_sum, float* scratch) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   static_assert(kKeyBlock % L == 0, "a key block holds whole vectors");
@@ -359,7 +377,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
   const auto keys_at = [&](int64_t j) {
     return k + key_block_offset(j, kv_head, n_kv_heads, head_dim) + j % kKeyBlock;
   };
-  const float* v_head = v + kv_head * head_dim;
+  const T* v_head = v + kv_head * head_dim;
   const F score_scale = V::set1(shape.scale);
   if (shape.n_tokens == 1) {
     // Decode: every key of the chunk is visible to every row, so score the whole chunk first,
@@ -373,7 +391,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     float* sc = sums + rows * L;
     for (int64_t j = group_begin; j < item_end;) {
       const int ng = j + L < item_end ? kDecodeGroups : 1;
-      const float* kt[kDecodeGroups];
+      const T* kt[kDecodeGroups];
       for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
@@ -416,7 +434,7 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
       row_max[row] = m;
       row_sum[row] = V::hsum(lane_sums);
     }
-    const float* v_chunk = v_head + key_begin * kv_stride;
+    const T* v_chunk = v_head + key_begin * kv_stride;
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
       const int nr = static_cast<int>(min_i64(4, rows - r0));
       const float* p_rows[4];
@@ -446,9 +464,9 @@ void attention(const float* q, const float* k, const float* v, const AttentionSh
     const int n_keys = static_cast<int>(min_i64(L, item_end - j));
     // Keys of the group before key_begin belong to the previous chunk.
     const int first = static_cast<int>(j < key_begin ? key_begin - j : 0);
-    const float* kt = keys_at(j);
+    const T* kt = keys_at(j);
     // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
-    const float* v_block = v_head + j * kv_stride;
+    const T* v_block = v_head + j * kv_stride;
     const float* pv_p[2];
     float* pv_acc[2];
     int n_pv = 0, pv_keys = 0;
@@ -522,7 +540,8 @@ constexpr KernelTable make_simd_table(const char* isa) {
       gelu_tanh<V>,
       add_scaled<V>,
       scale<V>,
-      attention<V>,
+      attention<V, float>,
+      attention<V, uint16_t>,
       {ref::f32_to_f32, to_f32<V, WeightType::kF16>, to_f32<V, WeightType::kBF16>},
   };
 }
