@@ -4,7 +4,8 @@
 For every round and every format: `af-cli bench --json` (ours), then llama.cpp through
 llama-cpp-python (its libllama built from source with native flags), each in its own process.
 llama.cpp is timed as llama-bench does: pp = one llama_decode of a p-token batch on an empty
-cache, tg = n single-token llama_decode calls from an empty cache, medians of the repetitions.
+cache, tg = n single-token llama_decode calls from an empty cache, medians of the repetitions;
+with --depth D also tg after a D-token prefill (`af-cli bench --depth D` on our side).
 The reported number per engine is the median over rounds. bytes/token and the memory bandwidth
 come from our bench run (same file, same process as our timing); llama.cpp's roofline ratio uses
 the same bytes/token and the bandwidth measured in the same round.
@@ -12,7 +13,8 @@ the same bytes/token and the bandwidth measured in the same round.
 Files: tools/make_qwen2_shaped.py writes them (default ~/.cache/alloyforge/bench).
 Usage:
   /work/venv/bin/python bench/run_vs_llamacpp.py [--formats f16 q8_0 q4_0 q4_k_m] [--rounds 3]
-      [--reps 3] [-p 128] [-n 64] [-t 2] [--cli build/apps/cli/af-cli] [--json-out FILE]
+      [--reps 3] [-p 128] [-n 64] [-t 2] [--depth 4096] [--cli build/apps/cli/af-cli]
+      [--json-out FILE] [--ours-arg=--kv-type --ours-arg=f16]
 """
 import argparse
 import json
@@ -27,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("AF_BENCH_CACHE", Path.home() / ".cache/alloyforge/bench"))
 
 
-def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
+def llama_one(path: str, p: int, n: int, threads: int, reps: int, depth: int = 0) -> dict:
     """Runs in a child process: times llama.cpp on one file, prints one JSON object."""
     import llama_cpp as L
     L.llama_backend_init()
@@ -38,7 +40,7 @@ def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
     if not model:
         raise RuntimeError(f"llama.cpp cannot load {path}")
     cp = L.llama_context_default_params()
-    cp.n_ctx = max(256, p + n + 8)
+    cp.n_ctx = max(256, p + n + 8, depth + n + 8)
     cp.n_batch = max(p, 1)
     cp.n_ubatch = max(p, 1)
     cp.n_threads = threads
@@ -90,9 +92,24 @@ def llama_one(path: str, p: int, n: int, threads: int, reps: int) -> dict:
             decode([t])
         L.llama_synchronize(ctx)
         tg_s.append(time.perf_counter() - t0)
+    depth_s = []
+    if depth > 0:
+        # tg after a depth-token prefill (fed in batches of n_batch), as `af-cli bench --depth`
+        deep = ids(depth)
+        for _ in range(reps):
+            L.llama_memory_clear(mem, True)
+            for b in range(0, depth, cp.n_batch):
+                decode(deep[b:b + cp.n_batch])
+            L.llama_synchronize(ctx)
+            t0 = time.perf_counter()
+            for t in gen:
+                decode([t])
+            L.llama_synchronize(ctx)
+            depth_s.append(time.perf_counter() - t0)
     L.llama_free(ctx)
     L.llama_model_free(model)
-    return {"pp_tokens_per_s": p / statistics.median(pp_s),
+    extra = {"tg_depth_tokens_per_s": n / statistics.median(depth_s)} if depth_s else {}
+    return extra | {"pp_tokens_per_s": p / statistics.median(pp_s),
             "tg_tokens_per_s": n / statistics.median(tg_s),
             "load_s": load_s, "first_token_s": first_token_s,
             # resident memory the model added to the Python process (the interpreter's own is
@@ -110,7 +127,7 @@ def rss_bytes() -> int:
 
 def run_ours(cli: Path, path: Path, a) -> dict:
     cmd = [str(cli), "bench", "-m", str(path), "-p", str(a.p), "-n", str(a.n), "-t", str(a.t),
-           "-r", str(a.reps), "--json"] + a.ours_arg
+           "-r", str(a.reps), "--json"] + (["--depth", str(a.depth)] if a.depth else []) + a.ours_arg
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
@@ -119,7 +136,7 @@ def run_ours(cli: Path, path: Path, a) -> dict:
 
 def run_llama(path: Path, a) -> dict:
     cmd = [sys.executable, __file__, "--llama-one", str(path), "-p", str(a.p), "-n", str(a.n),
-           "-t", str(a.t), "--reps", str(a.reps)]
+           "-t", str(a.t), "--reps", str(a.reps), "--depth", str(a.depth)]
     env = dict(os.environ)
     if a.llama_omp_passive:
         env["OMP_WAIT_POLICY"] = "passive"
@@ -158,6 +175,9 @@ def main():
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=64)
     ap.add_argument("-t", type=int, default=2)
+    ap.add_argument("--depth", type=int, default=0,
+                    help="also time tg after a prefill of this many tokens (llama.cpp: its default "
+                         "f16 KV cache; ours: float32 unless --ours-arg=--kv-type --ours-arg=f16)")
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--ours-arg", action="append", default=[],
                     help="extra argument for `af-cli bench` (repeat), e.g. --ours-arg=--quantize "
@@ -170,7 +190,7 @@ def main():
                          "instead of spinning, which matters when other jobs share the cores)")
     a = ap.parse_args()
     if a.llama_one:
-        print(json.dumps(llama_one(a.llama_one, a.p, a.n, a.t, a.reps)))
+        print(json.dumps(llama_one(a.llama_one, a.p, a.n, a.t, a.reps, a.depth)))
         return 0
 
     files = {f: a.cache / f"qwen2_shaped-{f}.gguf" for f in a.formats}
@@ -209,6 +229,11 @@ def main():
             s[f"ours_{k}"] = med([r.get(k) for r in ours])
             s[f"llama_{k}"] = med([r.get(k) for r in llama])
         s["kv_cache_bytes"] = med([r.get("kv_cache_bytes") for r in ours])
+        if a.depth:
+            s["ours_tg_depth"] = med([r.get("tg_depth_tokens_per_s") for r in ours])
+            s["llama_tg_depth"] = med([r.get("tg_depth_tokens_per_s") for r in llama])
+            o, l = s["ours_tg_depth"], s["llama_tg_depth"]
+            s["ratio_tg_depth"] = o / l if o and l else None
         if not ours:
             s["ours_error"] = rows[f]["ours"][0].get("error")
         if s["bandwidth_gb_s"] and s["bytes_per_token"]:
@@ -244,6 +269,13 @@ def main():
         print(f"| {f.upper()} | {s['file_mb']:.0f} | {fmt(ms(s['ours_first_token_s']), '.0f')} | "
               f"{fmt(ms(s['llama_first_token_s']), '.0f')} | {fmt(mb(s['ours_rss_bytes']), '.0f')} | "
               f"{fmt(mb(s['llama_rss_bytes']), '.0f')} | {fmt(mb(s['kv_cache_bytes']), '.1f')} |")
+    if a.depth:
+        print()
+        print(f"| format | ours tg{a.n} at depth {a.depth} | llama.cpp | ratio |")
+        print("|---|---|---|---|")
+        for f, s in summary.items():
+            print(f"| {f.upper()} | {fmt(s['ours_tg_depth'], '.2f')} | "
+                  f"{fmt(s['llama_tg_depth'], '.2f')} | {fmt(s['ratio_tg_depth'], '.2f')} |")
     if a.json_out:
         a.json_out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
                                           "args": vars(a) | {"cache": str(a.cache),
