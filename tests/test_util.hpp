@@ -1,7 +1,10 @@
 #pragma once
 // Shared helpers for tests: where the repository and ../shared/testdata are.
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +107,53 @@ inline ShellResult run_shell(const std::string& command) {
   while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
   const int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A fresh folder under the system temp dir (prefix, pid and a counter in its name), removed with
+// everything in it when the object goes.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& prefix = "af_test") {
+    path_ = std::filesystem::temp_directory_path() /
+            (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempFolder() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempFolder(const TempFolder&) = delete;
+  TempFolder& operator=(const TempFolder&) = delete;
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+// Two logit matrices [rows, vocab] compared: the largest absolute difference, the largest
+// |reference logit| (for scale) and the rows whose arg-max agrees.
+struct LogitDiff {
+  double max_abs = 0;
+  double ref_range = 0;
+  int64_t top1_agree = 0;
+  int64_t rows = 0;
+};
+
+inline LogitDiff compare_logits(const std::vector<float>& ours, const std::vector<float>& ref,
+                                int64_t vocab) {
+  LogitDiff d;
+  d.rows = static_cast<int64_t>(ref.size()) / vocab;
+  for (int64_t r = 0; r < d.rows; ++r) {
+    const float* a = ours.data() + r * vocab;
+    const float* b = ref.data() + r * vocab;
+    for (int64_t j = 0; j < vocab; ++j) {
+      d.max_abs = std::max<double>(d.max_abs, std::fabs(a[j] - b[j]));
+      d.ref_range = std::max<double>(d.ref_range, std::fabs(b[j]));
+    }
+    d.top1_agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
+  }
+  return d;
 }
 
 }  // namespace af::test

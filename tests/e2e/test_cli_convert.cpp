@@ -21,46 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempFolder {
- public:
-  TempFolder() {
-    path_ = fs::temp_directory_path() /
-            ("af_e2e_convert_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempFolder() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
 // Exit status and standard error of `af-cli quantize <args>`.
 test::ShellResult quantize(const std::string& args) {
   return test::run_shell(std::string(AF_CLI_PATH) + " quantize " + args + " 2>&1 >/dev/null");
-}
-
-struct Diff {
-  double max_abs = 0;
-  int64_t top1_agree = 0;
-  int64_t rows = 0;
-};
-
-Diff compare(const std::vector<float>& ours, const std::vector<float>& ref, int64_t vocab) {
-  Diff d;
-  d.rows = static_cast<int64_t>(ref.size()) / vocab;
-  for (int64_t r = 0; r < d.rows; ++r) {
-    const float* a = ours.data() + r * vocab;
-    const float* b = ref.data() + r * vocab;
-    for (int64_t j = 0; j < vocab; ++j)
-      d.max_abs = std::max<double>(d.max_abs, std::fabs(a[j] - b[j]));
-    d.top1_agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
-  }
-  return d;
 }
 
 std::vector<float> logits_of(const std::string& source, const std::vector<int32_t>& ids) {
@@ -70,7 +33,7 @@ std::vector<float> logits_of(const std::string& source, const std::vector<int32_
 }
 
 // Converts the case's HF folder to an F32 GGUF in `tmp`, checks logits, returns the GGUF path.
-fs::path convert_and_compare(const std::string& name, const TempFolder& tmp) {
+fs::path convert_and_compare(const std::string& name, const test::TempFolder& tmp) {
   const fs::path root = test::source_dir();
   const nlohmann::json all =
       nlohmann::json::parse(test::read_text(test::fixtures_dir() + "/convert/reference.json"));
@@ -97,9 +60,9 @@ fs::path convert_and_compare(const std::string& name, const TempFolder& tmp) {
   EXPECT_EQ(from_gguf.size(), ids.size() * vocab);
   if (from_gguf.size() != ids.size() * vocab || llamacpp.size() != from_gguf.size()) return out;
 
-  const Diff vs_hf = compare(from_gguf, from_hf, vocab);
-  const Diff vs_tf = compare(from_gguf, transformers, vocab);
-  const Diff vs_llama = compare(from_gguf, llamacpp, vocab);
+  const test::LogitDiff vs_hf = test::compare_logits(from_gguf, from_hf, vocab);
+  const test::LogitDiff vs_tf = test::compare_logits(from_gguf, transformers, vocab);
+  const test::LogitDiff vs_llama = test::compare_logits(from_gguf, llamacpp, vocab);
   std::printf(
       "%-13s converted f32 GGUF: vs our HF-folder load %.3g (%lld/%lld top-1), vs transformers "
       "%.3g (%lld/%lld), vs llama.cpp on the same file %.3g (%lld/%lld)\n",
@@ -139,7 +102,7 @@ void expect_llama3_divisors(const fs::path& gguf, int64_t head_dim, float factor
 
 TEST(CliConvert, Llama32StyleRopeScalingTiedBf16WithTokenizerJson) {
   // transformers-4 config layout (rope_theta + rope_scaling), no head_dim, BF16 weights.
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_convert");
   const fs::path out = convert_and_compare("llama32_tied", tmp);
   expect_llama3_divisors(out, 8, 32.0f);
   if (!fs::exists(out)) return;
@@ -152,12 +115,12 @@ TEST(CliConvert, Llama32StyleRopeScalingTiedBf16WithTokenizerJson) {
 
 TEST(CliConvert, LlamaRopeParametersLlama3) {
   // transformers-5 layout (rope_parameters) with head_dim 16; untied.
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_convert");
   expect_llama3_divisors(convert_and_compare("llama_gqa", tmp), 16, 8.0f);
 }
 
 TEST(CliConvert, MiniCPMScalesAndInterleavedRope) {
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_convert");
   const fs::path out = convert_and_compare("minicpm", tmp);
   if (!fs::exists(out)) return;
   const io::GgufFile f = io::GgufFile::open(out.string());
@@ -173,7 +136,7 @@ TEST(CliConvert, MiniCPMScalesAndInterleavedRope) {
 TEST(CliConvert, MiniCPM4LongRopeShortFactors) {
   // max_position_embeddings == original_max_position_embeddings: HF and llama.cpp (up to
   // context_length) both use the short factors, without a cos/sin scale.
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_convert");
   const fs::path out = convert_and_compare("minicpm4", tmp);
   if (!fs::exists(out)) return;
   const io::GgufFile f = io::GgufFile::open(out.string());
@@ -193,7 +156,7 @@ TEST(CliConvert, MiniCPM4LongRopeShortFactors) {
 // A copy of a fixture folder whose config.json `edit` changes.
 class EditedFolder {
  public:
-  EditedFolder(const TempFolder& tmp, const std::string& fixture, const std::string& name)
+  EditedFolder(const test::TempFolder& tmp, const std::string& fixture, const std::string& name)
       : dir_(tmp / name) {
     const fs::path from = fs::path(test::fixtures_dir()) / "models" / fixture;
     fs::create_directories(dir_);
@@ -211,7 +174,7 @@ class EditedFolder {
 };
 
 TEST(CliConvert, UnconvertibleRopeAndArchitecturesFailWithClearErrors) {
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_convert");
   const fs::path models = fs::path(test::fixtures_dir()) / "models";
   const std::string vocab =
       " --type f32 --vocab-from " + (models / "minicpm/minicpm.gguf").string();

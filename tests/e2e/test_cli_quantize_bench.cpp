@@ -32,31 +32,13 @@ std::string read_bytes(const fs::path& p) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-class TempFolder {
- public:
-  TempFolder() {
-    path_ = fs::temp_directory_path() /
-            ("af_e2e_quant_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempFolder() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  static inline int counter_ = 0;
-  fs::path path_;
-};
-
 std::string models() { return test::source_dir() + "/tests/fixtures/models"; }
 std::string quant_fixtures() { return test::source_dir() + "/tests/fixtures/quantize"; }
 
 // The expected files were written by llama.cpp's llama_model_quantize (llama-cpp-python) from
 // the same inputs: tools/check_quantize_llamacpp.py.
 TEST(CliQuantize, GgufToQ4_0IsByteIdenticalToLlamaCpp) {
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_quant");
   const fs::path out = tmp / "q4_0.gguf";
   ASSERT_EQ(
       run_cli("quantize " + models() + "/qwen2/qwen2.gguf " + out.string() + " --type q4_0").status,
@@ -67,7 +49,7 @@ TEST(CliQuantize, GgufToQ4_0IsByteIdenticalToLlamaCpp) {
 TEST(CliQuantize, MixtureQ5_K_MIsByteIdenticalToLlamaCpp) {
   // hidden 64 is no multiple of 256: the K types fall back, attn_v / ffn_down get more bits in
   // llama.cpp's layers, the untied output gets Q6_K -> Q8_0.
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_quant");
   const fs::path out = tmp / "q5_k_m.gguf";
   ASSERT_EQ(run_cli("quantize " + models() + "/llama_f16_sharded/llama_f16_sharded.gguf " +
                     out.string() + " --type q5_k_m")
@@ -80,7 +62,7 @@ TEST(CliQuantize, MixtureQ5_K_MIsByteIdenticalToLlamaCpp) {
 TEST(CliQuantize, HfFolderToGgufMatchesTheConverter) {
   // The sharded F16 Llama: q/k rows permuted for interleaved RoPE, norms written as F32, the
   // same tensors and bytes as the fixture GGUF written with convert_hf_to_gguf's conventions.
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_quant");
   const std::string ref = models() + "/llama_f16_sharded/llama_f16_sharded.gguf";
   const fs::path out = tmp / "from_hf.gguf";
   ASSERT_EQ(run_cli("quantize " + models() + "/llama_f16_sharded " + out.string() +
@@ -110,7 +92,7 @@ TEST(CliQuantize, HfFolderToGgufMatchesTheConverter) {
 TEST(CliQuantize, HfTokenizerJsonBecomesGgufVocabulary) {
   const std::string hf = test::testdata_dir() + "/models/stories260K-hf";
   AF_REQUIRE_TESTDATA(hf + "/tokenizer.json");
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_quant");
   const fs::path out = tmp / "stories.gguf";
   ASSERT_EQ(run_cli("quantize " + hf + " " + out.string() + " --type q8_0").status, 0);
   const io::GgufFile f = io::GgufFile::open(out.string());
@@ -130,7 +112,7 @@ TEST(CliQuantize, HfTokenizerJsonBecomesGgufVocabulary) {
 }
 
 TEST(CliQuantize, BadInputsExitWithAnError) {
-  TempFolder tmp;
+  test::TempFolder tmp("af_e2e_quant");
   const std::string out = (tmp / "x.gguf").string();
   const std::string qwen = models() + "/qwen2/qwen2.gguf";
   EXPECT_EQ(run_cli("quantize " + qwen + " " + out + " --type q4_zz").status, 1);

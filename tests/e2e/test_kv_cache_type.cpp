@@ -35,22 +35,10 @@ TEST(KvCacheType, F16CacheStaysCloseToTheFloat32One) {
     step[f16] = model->forward(std::span(ids).last(1), false);
   }
   const int64_t vocab = static_cast<int64_t>(step[0].size());
-  double max_abs = 0, range = 0;
-  int64_t top1 = 0;
-  const auto argmax = [](const float* p, int64_t n) { return std::max_element(p, p + n) - p; };
-  for (size_t row = 0; row < ids.size(); ++row) {
-    const float* a = prefill[0].data() + row * vocab;
-    const float* b = prefill[1].data() + row * vocab;
-    for (int64_t j = 0; j < vocab; ++j) {
-      max_abs = std::max<double>(max_abs, std::fabs(a[j] - b[j]));
-      range = std::max<double>(range, std::fabs(a[j]));
-    }
-    top1 += argmax(a, vocab) == argmax(b, vocab);
-  }
-  double step_abs = 0;
-  for (int64_t j = 0; j < vocab; ++j) {
-    step_abs = std::max<double>(step_abs, std::fabs(step[0][j] - step[1][j]));
-  }
+  const test::LogitDiff pre = test::compare_logits(prefill[1], prefill[0], vocab);
+  const test::LogitDiff dec = test::compare_logits(step[1], step[0], vocab);
+  const double max_abs = pre.max_abs, range = pre.ref_range, step_abs = dec.max_abs;
+  const int64_t top1 = pre.top1_agree;
   std::printf(
       "f16 KV cache vs float32: prefill max|d| %.2g (|logit| <= %.2g), top1 %lld/%zu, "
       "decode step max|d| %.2g\n",

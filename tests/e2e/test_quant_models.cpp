@@ -16,28 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Diff {
-  double max_abs = 0;
-  double ref_range = 0;  // max |reference logit|, for scale
-  int64_t top1_agree = 0;
-  int64_t rows = 0;
-};
-
-Diff compare(const std::vector<float>& ours, const std::vector<float>& ref, int64_t vocab) {
-  Diff d;
-  d.rows = static_cast<int64_t>(ref.size()) / vocab;
-  for (int64_t r = 0; r < d.rows; ++r) {
-    const float* a = ours.data() + r * vocab;
-    const float* b = ref.data() + r * vocab;
-    for (int64_t j = 0; j < vocab; ++j) {
-      d.max_abs = std::max<double>(d.max_abs, std::fabs(a[j] - b[j]));
-      d.ref_range = std::max<double>(d.ref_range, std::fabs(b[j]));
-    }
-    d.top1_agree += (std::max_element(a, a + vocab) - a) == (std::max_element(b, b + vocab) - b);
-  }
-  return d;
-}
-
 const char* const kTypes[] = {"q8_0", "q4_0",   "q4_1",   "q5_0",   "q5_1",
                               "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"};
 
@@ -71,9 +49,9 @@ TEST(QuantModels, LogitsMatchLlamaCppOnTheSameFile) {
     const std::vector<float> llama =
         test::read_f32((dir / ("logits_llamacpp_" + type + ".bin")).string());
     ASSERT_EQ(llama.size(), ours.size()) << type;
-    const Diff vs_llama = compare(ours, llama, vocab);
-    const Diff vs_f32 = compare(ours, f32, vocab);
-    const Diff llama_vs_f32 = compare(llama, f32, vocab);
+    const test::LogitDiff vs_llama = test::compare_logits(ours, llama, vocab);
+    const test::LogitDiff vs_f32 = test::compare_logits(ours, f32, vocab);
+    const test::LogitDiff llama_vs_f32 = test::compare_logits(llama, f32, vocab);
     std::printf(
         "%-8s %14.2g %3lld/%lld %14.4f %3lld/%lld  (llama.cpp vs f32: %.4f %lld/%lld; "
         "|logit| <= %.1f)\n",
@@ -103,7 +81,7 @@ TEST(QuantModels, QuantizeAtLoadMatchesLlamaCppsQuantizedFile) {
   options.num_threads = 2;
   options.quantize = "q8_0";
   auto model = models::load(dir.string(), options);
-  const Diff vs_llama = compare(model->forward(ids, true), llama, vocab);
+  const test::LogitDiff vs_llama = test::compare_logits(model->forward(ids, true), llama, vocab);
   std::printf("qwen2 HF + quantize q8_0 vs llama.cpp Q8_0 file: max|d| %.2g, top1 %lld/%lld\n",
               vs_llama.max_abs, static_cast<long long>(vs_llama.top1_agree),
               static_cast<long long>(vs_llama.rows));
@@ -113,7 +91,7 @@ TEST(QuantModels, QuantizeAtLoadMatchesLlamaCppsQuantizedFile) {
   // q4_K rows must be multiples of 256; hidden 64 falls back to q5_0 as in llama.cpp.
   options.quantize = "q4_k";
   model = models::load(dir.string(), options);
-  const Diff vs_f32 = compare(model->forward(ids, true), f32, vocab);
+  const test::LogitDiff vs_f32 = test::compare_logits(model->forward(ids, true), f32, vocab);
   std::printf("qwen2 HF + quantize q4_k (q5_0 fallback) vs f32: max|d| %.3g, top1 %lld/%lld\n",
               vs_f32.max_abs, static_cast<long long>(vs_f32.top1_agree),
               static_cast<long long>(vs_f32.rows));
@@ -122,7 +100,7 @@ TEST(QuantModels, QuantizeAtLoadMatchesLlamaCppsQuantizedFile) {
   // bf16: weights rounded to bf16 and, where the CPU has AVX512_BF16, bf16 dot products.
   options.quantize = "bf16";
   model = models::load(dir.string(), options);
-  const Diff bf16 = compare(model->forward(ids, true), f32, vocab);
+  const test::LogitDiff bf16 = test::compare_logits(model->forward(ids, true), f32, vocab);
   std::printf("qwen2 HF + quantize bf16 vs f32: max|d| %.3g, top1 %lld/%lld\n", bf16.max_abs,
               static_cast<long long>(bf16.top1_agree), static_cast<long long>(bf16.rows));
   EXPECT_LE(bf16.max_abs, 0.1);

@@ -106,16 +106,9 @@ TEST(RepackedModels, DenseF16PackedIsCloseToTheModelAsStored) {
   fs::remove(out, ec);
   ASSERT_EQ(logits[0].size(), logits[1].size());
   const int64_t vocab = static_cast<int64_t>(logits[0].size() / ids.size());
-  double max_abs = 0;
-  int64_t top1_agree = 0;
-  for (size_t row = 0; row < ids.size(); ++row) {
-    const auto begin = [&](int r) { return logits[r].begin() + row * vocab; };
-    for (int64_t j = 0; j < vocab; ++j) {
-      max_abs = std::max<double>(max_abs, std::fabs(begin(0)[j] - begin(1)[j]));
-    }
-    top1_agree += std::max_element(begin(0), begin(0) + vocab) - begin(0) ==
-                  std::max_element(begin(1), begin(1) + vocab) - begin(1);
-  }
+  const test::LogitDiff d = test::compare_logits(logits[1], logits[0], vocab);
+  const double max_abs = d.max_abs;
+  const int64_t top1_agree = d.top1_agree;
   std::printf("f16 dense packed vs as stored: max|d| %.2g, top1 %lld/%zu\n", max_abs,
               static_cast<long long>(top1_agree), ids.size());
   EXPECT_LE(max_abs, 1e-4);

@@ -124,10 +124,6 @@ class CpuBackend final : public Backend {
                                const uint8_t* packed, const float* bias, float* y);
   MatmulWork plan_dense(MatmulActivations& acts, WeightType wt, const Tensor& w, const float* bias,
                         float* y);
-  // BF16 weights in the packed layout of quant/bf16_dot.hpp (when bf16_dot_ is on).
-  std::shared_ptr<const PreparedWeight> prepare_bf16(const Tensor& w);
-  // F32, F16 and BF16 weights in the layout of kernels/dense_packed.hpp (AVX-512 table).
-  std::shared_ptr<const PreparedWeight> prepare_dense(const Tensor& w);
 
   const KernelTable& kernels_;
 

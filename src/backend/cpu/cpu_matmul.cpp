@@ -1,6 +1,7 @@
 // CpuBackend's matmuls: weight preparation (repacking at load), and each product planned as
 // tasks over x prepared once per group (matmul_group), run in one parallel pass.
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,79 +68,67 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   }
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
-  if (bf16_dot_ && w.dtype() == DType::BF16 && n > 0 && k > 0) return prepare_bf16(w);
-  if (packs_dense_ && !quant::quant_slot(w.dtype()) && n > 0 && k > 0) return prepare_dense(w);
-  if (!packs_weights_ || !quant::packed::is_packable(w.dtype()) || n == 0 || k == 0) {
+  using Layout = PackedWeight::Layout;
+  Layout layout;
+  if (bf16_dot_ && w.dtype() == DType::BF16) {
+    layout = Layout::kBf16Pairs;
+  } else if (packs_dense_ && !quant::quant_slot(w.dtype())) {
+    layout = Layout::kDense;
+  } else if (packs_weights_ && quant::packed::is_packable(w.dtype())) {
+    layout = Layout::kInt8Blocks;
+  } else {
     return nullptr;
   }
+  if (n == 0 || k == 0) return nullptr;
   AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "prepare_matmul_weight: weight has no data");
-  auto packed =
-      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kInt8Blocks, n, k, w.data());
-  const auto* src = reinterpret_cast<const uint8_t*>(w.data());
+  auto packed = std::make_shared<PackedWeight>(w.dtype(), layout, n, k, w.data());
   uint8_t* dst = packed->mutable_data();
-  // About 256 KiB of weight per task: large enough to amortise the wake-up, small enough to
-  // share. The file's copy of each packed range leaves memory right away, so the peak stays
+  // Every layout packs groups of 16 rows; pack(g0, g1) writes groups [g0, g1) at their place.
+  static_assert(quant::kBf16GroupRows == quant::packed::kGroupRows &&
+                dense::kGroupRows == quant::packed::kGroupRows);
+  int64_t groups = 0, group_bytes = 0;
+  std::function<void(int64_t, int64_t)> pack;
+  switch (layout) {
+    case Layout::kBf16Pairs: {
+      const int64_t pairs = quant::bf16_pairs(k);
+      groups = quant::bf16_groups(n);
+      group_bytes = pairs * quant::kBf16GroupRows * 4;
+      pack = [&, pairs](int64_t g0, int64_t g1) {
+        quant::bf16_pack_avx512(reinterpret_cast<const uint16_t*>(w.data()), n, k, g0, g1, 0, pairs,
+                                reinterpret_cast<uint32_t*>(dst + g0 * group_bytes));
+      };
+      break;
+    }
+    case Layout::kDense: {
+      const WeightType wt = weight_type(w.dtype(), "prepare_matmul_weight", "weight");
+      const int64_t chunks = dense::group_chunks(wt, k);
+      groups = dense::group_count(n);
+      group_bytes = chunks * 64;
+      pack = [&, wt, chunks](int64_t g0, int64_t g1) {
+        dense::pack_avx512(wt, w.data(), n, k, g0, g1, 0, chunks, dst + g0 * group_bytes);
+      };
+      break;
+    }
+    case Layout::kInt8Blocks: {
+      const quant::packed::PackFn fn = quant::packed::avx512vnni_pack(w.dtype());
+      groups = quant::packed::group_count(n);
+      group_bytes = k / 32 * quant::packed::group_block_bytes(w.dtype());
+      pack = [&, fn](int64_t g0, int64_t g1) {
+        fn(w.dtype(), reinterpret_cast<const uint8_t*>(w.data()), n, k, g0, g1,
+           dst + g0 * group_bytes);
+      };
+      break;
+    }
+  }
+  // About 256 KiB of packed weight per task: large enough to amortise the wake-up, small enough
+  // to share. The file's copy of each packed range leaves memory right away, so the peak stays
   // near the file size.
-  const int64_t group_bytes = k / 32 * quant::packed::group_block_bytes(w.dtype());
-  const quant::packed::PackFn pack = quant::packed::avx512vnni_pack(w.dtype());
   const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
   const int64_t src_group_bytes = quant::packed::kGroupRows * row_bytes(w.dtype(), k);
-  parallel_ranges(quant::packed::group_count(n), std::max<int64_t>(1, (256 << 10) / group_bytes),
+  parallel_ranges(groups, std::max<int64_t>(1, (256 << 10) / group_bytes),
                   [&](int64_t g0, int64_t g1) {
-                    pack(w.dtype(), src, n, k, g0, g1, dst + g0 * group_bytes);
-                    if (file) {
-                      const int64_t end =
-                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
-                      file->release_pages(w.data() + g0 * src_group_bytes,
-                                          static_cast<size_t>(end - g0 * src_group_bytes));
-                    }
-                  });
-  return packed;
-}
-
-std::shared_ptr<const PreparedWeight> CpuBackend::prepare_bf16(const Tensor& w) {
-  const int64_t n = w.shape()[0];
-  const int64_t k = w.shape()[1];
-  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
-           "prepare_matmul_weight: weight has no data");
-  auto packed =
-      std::make_shared<PackedWeight>(DType::BF16, PackedWeight::Layout::kBf16Pairs, n, k, w.data());
-  const auto* src = reinterpret_cast<const uint16_t*>(w.data());
-  auto* dst = reinterpret_cast<uint32_t*>(packed->mutable_data());
-  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
-  const int64_t pairs = quant::bf16_pairs(k);
-  const int64_t group_words = pairs * quant::kBf16GroupRows;
-  const int64_t src_group_bytes = quant::kBf16GroupRows * k * 2;
-  // As for the int8 layouts: ~256 KiB per task, the file's pages released as they are packed.
-  parallel_ranges(quant::bf16_groups(n), std::max<int64_t>(1, (256 << 10) / (group_words * 4)),
-                  [&](int64_t g0, int64_t g1) {
-                    quant::bf16_pack_avx512(src, n, k, g0, g1, 0, pairs, dst + g0 * group_words);
-                    if (file) {
-                      const int64_t end =
-                          std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
-                      file->release_pages(w.data() + g0 * src_group_bytes,
-                                          static_cast<size_t>(end - g0 * src_group_bytes));
-                    }
-                  });
-  return packed;
-}
-
-std::shared_ptr<const PreparedWeight> CpuBackend::prepare_dense(const Tensor& w) {
-  const int64_t n = w.shape()[0];
-  const int64_t k = w.shape()[1];
-  AF_CHECK(w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
-           "prepare_matmul_weight: weight has no data");
-  const WeightType wt = weight_type(w.dtype(), "prepare_matmul_weight", "weight");
-  auto packed =
-      std::make_shared<PackedWeight>(w.dtype(), PackedWeight::Layout::kDense, n, k, w.data());
-  const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get());
-  const int64_t chunks = dense::group_chunks(wt, k);
-  const int64_t src_group_bytes = dense::kGroupRows * row_bytes(w.dtype(), k);
-  parallel_ranges(dense::group_count(n), std::max<int64_t>(1, (256 << 10) / (chunks * 64)),
-                  [&](int64_t g0, int64_t g1) {
-                    dense::pack_avx512(wt, w.data(), n, k, g0, g1, 0, chunks,
-                                       packed->mutable_data() + g0 * chunks * 64);
+                    pack(g0, g1);
                     if (file) {
                       const int64_t end =
                           std::min<int64_t>(g1 * src_group_bytes, static_cast<int64_t>(w.nbytes()));
