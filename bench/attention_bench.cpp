@@ -12,11 +12,11 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "af/backend/backend.hpp"
 #include "af/backend/key_cache.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
@@ -24,13 +24,7 @@ constexpr int64_t kHeads = 14;
 constexpr int64_t kKvHeads = 2;
 constexpr int64_t kHeadDim = 64;
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using af::bench::random_floats;
 
 // n floats starting on a page boundary, as nn::KvCache allocates its layers (a malloc'd buffer
 // starts 16 bytes into a page, which splits every 64-byte vector load across two cache lines).

@@ -4,35 +4,23 @@
 //   build/bench/kquant_prefill_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 
-#include <random>
 #include <string>
 #include <vector>
 
-#include "af/backend/quant.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
 constexpr int64_t kRows = 896;
 constexpr int64_t kCols = 4864;
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using af::bench::random_floats;
 
 void kquant_matmul(benchmark::State& state, af::DType type, int64_t m) {
   const int threads = static_cast<int>(state.range(0));
-  const std::vector<float> w = random_floats(static_cast<size_t>(kRows * kCols), 1);
-  af::Tensor weight = af::Tensor::zeros(type, af::Shape{kRows, kCols});
-  const int64_t rb = af::row_bytes(type, kCols);
-  for (int64_t r = 0; r < kRows; ++r) {
-    af::quant::quantize_row(type, w.data() + r * kCols, weight.mutable_data() + r * rb, kCols);
-  }
+  const af::Tensor weight = af::bench::quantized_weight(type, kRows, kCols, 1);
   const std::vector<float> x = random_floats(static_cast<size_t>(m * kCols), 2);
   std::vector<float> y(static_cast<size_t>(m * kRows));
   af::cpu::CpuBackend backend(af::BackendOptions{af::Device::cpu(), threads, ""});

@@ -13,7 +13,6 @@
 
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "af/core/half.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "bench_util.hpp"
 
 namespace {
 
@@ -32,13 +32,8 @@ constexpr WeightShape kDown = {896, 4864};
 constexpr WeightShape kUp = {4864, 896};
 constexpr int64_t kStreamBytes = int64_t{512} << 20;  // well past any L3
 
-std::vector<float> random_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
+using af::bench::quantized_weight;
+using af::bench::random_floats;
 
 // `copies` weights of one random matrix in `type` (copies of the same bytes: speed only).
 std::vector<af::Tensor> make_weights(af::DType type, WeightShape shape, int copies) {
@@ -90,17 +85,6 @@ void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, in
                                                   benchmark::Counter::kIsRate);
   }
   state.SetLabel(backend.name() + " " + backend.quant_kernels().isa);
-}
-
-// A random n x k weight of a quantized type.
-af::Tensor quantized_weight(af::DType type, int64_t n, int64_t k) {
-  const std::vector<float> w = random_floats(static_cast<size_t>(n * k), 3);
-  af::Tensor t = af::Tensor::zeros(type, af::Shape{n, k});
-  const int64_t rb = af::row_bytes(type, k);
-  for (int64_t r = 0; r < n; ++r) {
-    af::quant::quantize_row(type, w.data() + r * k, t.mutable_data() + r * rb, k);
-  }
-  return t;
 }
 
 // Qwen2-0.5B shapes, the weight as stored (unpacked) or repacked by prepare_matmul_weight.

@@ -44,6 +44,9 @@ import gguf
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
+# llama.cpp's logits of a GGUF file (F32 KV cache, 2 threads), as the quantize check records them.
+from check_quantize_llamacpp import logits as llamacpp_logits
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "tests/fixtures/models"
 OUT = ROOT / "tests/fixtures/convert"
@@ -90,18 +93,6 @@ def transformers_logits(d: Path, ids):
     m.eval()
     assert m.config.rope_parameters["rope_type"] == "llama3", m.config.rope_parameters
     return m(torch.tensor([ids]), use_cache=False).logits[0].float().numpy().astype(np.float32)
-
-
-def llamacpp_logits(path: Path, ids):
-    from llama_cpp import Llama
-    llm = Llama(model_path=str(path), logits_all=True, n_ctx=256, n_batch=256, n_ubatch=256,
-                n_threads=2, n_threads_batch=2, verbose=False, flash_attn=False, type_k=0,
-                type_v=0)
-    llm.reset()
-    llm.eval(ids)
-    out = np.array(llm.scores[: len(ids), :], dtype=np.float32, copy=True)
-    del llm
-    return out
 
 
 def same_tensors(a: Path, b: Path):

@@ -69,32 +69,6 @@ struct Avx512 {
     s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
-  // Transposes the 16 x 16 matrix whose rows are r[0..16): unpack pairs of rows, shuffle
-  // within 128-bit lanes into 4-row columns, then two rounds of 128-bit lane shuffles.
-  static void transpose(F* r) {
-    F t[16], u[16];
-    for (int i = 0; i < 16; i += 2) {
-      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    // u[4 g + c]: rows 4g .. 4g + 3 at column 4 l + c in 128-bit lane l.
-    for (int g = 0; g < 4; ++g) {
-      u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-      u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-      u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-      u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-    for (int c = 0; c < 4; ++c) {
-      const F w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-      const F w1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
-      const F w2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-      const F w3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
-      r[c] = _mm512_shuffle_f32x4(w0, w2, 0x88);
-      r[4 + c] = _mm512_shuffle_f32x4(w0, w2, 0xDD);
-      r[8 + c] = _mm512_shuffle_f32x4(w1, w3, 0x88);
-      r[12 + c] = _mm512_shuffle_f32x4(w1, w3, 0xDD);
-    }
-  }
   static F swap_pairs(F v) { return _mm512_permute_ps(v, 0xB1); }
   static F round(F v) {
     return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

@@ -1,7 +1,7 @@
 #pragma once
 // A 16 x 16 transpose of 32-bit words in AVX-512 registers (include only from AVX-512 files):
 // on return r[j] holds word j of the original r[0..15]. Used to repack weight rows into
-// row-group layouts at load.
+// row-group layouts (at load, and for the K-quant prefill panels).
 #include <immintrin.h>
 
 namespace af::cpu {

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "backend/cpu/kernels/transpose_avx512.hpp"
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/dot_simd.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
@@ -48,33 +49,6 @@ struct PanelBlock {
   alignas(64) float d[kPanelRows];
   alignas(64) float dmin[kPanelRows];
 };
-
-// Transposes a 16 x 16 matrix of int32 held as 16 vectors (row i in v[i]).
-inline void transpose16x16_epi32(__m512i v[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    v[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-    v[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-    v[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-    v[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-  }
-  // Now, in each 128-bit lane L, v[4i + e] holds element 4L + e of rows 4i .. 4i + 3.
-  for (int e = 0; e < 4; ++e) {
-    const __m512i a = _mm512_shuffle_i32x4(v[e], v[4 + e], 0x88);  // lanes 0, 2 of each
-    const __m512i b = _mm512_shuffle_i32x4(v[e], v[4 + e], 0xDD);  // lanes 1, 3 of each
-    const __m512i c = _mm512_shuffle_i32x4(v[8 + e], v[12 + e], 0x88);
-    const __m512i d = _mm512_shuffle_i32x4(v[8 + e], v[12 + e], 0xDD);
-    t[e] = _mm512_shuffle_i32x4(a, c, 0x88);
-    t[8 + e] = _mm512_shuffle_i32x4(a, c, 0xDD);
-    t[4 + e] = _mm512_shuffle_i32x4(b, d, 0x88);
-    t[12 + e] = _mm512_shuffle_i32x4(b, d, 0xDD);
-  }
-  for (int i = 0; i < 16; ++i) v[i] = t[i];
-}
 
 // The dword at p + offset[c] in lane c for the lanes in valid, zero in the others.
 inline __m512i gather_dwords(const uint8_t* p, __m512i offset, __mmask16 valid) {
