@@ -100,8 +100,9 @@ TEST(DensePacked, VectorPackEqualsTheLayoutFunction) {
 TEST(DensePacked, MatmulEqualsTheOracleBitForBit) {
   if (!has_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU";
   for (const TypeCase& c : kTypes) {
-    // k: odd, under one cache block, several blocks with a short last one (128 / 256 elements).
-    for (int64_t k : {7, 64, 301, 777}) {
+    // k: odd, under one cache block, several blocks with a short last one (1024 / 2048
+    // elements), odd over several blocks.
+    for (int64_t k : {7, 64, 301, 2500, 4097}) {
       for (int64_t n : {5, 16, 75}) {  // 75: a 4-group tile and a tile of one short group
         const int64_t m = 13;          // two 6-row tiles and a 1-row tail
         const Tensor w = weight(c, n, k, 3);
