@@ -2,6 +2,7 @@
 
 #include <math.h>
 
+#include <numeric>
 #include <vector>
 
 #include "af/backend/key_cache.hpp"
@@ -12,6 +13,7 @@ namespace {
 // Rows (query token x query head of one KV head) an item aims for: enough to amortise each key
 // block's load, few enough that the accumulators stay in L1/L2.
 constexpr int64_t kAttentionRows = 48;
+constexpr int64_t kMaxAttentionRows = 64;
 // Fewer items than this (KV heads x token blocks) and the keys are split too.
 constexpr int64_t kMinItems = 8;
 // Key chunks are at least this many keys (shorter ones cost more to merge and start than they
@@ -25,11 +27,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 int64_t AttentionPlan::scratch_floats() const {
-  // SIMD: the query rows in tiles of kAttentionRowTile, per row a vector of probabilities and
-  // lane-wise sums, and for decode each row's scores over the chunk, from the vector that holds its
-  // first key. Reference: one row's scores over the chunk.
+  // SIMD: the query rows in tiles of kAttentionRowTile, per row two vectors of probabilities and
+  // a vector of lane-wise sums, and for decode each row's scores over the chunk, from the vector
+  // that holds its first key. Reference: one row's scores over the chunk.
   int64_t simd = ceil_div(rows_per_item(), kAttentionRowTile) * kAttentionRowTile * shape.head_dim +
-                 2 * rows_per_item() * kMaxLanes;
+                 3 * rows_per_item() * kMaxLanes;
   // Decode (one query token) scores its whole key chunk first: rows x chunk scores.
   if (shape.n_tokens == 1) {
     simd += rows_per_item() * (ceil_div(key_chunk + kMaxLanes - 1, kMaxLanes) * kMaxLanes);
@@ -50,7 +52,13 @@ AttentionPlan plan_attention(const AttentionShape& shape, int64_t token_block, i
 
 AttentionPlan plan_attention(const AttentionShape& shape) {
   const int64_t group = shape.n_heads / shape.n_kv_heads;
-  int64_t token_block = kAttentionRows / group > 1 ? kAttentionRows / group : 1;
+  // Whole row tiles where the group allows: rows a multiple of lcm(group, kAttentionRowTile),
+  // up to kMaxAttentionRows (group 7: 8 tokens, 56 rows, not 6 tokens whose 42 rows end in a
+  // tile of 2); otherwise about kAttentionRows rows.
+  const int64_t tile_rows = std::lcm(group, int64_t{kAttentionRowTile});
+  int64_t token_block = tile_rows <= kMaxAttentionRows
+                            ? kMaxAttentionRows / tile_rows * tile_rows / group
+                            : (kAttentionRows / group > 1 ? kAttentionRows / group : 1);
   if (shape.n_tokens >= 1 && token_block > shape.n_tokens) token_block = shape.n_tokens;
   const int64_t n_ctx = shape.n_past + shape.n_tokens;
   const int64_t base_items = shape.n_kv_heads * ceil_div(shape.n_tokens, token_block);

@@ -25,6 +25,7 @@ namespace af::cpu {
 namespace {
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t max_i64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // exp(x) by Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, and the degree-7 Taylor
 // polynomial of e^r, whose truncation error (< 1e-8 relative) is below float rounding; measured

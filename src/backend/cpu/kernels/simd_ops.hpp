@@ -329,7 +329,7 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_
 // grows, and its probabilities weight the value rows. A chunk that starts inside a group masks
 // the group's keys before key_begin; keys past the chunk's (or a row's causal) end are masked too,
 // so cache slots past the last stored position never weigh in, whatever they hold.
-// scratch: [round_up(rows, kRowTile) * head_dim] query tiles, [rows * kLanes] probabilities,
+// scratch: [round_up(rows, kRowTile) * head_dim] query tiles, [rows * 2 * kLanes] probabilities,
 // [rows * kLanes] lane-wise sums, and for decode [rows * round_up(key_end - key_begin + kLanes -
 // 1, kLanes)] scores.
 template <class V, class T>
@@ -350,7 +350,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
   const int64_t n_tiles = (rows + kRowTile - 1) / kRowTile;
   float* q_tiles = scratch;  // tile i at q_tiles + i * head_dim * kRowTile
   float* probs = q_tiles + n_tiles * head_dim * kRowTile;
-  float* sums = probs + rows * L;
+  float* sums = probs + rows * kDecodeGroups * L;
   for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
     const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
     const float* q_rows[kRowTile];
@@ -460,11 +460,16 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     }
     return;
   }
-  for (int64_t j = group_begin; j < item_end; j += L) {
-    const int n_keys = static_cast<int>(min_i64(L, item_end - j));
-    // Keys of the group before key_begin belong to the previous chunk.
+  // Prefill takes kDecodeGroups key vectors per step as well: the per-row softmax bookkeeping
+  // (horizontal max, rescale, exp) then serves twice the keys.
+  constexpr int kSpan = kDecodeGroups * L;
+  for (int64_t j = group_begin; j < item_end;) {
+    const int ng = j + L < item_end ? kDecodeGroups : 1;
+    const int n_keys = static_cast<int>(min_i64(ng * L, item_end - j));
+    // Keys of the first vector before key_begin belong to the previous chunk.
     const int first = static_cast<int>(j < key_begin ? key_begin - j : 0);
-    const T* kt = keys_at(j);
+    const T* kt[kDecodeGroups];
+    for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
     // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
     const T* v_block = v_head + j * kv_stride;
     const float* pv_p[2];
@@ -472,22 +477,32 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     int n_pv = 0, pv_keys = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
-      F scores[kRowTile];
-      score_block<V, 1>(nr, q_tiles + r0 * head_dim, &kt, head_dim, scores);
+      F scores[kDecodeGroups * kRowTile];
+      if (ng == kDecodeGroups) {
+        score_block<V, kDecodeGroups>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
+      } else {
+        score_block<V, 1>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
+      }
       for (int r = 0; r < nr; ++r) {
         const int64_t row = r0 + r;
         const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
         const int valid = static_cast<int>(min_i64(n_keys, causal_end - j));
-        if (valid <= first) continue;  // this group lies past the row's causal end
-        float* p = probs + row * L;
-        F s = V::mul(scores[r], score_scale);
-        if (valid < L || first > 0) {  // keys outside the row's range (or the chunk) score -inf
-          V::store(p, s);
+        if (valid <= first) continue;  // these keys lie past the row's causal end
+        float* p = probs + row * kSpan;
+        F s[kDecodeGroups];
+        for (int g = 0; g < ng; ++g) s[g] = V::mul(scores[g * kRowTile + r], score_scale);
+        if (valid < ng * L || first > 0) {  // keys outside the row's range (or chunk): -inf
+          for (int g = 0; g < ng; ++g) V::store(p + g * L, s[g]);
           for (int i = 0; i < first; ++i) p[i] = -INFINITY;
-          s = V::load_partial_fill(p, valid, -INFINITY);
+          for (int g = 0; g < ng; ++g) {
+            const int in_vector = static_cast<int>(min_i64(L, max_i64(0, valid - g * L)));
+            s[g] = V::load_partial_fill(p + g * L, in_vector, -INFINITY);
+          }
         }
+        F smax = s[0];
+        for (int g = 1; g < ng; ++g) smax = V::max(smax, s[g]);
         const float old_max = row_max[row];
-        const float block_max = V::hmax(s);
+        const float block_max = V::hmax(smax);
         float* sr = sums + row * L;
         float* ar = acc + row * head_dim;
         F lane_sums = V::load(sr);
@@ -499,15 +514,19 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
             scale<V>(ar, shrink, head_dim);
           }
         }
-        F e = exp_approx<V>(V::sub(s, V::set1(row_max[row])));
-        if (first > 0) {  // exp_approx leaves the masked keys tiny, not 0
-          V::store(p, e);
-          for (int i = 0; i < first; ++i) p[i] = 0.0f;
-          e = V::load(p);
+        const F vm = V::set1(row_max[row]);
+        for (int g = 0; g < ng; ++g) {
+          F e = exp_approx<V>(V::sub(s[g], vm));
+          if (g == 0 && first > 0) {  // exp_approx leaves the masked keys tiny, not 0
+            V::store(p, e);
+            for (int i = 0; i < first; ++i) p[i] = 0.0f;
+            e = V::load(p);
+          }
+          lane_sums = V::add(lane_sums, e);
+          V::store(p + g * L, e);
         }
-        V::store(sr, V::add(lane_sums, e));
-        V::store(p, e);
-        // Rows that see this group queue for the value pass, two at a time.
+        V::store(sr, lane_sums);
+        // Rows that see these keys queue for the value pass, two at a time.
         pv_p[n_pv] = p;
         pv_acc[n_pv] = ar;
         pv_keys = valid > pv_keys ? valid : pv_keys;
@@ -519,6 +538,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
       }
     }
     if (n_pv == 1) accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+    j += ng * L;
   }
   for (int64_t r = 0; r < rows; ++r) row_sum[r] = V::hsum(V::load(sums + r * L));
 }
