@@ -185,10 +185,18 @@ void CpuBackend::attention_impl(AttentionKernel<T> fn, const float* q, const T* 
   // Split keys run chunk by chunk (every KV head and token block of a chunk, then the next
   // chunk), so each thread streams one contiguous stretch of the cache.
   const int64_t per_chunk = n_items / plan.n_key_chunks;
+  // Unsplit items (prefill) run latest token block first, the KV heads side by side: causal
+  // rows see more keys the later they are, so the costliest items start first and the cheap
+  // ones fill the threads' tails.
+  const auto item_of = [&](int64_t n) {
+    if (split_keys) return n % per_chunk * plan.n_key_chunks + n / per_chunk;
+    const int64_t token_block = plan.n_token_blocks - 1 - n / n_kv_heads;
+    return n % n_kv_heads * plan.n_token_blocks + token_block;
+  };
   parallel_ranges(n_items, 1, [&](int64_t i0, int64_t i1) {
     std::vector<float> scratch(static_cast<size_t>(plan.scratch_floats()));
     for (int64_t n = i0; n < i1; ++n) {
-      const int64_t i = split_keys ? n % per_chunk * plan.n_key_chunks + n / per_chunk : n;
+      const int64_t i = item_of(n);
       run_attention_item(fn, plan, q, k, v, i, parts, scratch.data());
       // An unsplit item is a whole (KV head, token block): finish it while its state is hot.
       if (!split_keys) {
