@@ -238,10 +238,11 @@ TEST(CpuThreadPool, CoversEveryTaskOnce) {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);
     EXPECT_EQ(pool.num_threads(), threads);
-    for (int64_t n : {1, 2, 5, 1000}) {
+    for (int64_t n : {1, 2, 5, 14, 29, 1000}) {
       for (int rep = 0; rep < 50; ++rep) {
         std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
         pool.parallel_for(n, [&](int64_t b, int64_t e) {
+          EXPECT_LT(b, e);  // no empty chunks
           for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
         });
         for (auto& h : hits) ASSERT_EQ(h.load(), 1);

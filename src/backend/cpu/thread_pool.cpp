@@ -51,8 +51,8 @@ void ThreadPool::run_chunks() {
                                       std::memory_order_acquire)) {
       continue;  // c now holds the current value
     }
-    const int64_t begin = static_cast<int64_t>(next_of(c)) * job_chunk_;
-    const int64_t end = begin + job_chunk_ < job_tasks_ ? begin + job_chunk_ : job_tasks_;
+    const int64_t begin = chunk_begin(static_cast<int64_t>(next_of(c)));
+    const int64_t end = chunk_begin(static_cast<int64_t>(next_of(c)) + 1);
     try {
       job_fn_(job_ctx_, begin, end);
     } catch (...) {
@@ -77,14 +77,13 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
   std::lock_guard<std::mutex> submit(submit_mutex_);
   int64_t n_chunks = int64_t{num_threads_} * kChunksPerThread;
   if (n_chunks > kMaxChunks) n_chunks = kMaxChunks;
-  const int64_t chunk = (n_tasks + n_chunks - 1) / n_chunks;
-  n_chunks = (n_tasks + chunk - 1) / chunk;
+  if (n_chunks > n_tasks) n_chunks = n_tasks;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     job_fn_ = fn;
     job_ctx_ = ctx;
-    job_tasks_ = n_tasks;
-    job_chunk_ = chunk;
+    job_base_ = n_tasks / n_chunks;
+    job_longer_ = n_tasks % n_chunks;
     error_ = nullptr;
     chunks_done_.store(0, std::memory_order_relaxed);
     const uint64_t generation = (claim_.load(std::memory_order_relaxed) >> 32) + 1;

@@ -54,8 +54,14 @@ class ThreadPool {
   // only while holding a claim, which keeps the job alive until the claim's chunk is done.
   TaskFn job_fn_ = nullptr;
   void* job_ctx_ = nullptr;
-  int64_t job_tasks_ = 0;
-  int64_t job_chunk_ = 1;  // tasks per chunk
+  // Chunk c holds job_base_ + 1 tasks for c < job_longer_, job_base_ after: the longer chunks
+  // go first, so the threads' last claims are the short ones and they finish together (14
+  // tasks on 2 threads: chunks 2,2,2,2,2,2,1,1, not 2,2,2,2,2,2,2 split 4 to 3).
+  int64_t job_base_ = 0;
+  int64_t job_longer_ = 0;
+  int64_t chunk_begin(int64_t c) const {
+    return c * job_base_ + (c < job_longer_ ? c : job_longer_);
+  }
   // generation (32 bits) | next unclaimed chunk (16) | chunk count (16). The generation makes a
   // claim attempt on a finished job fail even if the same chunk numbers come round again.
   std::atomic<uint64_t> claim_{0};
