@@ -470,10 +470,13 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     const int first = static_cast<int>(j < key_begin ? key_begin - j : 0);
     const T* kt[kDecodeGroups];
     for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
-    // Probabilities past a row's valid keys are 0, so a pair runs to the longer row's keys.
+    // Probabilities past a row's valid keys are 0, so a batch of rows runs to its longest
+    // row's keys.
     const T* v_block = v_head + j * kv_stride;
-    const float* pv_p[2];
-    float* pv_acc[2];
+    constexpr int kPvRows =
+        4;  // four rows per value pass: each value vector loaded once for 16 fmas
+    const float* pv_p[kPvRows];
+    float* pv_acc[kPvRows];
     int n_pv = 0, pv_keys = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
@@ -526,18 +529,30 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
           V::store(p + g * L, e);
         }
         V::store(sr, lane_sums);
-        // Rows that see these keys queue for the value pass, two at a time.
+        // Rows that see these keys queue for the value pass, kPvRows at a time.
         pv_p[n_pv] = p;
         pv_acc[n_pv] = ar;
         pv_keys = valid > pv_keys ? valid : pv_keys;
-        if (++n_pv == 2) {
-          accumulate_values<V, 2>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+        if (++n_pv == kPvRows) {
+          accumulate_values<V, kPvRows>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
           n_pv = 0;
           pv_keys = 0;
         }
       }
     }
-    if (n_pv == 1) accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+    switch (n_pv) {
+      case 3:
+        accumulate_values<V, 3>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+        break;
+      case 2:
+        accumulate_values<V, 2>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+        break;
+      case 1:
+        accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+        break;
+      default:
+        break;
+    }
     j += ng * L;
   }
   for (int64_t r = 0; r < rows; ++r) row_sum[r] = V::hsum(V::load(sums + r * L));
