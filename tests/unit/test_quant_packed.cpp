@@ -146,6 +146,39 @@ TEST(QuantPacked, SimdPackerWritesTheReferencePackersBytes) {
   }
 }
 
+// The fused activation quantizer against the reference quantizer followed by the split: ties
+// at .5 (both signs), an all-zero block, values far apart in magnitude, several blocks.
+TEST(QuantPacked, FusedActivationSplitEqualsQuantizeThenSplit) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  const int64_t k = 32 * 7;
+  std::vector<float> x = test_values(3, k, 41);
+  for (int e = 0; e < 32; ++e) {
+    x[e] = e == 0 ? 127.f : static_cast<float>(e % 2 ? e : -e) + (e % 3 ? 0.5f : -0.5f);
+    x[32 + e] = 0.f;
+    x[64 + e] = (e % 2 ? 1e-30f : 3e4f) * (e % 3 ? 1.f : -1.f);
+  }
+  const std::vector<uint8_t> rows = quantized_activations(x, 3, k);
+  const int64_t nb = k / 32, rb = af::row_bytes(DType::Q8_0, k);
+  for (DType type : kPackedTypes) {
+    for (int64_t r = 0; r < 3; ++r) {
+      std::vector<int8_t> qs_want(k), qs_got(k, 1);
+      std::vector<float> d_want(nb), d_got(nb, -1.f), asum_want(nb), asum_got(nb, -1.f);
+      std::vector<int32_t> off_want(nb), off_got(nb, 7);
+      pk::split_activation_row(type, rows.data() + r * rb, k, qs_want.data(), d_want.data(),
+                               off_want.data(), asum_want.data());
+      pk::quantize_split_row_avx512(type, x.data() + r * k, k, qs_got.data(), d_got.data(),
+                                    off_got.data(), asum_got.data());
+      const std::string what = std::string(af::name(type)) + " row " + std::to_string(r);
+      EXPECT_EQ(qs_got, qs_want) << what;
+      EXPECT_EQ(off_got, off_want) << what;
+      for (int64_t b = 0; b < nb; ++b) {
+        EXPECT_TRUE(same_bits(d_got[b], d_want[b])) << what << " block " << b;
+        EXPECT_TRUE(same_bits(asum_got[b], asum_want[b])) << what << " block " << b;
+      }
+    }
+  }
+}
+
 TEST(QuantPacked, ResultsDoNotDependOnThreadCount) {
   if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
   const int64_t n = 200, k = 256, m = 70;

@@ -197,7 +197,8 @@ const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act
 
 const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivations& a, DType type) {
   if (const auto it = a.split.find(type); it != a.split.end()) return it->second;
-  const uint8_t* rows = quantized_activations(a, DType::Q8_0);
+  // Straight from the floats unless another weight already made the GGUF Q8_0 rows.
+  const uint8_t* rows = a.have_q8_0 ? quantized_activations(a, DType::Q8_0) : nullptr;
   const int64_t row = row_bytes(DType::Q8_0, a.k);
   const int64_t nb = a.k / 32;
   MatmulScratch::Split& s = a.scratch.split[type];
@@ -207,8 +208,13 @@ const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivatio
   int32_t* offset = grown(s.offset, a.m * nb);
   parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
-      quant::packed::split_activation_row(type, rows + r * row, a.k, qs + r * a.k, d + r * nb,
-                                          offset + r * nb, asum + r * nb);
+      if (rows) {
+        quant::packed::split_activation_row(type, rows + r * row, a.k, qs + r * a.k, d + r * nb,
+                                            offset + r * nb, asum + r * nb);
+      } else {
+        quant::packed::quantize_split_row_avx512(type, a.x + r * a.k, a.k, qs + r * a.k, d + r * nb,
+                                                 offset + r * nb, asum + r * nb);
+      }
     }
   });
   return a.split[type] = quant::packed::Activations{qs, d, offset, asum, a.k};

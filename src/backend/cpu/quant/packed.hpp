@@ -69,6 +69,11 @@ using PackFn = void (*)(DType type, const uint8_t* w, int64_t n, int64_t k, int6
                         uint8_t* dst);
 PackFn avx512vnni_pack(DType type);
 
+// quantize_q8_0 of the float row x[k] (k a multiple of 32) followed by split_activation_row,
+// in one AVX-512 pass with no GGUF row in between: the same bytes and values for finite input.
+void quantize_split_row_avx512(DType type, const float* x, int64_t k, int8_t* qs, float* d,
+                               int32_t* offset, float* asum);
+
 // The AVX-512 VNNI kernel for a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 PackedGemmFn avx512vnni_packed_gemm(DType type);
 

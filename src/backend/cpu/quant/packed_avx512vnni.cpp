@@ -321,6 +321,43 @@ void pack(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_
 
 }  // namespace
 
+namespace {
+
+// round(v) with halves away from zero (std::round), as the reference quantizer rounds.
+inline __m512 round_half_away(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __mmask16 up =
+      _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512 step = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+  return _mm512_mask_add_ps(t, up, t, step);
+}
+
+}  // namespace
+
+void quantize_split_row_avx512(DType type, const float* x, int64_t k, int8_t* qs, float* d,
+                               int32_t* offset, float* asum) {
+  const int32_t unsigned_offset = type == DType::Q4_0   ? 8
+                                  : type == DType::Q5_0 ? 16
+                                  : type == DType::Q8_0 ? 128
+                                                        : 0;
+  for (int64_t b = 0; b < k / 32; ++b, x += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float scale = amax / 127;
+    const float inv = scale != 0.f ? 1.0f / scale : 0.0f;
+    // The block keeps the fp16 scale, as a GGUF Q8_0 block would.
+    d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 iv = _mm512_set1_ps(inv);
+    const __m512i q0 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v0, iv)));
+    const __m512i q1 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v1, iv)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
+    const int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    offset[b] = -unsigned_offset * sum;
+    asum[b] = static_cast<float>(sum);
+  }
+}
+
 PackFn avx512vnni_pack(DType type) {
   switch (type) {
     case DType::Q4_0:
