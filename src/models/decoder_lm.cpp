@@ -158,13 +158,13 @@ class DecoderLM final : public CausalLM {
         segments_[s].v_cache = seq->cache.v(l);
         segments_[s].kv_type = seq->cache.type();
       }
-      layer.input_layernorm.forward(*be_, x, n, h);
+      // Each sublayer's norm is fused into its first products (h holds the normed rows while
+      // the backend needs them, then the sublayer's output).
       layer.self_attn.forward_batch(*be_, rope_, segments_.data(),
-                                    static_cast<int64_t>(segments_.size()), h, n, positions_.data(),
-                                    scratch_.data(), h);
+                                    static_cast<int64_t>(segments_.size()), x, n, positions_.data(),
+                                    scratch_.data(), h, &layer.input_layernorm);
       be_->add_scaled(x, h, spec_.residual_scale, n * hidden);
-      layer.post_attention_layernorm.forward(*be_, x, n, h);
-      layer.mlp.forward(*be_, h, n, scratch_.data(), h);
+      layer.mlp.forward(*be_, x, n, scratch_.data(), h, &layer.post_attention_layernorm);
       be_->add_scaled(x, h, spec_.residual_scale, n * hidden);
     }
 

@@ -74,7 +74,8 @@ void SelfAttention::prepare(Backend& be) {
 
 void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* segments,
                                   int64_t n_segments, const float* x, int64_t rows,
-                                  const int32_t* positions, float* scratch, float* y) const {
+                                  const int32_t* positions, float* scratch, float* y,
+                                  const RmsNorm* pre_norm) const {
   const int64_t q_dim = n_heads * head_dim;
   const int64_t kv_dim = n_kv_heads * head_dim;
   float* q = scratch;                    // [rows, q_dim]
@@ -83,7 +84,13 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   float* v_new = k_new + rows * kv_dim;  // [rows, kv_dim]
   const Backend::MatmulTarget qkv[] = {q_proj.target(q), k_proj.target(k_new),
                                        v_proj.target(v_new)};
-  be.matmul_group(x, rows, qkv, 3);
+  if (pre_norm) {
+    AF_CHECK(x != y, ErrorCode::kInvalidArgument, "nn",
+             "SelfAttention::forward_batch: with pre_norm, y must not alias x");
+    pre_norm->matmul_group(be, x, rows, y, qkv, 3);
+  } else {
+    be.matmul_group(x, rows, qkv, 3);
+  }
   rope.apply(be, q, rows, n_heads, positions);
   rope.apply(be, k_new, rows, n_kv_heads, positions);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

@@ -50,11 +50,18 @@ void GatedMlp::prepare(Backend& be) {
   down_proj.prepare(be);
 }
 
-void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
+void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, float* y,
+                       const RmsNorm* pre_norm) const {
   float* gate = scratch;                    // [m, intermediate]
   float* up = scratch + m * gate_proj.out;  // [m, intermediate]
   const Backend::MatmulTarget both[] = {gate_proj.target(gate), up_proj.target(up)};
-  be.matmul_group(x, m, both, 2);
+  if (pre_norm) {
+    AF_CHECK(x != y, ErrorCode::kInvalidArgument, "nn",
+             "GatedMlp::forward: with pre_norm, y must not alias x");
+    pre_norm->matmul_group(be, x, m, y, both, 2);
+  } else {
+    be.matmul_group(x, m, both, 2);
+  }
   be.silu_mul(gate, up, m * gate_proj.out);
   down_proj.forward(be, gate, m, y);
 }

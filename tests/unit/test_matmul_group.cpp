@@ -91,6 +91,69 @@ TEST(MatmulGroup, EachProductEqualsItsOwnMatmul) {
   }
 }
 
+// rms_norm_matmul_group equals rms_norm then matmul_group bit for bit: with only packed int8
+// weights (the norm fused into the quantization, h never written), and with a mix that needs
+// the float rows too (after or before the fused split), on every ISA and thread count.
+TEST(MatmulGroup, NormFusedGroupEqualsNormThenGroup) {
+  const int64_t k = 512;  // whole Q4_K super-blocks
+  const float eps = 1e-5f;
+  const std::vector<float> norm_w = af::test::random_floats(k, 0.5f, 1.5f, 7);
+  const std::vector<std::vector<DType>> mixes = {
+      {DType::Q8_0, DType::Q4_0, DType::Q4_0},
+      {DType::Q4_0, DType::Q4_K, DType::F16, DType::BF16},
+      {DType::F32, DType::Q8_0, DType::Q5_0},
+  };
+  for (const char* isa : {"", "avx2", "scalar"}) {
+    for (int threads : {1, 2}) {
+      af::BackendOptions opts{af::Device::cpu(), threads, isa};
+      af::cpu::CpuBackend be(opts);
+      for (const auto& mix : mixes) {
+        std::vector<Tensor> weights;
+        std::vector<std::shared_ptr<const af::PreparedWeight>> prepared;
+        uint32_t seed = 11;
+        for (DType type : mix) {
+          weights.push_back(make_weight(type, 35, k, seed++));
+          // The second Q4_0 of the first mix stays unprepared (packed on the fly for m = 40).
+          const bool prepare = !(type == DType::Q4_0 && weights.size() == 3);
+          prepared.push_back(prepare ? be.prepare_matmul_weight(weights.back()) : nullptr);
+        }
+        for (int64_t m : {1, 5, 40}) {
+          const std::vector<float> x = af::test::random_floats(m * k, -3, 3, 5);
+          std::vector<float> h_want(m * k), h(m * k, -2.f);
+          be.rms_norm(x.data(), norm_w.data(), m, k, eps, h_want.data());
+          std::vector<std::vector<float>> want, got;
+          std::vector<af::Backend::MatmulTarget> want_targets, got_targets;
+          for (size_t i = 0; i < weights.size(); ++i) {
+            want.emplace_back(m * 35);
+            got.emplace_back(m * 35, -1.f);
+          }
+          for (size_t i = 0; i < weights.size(); ++i) {
+            want_targets.push_back({&weights[i], nullptr, want[i].data(), prepared[i].get()});
+            got_targets.push_back({&weights[i], nullptr, got[i].data(), prepared[i].get()});
+          }
+          const auto n = static_cast<int64_t>(weights.size());
+          be.matmul_group(h_want.data(), m, want_targets.data(), n);
+          be.rms_norm_matmul_group(x.data(), norm_w.data(), eps, m, k, h.data(), got_targets.data(),
+                                   n);
+          for (size_t i = 0; i < weights.size(); ++i) {
+            EXPECT_EQ(0, std::memcmp(want[i].data(), got[i].data(), want[i].size() * 4))
+                << af::name(mix[i]) << " in mix " << &mix - mixes.data() << " m=" << m
+                << " isa=" << isa << " threads=" << threads;
+          }
+        }
+      }
+    }
+  }
+  af::cpu::CpuBackend be({af::Device::cpu(), 2, ""});
+  const std::vector<float> x(k, 1.f);
+  std::vector<float> h(k), y(35);
+  const Tensor w = make_weight(DType::Q8_0, 35, k, 3);
+  const af::Backend::MatmulTarget t{&w, nullptr, y.data(), nullptr};
+  EXPECT_THROW(be.rms_norm_matmul_group(x.data(), nullptr, eps, 1, k, h.data(), &t, 1), af::Error);
+  EXPECT_THROW(be.rms_norm_matmul_group(x.data(), norm_w.data(), eps, 1, 0, h.data(), &t, 1),
+               af::Error);
+}
+
 TEST(MatmulGroup, RejectsWeightsOfAnotherRowLength) {
   af::cpu::CpuBackend be({af::Device::cpu(), 2, ""});
   const Tensor a = make_weight(DType::F32, 4, 32, 1);

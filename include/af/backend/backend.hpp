@@ -65,6 +65,19 @@ class Backend {
     }
   }
 
+  // matmul_group on the RMS-normalised x: each product exactly as rms_norm(x, norm_weight, m, k,
+  // eps, h) followed by matmul_group(h, m, ...) computes it, which is what this default does.
+  // x: [m, k], norm_weight: [k]; h: [m, k] floats the backend may use for the normalised rows (its
+  // contents afterwards are unspecified; it must not alias x or any target's y). The CPU backend
+  // fuses the norm into quantizing the rows for its packed int8 kernels: when every weight takes
+  // those, the normalised rows never leave L1.
+  virtual void rms_norm_matmul_group(const float* x, const float* norm_weight, float eps, int64_t m,
+                                     int64_t k, float* h, const MatmulTarget* targets,
+                                     int64_t n_targets) {
+    rms_norm(x, norm_weight, m, k, eps, h);
+    matmul_group(h, m, targets, n_targets);
+  }
+
   // The form of matmul weight w this backend computes fastest with, to pass to matmul with w
   // (which must stay alive, unchanged, as long as the result is used), or nullptr when w is best
   // used as is. Throws what matmul would throw for a bad w. A copy in new memory may replace w's

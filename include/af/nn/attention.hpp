@@ -62,9 +62,12 @@ struct SelfAttention {
     int64_t row_begin, n, n_past;
     DType kv_type = DType::F32;
   };
+  // With pre_norm the input is pre_norm(x), fused into the q/k/v products
+  // (Backend::rms_norm_matmul_group, which may hold the normalised rows in y meanwhile): y must
+  // then not alias x.
   void forward_batch(Backend& be, const Rope& rope, const Segment* segments, int64_t n_segments,
                      const float* x, int64_t rows, const int32_t* positions, float* scratch,
-                     float* y) const;
+                     float* y, const RmsNorm* pre_norm = nullptr) const;
 };
 
 }  // namespace af::nn

@@ -45,6 +45,13 @@ struct RmsNorm {
   void forward(Backend& be, const float* x, int64_t rows, float* y) const {
     be.rms_norm(x, weight.data(), rows, static_cast<int64_t>(weight.size()), eps, y);
   }
+  // be.matmul_group on this norm of x[rows, dim] (Backend::rms_norm_matmul_group; h: [rows, dim]
+  // floats the backend may use for the normalised rows).
+  void matmul_group(Backend& be, const float* x, int64_t rows, float* h,
+                    const Backend::MatmulTarget* targets, int64_t n_targets) const {
+    be.rms_norm_matmul_group(x, weight.data(), eps, rows, static_cast<int64_t>(weight.size()), h,
+                             targets, n_targets);
+  }
 };
 
 struct Embedding {
@@ -64,8 +71,11 @@ struct GatedMlp {
 
   static GatedMlp load(const VarBuilder& vb, int64_t hidden, int64_t intermediate, bool bias);
   void prepare(Backend& be);
-  // x[m, hidden] -> y[m, hidden]; scratch holds 2 * m * intermediate floats.
-  void forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const;
+  // x[m, hidden] -> y[m, hidden]; scratch holds 2 * m * intermediate floats. With pre_norm the
+  // input is pre_norm(x), fused into the gate/up products (Backend::rms_norm_matmul_group, which
+  // may hold the normalised rows in y meanwhile): y must then not alias x.
+  void forward(Backend& be, const float* x, int64_t m, float* scratch, float* y,
+               const RmsNorm* pre_norm = nullptr) const;
 };
 
 }  // namespace af::nn

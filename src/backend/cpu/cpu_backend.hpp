@@ -36,6 +36,11 @@ class CpuBackend final : public Backend {
   // in one parallel pass (one wake-up, one tail instead of one per product).
   void matmul_group(const float* x, int64_t m, const MatmulTarget* targets,
                     int64_t n_targets) override;
+  // The norm runs on first use of a form that needs float rows (written to h); the packed int8
+  // kernels' rows are normalised and quantized row by row from L1 instead.
+  void rms_norm_matmul_group(const float* x, const float* norm_weight, float eps, int64_t m,
+                             int64_t k, float* h, const MatmulTarget* targets,
+                             int64_t n_targets) override;
   // Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 weights are repacked (quant/packed.hpp) where the quantized
   // table is the AVX-512 VNNI one, BF16 weights (quant/bf16_dot.hpp) when bf16 dot products are
   // on, F32/F16/BF16 (kernels/dense_packed.hpp) where the dense table is the AVX-512 one;
@@ -103,6 +108,7 @@ class CpuBackend final : public Backend {
     std::function<void(int64_t begin, int64_t end)> run;
   };
   // The forms of x, each made (in parallel over rows) on first use.
+  const float* float_activations(MatmulActivations& a);
   const uint8_t* quantized_activations(MatmulActivations& a, DType act_type);
   const quant::packed::Activations& packed_activations(MatmulActivations& a, DType type);
   const uint16_t* bf16_activations(MatmulActivations& a);
@@ -110,6 +116,7 @@ class CpuBackend final : public Backend {
   MatmulWork plan_matmul(MatmulActivations& acts, const MatmulTarget& target);
   // Runs the works' tasks in one parallel pass.
   void run_matmul_works(const std::vector<MatmulWork>& works);
+  void run_matmul_group(MatmulActivations& acts, const MatmulTarget* targets, int64_t n_targets);
   MatmulWork plan_quantized(MatmulActivations& acts, const Tensor& w, quant::QuantSlot slot,
                             const float* bias, float* y);
   // The packed int8 kernels on `prepacked` (a PackedWeight's data) or, when it is null, on the

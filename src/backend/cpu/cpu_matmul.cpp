@@ -143,9 +143,14 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
 struct CpuBackend::MatmulActivations {
   MatmulActivations(const float* x_, int64_t m_, int64_t k_, MatmulScratch& scratch_)
       : x(x_), m(m_), k(k_), scratch(scratch_) {}
-  const float* x;
+  const float* x;  // the rows, or with norm_weight set the rows before the norm
   int64_t m, k;
   MatmulScratch& scratch;
+  // Set for rms_norm_matmul_group: the products' x is rms_norm(x), written to normed on first
+  // use of float rows (then x points there and norm_weight is null).
+  const float* norm_weight = nullptr;
+  float norm_eps = 0.f;
+  float* normed = nullptr;
   bool have_q8_0 = false, have_q8_k = false, have_bf16 = false;
   std::map<DType, quant::packed::Activations> split;
   int64_t bf16_ld = 0;
@@ -179,16 +184,26 @@ void CpuBackend::trim_matmul_scratch() {
   if (bytes > kKeepBytes) matmul_scratch_.reset();
 }
 
+const float* CpuBackend::float_activations(MatmulActivations& a) {
+  if (a.norm_weight) {
+    rms_norm(a.x, a.norm_weight, a.m, a.k, a.norm_eps, a.normed);
+    a.x = a.normed;
+    a.norm_weight = nullptr;
+  }
+  return a.x;
+}
+
 const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act_type) {
   const bool k_type = act_type == DType::Q8_K;
   const int64_t row = row_bytes(act_type, a.k);
   uint8_t* buf = grown(k_type ? a.scratch.q8_k : a.scratch.q8_0, a.m * row);
   bool& have = k_type ? a.have_q8_k : a.have_q8_0;
   if (!have) {
+    const float* x = float_activations(a);
     const quant::QuantizeActFn quantize =
         k_type ? quant_kernels_.quantize_q8_k : quant_kernels_.quantize_q8_0;
     parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) quantize(a.x + r * a.k, buf + r * row, a.k);
+      for (int64_t r = r0; r < r1; ++r) quantize(x + r * a.k, buf + r * row, a.k);
     });
     have = true;
   }
@@ -207,14 +222,22 @@ const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivatio
   float* asum = grown(s.asum, a.m * nb);
   int32_t* offset = grown(s.offset, a.m * nb);
   parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
+    // A row normalised here stays in L1 for its quantization (the same bits rms_norm writes:
+    // the kernel normalises each row on its own).
+    std::vector<float> normed_row(a.norm_weight ? static_cast<size_t>(a.k) : 0);
     for (int64_t r = r0; r < r1; ++r) {
       if (rows) {
         quant::packed::split_activation_row(type, rows + r * row, a.k, qs + r * a.k, d + r * nb,
                                             offset + r * nb, asum + r * nb);
-      } else {
-        quant::packed::quantize_split_row_avx512(type, a.x + r * a.k, a.k, qs + r * a.k, d + r * nb,
-                                                 offset + r * nb, asum + r * nb);
+        continue;
       }
+      const float* xr = a.x + r * a.k;
+      if (a.norm_weight) {
+        kernels_.rms_norm(xr, a.norm_weight, 1, a.k, a.norm_eps, normed_row.data());
+        xr = normed_row.data();
+      }
+      quant::packed::quantize_split_row_avx512(type, xr, a.k, qs + r * a.k, d + r * nb,
+                                               offset + r * nb, asum + r * nb);
     }
   });
   return a.split[type] = quant::packed::Activations{qs, d, offset, asum, a.k};
@@ -225,9 +248,10 @@ const uint16_t* CpuBackend::bf16_activations(MatmulActivations& a) {
   a.bf16_ld = 2 * quant::bf16_pairs(a.k);
   uint16_t* xb = grown(a.scratch.bf16, a.m * a.bf16_ld);
   if (!a.have_bf16) {
+    const float* x = float_activations(a);
     parallel_ranges(a.m, std::max<int64_t>(1, kRowWork / a.k), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        quant::bf16_round_row(a.x + r * a.k, xb + r * a.bf16_ld, a.k);
+        quant::bf16_round_row(x + r * a.k, xb + r * a.bf16_ld, a.k);
         if (a.bf16_ld > a.k) xb[r * a.bf16_ld + a.k] = 0;
       }
     });
@@ -255,6 +279,31 @@ void CpuBackend::matmul_group(const float* x, int64_t m, const MatmulTarget* tar
   const std::lock_guard<std::mutex> lock(matmul_mutex_);
   MatmulActivations acts(x, m, first->shape().rank() == 2 ? first->shape()[1] : 0,
                          matmul_scratch());
+  run_matmul_group(acts, targets, n_targets);
+}
+
+void CpuBackend::rms_norm_matmul_group(const float* x, const float* norm_weight, float eps,
+                                       int64_t m, int64_t k, float* h, const MatmulTarget* targets,
+                                       int64_t n_targets) {
+  check_nonneg(m, "rms_norm_matmul_group", "m");
+  check_nonneg(n_targets, "rms_norm_matmul_group", "n_targets");
+  AF_CHECK(k > 0, ErrorCode::kInvalidArgument, kComponent,
+           "rms_norm_matmul_group: k must be > 0, got ", k);
+  if (m == 0 || n_targets == 0) return;
+  check_ptr(x, m * k, "rms_norm_matmul_group", "x");
+  check_ptr(norm_weight, k, "rms_norm_matmul_group", "norm_weight");
+  check_ptr(h, m * k, "rms_norm_matmul_group", "h");
+  check_ptr(targets, n_targets, "rms_norm_matmul_group", "targets");
+  const std::lock_guard<std::mutex> lock(matmul_mutex_);
+  MatmulActivations acts(x, m, k, matmul_scratch());
+  acts.norm_weight = norm_weight;
+  acts.norm_eps = eps;
+  acts.normed = h;
+  run_matmul_group(acts, targets, n_targets);
+}
+
+void CpuBackend::run_matmul_group(MatmulActivations& acts, const MatmulTarget* targets,
+                                  int64_t n_targets) {
   std::vector<MatmulWork> works;
   works.reserve(static_cast<size_t>(n_targets));
   for (int64_t i = 0; i < n_targets; ++i) works.push_back(plan_matmul(acts, targets[i]));
@@ -302,7 +351,7 @@ CpuBackend::MatmulWork CpuBackend::plan_matmul(MatmulActivations& acts,
   float* y = target.y;
   const float* bias = target.bias;
   check_ptr(y, 1, "matmul", "y");
-  check_ptr(acts.x, k, "matmul", "x");
+  check_ptr(acts.x, k, "matmul", "x");  // before any norm: the caller's rows
   AF_CHECK(k == 0 || w.data() != nullptr, ErrorCode::kInvalidArgument, kComponent,
            "matmul: weight has no data");
   using Layout = PackedWeight::Layout;
@@ -418,7 +467,7 @@ CpuBackend::MatmulWork CpuBackend::plan_dense_packed(MatmulActivations& acts, We
                                                      const float* bias, float* y) {
   const int64_t m = acts.m;
   const int64_t k = acts.k;
-  const float* x = acts.x;
+  const float* x = float_activations(acts);
   // Tasks are (group tile, row chunk) pairs, as for the other packed kernels.
   const int64_t groups = dense::group_count(n);
   const int64_t tile_groups = m * n * k < kMinParallelMacs ? groups : kDenseTileGroups;
@@ -473,7 +522,7 @@ CpuBackend::MatmulWork CpuBackend::plan_dense(MatmulActivations& acts, WeightTyp
                                               const Tensor& w, const float* bias, float* y) {
   const MatmulFn fn = kernels_.matmul[static_cast<int>(wt)];
   const void* wd = w.data();
-  const float* x = acts.x;
+  const float* x = float_activations(acts);
   const int64_t m = acts.m;
   const int64_t n = w.shape()[0];
   const int64_t k = w.shape()[1];
