@@ -31,6 +31,7 @@ const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
 std::vector<const q::QuantKernels*> tables() {
   std::vector<const q::QuantKernels*> t = {&q::scalar_quant_kernels()};
   if (af::cpu::isa_supported(af::cpu::Isa::kAvx2)) t.push_back(&q::avx2_quant_kernels());
+  if (af::cpu::cpu_has_avx_vnni()) t.push_back(&q::avxvnni_quant_kernels());
   if (af::cpu::isa_supported(af::cpu::Isa::kAvx512)) t.push_back(&q::avx512_quant_kernels());
   if (af::cpu::cpu_has_avx512_vnni_bf16()) t.push_back(&q::avx512vnni_quant_kernels());
   return t;

@@ -24,14 +24,17 @@ constexpr int64_t kElementGrain = 16384;
 
 }  // namespace
 
-// The quantized kernels matching the dense table's ISA; AVX-512 CPUs with VNNI get those.
+// The quantized kernels matching the dense table's ISA; AVX-512 CPUs with VNNI get those, AVX2
+// CPUs with AVX-VNNI (and AVX-512 CPUs asked for "avx2" that have it) the 256-bit vpdpbusd.
 const quant::QuantKernels& quant_kernels_for(const KernelTable& kernels) {
   const std::string isa = kernels.isa;
   if (isa == "avx512") {
     return cpu_has_avx512_vnni_bf16() ? quant::avx512vnni_quant_kernels()
                                       : quant::avx512_quant_kernels();
   }
-  if (isa == "avx2") return quant::avx2_quant_kernels();
+  if (isa == "avx2") {
+    return cpu_has_avx_vnni() ? quant::avxvnni_quant_kernels() : quant::avx2_quant_kernels();
+  }
   return quant::scalar_quant_kernels();
 }
 

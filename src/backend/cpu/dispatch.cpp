@@ -99,6 +99,20 @@ bool cpu_has_avx512_vnni_bf16() {
 #endif
 }
 
+bool cpu_has_avx_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool kHas = [] {
+    if (!isa_supported(Isa::kAvx2)) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    // Leaf 7 sub-leaf 1: EAX bit 4 is AVX-VNNI.
+    return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) != 0;
+  }();
+  return kHas;
+#else
+  return false;
+#endif
+}
+
 const KernelTable& kernel_table_for(std::string_view isa_option) {
   return kernel_table(isa_option.empty() ? best_isa() : parse_isa(isa_option));
 }

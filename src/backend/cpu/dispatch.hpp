@@ -20,6 +20,9 @@ Isa best_isa();
 const KernelTable& kernel_table(Isa isa);
 // True when the CPU has AVX512_VNNI and AVX512_BF16 (beyond the kAvx512 set).
 bool cpu_has_avx512_vnni_bf16();
+// True when the CPU has AVX-VNNI (the VEX-encoded 256-bit vpdpbusd) beside the kAvx2 set, as
+// many CPUs without AVX-512 do (Intel since Alder Lake, AMD since Zen 5).
+bool cpu_has_avx_vnni();
 // "" picks the best; otherwise as parse_isa + kernel_table.
 const KernelTable& kernel_table_for(std::string_view isa_option);
 

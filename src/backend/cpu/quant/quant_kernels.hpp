@@ -59,6 +59,7 @@ struct QuantKernels {
 
 const QuantKernels& scalar_quant_kernels();
 const QuantKernels& avx2_quant_kernels();
+const QuantKernels& avxvnni_quant_kernels();  // needs AVX-VNNI (CPUID-checked by caller)
 const QuantKernels& avx512_quant_kernels();
 const QuantKernels& avx512vnni_quant_kernels();  // needs AVX512_VNNI (CPUID-checked by caller)
 
