@@ -3,6 +3,7 @@
 // bad arguments.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -206,36 +207,42 @@ TEST(QuantPacked, ResultsDoNotDependOnThreadCount) {
   }
 }
 
-TEST(QuantPacked, OnlyTheVnniBackendPacksAndEveryBackendStillMultiplies) {
+// Only the AVX-512 VNNI backend repacks at load (the AVX2 / AVX-VNNI ones pack 8-row tiles
+// during prefills, quant/packed8.hpp), and a backend uses a weight prepared by another as it is
+// stored: every combination gives the reference's bits.
+TEST(QuantPacked, EachBackendPacksItsOwnLayoutAndUsesOthersAsStored) {
   const int64_t n = 21, k = 64, m = 3;
   const Tensor w = quantized_weight(DType::Q4_0, n, k, 11);
   const std::vector<float> x = test_values(m, k, 12);
   const std::vector<uint8_t> a = quantized_activations(x, m, k);
-  std::shared_ptr<const af::PreparedWeight> from_vnni;
-  if (has_vnni()) {
-    af::cpu::CpuBackend vnni({af::Device::cpu(), 1, ""});
-    from_vnni = vnni.prepare_matmul_weight(w);
-    EXPECT_NE(from_vnni, nullptr);
+  std::vector<std::unique_ptr<af::cpu::CpuBackend>> backends;
+  std::vector<std::shared_ptr<const af::PreparedWeight>> prepared;
+  for (const char* isa : {"", "scalar", "avx2"}) {
+    if (*isa && !af::cpu::isa_supported(af::cpu::parse_isa(isa))) continue;
+    backends.push_back(
+        std::make_unique<af::cpu::CpuBackend>(af::BackendOptions{af::Device::cpu(), 2, isa}));
+    prepared.push_back(backends.back()->prepare_matmul_weight(w));
+    const std::string table = backends.back()->quant_kernels().isa;
+    const bool packs = table == "avx512vnni";
+    EXPECT_EQ(prepared.back() != nullptr, packs) << "isa '" << isa << "'";
     // Types without a packed layout are used as they are (dense weights have their own layout,
     // tested in test_dense_packed.cpp).
-    EXPECT_EQ(vnni.prepare_matmul_weight(quantized_weight(DType::Q4_K, 2, 256, 1)), nullptr);
+    EXPECT_EQ(backends.back()->prepare_matmul_weight(quantized_weight(DType::Q4_K, 2, 256, 1)),
+              nullptr);
   }
-  for (const char* isa : {"scalar", "avx2"}) {
-    if (!af::cpu::isa_supported(af::cpu::parse_isa(isa))) continue;
-    af::cpu::CpuBackend be({af::Device::cpu(), 2, isa});
-    EXPECT_EQ(be.prepare_matmul_weight(w), nullptr) << isa;
-    // A packed weight handed to a backend without the packed kernels: the weight itself is used.
-    for (const af::PreparedWeight* p :
-         {static_cast<const af::PreparedWeight*>(nullptr), from_vnni.get()}) {
+  for (size_t b = 0; b < backends.size(); ++b) {
+    for (size_t p = 0; p <= prepared.size(); ++p) {
+      const af::PreparedWeight* pw = p < prepared.size() ? prepared[p].get() : nullptr;
       std::vector<float> y(static_cast<size_t>(m * n));
-      be.matmul(x.data(), m, w, nullptr, y.data(), p);
+      backends[b]->matmul(x.data(), m, w, nullptr, y.data(), pw);
       const int64_t wb = af::row_bytes(DType::Q4_0, k), ab = af::row_bytes(DType::Q8_0, k);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t j = 0; j < n; ++j) {
           const float ref =
               q::ref::dot(q::kSlotQ4_0, k, reinterpret_cast<const uint8_t*>(w.data()) + j * wb,
                           a.data() + i * ab);
-          ASSERT_TRUE(same_bits(y[static_cast<size_t>(i * n + j)], ref)) << isa;
+          ASSERT_TRUE(same_bits(y[static_cast<size_t>(i * n + j)], ref))
+              << backends[b]->name() << " with the weight prepared by backend " << p;
         }
       }
     }

@@ -45,6 +45,10 @@ CpuBackend::CpuBackend(const BackendOptions& options)
                 cpu_has_avx512_vnni_bf16()),
       packs_weights_(&quant_kernels_ == &quant::avx512vnni_quant_kernels()),
       packs_dense_(&kernels_ == &avx512_kernel_table()),
+      packed8_gemm_(&quant_kernels_ == &quant::avxvnni_quant_kernels()
+                        ? &quant::packed8::avxvnni_gemm
+                    : &quant_kernels_ == &quant::avx2_quant_kernels() ? &quant::packed8::avx2_gemm
+                                                                      : nullptr),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }

@@ -13,6 +13,7 @@
 #include "backend/cpu/dispatch.hpp"
 #include "backend/cpu/packed_weight.hpp"
 #include "backend/cpu/quant/packed.hpp"
+#include "backend/cpu/quant/packed8.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
 #include "backend/cpu/thread_pool.hpp"
 
@@ -127,6 +128,10 @@ class CpuBackend final : public Backend {
   // during the call (so every batch size sums in the same order).
   MatmulWork plan_bf16_dot(MatmulActivations& acts, const Tensor& w, const PackedWeight* packed,
                            const float* bias, float* y);
+  // The 8-row packed kernels of packed8_gemm_ on the GGUF rows `gguf`, packed tile by tile into
+  // scratch.
+  MatmulWork plan_packed8(MatmulActivations& acts, DType type, int64_t n, const uint8_t* gguf,
+                          const float* bias, float* y);
   MatmulWork plan_dense_packed(MatmulActivations& acts, WeightType wt, int64_t n,
                                const uint8_t* packed, const float* bias, float* y);
   MatmulWork plan_dense(MatmulActivations& acts, WeightType wt, const Tensor& w, const float* bias,
@@ -142,6 +147,9 @@ class CpuBackend final : public Backend {
   // The dense table is the AVX-512 one: F32/F16/BF16 weights are repacked at load
   // (kernels/dense_packed.hpp) unless bf16 dot products take the BF16 ones.
   bool packs_dense_ = false;
+  // The quantized table is the AVX2 or AVX-VNNI one: prefills pack Q4_0 and Q8_0 weights tile by
+  // tile in 8-row groups (quant/packed8.hpp) for this kernel.
+  quant::packed8::GemmFn (*packed8_gemm_)(DType) = nullptr;
   ThreadPool pool_;
   // The activation buffers matmuls reuse, and the lock that gives them one user at a time.
   std::mutex matmul_mutex_;

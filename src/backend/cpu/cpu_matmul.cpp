@@ -33,6 +33,9 @@ constexpr int64_t kPrefillRows = 64;
 // matmul. Measured (1 thread, Q4_0/Q8_0 4864x896 and 896x4864): already at 2 rows the packed
 // kernels with their packing take 0.55-0.95x the time of the legacy tiles, at 16 rows 0.25x.
 constexpr int64_t kPackOnTheFlyMinRows = 2;
+// The same for the 8-row layout of CPUs without AVX-512 (quant/packed8.hpp), whose weights are
+// not repacked at load: their decode streams the GGUF rows as fast.
+constexpr int64_t kPack8MinRows = 4;
 // Packed scratch per task: with the activation rows passing over it, it should stay in L2.
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
@@ -212,8 +215,10 @@ const uint8_t* CpuBackend::quantized_activations(MatmulActivations& a, DType act
 
 const quant::packed::Activations& CpuBackend::packed_activations(MatmulActivations& a, DType type) {
   if (const auto it = a.split.find(type); it != a.split.end()) return it->second;
-  // Straight from the floats unless another weight already made the GGUF Q8_0 rows.
-  const uint8_t* rows = a.have_q8_0 ? quantized_activations(a, DType::Q8_0) : nullptr;
+  // Straight from the floats (an AVX-512 pass) unless another weight already made the GGUF Q8_0
+  // rows or the CPU lacks AVX-512 (the 8-row layout's kernels): then from those rows.
+  const uint8_t* rows =
+      a.have_q8_0 || !packs_weights_ ? quantized_activations(a, DType::Q8_0) : nullptr;
   const int64_t row = row_bytes(DType::Q8_0, a.k);
   const int64_t nb = a.k / 32;
   MatmulScratch::Split& s = a.scratch.split[type];
@@ -367,6 +372,10 @@ CpuBackend::MatmulWork CpuBackend::plan_matmul(MatmulActivations& acts,
   if (packs_weights_ && has_layout(Layout::kInt8Blocks)) {
     return plan_packed(acts, packed->type(), n, packed->data(), nullptr, bias, y);
   }
+  if (slot && packed8_gemm_ && acts.m >= kPack8MinRows && k > 0 &&
+      quant::packed8::is_packable(w.dtype())) {
+    return plan_packed8(acts, w.dtype(), n, reinterpret_cast<const uint8_t*>(w.data()), bias, y);
+  }
   if (slot && packs_weights_ && acts.m >= kPackOnTheFlyMinRows && k > 0 &&
       quant::packed::is_packable(w.dtype())) {
     return plan_packed(acts, w.dtype(), n, nullptr, reinterpret_cast<const uint8_t*>(w.data()),
@@ -458,6 +467,39 @@ CpuBackend::MatmulWork CpuBackend::plan_packed(MatmulActivations& acts, DType ty
               const int64_t i0 = t % n_chunks * row_chunk;
               gemm(prepacked + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, a, i0,
                    std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_packed8(MatmulActivations& acts, DType type, int64_t n,
+                                                const uint8_t* gguf, const float* bias, float* y) {
+  namespace p8 = quant::packed8;
+  const int64_t m = acts.m;
+  const int64_t k = acts.k;
+  const quant::packed::Activations& a = packed_activations(acts, type);
+  const p8::GemmFn gemm = packed8_gemm_(type);
+  const int64_t groups = p8::group_count(n);
+  const int64_t group_bytes = k / 32 * p8::group_block_bytes(type);
+  // As plan_packed's tiles packed during the call: a task packs a tile of groups into its own
+  // scratch (kept in L2) and runs a chunk of rows over it; rows are split only when there are
+  // too few tiles to keep every thread busy.
+  int64_t tile_groups = std::max<int64_t>(1, kPackedTileBytes / group_bytes);
+  if (m * n * k < kMinParallelMacs) tile_groups = groups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  return {n_tiles * n_row_chunks, [=, &a](int64_t t0, int64_t t1) {
+            // Uninitialised: pack_groups writes every byte the kernel reads.
+            const auto scratch = std::make_unique_for_overwrite<uint8_t[]>(
+                static_cast<size_t>(tile_groups * group_bytes));
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_row_chunks * tile_groups;
+              const int64_t g1 = std::min(g0 + tile_groups, groups);
+              const int64_t i0 = t % n_row_chunks * row_chunk;
+              p8::pack_groups(type, gguf, n, k, g0, g1, scratch.get());
+              gemm(scratch.get(), g0, g1, n, a, i0, std::min(i0 + row_chunk, m), bias, y, n);
             }
           }};
 }
