@@ -15,7 +15,7 @@
 #include "backend/cpu/quant/bf16_dot.hpp"
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
-#include "test_util.hpp"
+#include "quant_test_util.hpp"
 
 namespace {
 
@@ -48,17 +48,8 @@ std::vector<float> test_values(int64_t rows, int64_t k, uint32_t seed) {
   return v;
 }
 
-std::vector<uint8_t> quantize_rows(DType type, const std::vector<float>& x, int64_t rows,
-                                   int64_t k) {
-  const int64_t rb = af::row_bytes(type, k);
-  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
-  for (int64_t r = 0; r < rows; ++r) {
-    af::quant::quantize_row(type, x.data() + r * k, out.data() + r * rb, k);
-  }
-  return out;
-}
-
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+using af::test::quantize_rows;
+using af::test::same_bits;
 
 TEST(QuantKernels, EveryIsaMatchesTheReferenceBitForBit) {
   for (DType type : kTypes) {

@@ -15,7 +15,7 @@
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/packed.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
-#include "test_util.hpp"
+#include "quant_test_util.hpp"
 
 namespace {
 
@@ -27,15 +27,8 @@ namespace pk = af::cpu::quant::packed;
 
 const DType kPackedTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0};
 
-// rows x k values whose magnitudes differ per row, with an outlier per row.
 std::vector<float> test_values(int64_t rows, int64_t k, uint32_t seed) {
-  std::vector<float> v = af::test::random_floats(static_cast<size_t>(rows * k), -1.f, 1.f, seed);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float scale = std::pow(10.f, static_cast<float>(r % 3) - 1.f);
-    for (int64_t i = 0; i < k; ++i) v[r * k + i] *= scale;
-    v[r * k + (r * 37) % k] *= 7.f;
-  }
-  return v;
+  return af::test::spread_values(rows, k, seed);
 }
 
 Tensor quantized_weight(DType type, int64_t n, int64_t k, uint32_t seed) {
@@ -62,7 +55,7 @@ std::vector<uint8_t> quantized_activations(const std::vector<float>& x, int64_t 
   return out;
 }
 
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
+using af::test::same_bits;
 
 bool has_vnni() { return af::cpu::cpu_has_avx512_vnni_bf16(); }
 

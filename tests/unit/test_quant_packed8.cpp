@@ -17,7 +17,7 @@
 #include "backend/cpu/quant/blocks.hpp"
 #include "backend/cpu/quant/packed8.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
-#include "test_util.hpp"
+#include "quant_test_util.hpp"
 
 namespace {
 
@@ -29,27 +29,13 @@ namespace p8 = af::cpu::quant::packed8;
 
 const DType kTypes[] = {DType::Q4_0, DType::Q8_0};
 
-// rows x k values whose magnitudes differ per row, with an outlier per row.
+using af::test::same_bits;
 std::vector<float> values(int64_t rows, int64_t k, uint32_t seed) {
-  std::vector<float> v = af::test::random_floats(static_cast<size_t>(rows * k), -1.f, 1.f, seed);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float scale = std::pow(10.f, static_cast<float>(r % 3) - 1.f);
-    for (int64_t i = 0; i < k; ++i) v[r * k + i] *= scale;
-    v[r * k + (r * 37) % k] *= 7.f;
-  }
-  return v;
+  return af::test::spread_values(rows, k, seed);
 }
-
 std::vector<uint8_t> quantized(DType type, const std::vector<float>& x, int64_t rows, int64_t k) {
-  const int64_t rb = af::row_bytes(type, k);
-  std::vector<uint8_t> out(static_cast<size_t>(rows * rb));
-  for (int64_t r = 0; r < rows; ++r) {
-    af::quant::quantize_row(type, x.data() + r * k, out.data() + r * rb, k);
-  }
-  return out;
+  return af::test::quantize_rows(type, x, rows, k);
 }
-
-bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 
 std::vector<p8::GemmFn> kernels(DType type) {
   std::vector<p8::GemmFn> fns;

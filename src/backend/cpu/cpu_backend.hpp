@@ -128,6 +128,14 @@ class CpuBackend final : public Backend {
   // during the call (so every batch size sums in the same order).
   MatmulWork plan_bf16_dot(MatmulActivations& acts, const Tensor& w, const PackedWeight* packed,
                            const float* bias, float* y);
+  // Tasks over tiles of weight groups packed during the call (pack(g0, g1, dst) packs groups
+  // [g0, g1) at dst; run(tile, g0, g1, i0, i1) multiplies rows [i0, i1) with them) for m rows
+  // and a weight of nk elements.
+  using PackTileFn = std::function<void(int64_t g0, int64_t g1, uint8_t* dst)>;
+  using RunTileFn =
+      std::function<void(const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1)>;
+  MatmulWork packed_tile_tasks(int64_t m, int64_t nk, int64_t groups, int64_t group_bytes,
+                               int64_t tile_groups, PackTileFn pack, RunTileFn run);
   // The 8-row packed kernels of packed8_gemm_ on the GGUF rows `gguf`, packed tile by tile into
   // scratch.
   MatmulWork plan_packed8(MatmulActivations& acts, DType type, int64_t n, const uint8_t* gguf,

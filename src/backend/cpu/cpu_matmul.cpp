@@ -429,30 +429,15 @@ CpuBackend::MatmulWork CpuBackend::plan_packed(MatmulActivations& acts, DType ty
   const int64_t groups = pk::group_count(n);
   const int64_t group_bytes = nb * pk::group_block_bytes(type);
   if (!prepacked) {
-    // A task packs a tile of groups into its own scratch (kept in L2) and runs a chunk of rows
-    // over it. Rows are split only when there are too few tiles to keep every thread busy
-    // (each row chunk then packs the tile again).
     const pk::PackFn pack = pk::avx512vnni_pack(type);
-    int64_t tile_groups =
+    const int64_t tile_groups =
         std::min<int64_t>(kPrefillGroups, std::max<int64_t>(3, kPackedTileBytes / group_bytes));
-    if (m * n * k < kMinParallelMacs) tile_groups = groups;
-    const int64_t n_tiles = ceil_div(groups, tile_groups);
-    const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
-                                                 std::max<int64_t>(1, m / kMinRowChunk));
-    const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
-    const int64_t n_row_chunks = ceil_div(m, row_chunk);
-    return {n_tiles * n_row_chunks, [=, &a](int64_t t0, int64_t t1) {
-              // Uninitialised: pack() writes every byte the kernel reads.
-              const auto scratch = std::make_unique_for_overwrite<uint8_t[]>(
-                  static_cast<size_t>(tile_groups * group_bytes));
-              for (int64_t t = t0; t < t1; ++t) {
-                const int64_t g0 = t / n_row_chunks * tile_groups;
-                const int64_t g1 = std::min(g0 + tile_groups, groups);
-                const int64_t i0 = t % n_row_chunks * row_chunk;
-                pack(type, gguf, n, k, g0, g1, scratch.get());
-                gemm(scratch.get(), g0, g1, n, a, i0, std::min(i0 + row_chunk, m), bias, y, n);
-              }
-            }};
+    return packed_tile_tasks(
+        m, n * k, groups, group_bytes, tile_groups,
+        [=](int64_t g0, int64_t g1, uint8_t* dst) { pack(type, gguf, n, k, g0, g1, dst); },
+        [=, &a](const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1) {
+          gemm(tile, g0, g1, n, a, i0, i1, bias, y, n);
+        });
   }
   // Tasks are (group tile, row chunk) pairs: a group tile's weights stay in L2 while the row
   // chunk's activations pass over them. Decode splits the groups finely instead.
@@ -480,26 +465,36 @@ CpuBackend::MatmulWork CpuBackend::plan_packed8(MatmulActivations& acts, DType t
   const p8::GemmFn gemm = packed8_gemm_(type);
   const int64_t groups = p8::group_count(n);
   const int64_t group_bytes = k / 32 * p8::group_block_bytes(type);
-  // As plan_packed's tiles packed during the call: a task packs a tile of groups into its own
-  // scratch (kept in L2) and runs a chunk of rows over it; rows are split only when there are
-  // too few tiles to keep every thread busy.
-  int64_t tile_groups = std::max<int64_t>(1, kPackedTileBytes / group_bytes);
-  if (m * n * k < kMinParallelMacs) tile_groups = groups;
+  return packed_tile_tasks(
+      m, n * k, groups, group_bytes, std::max<int64_t>(1, kPackedTileBytes / group_bytes),
+      [=](int64_t g0, int64_t g1, uint8_t* dst) { p8::pack_groups(type, gguf, n, k, g0, g1, dst); },
+      [=, &a](const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1) {
+        gemm(tile, g0, g1, n, a, i0, i1, bias, y, n);
+      });
+}
+
+CpuBackend::MatmulWork CpuBackend::packed_tile_tasks(int64_t m, int64_t nk, int64_t groups,
+                                                     int64_t group_bytes, int64_t tile_groups,
+                                                     PackTileFn pack, RunTileFn run) {
+  // A task packs a tile of groups into its own scratch (kept in L2) and runs a chunk of rows
+  // over it. Rows are split only when there are too few tiles to keep every thread busy (each
+  // row chunk then packs the tile again).
+  if (m * nk < kMinParallelMacs) tile_groups = groups;
   const int64_t n_tiles = ceil_div(groups, tile_groups);
   const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
                                                std::max<int64_t>(1, m / kMinRowChunk));
   const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
   const int64_t n_row_chunks = ceil_div(m, row_chunk);
-  return {n_tiles * n_row_chunks, [=, &a](int64_t t0, int64_t t1) {
-            // Uninitialised: pack_groups writes every byte the kernel reads.
+  return {n_tiles * n_row_chunks, [=](int64_t t0, int64_t t1) {
+            // Uninitialised: pack writes every byte the kernel reads.
             const auto scratch = std::make_unique_for_overwrite<uint8_t[]>(
                 static_cast<size_t>(tile_groups * group_bytes));
             for (int64_t t = t0; t < t1; ++t) {
               const int64_t g0 = t / n_row_chunks * tile_groups;
               const int64_t g1 = std::min(g0 + tile_groups, groups);
               const int64_t i0 = t % n_row_chunks * row_chunk;
-              p8::pack_groups(type, gguf, n, k, g0, g1, scratch.get());
-              gemm(scratch.get(), g0, g1, n, a, i0, std::min(i0 + row_chunk, m), bias, y, n);
+              pack(g0, g1, scratch.get());
+              run(scratch.get(), g0, g1, i0, std::min(i0 + row_chunk, m));
             }
           }};
 }

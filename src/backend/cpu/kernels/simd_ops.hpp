@@ -322,6 +322,22 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_
   }
 }
 
+// accumulate_values for nr (1 to 4) rows.
+template <class V, class T>
+inline void accumulate_value_rows(int nr, const float* const* p, int64_t n_keys, const T* v_rows,
+                                  int64_t kv_stride, int64_t head_dim, float* const* acc) {
+  switch (nr) {
+    case 4:
+      return accumulate_values<V, 4>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+    case 3:
+      return accumulate_values<V, 3>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+    case 2:
+      return accumulate_values<V, 2>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+    default:
+      return accumulate_values<V, 1>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+  }
+}
+
 // See AttentionFn in kernel_table.hpp. Flash-attention style: keys go by groups of kLanes
 // (aligned to kLanes, which divides kKeyBlock), each read straight from the key cache's blocked
 // layout and scored against every row of the item (all query heads of the KV head, all tokens),
@@ -443,20 +459,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
         p_rows[r] = sc + (r0 + r) * padded + lead;
         acc_rows[r] = acc + (r0 + r) * head_dim;
       }
-      switch (nr) {
-        case 4:
-          accumulate_values<V, 4>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
-          break;
-        case 3:
-          accumulate_values<V, 3>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
-          break;
-        case 2:
-          accumulate_values<V, 2>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
-          break;
-        default:
-          accumulate_values<V, 1>(p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
-          break;
-      }
+      accumulate_value_rows<V>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
     }
     return;
   }
@@ -540,18 +543,8 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
         }
       }
     }
-    switch (n_pv) {
-      case 3:
-        accumulate_values<V, 3>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
-        break;
-      case 2:
-        accumulate_values<V, 2>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
-        break;
-      case 1:
-        accumulate_values<V, 1>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
-        break;
-      default:
-        break;
+    if (n_pv > 0) {
+      accumulate_value_rows<V>(n_pv, pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
     }
     j += ng * L;
   }

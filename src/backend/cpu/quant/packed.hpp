@@ -54,6 +54,12 @@ struct Activations {
   int64_t k;
 };
 
+// What the packed kernels add to each weight value to make it unsigned: 8 (Q4_0), 16 (Q5_0),
+// 128 (Q8_0), 0 for the types with a min (their values are unsigned already).
+inline int32_t weight_offset(DType type) {
+  return type == DType::Q4_0 ? 8 : type == DType::Q5_0 ? 16 : type == DType::Q8_0 ? 128 : 0;
+}
+
 // Fills the per-row arrays of Activations for row `a_q8` (k / 32 GGUF Q8_0 blocks).
 void split_activation_row(DType type, const uint8_t* a_q8, int64_t k, int8_t* qs, float* d,
                           int32_t* offset, float* asum);

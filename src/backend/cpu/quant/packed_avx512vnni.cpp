@@ -336,10 +336,7 @@ inline __m512 round_half_away(__m512 v) {
 
 void quantize_split_row_avx512(DType type, const float* x, int64_t k, int8_t* qs, float* d,
                                int32_t* offset, float* asum) {
-  const int32_t unsigned_offset = type == DType::Q4_0   ? 8
-                                  : type == DType::Q5_0 ? 16
-                                  : type == DType::Q8_0 ? 128
-                                                        : 0;
+  const int32_t unsigned_offset = weight_offset(type);
   for (int64_t b = 0; b < k / 32; ++b, x += 32) {
     const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));

@@ -161,10 +161,7 @@ void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0,
 
 void split_activation_row(DType type, const uint8_t* a_q8, int64_t k, int8_t* qs, float* d,
                           int32_t* offset, float* asum) {
-  const int32_t unsigned_offset = type == DType::Q4_0   ? 8
-                                  : type == DType::Q5_0 ? 16
-                                  : type == DType::Q8_0 ? 128
-                                                        : 0;
+  const int32_t unsigned_offset = weight_offset(type);
   const auto* blocks = reinterpret_cast<const BlockQ8_0*>(a_q8);
   for (int64_t b = 0; b < k / kQK; ++b) {
     std::memcpy(qs + b * kQK, blocks[b].qs, kQK);
