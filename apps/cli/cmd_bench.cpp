@@ -167,7 +167,7 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--bw-mib", o->bw_mib, "bandwidth probe buffer in MiB (keep >> L3)")
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
-  sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
+  add_isa_option(*sub, o->isa);
   sub->add_option("--quantize", o->quantize,
                   "weights at load (LoadOptions::quantize): q8_0, q4_0, ...; bf16 also computes "
                   "with AVX512_BF16 dot products");

@@ -62,7 +62,7 @@ Command add_chat(CLI::App& app) {
   add_sampling_options(*sub, o->sampling);
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
-  sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
+  add_isa_option(*sub, o->isa);
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;

@@ -45,7 +45,7 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
   sub->add_option("--ids", o->ids, "token ids separated by spaces")->required();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
-  sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
+  add_isa_option(*sub, o->isa);
   return [o]() {
     std::vector<int32_t> ids = parse_ids(o->ids);
     models::LoadOptions options;

@@ -36,7 +36,7 @@ Command add_run(CLI::App& app) {
   sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating after end-of-sequence tokens");
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
-  sub->add_option("--isa", o->isa, "force CPU kernels: scalar, avx2, avx512");
+  add_isa_option(*sub, o->isa);
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
   auto quantize = std::make_shared<std::string>();
   sub->add_option("--quantize", *quantize, "quantize float weights at load: q8_0, q4_0, q4_k, ...");
