@@ -282,7 +282,11 @@ inline void score_block(int nr, const float* qt, const T* const* kt, int64_t hea
 // For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
 // kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
 // (L1-resident after the first row) stream past, each loaded once for the NR rows.
-template <class V, int NR, class T>
+// Prefetch (decode, values streamed from memory): each key's value row is asked for
+// kPrefetchValueRows keys ahead, as the rows of one KV head lie kv_stride apart and the hardware
+// prefetchers stop at every 4 KiB page.
+inline constexpr int64_t kPrefetchValueRows = 16;
+template <class V, int NR, class T, bool Prefetch = false>
 inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_rows,
                               int64_t kv_stride, int64_t head_dim, float* const* acc) {
   using F = typename V::F;
@@ -295,6 +299,11 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_
     }
     for (int64_t i = 0; i < n_keys; ++i) {
       const T* vi = v_rows + i * kv_stride + d;
+      if constexpr (Prefetch) {
+        // Prefetches never fault: past the chunk's last row is harmless.
+        const char* ahead = reinterpret_cast<const char*>(vi + kPrefetchValueRows * kv_stride);
+        for (size_t b = 0; b < 4 * L * sizeof(T); b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      }
       const F v0 = load_kv<V>(vi), v1 = load_kv<V>(vi + L), v2 = load_kv<V>(vi + 2 * L),
               v3 = load_kv<V>(vi + 3 * L);
       for (int r = 0; r < NR; ++r) {
@@ -323,18 +332,18 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_
 }
 
 // accumulate_values for nr (1 to 4) rows.
-template <class V, class T>
+template <class V, class T, bool Prefetch = false>
 inline void accumulate_value_rows(int nr, const float* const* p, int64_t n_keys, const T* v_rows,
                                   int64_t kv_stride, int64_t head_dim, float* const* acc) {
   switch (nr) {
     case 4:
-      return accumulate_values<V, 4>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+      return accumulate_values<V, 4, T, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
     case 3:
-      return accumulate_values<V, 3>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+      return accumulate_values<V, 3, T, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
     case 2:
-      return accumulate_values<V, 2>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+      return accumulate_values<V, 2, T, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
     default:
-      return accumulate_values<V, 1>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+      return accumulate_values<V, 1, T, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
   }
 }
 
@@ -405,10 +414,23 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     const int64_t padded = (lead + n + L - 1) / L * L;
     // sc[row * padded + i]: row's scaled score of key group_begin + i.
     float* sc = sums + rows * L;
+    // A KV head's rows of consecutive key blocks lie n_kv_heads blocks apart (4 KiB each at
+    // head_dim 64), and the hardware prefetchers stop at every page: ask for the block
+    // kPrefetchKeyBlocks ahead when a block starts.
+    constexpr int64_t kPrefetchKeyBlocks = 2;
+    const size_t key_block_bytes = static_cast<size_t>(head_dim * kKeyBlock) * sizeof(T);
     for (int64_t j = group_begin; j < item_end;) {
       const int ng = j + L < item_end ? kDecodeGroups : 1;
       const T* kt[kDecodeGroups];
       for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
+      for (int g = 0; g < ng; ++g) {
+        const int64_t pos = j + g * L;
+        if (pos % kKeyBlock != 0) continue;
+        const auto* ahead =
+            reinterpret_cast<const char*>(k + key_block_offset(pos + kPrefetchKeyBlocks * kKeyBlock,
+                                                               kv_head, n_kv_heads, head_dim));
+        for (size_t b = 0; b < key_block_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+      }
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
         F scores[kDecodeGroups * kRowTile];
@@ -459,7 +481,12 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
         p_rows[r] = sc + (r0 + r) * padded + lead;
         acc_rows[r] = acc + (r0 + r) * head_dim;
       }
-      accumulate_value_rows<V>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+      // The first pass streams the chunk's values from memory; later ones find them in L2.
+      if (r0 == 0) {
+        accumulate_value_rows<V, T, true>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+      } else {
+        accumulate_value_rows<V, T>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+      }
     }
     return;
   }
