@@ -503,8 +503,8 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     // Probabilities past a row's valid keys are 0, so a batch of rows runs to its longest
     // row's keys.
     const T* v_block = v_head + j * kv_stride;
-    constexpr int kPvRows =
-        4;  // four rows per value pass: each value vector loaded once for 16 fmas
+    // Four rows per value pass: each value vector loaded once for 16 fmas.
+    constexpr int kPvRows = 4;
     const float* pv_p[kPvRows];
     float* pv_acc[kPvRows];
     int n_pv = 0, pv_keys = 0;
