@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +23,7 @@
 
 #include "af/backend/backend.hpp"
 #include "af/backend/key_cache.hpp"
+#include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
@@ -94,21 +96,30 @@ class BandwidthProbe {
   uint64_t sink_ = 0;
 };
 
-// Weight bytes one decode token reads: every matrix once, except an untied embedding table, of
-// which only one row is read (a tied table is read whole as the output projection).
+// Weight bytes one decode token reads: every matrix once (as loaded: --quantize converts the
+// float ones), except an untied embedding table, of which only one row is read (a tied table is
+// read whole as the output projection).
 struct WeightBytes {
   int64_t per_token = 0;
   int64_t file = 0;
   std::string types;  // e.g. "q4_K:168,q6_K:25,f32:121" (tensor counts per storage type)
 };
 
-WeightBytes weight_bytes(const io::ModelFiles& files, int64_t vocab, bool tied) {
+// `load_as`: the type the loader converts float matrices to (--quantize), if any.
+WeightBytes weight_bytes(const io::ModelFiles& files, int64_t vocab, bool tied,
+                         std::optional<DType> load_as) {
   WeightBytes out;
   std::map<std::string, int> counts;
   for (const std::string& name : files.weights->names()) {
     const Tensor t = files.weights->get(name);
-    const auto bytes = static_cast<int64_t>(t.nbytes());
-    out.file += bytes;
+    out.file += static_cast<int64_t>(t.nbytes());
+    // Every 2-D float tensor of these models is a matrix the loader converts.
+    DType type = t.dtype();
+    if (load_as && t.shape().rank() == 2 && !info(type).quantized) {
+      type = quant::load_type(*load_as, t.shape()[1]).value_or(type);
+    }
+    const int64_t bytes = t.shape().rank() == 2 ? t.shape()[0] * row_bytes(type, t.shape()[1])
+                                                : static_cast<int64_t>(t.nbytes());
     counts[std::string(af::name(t.dtype()))]++;
     if (name == "model.embed_tokens.weight" && !tied && t.shape().rank() == 2) {
       out.per_token += bytes / std::max<int64_t>(vocab, 1);
@@ -198,7 +209,9 @@ Command add_bench(CLI::App& app) {
 
     const io::ModelFiles files = io::open_model_files(o->path);
     const bool tied = !files.weights->has("lm_head.weight");
-    const WeightBytes wb = weight_bytes(files, config.vocab_size, tied);
+    const std::optional<DType> load_as =
+        o->quantize.empty() ? std::nullopt : dtype_from_name(o->quantize);
+    const WeightBytes wb = weight_bytes(files, config.vocab_size, tied, load_as);
     // The KV cache holds, per layer, ctx positions of K (in whole blocks of kKeyBlock,
     // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim elements each (4 or 2 bytes); a
     // decode step at context c reads c positions of K and V per layer.

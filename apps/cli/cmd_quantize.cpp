@@ -125,24 +125,7 @@ class TypeChooser {
  private:
   static DType fallback(const std::string& name, int64_t row, DType t) {
     if (row % info(t).block_size == 0) return t;
-    DType f = DType::F16;
-    switch (t) {
-      case DType::Q2_K:
-      case DType::Q3_K:
-        f = DType::Q4_0;
-        break;
-      case DType::Q4_K:
-        f = DType::Q5_0;
-        break;
-      case DType::Q5_K:
-        f = DType::Q5_1;
-        break;
-      case DType::Q6_K:
-        f = DType::Q8_0;
-        break;
-      default:
-        break;
-    }
+    DType f = quant::fallback_type(t).value_or(DType::F16);
     if (row % info(f).block_size != 0) f = DType::F16;
     std::fprintf(stderr, "[af-cli quantize] %s: row of %lld is not a multiple of %s's %lld: %s\n",
                  name.c_str(), static_cast<long long>(row), std::string(af::name(t)).c_str(),

@@ -16,22 +16,6 @@
 namespace af::nn {
 namespace {
 
-std::optional<DType> fallback(DType type) {
-  switch (type) {
-    case DType::Q4_K:
-      return DType::Q5_0;
-    case DType::Q5_K:
-      return DType::Q5_1;
-    case DType::Q6_K:
-      return DType::Q8_0;
-    case DType::Q2_K:
-    case DType::Q3_K:
-      return DType::Q4_0;
-    default:
-      return std::nullopt;
-  }
-}
-
 void row_to_f32(const Tensor& w, int64_t row, int64_t k, float* out) {
   switch (w.dtype()) {
     case DType::F32: {
@@ -93,12 +77,9 @@ Tensor quantize_weight(const Tensor& w, DType type, const std::string& what) {
            ": only 2-D weights are converted, got shape ", w.shape().str());
   const int64_t rows = w.shape()[0];
   const int64_t k = w.shape()[1];
-  DType target = type;
-  if (!is_dense_float(target) && k % info(target).block_size != 0) {
-    const auto alt = fallback(target);
-    if (!alt || k % info(*alt).block_size != 0) return w;
-    target = *alt;
-  }
+  const std::optional<DType> fits = quant::load_type(type, k);
+  if (!fits) return w;
+  const DType target = *fits;
   Tensor out = Tensor::zeros(target, w.shape());
   const int64_t out_row = row_bytes(target, k);
   std::byte* dst = out.mutable_data();

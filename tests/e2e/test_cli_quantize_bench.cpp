@@ -167,6 +167,25 @@ TEST(CliBench, F16KvCacheHalvesTheCacheBytes) {
   EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf --kv-type bf16").status, 2);
 }
 
+// --quantize: bytes per token count the weights as loaded (Q8_0 matrices: 34 bytes per 32
+// elements instead of 128), not as stored in the file, so the roofline stays a real ratio.
+TEST(CliBench, QuantizeAtLoadCountsTheQuantizedBytes) {
+  nlohmann::json j[2];
+  for (int q8 = 0; q8 < 2; ++q8) {
+    const CliRun r =
+        run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 16 --json" +
+                (q8 ? " --quantize q8_0" : ""));
+    ASSERT_EQ(r.status, 0);
+    ASSERT_NO_THROW(j[q8] = nlohmann::json::parse(r.out)) << r.out;
+  }
+  EXPECT_EQ(j[0]["weight_file_bytes"], j[1]["weight_file_bytes"]);
+  EXPECT_EQ(j[0]["weight_types"], j[1]["weight_types"]);  // the file's storage types
+  const double ratio =
+      j[1]["weight_bytes_per_token"].get<double>() / j[0]["weight_bytes_per_token"].get<double>();
+  EXPECT_GT(ratio, 34.0 / 128.0) << "norms and biases stay float32";
+  EXPECT_LT(ratio, 0.30);
+}
+
 TEST(CliBench, TextOutputAndErrors) {
   const CliRun r = run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 32");
   ASSERT_EQ(r.status, 0);

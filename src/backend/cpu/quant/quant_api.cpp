@@ -59,6 +59,29 @@ RowCodec checked_codec(DType type, int64_t k, const char* op) {
 
 bool is_supported(DType type) { return codec(type).quantize != nullptr; }
 
+std::optional<DType> fallback_type(DType type) {
+  switch (type) {
+    case DType::Q4_K:
+      return DType::Q5_0;
+    case DType::Q5_K:
+      return DType::Q5_1;
+    case DType::Q6_K:
+      return DType::Q8_0;
+    case DType::Q2_K:
+    case DType::Q3_K:
+      return DType::Q4_0;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<DType> load_type(DType type, int64_t row_length) {
+  if (!info(type).quantized || row_length % info(type).block_size == 0) return type;
+  const std::optional<DType> alt = fallback_type(type);
+  if (alt && row_length % info(*alt).block_size == 0) return alt;
+  return std::nullopt;
+}
+
 void quantize_row(DType type, const float* x, void* dst, int64_t k) {
   const RowCodec c = checked_codec(type, k, "quantize_row");
   if (k == 0) return;
