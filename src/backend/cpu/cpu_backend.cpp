@@ -43,12 +43,13 @@ CpuBackend::CpuBackend(const BackendOptions& options)
       quant_kernels_(quant_kernels_for(kernels_)),
       bf16_dot_(options.bf16_dot && std::string(kernels_.isa) == "avx512" &&
                 cpu_has_avx512_vnni_bf16()),
-      packs_weights_(&quant_kernels_ == &quant::avx512vnni_quant_kernels()),
-      packs_dense_(&kernels_ == &avx512_kernel_table()),
-      packed8_gemm_(&quant_kernels_ == &quant::avxvnni_quant_kernels()
-                        ? &quant::packed8::avxvnni_gemm
-                    : &quant_kernels_ == &quant::avx2_quant_kernels() ? &quant::packed8::avx2_gemm
-                                                                      : nullptr),
+      // By name, not by table address: asking for another ISA's table would build it, and its
+      // initialiser is compiled for that ISA (an illegal instruction on a CPU without it).
+      packs_weights_(std::string(quant_kernels_.isa) == "avx512vnni"),
+      packs_dense_(std::string(kernels_.isa) == "avx512"),
+      packed8_gemm_(std::string(quant_kernels_.isa) == "avxvnni" ? &quant::packed8::avxvnni_gemm
+                    : std::string(quant_kernels_.isa) == "avx2"  ? &quant::packed8::avx2_gemm
+                                                                 : nullptr),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }
