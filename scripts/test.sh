@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything CI checks: set-up, a Release build with all tests, the unit tests again under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and a short libFuzzer run per parser.
+# Everything CI checks: set-up, a Release build with all tests (run again on emulated CPUs
+# without AVX-512 and without AVX2), the unit tests again under AddressSanitizer +
+# UndefinedBehaviorSanitizer, and a short libFuzzer run per parser.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -17,6 +18,20 @@ echo "== af-server integration test (openai client, curl)"
 python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
+
+# The kernels are picked from CPUID at run time: run the tests again on emulated CPUs without
+# AVX-512 (Haswell: AVX2 + FMA + F16C) and without AVX2 (qemu64: SSE2), so no path executes an
+# instruction its CPU lacks, and the AVX2 and scalar tables are checked end to end.
+for cpu in Haswell qemu64; do
+  echo "== unit and e2e tests, and af-cli run, on an emulated $cpu CPU (qemu-x86_64)"
+  for t in af_unit_tests af_e2e_tests; do
+    qemu-x86_64 -cpu "$cpu" "$root/build/tests/$t" --gtest_brief=1 \
+      2> >(grep -v "TCG doesn't support requested feature" >&2)
+  done
+  qemu-x86_64 -cpu "$cpu" "$root/build/apps/cli/af-cli" run \
+    -m "$AF_TESTDATA/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 8 --seed 1 \
+    2> >(grep -v "TCG doesn't support requested feature" >&2) >/dev/null
+done
 
 echo "== unit tests under ASan + UBSan"
 BUILD_DIR=$root/build-asan BUILD_TYPE=RelWithDebInfo NINJA_TARGETS=af_unit_tests \

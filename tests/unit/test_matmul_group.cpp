@@ -12,6 +12,7 @@
 #include "af/core/half.hpp"
 #include "af/core/tensor.hpp"
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/dispatch.hpp"
 #include "test_util.hpp"
 
 namespace {
@@ -104,6 +105,7 @@ TEST(MatmulGroup, NormFusedGroupEqualsNormThenGroup) {
       {DType::F32, DType::Q8_0, DType::Q5_0},
   };
   for (const char* isa : {"", "avx2", "scalar"}) {
+    if (*isa && !af::cpu::isa_supported(af::cpu::parse_isa(isa))) continue;
     for (int threads : {1, 2}) {
       af::BackendOptions opts{af::Device::cpu(), threads, isa};
       af::cpu::CpuBackend be(opts);
