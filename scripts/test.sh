@@ -28,9 +28,14 @@ for cpu in Haswell qemu64; do
     qemu-x86_64 -cpu "$cpu" "$root/build/tests/$t" --gtest_brief=1 \
       2> >(grep -v "TCG doesn't support requested feature" >&2)
   done
-  qemu-x86_64 -cpu "$cpu" "$root/build/apps/cli/af-cli" run \
-    -m "$AF_TESTDATA/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 8 --seed 1 \
-    2> >(grep -v "TCG doesn't support requested feature" >&2) >/dev/null
+  stories="$AF_TESTDATA/models/stories260K/stories260K.gguf"
+  if [ -f "$stories" ]; then
+    qemu-x86_64 -cpu "$cpu" "$root/build/apps/cli/af-cli" run -m "$stories" \
+      -p "Once upon a time" -n 8 --seed 1 \
+      2> >(grep -v "TCG doesn't support requested feature" >&2) >/dev/null
+  else
+    echo "WARNING: $stories is missing: af-cli run on the emulated CPU skipped"
+  fi
 done
 
 echo "== unit tests under ASan + UBSan"
