@@ -84,13 +84,7 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   float* v_new = k_new + rows * kv_dim;  // [rows, kv_dim]
   const Backend::MatmulTarget qkv[] = {q_proj.target(q), k_proj.target(k_new),
                                        v_proj.target(v_new)};
-  if (pre_norm) {
-    AF_CHECK(x != y, ErrorCode::kInvalidArgument, "nn",
-             "SelfAttention::forward_batch: with pre_norm, y must not alias x");
-    pre_norm->matmul_group(be, x, rows, y, qkv, 3);
-  } else {
-    be.matmul_group(x, rows, qkv, 3);
-  }
+  matmul_group_after_norm(be, pre_norm, x, rows, y, qkv, 3, "SelfAttention::forward_batch");
   rope.apply(be, q, rows, n_heads, positions);
   rope.apply(be, k_new, rows, n_kv_heads, positions);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

@@ -30,6 +30,16 @@ Linear Linear::load(const VarBuilder& vb, int64_t in, int64_t out, bool with_bia
   return l;
 }
 
+void matmul_group_after_norm(Backend& be, const RmsNorm* pre_norm, const float* x, int64_t rows,
+                             float* h, const Backend::MatmulTarget* targets, int64_t n_targets,
+                             const char* who) {
+  if (!pre_norm) return be.matmul_group(x, rows, targets, n_targets);
+  AF_CHECK(x != h, ErrorCode::kInvalidArgument, "nn", who,
+           ": with a pre-norm, the output must not alias the input");
+  be.rms_norm_matmul_group(x, pre_norm->weight.data(), pre_norm->eps, rows,
+                           static_cast<int64_t>(pre_norm->weight.size()), h, targets, n_targets);
+}
+
 RmsNorm RmsNorm::load(const VarBuilder& vb, int64_t dim, double eps) {
   return RmsNorm{vb.f32("weight", {dim}), static_cast<float>(eps)};
 }
@@ -55,13 +65,7 @@ void GatedMlp::forward(Backend& be, const float* x, int64_t m, float* scratch, f
   float* gate = scratch;                    // [m, intermediate]
   float* up = scratch + m * gate_proj.out;  // [m, intermediate]
   const Backend::MatmulTarget both[] = {gate_proj.target(gate), up_proj.target(up)};
-  if (pre_norm) {
-    AF_CHECK(x != y, ErrorCode::kInvalidArgument, "nn",
-             "GatedMlp::forward: with pre_norm, y must not alias x");
-    pre_norm->matmul_group(be, x, m, y, both, 2);
-  } else {
-    be.matmul_group(x, m, both, 2);
-  }
+  matmul_group_after_norm(be, pre_norm, x, m, y, both, 2, "GatedMlp::forward");
   be.silu_mul(gate, up, m * gate_proj.out);
   down_proj.forward(be, gate, m, y);
 }

@@ -45,14 +45,14 @@ struct RmsNorm {
   void forward(Backend& be, const float* x, int64_t rows, float* y) const {
     be.rms_norm(x, weight.data(), rows, static_cast<int64_t>(weight.size()), eps, y);
   }
-  // be.matmul_group on this norm of x[rows, dim] (Backend::rms_norm_matmul_group; h: [rows, dim]
-  // floats the backend may use for the normalised rows).
-  void matmul_group(Backend& be, const float* x, int64_t rows, float* h,
-                    const Backend::MatmulTarget* targets, int64_t n_targets) const {
-    be.rms_norm_matmul_group(x, weight.data(), eps, rows, static_cast<int64_t>(weight.size()), h,
-                             targets, n_targets);
-  }
 };
+
+// be.matmul_group on x[rows, dim], or on pre_norm(x) when pre_norm is set
+// (Backend::rms_norm_matmul_group, with h[rows, dim] as room for the normalised rows: h must then
+// not alias x; `who` names the caller in that error).
+void matmul_group_after_norm(Backend& be, const RmsNorm* pre_norm, const float* x, int64_t rows,
+                             float* h, const Backend::MatmulTarget* targets, int64_t n_targets,
+                             const char* who);
 
 struct Embedding {
   Tensor table;  // [vocab, dim]

@@ -1,5 +1,5 @@
 #pragma once
-// Argument checks and sizes shared by the CPU backend's files (cpu_backend.cpp, cpu_matmul.cpp).
+// Argument checks and sizes shared by the CPU backend's files.
 #include <cstdint>
 
 #include "af/core/dtype.hpp"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "af/backend/key_cache.hpp"
+#include "backend/cpu/backend_util.hpp"
 
 namespace af::cpu {
 namespace {
@@ -21,8 +22,6 @@ constexpr int64_t kMinItems = 8;
 constexpr int64_t kMinKeyChunk = 128;
 // The widest vector (AVX-512) in floats; the SIMD kernels' scratch is sized for it.
 constexpr int64_t kMaxLanes = 16;
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 

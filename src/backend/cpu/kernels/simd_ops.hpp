@@ -279,6 +279,14 @@ inline void score_block(int nr, const float* qt, const T* const* kt, int64_t hea
   }
 }
 
+// score_block for ng key vectors: NG (the most a step takes) or 1 (the last vector).
+template <class V, int NG, class T>
+inline void score_groups(int ng, int nr, const float* qt, const T* const* kt, int64_t head_dim,
+                         typename V::F* scores) {
+  if (ng == NG) return score_block<V, NG>(nr, qt, kt, head_dim, scores);
+  score_block<V, 1>(nr, qt, kt, head_dim, scores);
+}
+
 // For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
 // kv_stride ..]. Up to 4 x NR output vectors stay in registers while the block's value rows
 // (L1-resident after the first row) stream past, each loaded once for the NR rows.
@@ -434,11 +442,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
         F scores[kDecodeGroups * kRowTile];
-        if (ng == kDecodeGroups) {
-          score_block<V, kDecodeGroups>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
-        } else {
-          score_block<V, 1>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
-        }
+        score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
         for (int g = 0; g < ng; ++g) {
           for (int r = 0; r < nr; ++r) {
             V::store(sc + (r0 + r) * padded + (j + g * L - group_begin),
@@ -511,11 +515,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
       F scores[kDecodeGroups * kRowTile];
-      if (ng == kDecodeGroups) {
-        score_block<V, kDecodeGroups>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
-      } else {
-        score_block<V, 1>(nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
-      }
+      score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
       for (int r = 0; r < nr; ++r) {
         const int64_t row = r0 + r;
         const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
