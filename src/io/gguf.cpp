@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "af/core/error.hpp"
 #include "io/utf8.hpp"
@@ -80,6 +81,18 @@ uint64_t min_encoded_size(GgufType t) {
   return 1;
 }
 
+// Bytes per element of a fixed-size type; 0 for strings and arrays.
+size_t fixed_width(GgufType t) {
+  return t == GgufType::kString || t == GgufType::kArray ? 0 : min_encoded_size(t);
+}
+
+template <class T>
+T load(const std::byte* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
 // Bounds-checked little-endian reader over the file bytes. Every read names what it was
 // reading so that a truncated file says where it ended.
 class Cursor {
@@ -104,12 +117,24 @@ class Cursor {
     return v;
   }
 
-  std::string read_string(const std::string& what) {
+  // The next `n` bytes, checked against the end.
+  const std::byte* take(uint64_t n, const std::string& what) {
+    need(n, what);
+    const std::byte* p = data_ + pos_;
+    pos_ += n;
+    return p;
+  }
+
+  // A length-prefixed string as a view of the file bytes (not yet checked for UTF-8).
+  std::string_view read_string_view(const std::string& what) {
     uint64_t len = read<uint64_t>(what);
-    // Checked before the string is allocated: a claimed length of 2^62 fails here.
-    need(len, what);
-    std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(len));
-    pos_ += len;
+    // Checked before anything is allocated: a claimed length of 2^62 fails here.
+    const std::byte* p = take(len, what);
+    return {reinterpret_cast<const char*>(p), static_cast<size_t>(len)};
+  }
+
+  std::string read_string(const std::string& what) {
+    std::string s(read_string_view(what));
     AF_CHECK(detail::valid_utf8(s), ErrorCode::kFormat, kComponent, origin_, ": ", what,
              " is not valid UTF-8");
     return s;
@@ -129,6 +154,35 @@ GgufType read_type(Cursor& in, const std::string& what) {
   AF_CHECK(id <= static_cast<uint32_t>(GgufType::kFloat64), ErrorCode::kFormat, kComponent,
            in.origin(), ": ", what, " has unknown value type ", id);
   return static_cast<GgufType>(id);
+}
+
+GgufArray read_array(Cursor& in, const std::string& what, int depth) {
+  AF_CHECK(depth < kMaxArrayDepth, ErrorCode::kFormat, kComponent, in.origin(), ": ", what,
+           " nests arrays deeper than ", kMaxArrayDepth, " levels");
+  GgufArray array(read_type(in, what));
+  const uint64_t count = in.read<uint64_t>(what);
+  // Every element takes at least min_encoded_size bytes, so a count the remaining bytes cannot
+  // hold is rejected before anything is reserved.
+  const uint64_t min_size = min_encoded_size(array.type());
+  AF_CHECK(count <= in.remaining() / min_size, ErrorCode::kFormat, kComponent, in.origin(), ": ",
+           what, " claims ", count, " ", type_name(array.type()), " elements (at least ", min_size,
+           " bytes each) but only ", in.remaining(), " bytes remain");
+  if (const size_t width = fixed_width(array.type())) {
+    // One copy of the bytes as they are on disk.
+    array.append_raw(in.take(count * width, what), static_cast<size_t>(count),
+                     in.origin() + ": " + what);
+    return array;
+  }
+  array.reserve(static_cast<size_t>(count));
+  const std::string where = in.origin() + ": " + what;
+  for (uint64_t i = 0; i < count; ++i) {
+    if (array.type() == GgufType::kString) {
+      array.append_string(in.read_string_view(what), where);
+    } else {
+      array.append_array(read_array(in, what, depth + 1));
+    }
+  }
+  return array;
 }
 
 GgufValue read_value(Cursor& in, GgufType type, const std::string& what, int depth) {
@@ -175,25 +229,9 @@ GgufValue read_value(Cursor& in, GgufType type, const std::string& what, int dep
     case GgufType::kString:
       v.value = in.read_string(what);
       break;
-    case GgufType::kArray: {
-      AF_CHECK(depth < kMaxArrayDepth, ErrorCode::kFormat, kComponent, in.origin(), ": ", what,
-               " nests arrays deeper than ", kMaxArrayDepth, " levels");
-      auto array = std::make_shared<GgufArray>();
-      array->type = read_type(in, what);
-      uint64_t count = in.read<uint64_t>(what);
-      // Every element takes at least min_encoded_size bytes, so a count the remaining bytes
-      // cannot hold is rejected before anything is reserved.
-      uint64_t min_size = min_encoded_size(array->type);
-      AF_CHECK(count <= in.remaining() / min_size, ErrorCode::kFormat, kComponent, in.origin(),
-               ": ", what, " claims ", count, " ", type_name(array->type), " elements (at least ",
-               min_size, " bytes each) but only ", in.remaining(), " bytes remain");
-      array->values.reserve(static_cast<size_t>(count));
-      for (uint64_t i = 0; i < count; ++i) {
-        array->values.push_back(read_value(in, array->type, what, depth + 1));
-      }
-      v.value = std::move(array);
+    case GgufType::kArray:
+      v.value = std::make_shared<GgufArray>(read_array(in, what, depth));
       break;
-    }
   }
   return v;
 }
@@ -244,6 +282,239 @@ const std::string& GgufValue::as_string(const std::string& key) const {
 const GgufArray& GgufValue::as_array(const std::string& key) const {
   if (const auto* a = std::get_if<std::shared_ptr<GgufArray>>(&value)) return **a;
   wrong_type(key, type, "array");
+}
+
+GgufArray::GgufArray(GgufType type) : type_(type) {
+  AF_CHECK(static_cast<uint32_t>(type) <= static_cast<uint32_t>(GgufType::kFloat64),
+           ErrorCode::kInvalidArgument, kComponent, "unknown array element type ",
+           static_cast<uint32_t>(type));
+}
+
+void GgufArray::check_index(size_t i, const std::string& key) const {
+  AF_CHECK(i < size_, ErrorCode::kOutOfRange, kComponent, "metadata key '", key, "': index ", i,
+           " is past its ", size_, " elements");
+}
+
+GgufValue GgufArray::at(size_t i) const {
+  check_index(i, "");
+  GgufValue v;
+  v.type = type_;
+  const std::byte* p = bytes_.data() + i * fixed_width(type_);
+  switch (type_) {
+    case GgufType::kUint8:
+      v.value = uint64_t{load<uint8_t>(p)};
+      break;
+    case GgufType::kInt8:
+      v.value = int64_t{load<int8_t>(p)};
+      break;
+    case GgufType::kUint16:
+      v.value = uint64_t{load<uint16_t>(p)};
+      break;
+    case GgufType::kInt16:
+      v.value = int64_t{load<int16_t>(p)};
+      break;
+    case GgufType::kUint32:
+      v.value = uint64_t{load<uint32_t>(p)};
+      break;
+    case GgufType::kInt32:
+      v.value = int64_t{load<int32_t>(p)};
+      break;
+    case GgufType::kUint64:
+      v.value = load<uint64_t>(p);
+      break;
+    case GgufType::kInt64:
+      v.value = load<int64_t>(p);
+      break;
+    case GgufType::kFloat32:
+      v.value = double{load<float>(p)};
+      break;
+    case GgufType::kFloat64:
+      v.value = load<double>(p);
+      break;
+    case GgufType::kBool:
+      v.value = load<uint8_t>(p) != 0;
+      break;
+    case GgufType::kString:
+      v.value = std::string(string_at(i, ""));
+      break;
+    case GgufType::kArray:
+      v.value = std::make_shared<GgufArray>(arrays_[i]);
+      break;
+  }
+  return v;
+}
+
+// Fixed-size elements are decoded without allocating; GgufValue's accessors check the type and
+// name the key.
+int64_t GgufArray::int_at(size_t i, const std::string& key) const {
+  check_index(i, key);
+  return at(i).as_int(key);
+}
+
+double GgufArray::float_at(size_t i, const std::string& key) const {
+  check_index(i, key);
+  return at(i).as_float(key);
+}
+
+bool GgufArray::bool_at(size_t i, const std::string& key) const {
+  check_index(i, key);
+  return at(i).as_bool(key);
+}
+
+std::string_view GgufArray::string_at(size_t i, const std::string& key) const {
+  if (type_ != GgufType::kString) wrong_type(key, type_, "string");
+  check_index(i, key);
+  const uint64_t begin = i == 0 ? 0 : ends_[i - 1];
+  return {reinterpret_cast<const char*>(bytes_.data()) + begin,
+          static_cast<size_t>(ends_[i] - begin)};
+}
+
+const GgufArray& GgufArray::array_at(size_t i, const std::string& key) const {
+  if (type_ != GgufType::kArray) wrong_type(key, type_, "array");
+  check_index(i, key);
+  return arrays_[i];
+}
+
+std::span<const std::byte> GgufArray::raw_bytes() const {
+  return fixed_width(type_) ? std::span<const std::byte>(bytes_) : std::span<const std::byte>();
+}
+
+void GgufArray::reserve(size_t n) {
+  if (type_ == GgufType::kString) ends_.reserve(n);
+  if (type_ == GgufType::kArray) arrays_.reserve(n);
+  if (const size_t width = fixed_width(type_)) bytes_.reserve(n * width);
+}
+
+void GgufArray::append_raw(const std::byte* data, size_t count, const std::string& what) {
+  const size_t width = fixed_width(type_);
+  AF_CHECK(width != 0, ErrorCode::kInvalidArgument, kComponent, what, ": ", type_name(type_),
+           " elements have no fixed size");
+  if (type_ == GgufType::kBool) {
+    for (size_t i = 0; i < count; ++i) {
+      const uint8_t b = load<uint8_t>(data + i);
+      AF_CHECK(b <= 1, ErrorCode::kFormat, kComponent, what, " holds bool value ", int{b},
+               " at index ", size_ + i, " (must be 0 or 1)");
+    }
+  }
+  bytes_.insert(bytes_.end(), data, data + count * width);
+  size_ += count;
+}
+
+void GgufArray::append_string(std::string_view s, const std::string& what) {
+  AF_CHECK(type_ == GgufType::kString, ErrorCode::kInvalidArgument, kComponent, what,
+           ": a string in an array of ", type_name(type_));
+  AF_CHECK(detail::valid_utf8(s), ErrorCode::kFormat, kComponent, what, " element ", size_,
+           " is not valid UTF-8");
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  bytes_.insert(bytes_.end(), p, p + s.size());
+  ends_.push_back(bytes_.size());
+  ++size_;
+}
+
+void GgufArray::append_array(GgufArray a) {
+  AF_CHECK(type_ == GgufType::kArray, ErrorCode::kInvalidArgument, kComponent,
+           "an array in an array of ", type_name(type_));
+  arrays_.push_back(std::move(a));
+  ++size_;
+}
+
+namespace {
+
+// `v` as the bytes of a `type` element; kInvalidArgument when it has another type or does not
+// fit (the writer's value constructors make the same checks).
+template <class T, class V>
+void append_fixed(std::vector<std::byte>& out, V v, const GgufValue& value) {
+  AF_CHECK(std::in_range<T>(v), ErrorCode::kInvalidArgument, kComponent, "value ", v,
+           " does not fit an array of ", type_name(value.type));
+  const T t = static_cast<T>(v);
+  const auto* p = reinterpret_cast<const std::byte*>(&t);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+
+}  // namespace
+
+void GgufArray::push_back(const GgufValue& v) {
+  AF_CHECK(v.type == type_, ErrorCode::kInvalidArgument, kComponent, "a ", type_name(v.type),
+           " value in an array of ", type_name(type_));
+  const auto* u = std::get_if<uint64_t>(&v.value);
+  const auto* i = std::get_if<int64_t>(&v.value);
+  const auto* d = std::get_if<double>(&v.value);
+  const auto* b = std::get_if<bool>(&v.value);
+  const auto* s = std::get_if<std::string>(&v.value);
+  const auto* a = std::get_if<std::shared_ptr<GgufArray>>(&v.value);
+  const bool ok = [&] {
+    switch (type_) {
+      case GgufType::kUint8:
+      case GgufType::kUint16:
+      case GgufType::kUint32:
+      case GgufType::kUint64:
+        return u != nullptr;
+      case GgufType::kInt8:
+      case GgufType::kInt16:
+      case GgufType::kInt32:
+      case GgufType::kInt64:
+        return i != nullptr;
+      case GgufType::kFloat32:
+      case GgufType::kFloat64:
+        return d != nullptr;
+      case GgufType::kBool:
+        return b != nullptr;
+      case GgufType::kString:
+        return s != nullptr;
+      case GgufType::kArray:
+        return a != nullptr && *a != nullptr;
+    }
+    return false;
+  }();
+  AF_CHECK(ok, ErrorCode::kInvalidArgument, kComponent, "a ", type_name(type_),
+           " array element whose value does not match its type");
+  switch (type_) {
+    case GgufType::kUint8:
+      append_fixed<uint8_t>(bytes_, *u, v);
+      break;
+    case GgufType::kUint16:
+      append_fixed<uint16_t>(bytes_, *u, v);
+      break;
+    case GgufType::kUint32:
+      append_fixed<uint32_t>(bytes_, *u, v);
+      break;
+    case GgufType::kUint64:
+      append_fixed<uint64_t>(bytes_, *u, v);
+      break;
+    case GgufType::kInt8:
+      append_fixed<int8_t>(bytes_, *i, v);
+      break;
+    case GgufType::kInt16:
+      append_fixed<int16_t>(bytes_, *i, v);
+      break;
+    case GgufType::kInt32:
+      append_fixed<int32_t>(bytes_, *i, v);
+      break;
+    case GgufType::kInt64:
+      append_fixed<int64_t>(bytes_, *i, v);
+      break;
+    case GgufType::kFloat32: {
+      const float f = static_cast<float>(*d);
+      const auto* p = reinterpret_cast<const std::byte*>(&f);
+      bytes_.insert(bytes_.end(), p, p + sizeof f);
+      break;
+    }
+    case GgufType::kFloat64: {
+      const auto* p = reinterpret_cast<const std::byte*>(d);
+      bytes_.insert(bytes_.end(), p, p + sizeof(double));
+      break;
+    }
+    case GgufType::kBool:
+      bytes_.push_back(std::byte{*b ? uint8_t{1} : uint8_t{0}});
+      break;
+    case GgufType::kString:
+      AF_CHECK(detail::valid_utf8(*s), ErrorCode::kInvalidArgument, kComponent, "array element ",
+               size_, ": string is not valid UTF-8");
+      return append_string(*s, "array element");  // counts itself
+    case GgufType::kArray:
+      return append_array(**a);
+  }
+  ++size_;
 }
 
 GgufFile GgufFile::open(const std::string& path) {

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <span>
+#include <string_view>
 
 #include "af/core/error.hpp"
 #include "io/utf8.hpp"
@@ -59,6 +61,15 @@ int64_t signed_bits(GgufType t) {
   }
 }
 
+// GgufArray checks each element's type and range as it is appended; what is left is the nesting
+// depth the reader accepts.
+void validate_array(const GgufArray& a, const std::string& what, int depth) {
+  AF_CHECK(depth < kMaxArrayDepth, ErrorCode::kInvalidArgument, kComponent, what,
+           ": arrays nest deeper than ", kMaxArrayDepth, " levels");
+  if (a.type() != GgufType::kArray) return;
+  for (size_t i = 0; i < a.size(); ++i) validate_array(a.array_at(i, what), what, depth + 1);
+}
+
 // Checks that the variant member matches the declared type and the value fits it, so that
 // write() can encode without further questions. `what` names the key for messages.
 void validate(const GgufValue& v, const std::string& what, int depth) {
@@ -97,15 +108,7 @@ void validate(const GgufValue& v, const std::string& what, int depth) {
     const auto* a = std::get_if<std::shared_ptr<GgufArray>>(&v.value);
     AF_CHECK(a != nullptr && *a != nullptr, ErrorCode::kInvalidArgument, kComponent, what,
              ": array type without an array value");
-    AF_CHECK(depth < kMaxArrayDepth, ErrorCode::kInvalidArgument, kComponent, what,
-             ": arrays nest deeper than ", kMaxArrayDepth, " levels");
-    for (size_t i = 0; i < (*a)->values.size(); ++i) {
-      const GgufValue& e = (*a)->values[i];
-      AF_CHECK(e.type == (*a)->type, ErrorCode::kInvalidArgument, kComponent, what, ": element ", i,
-               " has type ", static_cast<uint32_t>(e.type), " in an array of type ",
-               static_cast<uint32_t>((*a)->type));
-      validate(e, what, depth + 1);
-    }
+    validate_array(**a, what, depth);
   }
 }
 
@@ -132,7 +135,7 @@ class Output {
   void put(T v) {
     bytes(&v, sizeof v);
   }
-  void string(const std::string& s) {
+  void string(std::string_view s) {
     put<uint64_t>(s.size());
     bytes(s.data(), s.size());
   }
@@ -158,6 +161,20 @@ class Output {
   std::FILE* file_;
   uint64_t pos_ = 0;
 };
+
+void put_array(Output& out, const GgufArray& a) {
+  out.put(static_cast<uint32_t>(a.type()));
+  out.put<uint64_t>(a.size());
+  if (a.type() == GgufType::kString) {
+    for (size_t i = 0; i < a.size(); ++i) out.string(a.string_at(i, ""));
+  } else if (a.type() == GgufType::kArray) {
+    for (size_t i = 0; i < a.size(); ++i) put_array(out, a.array_at(i, ""));
+  } else {
+    // Fixed-size elements are held as their little-endian file bytes.
+    const std::span<const std::byte> raw = a.raw_bytes();
+    out.bytes(raw.data(), raw.size());
+  }
+}
 
 void put_value(Output& out, const GgufValue& v) {
   switch (v.type) {
@@ -185,13 +202,8 @@ void put_value(Output& out, const GgufValue& v) {
       return out.put(static_cast<uint8_t>(std::get<bool>(v.value) ? 1 : 0));
     case GgufType::kString:
       return out.string(std::get<std::string>(v.value));
-    case GgufType::kArray: {
-      const GgufArray& a = *std::get<std::shared_ptr<GgufArray>>(v.value);
-      out.put(static_cast<uint32_t>(a.type));
-      out.put<uint64_t>(a.values.size());
-      for (const GgufValue& e : a.values) put_value(out, e);
-      return;
-    }
+    case GgufType::kArray:
+      return put_array(out, *std::get<std::shared_ptr<GgufArray>>(v.value));
   }
 }
 
@@ -224,33 +236,31 @@ GgufValue gguf_bool(bool v) { return GgufValue{GgufType::kBool, v}; }
 GgufValue gguf_string(std::string v) { return GgufValue{GgufType::kString, std::move(v)}; }
 
 GgufValue gguf_array(GgufType element_type, std::vector<GgufValue> values) {
-  auto a = std::make_shared<GgufArray>();
-  a->type = element_type;
-  a->values = std::move(values);
+  auto a = std::make_shared<GgufArray>(element_type);
+  a->reserve(values.size());
+  for (const GgufValue& v : values) a->push_back(v);
   GgufValue out{GgufType::kArray, std::move(a)};
   validate(out, "gguf_array", 0);
   return out;
 }
 
 GgufValue gguf_string_array(const std::vector<std::string>& values) {
-  std::vector<GgufValue> v;
-  v.reserve(values.size());
-  for (const std::string& s : values) v.push_back(gguf_string(s));
-  return gguf_array(GgufType::kString, std::move(v));
+  auto a = std::make_shared<GgufArray>(GgufType::kString);
+  a->reserve(values.size());
+  for (const std::string& s : values) a->push_back(gguf_string(s));
+  return GgufValue{GgufType::kArray, std::move(a)};
 }
 
 GgufValue gguf_f32_array(const std::vector<float>& values) {
-  std::vector<GgufValue> v;
-  v.reserve(values.size());
-  for (float f : values) v.push_back(gguf_float(GgufType::kFloat32, f));
-  return gguf_array(GgufType::kFloat32, std::move(v));
+  auto a = std::make_shared<GgufArray>(GgufType::kFloat32);
+  a->append_raw(reinterpret_cast<const std::byte*>(values.data()), values.size(), "f32 array");
+  return GgufValue{GgufType::kArray, std::move(a)};
 }
 
 GgufValue gguf_i32_array(const std::vector<int32_t>& values) {
-  std::vector<GgufValue> v;
-  v.reserve(values.size());
-  for (int32_t i : values) v.push_back(gguf_int(GgufType::kInt32, i));
-  return gguf_array(GgufType::kInt32, std::move(v));
+  auto a = std::make_shared<GgufArray>(GgufType::kInt32);
+  a->append_raw(reinterpret_cast<const std::byte*>(values.data()), values.size(), "i32 array");
+  return GgufValue{GgufType::kArray, std::move(a)};
 }
 
 void GgufWriter::set(const std::string& key, GgufValue value) {

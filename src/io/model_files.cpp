@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -256,6 +257,17 @@ class MetadataReader {
   double get_float(const std::string& key, double fallback) const {
     return find(key) ? get_float(key) : fallback;
   }
+  // A special token id, or nullopt when absent or outside [0, vocab): converters write
+  // 0xFFFFFFFF (-1 as int32) for "none", and llama.cpp ignores any id past the vocabulary.
+  std::optional<int64_t> special_id(const std::string& key, int64_t vocab) const {
+    const GgufValue* v = find(key);
+    if (v == nullptr) return std::nullopt;
+    const auto* u = std::get_if<uint64_t>(&v->value);
+    if (u && *u > static_cast<uint64_t>(vocab)) return std::nullopt;  // also past int64
+    const int64_t id = get_int(key);
+    if (id < 0 || id >= vocab) return std::nullopt;
+    return id;
+  }
 
  private:
   // GgufValue's accessors name the key but not the file; add it.
@@ -322,7 +334,7 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
     }
   } else if (md.find("tokenizer.ggml.tokens")) {
     c["vocab_size"] = static_cast<int64_t>(
-        md.require("tokenizer.ggml.tokens").as_array("tokenizer.ggml.tokens").values.size());
+        md.require("tokenizer.ggml.tokens").as_array("tokenizer.ggml.tokens").size());
   } else {
     fail(ErrorCode::kFormat, kComponent, file.origin(),
          ": cannot tell the vocabulary size (no token_embd.weight, no tokenizer.ggml.tokens)");
@@ -341,16 +353,15 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
       c["rope_scaling"] = s;
     }
   }
-  if (md.find("tokenizer.ggml.bos_token_id"))
-    c["bos_token_id"] = md.get_int("tokenizer.ggml.bos_token_id");
+  const int64_t vocab = c["vocab_size"].get<int64_t>();
+  if (auto bos = md.special_id("tokenizer.ggml.bos_token_id", vocab)) c["bos_token_id"] = *bos;
   // End of generation: EOS plus the end-of-turn / end-of-message tokens llama.cpp also stops on
   // (as HF lists several in generation_config.json).
   json eos = json::array();
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
                           "tokenizer.ggml.eom_token_id"}) {
-    if (!md.find(key)) continue;
-    const int64_t id = md.get_int(key);
-    if (std::find(eos.begin(), eos.end(), json(id)) == eos.end()) eos.push_back(id);
+    const std::optional<int64_t> id = md.special_id(key, vocab);
+    if (id && std::find(eos.begin(), eos.end(), json(*id)) == eos.end()) eos.push_back(*id);
   }
   if (eos.size() == 1) c["eos_token_id"] = eos[0];
   if (eos.size() > 1) c["eos_token_id"] = eos;

@@ -44,18 +44,18 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
 
   const std::string tokens_key = "tokenizer.ggml.tokens";
   const io::GgufArray& tokens = array_key(g, tokens_key);
-  const size_t n = tokens.values.size();
+  const size_t n = tokens.size();
   m->pieces.reserve(n);
-  for (const io::GgufValue& v : tokens.values) m->pieces.push_back(v.as_string(tokens_key));
+  for (size_t i = 0; i < n; ++i) m->pieces.emplace_back(tokens.string_at(i, tokens_key));
 
   if (const io::GgufValue* tt = g.find("tokenizer.ggml.token_type")) {
     const std::string key = "tokenizer.ggml.token_type";
     const io::GgufArray& types = tt->as_array(key);
-    AF_CHECK(types.values.size() == n, ErrorCode::kFormat, kComponent, g.origin(), ": ", key,
-             " has ", types.values.size(), " entries for ", n, " tokens");
+    AF_CHECK(types.size() == n, ErrorCode::kFormat, kComponent, g.origin(), ": ", key, " has ",
+             types.size(), " entries for ", n, " tokens");
     m->kinds.reserve(n);
-    for (const io::GgufValue& v : types.values) {
-      const int64_t t = v.as_int(key);
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t t = types.int_at(i, key);
       AF_CHECK(t >= 1 && t <= 6, ErrorCode::kFormat, kComponent, g.origin(), ": ", key, " value ",
                t, " is not a known token type");
       m->kinds.push_back(static_cast<TokenKind>(t));
@@ -75,11 +75,10 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
     m->order = MergeOrder::kScore;
     const std::string key = "tokenizer.ggml.scores";
     const io::GgufArray& scores = array_key(g, key);
-    AF_CHECK(scores.values.size() == n, ErrorCode::kFormat, kComponent, g.origin(), ": ", key,
-             " has ", scores.values.size(), " entries for ", n, " tokens");
+    AF_CHECK(scores.size() == n, ErrorCode::kFormat, kComponent, g.origin(), ": ", key, " has ",
+             scores.size(), " entries for ", n, " tokens");
     m->scores.reserve(n);
-    for (const io::GgufValue& v : scores.values)
-      m->scores.push_back(static_cast<float>(v.as_float(key)));
+    for (size_t i = 0; i < n; ++i) m->scores.push_back(static_cast<float>(scores.float_at(i, key)));
     m->metaspace = true;
     const bool space_prefix = optional_bool(g, "tokenizer.ggml.add_space_prefix", true);
     m->prepend = space_prefix ? PrependScheme::kAlways : PrependScheme::kNever;
@@ -148,9 +147,9 @@ std::unique_ptr<Tokenizer::Impl> load_gguf_vocab(const io::GgufFile& g) {
   if (model == "gpt2") {
     const std::string key = "tokenizer.ggml.merges";
     const io::GgufArray& merges = array_key(g, key);
-    m->merges.reserve(merges.values.size());
-    for (size_t r = 0; r < merges.values.size(); ++r) {
-      const std::string& line = merges.values[r].as_string(key);
+    m->merges.reserve(merges.size());
+    for (size_t r = 0; r < merges.size(); ++r) {
+      const std::string line(merges.string_at(r, key));
       const size_t sp = line.find(' ', 1);
       AF_CHECK(sp != std::string::npos, ErrorCode::kFormat, kComponent, g.origin(), ": ", key, "[",
                r, "] \"", line, "\" is not two tokens");

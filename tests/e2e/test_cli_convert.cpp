@@ -110,7 +110,7 @@ TEST(CliConvert, Llama32StyleRopeScalingTiedBf16WithTokenizerJson) {
   EXPECT_FALSE(f.has_tensor("output.weight"));  // tied
   EXPECT_EQ(f.tensor("token_embd.weight").dtype(), DType::F32);
   EXPECT_FLOAT_EQ(static_cast<float>(f.find("llama.rope.freq_base")->as_float("")), 500000.0f);
-  EXPECT_EQ(f.find("tokenizer.ggml.tokens")->as_array("").values.size(), 512u);
+  EXPECT_EQ(f.find("tokenizer.ggml.tokens")->as_array("").size(), 512u);
 }
 
 TEST(CliConvert, LlamaRopeParametersLlama3) {

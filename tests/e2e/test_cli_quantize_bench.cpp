@@ -86,7 +86,7 @@ TEST(CliQuantize, HfFolderToGgufMatchesTheConverter) {
     EXPECT_EQ(ours.find(key)->as_int(key), theirs.find(key)->as_int(key)) << key;
   }
   EXPECT_EQ(ours.find("general.file_type")->as_int(""), 1);
-  EXPECT_EQ(ours.find("tokenizer.ggml.tokens")->as_array("").values.size(), 512u);
+  EXPECT_EQ(ours.find("tokenizer.ggml.tokens")->as_array("").size(), 512u);
 }
 
 TEST(CliQuantize, HfTokenizerJsonBecomesGgufVocabulary) {
@@ -98,9 +98,9 @@ TEST(CliQuantize, HfTokenizerJsonBecomesGgufVocabulary) {
   const io::GgufFile f = io::GgufFile::open(out.string());
   EXPECT_EQ(f.find("tokenizer.ggml.model")->as_string(""), "llama");
   const io::GgufArray& tokens = f.find("tokenizer.ggml.tokens")->as_array("");
-  ASSERT_EQ(tokens.values.size(), 512u);
-  EXPECT_EQ(tokens.values[3].as_string(""), "<0x00>");
-  EXPECT_EQ(f.find("tokenizer.ggml.token_type")->as_array("").values[3].as_int(""), 6);  // byte
+  ASSERT_EQ(tokens.size(), 512u);
+  EXPECT_EQ(tokens.string_at(3, ""), "<0x00>");
+  EXPECT_EQ(f.find("tokenizer.ggml.token_type")->as_array("").int_at(3, ""), 6);  // byte
   EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->as_int(""), 1);
   EXPECT_EQ(f.find("tokenizer.ggml.eos_token_id")->as_int(""), 2);
   // Tied embeddings: token_embd is the output too, so it gets llama.cpp's output type (Q6_K,

@@ -54,9 +54,9 @@ TEST(IoGguf, ParsesSmallFile) {
   EXPECT_FLOAT_EQ(
       static_cast<float>(f.find("llama.attention.layer_norm_rms_epsilon")->as_float("k")), 1e-5f);
   const GgufArray& tokens = f.find("tokenizer.ggml.tokens")->as_array("k");
-  EXPECT_EQ(tokens.type, GgufType::kString);
-  ASSERT_EQ(tokens.values.size(), 3u);
-  EXPECT_EQ(tokens.values[2].as_string("k"), "\xc3\xa9");
+  EXPECT_EQ(tokens.type(), GgufType::kString);
+  ASSERT_EQ(tokens.size(), 3u);
+  EXPECT_EQ(tokens.string_at(2, "k"), "\xc3\xa9");
   EXPECT_EQ(f.find("missing"), nullptr);
 
   ASSERT_EQ(f.tensors().size(), 2u);
@@ -117,10 +117,10 @@ TEST(IoGguf, AllValueTypesAndNestedArrays) {
   EXPECT_EQ(f.find("i32")->as_float("i32"), -7.0);
   EXPECT_EQ(f.find("bool")->type, GgufType::kBool);
   const GgufArray& nested = f.find("nested")->as_array("nested");
-  ASSERT_EQ(nested.values.size(), 2u);
-  EXPECT_EQ(nested.type, GgufType::kArray);
-  EXPECT_EQ(nested.values[0].as_array("n").values[1].as_int("n"), 2);
-  EXPECT_EQ(nested.values[1].as_array("n").values[0].as_int("n"), 3);
+  ASSERT_EQ(nested.size(), 2u);
+  EXPECT_EQ(nested.type(), GgufType::kArray);
+  EXPECT_EQ(nested.array_at(0, "n").int_at(1, "n"), 2);
+  EXPECT_EQ(nested.array_at(1, "n").int_at(0, "n"), 3);
 
   // Checked accessors name the key.
   try {
@@ -159,8 +159,8 @@ TEST(IoGguf, RealStoriesFile) {
   EXPECT_EQ(f.find("llama.context_length")->as_int("c"), 128);
   EXPECT_EQ(f.find("tokenizer.ggml.bos_token_id")->as_int("b"), 1);
   const GgufArray& tokens = f.find("tokenizer.ggml.tokens")->as_array("t");
-  EXPECT_EQ(tokens.values.size(), 512u);
-  EXPECT_EQ(f.find("tokenizer.ggml.scores")->as_array("s").values.size(), 512u);
+  EXPECT_EQ(tokens.size(), 512u);
+  EXPECT_EQ(f.find("tokenizer.ggml.scores")->as_array("s").size(), 512u);
   Tensor emb = f.tensor("token_embd.weight");
   EXPECT_EQ(emb.shape(), (Shape{512, 64}));
   const auto file = std::dynamic_pointer_cast<const MappedFile>(emb.buffer());
@@ -185,7 +185,7 @@ TEST(IoGguf, RealVocabOnlyFiles) {
     if (!std::filesystem::exists(path)) GTEST_SKIP() << "no test data at " << path;
     GgufFile f = GgufFile::open(path.string());
     EXPECT_TRUE(f.tensors().empty()) << name;
-    EXPECT_GT(f.find("tokenizer.ggml.tokens")->as_array("t").values.size(), 1000u) << name;
+    EXPECT_GT(f.find("tokenizer.ggml.tokens")->as_array("t").size(), 1000u) << name;
   }
 }
 

@@ -66,19 +66,19 @@ TEST(IoGgufWriter, AllValueTypesRoundTrip) {
   EXPECT_EQ(f.find("f64")->type, GgufType::kFloat64);
   EXPECT_EQ(f.find("f64")->as_float("f64"), 1e300);
   const GgufArray& strs = f.find("strs")->as_array("strs");
-  ASSERT_EQ(strs.values.size(), 3u);
-  EXPECT_EQ(strs.values[0].as_string(""), "a");
-  EXPECT_EQ(strs.values[1].as_string(""), "");
-  EXPECT_EQ(strs.values[2].as_string(""), "ccc");
+  ASSERT_EQ(strs.size(), 3u);
+  EXPECT_EQ(strs.string_at(0, ""), "a");
+  EXPECT_EQ(strs.string_at(1, ""), "");
+  EXPECT_EQ(strs.string_at(2, ""), "ccc");
   const GgufArray& f32s = f.find("f32s")->as_array("f32s");
-  EXPECT_EQ(f32s.type, GgufType::kFloat32);
-  EXPECT_EQ(f32s.values[1].as_float(""), -2.5);
-  EXPECT_EQ(f.find("i32s")->as_array("").values[1].as_int(""), -7);
-  EXPECT_TRUE(f.find("empty")->as_array("").values.empty());
+  EXPECT_EQ(f32s.type(), GgufType::kFloat32);
+  EXPECT_EQ(f32s.float_at(1, ""), -2.5);
+  EXPECT_EQ(f.find("i32s")->as_array("").int_at(1, ""), -7);
+  EXPECT_TRUE(f.find("empty")->as_array("").empty());
   const GgufArray& nested = f.find("nested")->as_array("nested");
-  ASSERT_EQ(nested.values.size(), 2u);
-  EXPECT_EQ(nested.values[0].as_array("").values[1].as_int(""), 2);
-  EXPECT_EQ(nested.values[1].as_array("").values[0].as_int(""), 3);
+  ASSERT_EQ(nested.size(), 2u);
+  EXPECT_EQ(nested.array_at(0, "").int_at(1, ""), 2);
+  EXPECT_EQ(nested.array_at(1, "").int_at(0, ""), 3);
 }
 
 TEST(IoGgufWriter, TensorsRoundTripWithAlignment) {
@@ -138,9 +138,8 @@ TEST(IoGgufWriter, CopiesEveryTensorAndKeyOfARealFile) {
   ASSERT_EQ(out.metadata().size(), in.metadata().size());
   const GgufArray& a = in.find("tokenizer.ggml.tokens")->as_array("");
   const GgufArray& b = out.find("tokenizer.ggml.tokens")->as_array("");
-  ASSERT_EQ(a.values.size(), b.values.size());
-  for (size_t i = 0; i < a.values.size(); ++i)
-    ASSERT_EQ(a.values[i].as_string(""), b.values[i].as_string(""));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a.string_at(i, ""), b.string_at(i, ""));
   ASSERT_EQ(out.tensors().size(), in.tensors().size());
   for (const GgufTensorInfo& t : in.tensors()) {
     Tensor x = in.tensor(t.name), y = out.tensor(t.name);
@@ -179,9 +178,8 @@ TEST(IoGgufWriter, BadValuesThrow) {
   // Arrays nested past the reader's limit.
   GgufValue v = gguf_i32_array({1});
   for (int i = 0; i < 9; ++i) {
-    auto a = std::make_shared<GgufArray>();
-    a->type = GgufType::kArray;
-    a->values.push_back(v);
+    auto a = std::make_shared<GgufArray>(GgufType::kArray);
+    a->push_back(v);
     v = GgufValue{GgufType::kArray, a};
   }
   EXPECT_THROW(w.set("deep", v), Error);

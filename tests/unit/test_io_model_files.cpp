@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "af/core/error.hpp"
+#include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "unit/io_test_util.hpp"
 
@@ -90,7 +91,7 @@ TEST(IoModelFiles, GgufConfigFromStories) {
   EXPECT_EQ(m.format, "gguf");
   EXPECT_EQ(m.qk_rope_layout, RopeLayout::kInterleaved);
   ASSERT_NE(m.gguf, nullptr);
-  EXPECT_EQ(m.gguf->find("tokenizer.ggml.tokens")->as_array("t").values.size(), 512u);
+  EXPECT_EQ(m.gguf->find("tokenizer.ggml.tokens")->as_array("t").size(), 512u);
   const json& c = m.config;
   EXPECT_EQ(c["architectures"], json::array({"LlamaForCausalLM"}));
   EXPECT_EQ(c["model_type"], "llama");
@@ -205,6 +206,35 @@ TEST(IoModelFiles, GgufQwen2Config) {
   EXPECT_FALSE(c.contains("bos_token_id"));
   EXPECT_TRUE(m.weights->has("model.layers.0.self_attn.q_proj.bias"));
   EXPECT_TRUE(m.weights->has("rope_freqs.weight"));  // unmapped: keeps its GGUF name
+}
+
+TEST(IoModelFiles, GgufNoneSpecialIdsAreAbsent) {
+  // llama.cpp writes 0xFFFFFFFF for "no such token"; before, it became eos_token_id 4294967295
+  // and HfConfig::eos_token_ids refused the model ("bad eos_token_id entry").
+  TempDir dir;
+  GgufBuilder b = arch_builder("llama");
+  b.kv_u32("tokenizer.ggml.bos_token_id", 0xFFFFFFFFu)
+      .kv_u32("tokenizer.ggml.eos_token_id", 0xFFFFFFFFu)
+      .kv_i32("tokenizer.ggml.eot_token_id", -1)
+      .kv_u64("tokenizer.ggml.eom_token_id", ~uint64_t{0})
+      .f32_tensor("token_embd.weight", {16, 10});
+  ModelFiles m = open_built(dir, b);
+  EXPECT_FALSE(m.config.contains("bos_token_id"));
+  EXPECT_FALSE(m.config.contains("eos_token_id"));
+  EXPECT_TRUE(HfConfig(m.config, "m").eos_token_ids().empty());
+
+  // Ids past the vocabulary are ignored too (llama.cpp warns and keeps its default); valid
+  // ones stay.
+  GgufBuilder mixed = arch_builder("llama");
+  mixed.kv_u32("tokenizer.ggml.bos_token_id", 1)
+      .kv_u32("tokenizer.ggml.eos_token_id", 0xFFFFFFFFu)
+      .kv_u32("tokenizer.ggml.eot_token_id", 9)
+      .kv_u32("tokenizer.ggml.eom_token_id", 10)
+      .f32_tensor("token_embd.weight", {16, 10});
+  ModelFiles n = open_built(dir, mixed, "n.gguf");
+  EXPECT_EQ(n.config["bos_token_id"], 1);
+  EXPECT_EQ(n.config["eos_token_id"], 9);
+  EXPECT_EQ(HfConfig(n.config, "n").eos_token_ids(), std::vector<int32_t>{9});
 }
 
 TEST(IoModelFiles, GgufMiniCpmConfig) {

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -31,9 +33,48 @@ enum class GgufType : uint32_t {
 };
 
 struct GgufValue;
-struct GgufArray {
-  GgufType type = GgufType::kUint8;  // element type (nested arrays allowed)
-  std::vector<GgufValue> values;
+
+// A metadata array, stored compactly so that memory follows the size on disk: numbers and bools
+// as their little-endian bytes, strings as one character buffer plus end offsets, nested arrays
+// as GgufArrays. (One GgufValue per element cost 48 bytes per uint8.) Elements always have the
+// array's type: the appenders check it.
+class GgufArray {
+ public:
+  explicit GgufArray(GgufType type = GgufType::kUint8);  // element type (nested arrays allowed)
+
+  GgufType type() const { return type_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  // Checked element accessors: throw kFormat naming `key` when the element type does not fit
+  // and kOutOfRange when `i` is past the end.
+  int64_t int_at(size_t i, const std::string& key) const;   // any integer element type
+  double float_at(size_t i, const std::string& key) const;  // float or integer element types
+  bool bool_at(size_t i, const std::string& key) const;
+  std::string_view string_at(size_t i, const std::string& key) const;  // valid while *this lives
+  const GgufArray& array_at(size_t i, const std::string& key) const;
+  // Element `i` as a standalone value (a string or nested array is copied).
+  GgufValue at(size_t i) const;
+  // Fixed-size element types: the elements' little-endian bytes, `size() * width` of them.
+  std::span<const std::byte> raw_bytes() const;
+
+  // Appending; kInvalidArgument when the value does not have (or fit) the element type.
+  void push_back(const GgufValue& v);
+  // `count` fixed-size elements from their little-endian bytes; bools must be 0 or 1. `what`
+  // names the array in errors.
+  void append_raw(const std::byte* data, size_t count, const std::string& what);
+  void append_string(std::string_view s, const std::string& what);  // must be valid UTF-8
+  void append_array(GgufArray a);
+  void reserve(size_t n);
+
+ private:
+  void check_index(size_t i, const std::string& key) const;
+
+  GgufType type_;
+  size_t size_ = 0;
+  std::vector<std::byte> bytes_;   // fixed-size elements back to back, or string characters
+  std::vector<uint64_t> ends_;     // strings: element i ends at ends_[i] in bytes_
+  std::vector<GgufArray> arrays_;  // nested arrays
 };
 
 struct GgufValue {
