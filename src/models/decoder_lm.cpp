@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
 
 #include "af/backend/quant.hpp"
 #include "af/core/error.hpp"
@@ -239,24 +242,36 @@ class DecoderLM final : public CausalLM {
 
 }  // namespace
 
+namespace {
+
+// A size from config.json: positive, and at most 2^31 - 1 so that products of two sizes (the
+// attention and embedding widths) cannot overflow. The error names the field and its value.
+int64_t size_field(const io::HfConfig& c, const std::string& key,
+                   std::optional<int64_t> fallback = std::nullopt) {
+  const int64_t v = fallback && !c.has(key) ? *fallback : c.get_int(key);
+  AF_CHECK(v > 0 && v <= std::numeric_limits<int32_t>::max(), ErrorCode::kFormat, "config",
+           c.origin(), ": field \"", key, "\" must be a positive integer below 2^31, got ", v);
+  return v;
+}
+
+}  // namespace
+
 DecoderSpec DecoderSpec::from_llama_config(const io::HfConfig& c) {
   DecoderSpec s;
-  s.vocab_size = c.get_int("vocab_size");
-  s.hidden_size = c.get_int("hidden_size");
-  s.intermediate_size = c.get_int("intermediate_size");
-  s.num_layers = c.get_int("num_hidden_layers");
-  s.num_heads = c.get_int("num_attention_heads");
-  s.num_kv_heads = c.get_int("num_key_value_heads", s.num_heads);
-  AF_CHECK(s.vocab_size > 0 && s.hidden_size > 0 && s.intermediate_size > 0 && s.num_layers > 0 &&
-               s.num_heads > 0 && s.num_kv_heads > 0,
-           ErrorCode::kFormat, "config", c.origin(),
-           ": vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
-           "num_attention_heads and num_key_value_heads must be positive");
-  s.head_dim = c.get_int("head_dim", s.hidden_size / s.num_heads);
-  AF_CHECK(s.head_dim > 0 && (c.has("head_dim") || s.hidden_size % s.num_heads == 0),
-           ErrorCode::kFormat, "config", c.origin(), ": hidden_size ", s.hidden_size,
-           " is not divisible by num_attention_heads ", s.num_heads);
-  s.max_position_embeddings = c.get_int("max_position_embeddings", 2048);
+  s.vocab_size = size_field(c, "vocab_size");
+  s.hidden_size = size_field(c, "hidden_size");
+  s.intermediate_size = size_field(c, "intermediate_size");
+  s.num_layers = size_field(c, "num_hidden_layers");
+  s.num_heads = size_field(c, "num_attention_heads");
+  s.num_kv_heads = size_field(c, "num_key_value_heads", s.num_heads);
+  AF_CHECK(c.has("head_dim") || s.hidden_size % s.num_heads == 0, ErrorCode::kFormat, "config",
+           c.origin(), ": hidden_size ", s.hidden_size, " is not divisible by num_attention_heads ",
+           s.num_heads);
+  s.head_dim = size_field(c, "head_dim", s.hidden_size / s.num_heads);
+  AF_CHECK(s.num_heads % s.num_kv_heads == 0, ErrorCode::kFormat, "config", c.origin(),
+           ": num_attention_heads ", s.num_heads, " is not a multiple of num_key_value_heads ",
+           s.num_kv_heads);
+  s.max_position_embeddings = size_field(c, "max_position_embeddings", 2048);
   s.rms_norm_eps = c.get_float("rms_norm_eps", 1e-6);
   s.qkv_bias = c.get_bool("attention_bias", false);
   s.o_bias = s.qkv_bias;
