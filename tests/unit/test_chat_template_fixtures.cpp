@@ -17,11 +17,20 @@ using nlohmann::ordered_json;
 
 std::string templates_dir() { return test::testdata_dir() + "/templates"; }
 
+// A hundredth of each default work and memory budget: real chat templates must stay far inside
+// the defaults (TemplateLimits' cost model, docs/CHAT_TEMPLATES.md).
+tok::TemplateLimits hundredth_of_defaults() {
+  tok::TemplateLimits limits;
+  limits.max_steps /= 100;
+  limits.max_memory_bytes /= 100;
+  return limits;
+}
+
 // Renders, returning the text or "ERROR: message".
 std::string render_or_error(const std::string& source, const std::string& origin,
-                            const ordered_json& context) {
+                            const ordered_json& context, const tok::TemplateLimits& limits = {}) {
   try {
-    return tok::ChatTemplate::parse(source, origin).render(context);
+    return tok::ChatTemplate::parse(source, origin).render(context, limits);
   } catch (const Error& e) {
     EXPECT_EQ(e.component(), "template");
     return std::string("ERROR: ") + e.what();
@@ -48,7 +57,8 @@ TEST(ChatTemplateFixtures, ExpectedRenderingsOfTestdataAreByteIdentical) {
     if (conversation["eos_token"].contains(name))
       context["eos_token"] = conversation["eos_token"][name];
     const std::string source = test::read_text(templates_dir() + "/" + name);
-    EXPECT_EQ(render_or_error(source, name, context), test::read_text(entry.path().string()))
+    EXPECT_EQ(render_or_error(source, name, context, hundredth_of_defaults()),
+              test::read_text(entry.path().string()))
         << file;
     ++checked;
   }
@@ -66,7 +76,7 @@ TEST(ChatTemplateFixtures, TestdataTemplatesWithToolsMatchTransformers) {
                               " gen=" + (c["add_generation_prompt"].get<bool>() ? "1" : "0");
     const std::string source = test::read_text(templates_dir() + "/" + name);
     const auto& context = fixtures["contexts"][c["context"].get<std::string>()];
-    const std::string got = render_or_error(source, name, context);
+    const std::string got = render_or_error(source, name, context, hundredth_of_defaults());
     if (c.contains("expected")) {
       EXPECT_EQ(got, c["expected"].get<std::string>()) << label;
       ++rendered;

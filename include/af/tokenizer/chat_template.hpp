@@ -16,13 +16,19 @@ namespace jinja {
 struct Program;
 }
 
-// Bounds that turn runaway templates (endless recursion, exponential strings, huge loops) into
-// af::Error instead of hangs or exhausted memory. The defaults are far above what real chat
-// templates need.
+// Bounds that turn runaway templates (endless recursion, exponential strings, huge loops, quadratic
+// searches) into af::Error instead of hangs or exhausted memory; every operation is charged by the
+// work it does (docs/CHAT_TEMPLATES.md, "Errors and limits"). The defaults are far above what real
+// chat templates need.
 struct TemplateLimits {
   size_t max_string_bytes = size_t{32} << 20;  // any one string, the output included
-  uint64_t max_steps = 5'000'000;              // evaluation steps; containers count by size
-  int max_depth = 400;                         // nested evaluation, macro recursion included
+  // Work: one step per expression/statement evaluated, per container element created or visited
+  // (iterating, printing, comparing), and per 64 bytes built, copied, decoded, scanned or compared.
+  uint64_t max_steps = 5'000'000;
+  // Bytes of strings and container slots the rendering creates, output included, counted
+  // cumulatively: an upper bound on the memory its values hold at any time.
+  uint64_t max_memory_bytes = uint64_t{256} << 20;
+  int max_depth = 400;  // nested evaluation, macro recursion included
 };
 
 class ChatTemplate {

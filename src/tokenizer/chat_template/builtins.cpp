@@ -61,7 +61,7 @@ class Params {
 
 const std::string& need_string(Interpreter& in, const Value& v, const char* what) {
   if (!v.is_string()) {
-    if (v.is_undefined()) in.fail(v.text.empty() ? "undefined value" : v.text);
+    if (v.is_undefined()) in.fail(v.text.empty() ? "undefined value" : v.text.str());
     in.fail(std::string(what) + " expects a string, got '" + v.type_name() + "'");
   }
   return v.text;
@@ -133,8 +133,10 @@ std::string strip_chars(const std::string& s, const Value& chars, bool left, boo
   std::u32string set;
   const bool whitespace = chars.is_none() || chars.is_undefined();
   if (!whitespace) set = utf8_decode(chars.text);
+  // Sorted for O(log m) membership: a linear scan per character is O(n * m) for long `chars`.
+  std::sort(set.begin(), set.end());
   auto strip = [&](char32_t c) {
-    return whitespace ? py_isspace(c) : set.find(c) != std::u32string::npos;
+    return whitespace ? py_isspace(c) : std::binary_search(set.begin(), set.end(), c);
   };
   size_t b = 0, e = u.size();
   if (left)
@@ -163,7 +165,7 @@ std::string py_replace(Interpreter& in, const std::string& s, const std::string&
   size_t pos = 0;
   int64_t done = 0;
   while (count < 0 || done < count) {
-    const size_t hit = s.find(old, pos);
+    const size_t hit = find_text(s, old, pos);
     if (hit == std::string::npos) break;
     out.append(s, pos, hit - pos);
     out += repl;
@@ -174,6 +176,23 @@ std::string py_replace(Interpreter& in, const std::string& s, const std::string&
   out.append(s, pos, std::string::npos);
   in.check_size(out.size());
   return out;
+}
+
+// Splits at the first `maxsplit` separators (all when negative), left to right.
+std::vector<std::string> split_forward(const std::string& s, const std::string& d,
+                                       int64_t maxsplit) {
+  std::vector<std::string> pieces;
+  size_t pos = 0;
+  int64_t done = 0;
+  while (maxsplit < 0 || done < maxsplit) {
+    const size_t hit = find_text(s, d, pos);
+    if (hit == std::string::npos) break;
+    pieces.push_back(s.substr(pos, hit - pos));
+    pos = hit + d.size();
+    ++done;
+  }
+  pieces.push_back(s.substr(pos));
+  return pieces;
 }
 
 List py_split(const std::string& s, const Value& sep, int64_t maxsplit, bool from_right) {
@@ -212,35 +231,22 @@ List py_split(const std::string& s, const Value& sep, int64_t maxsplit, bool fro
       parts.push_back(Value::from_string(utf8_encode(u.substr(b, e - b))));
     return parts;
   }
-  const std::string& d = sep.text;
-  std::vector<std::string> pieces;
   if (!from_right) {
-    size_t pos = 0;
-    int64_t done = 0;
-    while (maxsplit < 0 || done < maxsplit) {
-      const size_t hit = s.find(d, pos);
-      if (hit == std::string::npos) break;
-      pieces.push_back(s.substr(pos, hit - pos));
-      pos = hit + d.size();
-      ++done;
-    }
-    pieces.push_back(s.substr(pos));
-  } else {
-    size_t end = s.size();
-    int64_t done = 0;
-    std::vector<std::string> rev;
-    while (maxsplit < 0 || done < maxsplit) {
-      if (end < d.size()) break;
-      const size_t hit = s.rfind(d, end - d.size());
-      if (hit == std::string::npos) break;
-      rev.push_back(s.substr(hit + d.size(), end - hit - d.size()));
-      end = hit;
-      ++done;
-    }
-    rev.push_back(s.substr(0, end));
-    pieces.assign(rev.rbegin(), rev.rend());
+    for (std::string& p : split_forward(s, sep.text, maxsplit))
+      parts.push_back(Value::from_string(std::move(p)));
+    return parts;
   }
-  for (auto& p : pieces) parts.push_back(Value::from_string(std::move(p)));
+  // rsplit takes the rightmost separators first: the same as splitting the reversed bytes by the
+  // reversed separator, which keeps the search linear.
+  charge_bytes(s.size());
+  const std::string reversed(s.rbegin(), s.rend());
+  const std::string& d = sep.text;
+  std::vector<std::string> pieces =
+      split_forward(reversed, std::string(d.rbegin(), d.rend()), maxsplit);
+  for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+    std::reverse(it->begin(), it->end());
+    parts.push_back(Value::from_string(std::move(*it)));
+  }
   return parts;
 }
 
@@ -334,7 +340,35 @@ Value like(const Value& subject, std::string s) {
 }
 
 std::string escaped_text(const Value& v) {
-  return v.is_string() && v.markup ? v.text : html_escape(to_str(v));
+  return v.is_string() && v.markup ? v.text.str() : html_escape(to_str(v));
+}
+
+// A printf conversion's width and precision ("%-08.3") cost time and memory in proportion to
+// their value: refuse those beyond the string limit and charge the rest before formatting.
+void check_width(Interpreter& in, const std::string& spec) {
+  uint64_t total = 0, number = 0;
+  for (char c : spec) {
+    if (c >= '0' && c <= '9') {
+      number = number * 10 + static_cast<uint64_t>(c - '0');  // spec is at most 12 characters
+    } else {
+      total += number;
+      number = 0;
+    }
+  }
+  total += number;
+  in.check_size(total);
+  charge_allocation(total);
+}
+
+// snprintf into a buffer of the size the conversion needs (check_width bounded it).
+template <class T>
+std::string c_format(const std::string& format, T value) {
+  const int n = std::snprintf(nullptr, 0, format.c_str(), value);
+  if (n <= 0) return {};
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  std::snprintf(buf.data(), buf.size(), format.c_str(), value);
+  buf.resize(static_cast<size_t>(n));
+  return buf;
 }
 
 // printf-style formatting: "%s" % x, "%d", "%r", "%f", "%.2f", "%x", "%%", "%(name)s".
@@ -345,6 +379,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
   // As Python: a tuple spreads; anything else is the single argument; dicts (and lists, which
   // Python also treats as mappings here) excuse unused arguments.
   if (args.kind == Kind::kTuple) {
+    in.charge(args.list->size());
     positional = *args.list;
   } else {
     positional.push_back(args);
@@ -382,7 +417,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
       if (next >= positional.size()) in.fail("not enough arguments for format string");
       arg = &positional[next++];
     }
-    char buf[512];
+    check_width(in, spec);
     switch (conv) {
       case 's':
       case 'r': {
@@ -391,8 +426,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
         if (spec == "%") {
           out += text;
         } else {
-          std::snprintf(buf, sizeof buf, (spec + "s").c_str(), text.c_str());
-          out += buf;
+          out += c_format(spec + "s", text.c_str());
         }
         break;
       }
@@ -406,8 +440,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
             arg->kind == Kind::kFloat
                 ? static_cast<long long>(std::trunc(arg->number))
                 : static_cast<long long>(arg->kind == Kind::kBool ? arg->boolean : arg->integer);
-        std::snprintf(buf, sizeof buf, (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), v);
-        out += buf;
+        out += c_format(spec + "ll" + (conv == 'i' ? 'd' : conv), v);
         break;
       }
       case 'f':
@@ -417,8 +450,7 @@ std::string percent_format(Interpreter& in, const std::string& fmt, const Value&
       case 'g':
       case 'G': {
         if (!arg->is_number()) in.fail("%f format: a number is required");
-        std::snprintf(buf, sizeof buf, (spec + conv).c_str(), arg->as_double());
-        out += buf;
+        out += c_format(spec + conv, arg->as_double());
         break;
       }
       default:
@@ -492,6 +524,7 @@ int compare_sequences(Interpreter& in, const List& a, const List& b, int level) 
 // Python's < ordering: numbers, strings (by code point), and same-kind sequences.
 int compare_values(Interpreter& in, const Value& a, const Value& b, int level) {
   if (level > static_cast<int>(kMaxValueDepth)) in.fail("values nested too deeply to compare");
+  in.charge(1);
   if (a.is_number() && b.is_number()) {
     if (a.kind != Kind::kFloat && b.kind != Kind::kFloat) {
       const int64_t x = a.kind == Kind::kBool ? a.boolean : a.integer;
@@ -501,10 +534,13 @@ int compare_values(Interpreter& in, const Value& a, const Value& b, int level) {
     const double x = a.as_double(), y = b.as_double();
     return x < y ? -1 : x > y ? 1 : 0;
   }
-  if (a.is_string() && b.is_string()) return a.text < b.text ? -1 : a.text > b.text ? 1 : 0;
+  if (a.is_string() && b.is_string()) {
+    charge_bytes(std::min(a.text.size(), b.text.size()));
+    return a.text.str().compare(b.text.str()) < 0 ? -1 : a.text.str() == b.text.str() ? 0 : 1;
+  }
   if (a.is_sequence() && a.kind == b.kind) return compare_sequences(in, *a.list, *b.list, level);
-  if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value in comparison" : a.text);
-  if (b.is_undefined()) in.fail(b.text.empty() ? "undefined value in comparison" : b.text);
+  if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value in comparison" : a.text.str());
+  if (b.is_undefined()) in.fail(b.text.empty() ? "undefined value in comparison" : b.text.str());
   in.fail(std::string("'<' not supported between instances of '") + a.type_name() + "' and '" +
           b.type_name() + "'");
 }
@@ -569,8 +605,8 @@ int64_t as_int(const Value& v) { return v.kind == Kind::kBool ? v.boolean : v.in
 
 [[noreturn]] void operand_error(Interpreter& in, const std::string& op, const Value& a,
                                 const Value& b) {
-  if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value" : a.text);
-  if (b.is_undefined()) in.fail(b.text.empty() ? "undefined value" : b.text);
+  if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value" : a.text.str());
+  if (b.is_undefined()) in.fail(b.text.empty() ? "undefined value" : b.text.str());
   if (op == "+" && a.is_string())
     in.fail(std::string("can only concatenate str (not \"") + b.type_name() + "\") to str");
   in.fail("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" +
@@ -676,7 +712,7 @@ Value round_value(Interpreter& in, const Value& v, CallArgs& args) {
 
 Value indent(Interpreter& in, const Value& v, CallArgs& args) {
   if (!v.is_string()) {
-    if (v.is_undefined()) in.fail(v.text.empty() ? "undefined value" : v.text);
+    if (v.is_undefined()) in.fail(v.text.empty() ? "undefined value" : v.text.str());
     in.fail(std::string("unsupported operand type(s) for +=: '") + v.type_name() + "' and 'str'");
   }
   Params p(in, "indent", args, {"width", "first", "blank"});
@@ -916,6 +952,7 @@ List iterate(Interpreter& in, const Value& v) {
       return {};
     case Kind::kList:
     case Kind::kTuple:
+      in.charge(v.list->size());  // the copy, whatever the caller does with it
       return *v.list;
     case Kind::kGenerator: {
       // A generator yields its items once, as in Python.
@@ -997,7 +1034,8 @@ Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
   }
   switch (obj.kind) {
     case Kind::kUndefined:
-      in.fail(obj.text.empty() ? "undefined value has no attribute '" + name + "'" : obj.text);
+      in.fail(obj.text.empty() ? "undefined value has no attribute '" + name + "'"
+                               : obj.text.str());
     case Kind::kDict:
     case Kind::kNamespace:
       if (const Value* v = obj.dict->find(name)) return *v;
@@ -1021,7 +1059,7 @@ Value get_attr(Interpreter& in, const Value& obj, const std::string& name) {
 Value get_item(Interpreter& in, const Value& obj, const Value& key) {
   switch (obj.kind) {
     case Kind::kUndefined:
-      in.fail(obj.text.empty() ? "undefined value is not subscriptable" : obj.text);
+      in.fail(obj.text.empty() ? "undefined value is not subscriptable" : obj.text.str());
     case Kind::kDict:
     case Kind::kNamespace:
       if (key.is_string()) {
@@ -1080,7 +1118,7 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
     n = static_cast<int64_t>(obj.list->size());
   } else {
     if (obj.is_undefined())
-      in.fail(obj.text.empty() ? "undefined value is not subscriptable" : obj.text);
+      in.fail(obj.text.empty() ? "undefined value is not subscriptable" : obj.text.str());
     // Jinja compiles slices to plain Python subscription: other objects raise TypeError.
     in.fail(std::string("'") + obj.type_name() + "' object is not subscriptable");
   }
@@ -1131,7 +1169,7 @@ Value binary_op(Interpreter& in, const std::string& op, const Value& a, const Va
       in.check_size(a.text.size() + b.text.size());
       in.charge((a.text.size() + b.text.size()) / 64);
       if (a.markup || b.markup) return markup_string(escaped_text(a) + escaped_text(b));
-      return Value::from_string(a.text + b.text);
+      return Value::from_string(a.text.str() + b.text.str());
     }
     if (a.is_sequence() && a.kind == b.kind) {
       List out = *a.list;
@@ -1228,13 +1266,18 @@ bool compare_op(Interpreter& in, const std::string& op, const Value& a, const Va
     bool found = false;
     if (b.is_string()) {
       if (!a.is_string()) {
-        if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value" : a.text);
+        if (a.is_undefined()) in.fail(a.text.empty() ? "undefined value" : a.text.str());
         in.fail(std::string("'in <string>' requires string as left operand, not ") + a.type_name());
       }
-      found = b.text.find(a.text) != std::string::npos;
+      found = find_text(b.text, a.text) != std::string::npos;
     } else if (b.is_sequence() || b.kind == Kind::kGenerator) {
       in.charge(b.list->size());
-      for (const Value& item : iterate(in, b)) found = found || values_equal(a, item);
+      for (const Value& item : iterate(in, b)) {
+        if (values_equal(a, item)) {
+          found = true;
+          break;
+        }
+      }
     } else if (b.kind == Kind::kDict) {
       if (a.kind == Kind::kList || a.kind == Kind::kDict)
         in.fail(std::string("unhashable type: '") + a.type_name() + "'");
@@ -1428,7 +1471,7 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
   if (name == "min" || name == "max") return min_max(in, v, args, name == "max");
   if (name == "sum") return sum_items(in, v, args);
   if ((name == "int" || name == "float") && v.is_undefined())
-    in.fail(v.text.empty() ? "undefined value" : v.text);
+    in.fail(v.text.empty() ? "undefined value" : v.text.str());
   if (name == "int") {
     Params p(in, "int", args, {"default", "base"});
     const int64_t base = p.integer(1, 10);
@@ -1504,8 +1547,13 @@ Value run_filter(Interpreter& in, const std::string& name, Value v, CallArgs& ar
       }
     }
     if (!cur.empty()) {
-      if (p.given(1))
+      if (p.given(1)) {
+        // The fill is paid for before it is made: a huge linecount must not allocate first.
+        const uint64_t fill = std::min<uint64_t>(static_cast<uint64_t>(size) - cur.size(),
+                                                 UINT64_MAX / sizeof(Value));
+        charge_allocation(fill * sizeof(Value));
         while (static_cast<int64_t>(cur.size()) < size) cur.push_back(p.get(1));
+      }
       out.push_back(Value::new_list(std::move(cur)));
     }
     return Value::new_generator(std::move(out));
@@ -1524,6 +1572,7 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
       bool hit = false;
       for (const Value& o : options) {
         const std::string& x = need_string(in, o, name.c_str());
+        charge_bytes(x.size());
         hit = hit || (name == "startswith" ? s.compare(0, x.size(), x) == 0
                                            : s.size() >= x.size() &&
                                                  s.compare(s.size() - x.size(), x.size(), x) == 0);
@@ -1578,14 +1627,14 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
         if (needle.empty()) {
           n = static_cast<int64_t>(hay.size()) + 1;
         } else {
-          for (size_t pos = hay.find(needle); pos != std::u32string::npos;
-               pos = hay.find(needle, pos + needle.size()))
+          for (size_t pos = find_text(hay, needle); pos != std::u32string::npos;
+               pos = find_text(hay, needle, pos + needle.size()))
             ++n;
         }
         *result = Value::from_int(n);
         return true;
       }
-      const size_t pos = name[0] == 'r' ? hay.rfind(needle) : hay.find(needle);
+      const size_t pos = name[0] == 'r' ? rfind_text(hay, needle) : find_text(hay, needle);
       if (pos == std::u32string::npos && (name == "index" || name == "rindex"))
         in.fail("substring not found");
       *result = Value::from_int(pos == std::u32string::npos ? -1 : static_cast<int64_t>(pos));
@@ -1681,6 +1730,7 @@ bool run_method(Interpreter& in, const Value& obj, const std::string& name, Call
     }
     if (name == "index" || name == "count") {
       Params p(in, name.c_str(), args, {"value"});
+      in.charge(obj.list->size());
       int64_t n = 0, first = -1;
       for (size_t i = 0; i < obj.list->size(); ++i) {
         if (values_equal((*obj.list)[i], p.get(0))) {

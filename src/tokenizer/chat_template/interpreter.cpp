@@ -36,13 +36,22 @@ void Interpreter::fail(const std::string& message) const {
 void Interpreter::charge(uint64_t steps) {
   steps_ += steps;
   if (steps_ > limits_.max_steps)
-    fail("rendering exceeded " + std::to_string(limits_.max_steps) + " evaluation steps");
+    fail("rendering exceeded " + std::to_string(limits_.max_steps) +
+         " evaluation steps (TemplateLimits::max_steps)");
+}
+
+void Interpreter::allocate(uint64_t bytes) {
+  memory_ += bytes;
+  if (memory_ > limits_.max_memory_bytes)
+    fail("rendering exceeded " + std::to_string(limits_.max_memory_bytes) +
+         " bytes of values created (TemplateLimits::max_memory_bytes)");
+  charge((bytes + kBytesPerStep - 1) / kBytesPerStep);
 }
 
 void Interpreter::check_size(size_t bytes) const {
   if (bytes > limits_.max_string_bytes)
     fail("a string or the output would exceed " + std::to_string(limits_.max_string_bytes) +
-         " bytes");
+         " bytes (TemplateLimits::max_string_bytes)");
 }
 
 Value Interpreter::make_namespace() {
@@ -52,8 +61,9 @@ Value Interpreter::make_namespace() {
 }
 
 void Interpreter::emit(const std::string& text) {
-  charge(1 + text.size() / 64);
   check_size(out_->size() + text.size());
+  charge(1);
+  allocate(text.size());  // the output (or a macro's buffer) holds it
   *out_ += text;
 }
 
@@ -66,6 +76,7 @@ std::string Interpreter::render(const Value& context) {
     for (const auto& [k, v] : context.dict->entries) top->vars[k] = v;
   std::string out;
   out_ = &out;
+  const MeterScope metered(this);
   try {
     exec_list(program_.body, top);
   } catch (const af::Error&) {
@@ -334,7 +345,7 @@ CallArgs Interpreter::eval_args(const Expr& e, size_t first, const std::shared_p
 Value Interpreter::call(const Value& callee, CallArgs& args) {
   if (callee.kind == Kind::kCallable) return callee.callable->fn(args, *this);
   if (callee.is_undefined())
-    fail(callee.text.empty() ? "undefined value is not callable" : callee.text);
+    fail(callee.text.empty() ? "undefined value is not callable" : callee.text.str());
   fail(std::string("'") + callee.type_name() + "' object is not callable");
 }
 
@@ -351,7 +362,8 @@ Value Interpreter::eval_call(const Expr& e, const std::shared_ptr<Scope>& scope)
     const Value obj = eval(*callee.args[0], scope);
     CallArgs args = eval_args(e, 1, scope);
     loc_ = e.loc;
-    if (obj.is_undefined()) fail(obj.text.empty() ? "undefined value has no attributes" : obj.text);
+    if (obj.is_undefined())
+      fail(obj.text.empty() ? "undefined value has no attributes" : obj.text.str());
     Value result;
     if (run_method(*this, obj, callee.name, args, &result)) return result;
     const Value attr = get_attr(*this, obj, callee.name);
@@ -460,7 +472,7 @@ Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
       if (e.name == "-" && v.kind == Kind::kFloat) return Value::from_float(-v.number);
       if (e.name == "-") return binary_op(*this, "-", Value::from_int(0), v);
       if (!v.is_number()) {
-        if (v.is_undefined()) fail(v.text.empty() ? "undefined value in arithmetic" : v.text);
+        if (v.is_undefined()) fail(v.text.empty() ? "undefined value in arithmetic" : v.text.str());
         fail(std::string("bad operand type for unary +: '") + v.type_name() + "'");
       }
       return v.kind == Kind::kBool ? Value::from_int(v.boolean) : v;

@@ -19,10 +19,11 @@ struct Scope {
 
 using Limits = TemplateLimits;
 
-class Interpreter {
+// The interpreter is the rendering's Meter (cost.hpp): it owns the budgets of TemplateLimits.
+class Interpreter : public Meter {
  public:
   Interpreter(const Program& program, Limits limits);
-  ~Interpreter();
+  ~Interpreter() override;
   Interpreter(const Interpreter&) = delete;
   Interpreter& operator=(const Interpreter&) = delete;
 
@@ -30,8 +31,9 @@ class Interpreter {
 
   // For builtins: errors located at the node being evaluated.
   [[noreturn]] void fail(const std::string& message) const;
-  void charge(uint64_t steps);
-  void check_size(size_t bytes) const;
+  void charge(uint64_t steps) override;
+  void allocate(uint64_t bytes) override;
+  void check_size(size_t bytes) const override;
   Value call(const Value& callee, CallArgs& args);
   Value make_namespace();
   const Limits& limits() const { return limits_; }
@@ -67,6 +69,7 @@ class Interpreter {
   Limits limits_;
   Location loc_;
   uint64_t steps_ = 0;
+  uint64_t memory_ = 0;
   int depth_ = 0;
   std::string* out_ = nullptr;
   std::vector<std::shared_ptr<Dict>> namespaces_;

@@ -8,6 +8,16 @@
 
 namespace af::tok::jinja {
 
+const std::string& Text::empty_string() {
+  static const std::string kEmpty;
+  return kEmpty;
+}
+
+namespace {
+// Every container slot a rendering creates is charged as memory (and its steps).
+void charge_slots(size_t n) { charge_allocation(n * sizeof(Value)); }
+}  // namespace
+
 Value Value::undefined(std::string what) {
   Value v;
   v.text = std::move(what);
@@ -37,6 +47,8 @@ Value Value::from_float(double f) {
   return v;
 }
 Value Value::from_string(std::string s) {
+  check_string_size(s.size());
+  charge_allocation(s.size());
   Value v;
   v.kind = Kind::kString;
   v.text = std::move(s);
@@ -45,6 +57,7 @@ Value Value::from_string(std::string s) {
 Value Value::new_list(List items) {
   Value v;
   v.kind = Kind::kList;
+  charge_slots(items.size());
   v.list = std::make_shared<List>(std::move(items));
   update_depth(v);
   return v;
@@ -52,6 +65,7 @@ Value Value::new_list(List items) {
 Value Value::new_tuple(List items) {
   Value v;
   v.kind = Kind::kTuple;
+  charge_slots(items.size());
   v.list = std::make_shared<List>(std::move(items));
   update_depth(v);
   return v;
@@ -72,6 +86,7 @@ void update_depth(Value& container) {
 Value Value::new_generator(List items) {
   Value v;
   v.kind = Kind::kGenerator;
+  charge_slots(items.size());
   v.list = std::make_shared<List>(std::move(items));
   update_depth(v);
   return v;
@@ -164,12 +179,15 @@ const char* Value::type_name() const {
   return "object";
 }
 
+// Lookups scan the entries (template dicts are small); large dicts pay for the scan.
 const Value* Dict::find(std::string_view key) const {
+  charge_steps(1 + entries.size() / 16);
   for (const auto& [k, v] : entries)
     if (k == key) return &v;
   return nullptr;
 }
 Value* Dict::find(std::string_view key) {
+  charge_steps(1 + entries.size() / 16);
   for (auto& [k, v] : entries)
     if (k == key) return &v;
   return nullptr;
@@ -178,6 +196,7 @@ void Dict::set(const std::string& key, Value value) {
   if (Value* slot = find(key)) {
     *slot = std::move(value);
   } else {
+    charge_allocation(sizeof(entries[0]) + key.size());
     entries.emplace_back(key, std::move(value));
   }
 }
@@ -187,6 +206,7 @@ void Dict::set(const std::string& key, Value value) {
 // Python's surrogateescape), so slicing never alters or loses bytes.
 
 std::u32string utf8_decode(std::string_view s) {
+  charge_bytes(s.size() * sizeof(char32_t));  // by the bytes written: a fresh UTF-32 buffer
   std::u32string out;
   out.reserve(s.size());
   size_t i = 0;
@@ -247,6 +267,7 @@ void append_utf8(std::string& out, char32_t c) {
 }
 
 std::string utf8_encode(std::u32string_view s) {
+  charge_bytes(s.size() * sizeof(char32_t));
   std::string out;
   out.reserve(s.size());
   for (char32_t c : s) append_utf8(out, c);
@@ -373,6 +394,10 @@ void append_dict(std::string& out, const Dict& d, int level) {
 
 void append_repr(std::string& out, const Value& v, int level) {
   if (level > kMaxPrintDepth) throw std::length_error("values nested too deeply to print");
+  // Shared sublists make a value's printed form exponential in its size: pay per node and stop
+  // as soon as the text outgrows the string limit.
+  charge_steps(1);
+  check_string_size(out.size());
   switch (v.kind) {
     case Kind::kString:
       out += string_repr(v.text);
@@ -418,6 +443,7 @@ std::string to_str(const Value& v) {
     case Kind::kFloat:
       return float_repr(v.number);
     case Kind::kString:
+      charge_bytes(v.text.size());
       return v.text;
     case Kind::kList:
     case Kind::kTuple:
@@ -434,7 +460,9 @@ std::string to_str(const Value& v) {
 }
 
 bool values_equal(const Value& a, const Value& b) {
-  // Lists and dicts are bounded by kMaxValueDepth; namespaces compare by identity.
+  // Lists and dicts are bounded by kMaxValueDepth; namespaces compare by identity. Shared
+  // sublists can make the walk exponential, hence the charge per node.
+  charge_steps(1);
   if (a.is_number() && b.is_number()) {
     if (a.kind != Kind::kFloat && b.kind != Kind::kFloat) {
       const int64_t x = a.kind == Kind::kBool ? a.boolean : a.integer;
@@ -445,6 +473,7 @@ bool values_equal(const Value& a, const Value& b) {
   }
   if (a.is_sequence() && b.is_sequence()) {
     if (a.kind != b.kind || a.list->size() != b.list->size()) return false;
+    if (a.list == b.list) return true;  // Python compares items by identity first
     for (size_t i = 0; i < a.list->size(); ++i)
       if (!values_equal((*a.list)[i], (*b.list)[i])) return false;
     return true;
@@ -455,9 +484,13 @@ bool values_equal(const Value& a, const Value& b) {
     case Kind::kNone:
       return true;
     case Kind::kString:
-      return a.text == b.text;
+      if (a.text.same_storage(b.text)) return true;
+      if (a.text.size() != b.text.size()) return false;
+      charge_bytes(a.text.size());
+      return a.text.str() == b.text.str();
     case Kind::kDict: {
       if (a.dict->entries.size() != b.dict->entries.size()) return false;
+      if (a.dict == b.dict) return true;
       for (const auto& [k, item] : a.dict->entries) {
         const Value* other = b.dict->find(k);
         if (!other || !values_equal(item, *other)) return false;
@@ -566,8 +599,13 @@ void json_string(std::string& out, std::string_view s, bool ensure_ascii) {
 
 void json_value(std::string& out, const Value& v, const JsonOptions& o, int level) {
   if (level > 512) throw std::invalid_argument("nesting too deep for tojson");
+  charge_steps(1);  // as printing: per node, with the size checked as the text grows
+  check_string_size(out.size());
   auto newline = [&](int lvl) {
     if (!o.has_indent) return;
+    // A long indent string repeated per level grows the text fast: check before appending.
+    check_string_size(out.size() + 1 + static_cast<size_t>(lvl) * o.indent.size());
+    charge_bytes(static_cast<size_t>(lvl) * o.indent.size());
     out += '\n';
     for (int i = 0; i < lvl; ++i) out += o.indent;
   };

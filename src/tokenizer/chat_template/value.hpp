@@ -11,7 +11,36 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/chat_template/cost.hpp"
+
 namespace af::tok::jinja {
+
+// Immutable string contents shared by every copy of a value: looking a variable up, iterating a
+// list or passing an argument copies a pointer, not the bytes, so only operations that build new
+// strings cost time and memory in proportion to their size (and are charged for it).
+class Text {
+ public:
+  Text() = default;
+  Text(std::string s)  // NOLINT(google-explicit-constructor): values are built from strings
+      : data_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
+  Text(const char* s) : Text(std::string(s)) {}  // NOLINT(google-explicit-constructor)
+
+  const std::string& str() const { return data_ ? *data_ : empty_string(); }
+  operator const std::string&() const { return str(); }  // NOLINT(google-explicit-constructor)
+  operator std::string_view() const { return str(); }    // NOLINT(google-explicit-constructor)
+  size_t size() const { return str().size(); }
+  bool empty() const { return !data_ || data_->empty(); }
+  bool same_storage(const Text& other) const { return data_ == other.data_; }
+
+ private:
+  static const std::string& empty_string();
+  std::shared_ptr<const std::string> data_;
+};
+
+inline std::string operator+(const std::string& a, const Text& b) { return a + b.str(); }
+inline std::string operator+(const char* a, const Text& b) { return a + b.str(); }
+inline std::string operator+(const Text& a, const std::string& b) { return a.str() + b; }
+inline std::string operator+(const Text& a, const char* b) { return a.str() + b; }
 
 class Interpreter;
 struct Value;
@@ -48,7 +77,7 @@ struct Value {
   bool boolean = false;
   int64_t integer = 0;
   double number = 0;
-  std::string text;  // string contents; for undefined values, what was looked up (for messages)
+  Text text;  // string contents; for undefined values, what was looked up (for messages)
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;
   std::shared_ptr<const Callable> callable;
@@ -98,13 +127,14 @@ struct Dict {
   void set(const std::string& key, Value value);
 };
 
-// Python str() and repr().
+// Python str() and repr(); printing charges the current meter per node and checks the size as it
+// grows, so deeply shared (exponentially large) values fail early instead of being built.
 std::string to_str(const Value& v);
 std::string to_repr(const Value& v);
 std::string float_repr(double x);
 std::string string_repr(std::string_view s);
 
-// Python ==, as Jinja compares.
+// Python ==, as Jinja compares; charged per node and per 64 bytes compared.
 bool values_equal(const Value& a, const Value& b);
 
 Value from_json(const nlohmann::ordered_json& j);
