@@ -100,8 +100,7 @@ def make_inputs(folder):
     pal.save(f"{folder}/palette.png")
     pal.save(f"{folder}/palette_trns.png", transparency=5)
     wide = (rgb.astype(np.uint16) * 257 + np.uint16(31)).astype(">u2")
-    # PIL cannot write 16-bit RGB PNGs; write it by hand (IHDR depth 16, no filter).
-    write_png16_rgb(f"{folder}/rgb16.png", wide)
+    write_png_raw(f"{folder}/rgb16.png", wide, 2, depth=16)
     Image.fromarray((np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 7)).save(
         f"{folder}/gray16.png")
     Image.fromarray(rgb[..., 1]).save(f"{folder}/gray.jpg", quality=90)
@@ -117,18 +116,33 @@ def make_inputs(folder):
     Image.fromarray(rgb).save(f"{folder}/lossy.webp", quality=80)
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(f"{folder}/alpha.webp", lossless=True)
     Image.fromarray(rgb).save(f"{folder}/rgb.bmp")
+    Image.fromarray(rgb).save(f"{folder}/rgb_trns.png", transparency=(255, 255, 7))
+    Image.fromarray(rgb[..., 2]).save(f"{folder}/gray_trns.png", transparency=7)
+    Image.fromarray(rgb[..., 0] > 128).save(f"{folder}/bilevel.png")
+    Image.fromarray(rgb[..., 0] // 64 * 64).convert("L").save(f"{folder}/gray2bit.png", bits=2)
+    write_png_raw(f"{folder}/interlaced_rgba.png", np.dstack([rgb, alpha]), 6, interlaced=True)
+    rgba16 = np.dstack([rgb, alpha]).astype(np.uint16) * 257 + np.uint16(100)
+    write_png_raw(f"{folder}/rgba16.png", rgba16.astype(">u2"), 6, depth=16)
 
 
-def write_png16_rgb(path, wide):
+def write_png_raw(path, pixels, color_type, depth=8, interlaced=False):
+    """A PNG written by hand (PIL writes neither Adam7 nor 16-bit colour): filter 0 rows."""
     import zlib
-    h, w, _ = wide.shape
-    raw = b"".join(b"\x00" + wide[y].tobytes() for y in range(h))
+    h, w = pixels.shape[:2]
+    if interlaced:  # Adam7: seven sub-images, empty ones left out
+        passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                  (1, 0, 2, 2), (0, 1, 1, 2)]
+        subs = [pixels[y0::dy, x0::dx] for x0, y0, dx, dy in passes]
+    else:
+        subs = [pixels]
+    raw = b"".join(b"\x00" + sub[y].tobytes() for sub in subs if sub.size
+                   for y in range(sub.shape[0]))
 
     def chunk(kind, data):
         return (struct.pack(">I", len(data)) + kind + data +
                 struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlaced))
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) +
                 chunk(b"IEND", b""))
@@ -163,6 +177,18 @@ def main():
                         "sum": int(rgb.astype(np.int64).sum())})
     with open(f"{OUT}/decoded.json", "w") as f:
         json.dump(decoded, f, indent=1)
+        f.write("\n")
+
+    # PIL's Image.resize of one decoded image to sizes that enlarge and shrink each axis.
+    source = convert_to_rgb(Image.open(os.path.join(inputs, "progressive.jpg")), return_numpy=True)
+    resized = []
+    for filt in (1, 2, 3, 4, 5):
+        for w, h in [(200, 40), (40, 200), (121, 89), (119, 91), (60, 45), (240, 180), (1, 1),
+                     (7, 300), (300, 7), (120, 45), (33, 90)]:
+            out = np.array(Image.fromarray(source).resize((w, h), resample=filt))
+            resized.append({"filter": filt, "width": w, "height": h, "sha256": image_hash(out)})
+    with open(f"{OUT}/resize.json", "w") as f:
+        json.dump({"file": "progressive.jpg", "cases": resized}, f, indent=1)
         f.write("\n")
 
     cases, blob = [], io.BytesIO()

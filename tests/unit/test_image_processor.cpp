@@ -68,6 +68,20 @@ TEST(ImageProcessor, PixelValuesEqualTransformersPil) {
   if (!test::shared_images_present()) GTEST_SKIP() << "shared images absent (AF_TESTDATA)";
 }
 
+TEST(ImageResize, EqualsPilForEveryFilterAndPassOrder) {
+  const auto fixture =
+      nlohmann::json::parse(test::read_text(test::image_fixtures_dir() + "/resize.json"));
+  const Image source = Image::load(test::image_path("inputs", fixture["file"]));
+  ASSERT_GE(fixture["cases"].size(), 50u);
+  for (const auto& c : fixture["cases"]) {
+    const int w = c["width"], h = c["height"], filter = c["filter"];
+    SCOPED_TRACE(std::to_string(w) + "x" + std::to_string(h) + " filter " + std::to_string(filter));
+    const Image out = resize_like_pil(source, w, h, static_cast<Resample>(filter));
+    EXPECT_EQ(out.hash(), c["sha256"].get<std::string>());
+  }
+  EXPECT_THROW(resize_like_pil(source, 10, 10, Resample::kNearest), Error);
+}
+
 TEST(ImageProcessor, ConfigDefaultsAndTypes) {
   auto clip =
       ImageProcessor::from_json(R"({"image_processor_type": "CLIPImageProcessorFast"})", "p.json");
