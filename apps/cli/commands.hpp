@@ -26,5 +26,6 @@ Command add_detokenize(CLI::App& app);
 Command add_template(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_quantize(CLI::App& app);
+Command add_preprocess(CLI::App& app);
 
 }  // namespace af::cli

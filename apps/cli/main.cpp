@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_template);
   add(af::cli::add_bench);
   add(af::cli::add_quantize);
+  add(af::cli::add_preprocess);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,59 @@
+// af-cli preprocess -m MODEL --image IMG: the pixel values the model's image processor gives.
+// Output contract (read by other tools): first line the shape ("3 336 336", or "5 3 336 336" for
+// anyres), then one line per row of the last dimension, floats as %.9g (round-trips float32).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "af/modalities/image.hpp"
+#include "af/modalities/image_processor.hpp"
+#include "commands.hpp"
+
+namespace af::cli {
+namespace {
+
+void print_pixel_values(const modalities::PixelValues& pv) {
+  std::string line;
+  for (size_t i = 0; i < pv.shape.size(); ++i) {
+    line += (i ? " " : "") + std::to_string(pv.shape[i]);
+  }
+  std::printf("%s\n", line.c_str());
+  const size_t row = size_t(pv.shape.back());
+  char number[32];
+  for (size_t start = 0; start < pv.data.size(); start += row) {
+    line.clear();
+    for (size_t i = start; i < start + row; ++i) {
+      std::snprintf(number, sizeof(number), i == start ? "%.9g" : " %.9g", double(pv.data[i]));
+      line += number;
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+}  // namespace
+
+Command add_preprocess(CLI::App& app) {
+  struct Options {
+    std::string model, image;
+    uint64_t max_pixels = modalities::ImageLimits{}.max_pixels;
+  };
+  auto o = std::make_shared<Options>();
+  auto* sub = app.add_subcommand("preprocess",
+                                 "Print an image's pixel values as the model's "
+                                 "HF image processor computes them");
+  sub->add_option("-m,--model", o->model, "HF folder with preprocessor_config.json, or that file")
+      ->required();
+  sub->add_option("--image", o->image, "JPEG, PNG, GIF (first frame), WebP or BMP")->required();
+  sub->add_option("--max-pixels", o->max_pixels, "refuse images with more pixels (header check)")
+      ->capture_default_str();
+  return [o]() {
+    auto processor = modalities::ImageProcessor::load(o->model);
+    modalities::ImageLimits limits;
+    limits.max_pixels = o->max_pixels;
+    const modalities::Image image = modalities::Image::load(o->image, limits);
+    print_pixel_values(processor->preprocess(image));
+    return 0;
+  };
+}
+
+}  // namespace af::cli
