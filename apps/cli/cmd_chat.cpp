@@ -1,4 +1,5 @@
-// af-cli chat -m PATH [--system TEXT] [--template FILE.jinja] [sampling flags]
+// af-cli chat -m PATH [--system TEXT] [--template FILE.jinja] [--parse-special-in-content]
+//             [sampling flags]
 // Interactive chat with the model's chat template: one line is one user message, the reply
 // streams to stdout, the history is kept (and its KV cache reused), "/reset" clears it. Ctrl-C
 // stops the current reply, not the program; end of input ends the chat. Works from a pipe.
@@ -50,6 +51,7 @@ Command add_chat(CLI::App& app) {
     std::string path, system, template_path, isa;
     int n_predict = 512, threads = 0;
     int64_t ctx = 4096;
+    bool parse_special_in_content = false;
     SamplingOptions sampling;
   };
   auto o = std::make_shared<Options>();
@@ -63,6 +65,9 @@ Command add_chat(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
   add_isa_option(*sub, o->isa);
+  sub->add_flag("--parse-special-in-content", o->parse_special_in_content,
+                "parse special-token text typed in messages into control tokens, as "
+                "transformers does (default: plain text, so a message cannot forge turns)");
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;
@@ -77,6 +82,7 @@ Command add_chat(CLI::App& app) {
       builder.chat_template(kChatMl);
     }
     builder.system_prompt(o->system);
+    builder.parse_special_in_content(o->parse_special_in_content);
     Session session = builder.build(std::move(model));
 
     const bool interactive = isatty(STDIN_FILENO) != 0;

@@ -22,10 +22,17 @@ class ChatPrompt {
   // The prompt for the assistant's next turn. A template that refuses the messages
   // (raise_exception, e.g. roles that do not alternate) throws ApiError 400.
   std::string render(const std::vector<ChatMessage>& messages) const;
-  bool uses_model_template() const { return template_.has_value(); }
+  // The same prompt as ids, with BOS added unless the template writes it. Special tokens are
+  // parsed only in the template's own text unless parse_special_in_content (transformers'
+  // behaviour), so a message cannot forge turns or end generation with "</s>" or role markers.
+  std::vector<int32_t> encode(const std::vector<ChatMessage>& messages,
+                              const tok::Tokenizer& tokenizer, bool parse_special_in_content) const;
+  bool uses_model_template() const { return model_template_; }
 
  private:
-  std::optional<runtime::ChatFormatter> template_;
+  std::vector<af::ChatMessage> to_runtime(const std::vector<ChatMessage>& messages) const;
+  runtime::ChatFormatter template_;  // the model's, or ChatML
+  bool model_template_;
 };
 
 }  // namespace af::server

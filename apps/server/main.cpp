@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_flag("--parse-special-in-content", o.parse_special_in_content,
+               "chat: parse special-token text inside messages into control tokens, as "
+               "transformers does (default: plain text, so messages cannot forge turns)");
   CLI11_PARSE(app, argc, argv);
   return af::server::run_server(o);
 }

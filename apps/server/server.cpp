@@ -49,6 +49,26 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump(error_body(e)), "application/json");
 }
 
+// httplib calls content providers on its worker threads without a handler, so an exception
+// there would end the process: it becomes an SSE error event and the stream ends (false makes
+// the release callback cancel the request's generations).
+template <class Provider>
+auto guarded_provider(Provider provider) {
+  return [provider](size_t offset, httplib::DataSink& sink) {
+    try {
+      return provider(offset, sink);
+    } catch (const std::exception& e) {
+      try {
+        const std::string event =
+            "data: " + dump(error_body(ApiError(500, e.what(), "server_error"))) + "\n\n";
+        sink.write(event.data(), event.size());
+      } catch (...) {
+      }
+      return false;
+    }
+  };
+}
+
 // Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of clients connecting at
 // once overflows the accept queue and the kernel may reset some of them before af-server can
 // answer 503. Linux lets listen() on a listening socket set a new backlog; find the socket by
@@ -167,11 +187,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   // Prompts as ids.
   std::vector<std::vector<int32_t>> prompts = r.prompt_ids;
   if (chat) {
-    const std::string text = chat_prompt_->render(r.messages);
-    // Templates usually write the BOS token themselves; do not add a second one.
-    const int32_t bos = tokenizer_->bos_id();
-    const bool has_bos = bos >= 0 && text.starts_with(tokenizer_->token_piece(bos));
-    prompts.push_back(tokenizer_->encode(text, /*add_special=*/!has_bos));
+    prompts.push_back(
+        chat_prompt_->encode(r.messages, *tokenizer_, options_.parse_special_in_content));
   } else {
     for (const std::string& text : r.prompt_texts) {
       prompts.push_back(tokenizer_->encode(text, /*add_special=*/true));
@@ -199,7 +216,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     }
     const int64_t vocab = std::min(tokenizer_->vocab_size(), model_->config().vocab_size);
     for (int32_t id : p) {
-      if (id >= vocab) {
+      // Holes of the tokenizer's id space have no text either.
+      if (id >= vocab || !tokenizer_->is_assigned(id)) {
         throw ApiError(400, "Invalid token id " + std::to_string(id) + " in 'prompt'.",
                        "invalid_request_error", "prompt", "invalid_value");
       }
@@ -338,8 +356,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
       std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
-      "text/event-stream",
-      [=, this](size_t, httplib::DataSink& sink) {
+      "text/event-stream", guarded_provider([=, this](size_t, httplib::DataSink& sink) {
         std::string out;
         if (!*started) {
           *started = true;
@@ -434,7 +451,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
         if (!sink.is_writable()) return false;
         if (all_done) sink.done();
         return true;
-      },
+      }),
       [exchange, this](bool success) {
         // The client went away (or writing failed): free its slots now.
         if (!success) {

@@ -17,6 +17,8 @@ struct ServerOptions {
   std::string kv_type = "f32";         // KV cache elements: f32 (exact) or f16
   size_t max_body = 8 << 20;           // bytes; larger bodies get 413
   double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
+  // Chat: special-token text inside messages becomes control tokens (transformers' behaviour).
+  bool parse_special_in_content = false;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

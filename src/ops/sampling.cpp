@@ -13,6 +13,7 @@ namespace {
 
 constexpr const char* kComponent = "sampling";
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+constexpr float kInfF = std::numeric_limits<float>::infinity();
 
 // Most likely first; ties by lower id, so every ordering here is fully determined.
 bool by_score_desc(const Candidate& a, const Candidate& b) {
@@ -352,6 +353,9 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
   apply_penalties(work_, history.last(window), params_.repetition_penalty, params_.presence_penalty,
                   params_.frequency_penalty);
   apply_logit_bias(work_, params_.logit_bias);
+  for (int32_t id : masked_) {
+    if (static_cast<size_t>(id) < vocab) work_[static_cast<size_t>(id)] = -kInfF;
+  }
   float best = -std::numeric_limits<float>::infinity();
   for (size_t i = 0; i < vocab; ++i) {
     AF_CHECK(!std::isnan(work_[i]) && work_[i] != std::numeric_limits<float>::infinity(),
@@ -360,7 +364,15 @@ void Sampler::prepare(std::span<const float> logits, std::span<const int32_t> hi
     best = std::max(best, work_[i]);
   }
   AF_CHECK(best != -std::numeric_limits<float>::infinity(), ErrorCode::kInvalidArgument, kComponent,
-           "no token has a finite logit (all -inf after penalties and logit_bias)");
+           "no token has a finite logit (all -inf after penalties, logit_bias and the mask of "
+           "ids without text)");
+}
+
+void Sampler::set_masked_ids(std::vector<int32_t> ids) {
+  for (int32_t id : ids) {
+    AF_CHECK(id >= 0, ErrorCode::kInvalidArgument, kComponent, "masked token id ", id, " < 0");
+  }
+  masked_ = std::move(ids);
 }
 
 std::vector<Candidate> Sampler::truncate() const {
@@ -409,6 +421,7 @@ SampledToken Sampler::sample(std::span<const float> logits, std::span<const int3
   };
   token.logprob = logprob(token.id);
   for (int32_t id : best_ids(work_, static_cast<size_t>(params_.top_logprobs))) {
+    if (work_[static_cast<size_t>(id)] == -kInfF) break;  // most likely first: the rest are too
     token.top.push_back({id, logprob(id)});
   }
   return token;

@@ -1,12 +1,91 @@
 #include "runtime/chat.hpp"
 
+#include <charconv>
+
 #include <nlohmann/json.hpp>
+
+#include "af/core/error.hpp"
 
 namespace af::runtime {
 
 namespace {
 std::string piece_or_empty(const tok::Tokenizer& tokenizer, int32_t id) {
   return id >= 0 ? tokenizer.token_piece(id) : std::string();
+}
+
+// Content markers: private-use characters that no template writes, around the message index.
+constexpr std::string_view kMarkOpen = "\xEE\x80\x80";   // U+E000
+constexpr std::string_view kMarkClose = "\xEE\x80\x81";  // U+E001
+
+std::string marker(size_t index) {
+  return std::string(kMarkOpen) + std::to_string(index) + std::string(kMarkClose);
+}
+
+// One part of a marked rendering: template text, or the content of message `index`.
+struct Part {
+  std::string_view text;
+  size_t index = SIZE_MAX;  // SIZE_MAX: template text
+};
+
+std::vector<Part> split_marked(std::string_view marked, size_t n_messages) {
+  std::vector<Part> parts;
+  size_t pos = 0;
+  while (pos <= marked.size()) {
+    const size_t open = marked.find(kMarkOpen, pos);
+    if (open == std::string_view::npos) {
+      parts.push_back({marked.substr(pos)});
+      break;
+    }
+    const size_t digits = open + kMarkOpen.size();
+    size_t index = 0;
+    const auto r = std::from_chars(marked.data() + digits, marked.data() + marked.size(), index);
+    const size_t after = static_cast<size_t>(r.ptr - marked.data());
+    if (r.ec != std::errc() || index >= n_messages ||
+        marked.compare(after, kMarkClose.size(), kMarkClose) != 0) {
+      return {};  // the template cut or changed a marker
+    }
+    parts.push_back({marked.substr(pos, open - pos)});
+    parts.push_back({{}, index});
+    pos = after + kMarkClose.size();
+  }
+  return parts;
+}
+
+std::string_view trim(std::string_view s) {
+  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Matches the marked parts against the real rendering; false when they do not line up.
+bool locate(const std::vector<Part>& parts, const std::vector<ChatMessage>& messages,
+            RenderedChat& out) {
+  const std::string_view text = out.text;
+  size_t pos = 0;
+  for (size_t k = 0; k < parts.size(); ++k) {
+    if (parts[k].index == SIZE_MAX) {
+      if (text.compare(pos, parts[k].text.size(), parts[k].text) != 0) return false;
+      pos += parts[k].text.size();
+      continue;
+    }
+    // The content as is, or trimmed (`| trim`, `.strip()`): the one the next template text
+    // follows.
+    const std::string_view content = messages[parts[k].index].content;
+    const std::string_view next =
+        k + 1 < parts.size() && parts[k + 1].index == SIZE_MAX ? parts[k + 1].text : "";
+    bool found = false;
+    for (std::string_view candidate : {content, trim(content)}) {
+      if (text.compare(pos, candidate.size(), candidate) != 0) continue;
+      if (text.compare(pos + candidate.size(), next.size(), next) != 0) continue;
+      if (!candidate.empty()) out.content.push_back({pos, pos + candidate.size()});
+      pos += candidate.size();
+      found = true;
+      break;
+    }
+    if (!found) return false;
+  }
+  return pos == text.size();
 }
 }  // namespace
 
@@ -30,6 +109,41 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
   context["bos_token"] = bos_;
   context["eos_token"] = eos_;
   return template_.render(context);
+}
+
+RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messages,
+                                           bool add_generation_prompt) const {
+  RenderedChat out;
+  out.text = render(messages, add_generation_prompt);
+  std::vector<ChatMessage> marked = messages;
+  for (size_t i = 0; i < marked.size(); ++i) marked[i].content = marker(i);
+  std::string marked_text;
+  try {
+    marked_text = render(marked, add_generation_prompt);
+  } catch (const Error&) {
+    return out;  // the template inspects content (e.g. refuses some): not located
+  }
+  out.located = locate(split_marked(marked_text, messages.size()), messages, out);
+  if (!out.located) out.content.clear();
+  return out;
+}
+
+std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
+                                 const std::vector<ChatMessage>& messages, bool add_special,
+                                 bool parse_special_in_content) {
+  if (parse_special_in_content) return tokenizer.encode(rendered.text, add_special);
+  if (rendered.located)
+    return tokenizer.encode_with_plain_ranges(rendered.text, add_special, rendered.content);
+  // Content that holds no special-token text tokenizes the same either way.
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string& c = messages[i].content;
+    AF_CHECK(tokenizer.encode(c, false, true) == tokenizer.encode(c, false, false),
+             ErrorCode::kInvalidArgument, "chat", "message ", i,
+             " holds special-token text, and the chat template changes message content so "
+             "that it cannot be kept apart from the template's own special tokens; remove it "
+             "(or allow it with parse_special_in_content)");
+  }
+  return tokenizer.encode(rendered.text, add_special);
 }
 
 std::optional<std::string> find_model_chat_template(const std::string& model_path) {

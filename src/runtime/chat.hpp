@@ -1,6 +1,7 @@
 #pragma once
 // The chat prompt of a conversation: the model's Jinja chat template rendered as transformers'
-// apply_chat_template renders it (messages, add_generation_prompt, bos_token, eos_token).
+// apply_chat_template renders it (messages, add_generation_prompt, bos_token, eos_token), and
+// tokenized so that special-token text typed inside message content stays plain text.
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,15 +11,41 @@
 
 namespace af::runtime {
 
+// ChatML, the fallback llama.cpp uses too, for models that ship no template.
+inline constexpr char kChatMlTemplate[] =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+// A rendered prompt and where the messages' content lies in it.
+struct RenderedChat {
+  std::string text;
+  std::vector<tok::Tokenizer::TextRange> content;  // byte ranges of text written from content
+  bool located = false;  // false: the template changed content beyond trimming; `content` empty
+};
+
 class ChatFormatter {
  public:
   ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer);
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  // render(), plus the content ranges: found by rendering again with each content replaced by a
+  // unique marker and matching the two renderings (content may be inserted as is or trimmed).
+  RenderedChat render_located(const std::vector<ChatMessage>& messages,
+                              bool add_generation_prompt) const;
 
  private:
   tok::ChatTemplate template_;
   std::string bos_, eos_;
 };
+
+// The ids of a rendered chat prompt. parse_special_in_content false (the default everywhere):
+// special tokens are parsed only in the template's own text, so "</s>" or a role marker typed
+// in a message is plain text; true: the whole text is parsed, as transformers does. When the
+// template transformed content so that it cannot be located and some content holds special-token
+// text, throws kInvalidArgument (component "chat") rather than guess.
+std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
+                                 const std::vector<ChatMessage>& messages, bool add_special,
+                                 bool parse_special_in_content);
 
 // The template shipped with the model at model_path, if any.
 std::optional<std::string> find_model_chat_template(const std::string& model_path);

@@ -15,6 +15,7 @@
 #include "af/tokenizer/tokenizer.hpp"
 #include "runtime/json_prefix.hpp"
 #include "runtime/stop_strings.hpp"
+#include "runtime/token_ids.hpp"
 
 namespace af::runtime {
 
@@ -43,6 +44,17 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
+// on_done is the request's last word: an exception from it has no request left to fail, and
+// must not end the scheduler thread (std::terminate) or skip the bookkeeping around the call.
+void report_done(const std::function<void(const RequestResult&)>& done,
+                 const RequestResult& result) noexcept {
+  if (!done) return;
+  try {
+    done(result);
+  } catch (...) {
+  }
+}
+
 size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
   const size_t n = std::min(a.size(), b.size());
   size_t i = 0;
@@ -58,7 +70,7 @@ struct Queued {
 
 // A request in a slot.
 struct Running {
-  Running(Queued&& q, const tok::Tokenizer& tokenizer)
+  Running(Queued&& q, const tok::Tokenizer& tokenizer, const std::vector<int32_t>& masked)
       : id(q.id),
         request(std::move(q.request)),
         submitted(q.submitted),
@@ -67,6 +79,7 @@ struct Running {
         stop(request.stop),
         history(request.prompt) {
     if (request.json_object) json.emplace();
+    sampler.set_masked_ids(masked);  // ids without text are never generated
     // The prompt goes through the decoder first (its text is dropped), so the generated text
     // reads as the prompt's continuation (" there", not "there"), as Session::generate does.
     for (int32_t id : request.prompt) text_started = !decoder.push(id).empty() || text_started;
@@ -106,7 +119,7 @@ struct Scheduler::Impl {
     const int64_t model_context = model.info().context_length;
     context = options.slot_context > 0 ? options.slot_context : model_context;
     vocab = model.config().vocab_size;
-    text_vocab = std::min<int64_t>(vocab, tokenizer.vocab_size());
+    masked = unassigned_ids(tokenizer, vocab);
     eos = options.eos_ids;
     if (eos.empty()) {
       eos = model.info().eos_token_ids;
@@ -131,6 +144,8 @@ struct Scheduler::Impl {
   }
 
   void loop();
+  // Ends every running request with kError: for failures outside any one request.
+  void fail_running(const std::string& error);
   void admit_locked();
   void step();
   void handle_token(Slot& slot, float* logits);
@@ -144,8 +159,8 @@ struct Scheduler::Impl {
   const tok::Tokenizer& tokenizer;
   SchedulerOptions options;
   int64_t context = 0;
-  int64_t vocab = 0;       // logits per row
-  int64_t text_vocab = 0;  // ids the tokenizer can decode: [0, text_vocab)
+  int64_t vocab = 0;            // logits per row
+  std::vector<int32_t> masked;  // ids without text (runtime::unassigned_ids), never sampled
   std::vector<int32_t> eos;
   std::vector<Slot> slots;               // only the scheduler thread touches them
   std::vector<std::string> token_texts;  // [vocab] bytes of each token, filled on first use
@@ -197,7 +212,7 @@ void Scheduler::Impl::finish(Slot& slot, StopCause cause, std::string error) {
   auto done = std::move(r.request.on_done);
   RequestResult result = std::move(r.result);
   slot.running.reset();
-  if (done) done(result);
+  report_done(done, result);
 }
 
 const std::string& Scheduler::Impl::token_text(int32_t id) {
@@ -206,7 +221,7 @@ const std::string& Scheduler::Impl::token_text(int32_t id) {
     token_texts.resize(vocab);
     token_special.assign(vocab, true);  // ids beyond the tokenizer have no text
     for (int32_t i = 0; i < n; ++i) {
-      token_special[i] = tokenizer.is_special(i);
+      token_special[i] = !tokenizer.is_assigned(i) || tokenizer.is_special(i);
       if (!token_special[i]) token_texts[i] = tokenizer.token_bytes(i, false);
     }
   }
@@ -238,8 +253,6 @@ bool Scheduler::Impl::mask_json(Running& r, float* logits) {
 
 void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
   Running& r = *slot.running;
-  // Rows past the tokenizer's vocabulary (padding of the embedding matrix) have no text.
-  std::fill(logits + text_vocab, logits + vocab, -std::numeric_limits<float>::infinity());
   if (r.json && !mask_json(r, logits)) {
     finish(slot, StopCause::kError, "no token of the vocabulary continues the JSON text");
     return;
@@ -292,7 +305,7 @@ void Scheduler::Impl::admit_locked() {
       cancelled.erase(it->id);
       it = queue.erase(it);
       stats.queued -= 1;
-      if (done) done(result);  // callbacks must not call back into the scheduler
+      report_done(done, result);  // callbacks must not call back into the scheduler
     } else {
       ++it;
     }
@@ -315,13 +328,33 @@ void Scheduler::Impl::admit_locked() {
     Queued q = std::move(queue.front());
     queue.pop_front();
     stats.queued -= 1;
+    // The constructor moves q.request away: keep what a failure report needs.
+    const uint64_t id = q.id;
+    const auto submitted = q.submitted;
+    const auto n_prompt = static_cast<int64_t>(q.request.prompt.size());
+    const auto on_done = q.request.on_done;
+    std::unique_ptr<Running> running;
+    try {
+      running = std::make_unique<Running>(std::move(q), tokenizer, masked);
+    } catch (const std::exception& e) {
+      // An exception must not leave the scheduler thread: this request fails, the rest go on.
+      RequestResult result;
+      result.cause = StopCause::kError;
+      result.error = e.what();
+      result.prompt_tokens = n_prompt;
+      result.total_seconds = seconds_between(submitted, Clock::now());
+      live.erase(id);
+      cancelled.erase(id);
+      report_done(on_done, result);
+      continue;
+    }
     stats.active += 1;
     // At least the last prompt token is computed again: its logits choose the first token.
-    const size_t reuse = std::min(best_prefix, q.request.prompt.size() - 1);
+    const size_t reuse = std::min(best_prefix, static_cast<size_t>(n_prompt) - 1);
     best->sequence->truncate(static_cast<int64_t>(reuse));
     best->cached.resize(reuse);
     best->admitted = next_admission++;
-    best->running = std::make_unique<Running>(std::move(q), tokenizer);
+    best->running = std::move(running);
     Running& r = *best->running;
     r.prefill_pos = reuse;
     r.result.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
@@ -415,21 +448,42 @@ void Scheduler::Impl::step() {
   }
 }
 
+void Scheduler::Impl::fail_running(const std::string& error) {
+  for (Slot& slot : slots) {
+    if (!slot.running) continue;
+    slot.sequence->truncate(0);
+    slot.cached.clear();
+    try {
+      finish(slot, StopCause::kError, error);
+    } catch (...) {
+      slot.running.reset();  // its callback threw too: drop it rather than end the thread
+    }
+  }
+}
+
 void Scheduler::Impl::loop() {
   for (;;) {
-    {
-      std::unique_lock lock(mutex);
-      wake.wait(lock, [&] {
-        if (stopping || !queue.empty()) return true;
-        for (const Slot& slot : slots) {
-          if (slot.running) return true;
-        }
-        return false;
-      });
-      if (stopping) cancel_everything = true;
-      admit_locked();
+    // Nothing may escape this thread (std::terminate): a failure outside any one request (a
+    // throwing callback, memory) fails the running requests and the loop goes on.
+    try {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [&] {
+          if (stopping || !queue.empty()) return true;
+          for (const Slot& slot : slots) {
+            if (slot.running) return true;
+          }
+          return false;
+        });
+        if (stopping) cancel_everything = true;
+        admit_locked();
+      }
+      step();
+    } catch (const std::exception& e) {
+      fail_running(e.what());
+    } catch (...) {
+      fail_running("unknown error on the scheduler thread");
     }
-    step();
     std::lock_guard lock(mutex);
     if (stopping) {
       bool idle = queue.empty();
@@ -449,11 +503,7 @@ std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
   Impl& s = *impl_;
   const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
   AF_CHECK(n_prompt > 0, ErrorCode::kInvalidArgument, "scheduler", "the prompt is empty");
-  for (size_t i = 0; i < request.prompt.size(); ++i) {
-    AF_CHECK(request.prompt[i] >= 0 && request.prompt[i] < s.vocab, ErrorCode::kInvalidArgument,
-             "scheduler", "prompt token ", i, " is ", request.prompt[i],
-             ", outside the vocabulary of ", s.vocab);
-  }
+  check_prompt_ids(request.prompt, &s.tokenizer, s.vocab, "scheduler");
   AF_CHECK(n_prompt < s.context, ErrorCode::kInvalidArgument, "scheduler", "the prompt has ",
            n_prompt, " tokens, but the context holds ", s.context,
            " (the prompt and at least one generated token must fit)");

@@ -13,6 +13,7 @@
 #include "runtime/chat.hpp"
 #include "runtime/end_tokens.hpp"
 #include "runtime/stop_strings.hpp"
+#include "runtime/token_ids.hpp"
 
 namespace af {
 
@@ -52,6 +53,8 @@ struct Session::State {
   std::string system;
   std::vector<ChatMessage> history;
   std::vector<int32_t> cached;  // ids the model's state holds
+  std::vector<int32_t> masked;  // ids of the model's vocabulary the tokenizer does not assign
+  bool parse_special_in_content = false;
   std::atomic<bool> cancel{false};
 
   std::vector<float> feed(std::span<const int32_t> ids) {
@@ -96,10 +99,12 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
     AF_CHECK(!prompt.empty(), ErrorCode::kInvalidArgument, kComponent,
              "the prompt tokenizes to no ids");
   }
+  runtime::check_prompt_ids(prompt, s.tokenizer.get(), s.model->config().vocab_size, kComponent);
   const auto n_prompt = static_cast<int64_t>(prompt.size());
   AF_CHECK(n_prompt < s.context, ErrorCode::kOutOfRange, kComponent, "the prompt has ", n_prompt,
            " tokens; the context holds ", s.context, " (at least one more is needed to generate)");
   ops::Sampler sampler(req.sampling);
+  sampler.set_masked_ids(s.masked);  // ids without text are never generated
   runtime::StopStringFilter stops(req.stop);
 
   GenerateResponse res;
@@ -204,9 +209,13 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   if (!s.system.empty()) messages.push_back({"system", s.system});
   messages.insert(messages.end(), s.history.begin(), s.history.end());
   messages.push_back({"user", user});
-  const std::string prompt = render_chat(messages, /*add_generation_prompt=*/true);
+  AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
+           "this model has no chat template (give one with SessionBuilder::chat_template)");
+  const runtime::RenderedChat prompt =
+      s.chat->render_located(messages, /*add_generation_prompt=*/true);
   // As transformers' apply_chat_template: the template writes BOS itself.
-  request.prompt_ids = s.tokenizer->encode(prompt, /*add_special=*/false);
+  request.prompt_ids = runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
+                                            s.parse_special_in_content);
   request.prompt.clear();
   GenerateResponse res = generate(request);
   s.history.push_back({"user", user});
@@ -232,6 +241,10 @@ SessionBuilder& SessionBuilder::eos_ids(std::vector<int32_t> ids) {
 }
 SessionBuilder& SessionBuilder::system_prompt(std::string system) {
   system_ = std::move(system);
+  return *this;
+}
+SessionBuilder& SessionBuilder::parse_special_in_content(bool parse) {
+  parse_special_in_content_ = parse;
   return *this;
 }
 
@@ -267,6 +280,8 @@ Session SessionBuilder::build(std::unique_ptr<Model> model) const {
     if (source) s->chat.emplace(*source, *s->tokenizer);
   }
   if (system_) s->system = *system_;
+  if (s->tokenizer) s->masked = runtime::unassigned_ids(*s->tokenizer, config.vocab_size);
+  s->parse_special_in_content = parse_special_in_content_;
   return Session(std::move(s));
 }
 

@@ -86,13 +86,23 @@ bool stands_alone(std::string_view text, size_t begin, size_t end) {
   return true;
 }
 
+// Whether [begin, end) shares a byte with one of `ranges`.
+bool overlaps(std::span<const Tokenizer::TextRange> ranges, size_t begin, size_t end) {
+  for (const Tokenizer::TextRange& r : ranges) {
+    if (r.begin < end && begin < r.end) return true;
+  }
+  return false;
+}
+
 // Cuts `text` at the added tokens of `table` (leftmost, then longest; lstrip / rstrip /
 // single_word as HF applies them): the text between goes to on_segment(piece, is_first), the
-// tokens' ids to `out`.
+// tokens' ids to `out`. Special tokens are matched only with parse_special and never where
+// they overlap one of `plain` (byte ranges of `text`).
 template <class OnSegment>
 void scan_added(const Tokenizer::Impl& m, std::string_view text,
                 const std::array<std::vector<int32_t>, 256>& table, bool parse_special,
-                std::vector<int32_t>& out, OnSegment on_segment) {
+                std::vector<int32_t>& out, OnSegment on_segment,
+                std::span<const Tokenizer::TextRange> plain = {}) {
   size_t seg_begin = 0;
   size_t i = 0;
   while (i < text.size()) {
@@ -101,7 +111,8 @@ void scan_added(const Tokenizer::Impl& m, std::string_view text,
       const AddedToken& t = m.added[k];
       if (t.special && !parse_special) continue;
       if (text.compare(i, t.match.size(), t.match) == 0 &&
-          (!t.single_word || stands_alone(text, i, i + t.match.size()))) {
+          (!t.single_word || stands_alone(text, i, i + t.match.size())) &&
+          !(t.special && overlaps(plain, i, i + t.match.size()))) {
         hit = &t;
         break;
       }
@@ -277,10 +288,13 @@ void Tokenizer::Impl::finalize() {
   }
 }
 
+bool Tokenizer::Impl::assigned(int32_t id) const {
+  return id >= 0 && size_t(id) < pieces.size() && kinds[id] != TokenKind::kInvalid;
+}
+
 void Tokenizer::Impl::check_id(int32_t id) const {
-  AF_CHECK(id >= 0 && size_t(id) < pieces.size() && kinds[id] != TokenKind::kInvalid,
-           ErrorCode::kInvalidArgument, kComponent, "unknown token id ", id, " (vocabulary of ",
-           origin, " has ", pieces.size(), " ids)");
+  AF_CHECK(assigned(id), ErrorCode::kInvalidArgument, kComponent, "unknown token id ", id,
+           " (vocabulary of ", origin, " has ", pieces.size(), " ids)");
 }
 
 void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start, bool parse_special,
@@ -372,6 +386,22 @@ Tokenizer::~Tokenizer() = default;
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
                                        bool parse_special) const {
+  return encode_ranges(text, add_special, parse_special, {});
+}
+
+std::vector<int32_t> Tokenizer::encode_with_plain_ranges(std::string_view text, bool add_special,
+                                                         std::span<const TextRange> plain) const {
+  for (const TextRange& r : plain) {
+    AF_CHECK(r.begin <= r.end && r.end <= text.size(), ErrorCode::kInvalidArgument, kComponent,
+             "plain range [", r.begin, ", ", r.end, ") lies outside the text of ", text.size(),
+             " bytes");
+  }
+  return encode_ranges(text, add_special, /*parse_special=*/true, plain);
+}
+
+std::vector<int32_t> Tokenizer::encode_ranges(std::string_view text, bool add_special,
+                                              bool parse_special,
+                                              std::span<const TextRange> plain) const {
   const Impl& m = *impl_;
   (void)detail::decode_utf8(text);  // validates: errors name the byte offset
   std::vector<int32_t> out;
@@ -379,10 +409,17 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
 
   // Added tokens are split out first (leftmost, then longest), the text between them goes
   // through normalisation and the model one segment at a time, as in HF and llama.cpp.
-  scan_added(m, text, m.added_by_byte, parse_special, out,
-             [&](std::string_view segment, bool first) {
-               m.encode_segment(segment, first, parse_special, out);
-             });
+  scan_added(
+      m, text, m.added_by_byte, parse_special, out,
+      [&](std::string_view segment, bool first) {
+        // Normalised special tokens are matched in normalised text, whose offsets differ from
+        // the input's: a segment touching a plain range parses none of them.
+        const auto begin = static_cast<size_t>(segment.data() - text.data());
+        const bool special_here =
+            parse_special && (plain.empty() || !overlaps(plain, begin, begin + segment.size()));
+        m.encode_segment(segment, first, special_here, out);
+      },
+      plain);
 
   if (add_special) out.insert(out.end(), m.suffix_ids.begin(), m.suffix_ids.end());
   return out;
@@ -412,6 +449,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) c
 }
 
 int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->pieces.size()); }
+bool Tokenizer::is_assigned(int32_t id) const { return impl_->assigned(id); }
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }
 

@@ -243,6 +243,7 @@ struct Tokenizer::Impl {
   void normalize(std::vector<char32_t>& cps) const;
   // SentencePiece-style handling of one piece: " " -> "▁", the prepended "▁", Metaspace split.
   void metaspace_piece(std::string_view text, bool at_start, std::vector<int32_t>& out) const;
+  bool assigned(int32_t id) const;  // a vocabulary entry, not a hole of the id space
   void check_id(int32_t id) const;
 };
 

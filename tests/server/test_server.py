@@ -8,7 +8,7 @@ Starts af-server on free loopback ports and checks: chat, completion, streaming,
 seeds, logprobs, n, errors (status codes and error objects), --api-key, 8 parallel streaming
 clients each getting the text it gets alone, a client killed mid-stream freeing its slot, a burst
 beyond capacity answered 503 + Retry-After, malformed requests mixed into load, greedy output equal
-to `af-cli run --temp 0`, and a graceful SIGTERM. Exits non-zero on the first failure.
+to `af-cli run --temp 0`, ids the tokenizer does not assign, and a graceful SIGTERM. Exits non-zero on the first failure.
 """
 import argparse
 import http.client
@@ -345,6 +345,54 @@ def test_api_key(args):
         check(server.stop() == 0, "exit code")
 
 
+def write_holed_model(model, dest, holes):
+    """A copy of the HF folder `model` whose tokenizer.json lacks the ids `holes` (holes of the id
+    space, or padding rows past it) while the embedding keeps all its rows."""
+    import shutil
+    for name in os.listdir(model):
+        if name != "tokenizer.json":
+            shutil.copy(os.path.join(model, name), dest)
+    with open(os.path.join(model, "tokenizer.json")) as f:
+        tok = json.load(f)
+    vocab = tok["model"]["vocab"]
+    removed = {p for p, i in vocab.items() if i in holes}
+    tok["model"]["vocab"] = {p: i for p, i in vocab.items() if i not in holes}
+    tok["model"]["merges"] = [m for m in tok["model"]["merges"]
+                              if not ({*m.split(" "), m.replace(" ", "")} & removed)]
+    with open(os.path.join(dest, "tokenizer.json"), "w") as f:
+        json.dump(tok, f)
+
+
+def test_unassigned_ids(server, args):
+    """Ids the tokenizer does not assign: 400 in prompts, never generated nor among top_logprobs
+    (they used to abort the process at admission or in the SSE writer)."""
+    import tempfile
+    # The ids the model's greedy continuation picks become holes.
+    status, data, _ = server.request("POST", "/v1/completions", {
+        "prompt": "Once upon a time", "max_tokens": 8, "temperature": 0, "logprobs": 5})
+    check(status == 200, f"status {status}: {data[:200]}")
+    picked = {t for t in json.loads(data)["choices"][0]["logprobs"]["tokens"]}
+    with tempfile.TemporaryDirectory() as dest:
+        with open(os.path.join(args.model, "tokenizer.json")) as f:
+            vocab = json.load(f)["model"]["vocab"]
+        holes = {i for p, i in vocab.items() if p.replace("\u2581", " ") in picked and i > 2} | {511}
+        write_holed_model(args.model, dest, holes)
+        holed = Server(args.server, dest, "--parallel", "2")
+        try:
+            for hole in sorted(holes)[:2]:
+                expect_error(holed, "/v1/completions", {"prompt": [1, hole], "max_tokens": 2},
+                             400, "invalid_value", "prompt")
+            for stream in (False, True):
+                status, data, _ = holed.request("POST", "/v1/completions", {
+                    "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0,
+                    "logprobs": 20, "stream": stream})
+                check(status == 200, f"stream={stream}: status {status}: {data[:200]}")
+                check(b"Generation failed" not in data, f"stream={stream}: {data[:300]}")
+            check(holed.proc.poll() is None, "the server died")
+        finally:
+            holed.stop()
+
+
 def test_graceful_sigterm(args):
     server = Server(args.server, args.model, "--parallel", "1")
     client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
@@ -381,6 +429,7 @@ def main():
              ("burst beyond capacity", lambda: test_burst(small)),
              ("memory back to baseline after bursts", lambda: test_burst_memory(small)),
              ("api key", lambda: test_api_key(args)),
+             ("unassigned token ids", lambda: test_unassigned_ids(small, args)),
              ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
     failed = 0
     try:

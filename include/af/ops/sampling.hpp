@@ -29,6 +29,7 @@
 // Log-probabilities (SampledToken::logprob and ::top) follow OpenAI and vLLM: the log-softmax of
 // the logits after penalties and logit bias but before temperature and truncation, over the whole
 // vocabulary. They therefore do not depend on temperature, top-k, top-p, min-p or typical-p.
+// ::top never lists a token of probability 0 (a -inf logit: banned or masked).
 //
 // Randomness: a std::mt19937_64 seeded with `seed` (whose sequence the C++ standard fixes); each
 // sampled token takes exactly one 64-bit draw, turned into u in [0, 1) from its top 53 bits, and
@@ -99,6 +100,12 @@ class Sampler {
   std::vector<TokenProb> distribution(std::span<const float> logits,
                                       std::span<const int32_t> history = {});
 
+  // Ids that are never sampled nor reported among the top logprobs: their logits become -inf
+  // after penalties and bias, before greedy, truncation and the log-softmax. For ids that
+  // have no text (holes of the tokenizer's id space, embedding rows past its vocabulary); see
+  // runtime::unassigned_ids. Ids outside the logits are ignored. kInvalidArgument for ids < 0.
+  void set_masked_ids(std::vector<int32_t> ids);
+
   const SamplingParams& params() const { return params_; }
 
  private:
@@ -108,7 +115,8 @@ class Sampler {
 
   SamplingParams params_;
   std::mt19937_64 rng_;
-  std::vector<float> work_;  // [vocab] logits after penalties and bias
+  std::vector<float> work_;      // [vocab] logits after penalties, bias and the mask
+  std::vector<int32_t> masked_;  // set_masked_ids
 };
 
 // Index of the largest logit (the first one on ties). Throws kInvalidArgument when empty.

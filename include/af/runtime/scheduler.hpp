@@ -89,7 +89,9 @@ struct GenerationRequest {
   // EOS is allowed only once the object is closed, and generation stops when it closes. Special
   // tokens other than EOS are masked. max_tokens can still cut the object short ("length").
   bool json_object = false;
-  // Called on the scheduler thread: keep them short, never call back into the scheduler.
+  // Called on the scheduler thread: keep them short, never call back into the scheduler. An
+  // exception from on_chunk fails that request (kError); one from on_done is dropped. Neither
+  // reaches the thread's entry, nor does any other error: it fails requests, never the process.
   std::function<void(const StreamChunk&)> on_chunk;   // optional
   std::function<void(const RequestResult&)> on_done;  // exactly once per accepted request
 };
@@ -117,8 +119,9 @@ class Scheduler {
 
   // Queues a request and returns its id, or nullopt when the queue is full (overload: the
   // caller should answer "retry later"). Throws af::Error kInvalidArgument for a request that can
-  // never run: empty prompt, ids outside the vocabulary, a prompt that leaves no room in a
-  // slot's context, prompt + max_tokens beyond it, invalid sampling parameters.
+  // never run: empty prompt, ids outside the vocabulary or that the tokenizer does not assign
+  // (holes, embedding padding; such ids are never sampled either), a prompt that leaves no room in
+  // a slot's context, prompt + max_tokens beyond it, invalid sampling parameters.
   std::optional<uint64_t> submit(GenerationRequest request);
   // Stops a queued or running request soon (within one step); its slot is free for the next
   // request. Unknown or finished ids are ignored.

@@ -8,6 +8,8 @@
 //   auto response = session.generate({.prompt = "你好", .max_tokens = 128});
 //
 // A Session is used from one thread at a time; cancel() may be called from any thread.
+// Ids the tokenizer does not assign (holes of its id space, embedding rows past it) are never
+// sampled nor reported in logprobs, and are refused in prompt_ids.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -49,10 +51,12 @@ struct GenerateRequest {
   ops::SamplingParams sampling = ops::SamplingParams();
   std::vector<std::string> stop =
       {};  // generation ends before the first occurrence of any of these
-  std::vector<int32_t> prompt_ids = {};  // used instead of `prompt` when not empty (no BOS added)
-  bool add_special = true;               // BOS etc. as the tokenizer's configuration says
-  bool ignore_eos = false;               // keep generating past end-of-sequence tokens
-  bool logprobs = false;                 // fill GenerateResponse::tokens with logprobs
+  // Used instead of `prompt` when not empty (no BOS added). Every id must be a token of the
+  // tokenizer (not a hole of its id space, not a padding row of the embedding past it).
+  std::vector<int32_t> prompt_ids = {};
+  bool add_special = true;  // BOS etc. as the tokenizer's configuration says
+  bool ignore_eos = false;  // keep generating past end-of-sequence tokens
+  bool logprobs = false;    // fill GenerateResponse::tokens with logprobs
   // Called after every sampled token; return false to stop (finish_reason kCancelled).
   std::function<bool(const TokenEvent&)> on_token = {};
 };
@@ -99,7 +103,9 @@ class Session {
 
   // Chat: appends `user` to the history, renders the chat template with
   // add_generation_prompt, generates with `request` (its prompt is ignored) and appends the
-  // reply to the history. The KV cache of the previous turns is reused.
+  // reply to the history. The KV cache of the previous turns is reused. Special tokens are
+  // parsed only in the template's own text: "</s>" or a role marker typed in a message stays
+  // plain text (see SessionBuilder::parse_special_in_content).
   GenerateResponse chat(const std::string& user, GenerateRequest request = {});
   // The prompt text the chat template renders for `messages` (+ the generation prompt).
   std::string render_chat(const std::vector<ChatMessage>& messages,
@@ -135,6 +141,10 @@ class SessionBuilder {
   // and the tokenizer's EOS / end-of-turn tokens.
   SessionBuilder& eos_ids(std::vector<int32_t> ids);
   SessionBuilder& system_prompt(std::string system);
+  // chat(): true parses special-token text inside message content into control tokens, as
+  // transformers' apply_chat_template + encode does (for parity tests). The default, false,
+  // keeps it plain text so that a message cannot forge turns or end generation.
+  SessionBuilder& parse_special_in_content(bool parse);
 
   Session build(std::unique_ptr<Model> model) const;
 
@@ -142,6 +152,7 @@ class SessionBuilder {
   std::shared_ptr<const tok::Tokenizer> tokenizer_;
   std::optional<std::string> tokenizer_path_, chat_template_, system_;
   std::optional<std::vector<int32_t>> eos_ids_;
+  bool parse_special_in_content_ = false;
 };
 
 }  // namespace af

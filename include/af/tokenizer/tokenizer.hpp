@@ -48,12 +48,31 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_special,
                               bool parse_special = true) const;
 
+  // A byte range [begin, end) of a text.
+  struct TextRange {
+    size_t begin = 0;
+    size_t end = 0;
+  };
+  // encode(text, add_special, /*parse_special=*/true), except that a special token whose text
+  // overlaps one of `plain` stays plain text. For a rendered chat template: the template's own
+  // markers become control tokens, the same characters typed in message content (the plain
+  // ranges) do not, so content cannot forge turns. The text between added tokens is tokenized
+  // as one piece across range edges, so when no content holds special-token text the ids equal
+  // encode(text, add_special). kInvalidArgument for a range outside the text.
+  std::vector<int32_t> encode_with_plain_ranges(std::string_view text, bool add_special,
+                                                std::span<const TextRange> plain) const;
+
   // Ids back to text. Byte tokens are reassembled; the one leading space that encoding
   // prepended is removed as HF's decoder does. Byte sequences that are not valid UTF-8 become
   // U+FFFD. Unknown ids throw kInvalidArgument.
   std::string decode(std::span<const int32_t> ids, bool skip_special) const;
 
+  // One past the largest id. Loaders allow holes below it (ids no entry has, e.g. between the
+  // regular and the added tokens); is_assigned() tells them apart.
   int64_t vocab_size() const;
+  // Whether `id` names a vocabulary entry or added token: false for negative ids, ids >=
+  // vocab_size() and holes. Every other id-taking member throws kInvalidArgument on such ids.
+  bool is_assigned(int32_t id) const;
   int32_t bos_id() const;  // -1 if none
   int32_t eos_id() const;  // -1 if none
   // The vocabulary entry as stored (e.g. "▁the", "Ġthe", "<0x0A>"); throws on unknown ids.
@@ -69,6 +88,9 @@ class Tokenizer {
   const Impl& impl() const { return *impl_; }
 
  private:
+  std::vector<int32_t> encode_ranges(std::string_view text, bool add_special, bool parse_special,
+                                     std::span<const TextRange> plain) const;
+
   std::unique_ptr<Impl> impl_;
 };
 
