@@ -278,31 +278,32 @@ void GuardedServer::close_after_response() {
   if (t_stream) t_stream->close_requested = true;
 }
 
-bool GuardedServer::admit(int fd, const std::string& client) {
+int GuardedServer::admit(const std::string& client) {
   std::lock_guard lock(mutex_);
-  if (open_ >= limits_.max_connections) {
-    send_error(fd,
-               ApiError(503,
-                        "The server has " + std::to_string(open_) +
-                            " open connections, its limit (--max-connections). Retry later.",
-                        "server_error", "", "too_many_connections"),
-               0);
-    return false;
-  }
+  if (open_ >= limits_.max_connections) return 503;
   int& mine = per_client_[client];
-  if (mine >= limits_.max_connections_per_client) {
-    send_error(fd,
-               ApiError(429,
-                        "This client has " + std::to_string(mine) +
-                            " open connections, the limit per client "
-                            "(--max-connections-per-client). Reuse or close connections.",
-                        "rate_limit_error", "", "too_many_connections"),
-               0);
-    return false;
-  }
+  if (mine >= limits_.max_connections_per_client) return 429;
   ++mine;
   ++open_;
-  return true;
+  return 0;
+}
+
+// Answers a connection that admit() refused, without blocking the accept thread.
+void GuardedServer::refuse(int fd, int status) {
+  const ApiError error =
+      status == 429
+          ? ApiError(429,
+                     "This client has " + std::to_string(limits_.max_connections_per_client) +
+                         " open connections, the limit per client "
+                         "(--max-connections-per-client). Reuse or close connections.",
+                     "rate_limit_error", "", "too_many_connections")
+          : ApiError(503,
+                     "The server has " + std::to_string(limits_.max_connections) +
+                         " open connections, its limit (--max-connections). Retry later.",
+                     "server_error", "", "too_many_connections");
+  send_error(fd, error, 0);
+  close_gracefully(fd, 0);
+  if (on_refused) on_refused(status);
 }
 
 void GuardedServer::release(const std::string& client) {
@@ -325,8 +326,8 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   std::string client;
   int port = 0;
   endpoint_of(sock, true, client, port);
-  if (!admit(sock, client)) {
-    close_gracefully(sock, 0);
+  if (const int refused = admit(client)) {
+    refuse(sock, refused);
     return true;
   }
   try {
@@ -334,13 +335,9 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
       serve_connection(sock);
       release(client);
     }).detach();
-  } catch (const std::system_error&) {
+  } catch (const std::system_error&) {  // out of threads
     release(client);
-    send_error(sock,
-               ApiError(503, "The server cannot start a thread for this connection.",
-                        "server_error", "", "too_many_connections"),
-               0);
-    close_gracefully(sock, 0);
+    refuse(sock, 503);
   }
   return true;
 }
@@ -366,6 +363,7 @@ void GuardedServer::serve_connection(int fd) {
                  ApiError(late ? 408 : 431, what, "invalid_request_error", "",
                           late ? "request_timeout" : "request_header_fields_too_large"),
                  write_ms);
+      if (on_refused) on_refused(late ? 408 : 431);
       close_gracefully(fd, kLingerMs);
       return;
     }

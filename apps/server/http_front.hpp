@@ -13,6 +13,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -33,10 +34,15 @@ class GuardedServer : public httplib::Server {
 
   const FrontLimits& limits() const { return limits_; }
 
+  // Called with the status of each answer the front gives before httplib sees a request (408,
+  // 429, 431, 503), for the metrics.
+  std::function<void(int status)> on_refused;
+
  private:
   bool process_and_close_socket(socket_t sock) override;
   void serve_connection(int fd);
-  bool admit(int fd, const std::string& client);
+  int admit(const std::string& client);  // 0, or the status to refuse with
+  void refuse(int fd, int status);
   void release(const std::string& client);
   void wait_for_connections();
 

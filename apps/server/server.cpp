@@ -502,6 +502,7 @@ int Server::run() {
   // Connections, request heads and timeouts are bounded by the front; bodies by read_body.
   GuardedServer http(options_.front);
   http.set_payload_max_length(options_.max_body);
+  http.on_refused = [this](int status) { metrics_.count_request("", status); };
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     refuse_unexpected_body(req);
@@ -525,6 +526,9 @@ int Server::run() {
     } else if (res.status == 413) {
       send_error(res, ApiError(413, "The request body is too large.", "invalid_request_error", "",
                                "request_too_large"));
+    } else if (res.status == 400) {
+      send_error(res, ApiError(400, "Malformed HTTP request (request line or headers).",
+                               "invalid_request_error", "", "invalid_http"));
     } else {
       send_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status) + ".",
                                res.status >= 500 ? "server_error" : "invalid_request_error"));

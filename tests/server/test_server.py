@@ -537,6 +537,8 @@ def test_slow_clients(args):
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro"))
         check(status == 408 and error_code(data) == "request_timeout", f"slow body: {status}")
         check(2.5 < seconds < 6, f"slow body answered after {seconds:.1f} s")
+        name = 'af_http_requests_total{path="other",status="408"}'
+        check(server.metric(name) == len(socks), f"{name} = {server.metric(name)}")
         check(server.request("GET", "/health")[0] == 200, "healthy")
     finally:
         for s in socks:
@@ -548,29 +550,39 @@ def test_connection_caps(args):
     """Connections beyond the per-client cap get 429, beyond the total cap 503 (both with
     Retry-After); other clients are not affected by one client's cap."""
     server = Server(args.server, args.model, "--max-connections-per-client", "4",
-                    "--max-connections", "7")
+                    "--max-connections", "7", "--keep-alive-timeout", "60")
     held = []
     try:
         def hold(src):
+            """A keep-alive connection, known to be admitted: it got an answer."""
             s = socket.create_connection(("127.0.0.1", server.port), timeout=5,
                                          source_address=(src, 0))
             held.append(s)
-            return s
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.startswith(b"HTTP/1.1 200")
         for _ in range(4):
-            hold("127.0.0.3")
-        time.sleep(0.2)
+            check(hold("127.0.0.3"), "held connection")
         status, headers, data, _ = raw_request(
             server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.3")
         check(status == 429 and error_code(data) == "too_many_connections" and
               "retry-after" in headers, f"over the per-client cap: {status}")
         for _ in range(2):
-            hold("127.0.0.4")
-        time.sleep(0.2)
+            check(hold("127.0.0.4"), "held connection")
         status, _, _, _ = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
                                       src="127.0.0.5")
         check(status == 200, f"another client below both caps: {status}")
-        hold("127.0.0.4")
-        time.sleep(0.2)
+        # The server counts that client's connection until it sees it closed.
+        deadline = time.time() + 5
+        while not hold("127.0.0.4"):
+            held.pop().close()
+            check(time.time() < deadline, "a closed connection was not released")
+            time.sleep(0.1)
         status, headers, data, _ = raw_request(
             server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.5")
         check(status == 503 and error_code(data) == "too_many_connections" and
@@ -580,6 +592,9 @@ def test_connection_caps(args):
         held.clear()
         time.sleep(0.5)
         check(server.request("GET", "/health")[0] == 200, "connections released")
+        for status in (429, 503):
+            name = f'af_http_requests_total{{path="other",status="{status}"}}'
+            check(server.metric(name) >= 1, f"{name} = {server.metric(name)}")
     finally:
         for s in held:
             s.close()
