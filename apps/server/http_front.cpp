@@ -278,14 +278,54 @@ void GuardedServer::close_after_response() {
   if (t_stream) t_stream->close_requested = true;
 }
 
-int GuardedServer::admit(const std::string& client) {
+// Over a cap, a new connection takes the place of the one that has waited longest for a request
+// head (an idle keep-alive connection, or a slow client), if one has waited kEvictAfter: those
+// are what slow-header attacks hold, and closing them loses no work. Only when every connection
+// is busy with a request is the new one refused.
+int GuardedServer::admit(int fd, const std::string& client, uint64_t& id) {
   std::lock_guard lock(mutex_);
-  if (open_ >= limits_.max_connections) return 503;
-  int& mine = per_client_[client];
-  if (mine >= limits_.max_connections_per_client) return 429;
-  ++mine;
+  if (open_ >= limits_.max_connections && !evict_oldest_waiting(nullptr)) return 503;
+  if (per_client_[client] >= limits_.max_connections_per_client && !evict_oldest_waiting(&client)) {
+    return 429;
+  }
+  ++per_client_[client];
   ++open_;
+  id = next_id_++;
+  connections_[id] = Connection{fd, client, true, false, Clock::now()};
   return 0;
+}
+
+bool GuardedServer::evict_oldest_waiting(const std::string* client) {
+  constexpr auto kEvictAfter = std::chrono::seconds(1);
+  const auto now = Clock::now();
+  Connection* oldest = nullptr;
+  for (auto& [id, c] : connections_) {
+    if (!c.waiting || c.evicted || (client && c.client != *client)) continue;
+    if (now - c.waiting_since < kEvictAfter) continue;
+    if (!oldest || c.waiting_since < oldest->waiting_since) oldest = &c;
+  }
+  if (!oldest) return false;
+  // Its thread is in read_head (waiting is only cleared under the mutex, before the descriptor
+  // is closed), so the descriptor is still that connection's; shutdown wakes the thread.
+  shutdown(oldest->fd, SHUT_RDWR);
+  oldest->evicted = true;
+  --open_;
+  if (--per_client_[oldest->client] == 0) per_client_.erase(oldest->client);
+  return true;
+}
+
+void GuardedServer::set_waiting(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  Connection& c = connections_.at(id);
+  c.waiting = true;
+  c.waiting_since = Clock::now();
+}
+
+bool GuardedServer::stop_waiting(uint64_t id) {
+  std::lock_guard lock(mutex_);
+  Connection& c = connections_.at(id);
+  c.waiting = false;
+  return !c.evicted;
 }
 
 // Answers a connection that admit() refused, without blocking the accept thread.
@@ -306,11 +346,15 @@ void GuardedServer::refuse(int fd, int status) {
   if (on_refused) on_refused(status);
 }
 
-void GuardedServer::release(const std::string& client) {
+void GuardedServer::release(uint64_t id) {
   {
     std::lock_guard lock(mutex_);
-    --open_;
-    if (--per_client_[client] == 0) per_client_.erase(client);
+    const auto it = connections_.find(id);
+    if (!it->second.evicted) {
+      --open_;
+      if (--per_client_[it->second.client] == 0) per_client_.erase(it->second.client);
+    }
+    connections_.erase(it);
   }
   idle_.notify_all();
 }
@@ -326,31 +370,34 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   std::string client;
   int port = 0;
   endpoint_of(sock, true, client, port);
-  if (const int refused = admit(client)) {
+  uint64_t id = 0;
+  if (const int refused = admit(sock, client, id)) {
     refuse(sock, refused);
     return true;
   }
   try {
-    std::thread([this, sock, client] {
-      serve_connection(sock);
-      release(client);
+    std::thread([this, sock, id] {
+      serve_connection(sock, id);
+      release(id);
     }).detach();
   } catch (const std::system_error&) {  // out of threads
-    release(client);
+    stop_waiting(id);
+    release(id);
     refuse(sock, 503);
   }
   return true;
 }
 
-void GuardedServer::serve_connection(int fd) {
+void GuardedServer::serve_connection(int fd, uint64_t id) {
   const std::function<bool()> stopping = [this] { return svr_sock_ == INVALID_SOCKET; };
   const int write_ms = static_cast<int>(write_timeout_sec_ * 1000 + write_timeout_usec_ / 1000);
   constexpr int kLingerMs = 2000;
   std::string buffer;
   for (size_t served = 0;; ++served) {
     Clock::time_point started_at;
+    if (served > 0) set_waiting(id);
     const HeadOutcome head = read_head(fd, buffer, served == 0, limits_, stopping, started_at);
-    if (head == HeadOutcome::kIdle) break;
+    if (!stop_waiting(id) || head == HeadOutcome::kIdle) break;
     if (head != HeadOutcome::kReady) {
       const bool late = head == HeadOutcome::kTimeout;
       const std::string what =

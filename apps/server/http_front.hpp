@@ -11,8 +11,10 @@
 // Stream with a deadline. See docs/SERVER.md ("Limits").
 #include <httplib.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -40,10 +42,23 @@ class GuardedServer : public httplib::Server {
 
  private:
   bool process_and_close_socket(socket_t sock) override;
-  void serve_connection(int fd);
-  int admit(const std::string& client);  // 0, or the status to refuse with
+  // A connection, by id. `waiting`: it is waiting for a request head (idle keep-alive, or a
+  // client still sending its head); such connections may be evicted for new ones.
+  struct Connection {
+    int fd = -1;
+    std::string client;
+    bool waiting = true;
+    bool evicted = false;
+    std::chrono::steady_clock::time_point waiting_since;
+  };
+
+  void serve_connection(int fd, uint64_t id);
+  int admit(int fd, const std::string& client, uint64_t& id);  // 0, or the status to refuse with
+  bool evict_oldest_waiting(const std::string* client);
   void refuse(int fd, int status);
-  void release(const std::string& client);
+  void set_waiting(uint64_t id);
+  bool stop_waiting(uint64_t id);  // false when the connection was evicted meanwhile
+  void release(uint64_t id);
   void wait_for_connections();
 
   FrontLimits limits_;
@@ -51,6 +66,8 @@ class GuardedServer : public httplib::Server {
   std::condition_variable idle_;
   int open_ = 0;
   std::map<std::string, int> per_client_;
+  std::map<uint64_t, Connection> connections_;
+  uint64_t next_id_ = 0;
 };
 
 struct ServerOptions;

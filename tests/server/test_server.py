@@ -492,11 +492,12 @@ def test_header_limits(server):
 
 
 def test_slow_clients(args):
-    """200 connections dripping a request head byte by byte do not hold the server: /health
-    answers within 1 s meanwhile, and each slow one gets 408 after --header-timeout. A body that
-    stops arriving gets 408 after --request-timeout."""
+    """200 connections from one address dripping a request head byte by byte do not hold the
+    server: /health from the same address answers within 1 s meanwhile (new connections take the
+    places of the slow ones beyond the per-client cap), and each slow one gets 408 after
+    --header-timeout or is closed. A body that stops arriving gets 408 after --request-timeout."""
     server = Server(args.server, args.model, "--parallel", "1", "--header-timeout", "2",
-                    "--request-timeout", "3", "--max-connections-per-client", "256")
+                    "--request-timeout", "3")
     socks = []
     try:
         for _ in range(200):
@@ -515,30 +516,35 @@ def test_slow_clients(args):
         dripper = threading.Thread(target=drip)
         dripper.start()
         try:
+            time.sleep(1)  # the slow ones are evictable from now on
             for src in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
                 status, _, _, seconds = raw_request(
                     server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5, src=src)
                 check(status == 200 and seconds < 1, f"/health: {status} in {seconds:.2f} s")
                 time.sleep(0.3)
-            time.sleep(2)
+            time.sleep(1.5)
         finally:
             stop.set()
             dripper.join()
-        timed_out = 0
+        timed_out = refused = closed = 0
         for s in socks:
             try:
                 data = s.recv(4096)
                 timed_out += data.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in data
+                refused += data.startswith(b"HTTP/1.1 429")
+                closed += data == b""
             except OSError:
-                pass
-        check(timed_out == len(socks), f"{timed_out} of {len(socks)} slow heads got 408")
+                closed += 1
+        check(timed_out + refused + closed == len(socks) and timed_out > 0,
+              f"of {len(socks)} slow heads {timed_out} got 408, {refused} 429 as they connected "
+              f"(over the per-client cap), {closed} were closed")
 
         status, _, data, seconds = raw_request(server.port, (
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro"))
         check(status == 408 and error_code(data) == "request_timeout", f"slow body: {status}")
         check(2.5 < seconds < 6, f"slow body answered after {seconds:.1f} s")
         name = 'af_http_requests_total{path="other",status="408"}'
-        check(server.metric(name) == len(socks), f"{name} = {server.metric(name)}")
+        check(server.metric(name) == timed_out, f"{name} = {server.metric(name)}")
         check(server.request("GET", "/health")[0] == 200, "healthy")
     finally:
         for s in socks:
@@ -547,14 +553,17 @@ def test_slow_clients(args):
 
 
 def test_connection_caps(args):
-    """Connections beyond the per-client cap get 429, beyond the total cap 503 (both with
-    Retry-After); other clients are not affected by one client's cap."""
+    """Beyond the per-client cap a connection gets 429, beyond the total cap 503 (both with
+    Retry-After), when every connection is busy with a request; other clients are not affected by
+    one client's cap. A connection that has waited over a second for a request head gives its
+    place to a new one instead."""
     server = Server(args.server, args.model, "--max-connections-per-client", "4",
                     "--max-connections", "7", "--keep-alive-timeout", "60")
     held = []
     try:
         def hold(src):
-            """A keep-alive connection, known to be admitted: it got an answer."""
+            """A connection known to be admitted (it got an answer), then busy with a request
+            whose body has not all arrived."""
             s = socket.create_connection(("127.0.0.1", server.port), timeout=5,
                                          source_address=(src, 0))
             held.append(s)
@@ -565,7 +574,10 @@ def test_connection_caps(args):
                 if not chunk:
                     break
                 answer += chunk
-            return answer.startswith(b"HTTP/1.1 200")
+            if not answer.startswith(b"HTTP/1.1 200"):
+                return False
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{")
+            return True
         for _ in range(4):
             check(hold("127.0.0.3"), "held connection")
         status, headers, data, _ = raw_request(
@@ -595,6 +607,15 @@ def test_connection_caps(args):
         for status in (429, 503):
             name = f'af_http_requests_total{{path="other",status="{status}"}}'
             check(server.metric(name) >= 1, f"{name} = {server.metric(name)}")
+
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                         source_address=("127.0.0.6", 0)) for _ in range(4)]
+        held.extend(idle)
+        time.sleep(1.5)
+        status, _, _, _ = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+                                      src="127.0.0.6")
+        check(status == 200, f"a new connection in place of an idle one: {status}")
+        check(idle[0].recv(100) == b"", "the longest idle connection was closed")
     finally:
         for s in held:
             s.close()
