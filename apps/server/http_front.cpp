@@ -451,6 +451,16 @@ std::string read_body(const httplib::Request& req, httplib::Response& res,
     throw ApiError(415, "multipart/form-data bodies are not accepted; send JSON.",
                    "invalid_request_error", "", "unsupported_media_type");
   }
+  // httplib decodes these three and passes any other coding through as if it were none.
+  const std::string coding = req.get_header_value("Content-Encoding");
+  if (!coding.empty() && coding != "identity" && coding != "gzip" && coding != "deflate" &&
+      coding != "br") {
+    GuardedServer::close_after_response();
+    throw ApiError(415,
+                   "Unsupported Content-Encoding '" + coding +
+                       "' (gzip, deflate, br and identity are accepted).",
+                   "invalid_request_error", "", "unsupported_media_type");
+  }
   std::string body;
   bool over = false;
   const bool ok = reader([&](const char* data, size_t n) {
@@ -467,12 +477,6 @@ std::string read_body(const httplib::Request& req, httplib::Response& res,
                        std::to_string(static_cast<int>(options.front.request_timeout)) +
                        " s of the request's start (--request-timeout).",
                    "invalid_request_error", "", "request_timeout");
-  }
-  if (res.status == 415) {
-    throw ApiError(415,
-                   "Unsupported Content-Encoding '" + req.get_header_value("Content-Encoding") +
-                       "' (gzip, deflate and br are accepted).",
-                   "invalid_request_error", "", "unsupported_media_type");
   }
   throw ApiError(400,
                  "The request body could not be read: the connection closed early, or its "

@@ -463,6 +463,10 @@ def test_body_limits(args):
             b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"))
         check(status == 200, f"small gzip body: {status} {data[:200]}")
         status, _, data, _ = raw_request(server.port, http_post(
+            b"/v1/completions", SMALL, b"Content-Type: application/json\r\nContent-Encoding: zstd\r\n"))
+        check(status == 415 and error_code(data) == "unsupported_media_type",
+              f"unknown Content-Encoding: {status} {data[:200]}")
+        status, _, data, _ = raw_request(server.port, http_post(
             b"/v1/completions", padded(100 << 10),
             b"Content-Type: application/x-www-form-urlencoded\r\n"))
         check(status == 200, f"100 KiB form-urlencoded body: {status} {data[:200]}")
