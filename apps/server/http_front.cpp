@@ -196,8 +196,13 @@ class InlineQueue : public httplib::TaskQueue {
 // client (it shut down its sending side) stays writable, so it still gets its answer.
 class ConnectionStream final : public httplib::Stream {
  public:
-  ConnectionStream(int fd, std::string pending, Clock::time_point read_deadline, int write_ms)
-      : fd_(fd), pending_(std::move(pending)), read_deadline_(read_deadline), write_ms_(write_ms) {}
+  ConnectionStream(int fd, std::string pending, Clock::time_point read_deadline, int write_ms,
+                   const std::function<bool()>& stopping)
+      : fd_(fd),
+        pending_(std::move(pending)),
+        read_deadline_(read_deadline),
+        write_ms_(write_ms),
+        stopping_(stopping) {}
 
   bool is_readable() const override {
     return offset_ < pending_.size() || wait_for(fd_, POLLIN, millis_until(read_deadline_)) > 0;
@@ -216,7 +221,10 @@ class ConnectionStream final : public httplib::Stream {
       return static_cast<ssize_t>(n);
     }
     for (;;) {
-      const int revents = wait_for(fd_, POLLIN, millis_until(read_deadline_));
+      // In slices, so that a slow body does not hold up a server shutdown.
+      const int left = millis_until(read_deadline_);
+      const int revents = wait_for(fd_, POLLIN, std::min(left, 250));
+      if (revents == 0 && left > 250 && !stopping_()) continue;
       if (revents == 0) timed_out_ = true;
       if (revents <= 0) return -1;
       const ssize_t n = recv(fd_, ptr, size, 0);
@@ -252,6 +260,7 @@ class ConnectionStream final : public httplib::Stream {
   size_t offset_ = 0;
   Clock::time_point read_deadline_;
   int write_ms_;
+  const std::function<bool()>& stopping_;
   bool timed_out_ = false;
 };
 
@@ -411,18 +420,18 @@ void GuardedServer::serve_connection(int fd, uint64_t id) {
                           late ? "request_timeout" : "request_header_fields_too_large"),
                  write_ms);
       if (on_refused) on_refused(late ? 408 : 431);
-      close_gracefully(fd, kLingerMs);
+      close_gracefully(fd, stopping() ? 0 : kLingerMs);
       return;
     }
     ConnectionStream stream(fd, std::move(buffer), started_at + seconds(limits_.request_timeout),
-                            write_ms);
+                            write_ms, stopping);
     t_stream = &stream;
     const bool last = served + 1 >= keep_alive_max_count_ || stopping();
     bool closed = false;
     const bool ok = process_request(stream, last, closed, {});
     t_stream = nullptr;
     if (stream.close_requested) {
-      close_gracefully(fd, kLingerMs);
+      close_gracefully(fd, stopping() ? 0 : kLingerMs);
       return;
     }
     if (!ok || closed || last) break;

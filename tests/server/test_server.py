@@ -556,6 +556,20 @@ def test_slow_clients(args):
         check(server.stop() == 0, "exit code")
 
 
+def test_sigterm_with_slow_body(args):
+    """A body that is still arriving does not hold up a shutdown until --request-timeout."""
+    server = Server(args.server, args.model, "--parallel", "1")
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{")
+        time.sleep(0.3)
+        t0 = time.time()
+        code = server.stop()
+        check(code == 0 and time.time() - t0 < 2, f"exit {code} after {time.time() - t0:.1f} s")
+    finally:
+        s.close()
+
+
 def test_connection_caps(args):
     """Beyond the per-client cap a connection gets 429, beyond the total cap 503 (both with
     Retry-After), when every connection is busy with a request; other clients are not affected by
@@ -688,6 +702,7 @@ def main():
              ("header limits (431)", lambda: test_header_limits(small)),
              ("slow clients (408), /health answers", lambda: test_slow_clients(args)),
              ("connection caps (429, 503)", lambda: test_connection_caps(args)),
+             ("SIGTERM with a body arriving", lambda: test_sigterm_with_slow_body(args)),
              ("half-closed client answered", lambda: test_half_close(small)),
              ("second bind fails", lambda: test_second_bind(args, small)),
              ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
