@@ -483,8 +483,8 @@ std::string read_body(const httplib::Request& req, httplib::Response& res,
   if (GuardedServer::request_timed_out()) {
     throw ApiError(408,
                    "The request body was not received within " +
-                       std::to_string(static_cast<int>(options.front.request_timeout)) +
-                       " s of the request's start (--request-timeout).",
+                       format_seconds(options.front.request_timeout) +
+                       " of the request's start (--request-timeout).",
                    "invalid_request_error", "", "request_timeout");
   }
   throw ApiError(400,
