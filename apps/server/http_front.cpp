@@ -356,15 +356,15 @@ void GuardedServer::refuse(int fd, int status) {
 }
 
 void GuardedServer::release(uint64_t id) {
-  {
-    std::lock_guard lock(mutex_);
-    const auto it = connections_.find(id);
-    if (!it->second.evicted) {
-      --open_;
-      if (--per_client_[it->second.client] == 0) per_client_.erase(it->second.client);
-    }
-    connections_.erase(it);
+  std::lock_guard lock(mutex_);
+  const auto it = connections_.find(id);
+  if (!it->second.evicted) {
+    --open_;
+    if (--per_client_[it->second.client] == 0) per_client_.erase(it->second.client);
   }
+  connections_.erase(it);
+  // Under the lock: once the last connection is released the server may be destroyed, so this
+  // thread must not touch it after unlocking.
   idle_.notify_all();
 }
 
