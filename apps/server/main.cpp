@@ -1,9 +1,51 @@
 // af-server -m PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]
-//           [--api-key KEY] [--threads N] [--kv-type f32|f16]
+//           [--api-key KEY | --api-key-file PATH] [--threads N] [--kv-type f32|f16]
+//           [HTTP limits: --max-body-bytes, --header-timeout, --request-timeout, ...]
 // An OpenAI-compatible HTTP server (see docs/SERVER.md).
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "http_guard.hpp"
 #include "server.hpp"
+
+namespace {
+
+// HTTP front limits (docs/SERVER.md, "Limits").
+void add_limit_options(CLI::App& app, af::server::ServerOptions& o) {
+  af::server::FrontLimits& f = o.front;
+  app.add_option("--max-body-bytes", o.max_body, "request body limit, after decoding (413)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--header-timeout", f.header_timeout, "seconds to receive request headers (408)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--request-timeout", f.request_timeout,
+                 "seconds to receive a whole request, body included (408)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--keep-alive-timeout", f.keep_alive_timeout,
+                 "seconds an idle connection is kept open")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--max-header-bytes", f.head.max_bytes, "request line + headers limit (431)")
+      ->check(CLI::Range(size_t{256}, size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--max-header-lines", f.head.max_lines, "header lines limit (431)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("--max-connections", f.max_connections, "open connections in all (503)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-client", f.max_connections_per_client,
+                 "open connections from one IP address (429)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   af::server::ServerOptions o;
@@ -18,7 +60,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("-c,--ctx-size", o.ctx_size, "context length per slot (0: the model's)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--api-key", o.api_key, "require 'Authorization: Bearer KEY'");
+  auto* key = app.add_option("--api-key", o.api_key,
+                             "require 'Authorization: Bearer KEY' (visible in the process list: "
+                             "prefer --api-key-file or AF_API_KEY)");
+  std::string key_file;
+  app.add_option("--api-key-file", key_file, "read the API key from this file's first line")
+      ->excludes(key);
   app.add_option("-t,--threads", o.threads, "compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
@@ -26,6 +73,16 @@ int main(int argc, char** argv) {
   app.add_flag("--parse-special-in-content", o.parse_special_in_content,
                "chat: parse special-token text inside messages into control tokens, as "
                "transformers does (default: plain text, so messages cannot forge turns)");
+  add_limit_options(app, o);
   CLI11_PARSE(app, argc, argv);
+  try {
+    if (!key_file.empty()) o.api_key = af::server::read_api_key_file(key_file);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[af-server] error: %s\n", e.what());
+    return 1;
+  }
+  if (o.api_key.empty()) {
+    if (const char* env = std::getenv("AF_API_KEY")) o.api_key = env;
+  }
   return af::server::run_server(o);
 }

@@ -6,9 +6,11 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +26,7 @@
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
 #include "chat_prompt.hpp"
+#include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
 
@@ -127,7 +130,7 @@ class Server {
   int run();
 
  private:
-  void handle_generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  void handle_generate(Endpoint endpoint, const std::string& body, httplib::Response& res);
   json token_logprobs_chat(const runtime::GeneratedToken& t) const;
   json usage(const ApiRequest& r, const std::vector<int64_t>& prompt_tokens,
              const std::vector<std::optional<runtime::RequestResult>>& results) const;
@@ -174,13 +177,12 @@ json Server::usage(const ApiRequest& r, const std::vector<int64_t>& prompt_token
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
-void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
-                             httplib::Response& res) {
+void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib::Response& res) {
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
   }
-  const ApiRequest r = parse_request(endpoint, req.body);
+  const ApiRequest r = parse_request(endpoint, body);
   const bool chat = endpoint == Endpoint::kChatCompletions;
   const int64_t context = scheduler_->slot_context();
 
@@ -514,19 +516,17 @@ int Server::run() {
   std::filesystem::path p(options_.model_path);
   model_id_ = (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
 
-  httplib::Server http;
-  const int http_threads = std::max(32, 8 * options_.parallel + 16);
-  http.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+  // Connections, request heads and timeouts are bounded by the front; bodies by read_body.
+  GuardedServer http(options_.front);
   http.set_payload_max_length(options_.max_body);
-  http.set_keep_alive_timeout(2);
-  http.set_read_timeout(30);
+  http.on_refused = [this](int status) { metrics_.count_request("", status); };
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    refuse_unexpected_body(req);
     if (options_.api_key.empty() || req.path == "/health") {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    const std::string expected = "Bearer " + options_.api_key;
-    if (req.get_header_value("Authorization") != expected) {
+    if (!bearer_key_matches(req.get_header_value("Authorization"), options_.api_key)) {
       send_error(res, ApiError(401,
                                "Incorrect API key provided. Send it as 'Authorization: "
                                "Bearer <key>'.",
@@ -543,6 +543,9 @@ int Server::run() {
     } else if (res.status == 413) {
       send_error(res, ApiError(413, "The request body is too large.", "invalid_request_error", "",
                                "request_too_large"));
+    } else if (res.status == 400) {
+      send_error(res, ApiError(400, "Malformed HTTP request (request line or headers).",
+                               "invalid_request_error", "", "invalid_http"));
     } else {
       send_error(res, ApiError(res.status, "HTTP error " + std::to_string(res.status) + ".",
                                res.status >= 500 ? "server_error" : "invalid_request_error"));
@@ -587,16 +590,20 @@ int Server::run() {
     res.set_content(metrics_.render(scheduler_->stats(), options_.parallel),
                     "text/plain; version=0.0.4");
   });
-  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(Endpoint::kChatCompletions, req, res);
+  // Bodies are read through a ContentReader so that one limit applies to the decoded bytes
+  // whatever the framing (httplib's own reading bounds only Content-Length bodies).
+  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res,
+                                           const httplib::ContentReader& reader) {
+    handle_generate(Endpoint::kChatCompletions, read_body(req, res, reader, options_), res);
   });
-  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    handle_generate(Endpoint::kCompletions, req, res);
+  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res,
+                                      const httplib::ContentReader& reader) {
+    handle_generate(Endpoint::kCompletions, read_body(req, res, reader, options_), res);
   });
 
   if (!http.bind_to_port(options_.host, options_.port)) {
-    std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d\n", options_.host.c_str(),
-                 options_.port);
+    std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d: %s\n", options_.host.c_str(),
+                 options_.port, std::strerror(errno));
     return 1;
   }
   widen_listen_backlog(options_.port);

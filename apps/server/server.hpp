@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "http_guard.hpp"
+
 namespace af::server {
 
 struct ServerOptions {
@@ -15,7 +17,8 @@ struct ServerOptions {
   std::string api_key;                 // empty: no authentication
   int threads = 0;                     // compute threads; 0: all cores
   std::string kv_type = "f32";         // KV cache elements: f32 (exact) or f16
-  size_t max_body = 8 << 20;           // bytes; larger bodies get 413
+  size_t max_body = 8 << 20;           // bytes after decoding, whatever the framing; else 413
+  FrontLimits front;                   // connections, header size, timeouts
   double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
   // Chat: special-token text inside messages becomes control tokens (transformers' behaviour).
   bool parse_special_in_content = false;

@@ -11,6 +11,7 @@ beyond capacity answered 503 + Retry-After, malformed requests mixed into load, 
 to `af-cli run --temp 0`, ids the tokenizer does not assign, and a graceful SIGTERM. Exits non-zero on the first failure.
 """
 import argparse
+import gzip
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -35,11 +37,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, model, *extra):
+    def __init__(self, binary, model, *extra, env=None):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [binary, "-m", model, "--port", str(self.port), "--threads", "1", *extra],
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -410,6 +412,320 @@ def test_graceful_sigterm(args):
     check(result.get("text", ("", None))[1] == "length", f"in-flight request finished: {result}")
 
 
+# --- The HTTP front: limits on bodies, heads, time and connections (docs/SERVER.md, "Limits") ---
+
+def raw_request(port, data, timeout=10, half_close=False, src=None):
+    """Sends raw bytes (from a second thread, so a server that answers before reading them all
+    cannot deadlock the test) and reads one response. Returns (status, headers, body, seconds);
+    status is None when the connection closed without an answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                    source_address=(src, 0) if src else None)
+    t0 = time.time()
+
+    def send():
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    sender = threading.Thread(target=send)
+    sender.start()
+    buf = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            head, sep, body = buf.partition(b"\r\n\r\n")
+            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if sep and m and len(body) >= int(m.group(1)):
+                break
+    except (ConnectionResetError, socket.timeout):
+        pass
+    elapsed = time.time() - t0
+    sender.join()
+    sock.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.[01] (\d+)", head)
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return (int(m.group(1)) if m else None), headers, body, elapsed
+
+
+def http_post(path, body, headers=b"Content-Type: application/json\r\n"):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n" + headers + b"Content-Length: " +
+            str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def error_code(body):
+    return json.loads(body)["error"]["code"]
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmHWM:\s+(\d+)", f.read(), re.M).group(1)) / 1024
+
+
+SMALL = json.dumps({"prompt": "Once", "max_tokens": 2, "temperature": 0}).encode()
+
+
+def padded(n):
+    """A valid completion request of about n bytes (an ignored field holds the padding)."""
+    return SMALL[:-1] + b', "pad": "' + b"x" * n + b'"}'
+
+
+def test_body_limits(args):
+    """One limit on the decoded body whatever the framing: chunked, gzip (a bomb stops at the
+    limit, in memory and time), length-less; form-urlencoded bodies are not capped at 8 KiB."""
+    server = Server(args.server, args.model, "--parallel", "1", "--max-body-bytes", str(1 << 20))
+    try:
+        body = padded(2 << 20)
+        chunked = b"".join(b"%x\r\n" % len(body[i:i + 65536]) + body[i:i + 65536] + b"\r\n"
+                           for i in range(0, len(body), 65536)) + b"0\r\n\r\n"
+        status, _, data, _ = raw_request(server.port, (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunked))
+        check(status == 413 and error_code(data) == "request_too_large", f"chunked: {status}")
+
+        before = peak_rss_mib(server.proc.pid)
+        bomb = gzip.compress(b" " * (256 << 20), 9)  # about 256 KiB
+        status, _, data, seconds = raw_request(server.port, http_post(
+            b"/v1/completions", bomb,
+            b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"), timeout=30)
+        grown = peak_rss_mib(server.proc.pid) - before
+        check(status == 413 and error_code(data) == "request_too_large", f"gzip bomb: {status}")
+        check(grown < 32, f"gzip bomb raised the peak RSS by {grown:.0f} MiB")
+        check(seconds < 5, f"gzip bomb took {seconds:.1f} s")
+
+        status, _, data, _ = raw_request(server.port, (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n" +
+            body), half_close=True)
+        check(status == 413 and error_code(data) == "request_too_large", f"length-less: {status}")
+
+        status, _, data, _ = raw_request(server.port, http_post(
+            b"/v1/completions", gzip.compress(padded(100 << 10)),
+            b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"))
+        check(status == 200, f"small gzip body: {status} {data[:200]}")
+        status, _, data, _ = raw_request(server.port, http_post(
+            b"/v1/completions", SMALL, b"Content-Type: application/json\r\nContent-Encoding: zstd\r\n"))
+        check(status == 415 and error_code(data) == "unsupported_media_type",
+              f"unknown Content-Encoding: {status} {data[:200]}")
+        status, _, data, _ = raw_request(server.port, http_post(
+            b"/v1/completions", padded(100 << 10),
+            b"Content-Type: application/x-www-form-urlencoded\r\n"))
+        check(status == 200, f"100 KiB form-urlencoded body: {status} {data[:200]}")
+        status, _, data, _ = raw_request(server.port, (
+            b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            chunked))
+        check(status == 400 and error_code(data) == "unexpected_body", f"GET with body: {status}")
+        check(server.request("GET", "/health")[0] == 200, "healthy")
+    finally:
+        check(server.stop() == 0, "exit code")
+
+
+def test_header_limits(server):
+    """2 MiB of header lines, or more lines than allowed, get 431 without the memory."""
+    before = peak_rss_mib(server.proc.pid)
+    flood = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 1000) for i in range(2048))
+    status, _, data, _ = raw_request(server.port,
+                                     b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + flood + b"\r\n")
+    check(status == 431 and error_code(data) == "request_header_fields_too_large",
+          f"2 MiB of headers: {status} {data[:200]}")
+    many = b"".join(b"X-%d: y\r\n" % i for i in range(101))
+    status, _, data, _ = raw_request(server.port,
+                                     b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+    check(status == 431, f"101 header lines: {status}")
+    check(peak_rss_mib(server.proc.pid) - before < 16, "header floods raised the peak RSS")
+    check(server.request("GET", "/health")[0] == 200, "healthy")
+
+
+def test_slow_clients(args):
+    """200 connections from one address dripping a request head byte by byte do not hold the
+    server: /health from the same address answers within 1 s meanwhile (new connections take the
+    places of the slow ones beyond the per-client cap), and each slow one gets 408 after
+    --header-timeout or is closed. A body that stops arriving gets 408 after --request-timeout."""
+    server = Server(args.server, args.model, "--parallel", "1", "--header-timeout", "2",
+                    "--request-timeout", "3")
+    socks = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(b"P")
+            socks.append(s)
+        stop = threading.Event()
+
+        def drip():
+            while not stop.wait(0.5):
+                for s in socks:
+                    try:
+                        s.send(b"O")
+                    except OSError:
+                        pass
+        dripper = threading.Thread(target=drip)
+        dripper.start()
+        try:
+            time.sleep(1)  # the slow ones are evictable from now on
+            for src in ("127.0.0.1", "127.0.0.2", "127.0.0.1"):
+                status, _, _, seconds = raw_request(
+                    server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5, src=src)
+                check(status == 200 and seconds < 1, f"/health: {status} in {seconds:.2f} s")
+                time.sleep(0.3)
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            dripper.join()
+        timed_out = refused = closed = 0
+        for s in socks:
+            try:
+                data = s.recv(4096)
+                timed_out += data.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in data
+                refused += data.startswith(b"HTTP/1.1 429")
+                closed += data == b""
+            except OSError:
+                closed += 1
+        check(timed_out + refused + closed == len(socks) and timed_out > 0,
+              f"of {len(socks)} slow heads {timed_out} got 408, {refused} 429 as they connected "
+              f"(over the per-client cap), {closed} were closed")
+
+        status, _, data, seconds = raw_request(server.port, (
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"pro"))
+        check(status == 408 and error_code(data) == "request_timeout", f"slow body: {status}")
+        check(2.5 < seconds < 6, f"slow body answered after {seconds:.1f} s")
+        name = 'af_http_requests_total{path="other",status="408"}'
+        check(server.metric(name) == timed_out, f"{name} = {server.metric(name)}")
+        check(server.request("GET", "/health")[0] == 200, "healthy")
+    finally:
+        for s in socks:
+            s.close()
+        check(server.stop() == 0, "exit code")
+
+
+def test_sigterm_with_slow_body(args):
+    """A body that is still arriving does not hold up a shutdown until --request-timeout."""
+    server = Server(args.server, args.model, "--parallel", "1")
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{")
+        time.sleep(0.3)
+        t0 = time.time()
+        code = server.stop()
+        check(code == 0 and time.time() - t0 < 2, f"exit {code} after {time.time() - t0:.1f} s")
+    finally:
+        s.close()
+
+
+def test_connection_caps(args):
+    """Beyond the per-client cap a connection gets 429, beyond the total cap 503 (both with
+    Retry-After), when every connection is busy with a request; other clients are not affected by
+    one client's cap. A connection that has waited over a second for a request head gives its
+    place to a new one instead."""
+    server = Server(args.server, args.model, "--max-connections-per-client", "4",
+                    "--max-connections", "7", "--keep-alive-timeout", "60")
+    held = []
+    try:
+        def hold(src):
+            """A connection known to be admitted (it got an answer), then busy with a request
+            whose body has not all arrived."""
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                         source_address=(src, 0))
+            held.append(s)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            if not answer.startswith(b"HTTP/1.1 200"):
+                return False
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{")
+            return True
+        for _ in range(4):
+            check(hold("127.0.0.3"), "held connection")
+        status, headers, data, _ = raw_request(
+            server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.3")
+        check(status == 429 and error_code(data) == "too_many_connections" and
+              "retry-after" in headers, f"over the per-client cap: {status}")
+        for _ in range(2):
+            check(hold("127.0.0.4"), "held connection")
+        status, _, _, _ = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+                                      src="127.0.0.5")
+        check(status == 200, f"another client below both caps: {status}")
+        # The server counts that client's connection until it sees it closed.
+        deadline = time.time() + 5
+        while not hold("127.0.0.4"):
+            held.pop().close()
+            check(time.time() < deadline, "a closed connection was not released")
+            time.sleep(0.1)
+        status, headers, data, _ = raw_request(
+            server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", src="127.0.0.5")
+        check(status == 503 and error_code(data) == "too_many_connections" and
+              "retry-after" in headers, f"over the total cap: {status}")
+        for s in held:
+            s.close()
+        held.clear()
+        time.sleep(0.5)
+        check(server.request("GET", "/health")[0] == 200, "connections released")
+        for status in (429, 503):
+            name = f'af_http_requests_total{{path="other",status="{status}"}}'
+            check(server.metric(name) >= 1, f"{name} = {server.metric(name)}")
+
+        idle = [socket.create_connection(("127.0.0.1", server.port), timeout=5,
+                                         source_address=("127.0.0.6", 0)) for _ in range(4)]
+        held.extend(idle)
+        time.sleep(1.5)
+        status, _, _, _ = raw_request(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+                                      src="127.0.0.6")
+        check(status == 200, f"a new connection in place of an idle one: {status}")
+        check(idle[0].recv(100) == b"", "the longest idle connection was closed")
+    finally:
+        for s in held:
+            s.close()
+        check(server.stop() == 0, "exit code")
+
+
+def test_half_close(server):
+    """A client that shuts down its sending side after the request still gets the answer."""
+    status, _, data, _ = raw_request(server.port, http_post(b"/v1/completions", SMALL),
+                                     half_close=True)
+    check(status == 200 and json.loads(data)["choices"], f"half-closed client: {status}")
+
+
+def test_second_bind(args, server):
+    """A second server on a port already listened on fails instead of sharing it."""
+    proc = subprocess.run([args.server, "-m", args.model, "--port", str(server.port),
+                           "--threads", "1"], capture_output=True, text=True, timeout=60)
+    check(proc.returncode == 1 and "Address already in use" in proc.stderr,
+          f"second bind: exit {proc.returncode}, {proc.stderr[-200:]}")
+    check(server.request("GET", "/health")[0] == 200, "first server still serves")
+
+
+def test_api_key_sources(args):
+    """--api-key-file and AF_API_KEY keep the key out of the command line; the Bearer scheme is
+    case-insensitive."""
+    with tempfile.NamedTemporaryFile("w", suffix=".key") as f:
+        f.write("from-file\n")
+        f.flush()
+        server = Server(args.server, args.model, "--parallel", "1", "--api-key-file", f.name)
+    env = dict(os.environ, AF_API_KEY="from-env")
+    env_server = Server(args.server, args.model, "--parallel", "1", env=env)
+    try:
+        for s, key in ((server, "from-file"), (env_server, "from-env")):
+            with open(f"/proc/{s.proc.pid}/cmdline", "rb") as c:
+                check(key.encode() not in c.read(), "key in the command line")
+            expect_error(s, "/v1/completions", {"prompt": "a"}, 401, "invalid_api_key")
+            for scheme in ("Bearer", "bearer", "BEARER"):
+                status = s.request("POST", "/v1/completions", SMALL,
+                                   {"Authorization": f"{scheme} {key}"})[0]
+                check(status == 200, f"'{scheme} {key}': {status}")
+    finally:
+        check(server.stop() == 0 and env_server.stop() == 0, "exit code")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -430,6 +746,14 @@ def main():
              ("memory back to baseline after bursts", lambda: test_burst_memory(small)),
              ("api key", lambda: test_api_key(args)),
              ("unassigned token ids", lambda: test_unassigned_ids(small, args)),
+             ("api key file, AF_API_KEY, bearer", lambda: test_api_key_sources(args)),
+             ("body limits: chunked, gzip bomb, form", lambda: test_body_limits(args)),
+             ("header limits (431)", lambda: test_header_limits(small)),
+             ("slow clients (408), /health answers", lambda: test_slow_clients(args)),
+             ("connection caps (429, 503)", lambda: test_connection_caps(args)),
+             ("SIGTERM with a body arriving", lambda: test_sigterm_with_slow_body(args)),
+             ("half-closed client answered", lambda: test_half_close(small)),
+             ("second bind fails", lambda: test_second_bind(args, small)),
              ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
     failed = 0
     try:
