@@ -1,5 +1,5 @@
 // af-server -m PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]
-//           [--api-key KEY] [--threads N] [--kv-type f32|f16]
+//           [--api-key KEY] [--threads N] [--kv-type f32|f16] [--shutdown-grace S]
 // An OpenAI-compatible HTTP server (see docs/SERVER.md).
 #include <CLI/CLI.hpp>
 
@@ -23,6 +23,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
+                 "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
+                 "before")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   return af::server::run_server(o);
 }

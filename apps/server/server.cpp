@@ -14,6 +14,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <httplib.h>
@@ -24,6 +25,7 @@
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
 #include "chat_prompt.hpp"
+#include "client_watch.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
 
@@ -32,6 +34,11 @@ namespace af::server {
 using nlohmann::json;
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often a non-streaming request's thread looks at its client's connection while it waits.
+constexpr auto kClientPoll = std::chrono::milliseconds(100);
 
 std::string dump(const json& j) {
   // Token pieces may be partial UTF-8; replace rather than throw.
@@ -100,6 +107,28 @@ struct Exchange {
   }
 };
 
+// The fields every response (or chunk) of one request repeats.
+struct ResponseHead {
+  std::string id;
+  std::string model;
+  int64_t created = 0;
+  bool chat = false;
+};
+
+// Waits until every choice of a non-streaming request is done, looking at the client's
+// connection (fd; -1: unknown) meanwhile. Returns kOpen when the results are in, else how the
+// client's connection changed (they are not all in yet).
+PeerState await_results(Exchange& exchange, int n_choices, int fd) {
+  std::unique_lock lock(exchange.mutex);
+  while (!exchange.changed.wait_for(lock, kClientPoll,
+                                    [&] { return exchange.finished == n_choices; })) {
+    if (fd < 0) continue;
+    const PeerState state = peer_state(fd);
+    if (state != PeerState::kOpen) return state;
+  }
+  return PeerState::kOpen;
+}
+
 class Server {
  public:
   explicit Server(const ServerOptions& options) : options_(options) {}
@@ -108,6 +137,12 @@ class Server {
 
  private:
   void handle_generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  json completion_body(const ApiRequest& r, const ResponseHead& head, const Exchange& exchange,
+                       const std::vector<int64_t>& prompt_tokens) const;
+  void respond_when_ready(httplib::Response& res, std::shared_ptr<Exchange> exchange,
+                          std::function<json()> body);
+  void cancel(const Exchange& exchange);
+  bool wait_open_generations(Clock::time_point deadline);
   json token_logprobs_chat(const runtime::GeneratedToken& t) const;
   json usage(const ApiRequest& r, const std::vector<int64_t>& prompt_tokens,
              const std::vector<std::optional<runtime::RequestResult>>& results) const;
@@ -121,6 +156,15 @@ class Server {
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
+  // shutting_down_ turns true under this lock, so no request is submitted after the signal
+  // thread has seen it turn.
+  std::mutex admission_mutex_;
+  // Generation requests admitted and not yet answered (their response written or failed),
+  // which shutdown waits for. Keyed by the Request, which cpp-httplib keeps until it has written
+  // the response and called the logger.
+  std::mutex open_mutex_;
+  std::condition_variable open_changed_;
+  std::set<const httplib::Request*> open_generations_;
   std::atomic<uint64_t> next_request_{1};
   Metrics metrics_;
 };
@@ -152,6 +196,110 @@ json Server::usage(const ApiRequest& r, const std::vector<int64_t>& prompt_token
               {"completion_tokens", completion},
               {"total_tokens", prompt + completion},
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+// The non-streaming answer once every choice is done; throws ApiError when one failed or was
+// cancelled.
+json Server::completion_body(const ApiRequest& r, const ResponseHead& head,
+                             const Exchange& exchange,
+                             const std::vector<int64_t>& prompt_tokens) const {
+  json choices = json::array();
+  for (int c = 0; c < static_cast<int>(exchange.results.size()); ++c) {
+    const runtime::RequestResult& result = *exchange.results[c];
+    if (result.cause == runtime::StopCause::kError) {
+      throw ApiError(500, "Generation failed: " + result.error, "server_error");
+    }
+    if (result.cause == runtime::StopCause::kCancelled) {
+      throw ApiError(503, "The request was cancelled because the server is shutting down.",
+                     "server_error", "", "shutting_down");
+    }
+    json choice = {{"index", c}, {"finish_reason", runtime::finish_reason(result.cause)}};
+    json logprobs = nullptr;
+    if (head.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
+      if (r.logprobs) {
+        json content = json::array();
+        for (const auto& t : result.tokens) content.push_back(token_logprobs_chat(t));
+        logprobs = {{"content", content}, {"refusal", nullptr}};
+      }
+    } else {
+      choice["text"] = result.text;
+      if (r.logprobs) {
+        json tokens = json::array(), lps = json::array(), tops = json::array(),
+             offsets = json::array();
+        size_t offset = 0;
+        for (const auto& t : result.tokens) {
+          const std::string piece = tokenizer_->token_bytes(t.id, false);
+          tokens.push_back(piece);
+          lps.push_back(t.logprob);
+          json top = json::object();
+          for (const auto& alt : t.top) top[tokenizer_->token_bytes(alt.id, false)] = alt.logprob;
+          tops.push_back(top);
+          offsets.push_back(offset);
+          offset += piece.size();
+        }
+        logprobs = {{"tokens", tokens},
+                    {"token_logprobs", lps},
+                    {"top_logprobs", tops},
+                    {"text_offset", offsets}};
+      }
+    }
+    choice["logprobs"] = logprobs;
+    choices.push_back(choice);
+  }
+  json body = {{"id", head.id},
+               {"object", head.chat ? "chat.completion" : "text_completion"},
+               {"created", head.created},
+               {"model", head.model},
+               {"system_fingerprint", "alloyforge"},
+               {"choices", choices},
+               {"usage", usage(r, prompt_tokens, exchange.results)}};
+  return body;
+}
+
+// The client sent FIN while its answer is computed: it may have only half-closed its side (and
+// still read), or be gone. Only a write tells them apart (a closed socket answers data with a
+// reset), so the answer starts now: status 200, chunked, with a newline (whitespace JSON allows
+// before a value) each second until the body is ready. A failed write cancels the generation.
+// An error found later is then an error object under status 200, as in a stream.
+void Server::respond_when_ready(httplib::Response& res, std::shared_ptr<Exchange> exchange,
+                                std::function<json()> body) {
+  const int n_choices = static_cast<int>(exchange->results.size());
+  auto probed = std::make_shared<bool>(false);
+  res.set_chunked_content_provider(
+      "application/json",
+      [exchange, n_choices, probed, body = std::move(body), response = &res](
+          size_t, httplib::DataSink& sink) {
+        bool ready;
+        {
+          std::unique_lock lock(exchange->mutex);
+          ready = exchange->changed.wait_for(
+              lock, *probed ? std::chrono::seconds(1) : std::chrono::seconds(0),
+              [&] { return exchange->finished == n_choices; });
+        }
+        *probed = true;
+        std::string out = "\n";
+        if (ready) {
+          try {
+            out = dump(body());
+          } catch (const ApiError& e) {
+            out = dump(error_body(e));
+          }
+        }
+        if (!sink.write(out.data(), out.size())) {
+          response->status = 499;  // for the metrics, as below; the client is gone
+          return false;
+        }
+        if (ready) sink.done();
+        return true;
+      },
+      [exchange, this](bool success) {
+        if (!success) cancel(*exchange);
+      });
+}
+
+void Server::cancel(const Exchange& exchange) {
+  for (uint64_t id : exchange.ids) scheduler_->cancel(id);
 }
 
 void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
@@ -216,6 +364,17 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   }
   auto exchange = std::make_shared<Exchange>();
   exchange->results.resize(n_choices);
+  // Admission and the shutdown flag are one step: a request either is refused here or is
+  // submitted and counted open before the signal thread starts waiting for open requests.
+  std::unique_lock admission(admission_mutex_);
+  if (shutting_down_) {
+    res.set_header("Retry-After", "5");
+    throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  }
+  {
+    std::lock_guard lock(open_mutex_);
+    open_generations_.insert(&req);
+  }
   const uint64_t base_seed = r.has_seed ? r.sampling.seed : std::random_device{}();
   for (int c = 0; c < n_choices; ++c) {
     runtime::GenerationRequest g;
@@ -253,70 +412,34 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     }
     exchange->ids.push_back(*id);
   }
+  admission.unlock();
 
-  const std::string id_prefix = chat ? "chatcmpl-" : "cmpl-";
-  const std::string response_id =
-      id_prefix + std::to_string(created_) + "-" + std::to_string(next_request_++);
-  const std::string model_name = r.model.empty() ? model_id_ : r.model;
-  const int64_t created = unix_time();
-  const char* object = chat ? "chat.completion" : "text_completion";
+  const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + std::to_string(created_) + "-" +
+                              std::to_string(next_request_++),
+                          r.model.empty() ? model_id_ : r.model, unix_time(), chat};
+  const std::string& response_id = head.id;
+  const std::string& model_name = head.model;
+  const int64_t created = head.created;
 
   if (!r.stream) {
-    std::unique_lock lock(exchange->mutex);
-    exchange->changed.wait(lock, [&] { return exchange->finished == n_choices; });
-    json choices = json::array();
-    for (int c = 0; c < n_choices; ++c) {
-      const runtime::RequestResult& result = *exchange->results[c];
-      if (result.cause == runtime::StopCause::kError) {
-        throw ApiError(500, "Generation failed: " + result.error, "server_error");
-      }
-      if (result.cause == runtime::StopCause::kCancelled) {
-        throw ApiError(503, "The request was cancelled because the server is shutting down.",
-                       "server_error", "", "shutting_down");
-      }
-      json choice = {{"index", c}, {"finish_reason", runtime::finish_reason(result.cause)}};
-      json logprobs = nullptr;
-      if (chat) {
-        choice["message"] = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
-        if (r.logprobs) {
-          json content = json::array();
-          for (const auto& t : result.tokens) content.push_back(token_logprobs_chat(t));
-          logprobs = {{"content", content}, {"refusal", nullptr}};
-        }
-      } else {
-        choice["text"] = result.text;
-        if (r.logprobs) {
-          json tokens = json::array(), lps = json::array(), tops = json::array(),
-               offsets = json::array();
-          size_t offset = 0;
-          for (const auto& t : result.tokens) {
-            const std::string piece = tokenizer_->token_bytes(t.id, false);
-            tokens.push_back(piece);
-            lps.push_back(t.logprob);
-            json top = json::object();
-            for (const auto& alt : t.top) top[tokenizer_->token_bytes(alt.id, false)] = alt.logprob;
-            tops.push_back(top);
-            offsets.push_back(offset);
-            offset += piece.size();
-          }
-          logprobs = {{"tokens", tokens},
-                      {"token_logprobs", lps},
-                      {"top_logprobs", tops},
-                      {"text_offset", offsets}};
-        }
-      }
-      choice["logprobs"] = logprobs;
-      choices.push_back(choice);
+    const int fd = find_connection_socket(req.remote_addr, req.remote_port, req.local_port);
+    switch (await_results(*exchange, n_choices, fd)) {
+      case PeerState::kOpen:
+        res.set_content(dump(completion_body(r, head, *exchange, prompt_tokens)),
+                        "application/json");
+        return;
+      case PeerState::kGone:
+        // Nobody reads the answer: free the slots now. 499 (nginx's "client closed request")
+        // only shows in the metrics; the connection cannot carry it.
+        cancel(*exchange);
+        res.status = 499;
+        return;
+      case PeerState::kEndOfInput:
+        respond_when_ready(res, exchange, [=, this] {
+          return completion_body(r, head, *exchange, prompt_tokens);
+        });
+        return;
     }
-    json body = {{"id", response_id},
-                 {"object", object},
-                 {"created", created},
-                 {"model", model_name},
-                 {"system_fingerprint", "alloyforge"},
-                 {"choices", choices},
-                 {"usage", usage(r, prompt_tokens, exchange->results)}};
-    res.set_content(dump(body), "application/json");
-    return;
   }
 
   // Server-Sent Events: one chunk per released text (or per token when logprobs are asked for),
@@ -363,14 +486,18 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
         for (Exchange::Event& e : events) {
           if (e.done) {
             const runtime::RequestResult& result = *e.done;
+            *sent_done += 1;
             if (result.cause == runtime::StopCause::kError ||
                 result.cause == runtime::StopCause::kCancelled) {
+              // A choice the server ended gets an error event instead of a finish_reason
+              // ("cancelled" and "error" are not OpenAI values), as vLLM does; [DONE] follows.
               const ApiError error =
                   result.cause == runtime::StopCause::kError
                       ? ApiError(500, "Generation failed: " + result.error, "server_error")
                       : ApiError(503, "The request was cancelled: the server is shutting down.",
                                  "server_error", "", "shutting_down");
               out += "data: " + dump(error_body(error)) + "\n\n";
+              continue;
             }
             json choice = {{"index", e.choice},
                            {"logprobs", nullptr},
@@ -381,7 +508,6 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
               choice["text"] = "";
             }
             out += chunk(choice);
-            *sent_done += 1;
             continue;
           }
           if (e.text.empty() && !(r.logprobs && e.token)) continue;
@@ -437,12 +563,36 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
       },
       [exchange, this](bool success) {
         // The client went away (or writing failed): free its slots now.
-        if (!success) {
-          for (uint64_t id : exchange->ids) scheduler_->cancel(id);
-        }
+        if (!success) cancel(*exchange);
       });
 }
 
+bool Server::wait_open_generations(Clock::time_point deadline) {
+  std::unique_lock lock(open_mutex_);
+  return open_changed_.wait_until(lock, deadline, [&] { return open_generations_.empty(); });
+}
+
+// Exits the process at `deadline` if it is still running then: a request thread that does not
+// return (a pathological chat template, a stalled client socket) must not keep a stopping
+// server alive. Detached, it captures nothing that shutdown destroys.
+void exit_at(Clock::time_point deadline, double grace_seconds) {
+  std::thread([deadline, grace_seconds] {
+    std::this_thread::sleep_until(deadline);
+    std::fprintf(stderr,
+                 "[af-server] still busy %.1f s after the signal (a request thread did not "
+                 "return): exiting without it\n",
+                 grace_seconds);
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }).detach();
+}
+
+// SIGTERM / SIGINT: new generation requests get 503 at once (the listener stays open until the
+// end, so late arrivals get that answer rather than a refused connection); requests in flight
+// may finish until `margin` (1 s) before the grace period ends, the rest are cancelled (error
+// event or 503) and get most of that margin to write it; then the listener and every
+// connection close, and the process exits by the end of the grace period whatever its threads
+// are doing.
 void Server::watch_signals(httplib::Server& http) {
   sigset_t set;
   sigemptyset(&set);
@@ -450,20 +600,32 @@ void Server::watch_signals(httplib::Server& http) {
   sigaddset(&set, SIGINT);
   int signal_number = 0;
   sigwait(&set, &signal_number);
-  std::fprintf(stderr, "[af-server] %s: finishing in-flight requests (up to %.0f s)\n",
-               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", options_.shutdown_grace_seconds);
-  shutting_down_ = true;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration<double>(options_.shutdown_grace_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const auto s = scheduler_->stats();
-    if (s.active == 0 && s.queued == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto start = Clock::now();
+  const double grace = options_.shutdown_grace_seconds;
+  const double margin = std::min(1.0, grace / 2);
+  auto at = [&](double seconds) {
+    return start +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  };
+  // A little before the end: the exit itself (freeing a large process) takes time too.
+  exit_at(at(grace - margin / 8), grace - margin / 8);
+  {
+    std::lock_guard lock(admission_mutex_);
+    shutting_down_ = true;
   }
-  scheduler_->cancel_all();
-  // Let streams write their last events before the listener and connections close.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr,
+               "[af-server] %s: refusing new requests; in-flight requests may finish for %.1f s, "
+               "exit within %.1f s\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", grace - margin, grace);
+  if (!wait_open_generations(at(grace - margin))) {
+    std::fprintf(stderr, "[af-server] cancelling the requests still running\n");
+    scheduler_->cancel_all();
+    wait_open_generations(at(grace - margin / 4));
+  }
   http.stop();
+  // Idle keep-alive connections and clients still sending a request would hold their threads
+  // (and the thread pool's join) for up to the read timeout.
+  shutdown_connections(options_.port);
 }
 
 int Server::run() {
@@ -548,6 +710,9 @@ int Server::run() {
       });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
+    // cpp-httplib calls the logger once the response is written (or failed).
+    std::lock_guard lock(open_mutex_);
+    if (open_generations_.erase(&req) > 0) open_changed_.notify_all();
   });
 
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {

@@ -16,7 +16,7 @@ struct ServerOptions {
   int threads = 0;                     // compute threads; 0: all cores
   std::string kv_type = "f32";         // KV cache elements: f32 (exact) or f16
   size_t max_body = 8 << 20;           // bytes; larger bodies get 413
-  double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
+  double shutdown_grace_seconds = 10;  // SIGTERM: exit by then; requests run until 1 s before
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit
