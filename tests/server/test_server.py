@@ -409,15 +409,17 @@ def sse_events(raw):
     return events, size.strip() == b"0"
 
 
-def sigterm_with_streams(args, grace, n_streams, during=None):
-    """Starts a 1-slot server with the given grace period, n_streams long streams and a client
-    that sends its request body slowly; sends SIGTERM once every stream is admitted, calls
-    during() 0.1 s later, and returns (seconds from the signal to the exit, each stream's
+def sigterm_with_streams(args, grace, n_streams, max_tokens, during=None, ctx=2048):
+    """Starts a 1-slot server with the given grace period, n_streams streams of max_tokens and a
+    client that sends its request body slowly; sends SIGTERM once every stream is admitted,
+    calls during() 0.1 s later, and returns (seconds from the signal to the exit, each stream's
     ending: "length" or "error"). Checks the exit code and that every stream ends properly: its
     chunked body complete, [DONE] last, before it a finish_reason or an error event, never a
     "cancelled" finish_reason."""
-    server = Server(args.server, args.model, *LONG_CTX, "--shutdown-grace", str(grace))
-    streams = [raw_post(server.port, "/v1/completions", {**LONG, "n": 1}, stream=True)
+    server = Server(args.server, args.model, "--parallel", "1", "--ctx-size", str(ctx),
+                    "--shutdown-grace", str(grace))
+    body = {**LONG, "n": 1, "max_tokens": max_tokens}
+    streams = [raw_post(server.port, "/v1/completions", body, stream=True)
                for _ in range(n_streams)]
     slow = socket.create_connection(("127.0.0.1", server.port))
     slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
@@ -446,7 +448,7 @@ def sigterm_with_streams(args, grace, n_streams, during=None):
     endings = []
     for raw in raws:
         events, complete = sse_events(raw)
-        check(complete, "chunked body ends with its last chunk")
+        check(complete, f"chunked body ends with its last chunk: ...{raw[-200:]!r}")
         check(events and events[-1] == "[DONE]", f"stream ends with [DONE]: {events[-3:]}")
         last = json.loads(events[-2])
         if "error" in last:
@@ -469,8 +471,8 @@ def test_sigterm_late_arrival(args):
         check(status == 503 and json.loads(data)["error"]["code"] == "shutting_down",
               f"late arrival: {status} {data[:200]}")
         check("Retry-After" in headers, "late arrival Retry-After")
-    grace = 3.0
-    took, endings = sigterm_with_streams(args, grace, 1, late_arrival)
+    grace = 5.0  # the stream (2000 tokens, about 0.5 s) finishes long before 4 s
+    took, endings = sigterm_with_streams(args, grace, 1, 2000, late_arrival)
     print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s), streams {endings}")
     check(endings == ["length"], f"the in-flight stream finished: {endings}")
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
@@ -480,8 +482,8 @@ def test_sigterm_cancels_at_deadline(args):
     """SIGTERM with more work queued than the grace period allows: what still runs at
     grace - min(1 s, grace/2) ends with an error event and [DONE], and the exit comes within
     the grace period."""
-    grace = 1.0  # cancels at 0.5 s; the 9 x 2000 tokens take seconds
-    took, endings = sigterm_with_streams(args, grace, 9)
+    grace = 3.0  # cancels at 2 s; the 9 x 8000 tokens take ten times longer
+    took, endings = sigterm_with_streams(args, grace, 9, 8000, ctx=8192)
     print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s), streams {endings}")
     check("error" in endings, f"streams cut by the deadline end with an error event: {endings}")
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
