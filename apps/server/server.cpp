@@ -572,16 +572,31 @@ bool Server::wait_open_generations(Clock::time_point deadline) {
   return open_changed_.wait_until(lock, deadline, [&] { return open_generations_.empty(); });
 }
 
-// Exits the process at `deadline` if it is still running then: a request thread that does not
-// return (a pathological chat template, a stalled client socket) must not keep a stopping
-// server alive. Detached, it captures nothing that shutdown destroys.
-void exit_at(Clock::time_point deadline, double grace_seconds) {
-  std::thread([deadline, grace_seconds] {
-    std::this_thread::sleep_until(deadline);
+// Exits the process at `deadline` if it is still running then, or at once on a second SIGTERM
+// or SIGINT: a request thread that does not return (CPU work that does not look at the
+// shutdown) must not keep a stopping server alive. Detached, it captures nothing that shutdown
+// destroys. The signals are blocked in every thread, so sigtimedwait receives them here.
+void exit_by(Clock::time_point deadline, double seconds_after_signal) {
+  std::thread([deadline, seconds_after_signal] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    for (auto left = deadline - Clock::now(); left > Clock::duration::zero();
+         left = deadline - Clock::now()) {
+      const auto s = std::chrono::duration_cast<std::chrono::seconds>(left);
+      const timespec timeout{static_cast<time_t>(s.count()),
+                             static_cast<long>(std::chrono::nanoseconds(left - s).count())};
+      if (sigtimedwait(&set, nullptr, &timeout) > 0) {
+        std::fprintf(stderr, "[af-server] second signal: exiting now\n");
+        std::fflush(nullptr);
+        std::_Exit(0);
+      }
+    }
     std::fprintf(stderr,
                  "[af-server] still busy %.1f s after the signal (a request thread did not "
                  "return): exiting without it\n",
-                 grace_seconds);
+                 seconds_after_signal);
     std::fflush(nullptr);
     std::_Exit(0);
   }).detach();
@@ -608,7 +623,7 @@ void Server::watch_signals(httplib::Server& http) {
            std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   };
   // A little before the end: the exit itself (freeing a large process) takes time too.
-  exit_at(at(grace - margin / 8), grace - margin / 8);
+  exit_by(at(grace - margin / 8), grace - margin / 8);
   {
     std::lock_guard lock(admission_mutex_);
     shutting_down_ = true;

@@ -10,8 +10,8 @@ clients each getting the text it gets alone, a client killed mid-stream freeing 
 beyond capacity answered 503 + Retry-After, malformed requests mixed into load, greedy output equal
 to `af-cli run --temp 0`, non-streaming clients that close, reset or half-close having their
 generation cancelled, and SIGTERM: graceful, late arrivals 503, streams cut at the deadline ending
-with an error event and [DONE], the exit within the grace period. Exits non-zero on the first
-failure."""
+with an error event and [DONE], the exit within the grace period, a second SIGTERM exiting at
+once. Exits non-zero on the first failure."""
 import argparse
 import http.client
 import json
@@ -489,26 +489,45 @@ def test_sigterm_cancels_at_deadline(args):
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
 
 
-def test_sigterm_busy_request_thread(args):
-    """A request thread busy in CPU work that does not look at the shutdown (tokenizing a 4 MiB
-    prompt takes seconds) does not hold the exit past the grace period."""
-    grace = 1.0
+def sigterm_busy_request_thread(args, grace, signals):
+    """Starts a server with a request thread busy in CPU work that does not look at the
+    shutdown (tokenizing a 4 MiB prompt takes seconds), sends SIGTERM `signals` times 0.2 s
+    apart and returns (seconds from the first signal to the exit, the server's log)."""
     server = Server(args.server, args.model, "--parallel", "1", "--shutdown-grace", str(grace))
     sock = raw_post(server.port, "/v1/completions",
                     {"prompt": "Once upon a time " * (4 << 16), "max_tokens": 1})
     time.sleep(0.5)  # the body is read; the handler is tokenizing
     t0 = time.time()
-    server.proc.send_signal(signal.SIGTERM)
+    for i in range(signals):
+        if i:
+            time.sleep(0.2)
+        server.proc.send_signal(signal.SIGTERM)
     code = server.proc.wait(timeout=60)
     took = time.time() - t0
     log = server.proc.stderr.read()
     server.proc.stderr.close()
     sock.close()
+    check(code == 0, f"exit code {code}")
+    return took, log
+
+
+def test_sigterm_busy_request_thread(args):
+    """A busy request thread does not hold the exit past the grace period (it held it until
+    its work ended: 20 s with the default 10 s grace on 7a16acc)."""
+    grace = 1.0
+    took, log = sigterm_busy_request_thread(args, grace, 1)
     forced = "exiting without it" in log
     print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s)"
           f"{', past the busy thread' if forced else ''}")
-    check(code == 0, f"exit code {code}")
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
+
+
+def test_second_sigterm(args):
+    """A second SIGTERM exits at once, whatever the grace period and the threads are doing."""
+    took, log = sigterm_busy_request_thread(args, 30.0, 2)
+    print(f"  exit {took:.2f} s after the first SIGTERM, 0.2 s after the second")
+    check(took <= 0.2 + 0.5, f"exit took {took:.2f} s")
+    check("second signal" in log, f"log: {log[-300:]}")
 
 
 def rss_kib(pid):
@@ -628,7 +647,8 @@ def main():
              ("SIGTERM: streams cut at the deadline end with an error event",
               lambda: test_sigterm_cancels_at_deadline(args)),
              ("SIGTERM: a busy request thread does not hold the exit",
-              lambda: test_sigterm_busy_request_thread(args))]
+              lambda: test_sigterm_busy_request_thread(args)),
+             ("second SIGTERM exits at once", lambda: test_second_sigterm(args))]
     failed = 0
     try:
         for name, fn in tests:
