@@ -82,10 +82,10 @@ int find_connection_socket(const std::string& remote_addr, int remote_port, int 
   return found;
 }
 
-int shutdown_connections(int local_port) {
+int shutdown_reading(int local_port) {
   int n = 0;
   for_each_connection([&](int fd, const Endpoint& local, const Endpoint&) {
-    if (local.port == local_port && shutdown(fd, SHUT_RDWR) == 0) ++n;
+    if (local.port == local_port && shutdown(fd, SHUT_RD) == 0) ++n;
     return false;
   });
   return n;

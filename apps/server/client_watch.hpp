@@ -19,9 +19,9 @@ PeerState peer_state(int fd);
 // or -1. cpp-httplib 0.11 does not hand a request's socket to its handler; the 4-tuple names it.
 int find_connection_socket(const std::string& remote_addr, int remote_port, int local_port);
 
-// shutdown(SHUT_RDWR) on every accepted TCP connection to local_port, so that threads waiting
-// on them (idle keep-alive, a client sending its request slowly) return at once. Returns how
-// many it shut down.
-int shutdown_connections(int local_port);
+// shutdown(SHUT_RD) on every accepted TCP connection to local_port: threads waiting to read
+// from them (idle keep-alive, a client sending its request slowly) see the end at once, while
+// a response being written still goes out whole. Returns how many it shut down.
+int shutdown_reading(int local_port);
 
 }  // namespace af::server

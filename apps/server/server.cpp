@@ -142,7 +142,8 @@ class Server {
   void respond_when_ready(httplib::Response& res, std::shared_ptr<Exchange> exchange,
                           std::function<json()> body);
   void cancel(const Exchange& exchange);
-  bool wait_open_generations(Clock::time_point deadline);
+  bool wait_answered(Clock::time_point deadline, bool generations_only);
+  void shut_reading();
   json token_logprobs_chat(const runtime::GeneratedToken& t) const;
   json usage(const ApiRequest& r, const std::vector<int64_t>& prompt_tokens,
              const std::vector<std::optional<runtime::RequestResult>>& results) const;
@@ -159,12 +160,15 @@ class Server {
   // shutting_down_ turns true under this lock, so no request is submitted after the signal
   // thread has seen it turn.
   std::mutex admission_mutex_;
-  // Generation requests admitted and not yet answered (their response written or failed),
-  // which shutdown waits for. Keyed by the Request, which cpp-httplib keeps until it has written
-  // the response and called the logger.
-  std::mutex open_mutex_;
-  std::condition_variable open_changed_;
-  std::set<const httplib::Request*> open_generations_;
+  // Requests being answered, which shutdown waits for: generation requests from their
+  // admission, and every request while its response is written (post-routing handler), until
+  // the logger, which cpp-httplib calls once the response is written or failed. Keyed by the
+  // Request, which lives until then.
+  std::mutex answering_mutex_;
+  std::condition_variable answered_;
+  std::set<const httplib::Request*> generating_;
+  std::set<const httplib::Request*> writing_;
+  bool reading_shut_ = false;  // shut_reading ran: responses not begun by then cannot be sent
   std::atomic<uint64_t> next_request_{1};
   Metrics metrics_;
 };
@@ -372,8 +376,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
   }
   {
-    std::lock_guard lock(open_mutex_);
-    open_generations_.insert(&req);
+    std::lock_guard lock(answering_mutex_);
+    generating_.insert(&req);
   }
   const uint64_t base_seed = r.has_seed ? r.sampling.seed : std::random_device{}();
   for (int c = 0; c < n_choices; ++c) {
@@ -567,9 +571,22 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
       });
 }
 
-bool Server::wait_open_generations(Clock::time_point deadline) {
-  std::unique_lock lock(open_mutex_);
-  return open_changed_.wait_until(lock, deadline, [&] { return open_generations_.empty(); });
+bool Server::wait_answered(Clock::time_point deadline, bool generations_only) {
+  std::unique_lock lock(answering_mutex_);
+  return answered_.wait_until(lock, deadline, [&] {
+    return generating_.empty() && (generations_only || writing_.empty());
+  });
+}
+
+// Ends reading on every client connection, so that idle keep-alive connections and clients
+// still sending a request do not hold their threads (and the thread pool's join) for up to the
+// read timeout. cpp-httplib 0.11 then refuses to write to them too (it takes a readable end
+// for a closed peer), so this runs only when no response is being written, and a response that
+// begins later sends nothing rather than a cut one.
+void Server::shut_reading() {
+  std::lock_guard lock(answering_mutex_);
+  reading_shut_ = true;
+  shutdown_reading(options_.port);
 }
 
 // Exits the process at `deadline` if it is still running then, or at once on a second SIGTERM
@@ -632,15 +649,14 @@ void Server::watch_signals(httplib::Server& http) {
                "[af-server] %s: refusing new requests; in-flight requests may finish for %.1f s, "
                "exit within %.1f s\n",
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", grace - margin, grace);
-  if (!wait_open_generations(at(grace - margin))) {
+  if (!wait_answered(at(grace - margin), /*generations_only=*/true)) {
     std::fprintf(stderr, "[af-server] cancelling the requests still running\n");
     scheduler_->cancel_all();
-    wait_open_generations(at(grace - margin / 4));
+    wait_answered(at(grace - margin / 4), true);
   }
   http.stop();
-  // Idle keep-alive connections and clients still sending a request would hold their threads
-  // (and the thread pool's join) for up to the read timeout.
-  shutdown_connections(options_.port);
+  wait_answered(at(grace - margin / 4), false);  // late arrivals' 503s being written
+  shut_reading();
 }
 
 int Server::run() {
@@ -723,11 +739,15 @@ int Server::run() {
           send_error(res, ApiError(500, e.what(), "server_error"));
         }
       });
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+    std::lock_guard lock(answering_mutex_);
+    if (!reading_shut_) writing_.insert(&req);
+  });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
     // cpp-httplib calls the logger once the response is written (or failed).
-    std::lock_guard lock(open_mutex_);
-    if (open_generations_.erase(&req) > 0) open_changed_.notify_all();
+    std::lock_guard lock(answering_mutex_);
+    if (generating_.erase(&req) + writing_.erase(&req) > 0) answered_.notify_all();
   });
 
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {

@@ -276,11 +276,12 @@ def test_kill_mid_stream(server):
 
 
 def raw_post(port, path, body, stream=False):
-    """Sends a POST on a fresh connection and returns the socket, response unread."""
+    """Sends a POST on a fresh connection (Connection: close, so that reading to the end
+    reads one response) and returns the socket, response unread."""
     data = json.dumps({**body, "stream": stream}).encode()
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                 f"Connection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
     return sock
 
 
@@ -489,6 +490,53 @@ def test_sigterm_cancels_at_deadline(args):
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
 
 
+def test_sigterm_racing_requests(args):
+    """Streams requested over and over while SIGTERM arrives: each gets a complete stream
+    ([DONE] and the chunked terminator), or 503 JSON, or no response at all (the listener or
+    its connection closed before a byte was sent); never 200 headers and then the end."""
+    server = Server(args.server, args.model, "--parallel", "1", "--shutdown-grace", "2")
+    outcomes = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                sock = raw_post(server.port, "/v1/completions",
+                                {"prompt": "Once upon a time", "max_tokens": 50,
+                                 "temperature": 0}, stream=True)
+            except OSError:
+                return  # refused: the listener is closed
+            outcomes.append(read_all(sock, timeout=10))
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=30)
+    stop.set()
+    for c in clients:
+        c.join()
+    server.proc.stderr.close()
+    check(code == 0, f"exit code {code}")
+    counts = {"complete": 0, "503": 0, "none": 0}
+    for raw in outcomes:
+        if not raw:
+            counts["none"] += 1
+        elif raw.startswith(b"HTTP/1.1 503"):
+            body = raw.partition(b"\r\n\r\n")[2]
+            check(body.startswith(b"{"), f"503 body: {raw!r}")
+            err = json.loads(body)["error"]
+            check(err["code"] == "shutting_down", f"503 {err}")
+            counts["503"] += 1
+        else:
+            check(raw.startswith(b"HTTP/1.1 200"), f"response {raw[:200]!r}")
+            events, complete = sse_events(raw)
+            check(complete and events[-1] == "[DONE]", f"200 cut short: ...{raw[-200:]!r}")
+            counts["complete"] += 1
+    print(f"  {len(outcomes)} requests around the signal: {counts}")
+    check(counts["complete"] > 0 and counts["503"] > 0, f"outcomes {counts}")
+
+
 def sigterm_busy_request_thread(args, grace, signals):
     """Starts a server with a request thread busy in CPU work that does not look at the
     shutdown (tokenizing a 4 MiB prompt takes seconds), sends SIGTERM `signals` times 0.2 s
@@ -648,7 +696,9 @@ def main():
               lambda: test_sigterm_cancels_at_deadline(args)),
              ("SIGTERM: a busy request thread does not hold the exit",
               lambda: test_sigterm_busy_request_thread(args)),
-             ("second SIGTERM exits at once", lambda: test_second_sigterm(args))]
+             ("second SIGTERM exits at once", lambda: test_second_sigterm(args)),
+             ("requests racing SIGTERM: complete, 503 or nothing",
+              lambda: test_sigterm_racing_requests(args))]
     failed = 0
     try:
         for name, fn in tests:
