@@ -369,7 +369,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   auto exchange = std::make_shared<Exchange>();
   exchange->results.resize(n_choices);
   // Admission and the shutdown flag are one step: a request either is refused here or is
-  // submitted and counted open before the signal thread starts waiting for open requests.
+  // submitted and in generating_ before the signal thread starts waiting for generating_.
   std::unique_lock admission(admission_mutex_);
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
