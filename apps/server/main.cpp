@@ -1,5 +1,6 @@
 // af-server -m PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]
 //           [--api-key KEY | --api-key-file PATH] [--threads N] [--kv-type f32|f16]
+//           [--shutdown-grace S] [--parse-special-in-content]
 //           [HTTP limits: --max-body-bytes, --header-timeout, --request-timeout, ...]
 // An OpenAI-compatible HTTP server (see docs/SERVER.md).
 #include <CLI/CLI.hpp>
@@ -74,6 +75,11 @@ int main(int argc, char** argv) {
                "chat: parse special-token text inside messages into control tokens, as "
                "transformers does (default: plain text, so messages cannot forge turns)");
   add_limit_options(app, o);
+  app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
+                 "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
+                 "before")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     if (!key_file.empty()) o.api_key = af::server::read_api_key_file(key_file);

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <httplib.h>
@@ -26,6 +27,7 @@
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
 #include "chat_prompt.hpp"
+#include "client_watch.hpp"
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
@@ -35,6 +37,11 @@ namespace af::server {
 using nlohmann::json;
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often a non-streaming request's thread looks at its client's connection while it waits.
+constexpr auto kClientPoll = std::chrono::milliseconds(100);
 
 std::string dump(const json& j) {
   // Token pieces may be partial UTF-8; replace rather than throw.
@@ -123,6 +130,28 @@ struct Exchange {
   }
 };
 
+// The fields every response (or chunk) of one request repeats.
+struct ResponseHead {
+  std::string id;
+  std::string model;
+  int64_t created = 0;
+  bool chat = false;
+};
+
+// Waits until every choice of a non-streaming request is done, looking at the client's
+// connection (fd; -1: unknown) meanwhile. Returns kOpen when the results are in, else how the
+// client's connection changed (they are not all in yet).
+PeerState await_results(Exchange& exchange, int n_choices, int fd) {
+  std::unique_lock lock(exchange.mutex);
+  while (!exchange.changed.wait_for(lock, kClientPoll,
+                                    [&] { return exchange.finished == n_choices; })) {
+    if (fd < 0) continue;
+    const PeerState state = peer_state(fd);
+    if (state != PeerState::kOpen) return state;
+  }
+  return PeerState::kOpen;
+}
+
 class Server {
  public:
   explicit Server(const ServerOptions& options) : options_(options) {}
@@ -130,7 +159,15 @@ class Server {
   int run();
 
  private:
-  void handle_generate(Endpoint endpoint, const std::string& body, httplib::Response& res);
+  void handle_generate(Endpoint endpoint, const httplib::Request& req, const std::string& body,
+                       httplib::Response& res);
+  json completion_body(const ApiRequest& r, const ResponseHead& head, const Exchange& exchange,
+                       const std::vector<int64_t>& prompt_tokens) const;
+  void respond_when_ready(httplib::Response& res, std::shared_ptr<Exchange> exchange,
+                          std::function<json()> body);
+  void cancel(const Exchange& exchange);
+  bool wait_answered(Clock::time_point deadline, bool generations_only);
+  void shut_reading();
   json token_logprobs_chat(const runtime::GeneratedToken& t) const;
   json usage(const ApiRequest& r, const std::vector<int64_t>& prompt_tokens,
              const std::vector<std::optional<runtime::RequestResult>>& results) const;
@@ -144,6 +181,18 @@ class Server {
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
+  // shutting_down_ turns true under this lock, so no request is submitted after the signal
+  // thread has seen it turn.
+  std::mutex admission_mutex_;
+  // Requests being answered, which shutdown waits for: generation requests from their
+  // admission, and every request while its response is written (post-routing handler), until
+  // the logger, which cpp-httplib calls once the response is written or failed. Keyed by the
+  // Request, which lives until then.
+  std::mutex answering_mutex_;
+  std::condition_variable answered_;
+  std::set<const httplib::Request*> generating_;
+  std::set<const httplib::Request*> writing_;
+  bool reading_shut_ = false;  // shut_reading ran: responses not begun by then cannot be sent
   std::atomic<uint64_t> next_request_{1};
   Metrics metrics_;
 };
@@ -177,7 +226,112 @@ json Server::usage(const ApiRequest& r, const std::vector<int64_t>& prompt_token
               {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
-void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib::Response& res) {
+// The non-streaming answer once every choice is done; throws ApiError when one failed or was
+// cancelled.
+json Server::completion_body(const ApiRequest& r, const ResponseHead& head,
+                             const Exchange& exchange,
+                             const std::vector<int64_t>& prompt_tokens) const {
+  json choices = json::array();
+  for (int c = 0; c < static_cast<int>(exchange.results.size()); ++c) {
+    const runtime::RequestResult& result = *exchange.results[c];
+    if (result.cause == runtime::StopCause::kError) {
+      throw ApiError(500, "Generation failed: " + result.error, "server_error");
+    }
+    if (result.cause == runtime::StopCause::kCancelled) {
+      throw ApiError(503, "The request was cancelled because the server is shutting down.",
+                     "server_error", "", "shutting_down");
+    }
+    json choice = {{"index", c}, {"finish_reason", runtime::finish_reason(result.cause)}};
+    json logprobs = nullptr;
+    if (head.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
+      if (r.logprobs) {
+        json content = json::array();
+        for (const auto& t : result.tokens) content.push_back(token_logprobs_chat(t));
+        logprobs = {{"content", content}, {"refusal", nullptr}};
+      }
+    } else {
+      choice["text"] = result.text;
+      if (r.logprobs) {
+        json tokens = json::array(), lps = json::array(), tops = json::array(),
+             offsets = json::array();
+        size_t offset = 0;
+        for (const auto& t : result.tokens) {
+          const std::string piece = tokenizer_->token_bytes(t.id, false);
+          tokens.push_back(piece);
+          lps.push_back(t.logprob);
+          json top = json::object();
+          for (const auto& alt : t.top) top[tokenizer_->token_bytes(alt.id, false)] = alt.logprob;
+          tops.push_back(top);
+          offsets.push_back(offset);
+          offset += piece.size();
+        }
+        logprobs = {{"tokens", tokens},
+                    {"token_logprobs", lps},
+                    {"top_logprobs", tops},
+                    {"text_offset", offsets}};
+      }
+    }
+    choice["logprobs"] = logprobs;
+    choices.push_back(choice);
+  }
+  json body = {{"id", head.id},
+               {"object", head.chat ? "chat.completion" : "text_completion"},
+               {"created", head.created},
+               {"model", head.model},
+               {"system_fingerprint", "alloyforge"},
+               {"choices", choices},
+               {"usage", usage(r, prompt_tokens, exchange.results)}};
+  return body;
+}
+
+// The client sent FIN while its answer is computed: it may have only half-closed its side (and
+// still read), or be gone. Only a write tells them apart (a closed socket answers data with a
+// reset), so the answer starts now: status 200, chunked, with a newline (whitespace JSON allows
+// before a value) each second until the body is ready. A failed write cancels the generation.
+// An error found later is then an error object under status 200, as in a stream.
+void Server::respond_when_ready(httplib::Response& res, std::shared_ptr<Exchange> exchange,
+                                std::function<json()> body) {
+  const int n_choices = static_cast<int>(exchange->results.size());
+  auto probed = std::make_shared<bool>(false);
+  res.set_chunked_content_provider(
+      "application/json",
+      [exchange, n_choices, probed, body = std::move(body), response = &res](
+          size_t, httplib::DataSink& sink) {
+        bool ready;
+        {
+          std::unique_lock lock(exchange->mutex);
+          ready = exchange->changed.wait_for(
+              lock, *probed ? std::chrono::seconds(1) : std::chrono::seconds(0),
+              [&] { return exchange->finished == n_choices; });
+        }
+        *probed = true;
+        std::string out = "\n";
+        if (ready) {
+          try {
+            out = dump(body());
+          } catch (const ApiError& e) {
+            out = dump(error_body(e));
+          }
+        }
+        if (!sink.write(out.data(), out.size())) {
+          response->status = 499;  // for the metrics, as below; the client is gone
+          return false;
+        }
+        if (ready) sink.done();
+        return true;
+      },
+      [exchange, this](bool success) {
+        if (!success) cancel(*exchange);
+      });
+}
+
+void Server::cancel(const Exchange& exchange) {
+  for (uint64_t id : exchange.ids) scheduler_->cancel(id);
+}
+
+void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
+                             const std::string& body, httplib::Response& res) {
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
@@ -236,6 +390,17 @@ void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib
   }
   auto exchange = std::make_shared<Exchange>();
   exchange->results.resize(n_choices);
+  // Admission and the shutdown flag are one step: a request either is refused here or is
+  // submitted and in generating_ before the signal thread starts waiting for generating_.
+  std::unique_lock admission(admission_mutex_);
+  if (shutting_down_) {
+    res.set_header("Retry-After", "5");
+    throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  }
+  {
+    std::lock_guard lock(answering_mutex_);
+    generating_.insert(&req);
+  }
   const uint64_t base_seed = r.has_seed ? r.sampling.seed : std::random_device{}();
   for (int c = 0; c < n_choices; ++c) {
     runtime::GenerationRequest g;
@@ -273,70 +438,34 @@ void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib
     }
     exchange->ids.push_back(*id);
   }
+  admission.unlock();
 
-  const std::string id_prefix = chat ? "chatcmpl-" : "cmpl-";
-  const std::string response_id =
-      id_prefix + std::to_string(created_) + "-" + std::to_string(next_request_++);
-  const std::string model_name = r.model.empty() ? model_id_ : r.model;
-  const int64_t created = unix_time();
-  const char* object = chat ? "chat.completion" : "text_completion";
+  const ResponseHead head{(chat ? "chatcmpl-" : "cmpl-") + std::to_string(created_) + "-" +
+                              std::to_string(next_request_++),
+                          r.model.empty() ? model_id_ : r.model, unix_time(), chat};
+  const std::string& response_id = head.id;
+  const std::string& model_name = head.model;
+  const int64_t created = head.created;
 
   if (!r.stream) {
-    std::unique_lock lock(exchange->mutex);
-    exchange->changed.wait(lock, [&] { return exchange->finished == n_choices; });
-    json choices = json::array();
-    for (int c = 0; c < n_choices; ++c) {
-      const runtime::RequestResult& result = *exchange->results[c];
-      if (result.cause == runtime::StopCause::kError) {
-        throw ApiError(500, "Generation failed: " + result.error, "server_error");
-      }
-      if (result.cause == runtime::StopCause::kCancelled) {
-        throw ApiError(503, "The request was cancelled because the server is shutting down.",
-                       "server_error", "", "shutting_down");
-      }
-      json choice = {{"index", c}, {"finish_reason", runtime::finish_reason(result.cause)}};
-      json logprobs = nullptr;
-      if (chat) {
-        choice["message"] = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
-        if (r.logprobs) {
-          json content = json::array();
-          for (const auto& t : result.tokens) content.push_back(token_logprobs_chat(t));
-          logprobs = {{"content", content}, {"refusal", nullptr}};
-        }
-      } else {
-        choice["text"] = result.text;
-        if (r.logprobs) {
-          json tokens = json::array(), lps = json::array(), tops = json::array(),
-               offsets = json::array();
-          size_t offset = 0;
-          for (const auto& t : result.tokens) {
-            const std::string piece = tokenizer_->token_bytes(t.id, false);
-            tokens.push_back(piece);
-            lps.push_back(t.logprob);
-            json top = json::object();
-            for (const auto& alt : t.top) top[tokenizer_->token_bytes(alt.id, false)] = alt.logprob;
-            tops.push_back(top);
-            offsets.push_back(offset);
-            offset += piece.size();
-          }
-          logprobs = {{"tokens", tokens},
-                      {"token_logprobs", lps},
-                      {"top_logprobs", tops},
-                      {"text_offset", offsets}};
-        }
-      }
-      choice["logprobs"] = logprobs;
-      choices.push_back(choice);
+    const int fd = find_connection_socket(req.remote_addr, req.remote_port, req.local_port);
+    switch (await_results(*exchange, n_choices, fd)) {
+      case PeerState::kOpen:
+        res.set_content(dump(completion_body(r, head, *exchange, prompt_tokens)),
+                        "application/json");
+        return;
+      case PeerState::kGone:
+        // Nobody reads the answer: free the slots now. 499 (nginx's "client closed request")
+        // only shows in the metrics; the connection cannot carry it.
+        cancel(*exchange);
+        res.status = 499;
+        return;
+      case PeerState::kEndOfInput:
+        respond_when_ready(res, exchange, [=, this] {
+          return completion_body(r, head, *exchange, prompt_tokens);
+        });
+        return;
     }
-    json body = {{"id", response_id},
-                 {"object", object},
-                 {"created", created},
-                 {"model", model_name},
-                 {"system_fingerprint", "alloyforge"},
-                 {"choices", choices},
-                 {"usage", usage(r, prompt_tokens, exchange->results)}};
-    res.set_content(dump(body), "application/json");
-    return;
   }
 
   // Server-Sent Events: one chunk per released text (or per token when logprobs are asked for),
@@ -382,14 +511,18 @@ void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib
         for (Exchange::Event& e : events) {
           if (e.done) {
             const runtime::RequestResult& result = *e.done;
+            *sent_done += 1;
             if (result.cause == runtime::StopCause::kError ||
                 result.cause == runtime::StopCause::kCancelled) {
+              // A choice the server ended gets an error event instead of a finish_reason
+              // ("cancelled" and "error" are not OpenAI values), as vLLM does; [DONE] follows.
               const ApiError error =
                   result.cause == runtime::StopCause::kError
                       ? ApiError(500, "Generation failed: " + result.error, "server_error")
                       : ApiError(503, "The request was cancelled: the server is shutting down.",
                                  "server_error", "", "shutting_down");
               out += "data: " + dump(error_body(error)) + "\n\n";
+              continue;
             }
             json choice = {{"index", e.choice},
                            {"logprobs", nullptr},
@@ -400,7 +533,6 @@ void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib
               choice["text"] = "";
             }
             out += chunk(choice);
-            *sent_done += 1;
             continue;
           }
           if (e.text.empty() && !(r.logprobs && e.token)) continue;
@@ -456,12 +588,64 @@ void Server::handle_generate(Endpoint endpoint, const std::string& body, httplib
       }),
       [exchange, this](bool success) {
         // The client went away (or writing failed): free its slots now.
-        if (!success) {
-          for (uint64_t id : exchange->ids) scheduler_->cancel(id);
-        }
+        if (!success) cancel(*exchange);
       });
 }
 
+bool Server::wait_answered(Clock::time_point deadline, bool generations_only) {
+  std::unique_lock lock(answering_mutex_);
+  return answered_.wait_until(lock, deadline, [&] {
+    return generating_.empty() && (generations_only || writing_.empty());
+  });
+}
+
+// Ends reading on every client connection, so that idle keep-alive connections and clients
+// still sending a request do not hold their threads (and the thread pool's join) for up to the
+// read timeout. cpp-httplib 0.11 then refuses to write to them too (it takes a readable end
+// for a closed peer), so this runs only when no response is being written, and a response that
+// begins later sends nothing rather than a cut one.
+void Server::shut_reading() {
+  std::lock_guard lock(answering_mutex_);
+  reading_shut_ = true;
+  shutdown_reading(options_.port);
+}
+
+// Exits the process at `deadline` if it is still running then, or at once on a second SIGTERM
+// or SIGINT: a request thread that does not return (CPU work that does not look at the
+// shutdown) must not keep a stopping server alive. Detached, it captures nothing that shutdown
+// destroys. The signals are blocked in every thread, so sigtimedwait receives them here.
+void exit_by(Clock::time_point deadline, double seconds_after_signal) {
+  std::thread([deadline, seconds_after_signal] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    for (auto left = deadline - Clock::now(); left > Clock::duration::zero();
+         left = deadline - Clock::now()) {
+      const auto s = std::chrono::duration_cast<std::chrono::seconds>(left);
+      const timespec timeout{static_cast<time_t>(s.count()),
+                             static_cast<long>(std::chrono::nanoseconds(left - s).count())};
+      if (sigtimedwait(&set, nullptr, &timeout) > 0) {
+        std::fprintf(stderr, "[af-server] second signal: exiting now\n");
+        std::fflush(nullptr);
+        std::_Exit(0);
+      }
+    }
+    std::fprintf(stderr,
+                 "[af-server] still busy %.1f s after the signal (a request thread did not "
+                 "return): exiting without it\n",
+                 seconds_after_signal);
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }).detach();
+}
+
+// SIGTERM / SIGINT: new generation requests get 503 at once (the listener stays open until the
+// end, so late arrivals get that answer rather than a refused connection); requests in flight
+// may finish until `margin` (1 s) before the grace period ends, the rest are cancelled (error
+// event or 503) and get most of that margin to write it; then the listener and every
+// connection close, and the process exits by the end of the grace period whatever its threads
+// are doing.
 void Server::watch_signals(httplib::Server& http) {
   sigset_t set;
   sigemptyset(&set);
@@ -469,20 +653,31 @@ void Server::watch_signals(httplib::Server& http) {
   sigaddset(&set, SIGINT);
   int signal_number = 0;
   sigwait(&set, &signal_number);
-  std::fprintf(stderr, "[af-server] %s: finishing in-flight requests (up to %.0f s)\n",
-               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", options_.shutdown_grace_seconds);
-  shutting_down_ = true;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration<double>(options_.shutdown_grace_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const auto s = scheduler_->stats();
-    if (s.active == 0 && s.queued == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto start = Clock::now();
+  const double grace = options_.shutdown_grace_seconds;
+  const double margin = std::min(1.0, grace / 2);
+  auto at = [&](double seconds) {
+    return start +
+           std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  };
+  // A little before the end: the exit itself (freeing a large process) takes time too.
+  exit_by(at(grace - margin / 8), grace - margin / 8);
+  {
+    std::lock_guard lock(admission_mutex_);
+    shutting_down_ = true;
   }
-  scheduler_->cancel_all();
-  // Let streams write their last events before the listener and connections close.
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr,
+               "[af-server] %s: refusing new requests; in-flight requests may finish for %.1f s, "
+               "exit within %.1f s\n",
+               signal_number == SIGTERM ? "SIGTERM" : "SIGINT", grace - margin, grace);
+  if (!wait_answered(at(grace - margin), /*generations_only=*/true)) {
+    std::fprintf(stderr, "[af-server] cancelling the requests still running\n");
+    scheduler_->cancel_all();
+    wait_answered(at(grace - margin / 4), true);
+  }
   http.stop();
+  wait_answered(at(grace - margin / 4), false);  // late arrivals' 503s being written
+  shut_reading();
 }
 
 int Server::run() {
@@ -566,8 +761,15 @@ int Server::run() {
           send_error(res, ApiError(500, e.what(), "server_error"));
         }
       });
+  http.set_post_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+    std::lock_guard lock(answering_mutex_);
+    if (!reading_shut_) writing_.insert(&req);
+  });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
+    // cpp-httplib calls the logger once the response is written (or failed).
+    std::lock_guard lock(answering_mutex_);
+    if (generating_.erase(&req) + writing_.erase(&req) > 0) answered_.notify_all();
   });
 
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
@@ -594,11 +796,11 @@ int Server::run() {
   // whatever the framing (httplib's own reading bounds only Content-Length bodies).
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res,
                                            const httplib::ContentReader& reader) {
-    handle_generate(Endpoint::kChatCompletions, read_body(req, res, reader, options_), res);
+    handle_generate(Endpoint::kChatCompletions, req, read_body(req, res, reader, options_), res);
   });
   http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res,
                                       const httplib::ContentReader& reader) {
-    handle_generate(Endpoint::kCompletions, read_body(req, res, reader, options_), res);
+    handle_generate(Endpoint::kCompletions, req, read_body(req, res, reader, options_), res);
   });
 
   if (!http.bind_to_port(options_.host, options_.port)) {

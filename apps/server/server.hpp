@@ -19,7 +19,7 @@ struct ServerOptions {
   std::string kv_type = "f32";         // KV cache elements: f32 (exact) or f16
   size_t max_body = 8 << 20;           // bytes after decoding, whatever the framing; else 413
   FrontLimits front;                   // connections, header size, timeouts
-  double shutdown_grace_seconds = 10;  // SIGTERM: in-flight requests may finish this long
+  double shutdown_grace_seconds = 10;  // SIGTERM: exit by then; requests run until 1 s before
   // Chat: special-token text inside messages becomes control tokens (transformers' behaviour).
   bool parse_special_in_content = false;
 };

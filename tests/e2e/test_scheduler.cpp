@@ -201,6 +201,54 @@ TEST(Scheduler, CancelFreesTheSlotAtOnce) {
   EXPECT_EQ(fut_next.get().tokens.size(), 5u);
 }
 
+// What af-server's shutdown relies on: cancel_all ends the running request and every queued one
+// (each on_done runs once, kCancelled, none of them generated to its end), and the scheduler
+// serves new requests afterwards.
+TEST(Scheduler, CancelAllEndsRunningAndQueuedRequests) {
+  Fixture f;
+  Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 1, .max_queue = 8});
+  const std::vector<int32_t> prompt = f.tokenizer->encode("Once upon a time", true);
+  // The first request's first chunk holds the scheduler thread until cancel_all has been
+  // called, so the cancellation meets it running, whatever the machine's speed.
+  std::promise<void> started, cancelled;
+  auto started_future = started.get_future();
+  std::shared_future<void> cancelled_future = cancelled.get_future().share();
+  std::vector<std::future<RequestResult>> futures;
+  for (int i = 0; i < 4; ++i) {
+    auto o = std::make_shared<Outcome>();
+    futures.push_back(o->promise.get_future());
+    GenerationRequest request = make_request(prompt, -1, o);
+    if (i == 0) {
+      request.on_chunk = [&started, cancelled_future,
+                          first = true](const runtime::StreamChunk&) mutable {
+        if (!std::exchange(first, false)) return;
+        started.set_value();
+        cancelled_future.wait();
+      };
+    }
+    request.sampling.logit_bias = {{f.tokenizer->eos_id(), -1e9f}};  // runs to a full context
+    ASSERT_TRUE(scheduler.submit(std::move(request)));
+  }
+  started_future.get();
+  const auto t0 = std::chrono::steady_clock::now();
+  scheduler.cancel_all();
+  cancelled.set_value();
+  for (auto& fut : futures) {
+    ASSERT_EQ(fut.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+    const RequestResult r = fut.get();
+    EXPECT_EQ(r.cause, StopCause::kCancelled);
+    EXPECT_LT(static_cast<int64_t>(r.tokens.size()) + r.prompt_tokens, scheduler.slot_context());
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
+  const auto stats = scheduler.stats();
+  EXPECT_EQ(stats.active, 0);
+  EXPECT_EQ(stats.queued, 0);
+  auto next = std::make_shared<Outcome>();
+  auto fut_next = next->promise.get_future();
+  ASSERT_TRUE(scheduler.submit(make_request(prompt, 5, next)));
+  EXPECT_EQ(fut_next.get().tokens.size(), 5u);
+}
+
 TEST(Scheduler, RefusesWhenTheQueueIsFullAndRejectsImpossibleRequests) {
   Fixture f;
   Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 1, .max_queue = 2});

@@ -8,8 +8,11 @@ Starts af-server on free loopback ports and checks: chat, completion, streaming,
 seeds, logprobs, n, errors (status codes and error objects), --api-key, 8 parallel streaming
 clients each getting the text it gets alone, a client killed mid-stream freeing its slot, a burst
 beyond capacity answered 503 + Retry-After, malformed requests mixed into load, greedy output equal
-to `af-cli run --temp 0`, ids the tokenizer does not assign, and a graceful SIGTERM. Exits non-zero on the first failure.
-"""
+to `af-cli run --temp 0`, ids the tokenizer does not assign, HTTP limits (bodies, heads, slow
+clients, connection caps, second bind), non-streaming clients that close, reset or half-close having their
+generation cancelled, and SIGTERM: graceful, late arrivals 503, streams cut at the deadline ending
+with an error event and [DONE], the exit within the grace period, a second SIGTERM exiting at
+once. Exits non-zero on the first failure."""
 import argparse
 import gzip
 import http.client
@@ -273,6 +276,309 @@ def test_kill_mid_stream(server):
     check(server.metric('af_generations_total{finish_reason="cancelled"}') > cancelled_before,
           "killed client's generation was cancelled")
     check(server.metric("af_slots_busy") == 0, "slot freed")
+
+
+def raw_post(port, path, body, stream=False):
+    """Sends a POST on a fresh connection (Connection: close, so that reading to the end
+    reads one response) and returns the socket, response unread."""
+    data = json.dumps({**body, "stream": stream}).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Connection: close\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+    return sock
+
+
+def read_all(sock, timeout=30):
+    sock.settimeout(timeout)
+    out = b""
+    try:
+        while True:
+            got = sock.recv(65536)
+            if not got:
+                break
+            out += got
+    except (ConnectionResetError, socket.timeout):
+        pass
+    sock.close()
+    return out
+
+
+def wait_slots_free(server, within):
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if server.metric("af_slots_busy") == 0 and server.metric("af_queue_depth") == 0:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# Enough work for a 1-slot server with LONG_CTX to be busy for seconds: 8 choices of 2000
+# tokens each (EOS banned), computed one after the other (stories260K makes ~5000 tokens/s).
+LONG_CTX = ("--parallel", "1", "--ctx-size", "2048")
+LONG = {"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "n": 8,
+        "logit_bias": {"2": -100}}
+
+
+def test_disconnect_frees_slot(args):
+    """A non-streaming client that goes away (close, or reset) has its generation cancelled:
+    its choices end "cancelled" in the metrics, most of its tokens are never generated, and the
+    next request on the 1-slot server is answered at once instead of after the abandoned one."""
+    server = Server(args.server, args.model, *LONG_CTX)
+    try:
+        disconnect_frees_slot(server)
+    finally:
+        check(server.stop() == 0, "exit code")
+
+
+def disconnect_frees_slot(server):
+    for how in ("close", "reset"):
+        cancelled = server.metric('af_generations_total{finish_reason="cancelled"}')
+        generated = server.metric("af_generated_tokens_total")
+        sock = raw_post(server.port, "/v1/completions", LONG)
+        deadline = time.time() + 10
+        while server.metric("af_slots_busy") == 0 and time.time() < deadline:
+            time.sleep(0.005)
+        check(server.metric("af_slots_busy") == 1, "the long request runs")
+        t0 = time.time()
+        if how == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        sock.close()
+        status, data, _ = server.request("POST", "/v1/completions",
+                                         {"prompt": "Hi", "max_tokens": 4, "temperature": 0})
+        took = time.time() - t0
+        print(f"  client {how}: the next request answered {took:.2f} s after the disconnect")
+        check(status == 200 and json.loads(data)["usage"]["completion_tokens"] == 4,
+              f"next request {status} {data[:200]}")
+        check(took < 1.0, f"the abandoned request held the slot for {took:.2f} s ({how})")
+        check(wait_slots_free(server, 2), "slots free")
+        check(server.metric('af_generations_total{finish_reason="cancelled"}') - cancelled == 8,
+              f"all 8 choices of the abandoned request cancelled ({how})")
+        check(server.metric("af_generated_tokens_total") - generated < 8 * 2000 // 4,
+              f"the abandoned request was generated on ({how})")
+        check(server.metric('af_http_requests_total{path="/v1/completions",status="499"}') > 0,
+              "the abandoned request is counted as 499")
+
+
+def test_half_close_long(args):
+    """A client that half-closes after its request is not taken for gone while its answer can
+    still reach it (it gets the whole answer); when the HTTP layer cannot write to a
+    half-closed connection (cpp-httplib 0.11), the generation is cancelled at once instead of
+    running for nobody (it ran to its end, 8 s, on 7a16acc)."""
+    server = Server(args.server, args.model, *LONG_CTX)
+    try:
+        sock = raw_post(server.port, "/v1/completions", LONG)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(2)
+        try:
+            first = sock.recv(65536)
+        except socket.timeout:
+            first = b""
+        if first:
+            out = first + read_all(sock, timeout=60)
+            head, _, body = out.partition(b"\r\n\r\n")
+            check(head.startswith(b"HTTP/1.1 200"), f"half-closed answer {out[:300]!r}")
+            if b"chunked" in head.lower():
+                chunks, rest = b"", body
+                while rest:
+                    size, _, rest = rest.partition(b"\r\n")
+                    chunks, rest = chunks + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+                body = chunks
+            usage = json.loads(body)["usage"]
+            check(usage["completion_tokens"] == 8 * 2000, f"answer usage {usage}")
+        else:
+            sock.close()
+            check(wait_slots_free(server, 1), "a half-closed client that cannot be answered "
+                  "still holds the slot")
+        status, _, _ = server.request("POST", "/v1/completions",
+                                      {"prompt": "Hi", "max_tokens": 2})
+        check(status == 200, "served after a half-closed client")
+    finally:
+        check(server.stop() == 0, "exit code")
+
+
+def sse_events(raw):
+    """The data events of a raw chunked SSE response (the chunk framing dropped)."""
+    body = raw.partition(b"\r\n\r\n")[2]
+    text, rest, size = b"", body, b""
+    while rest:
+        size, sep, rest = rest.partition(b"\r\n")
+        if not sep or not size.strip():
+            break
+        n = int(size, 16)
+        if n == 0:
+            break
+        text, rest = text + rest[:n], rest[n + 2:]
+    events = [e[6:] for e in text.decode(errors="replace").split("\n\n")
+              if e.startswith("data: ")]
+    return events, size.strip() == b"0"
+
+
+def sigterm_with_streams(args, grace, n_streams, max_tokens, during=None, ctx=2048):
+    """Starts a 1-slot server with the given grace period, n_streams streams of max_tokens and a
+    client that sends its request body slowly; sends SIGTERM once every stream is admitted,
+    calls during() 0.1 s later, and returns (seconds from the signal to the exit, each stream's
+    ending: "length" or "error"). Checks the exit code and that every stream ends properly: its
+    chunked body complete, [DONE] last, before it a finish_reason or an error event, never a
+    "cancelled" finish_reason."""
+    server = Server(args.server, args.model, "--parallel", "1", "--ctx-size", str(ctx),
+                    "--shutdown-grace", str(grace))
+    body = {**LONG, "n": 1, "max_tokens": max_tokens}
+    streams = [raw_post(server.port, "/v1/completions", body, stream=True)
+               for _ in range(n_streams)]
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    raws = [b""] * n_streams
+
+    def reader(i):
+        raws[i] = streams[i].recv(1)  # its headers came: it is admitted
+        raws[i] += read_all(streams[i])
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(n_streams)]
+    for r in readers:
+        r.start()
+    deadline = time.time() + 10
+    while not all(raws) and time.time() < deadline:
+        time.sleep(0.005)
+    t0 = time.time()
+    server.proc.send_signal(signal.SIGTERM)
+    if during:
+        time.sleep(0.1)
+        during(server)
+    code = server.proc.wait(timeout=60)
+    took = time.time() - t0
+    server.proc.stderr.close()
+    check(code == 0, f"exit code {code}")
+    for r in readers:
+        r.join()
+    endings = []
+    for raw in raws:
+        events, complete = sse_events(raw)
+        check(complete, f"chunked body ends with its last chunk: ...{raw[-200:]!r}")
+        check(events and events[-1] == "[DONE]", f"stream ends with [DONE]: {events[-3:]}")
+        last = json.loads(events[-2])
+        if "error" in last:
+            check(last["error"]["code"] == "shutting_down", f"error event {last}")
+            endings.append("error")
+        else:
+            check(last["choices"][0]["finish_reason"] == "length", f"finished stream {last}")
+            endings.append("length")
+        check(all('"cancelled"' not in e for e in events), "no cancelled finish_reason")
+    read_all(slow, timeout=1)
+    return took, endings
+
+
+def test_sigterm_late_arrival(args):
+    """SIGTERM: a request arriving after the signal gets 503 JSON, streams in flight finish, a
+    client sending its request slowly does not hold the exit (it did for the 30 s read
+    timeout), and the process exits within the grace period."""
+    def late_arrival(server):
+        status, data, headers = server.request("POST", "/v1/completions", {"prompt": "a"})
+        check(status == 503 and json.loads(data)["error"]["code"] == "shutting_down",
+              f"late arrival: {status} {data[:200]}")
+        check("Retry-After" in headers, "late arrival Retry-After")
+    grace = 5.0  # the stream (2000 tokens, about 0.5 s) finishes long before 4 s
+    took, endings = sigterm_with_streams(args, grace, 1, 2000, late_arrival)
+    print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s), streams {endings}")
+    check(endings == ["length"], f"the in-flight stream finished: {endings}")
+    check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
+
+
+def test_sigterm_cancels_at_deadline(args):
+    """SIGTERM with more work queued than the grace period allows: what still runs at
+    grace - min(1 s, grace/2) ends with an error event and [DONE], and the exit comes within
+    the grace period."""
+    grace = 3.0  # cancels at 2 s; the 9 x 8000 tokens take ten times longer
+    took, endings = sigterm_with_streams(args, grace, 9, 8000, ctx=8192)
+    print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s), streams {endings}")
+    check("error" in endings, f"streams cut by the deadline end with an error event: {endings}")
+    check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
+
+
+def test_sigterm_racing_requests(args):
+    """Streams requested over and over while SIGTERM arrives: each gets a complete stream
+    ([DONE] and the chunked terminator), or 503 JSON, or no response at all (the listener or
+    its connection closed before a byte was sent); never 200 headers and then the end."""
+    server = Server(args.server, args.model, "--parallel", "1", "--shutdown-grace", "2")
+    outcomes = []
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                sock = raw_post(server.port, "/v1/completions",
+                                {"prompt": "Once upon a time", "max_tokens": 50,
+                                 "temperature": 0}, stream=True)
+            except OSError:
+                return  # refused: the listener is closed
+            outcomes.append(read_all(sock, timeout=10))
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(0.3)
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=30)
+    stop.set()
+    for c in clients:
+        c.join()
+    server.proc.stderr.close()
+    check(code == 0, f"exit code {code}")
+    counts = {"complete": 0, "503": 0, "none": 0}
+    for raw in outcomes:
+        if not raw:
+            counts["none"] += 1
+        elif raw.startswith(b"HTTP/1.1 503"):
+            body = raw.partition(b"\r\n\r\n")[2]
+            check(body.startswith(b"{"), f"503 body: {raw!r}")
+            err = json.loads(body)["error"]
+            check(err["code"] == "shutting_down", f"503 {err}")
+            counts["503"] += 1
+        else:
+            check(raw.startswith(b"HTTP/1.1 200"), f"response {raw[:200]!r}")
+            events, complete = sse_events(raw)
+            check(complete and events[-1] == "[DONE]", f"200 cut short: ...{raw[-200:]!r}")
+            counts["complete"] += 1
+    print(f"  {len(outcomes)} requests around the signal: {counts}")
+    check(counts["complete"] > 0 and counts["503"] > 0, f"outcomes {counts}")
+
+
+def sigterm_busy_request_thread(args, grace, signals):
+    """Starts a server with a request thread busy in CPU work that does not look at the
+    shutdown (tokenizing a 4 MiB prompt takes seconds), sends SIGTERM `signals` times 0.2 s
+    apart and returns (seconds from the first signal to the exit, the server's log)."""
+    server = Server(args.server, args.model, "--parallel", "1", "--shutdown-grace", str(grace))
+    sock = raw_post(server.port, "/v1/completions",
+                    {"prompt": "Once upon a time " * (4 << 16), "max_tokens": 1})
+    time.sleep(0.5)  # the body is read; the handler is tokenizing
+    t0 = time.time()
+    for i in range(signals):
+        if i:
+            time.sleep(0.2)
+        server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=60)
+    took = time.time() - t0
+    log = server.proc.stderr.read()
+    server.proc.stderr.close()
+    sock.close()
+    check(code == 0, f"exit code {code}")
+    return took, log
+
+
+def test_sigterm_busy_request_thread(args):
+    """A busy request thread does not hold the exit past the grace period (it held it until
+    its work ended: 20 s with the default 10 s grace on 7a16acc)."""
+    grace = 1.0
+    took, log = sigterm_busy_request_thread(args, grace, 1)
+    forced = "exiting without it" in log
+    print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s)"
+          f"{', past the busy thread' if forced else ''}")
+    check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
+
+
+def test_second_sigterm(args):
+    """A second SIGTERM exits at once, whatever the grace period and the threads are doing."""
+    took, log = sigterm_busy_request_thread(args, 30.0, 2)
+    print(f"  exit {took:.2f} s after the first SIGTERM, 0.2 s after the second")
+    check(took <= 0.2 + 0.5, f"exit took {took:.2f} s")
+    check("second signal" in log, f"log: {log[-300:]}")
 
 
 def rss_kib(pid):
@@ -742,6 +1048,9 @@ def main():
              ("errors", lambda: test_errors(main_server, client)),
              ("8 parallel streams", lambda: test_parallel_streams(main_server, client)),
              ("client killed mid-stream", lambda: test_kill_mid_stream(small)),
+             ("non-streaming client gone frees its slot",
+              lambda: test_disconnect_frees_slot(args)),
+             ("half-closed client, long request", lambda: test_half_close_long(args)),
              ("burst beyond capacity", lambda: test_burst(small)),
              ("memory back to baseline after bursts", lambda: test_burst_memory(small)),
              ("api key", lambda: test_api_key(args)),
@@ -754,7 +1063,16 @@ def main():
              ("SIGTERM with a body arriving", lambda: test_sigterm_with_slow_body(args)),
              ("half-closed client answered", lambda: test_half_close(small)),
              ("second bind fails", lambda: test_second_bind(args, small)),
-             ("graceful SIGTERM", lambda: test_graceful_sigterm(args))]
+             ("graceful SIGTERM", lambda: test_graceful_sigterm(args)),
+             ("SIGTERM: late arrival 503, slow client, exit within grace",
+              lambda: test_sigterm_late_arrival(args)),
+             ("SIGTERM: streams cut at the deadline end with an error event",
+              lambda: test_sigterm_cancels_at_deadline(args)),
+             ("SIGTERM: a busy request thread does not hold the exit",
+              lambda: test_sigterm_busy_request_thread(args)),
+             ("second SIGTERM exits at once", lambda: test_second_sigterm(args)),
+             ("requests racing SIGTERM: complete, 503 or nothing",
+              lambda: test_sigterm_racing_requests(args))]
     failed = 0
     try:
         for name, fn in tests:

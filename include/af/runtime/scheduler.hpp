@@ -50,7 +50,8 @@ enum class StopCause {
 };
 
 // OpenAI's finish_reason: "stop" (EOS, stop string, JSON done), "length" (max_tokens, context),
-// else "cancelled" / "error" (never sent to a client that is still listening).
+// else "cancelled" / "error", which are not OpenAI values: labels for logs and metrics only
+// (af-server sends an error object or event for such a request instead).
 const char* finish_reason(StopCause cause);
 
 struct GeneratedToken {
