@@ -267,8 +267,9 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& body) {
 ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const ApiLimits& limits) {
   json body;
   try {
-    body = io::detail::parse_json(body_text, "request body", "server",
-                                  {.max_depth = limits.max_json_depth});
+    body = io::detail::parse_json(
+        body_text, "request body", "server",
+        {.max_depth = limits.max_json_depth, .max_elements = limits.max_json_elements});
   } catch (const Error& e) {
     throw ApiError(
         400, std::string("We could not parse the JSON body of your request. (") + e.what() + ")",

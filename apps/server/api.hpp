@@ -2,6 +2,7 @@
 // The OpenAI request bodies af-server accepts, parsed and validated into plain structs, and the
 // error object it answers with. No HTTP and no model here, so the parser can be unit-tested and
 // fuzzed on its own.
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <string>
@@ -46,6 +47,9 @@ struct ApiLimits {
   int max_stop = 4;         // stop strings, as OpenAI
   int max_prompts = 16;     // prompts in one /v1/completions request
   int max_json_depth = 64;  // nesting of the request body
+  // Values (numbers, strings, arrays, objects) in the request body: 16 prompts of 64k token
+  // ids fit; a body of a million tiny objects does not.
+  size_t max_json_elements = size_t{1} << 20;
 };
 
 struct ApiRequest {

@@ -2,10 +2,14 @@
 // that names the field, before any weight is read.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/io/gguf.hpp"
+#include "af/io/gguf_writer.hpp"
 #include "af/models/causal_lm.hpp"
 #include "unit/io_test_util.hpp"
 
@@ -72,6 +76,26 @@ TEST(ModelConfig, BadSizesNameTheField) {
   c = llama_config();
   c["num_key_value_heads"] = 3;
   expect_config_error(c, {"num_attention_heads 4", "num_key_value_heads 3"});
+}
+
+TEST(ModelConfig, GgufWithNoEosTokenLoads) {
+  // A converter that knows no EOS writes tokenizer.ggml.eos_token_id = 0xFFFFFFFF (llama.cpp's
+  // "none"). Before, the model refused to load ("bad eos_token_id entry 4294967295").
+  const auto src = io::test::testdata_dir() / "models/stories260K/stories260K.gguf";
+  if (!std::filesystem::exists(src)) GTEST_SKIP() << "no test data at " << src;
+  const io::GgufFile in = io::GgufFile::open(src.string());
+  io::GgufWriter w;
+  for (const std::string& key : in.metadata_keys()) w.set(key, *in.find(key));
+  w.set_u32("tokenizer.ggml.eos_token_id", 0xFFFFFFFFu);
+  w.set_u32("tokenizer.ggml.bos_token_id", 0xFFFFFFFFu);
+  for (const io::GgufTensorInfo& t : in.tensors()) w.add_tensor(t.name, in.tensor(t.name));
+  io::test::TempDir dir;
+  const std::string path = (dir.path() / "no_eos.gguf").string();
+  w.write(path);
+
+  std::unique_ptr<CausalLM> model = load(path);
+  EXPECT_TRUE(model->info().eos_token_ids.empty());
+  EXPECT_EQ(model->info().bos_token_id, -1);
 }
 
 }  // namespace
