@@ -985,7 +985,7 @@ int64_t length_of(Interpreter& in, const Value& v) {
     case Kind::kUndefined:
       return 0;
     case Kind::kString:
-      return static_cast<int64_t>(utf8_decode(v.text).size());
+      return static_cast<int64_t>(utf8_length(v.text));
     case Kind::kList:
     case Kind::kTuple:
       return static_cast<int64_t>(v.list->size());
@@ -1076,13 +1076,14 @@ Value get_item(Interpreter& in, const Value& obj, const Value& key) {
       }
       int64_t i = as_int(key);
       if (obj.is_string()) {
-        const std::u32string u = utf8_decode(obj.text);
-        const auto n = static_cast<int64_t>(u.size());
-        if (i < 0) i += n;
-        if (i < 0 || i >= n) return Value::undefined("string index out of range");
-        std::string s;
-        append_utf8(s, u[static_cast<size_t>(i)]);
-        return Value::from_string(std::move(s));
+        // Walks to the character rather than decoding the whole string.
+        const std::string& s = obj.text;
+        if (i < 0) i += static_cast<int64_t>(utf8_length(s));
+        if (i < 0) return Value::undefined("string index out of range");
+        const size_t begin = utf8_offset(s, static_cast<size_t>(i));
+        if (begin >= s.size()) return Value::undefined("string index out of range");
+        const size_t end = begin + utf8_offset(std::string_view(s).substr(begin), 1);
+        return Value::from_string(s.substr(begin, end - begin));
       }
       const auto n = static_cast<int64_t>(obj.list->size());
       if (i < 0) i += n;
@@ -1109,11 +1110,9 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
   const int64_t step = step_o.value_or(1);
   if (step == 0) in.fail("slice step cannot be zero");
   if (step == INT64_MIN) in.fail("slice step out of range");
-  std::u32string text;
   int64_t n;
   if (obj.is_string()) {
-    text = utf8_decode(obj.text);
-    n = static_cast<int64_t>(text.size());
+    n = static_cast<int64_t>(utf8_length(obj.text));
   } else if (obj.is_sequence()) {
     n = static_cast<int64_t>(obj.list->size());
   } else {
@@ -1134,6 +1133,14 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
   };
   const int64_t start = clamp(start_o, step > 0 ? 0 : n - 1);
   const int64_t stop = clamp(stop_o, step > 0 ? n : -1);
+  if (obj.is_string() && step == 1) {
+    // The common s[a:b]: a byte range, found without decoding the string.
+    if (stop <= start) return Value::from_string("");
+    const std::string_view s = obj.text;
+    const size_t begin = utf8_offset(s, static_cast<size_t>(start));
+    const size_t end = begin + utf8_offset(s.substr(begin), static_cast<size_t>(stop - start));
+    return Value::from_string(std::string(s.substr(begin, end - begin)));
+  }
   std::vector<size_t> picked;
   for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
     picked.push_back(static_cast<size_t>(i));
@@ -1141,6 +1148,7 @@ Value slice(Interpreter& in, const Value& obj, const Value& start_v, const Value
   }
   in.charge(picked.size());
   if (obj.is_string()) {
+    const std::u32string text = utf8_decode(obj.text);
     std::u32string out;
     for (size_t i : picked) out += text[i];
     return Value::from_string(utf8_encode(out));

@@ -205,45 +205,71 @@ void Dict::set(const std::string& key, Value value) {
 // Bytes that are not valid UTF-8 decode to U+DC80..U+DCFF and encode back to the same byte (as
 // Python's surrogateescape), so slicing never alters or loses bytes.
 
+namespace {
+
+// Decodes the character at s[i]: its byte length, and the code point through `cp`. A byte that
+// does not start a valid sequence is one character, U+DC80..U+DCFF.
+size_t decode_at(std::string_view s, size_t i, char32_t* cp_out) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  int len = 0;
+  char32_t cp = 0;
+  if (b0 < 0x80) {
+    len = 1;
+    cp = b0;
+  } else if ((b0 & 0xE0) == 0xC0 && b0 >= 0xC2) {
+    len = 2;
+    cp = b0 & 0x1F;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3;
+    cp = b0 & 0x0F;
+  } else if ((b0 & 0xF8) == 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    cp = b0 & 0x07;
+  }
+  bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
+  for (int k = 1; ok && k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
+    if ((b & 0xC0) != 0x80) ok = false;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (ok && len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
+  if (ok && len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ok = false;
+  if (!ok) {
+    *cp_out = 0xDC00 + b0;
+    return 1;
+  }
+  *cp_out = cp;
+  return static_cast<size_t>(len);
+}
+
+}  // namespace
+
 std::u32string utf8_decode(std::string_view s) {
   charge_bytes(s.size() * sizeof(char32_t));  // by the bytes written: a fresh UTF-32 buffer
   std::u32string out;
   out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    int len = 0;
-    char32_t cp = 0;
-    if (b0 < 0x80) {
-      len = 1;
-      cp = b0;
-    } else if ((b0 & 0xE0) == 0xC0 && b0 >= 0xC2) {
-      len = 2;
-      cp = b0 & 0x1F;
-    } else if ((b0 & 0xF0) == 0xE0) {
-      len = 3;
-      cp = b0 & 0x0F;
-    } else if ((b0 & 0xF8) == 0xF0 && b0 <= 0xF4) {
-      len = 4;
-      cp = b0 & 0x07;
-    }
-    bool ok = len > 0 && i + static_cast<size_t>(len) <= s.size();
-    for (int k = 1; ok && k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + static_cast<size_t>(k)]);
-      if ((b & 0xC0) != 0x80) ok = false;
-      cp = (cp << 6) | (b & 0x3F);
-    }
-    if (ok && len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-    if (ok && len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ok = false;
-    if (!ok) {
-      out.push_back(0xDC00 + b0);
-      ++i;
-      continue;
-    }
+  char32_t cp = 0;
+  for (size_t i = 0; i < s.size();) {
+    i += decode_at(s, i, &cp);
     out.push_back(cp);
-    i += static_cast<size_t>(len);
   }
   return out;
+}
+
+size_t utf8_length(std::string_view s) {
+  charge_bytes(s.size());
+  size_t n = 0;
+  char32_t cp = 0;
+  for (size_t i = 0; i < s.size(); ++n) i += decode_at(s, i, &cp);
+  return n;
+}
+
+size_t utf8_offset(std::string_view s, size_t index) {
+  size_t i = 0;
+  char32_t cp = 0;
+  for (size_t k = 0; k < index && i < s.size(); ++k) i += decode_at(s, i, &cp);
+  charge_bytes(i);
+  return i;
 }
 
 void append_utf8(std::string& out, char32_t c) {

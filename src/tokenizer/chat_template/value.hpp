@@ -153,6 +153,10 @@ std::string to_json(const Value& v, const JsonOptions& options);
 
 // UTF-8 helpers: code points for Python-style length, indexing and slicing.
 std::u32string utf8_decode(std::string_view s);
+// Without decoding into a buffer: the number of code points, and the byte offset of code point
+// `index` (clamped to the end), as utf8_decode counts them.
+size_t utf8_length(std::string_view s);
+size_t utf8_offset(std::string_view s, size_t index);
 std::string utf8_encode(std::u32string_view s);
 void append_utf8(std::string& out, char32_t c);
 
