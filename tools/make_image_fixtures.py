@@ -70,6 +70,11 @@ CONFIGS = {
     "siglip384": siglip(384, 384),
     "siglip_nonsquare": siglip(160, 256),
     "llava_next": llava_next(),
+    # Legacy integer sizes, and the rescale/normalise steps switched off one at a time.
+    "clip_legacy_ints": dict(clip(224, 224, 224), size=224, crop_size=200),
+    "clip_no_normalize": dict(clip(224, 224, 224), do_normalize=False),
+    "siglip_no_rescale": dict(siglip(224, 224), do_rescale=False, image_mean=[127.5] * 3,
+                              image_std=[127.5] * 3),
 }
 # Every config runs on the shared images; these on every synthetic input too.
 ALL_INPUT_CONFIGS = ["clip336", "siglip224", "siglip_nonsquare", "llava_next"]
