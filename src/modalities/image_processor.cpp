@@ -100,11 +100,6 @@ Image resize_like_pil(const Image& image, int width, int height, Resample filter
   return Image(out.width, out.height, std::move(out.rgb));
 }
 
-Image ImageProcessor::resize_step(const Image& image) const {
-  Raster out = resize_by_config(image.rgb().data(), image.height(), image.width(), config_);
-  return Image(out.width, out.height, std::move(out.rgb));
-}
-
 PixelValues ImageProcessor::process_one(const Image& image) const {
   PixelValues pv;
   const auto [h, w] = finish(image.rgb().data(), image.height(), image.width(), config_, pv.data);
