@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Image decode + CLIP-336 preprocessing: AlloyForge (build/bench/image_bench) against PIL +
-transformers' PIL backend on the same 1024x768 JPEG, in one run, one thread each. CPU time (not wall time), so that a busy machine skews neither side.
+transformers' PIL backend on the same 1024x768 JPEG, in one run, one thread each. CPU time (not
+wall time), so that a busy machine skews neither side.
 
 Usage: bench/image_vs_pil.py [--build build] [--testdata ../shared/testdata]
 Needs pillow, numpy and transformers (e.g. the venv of tools/make_image_fixtures.py).
@@ -22,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "tests", "fixtures", "images", "configs", "clip336")
 
 
-def best_ms(fn, repeats=30):
+def median_ms(fn, repeats=30):
     times = []
     for _ in range(repeats):
         start = time.process_time()
@@ -52,12 +53,14 @@ def main():
             data = f.read()  # both sides decode from memory
         decoded = convert_to_rgb(Image.open(io.BytesIO(data)), return_numpy=True)
         pil = {
-            "BM_Decode": best_ms(lambda: convert_to_rgb(Image.open(io.BytesIO(data)), return_numpy=True)),
-            "BM_Preprocess": best_ms(lambda: processor(images=decoded, return_tensors="np")),
-            "BM_DecodeAndPreprocess": best_ms(
+            "BM_Decode": median_ms(
+                lambda: convert_to_rgb(Image.open(io.BytesIO(data)), return_numpy=True)),
+            "BM_Preprocess": median_ms(lambda: processor(images=decoded, return_tensors="np")),
+            "BM_DecodeAndPreprocess": median_ms(
                 lambda: processor(images=Image.open(io.BytesIO(data)), return_tensors="np")),
         }
-    print(f"{'1024x768 JPEG, CPU ms (median)':32} {'AlloyForge':>11} {'PIL+transformers':>17} {'speed-up':>9}")
+    header = f"{'1024x768 JPEG, CPU ms (median)':32} {'AlloyForge':>11} {'PIL+transformers':>17}"
+    print(f"{header} {'speed-up':>9}")
     for name in ("BM_Decode", "BM_Preprocess", "BM_DecodeAndPreprocess"):
         print(f"{name:32} {af[name]:11.2f} {pil[name]:17.2f} {pil[name] / af[name]:8.1f}x")
 
