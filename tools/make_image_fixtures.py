@@ -70,6 +70,11 @@ CONFIGS = {
     "siglip384": siglip(384, 384),
     "siglip_nonsquare": siglip(160, 256),
     "llava_next": llava_next(),
+    # Legacy integer sizes, and the rescale/normalise steps switched off one at a time.
+    "clip_legacy_ints": dict(clip(224, 224, 224), size=224, crop_size=200),
+    "clip_no_normalize": dict(clip(224, 224, 224), do_normalize=False),
+    "siglip_no_rescale": dict(siglip(224, 224), do_rescale=False, image_mean=[127.5] * 3,
+                              image_std=[127.5] * 3),
 }
 # Every config runs on the shared images; these on every synthetic input too.
 ALL_INPUT_CONFIGS = ["clip336", "siglip224", "siglip_nonsquare", "llava_next"]
@@ -120,6 +125,11 @@ def make_inputs(folder):
     Image.fromarray(rgb[..., 2]).save(f"{folder}/gray_trns.png", transparency=7)
     Image.fromarray(rgb[..., 0] > 128).save(f"{folder}/bilevel.png")
     Image.fromarray(rgb[..., 0] // 64 * 64).convert("L").save(f"{folder}/gray2bit.png", bits=2)
+    second = Image.fromarray(gradient(64, 48, 9)[::-1].copy())
+    Image.fromarray(rgb).save(f"{folder}/animated.gif", save_all=True, append_images=[second],
+                              duration=100, loop=0)
+    Image.fromarray(rgb).save(f"{folder}/animated.webp", save_all=True, append_images=[second],
+                              duration=100, loop=0, quality=80)
     write_png_raw(f"{folder}/interlaced_rgba.png", np.dstack([rgb, alpha]), 6, interlaced=True)
     rgba16 = np.dstack([rgb, alpha]).astype(np.uint16) * 257 + np.uint16(100)
     write_png_raw(f"{folder}/rgba16.png", rgba16.astype(">u2"), 6, depth=16)

@@ -122,7 +122,8 @@ Image::Image(int width, int height, std::vector<uint8_t> rgb)
 Image Image::decode(std::span<const uint8_t> bytes, const std::string& origin,
                     const ImageLimits& limits) {
   detail::RawImage raw = decode_any(bytes, origin, limits);
-  std::vector<uint8_t> rgb = detail::convert_to_rgb(raw);
+  std::vector<uint8_t> rgb =
+      raw.channels == 3 ? std::move(raw.pixels) : detail::convert_to_rgb(raw);
   return Image(raw.width, raw.height, std::move(rgb));
 }
 

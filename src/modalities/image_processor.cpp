@@ -27,33 +27,37 @@ Raster resize_raster(const Raster& in, int height, int width, Resample filter) {
   return detail::resample(in.rgb.data(), in.width, in.height, width, height, filter);
 }
 
-Raster resize_by_config(const Raster& in, const ImageProcessorConfig& c) {
+// The resize step of the config for an RGB image `rgb` ([height, width, 3]).
+Raster resize_by_config(const uint8_t* rgb, int height, int width, const ImageProcessorConfig& c) {
   if (c.shortest_edge > 0) {
-    const auto [h, w] = shortest_edge_size(in.height, in.width, c.shortest_edge);
-    return resize_raster(in, h, w, c.resample);
+    const auto [h, w] = shortest_edge_size(height, width, c.shortest_edge);
+    return detail::resample(rgb, width, height, w, h, c.resample);
   }
-  return resize_raster(in, c.size_height, c.size_width, c.resample);
+  return detail::resample(rgb, width, height, c.size_width, c.size_height, c.resample);
 }
 
-// Resize (optional), center crop (optional), rescale and normalise one uint8 image into `out`
-// ([3, H, W] appended); returns {H, W}.
-std::pair<int, int> finish(Raster image, const ImageProcessorConfig& c, std::vector<float>& out) {
-  if (c.do_resize) image = resize_by_config(image, c);
+// Resize (optional), center crop (optional), rescale and normalise one uint8 image `rgb`
+// ([height, width, 3]) into `out` ([3, H, W] appended); returns {H, W}.
+std::pair<int, int> finish(const uint8_t* rgb, int height, int width, const ImageProcessorConfig& c,
+                           std::vector<float>& out) {
+  Raster image = c.do_resize ? resize_by_config(rgb, height, width, c)
+                             : Raster{width, height, {rgb, rgb + size_t(width) * height * 3}};
   if (c.do_center_crop) image = detail::center_crop(image, c.crop_height, c.crop_width);
   const size_t plane = size_t(image.width) * image.height;
   const size_t base = out.size();
   out.resize(base + 3 * plane);
   for (int ch = 0; ch < 3; ++ch) {
-    const float mean = c.do_normalize ? c.image_mean[ch] : 0.f;
-    const float std = c.do_normalize ? c.image_std[ch] : 1.f;
-    float* dst = out.data() + base + ch * plane;
-    for (size_t i = 0; i < plane; ++i) {
-      const uint8_t v = image.rgb[i * 3 + ch];
-      // numpy: image.astype(float64) * scale, then astype(float32).
+    // The value is a function of the uint8 input alone, so each channel is a 256-entry table
+    // computed with transformers' arithmetic: astype(float64) * scale -> float32, then
+    // (x - mean) / std in float32.
+    float table[256];
+    for (int v = 0; v < 256; ++v) {
       float f = c.do_rescale ? float(double(v) * c.rescale_factor) : float(v);
-      if (c.do_normalize) f = (f - mean) / std;  // float32 arithmetic, as numpy does it
-      dst[i] = f;
+      if (c.do_normalize) f = (f - c.image_mean[ch]) / c.image_std[ch];
+      table[v] = f;
     }
+    float* dst = out.data() + base + ch * plane;
+    for (size_t i = 0; i < plane; ++i) dst[i] = table[image.rgb[i * 3 + ch]];
   }
   return {image.height, image.width};
 }
@@ -96,14 +100,9 @@ Image resize_like_pil(const Image& image, int width, int height, Resample filter
   return Image(out.width, out.height, std::move(out.rgb));
 }
 
-Image ImageProcessor::resize_step(const Image& image) const {
-  Raster out = resize_by_config(to_raster(image), config_);
-  return Image(out.width, out.height, std::move(out.rgb));
-}
-
 PixelValues ImageProcessor::process_one(const Image& image) const {
   PixelValues pv;
-  const auto [h, w] = finish(to_raster(image), config_, pv.data);
+  const auto [h, w] = finish(image.rgb().data(), image.height(), image.width(), config_, pv.data);
   pv.shape = {3, h, w};
   return pv;
 }
@@ -132,7 +131,8 @@ PixelValues LlavaNextImageProcessor::preprocess(const Image& image) const {
   PixelValues pv;
   std::pair<int, int> first_hw{0, 0};
   for (size_t i = 0; i < tiles.size(); ++i) {
-    const std::pair<int, int> hw = finish(std::move(tiles[i]), c, pv.data);
+    const std::pair<int, int> hw =
+        finish(tiles[i].rgb.data(), tiles[i].height, tiles[i].width, c, pv.data);
     if (i == 0) first_hw = hw;
     AF_CHECK(hw == first_hw, ErrorCode::kInvalidArgument, "image",
              "LLaVA-NeXT tiles of different sizes (", hw.first, "x", hw.second, " vs ",

@@ -71,8 +71,6 @@ class ImageProcessor {
   explicit ImageProcessor(ImageProcessorConfig config) : config_(std::move(config)) {}
   // PilBackend._preprocess for one image: resize, center crop, rescale, normalise -> [3, H, W].
   PixelValues process_one(const Image& image) const;
-  // The resize step alone (shortest edge or fixed size, as config says).
-  Image resize_step(const Image& image) const;
 
   ImageProcessorConfig config_;
 };
