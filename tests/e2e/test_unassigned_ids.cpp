@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 #include <set>
+#include <sstream>
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
@@ -120,6 +121,38 @@ TEST_F(HoledStories, CliRunGreedyGenerates) {
                                               " -p 'Once upon a time' -n 16 --temp 0 2>&1");
   EXPECT_EQ(r.status, 0) << r.out;  // 7a16acc: "unknown token id"
   EXPECT_EQ(r.out.find("unknown token id"), std::string::npos) << r.out;
+}
+
+// The prompt size af-cli chat reports for one message (its stats line on stderr).
+long chat_prompt_tokens(const std::string& message, const std::string& flags) {
+  const test::ShellResult r =
+      test::run_shell("printf '" + message + "\\n' | " + std::string(AF_CLI_PATH) + " chat -m " +
+                      test::stories_hf_dir() + " --temp 0 -n 1 " + flags + " 2>&1 >/dev/null");
+  EXPECT_EQ(r.status, 0) << r.out;
+  const size_t at = r.out.find("| prompt ");
+  return at == std::string::npos ? -1 : std::stol(r.out.substr(at + 9));
+}
+
+// The number of ids af-cli tokenize gives for `text`.
+long cli_token_count(const std::string& text, const std::string& flags) {
+  const test::ShellResult r =
+      test::run_shell("printf '" + text + "' | " + std::string(AF_CLI_PATH) + " tokenize -m " +
+                      test::stories_hf_dir() + " " + flags + " 2>/dev/null");
+  std::istringstream ids(r.out);
+  long n = 0;
+  for (std::string id; ids >> id;) ++n;
+  return n;
+}
+
+TEST(CliChatSpecialTokens, EosTypedInAMessageStaysPlainTextUnlessAskedFor) {
+  AF_REQUIRE_TESTDATA(test::stories_hf_dir());
+  // The ChatML prompt (no BOS: chat prompts are not given one); "</s>" is one control token
+  // only when parsed. (7a16acc: the flag did not exist, and chat always parsed.)
+  const std::string prompt = "<|im_start|>user\\nHi</s><|im_end|>\\n<|im_start|>assistant\\n";
+  EXPECT_EQ(chat_prompt_tokens("Hi</s>", ""), cli_token_count(prompt, ""));
+  EXPECT_EQ(chat_prompt_tokens("Hi</s>", "--parse-special-in-content"),
+            cli_token_count(prompt, "--parse-special"));
+  EXPECT_GT(cli_token_count(prompt, ""), cli_token_count(prompt, "--parse-special"));
 }
 
 TEST(SchedulerThread, AThrowingCallbackFailsNoOtherRequestAndNeverTheProcess) {
