@@ -39,7 +39,8 @@ std::string ChatPrompt::render(const std::vector<ChatMessage>& messages) const {
 
 std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages,
                                         const tok::Tokenizer& tokenizer,
-                                        bool parse_special_in_content) const {
+                                        bool parse_special_in_content,
+                                        const std::function<bool()>& cancelled) const {
   const std::vector<af::ChatMessage> list = to_runtime(messages);
   runtime::RenderedChat rendered;
   try {
@@ -53,7 +54,9 @@ std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages
   const bool has_bos = bos >= 0 && rendered.text.starts_with(tokenizer.token_piece(bos));
   try {
     return runtime::encode_chat(tokenizer, rendered, list, /*add_special=*/!has_bos,
-                                parse_special_in_content);
+                                parse_special_in_content, cancelled);
+  } catch (const tok::Cancelled&) {
+    throw;
   } catch (const Error& e) {
     throw ApiError(400, e.what(), "invalid_request_error", "messages", "invalid_value");
   }

@@ -1,5 +1,6 @@
 #pragma once
 // Chat messages to prompt text: the model's own chat template when it ships one, else ChatML.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,8 +26,10 @@ class ChatPrompt {
   // The same prompt as ids, with BOS added unless the template writes it. Special tokens are
   // parsed only in the template's own text unless parse_special_in_content (transformers'
   // behaviour), so a message cannot forge turns or end generation with "</s>" or role markers.
+  // `cancelled` as for Tokenizer::encode: tok::Cancelled passes through.
   std::vector<int32_t> encode(const std::vector<ChatMessage>& messages,
-                              const tok::Tokenizer& tokenizer, bool parse_special_in_content) const;
+                              const tok::Tokenizer& tokenizer, bool parse_special_in_content,
+                              const std::function<bool()>& cancelled = {}) const;
   bool uses_model_template() const { return model_template_; }
 
  private:

@@ -340,14 +340,30 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   const bool chat = endpoint == Endpoint::kChatCompletions;
   const int64_t context = scheduler_->slot_context();
 
-  // Prompts as ids.
+  // Prompts as ids. A long tokenization stops when the server shuts down (httplib 0.11 cannot
+  // tell the handler that its client went away).
+  auto encode = [this](const std::string& text, bool add_special) {
+    try {
+      return tokenizer_->encode(text, add_special, /*parse_special=*/true,
+                                [this] { return shutting_down_.load(); });
+    } catch (const tok::Cancelled&) {
+      throw ApiError(503, "The request was cancelled because the server is shutting down.",
+                     "server_error", "", "shutting_down");
+    }
+  };
   std::vector<std::vector<int32_t>> prompts = r.prompt_ids;
   if (chat) {
-    prompts.push_back(
-        chat_prompt_->encode(r.messages, *tokenizer_, options_.parse_special_in_content));
+    try {
+      prompts.push_back(chat_prompt_->encode(r.messages, *tokenizer_,
+                                             options_.parse_special_in_content,
+                                             [this] { return shutting_down_.load(); }));
+    } catch (const tok::Cancelled&) {
+      throw ApiError(503, "The request was cancelled because the server is shutting down.",
+                     "server_error", "", "shutting_down");
+    }
   } else {
     for (const std::string& text : r.prompt_texts) {
-      prompts.push_back(tokenizer_->encode(text, /*add_special=*/true));
+      prompts.push_back(encode(text, /*add_special=*/true));
     }
   }
   const char* prompt_param = chat ? "messages" : "prompt";

@@ -130,20 +130,25 @@ RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messa
 
 std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
                                  const std::vector<ChatMessage>& messages, bool add_special,
-                                 bool parse_special_in_content) {
-  if (parse_special_in_content) return tokenizer.encode(rendered.text, add_special);
-  if (rendered.located)
-    return tokenizer.encode_with_plain_ranges(rendered.text, add_special, rendered.content);
+                                 bool parse_special_in_content,
+                                 const std::function<bool()>& cancelled) {
+  if (parse_special_in_content)
+    return tokenizer.encode(rendered.text, add_special, true, cancelled);
+  if (rendered.located) {
+    return tokenizer.encode_with_plain_ranges(rendered.text, add_special, rendered.content,
+                                              cancelled);
+  }
   // Content that holds no special-token text tokenizes the same either way.
   for (size_t i = 0; i < messages.size(); ++i) {
     const std::string& c = messages[i].content;
-    AF_CHECK(tokenizer.encode(c, false, true) == tokenizer.encode(c, false, false),
-             ErrorCode::kInvalidArgument, "chat", "message ", i,
-             " holds special-token text, and the chat template changes message content so "
-             "that it cannot be kept apart from the template's own special tokens; remove it "
-             "(or allow it with parse_special_in_content)");
+    AF_CHECK(
+        tokenizer.encode(c, false, true, cancelled) == tokenizer.encode(c, false, false, cancelled),
+        ErrorCode::kInvalidArgument, "chat", "message ", i,
+        " holds special-token text, and the chat template changes message content so "
+        "that it cannot be kept apart from the template's own special tokens; remove it "
+        "(or allow it with parse_special_in_content)");
   }
-  return tokenizer.encode(rendered.text, add_special);
+  return tokenizer.encode(rendered.text, add_special, true, cancelled);
 }
 
 std::optional<std::string> find_model_chat_template(const std::string& model_path) {

@@ -2,6 +2,7 @@
 // The chat prompt of a conversation: the model's Jinja chat template rendered as transformers'
 // apply_chat_template renders it (messages, add_generation_prompt, bos_token, eos_token), and
 // tokenized so that special-token text typed inside message content stays plain text.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,10 +43,12 @@ class ChatFormatter {
 // special tokens are parsed only in the template's own text, so "</s>" or a role marker typed
 // in a message is plain text; true: the whole text is parsed, as transformers does. When the
 // template transformed content so that it cannot be located and some content holds special-token
-// text, throws kInvalidArgument (component "chat") rather than guess.
+// text, throws kInvalidArgument (component "chat") rather than guess. `cancelled` as for
+// Tokenizer::encode (throws tok::Cancelled).
 std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
                                  const std::vector<ChatMessage>& messages, bool add_special,
-                                 bool parse_special_in_content);
+                                 bool parse_special_in_content,
+                                 const std::function<bool()>& cancelled = {});
 
 // The template shipped with the model at model_path, if any.
 std::optional<std::string> find_model_chat_template(const std::string& model_path);

@@ -95,7 +95,15 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
     AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, kComponent,
              "a text prompt needs a tokenizer: this session has none (give prompt_ids, or "
              "SessionBuilder::tokenizer)");
-    prompt = s.tokenizer->encode(req.prompt, req.add_special);
+    try {
+      // cancel() from another thread also stops a long tokenization.
+      prompt = s.tokenizer->encode(req.prompt, req.add_special, /*parse_special=*/true,
+                                   [&s] { return s.cancel.load(); });
+    } catch (const tok::Cancelled&) {
+      GenerateResponse cancelled;
+      cancelled.finish_reason = FinishReason::kCancelled;
+      return cancelled;
+    }
     AF_CHECK(!prompt.empty(), ErrorCode::kInvalidArgument, kComponent,
              "the prompt tokenizes to no ids");
   }

@@ -2,9 +2,11 @@
 // pairwise by priority until no adjacent pair can merge. The two references differ only in the
 // priority: llama.cpp's SPM tokenizer merges by the score of the merged piece (highest first),
 // HF's BPE by the pair's rank in the merges list (lowest first). Ties go to the leftmost pair.
+#include <algorithm>
 #include <cstring>
-#include <queue>
+#include <vector>
 
+#include "tokenizer/cancel.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/unicode.hpp"
 
@@ -18,11 +20,11 @@ struct Symbol {
   int32_t prev = -1, next = -1;
 };
 
-// 24 bytes, ordered by one integer: the heap operations dominate encoding time.
+// 16 bytes, ordered by one integer: the heap operations dominate encoding time, and a word of
+// n bytes queues up to n of them. The right symbol is the left one's next: that link changes
+// only when the left symbol grows, which the length check catches.
 struct Candidate {
   uint64_t order;  // priority (lower merges first) << 32 | left symbol: ties go leftmost
-  int32_t right;
-  int32_t merged;
   uint32_t left_len, right_len;  // lengths when queued: a later mismatch means it is stale
   bool operator>(const Candidate& o) const { return order > o.order; }
   int32_t left() const { return static_cast<int32_t>(order & 0xFFFFFFFFu); }
@@ -83,39 +85,62 @@ void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out)
     syms[i].next = i + 1 < n ? i + 1 : -1;
   }
 
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
-  auto consider = [&](int32_t l, int32_t r) {
+  // A min-heap over a vector reserved once: when it fills up, the stale candidates are dropped
+  // (the live ones are at most one per adjacent pair, fewer than n), so it never grows past
+  // 1.25 n and no doubling copy is made.
+  std::vector<Candidate> heap;
+  heap.reserve(size_t(n) + size_t(n) / 4 + 16);
+  auto stale = [&](const Candidate& c) {
+    const Symbol& a = syms[c.left()];
+    return a.len != c.left_len || a.next < 0 || syms[a.next].len != c.right_len;
+  };
+  // The merged id of the live pair (l, r), or -1 when it does not merge.
+  auto merged_id = [&](const Symbol& a, const Symbol& b, uint64_t* priority) -> int32_t {
+    if (order == MergeOrder::kScore) {
+      auto it = index.find(word.substr(a.start, a.len + b.len));
+      if (it == index.end()) return -1;
+      if (priority) *priority = sortable(-scores[it->second]);
+      return it->second;
+    }
+    if (a.id < 0 || b.id < 0) return -1;
+    const detail::MergeMap::Value* m = merges.find(detail::MergeMap::key(a.id, b.id));
+    if (m == nullptr) return -1;
+    if (priority) *priority = uint32_t(m->first);
+    return m->second;
+  };
+  auto consider = [&](int32_t l, int32_t r, bool heapify) {
     if (l < 0 || r < 0) return;
     const Symbol& a = syms[l];
     const Symbol& b = syms[r];
-    if (order == MergeOrder::kScore) {
-      auto it = index.find(word.substr(a.start, a.len + b.len));
-      if (it == index.end()) return;
-      const uint64_t priority = sortable(-scores[it->second]);
-      queue.push({(priority << 32) | uint32_t(l), r, it->second, a.len, b.len});
-    } else {
-      if (a.id < 0 || b.id < 0) return;
-      const detail::MergeMap::Value* m = merges.find(detail::MergeMap::key(a.id, b.id));
-      if (m == nullptr) return;
-      queue.push({(uint64_t(uint32_t(m->first)) << 32) | uint32_t(l), r, m->second, a.len, b.len});
+    uint64_t priority = 0;
+    if (merged_id(a, b, &priority) < 0) return;
+    if (heap.size() == heap.capacity() && heapify) {
+      std::erase_if(heap, stale);
+      std::make_heap(heap.begin(), heap.end(), std::greater<>());
     }
+    heap.push_back({(priority << 32) | uint32_t(l), a.len, b.len});
+    if (heapify) std::push_heap(heap.begin(), heap.end(), std::greater<>());
   };
-  for (int32_t i = 0; i + 1 < n; ++i) consider(i, i + 1);
+  for (int32_t i = 0; i + 1 < n; ++i) consider(i, i + 1, false);
+  std::make_heap(heap.begin(), heap.end(), std::greater<>());
 
-  while (!queue.empty()) {
-    const Candidate c = queue.top();
-    queue.pop();
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>());
+    const Candidate c = heap.back();
+    heap.pop_back();
+    detail::poll_cancel(1);
+    if (stale(c)) continue;
     const int32_t left = c.left();
     Symbol& a = syms[left];
-    if (a.len != c.left_len || a.next != c.right || syms[c.right].len != c.right_len) continue;
-    Symbol& b = syms[c.right];
+    const int32_t right = a.next;
+    Symbol& b = syms[right];
+    a.id = merged_id(a, b, nullptr);
     a.len += b.len;
-    a.id = c.merged;
     a.next = b.next;
     if (b.next >= 0) syms[b.next].prev = left;
     b.len = 0;
-    consider(a.prev, left);
-    consider(left, a.next);
+    consider(a.prev, left, true);
+    consider(left, a.next, true);
   }
 
   for (int32_t i = 0; i >= 0 && i < n; i = syms[i].next) {

@@ -11,114 +11,129 @@
 // Every code point is white space, a letter, a number or "other", so one alternative always
 // matches and the pieces cover the text.
 #include <algorithm>
+#include <cstdint>
 
 #include "af/core/error.hpp"
+#include "tokenizer/cancel.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/unicode.hpp"
 
 namespace af::tok::detail {
 namespace {
 
-using Cps = std::vector<char32_t>;
+// The text a matcher sees: the code points of one piece. Matchers only look forward from the
+// current position, and every scan is bounded by what it returns (or, for \p{N}{1,3}, by
+// three), so pre-tokenising n code points costs O(n) whatever the runs in it.
+struct Text {
+  const char32_t* c;
+  size_t n;
+};
 
 bool is_other(char32_t c) { return !is_whitespace(c) && !is_letter(c) && !is_number(c); }
 
 char32_t lower_ascii(char32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 // 's 't 're 've 'm 'll 'd; returns the length or 0.
-size_t contraction(const Cps& c, size_t i, bool ignore_case) {
-  const size_t n = c.size();
-  if (c[i] != '\'' || i + 1 >= n) return 0;
-  auto at = [&](size_t k) { return ignore_case ? lower_ascii(c[k]) : c[k]; };
+size_t contraction(Text t, size_t i, bool ignore_case) {
+  if (t.c[i] != '\'' || i + 1 >= t.n) return 0;
+  auto at = [&](size_t k) { return ignore_case ? lower_ascii(t.c[k]) : t.c[k]; };
   const char32_t a = at(i + 1);
   if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
-  if (i + 2 < n) {
+  if (i + 2 < t.n) {
     const char32_t b = at(i + 2);
     if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
   }
   return 0;
 }
 
-size_t run(const Cps& c, size_t i, bool (*pred)(char32_t)) {
+size_t run(Text t, size_t i, bool (*pred)(char32_t), size_t limit = SIZE_MAX) {
+  const size_t end = i + std::min(limit, t.n - i);
   size_t j = i;
-  while (j < c.size() && pred(c[j])) ++j;
+  while (j < end && pred(t.c[j])) ++j;
   return j - i;
 }
 
 // \s+(?!\S) then \s+: a run of white space gives up its last character to the next piece
 // unless the run ends the text or is a single character.
-size_t whitespace_tail(const Cps& c, size_t i) {
-  const size_t k = run(c, i, is_whitespace);
+size_t whitespace_tail(Text t, size_t i, size_t k) {
   if (k == 0) return 0;
-  if (i + k == c.size() || k == 1) return k;
+  if (i + k == t.n || k == 1) return k;
   return k - 1;
 }
 
-size_t match_gpt2(const Cps& c, size_t i) {
-  const size_t n = c.size();
-  if (size_t k = contraction(c, i, false)) return k;
-  const size_t sp = c[i] == ' ' ? 1 : 0;
-  if (i + sp < n) {
-    if (size_t k = run(c, i + sp, is_letter)) return sp + k;
-    if (size_t k = run(c, i + sp, is_number)) return sp + k;
-    if (size_t k = run(c, i + sp, is_other)) return sp + k;
+size_t match_gpt2(Text t, size_t i) {
+  if (size_t k = contraction(t, i, false)) return k;
+  const size_t sp = t.c[i] == ' ' ? 1 : 0;
+  if (i + sp < t.n) {
+    if (size_t k = run(t, i + sp, is_letter)) return sp + k;
+    if (size_t k = run(t, i + sp, is_number)) return sp + k;
+    if (size_t k = run(t, i + sp, is_other)) return sp + k;
   }
-  return whitespace_tail(c, i);
+  return whitespace_tail(t, i, run(t, i, is_whitespace));
 }
 
-size_t match_llama3(const Cps& c, size_t i, size_t max_digits) {
-  const size_t n = c.size();
-  if (size_t k = contraction(c, i, true)) return k;
+size_t match_llama3(Text t, size_t i, size_t max_digits) {
+  const char32_t* c = t.c;
+  if (size_t k = contraction(t, i, true)) return k;
   // [^\r\n\p{L}\p{N}]?\p{L}+
-  if (c[i] != '\r' && c[i] != '\n' && !is_letter(c[i]) && !is_number(c[i]) && i + 1 < n) {
-    if (size_t k = run(c, i + 1, is_letter)) return 1 + k;
+  if (c[i] != '\r' && c[i] != '\n' && !is_letter(c[i]) && !is_number(c[i]) && i + 1 < t.n) {
+    if (size_t k = run(t, i + 1, is_letter)) return 1 + k;
   }
-  if (size_t k = run(c, i, is_letter)) return k;
-  if (size_t k = run(c, i, is_number)) return std::min(k, max_digits);
+  if (size_t k = run(t, i, is_letter)) return k;
+  // \p{N}{1,max_digits}: the scan stops at max_digits; scanning the whole run to cut three
+  // digits off it made a run of n digits cost n^2 / 6.
+  if (size_t k = run(t, i, is_number, max_digits)) return k;
   // " ?[^\s\p{L}\p{N}]+[\r\n]*"
   const size_t sp = c[i] == ' ' ? 1 : 0;
-  if (i + sp < n) {
-    if (size_t k = run(c, i + sp, is_other)) {
+  if (i + sp < t.n) {
+    if (size_t k = run(t, i + sp, is_other)) {
       size_t j = i + sp + k;
-      while (j < n && (c[j] == '\r' || c[j] == '\n')) ++j;
+      while (j < t.n && (c[j] == '\r' || c[j] == '\n')) ++j;
       return j - i;
     }
   }
   // \s*[\r\n]+: the greedy \s* backs off to the last line break of the white space run.
-  const size_t k = run(c, i, is_whitespace);
+  const size_t k = run(t, i, is_whitespace);
   for (size_t j = i + k; j > i; --j) {
     if (c[j - 1] == '\r' || c[j - 1] == '\n') return j - i;
   }
-  return whitespace_tail(c, i);
+  return whitespace_tail(t, i, k);
 }
 
-}  // namespace
-
-std::vector<size_t> pretokenize(PreTokenizer pre, const std::vector<char32_t>& cps) {
-  std::vector<size_t> ends;
+// Calls on_end(end) for each piece of t, in order.
+template <class OnEnd>
+void for_each_pretoken(PreTokenizer pre, Text t, OnEnd&& on_end) {
   if (pre == PreTokenizer::kNone) {
-    if (!cps.empty()) ends.push_back(cps.size());
-    return ends;
+    if (t.n > 0) on_end(t.n);
+    return;
   }
-  for (size_t i = 0; i < cps.size();) {
+  for (size_t i = 0; i < t.n;) {
     size_t k = 0;
     switch (pre) {
       case PreTokenizer::kGpt2:
-        k = match_gpt2(cps, i);
+        k = match_gpt2(t, i);
         break;
       case PreTokenizer::kLlama3:
-        k = match_llama3(cps, i, 3);
+        k = match_llama3(t, i, 3);
         break;
       case PreTokenizer::kQwen2:
-        k = match_llama3(cps, i, 1);
+        k = match_llama3(t, i, 1);
         break;
       case PreTokenizer::kNone:
         break;
     }
     if (k == 0) k = 1;  // unreachable by the argument above; keeps the loop finite regardless
     i += k;
-    ends.push_back(i);
+    on_end(i);
+    poll_cancel(k);
   }
+}
+
+}  // namespace
+
+std::vector<size_t> pretokenize(PreTokenizer pre, const std::vector<char32_t>& cps) {
+  std::vector<size_t> ends;
+  for_each_pretoken(pre, Text{cps.data(), cps.size()}, [&](size_t end) { ends.push_back(end); });
   return ends;
 }
 
@@ -150,9 +165,10 @@ bool char_predicate(SplitKind kind, char32_t c) {
   }
 }
 
-void find_segments(const PreSplit& step, const std::vector<char32_t>& cps, Span piece,
-                   std::vector<Segment>& segs, std::vector<char32_t>& scratch,
-                   std::vector<Span>& scratch_spans) {
+// Calls on_segment(Segment) for the segments of piece [b, e) of cps, in order.
+template <class OnSegment>
+void for_each_segment(const PreSplit& step, const std::vector<char32_t>& cps, Span piece,
+                      OnSegment&& on_segment) {
   const auto [b, e] = piece;
   switch (step.kind) {
     case SplitKind::kGpt2:
@@ -161,114 +177,127 @@ void find_segments(const PreSplit& step, const std::vector<char32_t>& cps, Span 
       const PreTokenizer pre = step.kind == SplitKind::kGpt2     ? PreTokenizer::kGpt2
                                : step.kind == SplitKind::kLlama3 ? PreTokenizer::kLlama3
                                                                  : PreTokenizer::kQwen2;
-      const bool whole = b == 0 && e == cps.size();
-      if (!whole) scratch.assign(cps.begin() + b, cps.begin() + e);
       size_t begin = b;
-      for (size_t end : pretokenize(pre, whole ? cps : scratch)) {
-        segs.push_back({begin, b + end, true});
+      for_each_pretoken(pre, Text{cps.data() + b, e - b}, [&](size_t end) {
+        on_segment(Segment{begin, b + end, true});
         begin = b + end;
-      }
+      });
       return;
     }
     case SplitKind::kRegex: {
-      scratch_spans.clear();
-      step.regex->find_all(cps.data() + b, e - b, scratch_spans);
       size_t prev = b;
-      for (auto [mb, me] : scratch_spans) {
-        if (prev != b + mb) segs.push_back({prev, b + mb, false});
-        segs.push_back({b + mb, b + me, true});
+      step.regex->for_each_match(cps.data() + b, e - b, [&](size_t mb, size_t me) {
+        if (prev != b + mb) on_segment(Segment{prev, b + mb, false});
+        on_segment(Segment{b + mb, b + me, true});
         prev = b + me;
-      }
-      if (prev != e) segs.push_back({prev, e, false});
+      });
+      if (prev != e) on_segment(Segment{prev, e, false});
       return;
     }
     default: {
       size_t last = b;
       for (size_t i = b; i < e; ++i) {
         if (!char_predicate(step.kind, cps[i])) continue;
-        if (last < i) segs.push_back({last, i, false});
-        segs.push_back({i, i + 1, true});
+        if (last < i) on_segment(Segment{last, i, false});
+        on_segment(Segment{i, i + 1, true});
         last = i + 1;
       }
-      if (last < e) segs.push_back({last, e, false});
+      if (last < e) on_segment(Segment{last, e, false});
       return;
     }
   }
 }
 
-// SplitDelimiterBehavior, applied to one piece's segments; appends the kept pieces.
-void apply_behavior(SplitBehavior behavior, std::vector<Segment>& segs, std::vector<Span>& out) {
-  std::vector<Segment> merged;
-  switch (behavior) {
-    case SplitBehavior::kIsolated:
-      merged = segs;
-      break;
-    case SplitBehavior::kRemoved:
-      for (const Segment& s : segs)
-        if (!s.match) merged.push_back(s);
-      break;
-    case SplitBehavior::kMergedWithPrevious: {
-      bool previous_match = false;
-      for (const Segment& s : segs) {
-        if (s.match && !previous_match && !merged.empty()) {
-          merged.back().end = s.end;
-        } else {
-          merged.push_back(s);
+// SplitDelimiterBehavior over a stream of segments: at most one pending piece is held, so a
+// piece of n code points is split in O(1) memory besides the pieces handed on.
+template <class Emit>
+class BehaviorStream {
+ public:
+  BehaviorStream(SplitBehavior behavior, Emit& emit) : behavior_(behavior), emit_(emit) {}
+
+  void push(Segment s) {
+    switch (behavior_) {
+      case SplitBehavior::kIsolated:
+        return out(s);
+      case SplitBehavior::kRemoved:
+        if (!s.match) out(s);
+        return;
+      case SplitBehavior::kMergedWithPrevious:
+        // A match joins the non-match piece before it.
+        return merge_if(s, s.match && !previous_match_);
+      case SplitBehavior::kContiguous:
+        return merge_if(s, s.match == previous_match_);
+      case SplitBehavior::kMergedWithNext:
+        // A match joins the non-match segment after it: hold matches until the next one.
+        if (has_pending_) {
+          has_pending_ = false;
+          if (!s.match) return out(Segment{pending_.begin, s.end, false});
+          out(pending_);
         }
-        previous_match = s.match;
-      }
-      break;
-    }
-    case SplitBehavior::kMergedWithNext: {
-      bool previous_match = false;
-      for (size_t k = segs.size(); k-- > 0;) {
-        const Segment& s = segs[k];
-        if (s.match && !previous_match && !merged.empty()) {
-          merged.back().begin = s.begin;
+        if (s.match) {
+          pending_ = s;
+          has_pending_ = true;
         } else {
-          merged.push_back(s);
+          out(s);
         }
-        previous_match = s.match;
-      }
-      std::reverse(merged.begin(), merged.end());
-      break;
-    }
-    case SplitBehavior::kContiguous: {
-      bool previous_match = false;
-      for (const Segment& s : segs) {
-        if (s.match == previous_match && !merged.empty()) {
-          merged.back().end = s.end;
-        } else {
-          merged.push_back(s);
-        }
-        previous_match = s.match;
-      }
-      break;
+        return;
     }
   }
-  for (const Segment& s : merged)
-    if (s.end > s.begin) out.emplace_back(s.begin, s.end);
+
+  void finish() {
+    if (has_pending_) out(pending_);
+    has_pending_ = false;
+  }
+
+ private:
+  void merge_if(Segment s, bool merge) {
+    if (merge && has_pending_) {
+      pending_.end = s.end;
+    } else {
+      if (has_pending_) out(pending_);
+      pending_ = s;
+      has_pending_ = true;
+    }
+    previous_match_ = s.match;
+  }
+  void out(Segment s) {
+    if (s.end > s.begin) emit_(s.begin, s.end);
+  }
+
+  SplitBehavior behavior_;
+  Emit& emit_;
+  Segment pending_{0, 0, false};
+  bool has_pending_ = false, previous_match_ = false;
+};
+
+// Applies steps[k..] to piece [b, e): the pieces of step k go on to step k + 1 as soon as
+// they are cut, so no list of all pieces is ever built.
+void split_from(const std::vector<PreSplit>& steps, size_t k, const std::vector<char32_t>& cps,
+                Span piece, const PieceFn& on_piece) {
+  if (k == steps.size()) return on_piece(piece.first, piece.second);
+  const PreSplit& step = steps[k];
+  auto next = [&](size_t b, size_t e) { split_from(steps, k + 1, cps, {b, e}, on_piece); };
+  BehaviorStream<decltype(next)> behavior(step.behavior, next);
+  for_each_segment(step, cps, piece, [&](Segment s) {
+    if (step.invert) s.match = !s.match;
+    behavior.push(s);
+  });
+  behavior.finish();
 }
 
 }  // namespace
 
+void for_each_split(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
+                    Span piece, const PieceFn& on_piece) {
+  split_from(steps, 0, cps, piece, on_piece);
+}
+
 std::vector<Span> apply_splits(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
                                std::vector<Span> pieces) {
-  std::vector<Segment> segs;
-  std::vector<char32_t> scratch;
-  std::vector<Span> scratch_spans, next;
-  for (const PreSplit& step : steps) {
-    next.clear();
-    for (Span piece : pieces) {
-      segs.clear();
-      find_segments(step, cps, piece, segs, scratch, scratch_spans);
-      if (step.invert)
-        for (Segment& s : segs) s.match = !s.match;
-      apply_behavior(step.behavior, segs, next);
-    }
-    pieces.swap(next);
-  }
-  return pieces;
+  std::vector<Span> out;
+  for (Span piece : pieces)
+    for_each_split(steps, cps, piece, [&](size_t b, size_t e) { out.emplace_back(b, e); });
+  return out;
 }
 
 namespace {

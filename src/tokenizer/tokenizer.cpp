@@ -6,6 +6,7 @@
 
 #include "af/core/error.hpp"
 #include "af/io/gguf.hpp"
+#include "tokenizer/cancel.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/unicode.hpp"
 
@@ -201,6 +202,11 @@ void Tokenizer::Impl::finalize() {
 
   max_piece_bytes = 0;
   for (const std::string& p : pieces) max_piece_bytes = std::max(max_piece_bytes, p.size());
+  trie.clear();
+  if (model == ModelKind::kWordPiece || model == ModelKind::kUnigram) {
+    for (size_t id = 0; id < n; ++id)
+      if (kinds[id] != TokenKind::kInvalid) trie.insert(pieces[id], static_cast<int32_t>(id));
+  }
   if (model == ModelKind::kUnigram) {
     AF_CHECK(unigram_scores.size() <= n, ErrorCode::kFormat, kComponent, origin,
              ": more Unigram scores than tokens");
@@ -314,42 +320,50 @@ void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start, bool 
 void Tokenizer::Impl::encode_normalized(std::string_view text, const std::vector<char32_t>* cps_in,
                                         bool at_start, std::vector<int32_t>& out) const {
   if (text.empty()) return;
+  if (!byte_level && splits.empty()) return metaspace_piece(text, at_start, out);
+  // Pieces go to the model as they are cut (no list of all pieces), so the memory beyond the
+  // code points and the ids is one piece's.
+  std::vector<char32_t> decoded_cps;
+  if (cps_in == nullptr) decoded_cps = detail::decode_utf8(text);
+  const std::vector<char32_t>* cps = cps_in ? cps_in : &decoded_cps;
   if (byte_level) {
-    std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
-    if (byte_level_prefix_space && cps[0] != ' ') cps.insert(cps.begin(), U' ');
+    if (byte_level_prefix_space && (*cps)[0] != ' ') {
+      if (cps_in != nullptr) decoded_cps = *cps_in;
+      decoded_cps.insert(decoded_cps.begin(), U' ');
+      cps = &decoded_cps;
+    }
     const auto& b2u = detail::byte_to_unicode();
-    std::string mapped;
-    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
+    std::string mapped, bytes;
+    detail::for_each_split(splits, *cps, {0, cps->size()}, [&](size_t begin, size_t end) {
       mapped.clear();
       for (size_t i = begin; i < end; ++i) {
-        const char32_t c = cps[i];
+        const char32_t c = (*cps)[i];
         if (c < 0x80) {
           mapped += b2u[c];
         } else {
-          std::string bytes;
+          bytes.clear();
           detail::append_utf8(bytes, c);
           for (char b : bytes) mapped += b2u[static_cast<uint8_t>(b)];
         }
       }
       bpe_word(mapped, out);
-    }
+    });
     return;
   }
-  if (!splits.empty()) {
-    const std::vector<char32_t> cps = cps_in ? *cps_in : detail::decode_utf8(text);
+  {
     bool first = at_start;
-    for (auto [begin, end] : detail::apply_splits(splits, cps, {{0, cps.size()}})) {
-      const std::string piece = detail::encode_utf8(cps, begin, end);
+    std::string piece;
+    detail::for_each_split(splits, *cps, {0, cps->size()}, [&](size_t begin, size_t end) {
+      piece.clear();
+      for (size_t i = begin; i < end; ++i) detail::append_utf8(piece, (*cps)[i]);
       if (metaspace) {
         metaspace_piece(piece, first, out);
       } else {
         model_word(piece, out);
       }
       first = false;
-    }
-    return;
+    });
   }
-  metaspace_piece(text, at_start, out);
 }
 
 void Tokenizer::Impl::metaspace_piece(std::string_view text, bool at_start,
@@ -386,22 +400,29 @@ Tokenizer::~Tokenizer() = default;
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
                                        bool parse_special) const {
-  return encode_ranges(text, add_special, parse_special, {});
+  return encode_ranges(text, add_special, parse_special, {}, {});
 }
 
-std::vector<int32_t> Tokenizer::encode_with_plain_ranges(std::string_view text, bool add_special,
-                                                         std::span<const TextRange> plain) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                                       const std::function<bool()>& cancelled) const {
+  return encode_ranges(text, add_special, parse_special, {}, cancelled);
+}
+
+std::vector<int32_t> Tokenizer::encode_with_plain_ranges(
+    std::string_view text, bool add_special, std::span<const TextRange> plain,
+    const std::function<bool()>& cancelled) const {
   for (const TextRange& r : plain) {
     AF_CHECK(r.begin <= r.end && r.end <= text.size(), ErrorCode::kInvalidArgument, kComponent,
              "plain range [", r.begin, ", ", r.end, ") lies outside the text of ", text.size(),
              " bytes");
   }
-  return encode_ranges(text, add_special, /*parse_special=*/true, plain);
+  return encode_ranges(text, add_special, /*parse_special=*/true, plain, cancelled);
 }
 
 std::vector<int32_t> Tokenizer::encode_ranges(std::string_view text, bool add_special,
-                                              bool parse_special,
-                                              std::span<const TextRange> plain) const {
+                                              bool parse_special, std::span<const TextRange> plain,
+                                              const std::function<bool()>& cancelled) const {
+  const detail::CancelScope cancel_scope(&cancelled);
   const Impl& m = *impl_;
   (void)detail::decode_utf8(text);  // validates: errors name the byte offset
   std::vector<int32_t> out;

@@ -4,6 +4,7 @@
 // symbols merge, how tokens turn back into bytes).
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,6 +80,55 @@ class MergeMap {
   std::vector<uint64_t> keys_;
   std::vector<Value> values_;
   size_t mask_ = 0, size_ = 0;
+};
+
+// A byte trie over the vocabulary, for the models that try every vocabulary entry starting at
+// a position (WordPiece, Unigram). Walking the text one byte at a time finds them all in
+// O(longest match); looking each candidate length up in a hash map costs O(length^2) per
+// position, which one long hostile entry turns into minutes.
+class PieceTrie {
+ public:
+  static constexpr int32_t kRoot = 0;
+  void clear() {
+    edges_ = MergeMap();
+    ids_.assign(1, -1);
+  }
+  // A repeated piece: the last id inserted wins (as in Impl::index).
+  void insert(std::string_view piece, int32_t id) {
+    if (ids_.empty()) ids_.assign(1, -1);
+    int32_t node = kRoot;
+    for (unsigned char b : piece) {
+      const int32_t next = child(node, b);
+      if (next >= 0) {
+        node = next;
+        continue;
+      }
+      const int32_t created = static_cast<int32_t>(ids_.size());
+      ids_.push_back(-1);
+      edges_.emplace(edge(node, b), {created, 0});
+      node = created;
+    }
+    ids_[node] = id;
+  }
+  // The node after byte b from `node`, or -1.
+  int32_t child(int32_t node, unsigned char b) const {
+    const MergeMap::Value* v = edges_.find(edge(node, b));
+    return v ? v->first : -1;
+  }
+  // The node reached from `node` by the bytes of s, or -1.
+  int32_t walk(int32_t node, std::string_view s) const {
+    for (size_t i = 0; i < s.size() && node >= 0; ++i)
+      node = child(node, static_cast<unsigned char>(s[i]));
+    return node;
+  }
+  int32_t id(int32_t node) const { return ids_[node]; }  // -1: no entry ends here
+
+ private:
+  // The node goes in the low half: MergeMap's hash spreads the right id, and a chain of nodes
+  // under one byte would otherwise share a handful of slots.
+  static uint64_t edge(int32_t node, unsigned char b) { return MergeMap::key(b, node); }
+  MergeMap edges_;  // (node, byte) -> (child, unused)
+  std::vector<int32_t> ids_{-1};
 };
 }  // namespace detail
 
@@ -195,6 +245,7 @@ struct Tokenizer::Impl {
   std::string word_prefix, continuation_prefix = "##";
   size_t max_word_chars = 100;
   size_t max_piece_bytes = 0;  // longest vocabulary entry (finalize)
+  detail::PieceTrie trie;      // WordPiece and Unigram: the entries of `index` (finalize)
   // Unigram: log-probability of each piece; Viterbi picks the best-scoring segmentation.
   std::vector<double> unigram_scores;
   double unigram_min_score = 0;  // (finalize)
@@ -256,6 +307,11 @@ std::vector<size_t> pretokenize(PreTokenizer pre, const std::vector<char32_t>& c
 // Applies the split steps one after the other (each to every piece the previous left), as
 // HF's Sequence of pre-tokenizers does; returns the [begin, end) code point ranges kept.
 using Span = std::pair<size_t, size_t>;
+using PieceFn = std::function<void(size_t begin, size_t end)>;
+// The same for one piece, streaming: on_piece(begin, end) gets each kept range as soon as the
+// last step cuts it, so memory stays O(steps) whatever the number of pieces.
+void for_each_split(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
+                    Span piece, const PieceFn& on_piece);
 std::vector<Span> apply_splits(const std::vector<PreSplit>& steps, const std::vector<char32_t>& cps,
                                std::vector<Span> pieces);
 

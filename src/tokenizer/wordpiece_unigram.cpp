@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "af/core/error.hpp"
+#include "tokenizer/cancel.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/unicode.hpp"
 
@@ -37,23 +38,24 @@ void Tokenizer::Impl::wordpiece_word(std::string_view word, std::vector<int32_t>
   if (chars > max_word_chars) return unknown();
 
   const size_t first_out = out.size();
-  std::string key;
+  const int32_t word_root = trie.walk(detail::PieceTrie::kRoot, word_prefix);
+  const int32_t continuation_root = trie.walk(detail::PieceTrie::kRoot, continuation_prefix);
   for (size_t start = 0; start < word.size();) {
-    const std::string& prefix = start == 0 ? word_prefix : continuation_prefix;
-    // Longest vocabulary entry first; candidate ends fall on character boundaries.
-    size_t end = std::min(word.size(), start + max_piece_bytes);
+    // The longest vocabulary entry (prefix + text) that ends on a character boundary: one walk
+    // down the trie, O(its depth), instead of a lookup per candidate length.
+    size_t end = start;
     int32_t found = -1;
-    while (end > start) {
-      if (end == word.size() || (static_cast<unsigned char>(word[end]) & 0xC0) != 0x80) {
-        key.assign(prefix);
-        key.append(word.substr(start, end - start));
-        if (auto it = index.find(key); it != index.end()) {
-          found = it->second;
-          break;
-        }
+    int32_t node = start == 0 ? word_root : continuation_root;
+    for (size_t i = start; node >= 0 && i < word.size(); ++i) {
+      node = trie.child(node, static_cast<unsigned char>(word[i]));
+      const bool boundary =
+          i + 1 == word.size() || (static_cast<unsigned char>(word[i + 1]) & 0xC0) != 0x80;
+      if (node >= 0 && boundary && trie.id(node) >= 0) {
+        found = trie.id(node);
+        end = i + 1;
       }
-      --end;
     }
+    detail::poll_cancel(end - start + 1);
     if (found < 0) {
       out.resize(first_out);  // one piece missing: the whole word is unknown
       return unknown();
@@ -80,11 +82,13 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
         std::min(detail::utf8_len(static_cast<unsigned char>(word[start])), n - start);
     const double base = best[start].score;
     bool single_char = false;
-    const size_t longest = std::min(n - start, max_piece_bytes);
-    for (size_t len = 1; len <= longest; ++len) {
-      auto it = index.find(word.substr(start, len));
-      if (it == index.end()) continue;
-      const int32_t id = it->second;
+    // Every vocabulary entry starting here, in one walk down the trie.
+    int32_t node = detail::PieceTrie::kRoot;
+    for (size_t len = 1; len <= n - start; ++len) {
+      node = trie.child(node, static_cast<unsigned char>(word[start + len - 1]));
+      if (node < 0) break;
+      const int32_t id = trie.id(node);
+      if (id < 0) continue;
       if (static_cast<size_t>(id) >= unigram_scores.size()) continue;  // added tokens
       const double score = base + unigram_scores[id];
       Best& target = best[start + len];
@@ -99,6 +103,7 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
       const double score = base + unk_score;
       if (!target.reached || score > target.score) target = {score, start, unk_id, true};
     }
+    detail::poll_cancel(char_len);
     start += char_len;
   }
 
@@ -140,7 +145,6 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
 void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
   std::vector<char32_t> next;
   size_t replace_index = 0;
-  std::vector<std::pair<size_t, size_t>> matches;
   for (NormStep step : norm_steps) {
     next.clear();
     switch (step) {
@@ -215,14 +219,12 @@ void Tokenizer::Impl::normalize(std::vector<char32_t>& cps) const {
       }
       case NormStep::kReplace: {
         const ReplaceRule& rule = replace_rules.at(replace_index++);
-        matches.clear();
-        rule.pattern->find_all(cps.data(), cps.size(), matches);
         size_t prev = 0;
-        for (auto [b, e] : matches) {
+        rule.pattern->for_each_match(cps.data(), cps.size(), [&](size_t b, size_t e) {
           next.insert(next.end(), cps.begin() + prev, cps.begin() + b);
           next.insert(next.end(), rule.content.begin(), rule.content.end());
           prev = e;
-        }
+        });
         next.insert(next.end(), cps.begin() + prev, cps.end());
         break;
       }

@@ -1,6 +1,7 @@
 // The runtime: Session generation on stories260K and on custom models — greedy text equal to
 // the reference, seeds, streaming, stop strings, chat cache reuse, cancellation, bad input.
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -233,6 +234,31 @@ TEST(Session, CancelFromAnotherThreadStopsGeneration) {
   EXPECT_EQ(res.finish_reason, FinishReason::kCancelled);
   EXPECT_LT(res.ids.size(), 2000u);
   EXPECT_GE(res.ids.size(), 5u);
+}
+
+// cancel() also stops the tokenization of a long prompt (before, encode ran to its end).
+TEST(Session, CancelStopsALongTokenization) {
+  AF_REQUIRE_TESTDATA(stories("stories260K-hf"));
+  Session s = load_session(stories("stories260K-hf"), 1, 2048);
+  std::string prompt;
+  while (prompt.size() < (4u << 20)) prompt += "Once upon a time, a cat sat. ";
+  std::atomic<bool> done{false};
+  std::thread canceller([&] {
+    // Keeps cancelling: generate() clears the flag when it starts.
+    while (!done.load()) {
+      s.cancel();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  const auto t = std::chrono::steady_clock::now();
+  const GenerateResponse res = s.generate({.prompt = prompt, .max_tokens = 4});
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  done = true;
+  canceller.join();
+  EXPECT_EQ(res.finish_reason, FinishReason::kCancelled);
+  EXPECT_TRUE(res.ids.empty());
+  EXPECT_LT(seconds, 2.0);
 }
 
 TEST(Session, ContextFullEndsGenerationWithAReason) {

@@ -10,17 +10,26 @@
 // Unigram (tokenizer.json "Unigram", with SentencePiece's Precompiled normaliser). All errors
 // are af::Error with component "tokenizer".
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "af/core/error.hpp"
+
 namespace af::io {
 class GgufFile;
 }
 
 namespace af::tok {
+
+// Thrown by the cancellable Tokenizer::encode when its check asked it to stop.
+class Cancelled : public Error {
+ public:
+  Cancelled() : Error(ErrorCode::kInvalidArgument, "tokenizer", "encoding cancelled") {}
+};
 
 class Tokenizer {
  public:
@@ -47,6 +56,11 @@ class Tokenizer {
   // Non-special added tokens are always matched, as in both references.
   std::vector<int32_t> encode(std::string_view text, bool add_special,
                               bool parse_special = true) const;
+  // The same, cancellable: `cancelled` is polled on this thread about every 64K code points of
+  // work, and once it returns true encode stops and throws tok::Cancelled (e.g. a server whose
+  // client went away, or Session::cancel()). An empty function never cancels.
+  std::vector<int32_t> encode(std::string_view text, bool add_special, bool parse_special,
+                              const std::function<bool()>& cancelled) const;
 
   // A byte range [begin, end) of a text.
   struct TextRange {
@@ -58,9 +72,11 @@ class Tokenizer {
   // markers become control tokens, the same characters typed in message content (the plain
   // ranges) do not, so content cannot forge turns. The text between added tokens is tokenized
   // as one piece across range edges, so when no content holds special-token text the ids equal
-  // encode(text, add_special). kInvalidArgument for a range outside the text.
+  // encode(text, add_special). kInvalidArgument for a range outside the text. `cancelled` as
+  // for encode.
   std::vector<int32_t> encode_with_plain_ranges(std::string_view text, bool add_special,
-                                                std::span<const TextRange> plain) const;
+                                                std::span<const TextRange> plain,
+                                                const std::function<bool()>& cancelled = {}) const;
 
   // Ids back to text. Byte tokens are reassembled; the one leading space that encoding
   // prepended is removed as HF's decoder does. Byte sequences that are not valid UTF-8 become
@@ -89,7 +105,8 @@ class Tokenizer {
 
  private:
   std::vector<int32_t> encode_ranges(std::string_view text, bool add_special, bool parse_special,
-                                     std::span<const TextRange> plain) const;
+                                     std::span<const TextRange> plain,
+                                     const std::function<bool()>& cancelled) const;
 
   std::unique_ptr<Impl> impl_;
 };
