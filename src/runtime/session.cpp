@@ -213,9 +213,11 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   messages.insert(messages.end(), s.history.begin(), s.history.end());
   messages.push_back({"user", user});
   const std::string prompt = render_chat(messages, /*add_generation_prompt=*/true);
-  // As transformers' apply_chat_template: the template writes BOS itself.
-  request.prompt_ids = s.tokenizer->encode(prompt, /*add_special=*/false);
-  request.prompt.clear();
+  // As transformers' apply_chat_template: the template writes BOS itself. generate() encodes
+  // it, so that cancel() also stops a long tokenization.
+  request.prompt = prompt;
+  request.add_special = false;
+  request.prompt_ids.clear();
   GenerateResponse res = generate(request);
   s.history.push_back({"user", user});
   s.history.push_back({"assistant", res.text});
