@@ -221,9 +221,18 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
            "this model has no chat template (give one with SessionBuilder::chat_template)");
   const runtime::RenderedChat prompt =
       s.chat->render_located(messages, /*add_generation_prompt=*/true);
-  // As transformers' apply_chat_template: the template writes BOS itself.
-  request.prompt_ids = runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                                            s.parse_special_in_content);
+  // As transformers' apply_chat_template: the template writes BOS itself. cancel() from another
+  // thread also stops a long tokenization.
+  s.cancel.store(false);
+  try {
+    request.prompt_ids =
+        runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
+                             s.parse_special_in_content, [&s] { return s.cancel.load(); });
+  } catch (const tok::Cancelled&) {
+    GenerateResponse cancelled;
+    cancelled.finish_reason = FinishReason::kCancelled;
+    return cancelled;
+  }
   request.prompt.clear();
   GenerateResponse res = generate(request);
   s.history.push_back({"user", user});

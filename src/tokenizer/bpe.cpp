@@ -124,11 +124,12 @@ void Tokenizer::Impl::bpe_word(std::string_view word, std::vector<int32_t>& out)
   for (int32_t i = 0; i + 1 < n; ++i) consider(i, i + 1, false);
   std::make_heap(heap.begin(), heap.end(), std::greater<>());
 
+  size_t pops = 0;
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const Candidate c = heap.back();
     heap.pop_back();
-    detail::poll_cancel(1);
+    if ((++pops & 4095) == 0) detail::poll_cancel(4096);  // a huge word stays cancellable
     if (stale(c)) continue;
     const int32_t left = c.left();
     Symbol& a = syms[left];

@@ -107,6 +107,7 @@ void for_each_pretoken(PreTokenizer pre, Text t, OnEnd&& on_end) {
     if (t.n > 0) on_end(t.n);
     return;
   }
+  size_t polled = 0;
   for (size_t i = 0; i < t.n;) {
     size_t k = 0;
     switch (pre) {
@@ -125,7 +126,10 @@ void for_each_pretoken(PreTokenizer pre, Text t, OnEnd&& on_end) {
     if (k == 0) k = 1;  // unreachable by the argument above; keeps the loop finite regardless
     i += k;
     on_end(i);
-    poll_cancel(k);
+    if (i - polled >= 4096) {
+      poll_cancel(i - polled);
+      polled = i;
+    }
   }
 }
 
@@ -169,7 +173,7 @@ bool char_predicate(SplitKind kind, char32_t c) {
 template <class OnSegment>
 void for_each_segment(const PreSplit& step, const std::vector<char32_t>& cps, Span piece,
                       OnSegment&& on_segment) {
-  const auto [b, e] = piece;
+  const size_t b = piece.first, e = piece.second;
   switch (step.kind) {
     case SplitKind::kGpt2:
     case SplitKind::kLlama3:

@@ -206,6 +206,7 @@ void Tokenizer::Impl::finalize() {
   if (model == ModelKind::kWordPiece || model == ModelKind::kUnigram) {
     for (size_t id = 0; id < n; ++id)
       if (kinds[id] != TokenKind::kInvalid) trie.insert(pieces[id], static_cast<int32_t>(id));
+    trie.link();
   }
   if (model == ModelKind::kUnigram) {
     AF_CHECK(unigram_scores.size() <= n, ErrorCode::kFormat, kComponent, origin,

@@ -2,6 +2,7 @@
 // The data every loader fills in and the encode/decode pipeline reads. One struct for all
 // tokenizer kinds: they differ only in a few switches (how text is normalised and split, how
 // symbols merge, how tokens turn back into bytes).
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -85,17 +86,15 @@ class MergeMap {
 // A byte trie over the vocabulary, for the models that try every vocabulary entry starting at
 // a position (WordPiece, Unigram). Walking the text one byte at a time finds them all in
 // O(longest match); looking each candidate length up in a hash map costs O(length^2) per
-// position, which one long hostile entry turns into minutes.
+// position, which one long hostile entry turns into minutes. With its Aho-Corasick links
+// (link()), one pass finds every entry in a text in O(text + entries found), however long
+// the entries.
 class PieceTrie {
  public:
   static constexpr int32_t kRoot = 0;
-  void clear() {
-    edges_ = MergeMap();
-    ids_.assign(1, -1);
-  }
+  void clear() { *this = PieceTrie(); }
   // A repeated piece: the last id inserted wins (as in Impl::index).
   void insert(std::string_view piece, int32_t id) {
-    if (ids_.empty()) ids_.assign(1, -1);
     int32_t node = kRoot;
     for (unsigned char b : piece) {
       const int32_t next = child(node, b);
@@ -105,10 +104,34 @@ class PieceTrie {
       }
       const int32_t created = static_cast<int32_t>(ids_.size());
       ids_.push_back(-1);
+      depth_.push_back(depth_[node] + 1);
       edges_.emplace(edge(node, b), {created, 0});
+      edge_list_.push_back({node, created, b});
       node = created;
     }
     ids_[node] = id;
+  }
+  // Builds the suffix (failure) and dictionary links, after the last insert.
+  void link() {
+    const size_t n = ids_.size();
+    fail_.assign(n, kRoot);
+    dict_.assign(n, -1);
+    // Nodes were created after their parents but not in depth order: sort the edges by depth
+    // so that a node's suffix link (always shallower) is known before its children's.
+    std::stable_sort(edge_list_.begin(), edge_list_.end(),
+                     [&](const Edge& a, const Edge& b) { return depth_[a.to] < depth_[b.to]; });
+    for (const Edge& e : edge_list_) {
+      int32_t f = kRoot;
+      if (e.from != kRoot) {
+        f = fail_[e.from];
+        while (child(f, e.byte) < 0 && f != kRoot) f = fail_[f];
+        f = std::max(child(f, e.byte), kRoot);
+      }
+      fail_[e.to] = f;
+      dict_[e.to] = (f != kRoot && ids_[f] >= 0) ? f : dict_[f];  // an empty entry never counts
+    }
+    edge_list_.clear();
+    edge_list_.shrink_to_fit();
   }
   // The node after byte b from `node`, or -1.
   int32_t child(int32_t node, unsigned char b) const {
@@ -123,12 +146,39 @@ class PieceTrie {
   }
   int32_t id(int32_t node) const { return ids_[node]; }  // -1: no entry ends here
 
+  // Calls on_match(end, length, id) for every entry occurring in text, by end, and at one end
+  // longest first; then on_end(end) once the matches ending there are done. Needs link().
+  template <class OnMatch, class OnEnd>
+  void for_each_occurrence(std::string_view text, OnMatch&& on_match, OnEnd&& on_end) const {
+    int32_t node = kRoot;
+    for (size_t i = 0; i < text.size(); ++i) {
+      const auto b = static_cast<unsigned char>(text[i]);
+      int32_t next = child(node, b);
+      while (next < 0 && node != kRoot) {
+        node = fail_[node];
+        next = child(node, b);
+      }
+      node = std::max(next, kRoot);
+      for (int32_t m = (node != kRoot && ids_[node] >= 0) ? node : dict_[node]; m >= 0;
+           m = dict_[m])
+        on_match(i + 1, static_cast<size_t>(depth_[m]), ids_[m]);
+      on_end(i + 1);
+    }
+  }
+
  private:
+  struct Edge {
+    int32_t from, to;
+    unsigned char byte;
+  };
   // The node goes in the low half: MergeMap's hash spreads the right id, and a chain of nodes
   // under one byte would otherwise share a handful of slots.
   static uint64_t edge(int32_t node, unsigned char b) { return MergeMap::key(b, node); }
-  MergeMap edges_;  // (node, byte) -> (child, unused)
-  std::vector<int32_t> ids_{-1};
+  MergeMap edges_;                // (node, byte) -> (child, unused)
+  std::vector<int32_t> ids_{-1};  // entry ending at the node, or -1
+  std::vector<int32_t> depth_{0};
+  std::vector<int32_t> fail_, dict_;  // longest proper suffix node; nearest suffix entry node
+  std::vector<Edge> edge_list_;       // until link()
 };
 }  // namespace detail
 

@@ -77,35 +77,48 @@ void Tokenizer::Impl::unigram_word(std::string_view word, std::vector<int32_t>& 
   std::vector<Best> best(n + 1);
   best[0].reached = true;
   const double unk_score = unigram_min_score - 10.0;  // HF's and SentencePiece's penalty
-  for (size_t start = 0; start < n;) {
-    const size_t char_len =
-        std::min(detail::utf8_len(static_cast<unsigned char>(word[start])), n - start);
-    const double base = best[start].score;
-    bool single_char = false;
-    // Every vocabulary entry starting here, in one walk down the trie.
-    int32_t node = detail::PieceTrie::kRoot;
-    for (size_t len = 1; len <= n - start; ++len) {
-      node = trie.child(node, static_cast<unsigned char>(word[start + len - 1]));
-      if (node < 0) break;
-      const int32_t id = trie.id(node);
-      if (id < 0) continue;
-      if (static_cast<size_t>(id) >= unigram_scores.size()) continue;  // added tokens
-      const double score = base + unigram_scores[id];
-      Best& target = best[start + len];
-      if (!target.reached || score > target.score) target = {score, start, id, true};
-      if (len == char_len) single_char = true;
-    }
-    if (!single_char) {
-      AF_CHECK(unk_id >= 0, ErrorCode::kInvalidArgument, kComponent, origin,
-               ": Unigram needs an unk token for \"", word.substr(start, char_len),
-               "\" and the vocabulary has none");
-      Best& target = best[start + char_len];
-      const double score = base + unk_score;
-      if (!target.reached || score > target.score) target = {score, start, unk_id, true};
-    }
-    detail::poll_cancel(char_len);
-    start += char_len;
-  }
+  // Character starts: pieces are only taken between them.
+  std::vector<bool> boundary(n + 1, false);
+  for (size_t i = 0; i < n;
+       i += std::min(detail::utf8_len(static_cast<unsigned char>(word[i])), n - i))
+    boundary[i] = true;
+  boundary[n] = true;
+  // Viterbi by end position over all vocabulary entries found in one Aho-Corasick pass:
+  // O(n + entries found), where trying every length at every start cost O(n * longest entry).
+  // Each end takes its candidates from the leftmost start on (strictly better replaces), then
+  // the unknown piece for its last character, the order the start-by-start relaxation had.
+  size_t char_start = 0;     // start of the character ending at the next boundary
+  bool single_char = false;  // a vocabulary entry covers exactly that character
+  size_t polled = 0;
+  auto relax = [&](size_t from, size_t to, int32_t id, double piece_score) {
+    const double score = best[from].score + piece_score;
+    Best& target = best[to];
+    if (!target.reached || score > target.score) target = {score, from, id, true};
+  };
+  trie.for_each_occurrence(
+      word,
+      [&](size_t end, size_t len, int32_t id) {
+        const size_t start = end - len;
+        if (!boundary[start] || !boundary[end]) return;
+        if (static_cast<size_t>(id) >= unigram_scores.size()) return;  // added tokens
+        relax(start, end, id, unigram_scores[id]);
+        if (start == char_start) single_char = true;
+      },
+      [&](size_t end) {
+        if (!boundary[end]) return;
+        if (!single_char) {
+          AF_CHECK(unk_id >= 0, ErrorCode::kInvalidArgument, kComponent, origin,
+                   ": Unigram needs an unk token for \"", word.substr(char_start, end - char_start),
+                   "\" and the vocabulary has none");
+          relax(char_start, end, unk_id, unk_score);
+        }
+        char_start = end;
+        single_char = false;
+        if (end - polled >= 4096) {
+          detail::poll_cancel(end - polled);
+          polled = end;
+        }
+      });
 
   // Back from the end; consecutive unknown pieces fuse into one, which then becomes byte
   // tokens (byte_fallback) or a single unk.
