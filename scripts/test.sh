@@ -25,7 +25,7 @@ python=$("$root/scripts/setup_python.sh" "$root/build")
 for cpu in Haswell qemu64; do
   echo "== unit and e2e tests, and af-cli run, on an emulated $cpu CPU (qemu-x86_64)"
   for t in af_unit_tests af_e2e_tests; do
-    qemu-x86_64 -cpu "$cpu" "$root/build/tests/$t" --gtest_brief=1 \
+    AF_TEST_TIME_SCALE=20 qemu-x86_64 -cpu "$cpu" "$root/build/tests/$t" --gtest_brief=1 \
       2> >(grep -v "TCG doesn't support requested feature" >&2)
   done
   stories="$AF_TESTDATA/models/stories260K/stories260K.gguf"

@@ -43,6 +43,22 @@ inline std::vector<float> random_floats(size_t n, float lo, float hi, uint32_t s
   return v;
 }
 
+// Time bounds in tests are set for a native Release build on a busy 2-core machine. Slower
+// runs scale them: sanitizer builds by 5 on their own, and AF_TEST_TIME_SCALE (scripts/test.sh
+// sets it for the runs on emulated CPUs under qemu-user, whose code is many times slower).
+inline double time_scale() {
+  double scale = 1;
+  if (const char* env = std::getenv("AF_TEST_TIME_SCALE")) scale = std::max(1.0, std::atof(env));
+#if defined(__SANITIZE_ADDRESS__)
+  scale *= 5;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  scale *= 5;
+#endif
+#endif
+  return scale;
+}
+
 inline std::string fixtures_dir() { return source_dir() + "/tests/fixtures"; }
 
 inline std::string read_text(const std::string& path) {

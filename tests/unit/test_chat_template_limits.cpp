@@ -16,6 +16,7 @@
 
 #include "af/core/error.hpp"
 #include "af/tokenizer/chat_template.hpp"
+#include "test_util.hpp"
 
 namespace af {
 namespace {
@@ -37,7 +38,7 @@ constexpr double kSanitizerFactor = 1;
 
 // CPU seconds of the rendering thread, so the bound holds on a loaded machine too. The attacks
 // took minutes or gigabytes before; the worst now takes about half a second in a release build.
-constexpr double kSecondsBound = 2.0 * kSanitizerFactor;
+const double kSecondsBound = 2.0 * af::test::time_scale();
 // Peak resident growth: 256 MiB of values plus transient buffers of a 32 MiB string.
 constexpr long kPeakKibBound = static_cast<long>(1024 * 1024 * kSanitizerFactor);
 

@@ -18,6 +18,7 @@
 
 #include "api.hpp"
 #include "server.hpp"
+#include "test_util.hpp"
 
 namespace af::server {
 namespace {
@@ -145,7 +146,7 @@ TEST(HttpFront, SlowHeadIs408AfterTheHeaderTimeout) {
   EXPECT_TRUE(starts_with(answer, "HTTP/1.1 408")) << answer.substr(0, 100);
   EXPECT_NE(answer.find("request_timeout"), std::string::npos);
   EXPECT_GT(seconds, 0.25);
-  EXPECT_LT(seconds, 2.0);
+  EXPECT_LT(seconds, 2.0 * af::test::time_scale());
 }
 
 TEST(HttpFront, SlowBodyIs408AfterTheRequestTimeout) {
@@ -158,7 +159,7 @@ TEST(HttpFront, SlowBodyIs408AfterTheRequestTimeout) {
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   EXPECT_TRUE(starts_with(answer, "HTTP/1.1 408")) << answer.substr(0, 100);
   EXPECT_NE(answer.find("request_timeout"), std::string::npos);
-  EXPECT_LT(seconds, 3.0);
+  EXPECT_LT(seconds, 3.0 * af::test::time_scale());
 }
 
 TEST(HttpFront, ChunkedBodyIsCountedAgainstTheLimit) {

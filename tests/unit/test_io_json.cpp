@@ -7,6 +7,7 @@
 
 #include "af/core/error.hpp"
 #include "io/json_util.hpp"
+#include "test_util.hpp"
 
 namespace af::io::detail {
 namespace {
@@ -58,8 +59,8 @@ TEST(IoJson, ParseTimeIsLinearInSmallObjects) {
   const double t_small = parse_seconds(small), t_large = parse_seconds(large);
   // Linear gives about 4; quadratic about 16. Loose, for a busy shared machine.
   EXPECT_LT(t_large, 9 * std::max(t_small, 1e-3)) << t_small << " s vs " << t_large << " s";
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
-  EXPECT_LT(t_large, 2.0) << "200k objects (" << large.size() << " bytes)";
+#if defined(NDEBUG)
+  EXPECT_LT(t_large, 2.0 * af::test::time_scale()) << "200k objects (" << large.size() << " bytes)";
 #endif
   const json j = parse_json(large, "mem.json", "test");
   ASSERT_EQ(j.size(), 200'000u);

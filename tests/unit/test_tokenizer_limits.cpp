@@ -128,7 +128,7 @@ TEST(TokenizerLimits, PreTokenizersAreLinearOnLongRuns) {
       EXPECT_GT(pieces_4n, 0u) << what;
       // Linear: 4x the text costs about 4x (quadratic would be 16x); loose for a busy machine.
       EXPECT_LT(t_4n, std::max(10.0 * t_n, 0.05)) << what << ": " << t_n << " s -> " << t_4n;
-      EXPECT_LT(t_4n, 2.0) << what;
+      EXPECT_LT(t_4n, 2.0 * af::test::time_scale()) << what;
     }
   }
 }
@@ -141,7 +141,7 @@ TEST(TokenizerLimits, DigitRunsStillSplitInThrees) {
   const auto t = Clock::now();
   const auto a = detail::apply_splits({llama3}, text, {{0, text.size()}});
   const auto b = detail::apply_splits({qwen2}, text, {{0, text.size()}});
-  EXPECT_LT(seconds_since(t), 1.0);
+  EXPECT_LT(seconds_since(t), 3.0 * af::test::time_scale());
   ASSERT_EQ(a.size(), 53334u);  // 53333 threes and one 1
   ASSERT_EQ(b.size(), 160000u);
   for (size_t i = 0; i + 1 < a.size(); ++i) ASSERT_EQ(a[i], Span(3 * i, 3 * i + 3));
@@ -177,7 +177,7 @@ TEST(TokenizerLimits, LongVocabularyEntryKeepsModelsFast) {
   for (int k = 0; k < 4; ++k) entries += long_entry + "b";
   EXPECT_EQ(unigram->encode(entries, false), (std::vector<int32_t>{3, 2, 3, 2, 3, 2, 3, 2}));
   EXPECT_EQ(wordpiece->encode(long_entry + "b", false), (std::vector<int32_t>{4, 3}));
-  EXPECT_LT(seconds_since(t), 1.0);
+  EXPECT_LT(seconds_since(t), 3.0 * af::test::time_scale());
 }
 
 // A catastrophic split regex paid PCRE2's match limit (10M steps) again at every start
@@ -207,7 +207,7 @@ TEST(TokenizerLimits, CatastrophicRegexHitsTheBudget) {
       EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
       EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     }
-    EXPECT_LT(seconds_since(t), 1.0) << path;
+    EXPECT_LT(seconds_since(t), 3.0 * af::test::time_scale()) << path;
   }
 }
 
@@ -234,7 +234,7 @@ TEST(TokenizerLimits, EncodeIsCancellable) {
   const auto t = Clock::now();
   EXPECT_THROW((void)tok->encode(text, false, true, [&] { return ++calls >= 2; }), Cancelled);
   EXPECT_EQ(calls, 2);
-  EXPECT_LT(seconds_since(t), 1.0);
+  EXPECT_LT(seconds_since(t), 3.0 * af::test::time_scale());
   // A check that never fires changes nothing.
   calls = 0;
   const auto ids = tok->encode(text.substr(0, 300000), false, true, [&] {
