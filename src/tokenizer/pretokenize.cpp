@@ -169,7 +169,8 @@ bool char_predicate(SplitKind kind, char32_t c) {
 template <class OnSegment>
 void for_each_segment(const PreSplit& step, const std::vector<char32_t>& cps, Span piece,
                       OnSegment&& on_segment) {
-  const auto [b, e] = piece;
+  // Plain variables, not a structured binding: clang 14 (the fuzz build) cannot capture those.
+  const size_t b = piece.first, e = piece.second;
   switch (step.kind) {
     case SplitKind::kGpt2:
     case SplitKind::kLlama3:
