@@ -1,5 +1,5 @@
 // af-cli chat -m PATH [--system TEXT] [--template FILE.jinja] [--parse-special-in-content]
-//             [sampling flags]
+//             [sampling flags] [--template-max-steps N, --template-max-memory BYTES, ...]
 // Interactive chat with the model's chat template: one line is one user message, the reply
 // streams to stdout, the history is kept (and its KV cache reused), "/reset" clears it. Ctrl-C
 // stops the current reply, not the program; end of input ends the chat. Works from a pipe.
@@ -20,6 +20,7 @@
 #include "af/tokenizer/chat_template.hpp"
 #include "commands.hpp"
 #include "sampling_options.hpp"
+#include "template_limit_options.hpp"
 
 namespace af::cli {
 namespace {
@@ -53,6 +54,7 @@ Command add_chat(CLI::App& app) {
     int64_t ctx = 4096;
     bool parse_special_in_content = false;
     SamplingOptions sampling;
+    tok::TemplateLimits template_limits;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("chat", "Chat interactively with the model's chat template");
@@ -65,6 +67,7 @@ Command add_chat(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
   add_isa_option(*sub, o->isa);
+  add_template_limit_options(*sub, o->template_limits);
   sub->add_flag("--parse-special-in-content", o->parse_special_in_content,
                 "parse special-token text typed in messages into control tokens, as "
                 "transformers does (default: plain text, so a message cannot forge turns)");
@@ -83,6 +86,7 @@ Command add_chat(CLI::App& app) {
     }
     builder.system_prompt(o->system);
     builder.parse_special_in_content(o->parse_special_in_content);
+    builder.template_limits(o->template_limits);
     Session session = builder.build(std::move(model));
 
     const bool interactive = isatty(STDIN_FILENO) != 0;

@@ -1,4 +1,5 @@
-// af-cli template --template FILE.jinja --context CONTEXT.json: prints the rendering of the
+// af-cli template --template FILE.jinja --context CONTEXT.json [--template-max-steps N, ...]:
+// prints the rendering of the
 // template with the context's keys as variables, byte for byte (no newline of its own).
 // strftime_now reads the real clock; give date_string in the context for fixed dates.
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "af/core/error.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "commands.hpp"
+#include "template_limit_options.hpp"
 
 namespace af::cli {
 namespace {
@@ -27,6 +29,7 @@ std::string read_file(const std::string& path) {
 Command add_template(CLI::App& app) {
   struct Options {
     std::string template_path, context_path;
+    tok::TemplateLimits limits;
   };
   auto o = std::make_shared<Options>();
   auto* sub =
@@ -35,6 +38,7 @@ Command add_template(CLI::App& app) {
   sub->add_option("--context", o->context_path,
                   "JSON object: messages, add_generation_prompt, bos_token, ...")
       ->required();
+  add_template_limit_options(*sub, o->limits);
   return [o]() {
     const tok::ChatTemplate chat_template =
         tok::ChatTemplate::parse(read_file(o->template_path), o->template_path);
@@ -44,7 +48,7 @@ Command add_template(CLI::App& app) {
     } catch (const nlohmann::json::exception& e) {
       fail(ErrorCode::kFormat, "template", o->context_path, ": invalid JSON: ", e.what());
     }
-    const std::string text = chat_template.render(context);
+    const std::string text = chat_template.render(context, o->limits);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
   };

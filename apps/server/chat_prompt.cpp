@@ -1,5 +1,7 @@
 #include "chat_prompt.hpp"
 
+#include <utility>
+
 #include "af/core/error.hpp"
 
 namespace af::server {
@@ -14,9 +16,41 @@ std::string render_chatml(const std::vector<ChatMessage>& messages) {
   return text + "<|im_start|>assistant\n";
 }
 
+namespace {
+
+// The af-server option that sets the TemplateLimits field an error message names.
+std::string limit_option(const std::string& message) {
+  static const std::pair<const char*, const char*> kOptions[] = {
+      {"TemplateLimits::max_steps", "--template-max-steps"},
+      {"TemplateLimits::max_memory_bytes", "--template-max-memory"},
+      {"TemplateLimits::max_string_bytes", "--template-max-string-bytes"},
+      {"TemplateLimits::max_depth", "--template-max-depth"},
+  };
+  for (const auto& [field, option] : kOptions) {
+    if (message.find(field) != std::string::npos) return option;
+  }
+  return "--template-max-*";
+}
+
+// A template that outgrew the operator's budget is the server's problem (500, with the option
+// that raises it); one that refused the messages (raise_exception, type errors) is the client's.
+[[noreturn]] void throw_template_error(const Error& e) {
+  if (e.code() == ErrorCode::kOutOfRange) {
+    throw ApiError(
+        500,
+        std::string("The model's chat template exceeded its rendering budget (af-server ") +
+            limit_option(e.what()) + "): " + e.what(),
+        "server_error", "", "template_limit_exceeded");
+  }
+  throw ApiError(400, std::string("The model's chat template rejected the messages: ") + e.what(),
+                 "invalid_request_error", "messages", "invalid_value");
+}
+
+}  // namespace
+
 ChatPrompt::ChatPrompt(const std::optional<std::string>& template_source,
-                       const tok::Tokenizer& tokenizer)
-    : template_(template_source.value_or(runtime::kChatMlTemplate), tokenizer),
+                       const tok::Tokenizer& tokenizer, const tok::TemplateLimits& limits)
+    : template_(template_source.value_or(runtime::kChatMlTemplate), tokenizer, limits),
       model_template_(template_source.has_value()) {}
 
 std::vector<af::ChatMessage> ChatPrompt::to_runtime(
@@ -32,8 +66,7 @@ std::string ChatPrompt::render(const std::vector<ChatMessage>& messages) const {
   try {
     return template_.render(to_runtime(messages), /*add_generation_prompt=*/true);
   } catch (const Error& e) {
-    throw ApiError(400, std::string("The model's chat template rejected the messages: ") + e.what(),
-                   "invalid_request_error", "messages", "invalid_value");
+    throw_template_error(e);
   }
 }
 
@@ -46,8 +79,7 @@ std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages
   try {
     rendered = template_.render_located(list, /*add_generation_prompt=*/true);
   } catch (const Error& e) {
-    throw ApiError(400, std::string("The model's chat template rejected the messages: ") + e.what(),
-                   "invalid_request_error", "messages", "invalid_value");
+    throw_template_error(e);
   }
   // Templates usually write the BOS token themselves; do not add a second one.
   const int32_t bos = tokenizer.bos_id();

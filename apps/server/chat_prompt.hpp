@@ -17,11 +17,13 @@ std::string render_chatml(const std::vector<ChatMessage>& messages);
 class ChatPrompt {
  public:
   // template_source: the model's template (runtime::find_model_chat_template), or nullopt for
-  // ChatML. Throws af::Error when the template does not parse.
-  ChatPrompt(const std::optional<std::string>& template_source, const tok::Tokenizer& tokenizer);
+  // ChatML. `limits` bound every rendering. Throws af::Error when the template does not parse.
+  ChatPrompt(const std::optional<std::string>& template_source, const tok::Tokenizer& tokenizer,
+             const tok::TemplateLimits& limits = {});
 
   // The prompt for the assistant's next turn. A template that refuses the messages
-  // (raise_exception, e.g. roles that do not alternate) throws ApiError 400.
+  // (raise_exception, e.g. roles that do not alternate) throws ApiError 400; one that exceeds
+  // `limits` throws ApiError 500 with code "template_limit_exceeded", naming the option to raise.
   std::string render(const std::vector<ChatMessage>& messages) const;
   // The same prompt as ids, with BOS added unless the template writes it. Special tokens are
   // parsed only in the template's own text unless parse_special_in_content (transformers'

@@ -2,6 +2,7 @@
 //           [--api-key KEY | --api-key-file PATH] [--threads N] [--kv-type f32|f16]
 //           [--shutdown-grace S] [--parse-special-in-content]
 //           [HTTP limits: --max-body-bytes, --header-timeout, --request-timeout, ...]
+//           [chat-template limits: --template-max-steps, --template-max-memory, ...]
 // An OpenAI-compatible HTTP server (see docs/SERVER.md).
 #include <CLI/CLI.hpp>
 
@@ -46,6 +47,25 @@ void add_limit_options(CLI::App& app, af::server::ServerOptions& o) {
       ->capture_default_str();
 }
 
+// Chat-template budgets (docs/SERVER.md, "Limits"); a rendering past one answers 500.
+void add_template_limit_options(CLI::App& app, af::tok::TemplateLimits& t) {
+  app.add_option("--template-max-steps", t.max_steps, "chat template: evaluation steps (500)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--template-max-memory", t.max_memory_bytes,
+                 "chat template: bytes of values one rendering may create (500)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--template-max-string-bytes", t.max_string_bytes,
+                 "chat template: bytes of any one string, the prompt included (500)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--template-max-depth", t.max_depth,
+                 "chat template: nested evaluation depth, macro recursion included (500)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +95,7 @@ int main(int argc, char** argv) {
                "chat: parse special-token text inside messages into control tokens, as "
                "transformers does (default: plain text, so messages cannot forge turns)");
   add_limit_options(app, o);
+  add_template_limit_options(app, o.template_limits);
   app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
                  "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
                  "before")

@@ -718,8 +718,9 @@ int Server::run() {
     so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
     so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
-    chat_prompt_ = std::make_unique<ChatPrompt>(
-        runtime::find_model_chat_template(options_.model_path), *tokenizer_);
+    chat_prompt_ =
+        std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
+                                     *tokenizer_, options_.template_limits);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[af-server] error: %s\n", e.what());
     return 1;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
 
 namespace af::server {
@@ -22,6 +23,7 @@ struct ServerOptions {
   double shutdown_grace_seconds = 10;  // SIGTERM: exit by then; requests run until 1 s before
   // Chat: special-token text inside messages becomes control tokens (transformers' behaviour).
   bool parse_special_in_content = false;
+  tok::TemplateLimits template_limits;  // chat-template budgets; exceeded: 500
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

@@ -89,8 +89,10 @@ bool locate(const std::vector<Part>& parts, const std::vector<ChatMessage>& mess
 }
 }  // namespace
 
-ChatFormatter::ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer)
+ChatFormatter::ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer,
+                             const tok::TemplateLimits& limits)
     : template_(tok::ChatTemplate::parse(source, "chat template")),
+      limits_(limits),
       bos_(piece_or_empty(tokenizer, tokenizer.bos_id())),
       eos_(piece_or_empty(tokenizer, tokenizer.eos_id())) {}
 
@@ -108,7 +110,7 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
   context["add_generation_prompt"] = add_generation_prompt;
   context["bos_token"] = bos_;
   context["eos_token"] = eos_;
-  return template_.render(context);
+  return template_.render(context, limits_);
 }
 
 RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messages,
@@ -120,7 +122,9 @@ RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messa
   std::string marked_text;
   try {
     marked_text = render(marked, add_generation_prompt);
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    // A budget the markers' rendering alone exceeds is still the budget: report it.
+    if (e.code() == ErrorCode::kOutOfRange) throw;
     return out;  // the template inspects content (e.g. refuses some): not located
   }
   out.located = locate(split_marked(marked_text, messages.size()), messages, out);

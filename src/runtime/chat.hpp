@@ -27,7 +27,9 @@ struct RenderedChat {
 
 class ChatFormatter {
  public:
-  ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer);
+  // `limits` bound every rendering (an exceeded one throws af::Error kOutOfRange).
+  ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer,
+                const tok::TemplateLimits& limits = {});
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   // render(), plus the content ranges: found by rendering again with each content replaced by a
   // unique marker and matching the two renderings (content may be inserted as is or trimmed).
@@ -36,6 +38,7 @@ class ChatFormatter {
 
  private:
   tok::ChatTemplate template_;
+  tok::TemplateLimits limits_;
   std::string bos_, eos_;
 };
 

@@ -252,6 +252,10 @@ SessionBuilder& SessionBuilder::chat_template(std::string source) {
   chat_template_ = std::move(source);
   return *this;
 }
+SessionBuilder& SessionBuilder::template_limits(const tok::TemplateLimits& limits) {
+  template_limits_ = limits;
+  return *this;
+}
 SessionBuilder& SessionBuilder::eos_ids(std::vector<int32_t> ids) {
   eos_ids_ = std::move(ids);
   return *this;
@@ -294,7 +298,7 @@ Session SessionBuilder::build(std::unique_ptr<Model> model) const {
   if (s->tokenizer) {
     std::optional<std::string> source = chat_template_;
     if (!source && !model_path.empty()) source = runtime::find_model_chat_template(model_path);
-    if (source) s->chat.emplace(*source, *s->tokenizer);
+    if (source) s->chat.emplace(*source, *s->tokenizer, template_limits_);
   }
   if (system_) s->system = *system_;
   if (s->tokenizer) s->masked = runtime::unassigned_ids(*s->tokenizer, config.vocab_size);

@@ -173,6 +173,7 @@ bool char_predicate(SplitKind kind, char32_t c) {
 template <class OnSegment>
 void for_each_segment(const PreSplit& step, const std::vector<char32_t>& cps, Span piece,
                       OnSegment&& on_segment) {
+  // Plain variables, not a structured binding: clang 14 (the fuzz build) cannot capture those.
   const size_t b = piece.first, e = piece.second;
   switch (step.kind) {
     case SplitKind::kGpt2:

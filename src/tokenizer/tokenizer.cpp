@@ -88,9 +88,11 @@ bool stands_alone(std::string_view text, size_t begin, size_t end) {
 }
 
 // Whether [begin, end) shares a byte with one of `ranges`.
+// Whether [begin, end) shares a byte with one of `ranges`. An empty range shares none, even
+// strictly inside (empty message content holds no text that could forge a token).
 bool overlaps(std::span<const Tokenizer::TextRange> ranges, size_t begin, size_t end) {
   for (const Tokenizer::TextRange& r : ranges) {
-    if (r.begin < end && begin < r.end) return true;
+    if (r.begin < r.end && r.begin < end && begin < r.end) return true;
   }
   return false;
 }

@@ -45,6 +45,15 @@ TEST(CliChat, SecondTurnReusesTheCache) {
   EXPECT_EQ(line.find("(0 reused)"), std::string::npos) << line;
 }
 
+TEST(CliChat, TemplateLimitFlagsBoundTheRendering) {
+  AF_REQUIRE_TESTDATA(hf());
+  const Result r = shell("printf 'Tell me a story.\\n' | " + cli() + " chat -m " + hf() +
+                         " --temp 0 -n 4 --template-max-steps 5 2>&1");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("TemplateLimits::max_steps"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(" | prompt "), std::string::npos) << r.out;  // no reply
+}
+
 TEST(CliRun, StopStringIsNotPrinted) {
   AF_REQUIRE_TESTDATA(hf());
   // The greedy continuation is ", there was a little girl named Lily. ..."

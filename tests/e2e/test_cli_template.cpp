@@ -17,10 +17,11 @@ struct CliResult {
   std::string err;
 };
 
-CliResult run_template(const std::string& template_path, const std::string& context_path) {
+CliResult run_template(const std::string& template_path, const std::string& context_path,
+                       const std::string& flags = "") {
   const std::string err_path = context_path + ".stderr";
   const std::string cmd = std::string(AF_CLI_PATH) + " template --template '" + template_path +
-                          "' --context '" + context_path + "' 2>'" + err_path + "'";
+                          "' --context '" + context_path + "' " + flags + " 2>'" + err_path + "'";
   const test::ShellResult r = test::run_shell(cmd);
   return {r.status, r.out, test::read_text(err_path)};
 }
@@ -92,6 +93,33 @@ TEST_F(CliTemplate, PrintsExactlyTheRenderingAndReportsErrors) {
   EXPECT_NE(bad_json.err.find("invalid JSON"), std::string::npos) << bad_json.err;
 
   EXPECT_EQ(run_template((dir_ / "missing.jinja").string(), context).status, 1);
+}
+
+TEST_F(CliTemplate, TemplateLimitFlagsBoundTheRendering) {
+  const std::string context = write("c.json", R"({"n": 1000})");
+  const std::string loop = write("loop.jinja", "{% for i in range(n) %}{{ i }}{% endfor %}");
+  EXPECT_EQ(run_template(loop, context).status, 0);  // the defaults allow it
+  const struct {
+    const char* flag;
+    const char* field;
+  } kCases[] = {{"--template-max-steps 50", "TemplateLimits::max_steps"},
+                {"--template-max-memory 100", "TemplateLimits::max_memory_bytes"},
+                {"--template-max-string-bytes 100", "TemplateLimits::max_string_bytes"}};
+  for (const auto& c : kCases) {
+    const CliResult r = run_template(loop, context, c.flag);
+    EXPECT_EQ(r.status, 1) << c.flag;
+    EXPECT_EQ(r.out, "") << c.flag;
+    EXPECT_NE(r.err.find(c.field), std::string::npos) << c.flag << ": " << r.err;
+  }
+  const std::string recursive =
+      write("rec.jinja",
+            "{% macro f(k) %}{% if k %}{{ f(k - 1) }}{% endif %}{% endmacro %}"
+            "{{ f(20) }}");
+  EXPECT_EQ(run_template(recursive, context).status, 0);
+  const CliResult deep = run_template(recursive, context, "--template-max-depth 10");
+  EXPECT_EQ(deep.status, 1);
+  EXPECT_NE(deep.err.find("TemplateLimits::max_depth"), std::string::npos) << deep.err;
+  EXPECT_NE(run_template(loop, context, "--template-max-steps 0").status, 0);  // must be positive
 }
 
 }  // namespace

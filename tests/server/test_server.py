@@ -1051,6 +1051,26 @@ def test_api_key_sources(args):
         check(server.stop() == 0 and env_server.stop() == 0, "exit code")
 
 
+def test_template_limits(args):
+    """A chat template past --template-max-* answers 500 naming the option; the server stays up."""
+    server = Server(args.server, args.model, "--parallel", "1", "--template-max-steps", "5")
+    try:
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        for body in (chat, {**chat, "stream": True}):
+            status, data, _ = server.request("POST", "/v1/chat/completions", body)
+            check(status == 500, f"template over budget: {status} {data[:200]}")
+            err = json.loads(data)["error"]
+            check(err["code"] == "template_limit_exceeded" and err["type"] == "server_error",
+                  f"error object {err}")
+            check("--template-max-steps" in err["message"] and "5 evaluation steps" in
+                  err["message"], f"message {err['message']}")
+        check(server.request("GET", "/health")[0] == 200, "/health after template errors")
+        status, data, _ = server.request("POST", "/v1/completions", SMALL)
+        check(status == 200 and json.loads(data)["choices"], f"completion after: {status}")
+    finally:
+        check(server.stop() == 0, "exit code")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -1082,6 +1102,7 @@ def main():
              ("SIGTERM with a body arriving", lambda: test_sigterm_with_slow_body(args)),
              ("half-closed client answered", lambda: test_half_close(small)),
              ("second bind fails", lambda: test_second_bind(args, small)),
+             ("chat-template limits: 500, server stays up", lambda: test_template_limits(args)),
              ("graceful SIGTERM", lambda: test_graceful_sigterm(args)),
              ("SIGTERM: late arrival 503, slow client, exit within grace",
               lambda: test_sigterm_late_arrival(args)),

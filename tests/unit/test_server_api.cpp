@@ -190,6 +190,48 @@ TEST(ServerApi, ChatPromptUsesTheModelsTemplate) {
             render_chatml({{"user", "Hi"}}));
 }
 
+// A template past the operator's budget (--template-max-*) is the server's problem: 500 naming
+// the option, not a 400 blaming the messages.
+TEST(ServerApi, ChatPromptOverItsTemplateBudgetIs500NamingTheOption) {
+  const auto tokenizer = tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");
+  const std::string source =
+      "{% for m in messages %}{% for i in range(1000) %}{{ m.content }}{% endfor %}{% endfor %}";
+  const auto error_of = [&](const tok::TemplateLimits& limits) {
+    try {
+      ChatPrompt(source, *tokenizer, limits).encode({{"user", "Hi"}}, *tokenizer, false);
+    } catch (const ApiError& e) {
+      return e;
+    }
+    ADD_FAILURE() << "no error";
+    return ApiError(0, "");
+  };
+  tok::TemplateLimits steps;
+  steps.max_steps = 100;
+  ApiError e = error_of(steps);
+  EXPECT_EQ(e.status, 500);
+  EXPECT_EQ(e.type, "server_error");
+  EXPECT_EQ(e.code, "template_limit_exceeded");
+  EXPECT_NE(e.message.find("--template-max-steps"), std::string::npos) << e.message;
+  EXPECT_NE(e.message.find("exceeded 100 evaluation steps"), std::string::npos) << e.message;
+  tok::TemplateLimits output;
+  output.max_string_bytes = 64;
+  e = error_of(output);
+  EXPECT_EQ(e.status, 500);
+  EXPECT_NE(e.message.find("--template-max-string-bytes"), std::string::npos) << e.message;
+  tok::TemplateLimits memory;
+  memory.max_memory_bytes = 256;
+  e = error_of(memory);
+  EXPECT_EQ(e.status, 500);
+  EXPECT_NE(e.message.find("--template-max-memory"), std::string::npos) << e.message;
+  tok::TemplateLimits depth;
+  depth.max_depth = 2;
+  e = error_of(depth);
+  EXPECT_EQ(e.status, 500);
+  EXPECT_NE(e.message.find("--template-max-depth"), std::string::npos) << e.message;
+  // The default budget renders it.
+  EXPECT_FALSE(ChatPrompt(source, *tokenizer).encode({{"user", "Hi"}}, *tokenizer, false).empty());
+}
+
 TEST(ServerApi, MetricsArePrometheusText) {
   Metrics m;
   m.count_request("/v1/completions", 200);

@@ -21,6 +21,7 @@
 
 #include "af/core/model.hpp"
 #include "af/ops/sampling.hpp"
+#include "af/tokenizer/chat_template.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 
 namespace af {
@@ -137,6 +138,9 @@ class SessionBuilder {
   // Chat template source (Jinja); by default the model's own (GGUF metadata or
   // tokenizer_config.json / chat_template.jinja).
   SessionBuilder& chat_template(std::string source);
+  // Budgets of every chat-template rendering (defaults: TemplateLimits'); an exceeded one makes
+  // chat() / render_chat() throw af::Error kOutOfRange naming the field.
+  SessionBuilder& template_limits(const tok::TemplateLimits& limits);
   // End-of-sequence ids; by default the model's (config.json, generation_config.json, GGUF)
   // and the tokenizer's EOS / end-of-turn tokens.
   SessionBuilder& eos_ids(std::vector<int32_t> ids);
@@ -153,6 +157,7 @@ class SessionBuilder {
   std::optional<std::string> tokenizer_path_, chat_template_, system_;
   std::optional<std::vector<int32_t>> eos_ids_;
   bool parse_special_in_content_ = false;
+  tok::TemplateLimits template_limits_;
 };
 
 }  // namespace af

@@ -40,8 +40,9 @@ class ChatTemplate {
   // bos_token, eos_token, tools, date_string, ...). Keys keep their order (Python dicts do), which
   // matters for tojson and for iterating dicts; prefer the ordered_json overload. A key that is
   // absent stays undefined (`is defined` is false), as in Jinja. raise_exception("msg") and all
-  // runtime errors (undefined attribute access, type errors, exceeded limits) throw af::Error
-  // (kInvalidArgument) whose message ends with the template's text, e.g. "...: boom".
+  // runtime errors (undefined attribute access, type errors) throw af::Error (kInvalidArgument)
+  // whose message ends with the template's text, e.g. "...: boom"; an exceeded TemplateLimits
+  // budget throws kOutOfRange naming the field, e.g. "(TemplateLimits::max_steps)".
   // strftime_now uses the real local clock. const and thread-safe: every call renders with its
   // own state over the shared, immutable parsed template.
   std::string render(const nlohmann::ordered_json& context,

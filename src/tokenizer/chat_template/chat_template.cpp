@@ -6,6 +6,7 @@
 
 #include "af/core/error.hpp"
 #include "af/io/gguf.hpp"
+#include "io/json_util.hpp"
 #include "tokenizer/chat_template/interpreter.hpp"
 
 namespace af::tok {
@@ -50,14 +51,18 @@ std::string read_text(const std::filesystem::path& path) {
   return ss.str();
 }
 
+// tokenizer_config.json holds its added tokens (about 6 values each, a few thousand tokens at
+// most in real models); a million values leaves ample room while keeping a hostile file from
+// allocating more than a few tens of MB before it is refused.
+constexpr size_t kTokenizerConfigMaxValues = size_t{1} << 20;
+
 // tokenizer_config.json's chat_template: a string, or a list of {name, template} entries.
 std::optional<std::string> template_from_config(const std::filesystem::path& path) {
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(read_text(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorCode::kFormat, "template", path.string(), ": invalid JSON: ", e.what());
-  }
+  io::detail::JsonLimits limits;
+  limits.max_elements = kTokenizerConfigMaxValues;
+  // Linear, with nesting depth and value count capped; errors name the file.
+  const nlohmann::json config =
+      io::detail::parse_json(read_text(path), path.string(), "template", limits);
   if (!config.is_object())
     fail(ErrorCode::kFormat, "template", path.string(), ": expected a JSON object");
   auto it = config.find("chat_template");

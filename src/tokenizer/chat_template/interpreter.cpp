@@ -10,7 +10,8 @@ namespace af::tok::jinja {
 struct Interpreter::DepthGuard {
   explicit DepthGuard(Interpreter& in) : interp(in) {
     if (++interp.depth_ > interp.limits_.max_depth)
-      interp.fail("recursion deeper than " + std::to_string(interp.limits_.max_depth) + " levels");
+      interp.fail_limit("recursion deeper than " + std::to_string(interp.limits_.max_depth) +
+                        " levels (TemplateLimits::max_depth)");
   }
   ~DepthGuard() { --interp.depth_; }
   Interpreter& interp;
@@ -33,25 +34,30 @@ void Interpreter::fail(const std::string& message) const {
            loc_.column, ": ", message);
 }
 
+void Interpreter::fail_limit(const std::string& message) const {
+  af::fail(ErrorCode::kOutOfRange, "template", program_.origin, ":", loc_.line, ":", loc_.column,
+           ": ", message);
+}
+
 void Interpreter::charge(uint64_t steps) {
   steps_ += steps;
   if (steps_ > limits_.max_steps)
-    fail("rendering exceeded " + std::to_string(limits_.max_steps) +
-         " evaluation steps (TemplateLimits::max_steps)");
+    fail_limit("rendering exceeded " + std::to_string(limits_.max_steps) +
+               " evaluation steps (TemplateLimits::max_steps)");
 }
 
 void Interpreter::allocate(uint64_t bytes) {
   memory_ += bytes;
   if (memory_ > limits_.max_memory_bytes)
-    fail("rendering exceeded " + std::to_string(limits_.max_memory_bytes) +
-         " bytes of values created (TemplateLimits::max_memory_bytes)");
+    fail_limit("rendering exceeded " + std::to_string(limits_.max_memory_bytes) +
+               " bytes of values created (TemplateLimits::max_memory_bytes)");
   charge((bytes + kBytesPerStep - 1) / kBytesPerStep);
 }
 
 void Interpreter::check_size(size_t bytes) const {
   if (bytes > limits_.max_string_bytes)
-    fail("a string or the output would exceed " + std::to_string(limits_.max_string_bytes) +
-         " bytes (TemplateLimits::max_string_bytes)");
+    fail_limit("a string or the output would exceed " + std::to_string(limits_.max_string_bytes) +
+               " bytes (TemplateLimits::max_string_bytes)");
 }
 
 Value Interpreter::make_namespace() {

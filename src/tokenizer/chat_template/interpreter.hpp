@@ -31,6 +31,9 @@ class Interpreter : public Meter {
 
   // For builtins: errors located at the node being evaluated.
   [[noreturn]] void fail(const std::string& message) const;
+  // An exceeded TemplateLimits budget: kOutOfRange, so that callers can tell a template that
+  // outgrew its budget (the operator's limits) from one that refused its input.
+  [[noreturn]] void fail_limit(const std::string& message) const;
   void charge(uint64_t steps) override;
   void allocate(uint64_t bytes) override;
   void check_size(size_t bytes) const override;
