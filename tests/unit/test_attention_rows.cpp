@@ -95,7 +95,7 @@ std::vector<RowsCase> cases() {
     for (AttentionMaskKind kind :
          {AttentionMaskKind::kNone, AttentionMaskKind::kCausal, AttentionMaskKind::kBlocks}) {
       const int64_t hd = head_dims[i % 6];
-      const int64_t group = groups[i % 3];
+      const int64_t group = groups[i / 2 % 3];  // not locked to head_dim's cycle
       const int64_t kv_heads = 1 + i % 2;
       ++i;
       RowsCase c{n, n, kv_heads * group, kv_heads, hd, kind, 0, {}};
