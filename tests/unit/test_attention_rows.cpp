@@ -206,5 +206,20 @@ TEST(AttentionRows, BadArgumentsThrowNamingTheField) {
   expect_invalid({8, 0, 2, 2, 16, K::kNone, 0, {}}, 0, "no keys");
 }
 
+// out written over the fused qkv buffer it reads would corrupt later items' inputs.
+TEST(AttentionRows, OutAliasingInputsThrows) {
+  const RowsCase c{8, 8, 2, 2, 16, AttentionMaskKind::kNone, 0, {}};
+  Fused f = make_fused(c, 9);
+  auto be = make_backend({Device::cpu(), 1, ""});
+  try {
+    be->attention_rows(f.q(), f.stride, f.k(), f.stride, f.v(), f.stride, c.n_q, c.n_kv, c.n_heads,
+                       c.n_kv_heads, c.head_dim, 0.25f, c.mask(), f.data.data() + f.stride);
+    ADD_FAILURE() << "no error for out inside qkv";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("out overlaps"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace af::cpu

@@ -5,6 +5,7 @@
 // key range its mask gives, always whole (never split by keys), so its output is final and the
 // same bits whatever the thread count.
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "af/backend/key_cache.hpp"
@@ -54,6 +55,16 @@ void check_mask(const AttentionMask& mask, int64_t n_q, int64_t n_kv) {
 void check_stride(int64_t stride, int64_t width, const char* what) {
   AF_CHECK(stride >= width, ErrorCode::kInvalidArgument, kComponent, kOp, ": ", what, " (", stride,
            ") is less than the heads' width ", width);
+}
+
+// Whether out[0, out_floats) overlaps the rows [0, n) of width `width` at `stride` from p.
+bool overlaps(const float* out, int64_t out_floats, const float* p, int64_t n, int64_t stride,
+              int64_t width) {
+  if (n == 0) return false;
+  const auto o = reinterpret_cast<uintptr_t>(out), b = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t o_end = o + static_cast<uintptr_t>(out_floats) * sizeof(float);
+  const uintptr_t b_end = b + static_cast<uintptr_t>((n - 1) * stride + width) * sizeof(float);
+  return o < b_end && b < o_end;
 }
 
 // A block of query tokens [t_begin, t_end) that see the same keys [key_begin, key_end) but for
@@ -113,6 +124,12 @@ void CpuBackend::attention_rows(const float* q, int64_t q_stride, const float* k
   check_ptr(k, 1, kOp, "k");
   check_ptr(v, 1, kOp, "v");
   check_ptr(out, 1, kOp, "out");
+  // Items read q and v while others write out: an alias would feed outputs back in as inputs.
+  const int64_t out_floats = n_q * q_dim;
+  AF_CHECK(!overlaps(out, out_floats, q, n_q, q_stride, q_dim) &&
+               !overlaps(out, out_floats, k, n_kv, k_stride, kv_dim) &&
+               !overlaps(out, out_floats, v, n_kv, v_stride, kv_dim),
+           ErrorCode::kInvalidArgument, kComponent, kOp, ": out overlaps q, k or v");
 
   // The kernel reads q and v as packed rows and k in the blocked key layout: one pass each.
   std::vector<float> k_blocked(static_cast<size_t>(key_cache_floats(n_kv, n_kv_heads, head_dim)));
