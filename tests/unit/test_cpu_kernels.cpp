@@ -245,6 +245,10 @@ TEST(CpuKernels, ElementwiseMatchReference) {
       ref_table().gelu_tanh(want.data(), n);
       simd.gelu_tanh(got.data(), n);
       expect_close(got, want, 1e-5f, 1e-6f, "gelu_tanh " + what);
+      want = x, got = x;
+      ref_table().gelu_quick(want.data(), n);
+      simd.gelu_quick(got.data(), n);
+      expect_close(got, want, 1e-5f, 1e-6f, "gelu_quick " + what);
       want = up, got = up;
       ref_table().add_scaled(want.data(), x.data(), -0.37f, n);
       simd.add_scaled(got.data(), x.data(), -0.37f, n);

@@ -19,7 +19,25 @@ enum class RopeLayout {
   kInterleaved,  // llama2.c / GGUF llama: pairs (2i, 2i + 1)
 };
 
-enum class GeluKind { kErf, kTanh };
+// kErf: 0.5x(1 + erf(x/√2)); kTanh: the tanh approximation (gelu_pytorch_tanh); kQuick: CLIP's
+// quick_gelu, x * sigmoid(1.702x).
+enum class GeluKind { kErf, kTanh, kQuick };
+
+// Which keys a query row of Backend::attention_rows sees.
+enum class AttentionMaskKind {
+  kNone,    // every key (encoders, cross-attention)
+  kCausal,  // query t sits at position causal_offset + t and sees keys 0 .. causal_offset + t
+  kBlocks,  // block-diagonal: query t sees the keys of its own segment only (several images or
+            // windows in one call); needs n_q == n_kv
+};
+struct AttentionMask {
+  AttentionMaskKind kind = AttentionMaskKind::kNone;
+  int64_t causal_offset = 0;  // kCausal: >= 0, with causal_offset + n_q <= n_kv
+  // kBlocks: boundaries[n_segments + 1], strictly increasing from 0 to n_q; segment s holds
+  // tokens [boundaries[s], boundaries[s + 1]).
+  const int64_t* boundaries = nullptr;
+  int64_t n_segments = 0;
+};
 
 // A matmul weight in a backend's own form (e.g. repacked for its dot-product instructions),
 // made once at load by Backend::prepare_matmul_weight. Opaque: only the backend that made it
@@ -137,6 +155,23 @@ class Backend {
     (void)q, (void)k, (void)v, (void)n_tokens, (void)n_past, (void)n_heads, (void)n_kv_heads,
         (void)head_dim, (void)scale, (void)out;
     fail(ErrorCode::kUnsupported, "backend", name(), " has no f16 KV cache attention");
+  }
+
+  // Attention over plain rows (no KV cache), grouped-query aware:
+  // q:   [n_q, q_stride], query head h in columns [h * head_dim, (h + 1) * head_dim)
+  // k/v: [n_kv, k_stride] / [n_kv, v_stride], KV head g in columns [g * head_dim, ...)
+  // out: [n_q, n_heads * head_dim] (must not alias q, k or v)
+  // Strides are in floats and >= the heads' width, so q/k/v may be column slices of one fused
+  // qkv buffer. Query head h reads KV head h / (n_heads / n_kv_heads); scores are q·k * scale,
+  // masked as `mask` says (backend.hpp AttentionMask). Backends without it throw kUnsupported.
+  virtual void attention_rows(const float* q, int64_t q_stride, const float* k, int64_t k_stride,
+                              const float* v, int64_t v_stride, int64_t n_q, int64_t n_kv,
+                              int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                              const AttentionMask& mask, float* out) {
+    (void)q, (void)q_stride, (void)k, (void)k_stride, (void)v, (void)v_stride, (void)n_q,
+        (void)n_kv, (void)n_heads, (void)n_kv_heads, (void)head_dim, (void)scale, (void)mask,
+        (void)out;
+    fail(ErrorCode::kUnsupported, "backend", name(), " has no attention_rows");
   }
 
   // y[n, dim] = table[ids[i], :] converted to float32; table is [vocab, dim] of F32/F16/BF16

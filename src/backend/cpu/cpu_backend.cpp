@@ -131,9 +131,11 @@ void CpuBackend::silu_mul(float* gate, const float* up, int64_t n) {
 void CpuBackend::gelu(float* x, int64_t n, GeluKind kind) {
   check_nonneg(n, "gelu", "n");
   check_ptr(x, n, "gelu", "x");
-  AF_CHECK(kind == GeluKind::kErf || kind == GeluKind::kTanh, ErrorCode::kInvalidArgument,
-           kComponent, "gelu: unknown kind ", static_cast<int>(kind));
-  const UnaryFn fn = kind == GeluKind::kErf ? kernels_.gelu_erf : kernels_.gelu_tanh;
+  AF_CHECK(kind == GeluKind::kErf || kind == GeluKind::kTanh || kind == GeluKind::kQuick,
+           ErrorCode::kInvalidArgument, kComponent, "gelu: unknown kind ", static_cast<int>(kind));
+  const UnaryFn fn = kind == GeluKind::kErf    ? kernels_.gelu_erf
+                     : kind == GeluKind::kTanh ? kernels_.gelu_tanh
+                                               : kernels_.gelu_quick;
   parallel_ranges(n, kElementGrain, [&](int64_t b, int64_t e) { fn(x + b, e - b); });
 }
 

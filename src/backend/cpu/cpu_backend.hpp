@@ -65,6 +65,12 @@ class CpuBackend final : public Backend {
   void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_tokens,
                      int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                      float scale, float* out) override;
+  // cpu_attention_rows.cpp: keys packed once into the blocked layout, then the table's
+  // attention kernel per KV head x query block.
+  void attention_rows(const float* q, int64_t q_stride, const float* k, int64_t k_stride,
+                      const float* v, int64_t v_stride, int64_t n_q, int64_t n_kv, int64_t n_heads,
+                      int64_t n_kv_heads, int64_t head_dim, float scale, const AttentionMask& mask,
+                      float* out) override;
   void embedding(const Tensor& table, const int32_t* ids, int64_t n, float* y) override;
 
  private:

@@ -40,6 +40,11 @@ void gelu_tanh(float* x, int64_t n) {
   }
 }
 
+// transformers' QuickGELUActivation: input * torch.sigmoid(1.702 * input).
+void gelu_quick(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] * (1.0f / (1.0f + expf(-1.702f * x[i])));
+}
+
 void add_scaled(float* y, const float* x, float scale, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += scale * x[i];
 }

@@ -75,6 +75,7 @@ struct KernelTable {
   SiluMulFn silu_mul;
   UnaryFn gelu_erf;
   UnaryFn gelu_tanh;
+  UnaryFn gelu_quick;  // x * sigmoid(1.702x) (CLIP's quick_gelu)
   AddScaledFn add_scaled;
   ScaleFn scale;
   AttentionFn attention;

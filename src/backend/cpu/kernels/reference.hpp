@@ -31,6 +31,7 @@ void silu(float* x, int64_t n);
 void silu_mul(float* gate, const float* up, int64_t n);
 void gelu_erf(float* x, int64_t n);
 void gelu_tanh(float* x, int64_t n);
+void gelu_quick(float* x, int64_t n);
 void add_scaled(float* y, const float* x, float scale, int64_t n);
 void scale(float* x, float scale, int64_t n);
 
@@ -42,6 +43,18 @@ void attention_f16(const float* q, const uint16_t* k, const uint16_t* v,
                    const AttentionShape& shape, int64_t kv_head, int64_t t_begin, int64_t t_end,
                    int64_t key_begin, int64_t key_end, float* acc, float* row_max, float* row_sum,
                    float* scratch);
+
+// The keys [begin, end) query row t of Backend::attention_rows sees under mask (arguments as
+// CpuBackend checked them). Shared by the reference and the CPU backend so both mask alike.
+struct KeyRange {
+  int64_t begin, end;
+};
+KeyRange attention_rows_keys(const AttentionMask& mask, int64_t n_kv, int64_t t);
+// Backend::attention_rows as a plain float64 softmax(q·kᵀ * scale)·v, row by row: the oracle.
+void attention_rows(const float* q, int64_t q_stride, const float* k, int64_t k_stride,
+                    const float* v, int64_t v_stride, int64_t n_q, int64_t n_kv, int64_t n_heads,
+                    int64_t n_kv_heads, int64_t head_dim, float scale, const AttentionMask& mask,
+                    float* out);
 
 void f32_to_f32(const void* src, int64_t n, float* dst);
 void f16_to_f32(const void* src, int64_t n, float* dst);

@@ -16,6 +16,7 @@ const KernelTable& scalar_kernel_table() {
       ref::silu_mul,
       ref::gelu_erf,
       ref::gelu_tanh,
+      ref::gelu_quick,
       ref::add_scaled,
       ref::scale,
       ref::attention,

@@ -177,6 +177,15 @@ void gelu_tanh(float* x, int64_t n) {
   });
 }
 
+// quick_gelu(x) = x * sigmoid(1.702x), as x / (1 + e^(-1.702x)) (silu's form at 1.702x).
+template <class V>
+void gelu_quick(float* x, int64_t n) {
+  const typename V::F k = V::set1(-1.702f);
+  map_inplace<V>(x, n, [k](typename V::F v) {
+    return V::div(v, V::add(V::set1(1.0f), exp_approx<V>(V::mul(k, v))));
+  });
+}
+
 // y[n] += scale * x[n].
 template <class V>
 void add_scaled(float* y, const float* x, float scale, int64_t n) {
@@ -593,6 +602,7 @@ constexpr KernelTable make_simd_table(const char* isa) {
       silu_mul<V>,
       ref::gelu_erf,
       gelu_tanh<V>,
+      gelu_quick<V>,
       add_scaled<V>,
       scale<V>,
       attention<V, float>,
