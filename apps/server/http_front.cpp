@@ -386,7 +386,24 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   }
   try {
     std::thread([this, sock, id] {
-      serve_connection(sock, id);
+      // Nothing may end the process from a connection thread (handler errors are answered by
+      // httplib's exception handler; this catches the rest, e.g. bad_alloc): drop the connection.
+      const char* error = nullptr;
+      std::string what;
+      try {
+        serve_connection(sock, id);
+      } catch (const std::exception& e) {
+        what = e.what();
+        error = what.c_str();
+      } catch (...) {
+        error = "unknown error";
+      }
+      if (error) {
+        std::fprintf(stderr, "[af-server] connection dropped: %s\n", error);
+        t_stream = nullptr;
+        shutdown(sock, SHUT_RDWR);
+        close(sock);
+      }
       release(id);
     }).detach();
   } catch (const std::system_error&) {  // out of threads

@@ -486,8 +486,10 @@ def test_sigterm_cancels_at_deadline(args):
     """SIGTERM with more work queued than the grace period allows: what still runs at
     grace - min(1 s, grace/2) ends with an error event and [DONE], and the exit comes within
     the grace period."""
-    grace = 3.0  # cancels at 2 s; the 9 x 8000 tokens take ten times longer
-    took, endings = sigterm_with_streams(args, grace, 9, 8000, ctx=8192)
+    # cancels at 2 s; the 8 x 8000 tokens take ten times longer. 8, not more: the queue holds 8
+    # (max(8, 4 x 1 slot)), and a stream not yet taken into the slot would count against it
+    grace = 3.0
+    took, endings = sigterm_with_streams(args, grace, 8, 8000, ctx=8192)
     print(f"  exit {took:.2f} s after SIGTERM (grace {grace} s), streams {endings}")
     check("error" in endings, f"streams cut by the deadline end with an error event: {endings}")
     check(took <= grace + 0.5, f"exit took {took:.2f} s, grace {grace} s")
@@ -576,11 +578,11 @@ def test_sigterm_busy_request_thread(args):
 
 def test_second_sigterm(args):
     """A second SIGTERM exits at once, whatever the grace period and the threads are doing: here
-    9 streams of 8000 tokens that the 30 s grace period would let run for about 20 s."""
+    8 streams of 8000 tokens that the 30 s grace period would let run for about 20 s."""
     server = Server(args.server, args.model, "--parallel", "1", "--ctx-size", "8192",
                     "--shutdown-grace", "30")
     body = {**LONG, "n": 1, "max_tokens": 8000}
-    streams = [raw_post(server.port, "/v1/completions", body, stream=True) for _ in range(9)]
+    streams = [raw_post(server.port, "/v1/completions", body, stream=True) for _ in range(8)]
     deadline = time.time() + 10
     while server.metric("af_slots_busy") == 0 and time.time() < deadline:
         time.sleep(0.005)

@@ -6,8 +6,8 @@
 
 #include "af/core/error.hpp"
 #include "af/io/safetensors.hpp"
-#include "unit/io_test_util.hpp"
 #include "test_util.hpp"
+#include "unit/io_test_util.hpp"
 
 namespace af::io {
 namespace {
