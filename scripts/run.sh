@@ -8,6 +8,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=$root/build NINJA_TARGETS=af-cli "$root/scripts/build.sh"
 testdata=${AF_TESTDATA:-$root/../shared/testdata}
 if (($# == 0)); then
-  set -- -m "$testdata/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 128 --temp 0
+  set -- -m "$testdata/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 120 --temp 0
 fi
 exec "$root/build/apps/cli/af-cli" run "$@"

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev clang-format
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
+  nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev libedit-dev
   libjpeg62-turbo-dev libpng-dev libgif-dev libwebp-dev libstb-dev libssl-dev
   python3-venv curl
   qemu-user

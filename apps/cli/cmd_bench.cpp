@@ -27,6 +27,7 @@
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -167,32 +168,42 @@ Command add_bench(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("bench", "Measure prefill/decode speed against memory bandwidth");
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
-  sub->add_option("-p,--n-prompt", o->n_prompt, "prefill tokens (pp), one forward")
-      ->check(CLI::PositiveNumber);
-  sub->add_option("-n,--n-gen", o->n_gen, "decode steps (tg)")->check(CLI::PositiveNumber);
-  sub->add_option("-t,--threads", o->threads, "threads")->check(CLI::PositiveNumber);
-  sub->add_option("-r,--reps", o->reps, "repetitions (medians are reported)")
-      ->check(CLI::PositiveNumber);
+  // Ranges are checked in the command (check_options), with messages that name the flag.
+  sub->add_option("-p,--n-prompt", o->n_prompt,
+                  "prefill tokens (pp), one forward (0: skip pp, as llama-bench)");
+  sub->add_option("-n,--n-gen", o->n_gen, "decode steps (tg)");
+  sub->add_option("-t,--threads", o->threads, "threads");
+  sub->add_option("-r,--reps", o->reps, "repetitions (medians are reported)");
   sub->add_option("--depth", o->depth,
-                  "also measure tg after a prefill of this many tokens (0: off), e.g. 4096")
-      ->check(CLI::NonNegativeNumber);
+                  "also measure tg after a prefill of this many tokens (0: off), e.g. 4096");
   sub->add_option("--bw-mib", o->bw_mib, "bandwidth probe buffer in MiB (keep >> L3)")
       ->check(CLI::Range(int64_t{16}, int64_t{1} << 20));
   add_isa_option(*sub, o->isa);
   sub->add_option("--quantize", o->quantize,
-                  "weights at load (LoadOptions::quantize): q8_0, q4_0, ...; bf16 also computes "
-                  "with AVX512_BF16 dot products");
+                  "weights at load (every matrix to the type's base; bf16 also computes with "
+                  "AVX512_BF16 dot products): " +
+                      quant_type_names());
   sub->add_option("--kv-type", o->kv_type,
-                  "KV cache elements (LoadOptions::kv_type): f32 (exact, default) or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
+                  "KV cache elements (LoadOptions::kv_type): f32 (exact) or f16");
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->add_flag("--repack,!--no-repack", o->repack,
                 "repack quantized file weights at load (LoadOptions::repack_weights; default on)");
   return [o]() {
+    require_flag(o->n_prompt >= 0, "-p/--n-prompt",
+                 "must be >= 0 (0: skip the prefill test), got " + std::to_string(o->n_prompt));
+    require_flag(o->n_gen >= 1, "-n/--n-gen", "must be >= 1, got " + std::to_string(o->n_gen));
+    require_flag(o->threads >= 1, "-t/--threads",
+                 "must be >= 1, got " + std::to_string(o->threads));
+    require_flag(o->reps >= 1, "-r/--reps", "must be >= 1, got " + std::to_string(o->reps));
+    require_flag(o->depth >= 0, "--depth",
+                 "must be >= 0 (0: off), got " + std::to_string(o->depth));
+    require_flag(o->kv_type == "f32" || o->kv_type == "f16", "--kv-type",
+                 "'" + o->kv_type + "': expected f32 or f16");
+    const std::string quantize = load_quantize_name(o->quantize);
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
-    options.quantize = o->quantize;
+    options.quantize = quantize;
     options.repack_weights = o->repack;
     options.kv_type = o->kv_type == "f16" ? DType::F16 : DType::F32;
     options.context_length = std::max(o->n_prompt, o->depth + o->n_gen);
@@ -210,7 +221,7 @@ Command add_bench(CLI::App& app) {
     const io::ModelFiles files = io::open_model_files(o->path);
     const bool tied = !files.weights->has("lm_head.weight");
     const std::optional<DType> load_as =
-        o->quantize.empty() ? std::nullopt : dtype_from_name(o->quantize);
+        quantize.empty() ? std::nullopt : dtype_from_name(quantize);
     const WeightBytes wb = weight_bytes(files, config.vocab_size, tied, load_as);
     // The KV cache holds, per layer, ctx positions of K (in whole blocks of kKeyBlock,
     // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim elements each (4 or 2 bytes); a
@@ -233,8 +244,8 @@ Command add_bench(CLI::App& app) {
     // caches and pools settle.
     model->reset_state();
     const auto t_first = Clock::now();
-    model->forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(prompt.size(), 16)),
-                   false);
+    const std::vector<int32_t>& warm = o->n_prompt > 0 ? prompt : gen;
+    model->forward(std::span<const int32_t>(warm.data(), std::min<size_t>(warm.size(), 16)), false);
     const double first_token_s = load_s + seconds_since(t_first);
     model->reset_state();
     for (int i = 0; i < 2 && i < o->n_gen; ++i)
@@ -256,10 +267,12 @@ Command add_bench(CLI::App& app) {
     std::vector<double> pp_s, tg_s, deep_s;
     for (int r = 0; r < o->reps; ++r) {
       model->reset_state();
-      const auto t0 = Clock::now();
-      model->forward(prompt, false);
-      pp_s.push_back(seconds_since(t0));
-      bw.push_back(probe.pass());
+      if (o->n_prompt > 0) {
+        const auto t0 = Clock::now();
+        model->forward(prompt, false);
+        pp_s.push_back(seconds_since(t0));
+        bw.push_back(probe.pass());
+      }
       tg_s.push_back(time_decode(0));
       bw.push_back(probe.pass());
     }
@@ -276,7 +289,7 @@ Command add_bench(CLI::App& app) {
     }
 
     const double bandwidth = median(bw);
-    const double pp = static_cast<double>(o->n_prompt) / median(pp_s);
+    const double pp = pp_s.empty() ? 0.0 : static_cast<double>(o->n_prompt) / median(pp_s);
     const double tg = static_cast<double>(o->n_gen) / median(tg_s);
     const double bytes = bytes_at(0.5 * static_cast<double>(o->n_gen));
     nlohmann::ordered_json j;
@@ -295,7 +308,7 @@ Command add_bench(CLI::App& app) {
     j["first_token_s"] = first_token_s;
     j["rss_bytes"] = rss_model;
     j["kv_cache_bytes"] = kv_cache_bytes;
-    j["pp_tokens_per_s"] = pp;
+    j["pp_tokens_per_s"] = pp_s.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(pp);
     j["tg_tokens_per_s"] = tg;
     j["bytes_per_token"] = bytes;
     j["weight_bytes_per_token"] = wb.per_token;
@@ -330,7 +343,11 @@ Command add_bench(CLI::App& app) {
     std::printf("resident memory  %10.1f MB (weights %.1f MB, KV cache %.1f MB)\n",
                 static_cast<double>(rss_model) / 1e6, static_cast<double>(wb.file) / 1e6,
                 static_cast<double>(kv_cache_bytes) / 1e6);
-    std::printf("pp%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_prompt), pp);
+    if (pp_s.empty()) {
+      std::printf("pp               skipped (-p 0)\n");
+    } else {
+      std::printf("pp%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_prompt), pp);
+    }
     std::printf("tg%-6lld         %10.2f tokens/s\n", static_cast<long long>(o->n_gen), tg);
     std::printf("bytes/token      %10.1f MB (weights %.1f MB + KV)\n", bytes / 1e6,
                 static_cast<double>(wb.per_token) / 1e6);

@@ -1,5 +1,6 @@
-// af-cli quantize IN OUT --type q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|q6_k|q2_k|q3_k_m|
-//                              f16|bf16|f32
+// af-cli quantize IN OUT TYPE (or --type TYPE): q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|
+//                                                q6_k|q2_k|q3_k_m|f16|bf16|f32, any case
+// (llama-quantize's aliases q3_k, q4_k, q5_k mean their _m mixtures).
 // Writes a GGUF file that llama.cpp loads. IN is a GGUF file (metadata copied, tensors
 // re-encoded) or an HF folder (Llama, Qwen2, MiniCPM; converted with llama.cpp's metadata keys
 // and tensor names, q/k rows of Llama-family models permuted to the interleaved RoPE layout,
@@ -27,6 +28,7 @@
 #include "af/core/half.hpp"
 #include "af/io/gguf_writer.hpp"
 #include "af/io/model_files.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -35,29 +37,9 @@ namespace {
 constexpr const char* kComponent = "quantize";
 using io::GgufWriter;
 
-// A target: the default tensor type and llama.cpp's llama_ftype number (general.file_type).
-struct Mixture {
-  std::string_view name;
-  DType base;
-  uint32_t file_type;
-};
-
-constexpr Mixture kMixtures[] = {
-    {"f32", DType::F32, 0},      {"f16", DType::F16, 1},      {"bf16", DType::BF16, 32},
-    {"q4_0", DType::Q4_0, 2},    {"q4_1", DType::Q4_1, 3},    {"q8_0", DType::Q8_0, 7},
-    {"q5_0", DType::Q5_0, 8},    {"q5_1", DType::Q5_1, 9},    {"q2_k", DType::Q2_K, 10},
-    {"q3_k_m", DType::Q3_K, 12}, {"q4_k_s", DType::Q4_K, 14}, {"q4_k_m", DType::Q4_K, 15},
-    {"q5_k_m", DType::Q5_K, 17}, {"q6_k", DType::Q6_K, 18},
-};
-
-const Mixture& find_mixture(const std::string& name) {
-  for (const Mixture& m : kMixtures) {
-    if (m.name == name) return m;
-  }
-  std::string all;
-  for (const Mixture& m : kMixtures) all += (all.empty() ? "" : ", ") + std::string(m.name);
-  fail(ErrorCode::kInvalidArgument, kComponent, "unknown --type '", name, "' (expected ", all, ")");
-}
+// A target: the default tensor type and llama.cpp's llama_ftype number (general.file_type),
+// from the one spelling set `run --quantize` uses too (cli_common.hpp).
+using Mixture = QuantType;
 
 bool contains(const std::string& s, std::string_view part) {
   return s.find(part) != std::string::npos;
@@ -586,7 +568,7 @@ int64_t layer_of(const std::string& name, std::string_view prefix) {
 
 Command add_quantize(CLI::App& app) {
   struct Options {
-    std::string in, out, type, vocab_from;
+    std::string in, out, type, type_flag, vocab_from;
     int threads = 0;
   };
   auto o = std::make_shared<Options>();
@@ -594,15 +576,20 @@ Command add_quantize(CLI::App& app) {
       app.add_subcommand("quantize", "Write a (quantized) GGUF file from a GGUF or HF model");
   sub->add_option("IN", o->in, "GGUF file or HF folder")->required();
   sub->add_option("OUT", o->out, "output .gguf path")->required();
-  sub->add_option("--type", o->type,
-                  "q8_0|q4_0|q4_1|q5_0|q5_1|q4_k_m|q4_k_s|q5_k_m|q6_k|q2_k|q3_k_m|f16|bf16|f32")
-      ->required();
+  sub->add_option("TYPE", o->type, "target type, as llama-quantize's third argument");
+  sub->add_option("--type", o->type_flag, "target type (or TYPE): " + quant_type_names());
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("--vocab-from", o->vocab_from,
                   "HF input: copy the tokenizer.* keys of this GGUF file instead of reading "
                   "tokenizer.json");
   return [o]() {
-    const Mixture& mix = find_mixture(o->type);
+    require_flag(o->type.empty() || o->type_flag.empty() || o->type == o->type_flag,
+                 "TYPE and --type", "disagree ('" + o->type + "' vs '" + o->type_flag + "')");
+    require_flag(!o->type.empty() || !o->type_flag.empty(), "TYPE (or --type)",
+                 "is required: " + quant_type_names());
+    const Mixture& mix = o->type.empty() ? find_quant_type(o->type_flag, "--type")
+                                         : find_quant_type(o->type, "TYPE");
+    require_flag(o->threads >= 0, "-t/--threads", "must be >= 0 (0: all cores)");
     AF_CHECK(!info(mix.base).quantized || quant::is_supported(mix.base), ErrorCode::kUnsupported,
              kComponent, "type ", name(mix.base), " is not supported by this build");
     const int threads = o->threads > 0
@@ -679,7 +666,12 @@ Command add_quantize(CLI::App& app) {
     }
     TypeChooser chooser(mix, n_attn_v, n_ffn_down, n_gqa, !has_output);
     std::map<std::string, int> counts;
+    // Per tensor on a terminal: "quantizing [###...] 40% blk.3.ffn_down.weight q6_K 1.2 MB".
+    auto bar = std::make_shared<ProgressBar>("quantizing");
+    const auto total = static_cast<int64_t>(plan.size());
+    int64_t index = 0;
     for (const Planned& p : plan) {
+      ++index;
       const Shape& s = p.src.shape();
       AF_CHECK(s.rank() >= 1 && s.rank() <= 4, ErrorCode::kUnsupported, kComponent, p.name,
                ": rank ", s.rank(), " cannot be stored in GGUF");
@@ -692,13 +684,28 @@ Command add_quantize(CLI::App& app) {
       if (!TypeChooser::quantizable(p.name, s.rank()) && p.src.dtype() == type) {
         w.add_tensor(p.name, p.src);
       } else {
-        w.add_tensor(p.name, type, s, make_fill(p, type, threads));
+        GgufWriter::Fill fill = make_fill(p, type, threads);
+        if (bar->enabled()) {
+          const int64_t k = s[s.rank() - 1];
+          const double kib =
+              k == 0 ? 0.0 : static_cast<double>(row_bytes(type, k) * (p.src.numel() / k)) / 1024;
+          char detail[160];
+          std::snprintf(detail, sizeof detail, "%s %s %.1f %s", p.name.c_str(),
+                        std::string(name(type)).c_str(), kib >= 1024 ? kib / 1024 : kib,
+                        kib >= 1024 ? "MiB" : "KiB");
+          fill = [fill, bar, index, total, text = std::string(detail)](std::span<std::byte> dst) {
+            bar->update(index - 1, total, text);
+            fill(dst);
+          };
+        }
+        w.add_tensor(p.name, type, s, std::move(fill));
       }
       counts[std::string(name(type))]++;
     }
     w.set_u32("general.quantization_version", 2);
     w.set_u32("general.file_type", mix.file_type);
     w.write(o->out);
+    bar->finish();
     std::string summary;
     for (const auto& [t, n] : counts) summary += " " + t + ":" + std::to_string(n);
     std::fprintf(stderr, "[af-cli quantize] wrote %s (%zu tensors:%s)\n", o->out.c_str(),

@@ -1,8 +1,9 @@
-// af-cli run -m PATH -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-//            [--repeat-penalty R] [--threads N] [--print-ids] ...
+// af-cli run -m PATH [-p PROMPT | -f FILE | < FILE] [-n N|-1] [--temp T] [--top-k K] [--top-p P]
+//            [--min-p P] [--seed S] [--repeat-penalty R] [--stop TEXT]... [--threads N]
+//            [--print-ids] [--extend-context] ...
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
-// separated by spaces), timings on stderr. --temp 0 is greedy. Without -p, generation starts
-// from the BOS token alone.
+// separated by spaces), timings on stderr. --temp 0 is greedy. Without a prompt, generation
+// starts from the BOS token alone.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -12,65 +13,60 @@
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/session.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
+#include "model_options.hpp"
 #include "sampling_options.hpp"
 
 namespace af::cli {
 
 Command add_run(CLI::App& app) {
   struct Options {
-    std::string path, prompt, isa;
-    int n_predict = 128, threads = 0;
-    int64_t ctx = 0;
+    PromptOptions prompt;
+    int n_predict = 128;
     std::vector<std::string> stop;
     bool print_ids = false, ignore_eos = false;
     SamplingOptions sampling;
+    ModelOptions model;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
-  sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
-  sub->add_option("-p,--prompt", o->prompt, "prompt text (empty: start from BOS)");
-  sub->add_option("-n,--n-predict", o->n_predict, "tokens to generate (>= 1)");
+  add_prompt_options(*sub, o->prompt);
+  sub->add_option("-n,--n-predict", o->n_predict,
+                  "tokens to generate (-1: until end of sequence or the context's end)");
   add_sampling_options(*sub, o->sampling);
-  sub->add_option("--stop", o->stop, "stop string (repeatable); not printed");
+  add_stop_option(*sub, o->stop);
   sub->add_flag("--ignore-eos", o->ignore_eos, "keep generating after end-of-sequence tokens");
-  sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
-  sub->add_option("-c,--ctx-size", o->ctx, "context length (0: the model's)");
-  add_isa_option(*sub, o->isa);
+  add_model_options(*sub, o->model, "context length (0: the model's trained context)",
+                    /*extend=*/true);
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
-  auto quantize = std::make_shared<std::string>();
-  sub->add_option("--quantize", *quantize, "quantize float weights at load: q8_0, q4_0, q4_k, ...");
-  auto kv_type = std::make_shared<std::string>("f32");
-  sub->add_option("--kv-type", *kv_type, "KV cache elements: f32 (exact, default) or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
-  return [o, quantize, kv_type]() {
-    std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->path);
+  return [o]() {
+    // Every flag is checked before anything is loaded.
+    require_flag(
+        o->n_predict >= 1 || o->n_predict == -1, "-n/--n-predict",
+        "must be >= 1, or -1 (until the context's end), got " + std::to_string(o->n_predict));
+    check_sampling_options(o->sampling);
+    check_model_options(o->model);
+    note_gpu_flags(o->model.gpu, "run");
+    const std::string prompt = read_prompt(o->prompt);
+    const std::vector<std::string> stop = process_stop_strings(o->stop, o->prompt.escape);
+
+    std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->model.path);
     GenerateRequest request;
-    request.max_tokens = o->n_predict;
-    request.stop = o->stop;
+    request.stop = stop;
     request.ignore_eos = o->ignore_eos;
     request.sampling = make_sampling_params(o->sampling);
-    request.prompt_ids = tokenizer->encode(o->prompt, /*add_special=*/true);
+    request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
     AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");
-
-    models::LoadOptions options;
-    options.num_threads = o->threads;
-    options.isa = o->isa;
-    options.quantize = *quantize;
-    options.kv_type = *kv_type == "f16" ? DType::F16 : DType::F32;
-    options.context_length = o->ctx;
-    // As llama.cpp does, run past the trained context when asked to (warned below).
-    options.min_context_length =
-        static_cast<int64_t>(request.prompt_ids.size()) + std::max(o->n_predict, 0);
-    auto model = models::load(o->path, options);
-    if (o->ctx == 0 && model->info().context_length > model->config().max_position_embeddings) {
-      std::fprintf(stderr,
-                   "[af-cli run] warning: prompt + n_predict = %lld exceeds the model's trained "
-                   "context of %lld; the context was extended\n",
-                   static_cast<long long>(options.min_context_length),
-                   static_cast<long long>(model->config().max_position_embeddings));
-    }
+    const auto n_prompt = static_cast<int64_t>(request.prompt_ids.size());
+    const int64_t context =
+        plan_context(o->model, trained_context(o->model.path), n_prompt, o->n_predict, "run");
+    // -n -1: as many as the context holds after the prompt.
+    request.max_tokens =
+        o->n_predict > 0 ? o->n_predict
+                         : static_cast<int32_t>(std::min<int64_t>(context - n_prompt, INT32_MAX));
+    auto model = load_with_progress(o->model.path, make_load_options(o->model, context));
     Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
 
     bool first_id = true;

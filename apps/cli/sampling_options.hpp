@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "af/ops/sampling.hpp"
+#include "cli_common.hpp"
 
 namespace af::cli {
 
@@ -26,7 +27,23 @@ inline void add_sampling_options(CLI::App& sub, SamplingOptions& o) {
   sub.add_option("--repeat-last-n", o.repeat_last_n, "ids the penalties look at (0: all)");
   sub.add_option("--presence-penalty", o.presence_penalty, "OpenAI presence penalty");
   sub.add_option("--frequency-penalty", o.frequency_penalty, "OpenAI frequency penalty");
-  sub.add_option("--seed", o.seed, "random seed (-1: random)");
+  sub.add_option("-s,--seed", o.seed, "random seed (-1: random)");
+}
+
+// The ranges SamplingParams accepts, checked before a model loads and named as typed.
+inline void check_sampling_options(const SamplingOptions& o) {
+  require_flag(o.temp >= 0, "--temp", "must be >= 0 (0: greedy), got " + std::to_string(o.temp));
+  require_flag(o.top_k >= 0, "--top-k", "must be >= 0 (0: all), got " + std::to_string(o.top_k));
+  require_flag(o.top_p > 0 && o.top_p <= 1, "--top-p",
+               "must be in (0, 1] (1: off), got " + std::to_string(o.top_p));
+  require_flag(o.min_p >= 0 && o.min_p <= 1, "--min-p",
+               "must be in [0, 1] (0: off), got " + std::to_string(o.min_p));
+  require_flag(o.typical_p > 0 && o.typical_p <= 1, "--typical-p",
+               "must be in (0, 1] (1: off), got " + std::to_string(o.typical_p));
+  require_flag(o.repeat_penalty > 0, "--repeat-penalty",
+               "must be > 0 (1: off), got " + std::to_string(o.repeat_penalty));
+  require_flag(o.repeat_last_n >= -1, "--repeat-last-n",
+               "must be >= 0 (0: all), got " + std::to_string(o.repeat_last_n));
 }
 
 inline ops::SamplingParams make_sampling_params(const SamplingOptions& o) {

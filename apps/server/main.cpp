@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "build_info.hpp"
 #include "http_guard.hpp"
 #include "server.hpp"
 
@@ -71,6 +72,7 @@ void add_template_limit_options(CLI::App& app, af::tok::TemplateLimits& t) {
 int main(int argc, char** argv) {
   af::server::ServerOptions o;
   CLI::App app{"af-server: OpenAI-compatible HTTP server with continuous batching"};
+  app.set_version_flag("--version", af::apps::version_line("af-server"));
   app.add_option("-m,--model", o.model_path, "HF folder, .safetensors or .gguf file")->required();
   app.add_option("--host", o.host, "address to listen on")->capture_default_str();
   app.add_option("--port", o.port, "port to listen on")

@@ -1,6 +1,7 @@
 #include "af/io/model_files.hpp"
 #include <algorithm>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -410,6 +411,23 @@ std::string gguf_name_from_hf(const std::string& hf_name) {
 
 json read_json_file(const std::string& path) { return read_json(path, {}); }
 
+std::string sniff_file_format(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "";
+  std::ifstream in(path, std::ios::binary);
+  char head[16] = {};
+  in.read(head, sizeof head);
+  const auto n = static_cast<size_t>(in.gcount());
+  if (n >= 4 && std::memcmp(head, "GGUF", 4) == 0) return "gguf";
+  // safetensors: an 8-byte little-endian header length, then the JSON header's '{'.
+  if (n >= 9 && head[8] == '{') return "safetensors";
+  for (size_t i = 0; i < n; ++i) {
+    if (head[i] == '{') return "json";
+    if (!std::isspace(static_cast<unsigned char>(head[i]))) break;
+  }
+  return "";
+}
+
 ModelFiles open_model_files(const std::string& path) {
   std::error_code ec;
   fs::file_status st = fs::status(path, ec);
@@ -439,8 +457,11 @@ ModelFiles open_model_files(const std::string& path) {
   }
 
   const std::string ext = fs::path(path).extension().string();
-  if (ext == ".gguf") return open_gguf(path);
-  if (ext == ".safetensors") {
+  const std::string content = sniff_file_format(path);
+  // The first bytes decide; a file named .gguf/.safetensors that is not one goes to that
+  // format's reader for a precise message.
+  if (content == "gguf" || ext == ".gguf") return open_gguf(path);
+  if (content == "safetensors" || ext == ".safetensors") {
     fs::path config = fs::path(path).parent_path() / "config.json";
     AF_CHECK(fs::is_regular_file(config, ec), ErrorCode::kIo, kComponent, path,
              ": no config.json beside the .safetensors file (looked for ", config.string(), ")");
@@ -449,8 +470,9 @@ ModelFiles open_model_files(const std::string& path) {
     m.config = read_json_file(config.string());
     return m;
   }
-  fail(ErrorCode::kInvalidArgument, kComponent, path,
-       ": not a model folder, .safetensors or .gguf file");
+  fail(ErrorCode::kFormat, kComponent, path,
+       ": unrecognised model format (expected an HF folder with config.json and "
+       "model.safetensors, a .safetensors file with config.json beside it, or a GGUF file)");
 }
 
 }  // namespace af::io

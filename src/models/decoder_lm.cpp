@@ -283,10 +283,16 @@ DecoderSpec DecoderSpec::from_llama_config(const io::HfConfig& c) {
   return s;
 }
 
-DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpec& s) {
+DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpec& s,
+                                    const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t steps = s.num_layers + 2;
+  auto advance = [&](int64_t done) {
+    if (progress) progress(done, steps);
+  };
   DecoderWeights w;
   nn::VarBuilder vb = root.sub("model");
   w.embed_tokens = nn::Embedding::load(vb.sub("embed_tokens"), s.vocab_size, s.hidden_size);
+  advance(1);
   for (int64_t i = 0; i < s.num_layers; ++i) {
     nn::VarBuilder lb = vb.sub("layers").sub(i);
     w.layers.push_back(DecoderWeights::Layer{
@@ -295,6 +301,7 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
         nn::SelfAttention::load(lb.sub("self_attn"), s.hidden_size, s.num_heads, s.num_kv_heads,
                                 s.head_dim, s.qkv_bias, s.o_bias),
         nn::GatedMlp::load(lb.sub("mlp"), s.hidden_size, s.intermediate_size, s.mlp_bias)});
+    advance(i + 2);
   }
   w.norm = nn::RmsNorm::load(vb.sub("norm"), s.hidden_size, s.rms_norm_eps);
   // Some tied checkpoints still carry lm_head.weight; an untied one must.
@@ -305,6 +312,7 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
     w.lm_head.in = s.hidden_size;
     w.lm_head.out = s.vocab_size;
   }
+  advance(steps);
   return w;
 }
 
@@ -343,7 +351,8 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
                                           DecoderSpec spec, const LoadOptions& options) {
   nn::VarBuilder vb(*files.weights);
   const std::optional<DType> weight_type = load_weight_type(options);
-  DecoderWeights weights = DecoderWeights::load(vb.with_quantization(weight_type), spec);
+  DecoderWeights weights =
+      DecoderWeights::load(vb.with_quantization(weight_type), spec, options.on_progress);
   const int64_t context = options.context_length > 0
                               ? options.context_length
                               : std::max(spec.max_position_embeddings, options.min_context_length);

@@ -4,6 +4,7 @@
 //   x += residual_scale * attn(rms_norm(x));  x += residual_scale * mlp(rms_norm(x))
 //   logits = lm_head(rms_norm(x) / logit_divisor)
 // Each model file parses its own config into DecoderSpec; weights use HF Llama names.
+#include <functional>
 #include <memory>
 
 #include "af/io/hf_config.hpp"
@@ -38,7 +39,9 @@ struct DecoderWeights {
   nn::RmsNorm norm;
   nn::Linear lm_head;  // tied: a view of embed_tokens' table
 
-  static DecoderWeights load(const nn::VarBuilder& vb, const DecoderSpec& spec);
+  // `progress` (may be empty) hears done/total steps: the embedding, each layer, the head.
+  static DecoderWeights load(const nn::VarBuilder& vb, const DecoderSpec& spec,
+                             const std::function<void(int64_t, int64_t)>& progress = {});
   // Puts every matmul weight in be's preferred form (nn::Linear::prepare). A tied lm_head's
   // table stays readable for the token lookup (which faults in the rows it reads again).
   void prepare(Backend& be);

@@ -83,6 +83,12 @@ void Session::reset() {
   s_->model->reset_state();
 }
 
+size_t Session::drop_oldest_turns(size_t turns) {
+  const size_t n = std::min(s_->history.size(), 2 * turns);
+  s_->history.erase(s_->history.begin(), s_->history.begin() + static_cast<ptrdiff_t>(n));
+  return n / 2;
+}
+
 GenerateResponse Session::generate(const GenerateRequest& req) {
   State& s = *s_;
   s.cancel.store(false);

@@ -6,6 +6,7 @@
 
 #include "af/core/error.hpp"
 #include "af/io/gguf.hpp"
+#include "af/io/model_files.hpp"
 #include "tokenizer/cancel.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/unicode.hpp"
@@ -513,8 +514,11 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     fail(ErrorCode::kFormat, kComponent, path,
          ": folder has neither tokenizer.json nor vocab.json + merges.txt");
   }
-  if (p.extension() == ".gguf") return from_gguf(io::GgufFile::open(path));
+  const std::string content = io::sniff_file_format(path);
+  if (p.extension() == ".gguf" || content == "gguf") return from_gguf(io::GgufFile::open(path));
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  // A model's weights file: its tokenizer is the one beside it, as for the folder.
+  if (p.extension() == ".safetensors" || content == "safetensors") return load(dir.string());
   const std::string config = optional(dir / "tokenizer_config.json");
   if (p.filename() == "vocab.json") {
     AF_CHECK(fs::is_regular_file(dir / "merges.txt", ec), ErrorCode::kIo, kComponent, path,
@@ -522,6 +526,9 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
     return std::make_unique<Tokenizer>(
         detail::load_vocab_merges(path, (dir / "merges.txt").string(), config));
   }
+  AF_CHECK(p.extension() == ".json" || content == "json", ErrorCode::kFormat, kComponent, path,
+           ": unrecognised model format (expected an HF folder, a .safetensors file beside "
+           "tokenizer.json, a GGUF file, or a tokenizer.json / vocab.json file)");
   return std::make_unique<Tokenizer>(detail::load_tokenizer_json(path, config));
 }
 

@@ -78,12 +78,13 @@ TEST(CliRun, SamplingFlagsAreAcceptedAndSeeded) {
 
 TEST(CliRun, BadArgumentsFailWithAMessage) {
   AF_REQUIRE_TESTDATA(hf());
+  // Usage errors (exit 2) name the flags typed (test_cli_habits.cpp has the rest).
   Result r = shell(cli() + " run -m " + hf() + " -p Hi -n 0 2>&1");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("max_tokens"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("-n/--n-predict"), std::string::npos) << r.out;
   r = shell(cli() + " run -m " + hf() + " -p Hi --top-p 0 2>&1");
-  EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("top_p"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("--top-p"), std::string::npos) << r.out;
   r = shell(cli() + " run -m /nonexistent -p Hi 2>&1");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("/nonexistent"), std::string::npos) << r.out;

@@ -115,13 +115,13 @@ TEST(CliQuantize, BadInputsExitWithAnError) {
   test::TempFolder tmp("af_e2e_quant");
   const std::string out = (tmp / "x.gguf").string();
   const std::string qwen = models() + "/qwen2/qwen2.gguf";
-  EXPECT_EQ(run_cli("quantize " + qwen + " " + out + " --type q4_zz").status, 1);
+  EXPECT_EQ(run_cli("quantize " + qwen + " " + out + " --type q4_zz").status, 2);  // usage
   EXPECT_EQ(run_cli("quantize /nonexistent.gguf " + out + " --type q8_0").status, 1);
   // An HF folder without tokenizer.json and no --vocab-from.
   EXPECT_EQ(run_cli("quantize " + models() + "/qwen2 " + out + " --type q8_0").status, 1);
   // Architectures and RoPE types the converter refuses: test_cli_convert.cpp.
   EXPECT_EQ(run_cli("quantize " + qwen + " /nonexistent/dir/x.gguf --type q8_0").status, 1);
-  EXPECT_EQ(run_cli("quantize " + qwen).status, 2);  // OUT and --type are required
+  EXPECT_EQ(run_cli("quantize " + qwen).status, 2);  // OUT and TYPE are required
   EXPECT_FALSE(fs::exists(out));
 }
 
@@ -191,7 +191,8 @@ TEST(CliBench, TextOutputAndErrors) {
   ASSERT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("roofline ratio"), std::string::npos) << r.out;
   EXPECT_EQ(run_cli("bench -m /nonexistent.gguf --json").status, 1);
-  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 0").status, 2);
+  // -p 0 skips pp (test_cli_habits.cpp); a negative count is a usage error.
+  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p -1").status, 2);
 }
 
 }  // namespace

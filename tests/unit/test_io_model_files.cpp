@@ -379,8 +379,8 @@ TEST(IoModelFiles, PathProblems) {
   expect_error([&] { open_model_files((dir.path() / "lonely" / "w.safetensors").string()); },
                ErrorCode::kIo, {"config.json"});
   test::write_file(dir.path() / "model.bin", std::string("x"));
-  expect_error([&] { open_model_files((dir.path() / "model.bin").string()); },
-               ErrorCode::kInvalidArgument, {"model.bin"});
+  expect_error([&] { open_model_files((dir.path() / "model.bin").string()); }, ErrorCode::kFormat,
+               {"model.bin", "unrecognised model format"});
 }
 
 TEST(IoModelFiles, ReadJsonFile) {

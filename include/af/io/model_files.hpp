@@ -37,8 +37,15 @@ struct ModelFiles {
 };
 
 // `path` is an HF folder (model.safetensors or model.safetensors.index.json + shards, and
-// config.json), a single .safetensors file with config.json beside it, or a .gguf file.
+// config.json), a single .safetensors file with config.json beside it, or a .gguf file (either
+// file also when its name says otherwise: the first bytes decide). Anything else throws kFormat
+// "unrecognised model format" naming what was expected.
 ModelFiles open_model_files(const std::string& path);
+
+// What a file holds, from its first bytes (whatever its name): "gguf" (the GGUF magic),
+// "safetensors" (a little-endian header length, then '{'), "json" (a '{' after white space), or
+// "" for anything else, a folder or an unreadable path.
+std::string sniff_file_format(const std::string& path);
 
 // GGUF <-> Hugging Face tensor names through the one table in io/ (e.g. "blk.3.attn_q.weight"
 // <-> "model.layers.3.self_attn.q_proj.weight"). Names outside the table come back unchanged.

@@ -2,6 +2,7 @@
 // Built-in causal language models: af::Model plus what runtimes and tools need (all-position
 // logits, cache position, architecture facts).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -43,6 +44,9 @@ struct LoadOptions {
   // bytes a decode step reads at long context; K and V rounded to f16, as llama.cpp's default
   // cache does). Anything else throws kInvalidArgument at load.
   DType kv_type = DType::F32;
+  // Called as loading advances: `done` of `total` steps (the embedding, each layer, the output
+  // head), e.g. for a progress bar; unset: nothing is called.
+  std::function<void(int64_t done, int64_t total)> on_progress = {};
 };
 
 struct ModelInfo {

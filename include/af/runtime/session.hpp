@@ -115,6 +115,10 @@ class Session {
   const std::vector<ChatMessage>& history() const;
   // Clears the chat history (keeps the system prompt) and the model's state.
   void reset();
+  // Drops the `turns` oldest user + assistant message pairs of the chat history (the system
+  // prompt stays), so that a long conversation fits the context again; the next chat()
+  // recomputes the cache past the kept prefix. Returns how many pairs were dropped.
+  size_t drop_oldest_turns(size_t turns);
 
   // Asks a running generate()/chat() on another thread to stop after the current token.
   void cancel();
