@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <sstream>
 
 namespace af::cli {
@@ -26,8 +27,10 @@ struct Rewrite {
   std::string_view from, to;
 };
 constexpr Rewrite kRewrites[] = {
-    {"-ngl", "--n-gpu-layers"}, {"--gpu-layers", "--n-gpu-layers"}, {"-sys", "--system"},
-    {"-fa", "--flash-attn"},    {"-cnv", "--conversation"},
+    {"-ngl", "--n-gpu-layers"},
+    {"--gpu-layers", "--n-gpu-layers"},
+    {"-sys", "--system"},
+    {"-fa", "--flash-attn"},
 };
 
 constexpr std::string_view kHubFlags[] = {
@@ -278,6 +281,15 @@ void ProgressBar::update(int64_t done, int64_t total, std::string_view detail) {
                static_cast<int>(std::min<size_t>(detail.size(), 60)), detail.data());
   std::fflush(stderr);
   drawn_ = true;
+}
+
+std::function<void(int64_t, int64_t)> prefill_progress() {
+  if (!progress_enabled()) return {};
+  auto bar = std::make_shared<ProgressBar>("prompt");
+  return [bar](int64_t done, int64_t total) {
+    bar->update(done, total, std::to_string(done) + "/" + std::to_string(total) + " tokens");
+    if (done >= total) bar->finish();
+  };
 }
 
 void ProgressBar::finish() {

@@ -4,6 +4,7 @@
 // escape processing, one case-insensitive set of quantization type names, and a progress bar
 // that only a terminal sees.
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -31,7 +32,7 @@ void require_flag(bool ok, std::string_view flags, std::string_view what);
 
 // Rewrites argv for CLI11, which reads "-ngl" as "-n gl" and "-hf" as "-h -f": llama.cpp's
 // multi-letter single-dash flags become their long forms (-ngl -> --n-gpu-layers, -sys ->
-// --system, -fa -> --flash-attn, -cnv -> --conversation), and the Hub download flags (-hf,
+// --system, -fa -> --flash-attn), and the Hub download flags (-hf,
 // -hfr, -hff, --hf-repo, ...) throw UsageError. Values of text options (-p "-hf") are left alone.
 std::vector<std::string> normalize_llama_args(int argc, char** argv);
 
@@ -100,5 +101,9 @@ class ProgressBar {
   int last_permille_ = -1;
 };
 bool progress_enabled();
+
+// GenerateRequest::on_prefill for a "prompt" bar (cleared when the prefill ends); empty when
+// progress is off. The bar lives as long as the returned function.
+std::function<void(int64_t, int64_t)> prefill_progress();
 
 }  // namespace af::cli

@@ -168,6 +168,7 @@ Command add_chat(CLI::App& app) {
     request.max_tokens = o->n_predict;
     request.sampling = make_sampling_params(o->sampling);
     request.stop = stop;
+    request.on_prefill = prefill_progress();
     request.on_token = [](const TokenEvent& event) {
       std::fwrite(event.text.data(), 1, event.text.size(), stdout);
       std::fflush(stdout);

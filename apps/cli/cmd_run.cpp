@@ -56,6 +56,7 @@ Command add_run(CLI::App& app) {
     request.stop = stop;
     request.ignore_eos = o->ignore_eos;
     request.sampling = make_sampling_params(o->sampling);
+    request.on_prefill = prefill_progress();
     request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
     AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");

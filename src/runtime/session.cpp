@@ -89,6 +89,25 @@ size_t Session::drop_oldest_turns(size_t turns) {
   return n / 2;
 }
 
+namespace {
+
+// Runs `ids` through the model; with a progress callback, in chunks so it can be told.
+std::vector<float> prefill(Session::State& s, std::span<const int32_t> ids,
+                           const std::function<void(int64_t, int64_t)>& progress) {
+  const auto total = static_cast<int64_t>(ids.size());
+  const int64_t chunk = GenerateRequest::kPrefillProgressChunk;
+  if (!progress || total <= chunk) return s.feed(ids);
+  std::vector<float> logits;
+  for (int64_t done = 0; done < total; done += chunk) {
+    logits = s.feed(
+        ids.subspan(static_cast<size_t>(done), static_cast<size_t>(std::min(chunk, total - done))));
+    progress(std::min(done + chunk, total), total);
+  }
+  return logits;
+}
+
+}  // namespace
+
 GenerateResponse Session::generate(const GenerateRequest& req) {
   State& s = *s_;
   s.cancel.store(false);
@@ -140,7 +159,7 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
   res.prefill_tokens = n_prompt - res.cached_tokens;
 
   const auto t0 = Clock::now();
-  std::vector<float> logits = s.feed(std::span(prompt).subspan(common));
+  std::vector<float> logits = prefill(s, std::span(prompt).subspan(common), req.on_prefill);
   res.timings.prefill_ms = ms_since(t0);
 
   std::optional<tok::StreamDecoder> decoder;

@@ -263,6 +263,22 @@ TEST(CliHabits, ProgressBarsOnlyOnATerminal) {
   EXPECT_EQ(tty.status, 0) << tty.out;
   EXPECT_TRUE(has(tty.out, "loading [")) << tty.out;
   EXPECT_TRUE(has(tty.out, "100%")) << tty.out;
+  // A long prefill (~320 ids) shows a bar too, and runs in chunks without changing the output.
+  test::TempFolder text_dir("af_cli_progress_text");
+  const std::string text = (text_dir / "p.txt").string();
+  {
+    std::ofstream f(text, std::ios::binary);
+    for (int i = 0; i < 35; ++i) f << "The dog ran home. ";
+  }
+  const std::string longer =
+      cli() + " run -m " + hf() + " -f " + text + " -n 8 --temp 0 --print-ids";
+  const test::ShellResult ptty = test::run_shell("script -qec \"" + longer + "\" /dev/null");
+  EXPECT_TRUE(has(ptty.out, "prompt [")) << ptty.out;
+  EXPECT_TRUE(has(ptty.out, "256/")) << ptty.out;
+  const test::ShellResult plain_ids = out(longer);
+  const test::ShellResult chunked_ids = out("AF_PROGRESS=1 " + longer);
+  EXPECT_FALSE(plain_ids.out.empty());
+  EXPECT_EQ(chunked_ids.out, plain_ids.out);
   const test::ShellResult qtty = test::run_shell("script -qec \"" + q + "\" /dev/null");
   EXPECT_TRUE(has(qtty.out, "quantizing [")) << qtty.out;
   EXPECT_TRUE(has(qtty.out, "blk.0.attn_q.weight q8_0 ")) << qtty.out;  // per tensor, with size

@@ -60,6 +60,10 @@ struct GenerateRequest {
   bool logprobs = false;    // fill GenerateResponse::tokens with logprobs
   // Called after every sampled token; return false to stop (finish_reason kCancelled).
   std::function<bool(const TokenEvent&)> on_token = {};
+  // Prefill progress (prompt ids run so far, of those to run), e.g. for a progress bar. When
+  // set, a prefill longer than kPrefillProgressChunk ids runs in chunks of that many.
+  std::function<void(int64_t done, int64_t total)> on_prefill = {};
+  static constexpr int64_t kPrefillProgressChunk = 256;
 };
 
 struct Timings {
