@@ -157,7 +157,10 @@ Command add_chat(CLI::App& app) {
     Session session = builder.build(std::move(model));
 
     const bool interactive = isatty(STDIN_FILENO) != 0;
-    if (interactive) std::fputs("[af-cli chat] /help for commands\n", stderr);
+    if (interactive) {
+      std::fprintf(stderr, "[af-cli chat] /help for commands%s\n",
+                   LineReader::has_line_editing() ? " (line editing and history: libedit)" : "");
+    }
     struct sigaction action {};
     action.sa_handler = on_sigint;
     sigemptyset(&action.sa_mask);

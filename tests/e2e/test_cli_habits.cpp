@@ -339,6 +339,25 @@ TEST(CliHabitsChat, HelpMultiLineInputAndRunsFlags) {
   EXPECT_EQ(count(r.out, " | prompt "), 2u) << r.out;
 }
 
+// On a terminal: the prompt, /help, and (built with libedit) the history kept in $HOME.
+TEST(CliHabitsChat, InteractiveOnATerminal) {
+  AF_REQUIRE_TESTDATA(hf());
+  if (!have_script()) GTEST_SKIP() << "no `script` (util-linux) for a pseudo-terminal";
+  test::TempFolder home("af_cli_home");
+  const test::ShellResult r = test::run_shell(
+      "printf 'Hi there\\n/help\\n/exit\\n' | HOME=" + (home / "").string() +
+      " timeout 60 script -qec \"" + cli() + " chat -m " + hf() + " -n 4 --temp 0\" /dev/null");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "/help for commands")) << r.out;
+  EXPECT_TRUE(has(r.out, "> ")) << r.out;
+  EXPECT_TRUE(has(r.out, "commands: /help")) << r.out;
+  EXPECT_EQ(count(r.out, " | prompt "), 1u) << r.out;
+  if (has(r.out, "libedit")) {
+    EXPECT_TRUE(has(test::read_text((home / ".af_cli_chat_history").string()),
+                    "there"));  // libedit writes spaces as \\040
+  }
+}
+
 TEST(CliHabits, VersionOnBothBinaries) {
   for (const std::string& binary : {cli(), std::string(AF_SERVER_PATH)}) {
     const test::ShellResult r = sh(binary + " --version");
