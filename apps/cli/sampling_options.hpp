@@ -1,5 +1,6 @@
 #pragma once
 // The sampling flags `run` and `chat` share, with llama.cpp's defaults.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 
@@ -24,7 +25,7 @@ inline void add_sampling_options(CLI::App& sub, SamplingOptions& o) {
   sub.add_option("--min-p", o.min_p, "drop tokens below min-p x the top probability (0: off)");
   sub.add_option("--typical-p", o.typical_p, "locally typical sampling (1: off)");
   sub.add_option("--repeat-penalty", o.repeat_penalty, "repetition penalty (1: off)");
-  sub.add_option("--repeat-last-n", o.repeat_last_n, "ids the penalties look at (0: all)");
+  sub.add_option("--repeat-last-n", o.repeat_last_n, "ids the penalties look at (0 or -1: all)");
   sub.add_option("--presence-penalty", o.presence_penalty, "OpenAI presence penalty");
   sub.add_option("--frequency-penalty", o.frequency_penalty, "OpenAI frequency penalty");
   sub.add_option("-s,--seed", o.seed, "random seed (-1: random)");
@@ -43,7 +44,7 @@ inline void check_sampling_options(const SamplingOptions& o) {
   require_flag(o.repeat_penalty > 0, "--repeat-penalty",
                "must be > 0 (1: off), got " + std::to_string(o.repeat_penalty));
   require_flag(o.repeat_last_n >= -1, "--repeat-last-n",
-               "must be >= 0 (0: all), got " + std::to_string(o.repeat_last_n));
+               "must be >= -1 (0 or -1: all), got " + std::to_string(o.repeat_last_n));
 }
 
 inline ops::SamplingParams make_sampling_params(const SamplingOptions& o) {
@@ -56,7 +57,7 @@ inline ops::SamplingParams make_sampling_params(const SamplingOptions& o) {
   p.repetition_penalty = o.repeat_penalty;
   p.presence_penalty = o.presence_penalty;
   p.frequency_penalty = o.frequency_penalty;
-  p.penalty_last_n = o.repeat_last_n;
+  p.penalty_last_n = std::max(o.repeat_last_n, 0);  // llama.cpp's -1 (the context): all
   p.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   return p;
 }

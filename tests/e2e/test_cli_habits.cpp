@@ -232,6 +232,7 @@ TEST(CliHabits, BadValuesNameTheFlagTypedBeforeLoading) {
       {"run --kv-type q8", "--kv-type 'q8': expected f32 or f16"},
       {"chat -n 0", "-n/--n-predict must be >= 1"},
       {"chat --min-p 2", "--min-p must be in [0, 1]"},
+      {"run --repeat-last-n -2", "--repeat-last-n must be >= -1"},
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (const Case& c : cases) {
