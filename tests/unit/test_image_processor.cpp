@@ -109,10 +109,10 @@ TEST(ImageResize, PassOrderFollowsPillowWhenBothAxesShrink) {
         }
       }
     }
-    const Image out =
-        resize_like_pil(Image(c.in_w, c.in_h, std::move(rgb)), c.out_w, c.out_h, Resample::kBicubic);
-    EXPECT_EQ(out.hash(), c.sha256) << c.in_w << "x" << c.in_h << " -> " << c.out_w << "x"
-                                    << c.out_h;
+    const Image out = resize_like_pil(Image(c.in_w, c.in_h, std::move(rgb)), c.out_w, c.out_h,
+                                      Resample::kBicubic);
+    EXPECT_EQ(out.hash(), c.sha256)
+        << c.in_w << "x" << c.in_h << " -> " << c.out_w << "x" << c.out_h;
   }
 }
 
