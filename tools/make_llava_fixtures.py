@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Writes tiny random LLaVA fixtures, made with transformers itself, into tests/fixtures/models/.
+
+Models (HF folders, float32 safetensors, each well under 1 MB):
+- llava_clip: LlavaForConditionalGeneration (LLaVA-1.5): CLIP tower, patch 14, image_size 30
+  (not a multiple of the patch: 2x2 patches + CLS), quick_gelu, Llama text model,
+  mlp2x_gelu projector with bias, vision_feature_layer -2, strategy "default".
+- llava_siglip: LlavaForConditionalGeneration with a SigLIP tower, patch 16, image_size 40,
+  gelu_pytorch_tanh, strategy "full", vision_feature_layer [-2, -1] (concatenated along hidden),
+  projector without bias.
+- llava_next: LlavaNextForConditionalGeneration: CLIP tower, patch 14, image_size 42 (3x3 patches
+  per tile), anyres pinpoints [[42, 84], [84, 42], [84, 84], [126, 42]], image_newline, unpad,
+  vision_feature_layer -1, strategy "default".
+Each folder holds config.json, model.safetensors, generation_config.json, the processor files
+(preprocessor_config.json, processor_config.json, chat_template.jinja) and the tokenizer files:
+stories260K's tokenizer (../shared/testdata/models/stories260K-hf) with "<image>" added as id 512.
+
+Reference outputs per model, in the model's folder:
+- reference.json:
+  "images": per image (name, path relative to the repository root, or "testdata:<file>" for
+    ../shared/testdata/images/<file>), "image_size" [height, width] of the decoded image,
+    "pixel_values_shape" (the processor's, one image, tile padding stripped), "num_image_tokens"
+    (the <image> tokens the processor expands one placeholder to), "features_offset" (in floats,
+    into image_features.f32) and "features_shape" [n_tokens, text hidden_size]: what
+    get_image_features returns after the projector (LLaVA-NeXT: after pack_image_features, i.e.
+    base + unpadded tiles + image_newline), i.e. the rows that replace the placeholders.
+  "prompts": for the composition (the llava branch): per prompt the text, the images used, the
+    expanded "input_ids" from the processor (one image: the first; two: the last two), "logits_file" (float32 [len(input_ids), vocab_size],
+    every position of one forward pass) and "generate_ids" (greedy model.generate, 8 new tokens,
+    prompt ids excluded). One prompt with one image and one with two images.
+- image_features.f32: the feature rows of every image, concatenated (little-endian float32).
+- logits_<prompt>.f32: as above.
+
+Images: ../shared/testdata/images/* and tests/fixtures/images/inputs/{odd_641x479.png,
+tall_7x300.jpg, pixel_1x1.png} (several sizes and aspects).
+
+Needs torch, transformers 5.x (PIL processor backend), pillow, numpy.
+Usage: /work/pyref/bin/python tools/make_llava_fixtures.py [--testdata ../shared/testdata]
+"""
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import (AutoProcessor, AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig,
+                          LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig,
+                          LlavaNextForConditionalGeneration, LlavaNextImageProcessor,
+                          LlavaNextProcessor, LlavaProcessor, SiglipImageProcessor,
+                          SiglipVisionConfig)
+from transformers.image_transforms import convert_to_rgb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "models")
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: "
+    "{% endif %}{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n{% elif "
+    "part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{% if message['role'] != 'user' %}</s>{% endif %} {% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+LOCAL_IMAGES = ["odd_641x479.png", "tall_7x300.jpg", "pixel_1x1.png"]
+
+
+def text_config():
+    return LlamaConfig(vocab_size=520, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                       rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1,
+                       eos_token_id=2, pad_token_id=0)
+
+
+def clip_vision(image_size, layers=3):
+    return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                            num_attention_heads=4, image_size=image_size, patch_size=14,
+                            projection_dim=32, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+def clip_processor(size):
+    return CLIPImageProcessor(size={"shortest_edge": size},
+                              crop_size={"height": size, "width": size}, do_center_crop=True,
+                              resample=3, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+
+
+def make_tokenizer(testdata):
+    tok = AutoTokenizer.from_pretrained(os.path.join(testdata, "models", "stories260K-hf"))
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    assert tok.convert_tokens_to_ids("<image>") == 512
+    return tok
+
+
+def spec_clip():
+    cfg = LlavaConfig(vision_config=clip_vision(30), text_config=text_config(),
+                      image_token_id=512, projector_hidden_act="gelu",
+                      vision_feature_select_strategy="default", vision_feature_layer=-2,
+                      image_seq_length=4, multimodal_projector_bias=True)
+    proc = lambda tok: LlavaProcessor(image_processor=clip_processor(30), tokenizer=tok,
+                                      patch_size=14, vision_feature_select_strategy="default",
+                                      num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
+    return cfg, LlavaForConditionalGeneration, proc
+
+
+def spec_siglip():
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                num_attention_heads=4, image_size=40, patch_size=16,
+                                hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6)
+    cfg = LlavaConfig(vision_config=vision, text_config=text_config(), image_token_id=512,
+                      projector_hidden_act="gelu", vision_feature_select_strategy="full",
+                      vision_feature_layer=[-2, -1], image_seq_length=4,
+                      multimodal_projector_bias=False)
+    improc = SiglipImageProcessor(size={"height": 40, "width": 40}, resample=3,
+                                  image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    proc = lambda tok: LlavaProcessor(image_processor=improc, tokenizer=tok, patch_size=16,
+                                      vision_feature_select_strategy="full",
+                                      num_additional_image_tokens=0, chat_template=CHAT_TEMPLATE)
+    return cfg, LlavaForConditionalGeneration, proc
+
+
+def spec_next():
+    pinpoints = [[42, 84], [84, 42], [84, 84], [126, 42]]
+    cfg = LlavaNextConfig(vision_config=clip_vision(42), text_config=text_config(),
+                          image_token_id=512, projector_hidden_act="gelu",
+                          vision_feature_select_strategy="default", vision_feature_layer=-1,
+                          image_grid_pinpoints=pinpoints, multimodal_projector_bias=True)
+    improc = LlavaNextImageProcessor(size={"shortest_edge": 42},
+                                     crop_size={"height": 42, "width": 42},
+                                     image_grid_pinpoints=pinpoints, resample=3,
+                                     image_mean=CLIP_MEAN, image_std=CLIP_STD, do_pad=True)
+    proc = lambda tok: LlavaNextProcessor(image_processor=improc, tokenizer=tok, patch_size=14,
+                                          vision_feature_select_strategy="default",
+                                          num_additional_image_tokens=1,
+                                          chat_template=CHAT_TEMPLATE)
+    return cfg, LlavaNextForConditionalGeneration, proc
+
+
+SPECS = {"llava_clip": spec_clip, "llava_siglip": spec_siglip, "llava_next": spec_next}
+
+
+def randomise(model, seed):
+    # transformers' init leaves norms at 1/0 and tiny std: use visible random values everywhere so
+    # a wrong weight or a skipped op shows in the features.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            scale = 0.02 if "embed" in name else (0.15 if p.dim() > 1 else 0.1)
+            noise = torch.randn(p.shape, generator=g) * scale
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + noise)
+            else:
+                p.copy_(noise)
+
+
+def image_list(testdata):
+    out = []
+    for f in sorted(os.listdir(os.path.join(testdata, "images"))):
+        out.append(("testdata:" + f, os.path.join(testdata, "images", f)))
+    for f in LOCAL_IMAGES:
+        rel = os.path.join("tests", "fixtures", "images", "inputs", f)
+        out.append((rel, os.path.join(ROOT, rel)))
+    return out
+
+
+def load_rgb(path):
+    return convert_to_rgb(Image.open(path))
+
+
+def image_features(model, processor, image, is_next):
+    inputs = processor(images=[image], text="<image>", return_tensors="pt")
+    n_tokens = int((inputs["input_ids"] == 512).sum())
+    with torch.no_grad():
+        if is_next:
+            out = model.get_image_features(pixel_values=inputs["pixel_values"],
+                                           image_sizes=inputs["image_sizes"])
+        else:
+            out = model.get_image_features(pixel_values=inputs["pixel_values"])
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    feats = torch.cat(list(feats), dim=0).numpy().astype(np.float32)
+    assert feats.shape[0] == n_tokens, (feats.shape, n_tokens)
+    pv = inputs["pixel_values"][0]
+    if is_next:
+        n_tiles = len(torch.nonzero(pv.flatten(1).abs().sum(1) > 0))  # padding tiles are zeros
+        pv_shape = [n_tiles] + list(pv.shape[1:])
+    else:
+        pv_shape = list(pv.shape)
+    return feats, n_tokens, pv_shape
+
+
+def prompts_for(processor, model, images, folder):
+    out = []
+    cases = [("one_image", "USER: <image>\nWhat is this? ASSISTANT:", images[:1]),
+             ("two_images", "USER: <image>\nand <image>\nCompare them. ASSISTANT:", images[-2:])]
+    for name, text, imgs in cases:
+        inputs = processor(images=[load_rgb(p) for _, p in imgs], text=text, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits[0].numpy().astype(np.float32)
+            gen = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+        ids = inputs["input_ids"][0].tolist()
+        logits.tofile(os.path.join(folder, f"logits_{name}.f32"))
+        out.append({"name": name, "text": text, "images": [n for n, _ in imgs],
+                    "input_ids": ids, "logits_file": f"logits_{name}.f32",
+                    "logits_shape": list(logits.shape), "argmax": logits.argmax(-1).tolist(),
+                    "generate_ids": gen[0, len(ids):].tolist()})
+    return out
+
+
+def build(name, testdata, seed):
+    cfg, cls, make_proc = SPECS[name]()
+    torch.manual_seed(seed)
+    model = cls(cfg).eval()
+    randomise(model, seed)
+    folder = os.path.join(OUT, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor = make_proc(make_tokenizer(testdata))
+    processor.save_pretrained(folder)
+    # Reload as a user would, so the references come from what is on disk.
+    model = cls.from_pretrained(folder, dtype=torch.float32).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    images = image_list(testdata)
+    entries, rows, offset = [], [], 0
+    for img_name, path in images:
+        image = load_rgb(path)
+        feats, n_tokens, pv_shape = image_features(model, processor, image, name == "llava_next")
+        entries.append({"name": img_name, "image_size": [image.height, image.width],
+                        "pixel_values_shape": pv_shape, "num_image_tokens": n_tokens,
+                        "features_offset": offset, "features_shape": list(feats.shape)})
+        rows.append(feats.reshape(-1))
+        offset += feats.size
+    np.concatenate(rows).astype("<f4").tofile(os.path.join(folder, "image_features.f32"))
+    reference = {"name": name, "architecture": cfg.architectures or [cls.__name__],
+                 "image_token_id": 512, "vocab_size": cfg.text_config.vocab_size,
+                 "text_hidden_size": cfg.text_config.hidden_size, "images": entries,
+                 "prompts": prompts_for(processor, model, images, folder)}
+    with open(os.path.join(folder, "reference.json"), "w") as f:
+        json.dump(reference, f, indent=1)
+    total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+    print(f"{name}: {total} bytes, tokens per image "
+          f"{[e['num_image_tokens'] for e in entries]}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--testdata", default=os.path.join(ROOT, "..", "shared", "testdata"))
+    ap.add_argument("--only", nargs="*", default=list(SPECS))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for name in args.only:
+        build(name, os.path.abspath(args.testdata), 1234 + list(SPECS).index(name))
+
+
+if __name__ == "__main__":
+    main()
