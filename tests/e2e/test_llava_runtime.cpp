@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include <future>
 #include "af/core/error.hpp"
+
 #include "af/runtime/prompt.hpp"
+#include "af/runtime/scheduler.hpp"
 #include "af/runtime/session.hpp"
 #include "llava_test_encoder.hpp"
 
@@ -221,6 +224,71 @@ TEST(LlavaRuntime, EncoderOfAnotherHiddenSizeIsRefused) {
     EXPECT_EQ(e.code(), ErrorCode::kFormat);
     EXPECT_NE(std::string(e.what()).find("hidden_size"), std::string::npos) << e.what();
   }
+}
+
+// Submits and waits; the generated ids and the result.
+runtime::RequestResult run_request(runtime::Scheduler& scheduler, std::vector<int32_t> prompt,
+                                   std::vector<modalities::Image> images, int64_t max_tokens) {
+  auto promise = std::make_shared<std::promise<runtime::RequestResult>>();
+  std::future<runtime::RequestResult> done = promise->get_future();
+  runtime::GenerationRequest req;
+  req.prompt = std::move(prompt);
+  req.images = std::move(images);
+  req.max_tokens = max_tokens;
+  req.on_done = [promise](const runtime::RequestResult& r) { promise->set_value(r); };
+  EXPECT_TRUE(scheduler.submit(std::move(req)).has_value());
+  return done.get();
+}
+
+std::vector<int32_t> ids_of(const runtime::RequestResult& r) {
+  std::vector<int32_t> ids;
+  for (const auto& t : r.tokens) ids.push_back(t.id);
+  return ids;
+}
+
+TEST(LlavaScheduler, GreedyIdsAndKvKeyedByImageContent) {
+  const nlohmann::json ref = llava_reference();
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto model = load_llava("llava_rt", calls);
+  const auto tokenizer = tok::Tokenizer::load(test::llava_fixture());
+  runtime::SchedulerOptions options;
+  options.parallel = 1;  // one slot: every request meets the previous one's cache
+  options.eos_ids = {9999};
+  runtime::Scheduler scheduler(*model, *tokenizer, options);
+
+  // Greedy ids equal transformers generate (EOS id 2 is an ordinary token here).
+  const auto want = ref["greedy"]["ids"].get<std::vector<int32_t>>();
+  runtime::RequestResult r =
+      run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(2), test_image(0)}, 10);
+  EXPECT_EQ(ids_of(r), want);
+  EXPECT_EQ(r.prompt_tokens, 12);
+  EXPECT_EQ(calls->load(), 2);
+
+  // The same images again: the whole prompt but its last id comes from the slot's cache.
+  r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(2), test_image(0)}, 10);
+  EXPECT_EQ(ids_of(r), want);
+  EXPECT_EQ(r.cached_prompt_tokens, 11);
+  EXPECT_EQ(calls->load(), 2);
+
+  // Other content behind the same placeholder ids shares only BOS, and gives what a fresh
+  // session gives.
+  r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(1), test_image(0)}, 4);
+  EXPECT_EQ(r.cached_prompt_tokens, 1);
+  EXPECT_EQ(calls->load(), 3);
+  auto session = SessionBuilder().build(load_llava());
+  GenerateRequest req;
+  req.prompt_ids = {1, 512, 300, 301, 512, 302};
+  req.images = {test_image(1), test_image(0)};
+  req.max_tokens = 4;
+  req.ignore_eos = true;
+  EXPECT_EQ(ids_of(r), session.generate(req).ids);
+
+  // Placeholders without images, and images for a prompt with too few placeholders.
+  runtime::GenerationRequest bad;
+  bad.prompt = {1, 512, 300};
+  EXPECT_THROW(scheduler.submit(bad), Error);
+  bad.images = {test_image(0), test_image(1)};
+  EXPECT_THROW(scheduler.submit(bad), Error);
 }
 
 }  // namespace
