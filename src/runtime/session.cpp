@@ -311,6 +311,8 @@ std::string Session::render_chat(const std::vector<ChatMessage>& messages,
 GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
   State& s = *s_;
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
+  AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no images (it is a text-only model)");
   std::vector<ChatMessage> messages;
   if (!s.system.empty()) messages.push_back({"system", s.system});
   messages.insert(messages.end(), s.history.begin(), s.history.end());

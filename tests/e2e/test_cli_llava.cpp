@@ -153,5 +153,26 @@ TEST(CliLlavaErrors, PlaceholdersAndImagesMustMatchAndTextModelsTakeNone) {
   EXPECT_NE(r.out.find("[image]"), std::string::npos) << r.out;
 }
 
+TEST(CliLlavaErrors, ChatImageCommandAttachesToTheNextMessageAndBadImagesKeepTheChat) {
+  const std::string image = test::testdata_dir() + "/images/camera.png";
+  // A bad path is reported and the chat goes on; the image goes with "What is this?", whose
+  // prompt is the fixture's one_image prompt without BOS (the template writes none): 32 tokens.
+  const test::ShellResult chat = test::run_shell(
+      "printf '/image /nonexistent.png\\n/image " + image + "\\nWhat is this?\\nAnd now?\\n' | " +
+      std::string(AF_CLI_PATH) + " chat -m " + fixture("llava_clip") + " --temp 0 -n 3 2>&1");
+  ASSERT_EQ(chat.status, 0) << chat.out;
+  EXPECT_NE(chat.out.find("/nonexistent.png"), std::string::npos) << chat.out;
+  EXPECT_NE(chat.out.find("prompt 32 tokens (0 reused)"), std::string::npos) << chat.out;
+  // The second turn reuses the first, image rows included.
+  EXPECT_EQ(chat.out.find("(0 reused)"), chat.out.rfind("(0 reused)")) << chat.out;
+  // An image to a text-only model ends that turn only.
+  const test::ShellResult text = test::run_shell(
+      "printf '/image " + image + "\\nHi\\nHi\\n' | " + std::string(AF_CLI_PATH) + " chat -m " +
+      test::testdata_dir() + "/models/stories260K-hf --temp 0 -n 2 2>&1");
+  ASSERT_EQ(text.status, 0) << text.out;
+  EXPECT_NE(text.out.find("text-only"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("| prompt "), std::string::npos) << text.out;
+}
+
 }  // namespace
 }  // namespace af
