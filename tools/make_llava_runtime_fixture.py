@@ -11,7 +11,8 @@ Writes tests/fixtures/models/<name>/ for
     llava_rt_legacy  the same text weights under the older names (language_model.model.*,
                      language_model.lm_head.*), Qwen2-style text config (q/k/v biases)
 
-Files: config.json, model.safetensors, tokenizer files (llava_rt), features_<k>.bin (float32
+Files: config.json, model.safetensors, tokenizer files and text.gguf (llava_rt, llama.cpp's
+convert_hf_to_gguf.py from $LLAMA_CPP, default /work/peers/llama.cpp), features_<k>.bin (float32
 [image_seq_length, hidden] for image k, made from pixel_values drawn with seed k),
 logits.bin (float32 [len(expanded_ids), vocab] of one forward over expanded_ids with images 0
 and 1), llava_reference.json {ids, expanded_ids, image_token_index, greedy: {prompt_ids,
@@ -94,6 +95,7 @@ def write(model, name, legacy):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
+    model.config.architectures = ["LlavaForConditionalGeneration"]
     model.config.save_pretrained(d)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if legacy:  # the names of checkpoints saved before transformers 4.52
@@ -145,8 +147,20 @@ def write(model, name, legacy):
     print(name, "->", d, file=sys.stderr)
 
 
+def convert_text_gguf(name):
+    """text.gguf: the text model as llama.cpp's converter writes it for LLaVA checkpoints
+    (its tokenizer keeps "<image>"), for the text GGUF + mmproj path."""
+    import subprocess
+    peers = os.environ.get("LLAMA_CPP", "/work/peers/llama.cpp")
+    env = dict(os.environ, PYTHONPATH=os.path.join(peers, "gguf-py"))
+    subprocess.run([sys.executable, os.path.join(peers, "convert_hf_to_gguf.py"),
+                    os.path.join(OUT, name), "--outfile", os.path.join(OUT, name, "text.gguf"),
+                    "--outtype", "f32"], check=True, env=env)
+
+
 def main():
     write(make("llama"), "llava_rt", legacy=False)
+    convert_text_gguf("llava_rt")
     write(make("qwen2"), "llava_rt_legacy", legacy=True)
 
 

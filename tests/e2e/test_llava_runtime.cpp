@@ -60,6 +60,36 @@ TEST(LlavaRuntime, LogitsEqualTransformersWithLegacyNamesAndQwen2Text) {
   expect_reference_logits("llava_rt_legacy");
 }
 
+TEST(LlavaRuntime, TextGgufWithAnMmprojTakesItsImageTokenFromTheVocabulary) {
+  // llama.cpp's converter writes the text model of a LLaVA checkpoint as a plain Llama GGUF;
+  // the image token comes from its vocabulary ("<image>"). The stand-in encoder ignores the
+  // mmproj file it is given (here the same GGUF).
+  const std::string gguf = test::llava_fixture() + "/text.gguf";
+  models::LoadOptions options;
+  options.num_threads = 2;
+  auto model = models::load_multimodal(
+      gguf, gguf, options,
+      [](const io::ModelFiles&, const io::HfConfig&, std::shared_ptr<Backend>,
+         const models::LoadOptions&) -> std::unique_ptr<models::ImageEncoder> {
+        return std::make_unique<test::FixtureEncoder>(test::llava_fixture(), 4, 32,
+                                                      std::make_shared<std::atomic<int>>(0));
+      });
+  EXPECT_EQ(model->image_token_id(), 512);
+  const nlohmann::json ref = llava_reference();
+  const runtime::ImagePrompt placed = runtime::expand_image_tokens(
+      ref["ids"].get<std::vector<int32_t>>(), 512, std::vector<int64_t>{4, 4});
+  std::vector<float> rows = test::read_f32(test::llava_fixture() + "/features_0.bin");
+  const std::vector<float> second = test::read_f32(test::llava_fixture() + "/features_1.bin");
+  rows.insert(rows.end(), second.begin(), second.end());
+  const std::vector<float> got = model->forward_embeds(placed.ids, true, {placed.mask, rows});
+  const std::vector<float> want = test::read_f32(test::llava_fixture() + "/logits.bin");
+  ASSERT_EQ(got.size(), want.size());
+  double diff = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    diff = std::max<double>(diff, std::fabs(got[i] - want[i]));
+  EXPECT_LT(diff, 1e-4);
+}
+
 TEST(LlavaRuntime, GreedyIdsEqualTransformersGenerateExpandedOrNot) {
   const nlohmann::json ref = llava_reference();
   const auto want = ref["greedy"]["ids"].get<std::vector<int32_t>>();
