@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -63,6 +64,7 @@ CHAT_TEMPLATE = (
     "part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
     "{% if message['role'] != 'user' %}</s>{% endif %} {% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+LLAMA_CPP = os.environ.get("LLAMA_CPP", "/work/peers/llama.cpp")
 LOCAL_IMAGES = ["odd_641x479.png", "tall_7x300.jpg", "pixel_1x1.png"]
 
 
@@ -136,6 +138,54 @@ def spec_next():
     return cfg, LlavaNextForConditionalGeneration, proc
 
 
+# The legacy converter expects transformers 4's CLIPVisionModel (weights under .vision_model);
+# transformers 5 flattened it. This runs the converter unchanged with the model wrapped back.
+CONVERTER_SHIM = """
+import runpy, sys, torch, transformers
+load = transformers.CLIPVisionModel.from_pretrained
+class Wrapped(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.vision_model = inner
+transformers.CLIPVisionModel.from_pretrained = lambda *a, **k: Wrapped(load(*a, **k))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def make_mmproj(model, cfg, processor, folder):
+    """mmproj-model-f32.gguf: llama.cpp's LLaVA-1.5 route (docs/multimodal/llava.md): the CLIP
+    tower as an HF CLIPVisionModel folder (config.json with vision_feature_layer), the projector
+    as llava.projector, converted by tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py
+    (--clip-model-is-vision --use-f32; it keeps the last feature layer's blocks only)."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        tower = model.model.vision_tower
+        tower.save_pretrained(tmp, safe_serialization=True)
+        with open(os.path.join(tmp, "config.json")) as f:
+            vcfg = json.load(f)
+        vcfg["vision_feature_layer"] = cfg.vision_feature_layer
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(vcfg, f)
+        proj = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
+        torch.save({"multi_modal_projector." + k: v for k, v in proj.items()},
+                   os.path.join(tmp, "llava.projector"))
+        improc = processor.image_processor
+        subprocess.run(
+            [sys.executable, "-c", CONVERTER_SHIM,
+             os.path.join(LLAMA_CPP, "tools", "mtmd", "legacy-models",
+                          "convert_image_encoder_to_gguf.py"),
+             "-m", tmp, "--llava-projector", os.path.join(tmp, "llava.projector"),
+             "--output-dir", tmp, "--clip-model-is-vision", "--use-f32",
+             "--image-mean", *map(str, improc.image_mean), "--image-std",
+             *map(str, improc.image_std)],
+            check=True, stdout=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py")))
+        shutil.copy(os.path.join(tmp, "mmproj-model-f32.gguf"),
+                    os.path.join(folder, "mmproj-model-f32.gguf"))
+
+
 SPECS = {"llava_clip": spec_clip, "llava_siglip": spec_siglip, "llava_next": spec_next}
 
 
@@ -147,10 +197,10 @@ def randomise(model, seed):
         for name, p in sorted(model.named_parameters()):
             scale = 0.02 if "embed" in name else (0.15 if p.dim() > 1 else 0.1)
             noise = torch.randn(p.shape, generator=g) * scale
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + noise)
-            else:
-                p.copy_(noise)
+            value = 1.0 + noise if "norm" in name and name.endswith("weight") else noise
+            # float16-exact values: llama.cpp's mmproj converter stores the patch conv and the
+            # projector in f16 whatever it is asked, so the mmproj holds the same weights.
+            p.copy_(value.half().float())
 
 
 def image_list(testdata):
@@ -237,6 +287,8 @@ def build(name, testdata, seed):
                  "prompts": prompts_for(processor, model, images, folder)}
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(reference, f, indent=1)
+    if name == "llava_clip":
+        make_mmproj(model, cfg, processor, folder)
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     print(f"{name}: {total} bytes, tokens per image "
           f"{[e['num_image_tokens'] for e in entries]}")
