@@ -103,7 +103,38 @@ TEST(CliImageFeatures, BadInputExitsOneWithTheMessage) {
                       "/tests/fixtures/images/inputs/rgb.bmp' 2>'" + err + "'");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(test::read_text(err).find("vision_config"), std::string::npos) << test::read_text(err);
+  // An mmproj whose projector width is not the text model's hidden size (qwen2: 64, not 32).
+  r = test::run_shell(std::string(AF_CLI_PATH) + " image-features -m '" + model_dir("qwen2") +
+                      "' --mmproj '" + model_dir("llava_clip") +
+                      "/mmproj-model-f32.gguf' --image '" + test::source_dir() +
+                      "/tests/fixtures/images/inputs/rgb.bmp' 2>'" + err + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(test::read_text(err).find("does not belong to this model"), std::string::npos)
+      << test::read_text(err);
   std::filesystem::remove(err);
+}
+
+TEST(CliImageFeatures, MmprojEqualsTheHfFolder) {
+  const std::string img = test::source_dir() + "/tests/fixtures/images/inputs/odd_641x479.png";
+  const std::string cli = std::string(AF_CLI_PATH) + " image-features -t 2 -m '" +
+                          model_dir("llava_clip") + "' --image '" + img + "'";
+  const test::ShellResult hf = test::run_shell(cli);
+  const test::ShellResult gguf =
+      test::run_shell(cli + " --mmproj '" + model_dir("llava_clip") + "/mmproj-model-f32.gguf'");
+  ASSERT_EQ(hf.status, 0);
+  ASSERT_EQ(gguf.status, 0);
+  bool ok_a = false, ok_b = false;
+  const auto a = parse_rows(hf.out, 32, ok_a), b = parse_rows(gguf.out, 32, ok_b);
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), a.size());
+  float worst = 0;
+  for (size_t r = 0; r < a.size(); ++r) {
+    for (size_t i = 0; i < a[r].size() && i < b[r].size(); ++i) {
+      worst = std::max(worst, std::fabs(a[r][i] - b[r][i]));
+    }
+  }
+  EXPECT_TRUE(ok_a && ok_b);
+  EXPECT_LE(worst, 1e-4f);
 }
 
 }  // namespace

@@ -151,3 +151,40 @@ TEST(LlavaBadConfig, ProcessorTileSizeDisagreesWithTheTower) {
 
 }  // namespace
 }  // namespace af
+
+namespace af {
+namespace {
+
+// llama.cpp's converter wrote tests/fixtures/models/llava_clip/mmproj-model-f32.gguf from the
+// same weights (tools/make_llava_fixtures.py): the same rows as transformers.
+TEST(LlavaMmproj, FeaturesEqualTransformersAtEveryImage) {
+  if (!std::filesystem::is_directory(test::testdata_dir() + "/images")) GTEST_SKIP();
+  const io::ModelFiles files =
+      io::open_model_files(llava_dir("llava_clip") + "/mmproj-model-f32.gguf");
+  auto encoder = load(files);
+  const nlohmann::json ref = test::llava_reference("llava_clip");
+  EXPECT_EQ(encoder->output_hidden(), ref["text_hidden_size"].get<int64_t>());
+  for (const nlohmann::json& entry : ref["images"]) {
+    const std::string name = entry["name"];
+    const modalities::Image image = modalities::Image::load(test::llava_image_path(name));
+    EXPECT_EQ(encoder->num_image_tokens(image), entry["num_image_tokens"].get<int64_t>()) << name;
+    const models::ImageFeatures f = encoder->encode(image);
+    EXPECT_LE(test::max_abs_diff(f.rows, test::llava_reference_features("llava_clip", entry)),
+              1e-4f)
+        << name;
+  }
+}
+
+TEST(LlavaMmproj, TextGgufIsRefusedByName) {
+  const std::string path = test::fixtures_dir() + "/models/llama_gqa/llama_gqa.gguf";
+  const io::ModelFiles files = io::open_model_files(path);
+  try {
+    load(files);
+    ADD_FAILURE() << "loaded a text GGUF as an mmproj";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not an mmproj"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace af
