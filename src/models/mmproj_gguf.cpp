@@ -65,7 +65,8 @@ class MmprojWeights final : public io::WeightSource {
   MmprojWeights(const io::WeightSource& stored, int64_t intermediate) : stored_(stored) {
     // fc1 is [intermediate, hidden]: whichever of ffn_up / ffn_down has that shape is fc1.
     const std::string up = "v.blk.0.ffn_up.weight";
-    const bool swapped = stored.has(up) && stored.get(up).shape()[0] != intermediate;
+    const bool swapped = stored.has(up) && stored.get(up).shape().rank() == 2 &&
+                         stored.get(up).shape()[0] != intermediate;
     const std::map<std::string, std::string> fixed = {
         {"v.patch_embd", "vision_tower.embeddings.patch_embedding"},
         {"v.class_embd", "vision_tower.embeddings.class_embedding"},
