@@ -29,6 +29,12 @@ Reference outputs per model, in the model's folder:
     every position of one forward pass) and "generate_ids" (greedy model.generate, 8 new tokens,
     prompt ids excluded). One prompt with one image and one with two images.
 - image_features.f32: the feature rows of every image, concatenated (little-endian float32).
+- llava_clip only, made with llama.cpp's own converters (LLAMA_CPP, default
+  /work/peers/llama.cpp): mmproj-model-f32.gguf (the vision tower + projector, through
+  tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py, llama.cpp's LLaVA-1.5 route; its
+  convert_hf_to_gguf.py --mmproj takes only pixtral-style LLaVA) and text-model-f32.gguf (the
+  language model through convert_hf_to_gguf.py). Random weights are float16-exact because that
+  converter stores the patch conv and projector in f16.
 - logits_<prompt>.f32: as above.
 
 Images: ../shared/testdata/images/* and tests/fixtures/images/inputs/{odd_641x479.png,
@@ -166,6 +172,7 @@ def make_mmproj(model, cfg, processor, folder):
         with open(os.path.join(tmp, "config.json")) as f:
             vcfg = json.load(f)
         vcfg["vision_feature_layer"] = cfg.vision_feature_layer
+        vcfg["_name_or_path"] = "llava_clip"  # general.name, instead of the temp folder's
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(vcfg, f)
         proj = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
@@ -184,6 +191,28 @@ def make_mmproj(model, cfg, processor, folder):
             env=dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py")))
         shutil.copy(os.path.join(tmp, "mmproj-model-f32.gguf"),
                     os.path.join(folder, "mmproj-model-f32.gguf"))
+
+
+def make_text_gguf(model, folder):
+    """text-model-f32.gguf: the language model saved as an HF LlamaForCausalLM folder (with the
+    tokenizer files) and converted by llama.cpp's convert_hf_to_gguf.py, as llama.cpp's LLaVA
+    docs do after splitting the checkpoint."""
+    import subprocess
+    import tempfile
+    from transformers import LlamaForCausalLM
+    with tempfile.TemporaryDirectory() as parent:
+        tmp = os.path.join(parent, "llava_clip_text")  # general.name comes from the folder name
+        lm = LlamaForCausalLM(model.config.text_config)
+        lm.model.load_state_dict(model.model.language_model.state_dict())
+        lm.lm_head.load_state_dict(model.lm_head.state_dict())
+        lm.save_pretrained(tmp, safe_serialization=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(folder, f), tmp)
+        out = os.path.join(folder, "text-model-f32.gguf")
+        subprocess.run([sys.executable, os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), tmp,
+                        "--outtype", "f32", "--outfile", out], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py")))
 
 
 SPECS = {"llava_clip": spec_clip, "llava_siglip": spec_siglip, "llava_next": spec_next}
@@ -289,6 +318,7 @@ def build(name, testdata, seed):
         json.dump(reference, f, indent=1)
     if name == "llava_clip":
         make_mmproj(model, cfg, processor, folder)
+        make_text_gguf(model, folder)
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     print(f"{name}: {total} bytes, tokens per image "
           f"{[e['num_image_tokens'] for e in entries]}")
