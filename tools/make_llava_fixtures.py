@@ -29,7 +29,7 @@ Reference outputs per model, in the model's folder:
     every position of one forward pass) and "generate_ids" (greedy model.generate, 8 new tokens,
     prompt ids excluded). One prompt with one image and one with two images.
 - image_features.f32: the feature rows of every image, concatenated (little-endian float32).
-- llava_clip only, made with llama.cpp's own converters (LLAMA_CPP, default
+- llava_clip (both files) and llava_next (the mmproj), made with llama.cpp's own converters (LLAMA_CPP, default
   /work/peers/llama.cpp): mmproj-model-f32.gguf (the vision tower + projector, through
   tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py, llama.cpp's LLaVA-1.5 route; its
   convert_hf_to_gguf.py --mmproj takes only pixtral-style LLaVA) and text-model-f32.gguf (the
@@ -159,7 +159,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def make_mmproj(model, cfg, processor, folder):
+def make_mmproj(model, cfg, processor, folder, name):
     """mmproj-model-f32.gguf: llama.cpp's LLaVA-1.5 route (docs/multimodal/llava.md): the CLIP
     tower as an HF CLIPVisionModel folder (config.json with vision_feature_layer), the projector
     as llava.projector, converted by tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py
@@ -172,12 +172,17 @@ def make_mmproj(model, cfg, processor, folder):
         with open(os.path.join(tmp, "config.json")) as f:
             vcfg = json.load(f)
         vcfg["vision_feature_layer"] = cfg.vision_feature_layer
-        vcfg["_name_or_path"] = "llava_clip"  # general.name, instead of the temp folder's
+        vcfg["_name_or_path"] = name  # general.name, instead of the temp folder's
+        if hasattr(cfg, "image_grid_pinpoints"):  # LLaVA-NeXT, as llava_surgery_v2.py writes it
+            vcfg.update(image_grid_pinpoints=cfg.image_grid_pinpoints, image_aspect_ratio="anyres",
+                        mm_patch_merge_type="spatial_unpad")
         with open(os.path.join(tmp, "config.json"), "w") as f:
             json.dump(vcfg, f)
         proj = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
-        torch.save({"multi_modal_projector." + k: v for k, v in proj.items()},
-                   os.path.join(tmp, "llava.projector"))
+        proj = {"multi_modal_projector." + k: v for k, v in proj.items()}
+        if hasattr(model.model, "image_newline"):
+            proj["image_newline"] = model.model.image_newline.detach().clone()
+        torch.save(proj, os.path.join(tmp, "llava.projector"))
         improc = processor.image_processor
         subprocess.run(
             [sys.executable, "-c", CONVERTER_SHIM,
@@ -317,8 +322,10 @@ def build(name, testdata, seed):
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(reference, f, indent=1)
     if name == "llava_clip":
-        make_mmproj(model, cfg, processor, folder)
+        make_mmproj(model, cfg, processor, folder, name)
         make_text_gguf(model, folder)
+    if name == "llava_next":
+        make_mmproj(model, cfg, processor, folder, name)
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     print(f"{name}: {total} bytes, tokens per image "
           f"{[e['num_image_tokens'] for e in entries]}")

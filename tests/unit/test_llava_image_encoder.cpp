@@ -155,27 +155,30 @@ TEST(LlavaBadConfig, ProcessorTileSizeDisagreesWithTheTower) {
 namespace af {
 namespace {
 
-// llama.cpp's converter wrote tests/fixtures/models/llava_clip/mmproj-model-f32.gguf from the
-// same weights (tools/make_llava_fixtures.py): the same rows as transformers.
-TEST(LlavaMmproj, FeaturesEqualTransformersAtEveryImage) {
+// llama.cpp's converter wrote mmproj-model-f32.gguf from the same weights
+// (tools/make_llava_fixtures.py): the same rows as transformers, LLaVA-NeXT's packing included.
+class LlavaMmproj : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlavaMmproj, FeaturesEqualTransformersAtEveryImage) {
   if (!std::filesystem::is_directory(test::testdata_dir() + "/images")) GTEST_SKIP();
-  const io::ModelFiles files =
-      io::open_model_files(llava_dir("llava_clip") + "/mmproj-model-f32.gguf");
+  const std::string model = GetParam();
+  const io::ModelFiles files = io::open_model_files(llava_dir(model) + "/mmproj-model-f32.gguf");
   auto encoder = load(files);
-  const nlohmann::json ref = test::llava_reference("llava_clip");
+  const nlohmann::json ref = test::llava_reference(model);
   EXPECT_EQ(encoder->output_hidden(), ref["text_hidden_size"].get<int64_t>());
   for (const nlohmann::json& entry : ref["images"]) {
     const std::string name = entry["name"];
     const modalities::Image image = modalities::Image::load(test::llava_image_path(name));
     EXPECT_EQ(encoder->num_image_tokens(image), entry["num_image_tokens"].get<int64_t>()) << name;
     const models::ImageFeatures f = encoder->encode(image);
-    EXPECT_LE(test::max_abs_diff(f.rows, test::llava_reference_features("llava_clip", entry)),
-              1e-4f)
+    EXPECT_LE(test::max_abs_diff(f.rows, test::llava_reference_features(model, entry)), 1e-4f)
         << name;
   }
 }
 
-TEST(LlavaMmproj, TextGgufIsRefusedByName) {
+INSTANTIATE_TEST_SUITE_P(Fixtures, LlavaMmproj, ::testing::Values("llava_clip", "llava_next"));
+
+TEST(LlavaMmprojBad, TextGgufIsRefusedByName) {
   const std::string path = test::fixtures_dir() + "/models/llama_gqa/llama_gqa.gguf";
   const io::ModelFiles files = io::open_model_files(path);
   try {
