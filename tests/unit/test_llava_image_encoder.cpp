@@ -120,6 +120,13 @@ TEST(LlavaBadConfig, ImageSmallerThanAPatch) {
                     "smaller than one patch");
 }
 
+TEST(LlavaBadConfig, HugeImageSizeIsRefusedBeforeAllocating) {
+  expect_load_error(
+      edited_copy("llava_clip", "huge",
+                  [](nlohmann::json& c) { c["vision_config"]["image_size"] = 1 << 20; }),
+      "exceeds 8192 pixels");
+}
+
 TEST(LlavaBadConfig, UnknownStrategyAndTower) {
   expect_load_error(
       edited_copy("llava_clip", "strategy",
