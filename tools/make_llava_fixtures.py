@@ -29,6 +29,12 @@ Reference outputs per model, in the model's folder:
     every position of one forward pass) and "generate_ids" (greedy model.generate, 8 new tokens,
     prompt ids excluded). One prompt with one image and one with two images.
 - image_features.f32: the feature rows of every image, concatenated (little-endian float32).
+- llava_clip (both files) and llava_next (the mmproj), made with llama.cpp's own converters (LLAMA_CPP, default
+  /work/peers/llama.cpp): mmproj-model-f32.gguf (the vision tower + projector, through
+  tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py, llama.cpp's LLaVA-1.5 route; its
+  convert_hf_to_gguf.py --mmproj takes only pixtral-style LLaVA) and text-model-f32.gguf (the
+  language model through convert_hf_to_gguf.py). Random weights are float16-exact because that
+  converter stores the patch conv and projector in f16.
 - logits_<prompt>.f32: as above.
 
 Images: ../shared/testdata/images/* and tests/fixtures/images/inputs/{odd_641x479.png,
@@ -41,6 +47,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -63,6 +70,7 @@ CHAT_TEMPLATE = (
     "part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
     "{% if message['role'] != 'user' %}</s>{% endif %} {% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+LLAMA_CPP = os.environ.get("LLAMA_CPP", "/work/peers/llama.cpp")
 LOCAL_IMAGES = ["odd_641x479.png", "tall_7x300.jpg", "pixel_1x1.png"]
 
 
@@ -136,6 +144,82 @@ def spec_next():
     return cfg, LlavaNextForConditionalGeneration, proc
 
 
+# The legacy converter expects transformers 4's CLIPVisionModel (weights under .vision_model);
+# transformers 5 flattened it. This runs the converter unchanged with the model wrapped back.
+CONVERTER_SHIM = """
+import runpy, sys, torch, transformers
+load = transformers.CLIPVisionModel.from_pretrained
+class Wrapped(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.vision_model = inner
+transformers.CLIPVisionModel.from_pretrained = lambda *a, **k: Wrapped(load(*a, **k))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def make_mmproj(model, cfg, processor, folder, name):
+    """mmproj-model-f32.gguf: llama.cpp's LLaVA-1.5 route (docs/multimodal/llava.md): the CLIP
+    tower as an HF CLIPVisionModel folder (config.json with vision_feature_layer), the projector
+    as llava.projector, converted by tools/mtmd/legacy-models/convert_image_encoder_to_gguf.py
+    (--clip-model-is-vision --use-f32; it keeps the last feature layer's blocks only)."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        tower = model.model.vision_tower
+        tower.save_pretrained(tmp, safe_serialization=True)
+        with open(os.path.join(tmp, "config.json")) as f:
+            vcfg = json.load(f)
+        vcfg["vision_feature_layer"] = cfg.vision_feature_layer
+        vcfg["_name_or_path"] = name  # general.name, instead of the temp folder's
+        if hasattr(cfg, "image_grid_pinpoints"):  # LLaVA-NeXT, as llava_surgery_v2.py writes it
+            vcfg.update(image_grid_pinpoints=cfg.image_grid_pinpoints, image_aspect_ratio="anyres",
+                        mm_patch_merge_type="spatial_unpad")
+        with open(os.path.join(tmp, "config.json"), "w") as f:
+            json.dump(vcfg, f)
+        proj = {k: v.clone() for k, v in model.model.multi_modal_projector.state_dict().items()}
+        proj = {"multi_modal_projector." + k: v for k, v in proj.items()}
+        if hasattr(model.model, "image_newline"):
+            proj["image_newline"] = model.model.image_newline.detach().clone()
+        torch.save(proj, os.path.join(tmp, "llava.projector"))
+        improc = processor.image_processor
+        subprocess.run(
+            [sys.executable, "-c", CONVERTER_SHIM,
+             os.path.join(LLAMA_CPP, "tools", "mtmd", "legacy-models",
+                          "convert_image_encoder_to_gguf.py"),
+             "-m", tmp, "--llava-projector", os.path.join(tmp, "llava.projector"),
+             "--output-dir", tmp, "--clip-model-is-vision", "--use-f32",
+             "--image-mean", *map(str, improc.image_mean), "--image-std",
+             *map(str, improc.image_std)],
+            check=True, stdout=subprocess.DEVNULL,
+            env=dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py")))
+        shutil.copy(os.path.join(tmp, "mmproj-model-f32.gguf"),
+                    os.path.join(folder, "mmproj-model-f32.gguf"))
+
+
+def make_text_gguf(model, folder):
+    """text-model-f32.gguf: the language model saved as an HF LlamaForCausalLM folder (with the
+    tokenizer files) and converted by llama.cpp's convert_hf_to_gguf.py, as llama.cpp's LLaVA
+    docs do after splitting the checkpoint."""
+    import subprocess
+    import tempfile
+    from transformers import LlamaForCausalLM
+    with tempfile.TemporaryDirectory() as parent:
+        tmp = os.path.join(parent, "llava_clip_text")  # general.name comes from the folder name
+        lm = LlamaForCausalLM(model.config.text_config)
+        lm.model.load_state_dict(model.model.language_model.state_dict())
+        lm.lm_head.load_state_dict(model.lm_head.state_dict())
+        lm.save_pretrained(tmp, safe_serialization=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(folder, f), tmp)
+        out = os.path.join(folder, "text-model-f32.gguf")
+        subprocess.run([sys.executable, os.path.join(LLAMA_CPP, "convert_hf_to_gguf.py"), tmp,
+                        "--outtype", "f32", "--outfile", out], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, PYTHONPATH=os.path.join(LLAMA_CPP, "gguf-py")))
+
+
 SPECS = {"llava_clip": spec_clip, "llava_siglip": spec_siglip, "llava_next": spec_next}
 
 
@@ -147,10 +231,10 @@ def randomise(model, seed):
         for name, p in sorted(model.named_parameters()):
             scale = 0.02 if "embed" in name else (0.15 if p.dim() > 1 else 0.1)
             noise = torch.randn(p.shape, generator=g) * scale
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + noise)
-            else:
-                p.copy_(noise)
+            value = 1.0 + noise if "norm" in name and name.endswith("weight") else noise
+            # float16-exact values: llama.cpp's mmproj converter stores the patch conv and the
+            # projector in f16 whatever it is asked, so the mmproj holds the same weights.
+            p.copy_(value.half().float())
 
 
 def image_list(testdata):
@@ -237,6 +321,11 @@ def build(name, testdata, seed):
                  "prompts": prompts_for(processor, model, images, folder)}
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(reference, f, indent=1)
+    if name == "llava_clip":
+        make_mmproj(model, cfg, processor, folder, name)
+        make_text_gguf(model, folder)
+    if name == "llava_next":
+        make_mmproj(model, cfg, processor, folder, name)
     total = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
     print(f"{name}: {total} bytes, tokens per image "
           f"{[e['num_image_tokens'] for e in entries]}")

@@ -16,9 +16,11 @@ void VitSpec::validate(const std::string& origin) const {
            " is not a multiple of num_attention_heads ", num_heads);
   AF_CHECK(patch_size > 0 && image_size >= patch_size, ErrorCode::kFormat, "vision", origin,
            ": image_size ", image_size, " is smaller than one patch (patch_size ", patch_size, ")");
-  // Bounds the embedding table and the per-tile buffers a hostile config could ask for.
-  AF_CHECK(grid() <= 1024, ErrorCode::kFormat, "vision", origin, ": image_size / patch_size ",
-           grid(), " exceeds 1024 patches per side");
+  // Bounds the embedding table and the per-tile buffers a hostile config could ask for (8192:
+  // the image processors' largest side).
+  AF_CHECK(image_size <= 8192 && grid() <= 1024, ErrorCode::kFormat, "vision", origin,
+           ": image_size ", image_size, " / patch_size ", patch_size,
+           " exceeds 8192 pixels or 1024 patches per side");
 }
 
 GeluKind gelu_kind_from_name(const std::string& name, const std::string& field) {

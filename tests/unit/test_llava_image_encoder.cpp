@@ -120,6 +120,13 @@ TEST(LlavaBadConfig, ImageSmallerThanAPatch) {
                     "smaller than one patch");
 }
 
+TEST(LlavaBadConfig, HugeImageSizeIsRefusedBeforeAllocating) {
+  expect_load_error(
+      edited_copy("llava_clip", "huge",
+                  [](nlohmann::json& c) { c["vision_config"]["image_size"] = 1 << 20; }),
+      "exceeds 8192 pixels");
+}
+
 TEST(LlavaBadConfig, UnknownStrategyAndTower) {
   expect_load_error(
       edited_copy("llava_clip", "strategy",
@@ -147,6 +154,46 @@ TEST(LlavaBadConfig, ProcessorTileSizeDisagreesWithTheTower) {
         << e.what();
   }
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace af
+
+namespace af {
+namespace {
+
+// llama.cpp's converter wrote mmproj-model-f32.gguf from the same weights
+// (tools/make_llava_fixtures.py): the same rows as transformers, LLaVA-NeXT's packing included.
+class LlavaMmproj : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlavaMmproj, FeaturesEqualTransformersAtEveryImage) {
+  if (!std::filesystem::is_directory(test::testdata_dir() + "/images")) GTEST_SKIP();
+  const std::string model = GetParam();
+  const io::ModelFiles files = io::open_model_files(llava_dir(model) + "/mmproj-model-f32.gguf");
+  auto encoder = load(files);
+  const nlohmann::json ref = test::llava_reference(model);
+  EXPECT_EQ(encoder->output_hidden(), ref["text_hidden_size"].get<int64_t>());
+  for (const nlohmann::json& entry : ref["images"]) {
+    const std::string name = entry["name"];
+    const modalities::Image image = modalities::Image::load(test::llava_image_path(name));
+    EXPECT_EQ(encoder->num_image_tokens(image), entry["num_image_tokens"].get<int64_t>()) << name;
+    const models::ImageFeatures f = encoder->encode(image);
+    EXPECT_LE(test::max_abs_diff(f.rows, test::llava_reference_features(model, entry)), 1e-4f)
+        << name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, LlavaMmproj, ::testing::Values("llava_clip", "llava_next"));
+
+TEST(LlavaMmprojBad, TextGgufIsRefusedByName) {
+  const std::string path = test::fixtures_dir() + "/models/llama_gqa/llama_gqa.gguf";
+  const io::ModelFiles files = io::open_model_files(path);
+  try {
+    load(files);
+    ADD_FAILURE() << "loaded a text GGUF as an mmproj";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not an mmproj"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
