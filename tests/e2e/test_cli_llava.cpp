@@ -66,13 +66,15 @@ std::vector<std::vector<float>> parse_rows(const std::string& text) {
   return rows;
 }
 
-void expect_logits(const std::string& name, const nlohmann::json& prompt, bool expanded) {
+void expect_logits(const std::string& name, const nlohmann::json& prompt, bool expanded,
+                   const std::string& model_args = "") {
   const nlohmann::json ref = reference(name);
   const auto image_token = ref["image_token_id"].get<int32_t>();
   std::vector<int32_t> ids = prompt["input_ids"].get<std::vector<int32_t>>();
   // Two images side by side would merge into one run; the fixtures keep text between images.
   if (!expanded) ids = collapse(ids, image_token);
-  std::string args = "logits -t 2 -m " + fixture(name) + " --ids \"" + join(ids) + "\"";
+  std::string args = "logits -t 2 " + (model_args.empty() ? "-m " + fixture(name) : model_args) +
+                     " --ids \"" + join(ids) + "\"";
   for (const auto& image : prompt["images"]) args += " --image " + image_path(image);
   const CliRun r = cli(args);
   ASSERT_EQ(r.status, 0) << r.out;
@@ -129,6 +131,17 @@ TEST_P(CliLlava, RunGreedyIdsEqualTransformersGenerate) {
     std::vector<int32_t> got;
     for (int32_t id; got_ids >> id && got.size() < n;) got.push_back(id);
     EXPECT_EQ(got, want) << GetParam() << " " << prompt["name"] << ": " << r.out;
+  }
+}
+
+// llama.cpp's files for the same model: the text GGUF (convert_hf_to_gguf.py) and the mmproj
+// GGUF (its LLaVA converter) give transformers' logits too.
+TEST(CliLlavaGguf, TextGgufPlusMmprojLogitsEqualTransformers) {
+  const std::string dir = fixture("llava_clip");
+  const nlohmann::json ref = reference("llava_clip");
+  for (const auto& prompt : ref["prompts"]) {
+    expect_logits("llava_clip", prompt, /*expanded=*/false,
+                  "-m " + dir + "/text-model-f32.gguf --mmproj " + dir + "/mmproj-model-f32.gguf");
   }
 }
 
