@@ -313,6 +313,22 @@ TEST(LlavaScheduler, GreedyIdsAndKvKeyedByImageContent) {
   req.ignore_eos = true;
   EXPECT_EQ(ids_of(r), session.generate(req).ids);
 
+  // Two requests batched together, different images behind the same ids: each gets what it
+  // gets alone.
+  runtime::SchedulerOptions two = options;
+  two.parallel = 2;
+  runtime::Scheduler batched(*model, *tokenizer, two);
+  std::vector<std::future<runtime::RequestResult>> futures;
+  for (int k : {1, 2}) {
+    futures.push_back(std::async(std::launch::async, [&batched, k] {
+      return run_request(batched, {1, 512, 300, 301, 512, 302}, {test_image(k), test_image(0)}, 4);
+    }));
+  }
+  req.images = {test_image(2), test_image(0)};
+  const std::vector<int32_t> alone_2 = session.generate(req).ids;
+  EXPECT_EQ(ids_of(futures[0].get()), ids_of(r));
+  EXPECT_EQ(ids_of(futures[1].get()), alone_2);
+
   // Placeholders without images, and images for a prompt with too few placeholders.
   runtime::GenerationRequest bad;
   bad.prompt = {1, 512, 300};
