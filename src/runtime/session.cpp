@@ -201,11 +201,11 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
   const std::vector<int32_t>& ids = prepared.placed.ids;
   const auto n_prompt = static_cast<int64_t>(ids.size());
   const auto n_image = static_cast<int64_t>(prepared.placed.image_of.size());
-  AF_CHECK(n_prompt<s.context, ErrorCode::kOutOfRange, kComponent, "the prompt has ", n_prompt,
-                    " tokens", n_image> 0
-               ? " (" + std::to_string(n_image) + " of them image rows)"
-               : "",
-           "; the context holds ", s.context, " (at least one more is needed to generate)");
+  const std::string image_rows =
+      n_image > 0 ? " (" + std::to_string(n_image) + " of them image rows)" : std::string();
+  AF_CHECK(n_prompt < s.context, ErrorCode::kOutOfRange, kComponent, "the prompt has ", n_prompt,
+           " tokens", image_rows, "; the context holds ", s.context,
+           " (at least one more is needed to generate)");
   ops::Sampler sampler(req.sampling);
   sampler.set_masked_ids(s.masked);  // ids without text are never generated
   runtime::StopStringFilter stops(req.stop);
