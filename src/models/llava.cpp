@@ -190,6 +190,8 @@ std::unique_ptr<MultimodalLM> load_multimodal(const std::string& path, const std
     return load_folder(std::move(files), config, options, loader);
   }
   // A text model (any supported architecture) with llama.cpp's mmproj GGUF beside it.
+  AF_CHECK(!config.has("vision_config"), ErrorCode::kInvalidArgument, kComponent, path,
+           ": this model has its own vision tower; an mmproj is for text models");
   LoadOptions parts = options;
   parts.mmproj.clear();
   parts.backend = shared_backend(options);

@@ -161,6 +161,10 @@ TEST(CliLlavaErrors, PlaceholdersAndImagesMustMatchAndTextModelsTakeNone) {
           image);
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("text-only"), std::string::npos) << r.out;
+  r = cli("logits -m " + model + " --mmproj " + model + "/mmproj-model-f32.gguf --ids \"1 512\"" +
+          " --image " + image);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("its own vision tower"), std::string::npos) << r.out;
   r = cli("run -m " + model + " -p Once -n 2 --image " + test::source_dir() + "/README.md");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("[image]"), std::string::npos) << r.out;
