@@ -3,6 +3,7 @@
 // Interactive chat with the model's chat template: one line is one user message, the reply
 // streams to stdout, the history is kept (and its KV cache reused), "/reset" clears it. Ctrl-C
 // stops the current reply, not the program; end of input ends the chat. Works from a pipe.
+// "/image PATH" attaches an image to the next message (multimodal models; --mmproj for a GGUF).
 #include <unistd.h>
 
 #include <atomic>
@@ -49,7 +50,7 @@ std::string read_file(const std::string& path) {
 
 Command add_chat(CLI::App& app) {
   struct Options {
-    std::string path, system, template_path, isa;
+    std::string path, system, template_path, isa, mmproj;
     int n_predict = 512, threads = 0;
     int64_t ctx = 4096;
     bool parse_special_in_content = false;
@@ -59,6 +60,7 @@ Command add_chat(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("chat", "Chat interactively with the model's chat template");
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
+  sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
   sub->add_option("--system", o->system, "system prompt");
   sub->add_option("--template", o->template_path,
                   "Jinja chat template file (default: the model's own, else ChatML)");
@@ -76,6 +78,7 @@ Command add_chat(CLI::App& app) {
     options.num_threads = o->threads;
     options.isa = o->isa;
     options.context_length = o->ctx;  // KV memory is committed only as the chat grows
+    options.mmproj = o->mmproj;
     auto model = models::load(o->path, options);
     SessionBuilder builder;
     if (!o->template_path.empty()) {
@@ -126,7 +129,27 @@ Command add_chat(CLI::App& app) {
         continue;
       }
       if (line == "/exit" || line == "/quit") break;
-      const GenerateResponse res = session.chat(line, request);
+      if (line.rfind("/image ", 0) == 0) {
+        try {
+          request.images.push_back(modalities::Image::load(line.substr(7)));
+          std::fprintf(stderr, "[image attached to the next message]\n");
+        } catch (const Error& e) {
+          std::fprintf(stderr, "[af-cli chat] %s\n", e.what());
+        }
+        continue;
+      }
+      GenerateResponse res;
+      try {
+        res = session.chat(line, request);
+      } catch (const Error& e) {
+        // A turn with images that cannot run (a text-only model, images past the context) ends
+        // the turn, not the chat; other errors end the chat as before.
+        if (request.images.empty()) throw;
+        request.images.clear();
+        std::fprintf(stderr, "[af-cli chat] %s\n", e.what());
+        continue;
+      }
+      request.images.clear();
       std::fputs("\n", stdout);
       std::fflush(stdout);
       if (res.finish_reason == FinishReason::kCancelled) {

@@ -1,8 +1,9 @@
 // af-cli run -m PATH -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
-//            [--repeat-penalty R] [--threads N] [--print-ids] ...
+//            [--repeat-penalty R] [--threads N] [--print-ids] [--mmproj FILE] [--image IMG ...]
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
 // separated by spaces), timings on stderr. --temp 0 is greedy. Without -p, generation starts
-// from the BOS token alone.
+// from the BOS token alone. Images (multimodal models) go where the prompt has the model's image
+// token, else right after BOS.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -19,7 +20,8 @@ namespace af::cli {
 
 Command add_run(CLI::App& app) {
   struct Options {
-    std::string path, prompt, isa;
+    std::string path, prompt, isa, mmproj;
+    std::vector<std::string> images;
     int n_predict = 128, threads = 0;
     int64_t ctx = 0;
     std::vector<std::string> stop;
@@ -30,6 +32,8 @@ Command add_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
   sub->add_option("-p,--prompt", o->prompt, "prompt text (empty: start from BOS)");
+  sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
+  sub->add_option("--image", o->images, "image file (repeatable; multimodal models)");
   sub->add_option("-n,--n-predict", o->n_predict, "tokens to generate (>= 1)");
   add_sampling_options(*sub, o->sampling);
   sub->add_option("--stop", o->stop, "stop string (repeatable); not printed");
@@ -51,6 +55,8 @@ Command add_run(CLI::App& app) {
     request.ignore_eos = o->ignore_eos;
     request.sampling = make_sampling_params(o->sampling);
     request.prompt_ids = tokenizer->encode(o->prompt, /*add_special=*/true);
+    for (const std::string& image : o->images)
+      request.images.push_back(modalities::Image::load(image));
     AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");
 
@@ -60,6 +66,7 @@ Command add_run(CLI::App& app) {
     options.quantize = *quantize;
     options.kv_type = *kv_type == "f16" ? DType::F16 : DType::F32;
     options.context_length = o->ctx;
+    options.mmproj = o->mmproj;
     // As llama.cpp does, run past the trained context when asked to (warned below).
     options.min_context_length =
         static_cast<int64_t>(request.prompt_ids.size()) + std::max(o->n_predict, 0);

@@ -40,6 +40,9 @@ enum class Endpoint { kChatCompletions, kCompletions };
 struct ChatMessage {
   std::string role;     // system, developer, user, assistant, tool
   std::string content;  // text parts joined
+  // The urls of "image_url" parts, in order (the server decodes them: image_url.hpp). The chat
+  // template sees the images before the text, as LLaVA's processor places them.
+  std::vector<std::string> image_urls = {};
 };
 
 struct ApiLimits {

@@ -101,7 +101,16 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
   nlohmann::ordered_json context;
   context["messages"] = nlohmann::ordered_json::array();
   for (const ChatMessage& m : messages) {
-    context["messages"].push_back({{"role", m.role}, {"content", m.content}});
+    nlohmann::ordered_json message = {{"role", m.role}};
+    if (m.images.empty()) {
+      message["content"] = m.content;
+    } else {
+      // Content parts, as transformers passes a message with images to the template.
+      auto& parts = message["content"] = nlohmann::ordered_json::array();
+      for (size_t i = 0; i < m.images.size(); ++i) parts.push_back({{"type", "image"}});
+      parts.push_back({{"type", "text"}, {"text", m.content}});
+    }
+    context["messages"].push_back(std::move(message));
   }
   // As transformers' apply_chat_template, which always passes these (templates test both
   // `tools is defined` and `tools is not none`).

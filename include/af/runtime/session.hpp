@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "af/core/model.hpp"
+#include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "af/tokenizer/tokenizer.hpp"
@@ -60,6 +61,11 @@ struct GenerateRequest {
   bool logprobs = false;    // fill GenerateResponse::tokens with logprobs
   // Called after every sampled token; return false to stop (finish_reason kCancelled).
   std::function<bool(const TokenEvent&)> on_token = {};
+  // Images for a multimodal model (af::models::MultimodalLM), in prompt order. The prompt holds
+  // the model's image token once per image (expanded to the image's token count as the HF
+  // processor does) or already expanded; a prompt without any gets them right after BOS,
+  // where LLaVA's processor convention puts the image. chat(): the images of this user turn.
+  std::vector<modalities::Image> images = {};
 };
 
 struct Timings {
@@ -76,7 +82,7 @@ struct GenerateResponse {
   std::vector<int32_t> ids;  // every sampled id (including a final end token)
   FinishReason finish_reason = FinishReason::kStop;
   std::string stop_string;     // the stop string that ended generation, if one did
-  int64_t prompt_tokens = 0;   // prompt length in tokens
+  int64_t prompt_tokens = 0;   // prompt length in tokens (image placeholders expanded)
   int64_t cached_tokens = 0;   // prompt tokens reused from the KV cache (not recomputed)
   int64_t prefill_tokens = 0;  // prompt tokens actually run through the model
   Timings timings;
@@ -86,6 +92,9 @@ struct GenerateResponse {
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
+  // Images of the message: the chat template then gets content as parts, as transformers passes
+  // them: {"type": "image"} per image, then {"type": "text", "text": content}.
+  std::vector<modalities::Image> images = {};
 };
 
 class Session {
@@ -124,6 +133,8 @@ class Session {
   int64_t context_length() const;
   // The ids the model's state holds now (prompt + generated of the last request).
   const std::vector<int32_t>& cached_ids() const;
+  // Images encoded so far (encoder outputs come from the cache by content hash when they can).
+  uint64_t encoder_calls() const;
 
  private:
   std::unique_ptr<State> s_;
@@ -149,6 +160,8 @@ class SessionBuilder {
   // transformers' apply_chat_template + encode does (for parity tests). The default, false,
   // keeps it plain text so that a message cannot forge turns or end generation.
   SessionBuilder& parse_special_in_content(bool parse);
+  // Bound of the encoder-output cache of a multimodal model, in MiB (default 256; 0 keeps none).
+  SessionBuilder& encoder_cache_mb(uint64_t mb);
 
   Session build(std::unique_ptr<Model> model) const;
 
@@ -157,6 +170,7 @@ class SessionBuilder {
   std::optional<std::string> tokenizer_path_, chat_template_, system_;
   std::optional<std::vector<int32_t>> eos_ids_;
   bool parse_special_in_content_ = false;
+  uint64_t encoder_cache_mb_ = 256;
   tok::TemplateLimits template_limits_;
 };
 
