@@ -14,6 +14,9 @@ echo "== release build + all tests"
 BUILD_DIR=$root/build "$root/scripts/build.sh"
 ctest --test-dir "$root/build" --output-on-failure -j1
 
+echo "== installed package: examples/ built with find_package and pkg-config"
+"$root/tests/package/test_package.sh" "$root/build"
+
 echo "== af-server integration test (openai client, curl)"
 python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
