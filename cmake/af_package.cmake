@@ -14,6 +14,8 @@ foreach(component IN LISTS af_components)
   list(APPEND af_objects $<TARGET_OBJECTS:${component}>)
 endforeach()
 add_library(alloyforge ${af_objects})
+# Made of objects only: tell CMake (and C programs linking the static archive) it is C++.
+set_target_properties(alloyforge PROPERTIES LINKER_LANGUAGE CXX)
 add_library(AlloyForge::alloyforge ALIAS alloyforge)
 set_target_properties(alloyforge PROPERTIES VERSION ${PROJECT_VERSION}
                       SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})

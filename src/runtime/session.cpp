@@ -210,13 +210,10 @@ std::string Session::render_chat(const std::vector<ChatMessage>& messages,
   return s_->chat->render(messages, add_generation_prompt);
 }
 
-GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+std::optional<std::vector<int32_t>> Session::encode_chat_prompt(
+    const std::vector<ChatMessage>& messages) {
   State& s = *s_;
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
-  std::vector<ChatMessage> messages;
-  if (!s.system.empty()) messages.push_back({"system", s.system});
-  messages.insert(messages.end(), s.history.begin(), s.history.end());
-  messages.push_back({"user", user});
   AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
            "this model has no chat template (give one with SessionBuilder::chat_template)");
   const runtime::RenderedChat prompt =
@@ -225,19 +222,61 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   // thread also stops a long tokenization.
   s.cancel.store(false);
   try {
-    request.prompt_ids =
-        runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                             s.parse_special_in_content, [&s] { return s.cancel.load(); });
+    return runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
+                                s.parse_special_in_content, [&s] { return s.cancel.load(); });
   } catch (const tok::Cancelled&) {
+    return std::nullopt;
+  }
+}
+
+GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messages,
+                                          GenerateRequest request) {
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) {
     GenerateResponse cancelled;
     cancelled.finish_reason = FinishReason::kCancelled;
     return cancelled;
   }
+  request.prompt_ids = std::move(*ids);
+  request.prompt.clear();
+  return generate(request);
+}
+
+GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+  State& s = *s_;
+  std::vector<ChatMessage> messages;
+  if (!s.system.empty()) messages.push_back({"system", s.system});
+  messages.insert(messages.end(), s.history.begin(), s.history.end());
+  messages.push_back({"user", user});
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) {  // cancelled while tokenizing: the turn did not happen
+    GenerateResponse cancelled;
+    cancelled.finish_reason = FinishReason::kCancelled;
+    return cancelled;
+  }
+  request.prompt_ids = std::move(*ids);
   request.prompt.clear();
   GenerateResponse res = generate(request);
   s.history.push_back({"user", user});
   s.history.push_back({"assistant", res.text});
   return res;
+}
+
+std::vector<float> Session::logits(std::span<const int32_t> ids) {
+  State& s = *s_;
+  constexpr char kLogits[] = "logits";
+  AF_CHECK(s.causal != nullptr, ErrorCode::kUnsupported, kLogits,
+           "logits() of every position needs a built-in model (af::models::CausalLM)");
+  AF_CHECK(!ids.empty(), ErrorCode::kInvalidArgument, kLogits, "logits() needs at least one id");
+  runtime::check_prompt_ids(ids, s.tokenizer.get(), s.model->config().vocab_size, kLogits);
+  AF_CHECK(static_cast<int64_t>(ids.size()) <= s.context, ErrorCode::kOutOfRange, kLogits,
+           ids.size(), " ids do not fit the context of ", s.context, " tokens");
+  // A fresh sequence: every position's logits are computed, so no cached prefix is reused.
+  s.causal->truncate(0);
+  s.cached.clear();
+  std::vector<float> out = s.causal->forward(ids, /*all_logits=*/true);
+  s.cached.assign(ids.begin(), ids.end());
+  return out;
 }
 
 SessionBuilder& SessionBuilder::tokenizer(std::shared_ptr<const tok::Tokenizer> tokenizer) {

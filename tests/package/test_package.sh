@@ -33,6 +33,7 @@ cmake -S "$root/examples" -B "$work/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 ninja -C "$work/cmake" >/dev/null
 expect_output "$lily" "$work/cmake/quick_start" "$model" "Once upon a time"
 expect_output "8 9 10 11 0 [stop]" "$work/cmake/custom_model"
+expect_output "$lily" "$work/cmake/c_generate" "$testdata/models/stories260K/stories260K.gguf"
 
 echo "-- examples/ with pkg-config"
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
@@ -43,6 +44,9 @@ read -ra libs <<<"$(pkg-config "${pc_static[@]}" --libs alloyforge)"
 c++ -std=c++20 -O1 "${cflags[@]}" "$root/examples/quick_start.cpp" -o "$work/quick_start" \
   "${libs[@]}" -Wl,-rpath,"$prefix/lib"
 expect_output "$lily" "$work/quick_start" "$model" "Once upon a time"
+cc -std=c11 -O1 "${cflags[@]}" "$root/examples/c_generate.c" -o "$work/c_generate" "${libs[@]}" \
+  -Wl,-rpath,"$prefix/lib"
+expect_output "$lily" "$work/c_generate" "$testdata/models/stories260K/stories260K.gguf"
 echo "-- add_subdirectory: configures without CLI11, cpp-httplib, OpenSSL or GoogleTest"
 mkdir -p "$work/embed"
 cat >"$work/embed/CMakeLists.txt" <<CMAKE
