@@ -22,6 +22,9 @@ python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
 
+echo "== Python module: fresh venv, pip install ., pytest"
+"$root/scripts/test_python.sh"
+
 # The kernels are picked from CPUID at run time: run the tests again on emulated CPUs without
 # AVX-512 (Haswell: AVX2 + FMA + F16C) and without AVX2 (qemu64: SSE2), so no path executes an
 # instruction its CPU lacks, and the AVX2 and scalar tables are checked end to end.
