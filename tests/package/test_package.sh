@@ -3,6 +3,7 @@
 # recompiled) into a temporary prefix, then builds examples/ against it with find_package
 # (CMake) and with pkg-config, and runs what was built on stories260K.
 #   tests/package/test_package.sh BUILD_DIR
+# BUILD_DIR may be a -DBUILD_SHARED_LIBS=ON build: then the exported symbols are checked too.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -26,6 +27,19 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 test -f "$prefix/lib/cmake/AlloyForge/AlloyForgeConfig.cmake"
 test -f "$prefix/include/af/runtime/session.hpp"
 lily="Once upon a time, there was a little girl named Lily"
+
+if [ -f "$build/liballoyforge.so" ]; then
+  echo "-- liballoyforge.so exports only the af:: and af_* API"
+  exported=$(nm -D --defined-only "$build/liballoyforge.so" | awk '{print $3}' | c++filt)
+  others=$(grep -vE '^(af::|af_|(typeinfo|typeinfo name|vtable|VTT|guard variable) for af::|(non-)?virtual thunk to af::)' \
+    <<<"$exported" || true)
+  if [ -n "$others" ]; then
+    head -20 <<<"$others"
+    echo "FAILED: liballoyforge.so exports symbols outside the API"
+    exit 1
+  fi
+  grep -q '^af_generate$' <<<"$exported"
+fi
 
 echo "-- examples/ with find_package(AlloyForge)"
 cmake -S "$root/examples" -B "$work/cmake" -G Ninja -DCMAKE_BUILD_TYPE=Release \
