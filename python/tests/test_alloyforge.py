@@ -198,3 +198,14 @@ def test_threads_generate_on_separate_models_concurrently():
     assert not errors
     expected = models[0].generate(PROMPT, max_tokens=64).text
     assert all(text == expected for texts in results for text in texts)
+
+
+def test_cancel_from_another_thread_ends_a_running_stream(model):
+    stream = model.stream(PROMPT, max_tokens=100)
+    next(stream)
+    canceller = threading.Thread(target=model.cancel)
+    canceller.start()
+    canceller.join()
+    rest = list(stream)  # ends soon: the generation stopped after its current token
+    assert len(rest) < 20
+    assert stream.response.finish_reason == "cancelled"
