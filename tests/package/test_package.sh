@@ -30,11 +30,13 @@ lily="Once upon a time, there was a little girl named Lily"
 
 if [ -f "$build/liballoyforge.so" ]; then
   echo "-- liballoyforge.so exports only the af:: and af_* API"
-  exported=$(nm -D --defined-only "$build/liballoyforge.so" | awk '{print $3}' | c++filt)
-  others=$(grep -vE '^(af::|af_|(typeinfo|typeinfo name|vtable|VTT|guard variable) for af::|(non-)?virtual thunk to af::)' \
-    <<<"$exported" || true)
+  exported=$(nm -D --defined-only "$build/liballoyforge.so" | awk '{print $3}')
+  # Mangled: _ZN2af = af::, _ZNK = const member, _ZTI/_ZTS/_ZTV/_ZTT = typeinfo (name), vtable,
+  # VTT, _ZGV = guard variable, _ZZ = a function's static, _ZTh/_ZTv = thunks.
+  others=$(grep -vE '^(af_|_Z(N|NK|TIN|TSN|TVN|TTN|GVN|ZN|GVZN)2af|_ZT[hv].*N2af)' <<<"$exported" || true)
+  others+=$(grep -E '^_Z(N|NK|TIN|TSN|TVN|TTN|GVN|ZN|GVZN)2af(3cpu|4cuda)' <<<"$exported" || true)
   if [ -n "$others" ]; then
-    head -20 <<<"$others"
+    c++filt <<<"$others" | head -20
     echo "FAILED: liballoyforge.so exports symbols outside the API"
     exit 1
   fi
