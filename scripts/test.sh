@@ -14,10 +14,16 @@ echo "== release build + all tests"
 BUILD_DIR=$root/build "$root/scripts/build.sh"
 ctest --test-dir "$root/build" --output-on-failure -j1
 
+echo "== installed package: examples/ built with find_package and pkg-config"
+"$root/tests/package/test_package.sh" "$root/build"
+
 echo "== af-server integration test (openai client, curl)"
 python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
+
+echo "== Python module: fresh venv, pip install ., pytest"
+"$root/scripts/test_python.sh"
 
 # The kernels are picked from CPUID at run time: run the tests again on emulated CPUs without
 # AVX-512 (Haswell: AVX2 + FMA + F16C) and without AVX2 (qemu64: SSE2), so no path executes an

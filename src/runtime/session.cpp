@@ -308,19 +308,10 @@ std::string Session::render_chat(const std::vector<ChatMessage>& messages,
   return s_->chat->render(messages, add_generation_prompt);
 }
 
-GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+std::optional<std::vector<int32_t>> Session::encode_chat_prompt(
+    const std::vector<ChatMessage>& messages) {
   State& s = *s_;
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
-  AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
-           "this model takes no images (it is a text-only model)");
-  std::vector<ChatMessage> messages;
-  if (!s.system.empty()) messages.push_back({"system", s.system});
-  messages.insert(messages.end(), s.history.begin(), s.history.end());
-  messages.push_back({"user", user, request.images});
-  // Every image of the conversation, in prompt order (earlier turns' come from the caches).
-  std::vector<modalities::Image> images;
-  for (const ChatMessage& m : messages)
-    images.insert(images.end(), m.images.begin(), m.images.end());
   AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
            "this model has no chat template (give one with SessionBuilder::chat_template)");
   const runtime::RenderedChat prompt =
@@ -329,21 +320,79 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   // thread also stops a long tokenization.
   s.cancel.store(false);
   try {
-    request.prompt_ids =
-        runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                             s.parse_special_in_content, [&s] { return s.cancel.load(); });
+    return runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
+                                s.parse_special_in_content, [&s] { return s.cancel.load(); });
   } catch (const tok::Cancelled&) {
-    GenerateResponse cancelled;
-    cancelled.finish_reason = FinishReason::kCancelled;
-    return cancelled;
+    return std::nullopt;
   }
+}
+
+namespace {
+
+// Every image of a conversation, in prompt order (earlier turns' come from the caches).
+std::vector<modalities::Image> images_of(const std::vector<ChatMessage>& messages) {
+  std::vector<modalities::Image> images;
+  for (const ChatMessage& m : messages)
+    images.insert(images.end(), m.images.begin(), m.images.end());
+  return images;
+}
+
+GenerateResponse cancelled_response() {
+  GenerateResponse cancelled;
+  cancelled.finish_reason = FinishReason::kCancelled;
+  return cancelled;
+}
+
+}  // namespace
+
+GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messages,
+                                          GenerateRequest request) {
+  std::vector<modalities::Image> images = images_of(messages);
+  AF_CHECK(images.empty() || s_->multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no images (it is a text-only model)");
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) return cancelled_response();
+  request.prompt_ids = std::move(*ids);
+  request.prompt.clear();
+  request.images = std::move(images);
+  return generate(request);
+}
+
+GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+  State& s = *s_;
+  AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no images (it is a text-only model)");
+  std::vector<ChatMessage> messages;
+  if (!s.system.empty()) messages.push_back({"system", s.system});
+  messages.insert(messages.end(), s.history.begin(), s.history.end());
+  messages.push_back({"user", user, request.images});
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) return cancelled_response();  // cancelled while tokenizing: the turn did not happen
+  request.prompt_ids = std::move(*ids);
   request.prompt.clear();
   std::vector<modalities::Image> turn_images = std::move(request.images);
-  request.images = std::move(images);
+  request.images = images_of(messages);
   GenerateResponse res = generate(request);
   s.history.push_back({"user", user, std::move(turn_images)});
   s.history.push_back({"assistant", res.text});
   return res;
+}
+
+std::vector<float> Session::logits(std::span<const int32_t> ids) {
+  State& s = *s_;
+  constexpr char kLogits[] = "logits";
+  AF_CHECK(s.causal != nullptr, ErrorCode::kUnsupported, kLogits,
+           "logits() of every position needs a built-in model (af::models::CausalLM)");
+  AF_CHECK(!ids.empty(), ErrorCode::kInvalidArgument, kLogits, "logits() needs at least one id");
+  runtime::check_prompt_ids(ids, s.tokenizer.get(), s.model->config().vocab_size, kLogits);
+  AF_CHECK(static_cast<int64_t>(ids.size()) <= s.context, ErrorCode::kOutOfRange, kLogits,
+           ids.size(), " ids do not fit the context of ", s.context, " tokens");
+  // A fresh sequence: every position's logits are computed, so no cached prefix is reused.
+  s.causal->truncate(0);
+  s.cached.clear();
+  std::vector<float> out = s.causal->forward(ids, /*all_logits=*/true);
+  s.cached.assign(ids.begin(), ids.end());
+  return out;
 }
 
 SessionBuilder& SessionBuilder::tokenizer(std::shared_ptr<const tok::Tokenizer> tokenizer) {

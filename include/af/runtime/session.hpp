@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,6 +118,16 @@ class Session {
   // parsed only in the template's own text: "</s>" or a role marker typed in a message stays
   // plain text (see SessionBuilder::parse_special_in_content).
   GenerateResponse chat(const std::string& user, GenerateRequest request = {});
+  // Stateless chat: generates the assistant's reply to `messages` (system/user/assistant turns
+  // as given; the history of chat() is neither used nor changed), with the same template,
+  // special-token handling and cancellation as chat(). The KV cache of a common prefix with the
+  // previous request is reused. For bindings and servers that keep the conversation themselves.
+  GenerateResponse chat_completion(const std::vector<ChatMessage>& messages,
+                                   GenerateRequest request = {});
+  // Logits of every position of `ids` run as a fresh sequence: ids.size() rows of vocab_size
+  // floats, row-major. Throws af::Error for no ids, an id the tokenizer does not assign, more ids
+  // than the context holds, or a custom af::Model (only built-in models give every position).
+  std::vector<float> logits(std::span<const int32_t> ids);
   // The prompt text the chat template renders for `messages` (+ the generation prompt).
   std::string render_chat(const std::vector<ChatMessage>& messages,
                           bool add_generation_prompt) const;
@@ -137,6 +148,9 @@ class Session {
   uint64_t encoder_calls() const;
 
  private:
+  // The ids of the chat prompt for `messages`; nullopt when cancel() stopped the tokenization.
+  std::optional<std::vector<int32_t>> encode_chat_prompt(const std::vector<ChatMessage>& messages);
+
   std::unique_ptr<State> s_;
 };
 
