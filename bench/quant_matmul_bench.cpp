@@ -172,11 +172,16 @@ void register_shapes() {
   const std::pair<const char*, af::DType> types[] = {
       {"q4_0", af::DType::Q4_0}, {"q8_0", af::DType::Q8_0}, {"q5_0", af::DType::Q5_0},
       {"q4_1", af::DType::Q4_1}, {"q5_1", af::DType::Q5_1}, {"bf16dot", af::DType::BF16},
-      {"f16", af::DType::F16}};
-  const std::pair<int64_t, int64_t> shapes[] = {
-      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
+      {"f16", af::DType::F16},   {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K},
+      {"q6_k", af::DType::Q6_K}};
+  // Qwen2-0.5B's, then Qwen2.5-1.5B's gate/up and down_proj (rows of 1536 and 8960, multiples
+  // of 256, so the K-quants apply).
+  const std::pair<int64_t, int64_t> shapes[] = {{4864, 896}, {896, 4864},  {896, 896},
+                                                {128, 896},  {151936, 896}, {8960, 1536},
+                                                {1536, 8960}};
   for (const auto& [name, type] : types) {
     for (const auto& [n, k] : shapes) {
+      if (k % af::info(type).block_size != 0) continue;
       for (int64_t m : {1, 4, 128}) {
         if (n == 151936 && m > 1) continue;  // the lm_head only sees the last prompt row
         for (bool packed : {false, true}) {

@@ -144,6 +144,9 @@ class CpuBackend final : public Backend {
                                int64_t tile_groups, PackTileFn pack, RunTileFn run);
   // The 8-row packed kernels of packed8_gemm_ on the GGUF rows `gguf`, packed tile by tile into
   // scratch.
+  // Q4_K / Q5_K / Q6_K weights prepared in the K-quant packed layout (quant/kpacked.hpp).
+  MatmulWork plan_kpacked(MatmulActivations& acts, DType type, int64_t n, const uint8_t* packed,
+                          const float* bias, float* y);
   MatmulWork plan_packed8(MatmulActivations& acts, DType type, int64_t n, const uint8_t* gguf,
                           const float* bias, float* y);
   MatmulWork plan_dense_packed(MatmulActivations& acts, WeightType wt, int64_t n,
