@@ -176,9 +176,8 @@ void register_shapes() {
       {"q6_k", af::DType::Q6_K}};
   // Qwen2-0.5B's, then Qwen2.5-1.5B's gate/up and down_proj (rows of 1536 and 8960, multiples
   // of 256, so the K-quants apply).
-  const std::pair<int64_t, int64_t> shapes[] = {{4864, 896}, {896, 4864},  {896, 896},
-                                                {128, 896},  {151936, 896}, {8960, 1536},
-                                                {1536, 8960}};
+  const std::pair<int64_t, int64_t> shapes[] = {
+      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}, {8960, 1536}, {1536, 8960}};
   for (const auto& [name, type] : types) {
     for (const auto& [n, k] : shapes) {
       if (k % af::info(type).block_size != 0) continue;

@@ -37,6 +37,10 @@ constexpr int64_t kPackOnTheFlyMinRows = 2;
 // The same for the 8-row layout of CPUs without AVX-512 (quant/packed8.hpp), whose weights are
 // not repacked at load: their decode streams the GGUF rows as fast.
 constexpr int64_t kPack8MinRows = 4;
+// From this many activation rows on, K-quant packed weights are unpacked tile by tile for the
+// GGUF-layout tile kernels (whose decoded blocks serve more rows than the packed kernels' 4).
+// Measured (1 thread, busy VM, Q4_K 8960x1536, m = 128): 12.8 ms CPU against 16.7 ms.
+constexpr int64_t kKPackedTileMinRows = 8;
 // Packed scratch per task: with the activation rows passing over it, it should stay in L2.
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
@@ -483,6 +487,26 @@ CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType t
   const kp::GemmFn gemm = kp::avx512vnni_gemm(type);
   const int64_t groups = kp::group_count(n);
   const int64_t group_bytes = k / 256 * kp::group_block_bytes(type);
+  if (m >= kKPackedTileMinRows) {
+    // Prefill: tiles unpacked back to GGUF rows (same size) for the register-tiled kernels.
+    const quant::QuantDotFn dot = quant_kernels_.dot[*quant::quant_slot(type)];
+    const int64_t w_row = row_bytes(type, k);
+    // Tiles of kQuantColumnGrain rows, the column chunks plan_quantized gives these kernels.
+    return packed_tile_tasks(
+        m, n * k, groups, group_bytes, kQuantColumnGrain / kp::kGroupRows,
+        [=](int64_t g0, int64_t g1, uint8_t* dst) {
+          kp::unpack_groups(type, packed + g0 * group_bytes, n, k, g0, g1, dst);
+        },
+        [=](const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1) {
+          const int64_t j0 = g0 * kp::kGroupRows, j1 = std::min(g1 * kp::kGroupRows, n);
+          dot(k, tile, w_row, j1 - j0, act + i0 * a_row, a_row, i1 - i0, y + i0 * n + j0, n);
+          if (bias) {
+            for (int64_t i = i0; i < i1; ++i) {
+              for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+            }
+          }
+        });
+  }
   // Tasks are (group tile, row chunk) pairs as in plan_packed: decode splits the groups finely,
   // prefill keeps a group tile in L2 while a row chunk passes over it.
   int64_t tile_groups = m == 1 ? kDecodeGroups : kPrefillGroups;

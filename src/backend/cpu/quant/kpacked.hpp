@@ -40,6 +40,12 @@ inline int64_t group_count(int64_t n) { return (n + kGroupRows - 1) / kGroupRows
 void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
                  uint8_t* dst);
 
+// The inverse: GGUF rows of groups [g0, g1) (only rows below n) from packed group g0 at
+// `packed`, written from dst on (row (g - g0) * 16 + r of dst is row g * 16 + r). Prefill runs
+// the GGUF-layout tile kernels on such tiles: they reuse each decoded block over many rows.
+void unpack_groups(DType type, const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                   uint8_t* dst);
+
 // y[i * ldy + j] = dot(weight row j, activation row i) (+ bias[j] when bias is set) for
 // i in [i0, i1) and the rows j < n of groups [g0, g1); `w` points at packed group g0 and
 // activation row i is the Q8_K row a + i * a_stride.
