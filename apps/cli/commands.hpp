@@ -27,5 +27,6 @@ Command add_template(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_quantize(CLI::App& app);
 Command add_preprocess(CLI::App& app);
+Command add_log_mel(CLI::App& app);
 
 }  // namespace af::cli

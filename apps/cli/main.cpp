@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_bench);
   add(af::cli::add_quantize);
   add(af::cli::add_preprocess);
+  add(af::cli::add_log_mel);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

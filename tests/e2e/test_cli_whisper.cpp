@@ -1,0 +1,60 @@
+// af-cli log-mel / logits --audio / transcribe on Whisper: output contracts and values against
+// transformers (tests/fixtures/whisper, from tools/make_whisper_fixtures.py); bad input exits 1
+// with a message naming the file.
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+
+namespace af {
+namespace {
+
+std::string whisper_dir() { return test::fixtures_dir() + "/whisper"; }
+std::string jfk() { return test::testdata_dir() + "/audio/jfk_16k.wav"; }
+
+std::vector<std::vector<float>> parse_rows(const std::string& out) {
+  std::vector<std::vector<float>> rows;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream row(line);
+    rows.emplace_back();
+    for (std::string tok; row >> tok;) rows.back().push_back(std::strtof(tok.c_str(), nullptr));
+  }
+  return rows;
+}
+
+TEST(CliLogMel, PrintsTheExtractorsFeatures) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto index = nlohmann::json::parse(test::read_text(whisper_dir() + "/log_mel.json"));
+  const std::vector<float> expected = test::read_f32(whisper_dir() + "/log_mel.f32");
+  const test::ShellResult r = test::run_shell(std::string(AF_CLI_PATH) + " log-mel -m '" +
+                                              whisper_dir() + "/fe80' --audio '" + jfk() + "'");
+  ASSERT_EQ(r.status, 0);
+  const auto rows = parse_rows(r.out);
+  ASSERT_EQ(rows.size(), 80u);
+  for (const auto& row : rows) ASSERT_EQ(row.size(), 3000u);
+  const size_t stride = index["stride"].get<size_t>();
+  for (const auto& c : index["cases"]) {
+    if (c.value("clip", "") != "jfk_16k.wav" || c["n_mels"] != 80) continue;
+    const size_t offset = c["offset"].get<size_t>();
+    for (size_t i = 0; i < c["count"].get<size_t>(); ++i) {
+      const size_t flat = i * stride;
+      ASSERT_NEAR(rows[flat / 3000][flat % 3000], expected[offset + i], 1e-6) << flat;
+    }
+    return;
+  }
+  FAIL() << "no jfk case in log_mel.json";
+}
+
+TEST(CliLogMel, BadAudioExitsOneNamingTheFile) {
+  const std::string text = whisper_dir() + "/log_mel.json";
+  const test::ShellResult r = test::run_shell(std::string(AF_CLI_PATH) + " log-mel -m '" +
+                                              whisper_dir() + "/fe80' --audio '" + text + "' 2>&1");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("[audio]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("log_mel.json"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace af
