@@ -9,6 +9,13 @@ tests/fixtures/whisper/.
   one it takes without torch); its float32 torch path differs from it by up to ~6e-5 on pure tones
   (float32 STFT rounding in low-power bins), recorded per case as "torch_max_diff".
 - fe80/, fe128/: the extractors' preprocessor_config.json (for af-cli log-mel).
+- tiny/: a random WhisperForConditionalGeneration (d_model 16, 2+2 layers, vocab 120 with its own
+  special ids: eot 100, sot 101, <|en|> 102, <|de|> 103, <|fr|> 104, translate 105, transcribe 106,
+  notimestamps 110, timestamps from 111), weights drawn wide (std 0.4) so greedy picks are not
+  near-ties; config.json, model.safetensors, generation_config.json, preprocessor_config.json.
+- tiny_reference.json + tiny_encoder.f32: for jfk_16k.wav (features from the NumPy path), the
+  encoder output [1500, 16], decoder logits at every position of fixed ids, and generate()'s greedy
+  ids (max_new_tokens 20) for language detection, a forced language, translate, transcribe.
 
 Needs numpy, torch and transformers (5.x).
 Usage: tools/make_whisper_fixtures.py [--testdata ../shared/testdata]
@@ -20,6 +27,8 @@ import os
 import wave
 
 import numpy as np
+import torch
+from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
 import transformers.models.whisper.feature_extraction_whisper as fe_module
 from transformers import WhisperFeatureExtractor
 
@@ -87,12 +96,75 @@ def log_mel_fixtures(testdata):
     print("log_mel:", len(cases), "cases")
 
 
+def numpy_features(fe, x):
+    fe_module.is_torch_available = lambda: False
+    try:
+        return fe(x, sampling_rate=16000, return_tensors="np").input_features
+    finally:
+        fe_module.is_torch_available = lambda: True
+
+
+DECODER_IDS = [101, 102, 106, 110, 5, 17, 80, 98, 23, 1]
+GENERATE_CASES = [
+    ("detect", {}),
+    ("language_de", {"language": "de"}),
+    ("translate_en", {"language": "en", "task": "translate"}),
+    ("transcribe_detect", {"task": "transcribe"}),
+]
+
+
+def tiny_model(testdata):
+    torch.manual_seed(1234)
+    torch.set_num_threads(1)
+    cfg = WhisperConfig(vocab_size=120, num_mel_bins=80, encoder_layers=2, encoder_attention_heads=2,
+                        decoder_layers=2, decoder_attention_heads=2, d_model=16, encoder_ffn_dim=32,
+                        decoder_ffn_dim=32, max_source_positions=1500, max_target_positions=64,
+                        decoder_start_token_id=101, pad_token_id=100, bos_token_id=100,
+                        eos_token_id=100, suppress_tokens=[], begin_suppress_tokens=[])
+    model = WhisperForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "encoder.embed_positions" in name:
+                continue  # keep the sinusoids
+            if "layer_norm" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.2)
+            else:
+                p.normal_(0.0, 0.4)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=101, eos_token_id=100, pad_token_id=100, bos_token_id=100,
+        max_length=64, suppress_tokens=[5, 7, 9], begin_suppress_tokens=[100, 11],
+        no_timestamps_token_id=110, lang_to_id={"<|en|>": 102, "<|de|>": 103, "<|fr|>": 104},
+        task_to_id={"translate": 105, "transcribe": 106}, is_multilingual=True,
+        max_initial_timestamp_index=5)
+    out_dir = os.path.join(OUT, "tiny")
+    model.save_pretrained(out_dir)
+    fe = WhisperFeatureExtractor(feature_size=80)
+    fe.save_pretrained(out_dir)
+
+    x = read_wav16(os.path.join(testdata, "audio", "jfk_16k.wav"))
+    feats = torch.from_numpy(numpy_features(fe, x))
+    ref = {"decoder_ids": DECODER_IDS, "generate": {}}
+    with torch.no_grad():
+        enc = model.model.encoder(feats).last_hidden_state[0]
+        enc.numpy().astype("<f4").tofile(os.path.join(OUT, "tiny_encoder.f32"))
+        logits = model(input_features=feats,
+                       decoder_input_ids=torch.tensor([DECODER_IDS])).logits[0]
+        ref["decoder_logits"] = logits.numpy().tolist()
+        for name, kw in GENERATE_CASES:
+            ids = model.generate(feats, max_new_tokens=20, **kw)
+            ref["generate"][name] = {"options": kw, "ids": ids[0].tolist()}
+    with open(os.path.join(OUT, "tiny_reference.json"), "w") as f:
+        json.dump(ref, f)
+    print("tiny:", sum(p.numel() for p in model.parameters()), "parameters")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--testdata", default=os.path.join(ROOT, "..", "shared", "testdata"))
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     log_mel_fixtures(args.testdata)
+    tiny_model(args.testdata)
 
 
 if __name__ == "__main__":

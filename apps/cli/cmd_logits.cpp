@@ -37,7 +37,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 
 Command add_logits(CLI::App& app) {
   struct Options {
-    std::string path, ids, isa;
+    std::string path, ids, isa, audio;
     int threads = 0;
   };
   auto o = std::make_shared<Options>();
@@ -45,9 +45,11 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
   sub->add_option("--ids", o->ids, "token ids separated by spaces")->required();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
+  sub->add_option("--audio", o->audio, "Whisper models: the audio the decoder ids attend to");
   add_isa_option(*sub, o->isa);
   return [o]() {
     std::vector<int32_t> ids = parse_ids(o->ids);
+    if (!o->audio.empty()) return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;

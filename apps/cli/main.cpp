@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_quantize);
   add(af::cli::add_preprocess);
   add(af::cli::add_log_mel);
+  add(af::cli::add_transcribe);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

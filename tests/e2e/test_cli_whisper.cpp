@@ -56,5 +56,51 @@ TEST(CliLogMel, BadAudioExitsOneNamingTheFile) {
   EXPECT_NE(r.out.find("log_mel.json"), std::string::npos) << r.out;
 }
 
+TEST(CliWhisperLogits, OneLineOfVocabLogitsPerDecoderPosition) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto ref = nlohmann::json::parse(test::read_text(whisper_dir() + "/tiny_reference.json"));
+  std::string ids;
+  for (int id : ref["decoder_ids"]) ids += std::to_string(id) + " ";
+  const test::ShellResult r =
+      test::run_shell(std::string(AF_CLI_PATH) + " logits -m '" + whisper_dir() +
+                      "/tiny' --audio '" + jfk() + "' --ids '" + ids + "'");
+  ASSERT_EQ(r.status, 0);
+  const auto rows = parse_rows(r.out);
+  ASSERT_EQ(rows.size(), ref["decoder_ids"].size());
+  for (size_t t = 0; t < rows.size(); ++t) {
+    const auto expected = ref["decoder_logits"][t].get<std::vector<float>>();
+    ASSERT_EQ(rows[t].size(), expected.size());
+    for (size_t j = 0; j < expected.size(); ++j) ASSERT_NEAR(rows[t][j], expected[j], 1e-4) << t;
+  }
+}
+
+TEST(CliTranscribe, IdsEqualTransformersGenerate) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto ref = nlohmann::json::parse(test::read_text(whisper_dir() + "/tiny_reference.json"));
+  const auto& c = ref["generate"]["language_de"];
+  const test::ShellResult r = test::run_shell(
+      std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() + "/tiny' --audio '" + jfk() +
+      "' --language de --max-new-tokens 20 --output-format ids");
+  ASSERT_EQ(r.status, 0);
+  std::string expected;
+  for (int id : c["ids"]) {
+    if (!expected.empty()) expected += ' ';
+    expected += std::to_string(id);
+  }
+  EXPECT_EQ(r.out, expected + "\n");
+}
+
+TEST(CliTranscribe, TextWithoutTokenizerAndLongAudioAreClearErrors) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const std::string base = std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() +
+                           "/tiny' --audio '" + jfk() + "' --max-new-tokens 2";
+  test::ShellResult r = test::run_shell(base + " 2>&1");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+  r = test::run_shell(base + " --max-seconds 5 2>&1");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("max_seconds"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace af
