@@ -15,7 +15,8 @@ tests/fixtures/whisper/.
   near-ties; config.json, model.safetensors, generation_config.json, preprocessor_config.json.
 - tiny_reference.json + tiny_encoder.f32: for jfk_16k.wav (features from the NumPy path), the
   encoder output [1500, 16], decoder logits at every position of fixed ids, and generate()'s greedy
-  ids (max_new_tokens 20) for language detection, a forced language, translate, transcribe.
+  ids (max_new_tokens 20) for language detection, a forced language, translate, transcribe, and
+  with timestamps (12 new tokens, forced and detected language).
 
 Needs numpy, torch and transformers (5.x).
 Usage: tools/make_whisper_fixtures.py [--testdata ../shared/testdata]
@@ -110,6 +111,12 @@ GENERATE_CASES = [
     ("language_de", {"language": "de"}),
     ("translate_en", {"language": "en", "task": "translate"}),
     ("transcribe_detect", {"task": "transcribe"}),
+    # With timestamps, 12 new tokens: no segment closes (no <|t|><|t|> pair) in these, so
+    # generate() returns its first greedy pass; a closed segment would make it seek and decode
+    # again, which af::models::whisper_generate does not do yet.
+    ("timestamps_en", {"language": "en", "return_timestamps": True, "max_new_tokens": 12}),
+    ("timestamps_de", {"language": "de", "return_timestamps": True, "max_new_tokens": 12}),
+    ("timestamps_detect", {"return_timestamps": True, "max_new_tokens": 12}),
 ]
 
 
@@ -151,7 +158,9 @@ def tiny_model(testdata):
                        decoder_input_ids=torch.tensor([DECODER_IDS])).logits[0]
         ref["decoder_logits"] = logits.numpy().tolist()
         for name, kw in GENERATE_CASES:
-            ids = model.generate(feats, max_new_tokens=20, **kw)
+            kw = dict(kw)
+            kw.setdefault("max_new_tokens", 20)
+            ids = model.generate(feats, **kw)
             ref["generate"][name] = {"options": kw, "ids": ids[0].tolist()}
     with open(os.path.join(OUT, "tiny_reference.json"), "w") as f:
         json.dump(ref, f)

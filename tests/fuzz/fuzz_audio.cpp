@@ -1,7 +1,7 @@
-// libFuzzer target: any byte string must either decode to 16 kHz mono audio (and then give a
-// Whisper log-mel spectrogram) or raise af::Error; crashes, leaks, sanitizer reports, other
-// exception types and large allocations are bugs. The duration limit is lowered so that a hostile
-// header cannot ask for a legitimate-but-huge buffer.
+// libFuzzer target: any byte string must either decode to non-empty, finite 16 kHz mono audio or
+// raise af::Error (the log-mel step after it takes any float samples and is left out for speed);
+// crashes, leaks, sanitizer reports, other exception types and large allocations are bugs. The
+// duration limit is lowered so that a hostile header cannot ask for a legitimate-but-huge buffer.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>

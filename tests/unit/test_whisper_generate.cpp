@@ -35,14 +35,20 @@ TEST(WhisperGenerate, GreedyIdsEqualTransformersGenerate) {
     WhisperGenerateOptions options;
     options.language = c["options"].value("language", "");
     options.task = c["options"].value("task", "");
-    options.max_new_tokens = 20;
+    options.timestamps = c["options"].value("return_timestamps", false);
+    options.max_new_tokens = c["options"].value("max_new_tokens", 20);
     const WhisperGeneration g = whisper_generate(*model, mel.data, config, options);
     EXPECT_EQ(g.tokens, c["ids"].get<std::vector<int32_t>>());
     EXPECT_EQ(g.prompt.front(), 101);
-    EXPECT_EQ(g.prompt.back(), 110);  // <|notimestamps|>
+    if (options.timestamps) {
+      EXPECT_NE(g.prompt.back(), 110);
+      EXPECT_GE(g.tokens.front(), 111);  // a timestamp opens the first segment
+    } else {
+      EXPECT_EQ(g.prompt.back(), 110);  // <|notimestamps|>
+    }
     ++cases;
   }
-  EXPECT_EQ(cases, 4);
+  EXPECT_EQ(cases, 7);
 }
 
 TEST(WhisperGenerate, PromptFollowsLanguageAndTask) {
