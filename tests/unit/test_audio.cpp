@@ -170,6 +170,25 @@ TEST(AudioBadInput, FewerFramesThanOneOutputSampleAreRefused) {
   }
 }
 
+// Files are resampled as a stream (so a long high-rate file never sits in memory at its source
+// rate); the result equals resampling the whole signal at once.
+TEST(Audio, StreamedResamplingEqualsOneShot) {
+  for (int rate : {8000, 44100, 192000}) {
+    SCOPED_TRACE(rate);
+    const std::vector<float> x = tone(rate, 1.3, 1234.5, 0.4);
+    const std::string path = write_audio("stream.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, rate, 1, x);
+    const Audio streamed = Audio::load(path);
+    fs::remove(path);
+    const std::vector<float> whole = resample(x, rate, 16000);
+    ASSERT_EQ(streamed.samples().size(), whole.size());
+    double worst = 0;
+    for (size_t i = 0; i < whole.size(); ++i) {
+      worst = std::max(worst, std::abs(double(streamed.samples()[i]) - whole[i]));
+    }
+    EXPECT_LE(worst, 1e-6);
+  }
+}
+
 TEST(Audio, SharedJfkClipIsThePcmScaled) {
   const std::string path = test::testdata_dir() + "/audio/jfk_16k.wav";
   AF_REQUIRE_TESTDATA(path);
@@ -228,6 +247,22 @@ TEST(AudioBadInput, NanSamplesAreRefused) {
   EXPECT_NE(message.find("sample 123"), std::string::npos) << message;
   EXPECT_NE(message.find("NaN"), std::string::npos) << message;
   EXPECT_THROW(Audio::from_samples(x, 16000), Error);
+}
+
+// fuzz_audio found a float WAV whose finite samples near FLT_MAX came out of the resampler as
+// infinities; such samples are now refused.
+TEST(AudioBadInput, HugeFloatSamplesAreRefused) {
+  std::vector<float> x = tone(22050, 0.05, 440.0);
+  x[17] = 3e38f;
+  const std::string path = write_audio("huge.wav", SF_FORMAT_WAV | SF_FORMAT_FLOAT, 22050, 1, x);
+  std::string message;
+  EXPECT_EQ(error_code_of([&] { Audio::load(path); }, &message), ErrorCode::kOutOfRange);
+  fs::remove(path);
+  EXPECT_NE(message.find("sample 17"), std::string::npos) << message;
+  EXPECT_NE(message.find("max_abs_sample"), std::string::npos) << message;
+  EXPECT_THROW(Audio::from_samples(x, 22050), Error);
+  x[17] = 1.5f;  // a little beyond full scale is ordinary clipping, kept
+  EXPECT_EQ(Audio::from_samples(x, 22050).samples().size(), 800u);
 }
 
 TEST(AudioBadInput, LimitsAreCheckedFromTheHeader) {

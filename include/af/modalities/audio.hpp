@@ -22,6 +22,9 @@ struct AudioLimits {
   int max_sample_rate = 768000;
   // Most channels accepted (each decoded frame holds one sample per channel).
   int max_channels = 64;
+  // Largest |sample| accepted. Float files are nominally within [-1, 1]; values near FLT_MAX
+  // (seen from fuzz_audio) would overflow to infinity in the resampler and the log-mel.
+  float max_abs_sample = 1e4f;
 };
 
 class Audio {
