@@ -87,6 +87,16 @@ TEST(WhisperModel, BadInputsAreRefused) {
   EXPECT_THROW(Whisper::load(test::testdata_dir() + "/models/stories260K-hf"), Error);
 }
 
+TEST(WhisperModel, CausalLmLoaderPointsToWhisper) {
+  try {
+    models::load(tiny_dir(), {});
+    ADD_FAILURE() << "a Whisper folder loaded as a causal LM";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("transcribe"), std::string::npos) << e.what();
+  }
+}
+
 TEST(WhisperModel, ConfigErrorsNameTheKey) {
   nlohmann::json j = io::read_json_file(tiny_dir() + "/config.json");
   j["d_model"] = 15;  // not a multiple of the 2 heads
