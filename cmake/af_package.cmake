@@ -2,7 +2,7 @@
 # files (src/*: nothing is compiled twice), exported as AlloyForge::alloyforge for find_package
 # and described by alloyforge.pc for pkg-config. Static by default; with BUILD_SHARED_LIBS a
 # shared library whose exported symbols are only the af:: C++ API and the af_* C API
-# (cmake/alloyforge.map): the third-party code linked into it (PCRE2, image decoders,
+# (cmake/alloyforge.map): the third-party code linked into it (PCRE2, image and audio decoders,
 # nlohmann::json, standard-library instantiations) stays hidden.
 set(af_components af_core af_backend af_ops af_io af_tokenizer af_modalities af_nn af_models
                   af_runtime)
@@ -29,7 +29,7 @@ target_link_libraries(alloyforge PUBLIC nlohmann_json::nlohmann_json Threads::Th
 
 # The libraries the components link (pkg-config names where Debian ships a .pc file).
 find_package(PkgConfig REQUIRED)
-set(af_pc_modules libpcre2-32 libjpeg libpng libwebp libwebpdemux)
+set(af_pc_modules libpcre2-32 libjpeg libpng libwebp libwebpdemux sndfile soxr fftw3)
 pkg_check_modules(AF_PKG_DEPS REQUIRED ${af_pc_modules})
 set(af_plain_deps gif stb)
 if(BUILD_SHARED_LIBS)

@@ -67,7 +67,7 @@ std::vector<float> image_logits(models::CausalLM& model, std::vector<int32_t>& i
 
 Command add_logits(CLI::App& app) {
   struct Options {
-    std::string path, ids, isa, mmproj;
+    std::string path, ids, isa, mmproj, audio;
     std::vector<std::string> images;
     int threads = 0;
   };
@@ -78,9 +78,11 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("--image", o->images, "image for the ids' image tokens (repeatable)");
   sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
+  sub->add_option("--audio", o->audio, "Whisper models: the audio the decoder ids attend to");
   add_isa_option(*sub, o->isa);
   return [o]() {
     std::vector<int32_t> ids = parse_ids(o->ids);
+    if (!o->audio.empty()) return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   add(af::cli::add_quantize);
   add(af::cli::add_preprocess);
   add(af::cli::add_image_features);
+  add(af::cli::add_log_mel);
+  add(af::cli::add_transcribe);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -42,6 +42,11 @@ std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& optio
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const std::string arch = config.architecture();
   ModelFactory factory = find_factory(arch);
+  if (!factory && arch == "WhisperForConditionalGeneration") {
+    fail(ErrorCode::kUnsupported, "models", path,
+         ": Whisper is a speech model, not a causal LM: use af::models::Whisper "
+         "(af/models/whisper.hpp) or af-cli transcribe / logits --audio");
+  }
   if (!factory) {
     std::string known;
     for (const std::string& name : supported_architectures()) known += " " + name;
