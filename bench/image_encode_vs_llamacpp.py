@@ -76,7 +76,8 @@ def af_ms(bench, mmproj, image, threads):
 def llama_ms(cli, text, mmproj, image, threads):
     r = subprocess.run([cli, "-m", text, "--mmproj", mmproj, "--image", image, "-p",
                         "describe this image", "-n", "1", "-t", str(threads), "--temp", "0",
-                        "-c", "1024", "--chat-template", "vicuna"], capture_output=True, text=True, errors="replace")
+                        "-c", "1024", "--chat-template", "vicuna"],
+                       capture_output=True, text=True, errors="replace")
     m = re.search(r"mtmd batch encoding done in (\d+) ms", r.stdout + r.stderr)
     if not m:
         sys.exit("llama-mtmd-cli printed no encode time:\n" + (r.stderr or r.stdout)[-2000:])
