@@ -4,7 +4,8 @@
 interleaved in one session. AlloyForge: build/bench/image_encoder_bench (preprocess + tower +
 projector, 3 iterations). llama.cpp: llama-mtmd-cli with a 1-layer random Llama text model of
 n_embd 4096 (written here, stories260K's vocabulary), timing from its log line
-"image slice encoded in N ms" (tower + projector; its preprocessing is not in it).
+"mtmd batch encoding done in N ms" (tower + projector of the one image chunk; its preprocessing
+is not in it).
 
 Usage (from the repository root; the GGUFs go to --work, ~1 GB, not committed):
   PYTHONPATH=/work/peers/llama.cpp/gguf-py /work/pyref/bin/python \\
@@ -75,8 +76,9 @@ def af_ms(bench, mmproj, image, threads):
 def llama_ms(cli, text, mmproj, image, threads):
     r = subprocess.run([cli, "-m", text, "--mmproj", mmproj, "--image", image, "-p",
                         "describe this image", "-n", "1", "-t", str(threads), "--temp", "0",
-                        "-c", "1024"], capture_output=True, text=True)
-    m = re.search(r"image slice encoded in (\d+) ms", r.stdout + r.stderr)
+                        "-c", "1024", "--chat-template", "vicuna"],
+                       capture_output=True, text=True, errors="replace")
+    m = re.search(r"mtmd batch encoding done in (\d+) ms", r.stdout + r.stderr)
     if not m:
         sys.exit("llama-mtmd-cli printed no encode time:\n" + (r.stderr or r.stdout)[-2000:])
     return float(m.group(1))

@@ -75,7 +75,7 @@ LOCAL_IMAGES = ["odd_641x479.png", "tall_7x300.jpg", "pixel_1x1.png"]
 
 
 def text_config():
-    return LlamaConfig(vocab_size=520, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    return LlamaConfig(vocab_size=513, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                        rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1,
                        eos_token_id=2, pad_token_id=0)
