@@ -2,7 +2,6 @@
 // libsoxr and the content hash.
 #include "af/modalities/audio.hpp"
 
-#include <openssl/evp.h>
 #include <sndfile.h>
 #include <soxr.h>
 
@@ -13,8 +12,10 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <span>
 
 #include "af/core/error.hpp"
+#include "sha256.hpp"
 
 namespace af::modalities {
 namespace {
@@ -194,21 +195,8 @@ std::vector<float> read_mono_16k(SNDFILE* file, const SF_INFO& info, const std::
 }
 
 std::string sha256_hex(const std::vector<float>& samples) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) &&
-                  EVP_DigestUpdate(ctx, samples.data(), samples.size() * sizeof(float)) &&
-                  EVP_DigestFinal_ex(ctx, digest, &length);
-  EVP_MD_CTX_free(ctx);
-  AF_CHECK(ok, ErrorCode::kInternal, "audio", "SHA-256 failed");
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
+  return detail::sha256_hex(std::span(reinterpret_cast<const uint8_t*>(samples.data()),
+                                      samples.size() * sizeof(float)));
 }
 
 }  // namespace
