@@ -4,7 +4,7 @@
 Makes a random LLaVA-1.5 (CLIP tower, Llama text model) with transformers, converts it with
 llama.cpp's own converters (text GGUF through convert_hf_to_gguf.py, mmproj through the legacy
 LLaVA converter, as tools/make_llava_fixtures.py does), then for a "describe this image" prompt
-compares
+compares (llama-server with an f32 KV cache and no flash attention)
   - greedy generated ids: llama-server /completion (multimodal_data, return_tokens) against
     `af-cli run --mmproj --image --temp 0 --print-ids`;
   - the first generated token's top-k log-probabilities: llama-server's n_probs against the
@@ -12,6 +12,16 @@ compares
 The text vocabulary equals the tokenizer's (513): llama.cpp refuses a token_embd wider than the
 vocabulary, which the committed llava_clip fixture (vocab_size 520) has. Models go to --work
 (default /work/peers/models/llava_vs_mtmd); nothing here is committed but this script.
+
+Result (2026-12-07, this build of llama.cpp from llama-cpp-python 0.3.36): text alone, all 16
+greedy ids equal and first-token top-10 logprobs within 1e-6; with an image the vision path
+differs: a 56x56 image (no resize on either side) agrees for 13 ids, first-token logprobs within
+0.11 (top-3 order differs); a photo (chelsea.jpg) diverges at the first id. Causes in llama.cpp's
+clip graph (AlloyForge matches transformers within 1e-4 there): the projector's "gelu" is
+ggml_gelu (tanh approximation; transformers' LLaVA uses erf gelu), the CPU gelu/gelu_quick read
+FP16 lookup tables (GGML_GELU_FP16, GGML_GELU_QUICK_FP16 in ggml-cpu/vec.h), F16 weights (patch
+conv, projector) take F16-rounded activations, and for other sizes llama.cpp pads to a square and
+resizes with its own bicubic instead of PIL's shortest-edge resize + center crop.
 
 Usage: /work/pyref/bin/python tools/llava_vs_mtmd.py [--images A.png B.jpg] [-n 16]
 """
@@ -75,7 +85,10 @@ class LlamaServer:
         self.log = open(os.path.join(tempfile.gettempdir(), f"llava_vs_mtmd_{port}.log"), "w")
         self.proc = subprocess.Popen(
             [os.path.join(bin_dir, "llama-server"), "-m", text, "--mmproj", mmproj, "--port",
-             str(port), "-t", "1", "-c", "512", "--no-warmup"], stdout=self.log, stderr=self.log,
+             str(port), "-t", "1", "-c", "512", "--no-warmup",
+             # f32 KV cache, no flash attention: llama.cpp's defaults (F16 K/V) alone move the
+             # text-only logprobs by ~1e-3
+             "-fa", "off", "-ctk", "f32", "-ctv", "f32"], stdout=self.log, stderr=self.log,
             env=dict(os.environ, LLAMA_MEDIA_MARKER=MARKER))  # else a random marker per run
         for _ in range(200):
             try:
@@ -88,8 +101,11 @@ class LlamaServer:
         raise RuntimeError("llama-server did not come up")
 
     def complete(self, image, n):
-        data = base64.b64encode(open(image, "rb").read()).decode()
-        body = {"prompt": {"prompt_string": MARKER + PROMPT, "multimodal_data": [data]},
+        prompt = PROMPT
+        if image:
+            data = base64.b64encode(open(image, "rb").read()).decode()
+            prompt = {"prompt_string": MARKER + PROMPT, "multimodal_data": [data]}
+        body = {"prompt": prompt,
                 "n_predict": n, "temperature": 0, "n_probs": 10, "return_tokens": True,
                 "cache_prompt": False}
         req = urllib.request.Request(self.url + "/completion", json.dumps(body).encode(),
@@ -107,25 +123,26 @@ def af(cli, *args):
 
 def first_token_logprobs(cli, text, mmproj, image, prompt_ids):
     """log-softmax of the last position of `af-cli logits` (BOS, the image token once, the text)."""
-    out = af(cli, "logits", "-m", text, "--mmproj", mmproj, "--image", image, "--ids",
-             " ".join(map(str, prompt_ids)))
+    media = ["--mmproj", mmproj, "--image", image] if image else []
+    out = af(cli, "logits", "-m", text, *media, "--ids", " ".join(map(str, prompt_ids)))
     last = np.array(out.strip().splitlines()[-1].split(), dtype=np.float64)
     return last - (last.max() + math.log(np.exp(last - last.max()).sum()))
 
 
 def compare(cli, server, text, mmproj, image, n):
     ref = server.complete(image, n)
-    mine = [int(t) for t in af(cli, "run", "-m", text, "--mmproj", mmproj, "--image", image, "-p",
-                               PROMPT, "-n", str(n), "--temp", "0", "--print-ids").split()]
+    media = ["--mmproj", mmproj, "--image", image] if image else []
+    mine = [int(t) for t in af(cli, "run", "-m", text, *media, "-p", PROMPT, "-n", str(n),
+                               "--temp", "0", "--print-ids").split()]
     tok = subprocess.run([cli, "tokenize", "-m", text], input=PROMPT, capture_output=True,
                          text=True, check=True).stdout.split()
-    prompt_ids = [1, 512] + [int(t) for t in tok]
+    prompt_ids = [1] + ([512] if image else []) + [int(t) for t in tok]
     lp = first_token_logprobs(cli, text, mmproj, image, prompt_ids)
     top = ref["completion_probabilities"][0]["top_logprobs"]
     diffs = [abs(lp[t["id"]] - t["logprob"]) for t in top]
     theirs = [int(t) for t in ref["tokens"]]
     agree = next((i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b), min(len(theirs), len(mine)))
-    return {"image": os.path.basename(image), "llama_cpp_ids": theirs, "alloyforge_ids": mine,
+    return {"image": os.path.basename(image) if image else None, "llama_cpp_ids": theirs, "alloyforge_ids": mine,
             "ids_equal": theirs == mine, "first_divergence": None if theirs == mine else agree,
             "prompt_tokens_llama_cpp": ref.get("tokens_evaluated"),
             "first_token_top10_ids_llama_cpp": [t["id"] for t in top],
@@ -146,7 +163,8 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(args.work, exist_ok=True)
     text, mmproj = make_model(args.work, args.testdata)
-    images = args.images or [exact_size_image(args.work),
+    # None: the text alone, which isolates the language model from the vision path.
+    images = args.images or [None, exact_size_image(args.work),
                              os.path.join(args.testdata, "images", "chelsea.jpg")]
     server = LlamaServer(args.llama_bin, text, mmproj, args.port)
     try:
