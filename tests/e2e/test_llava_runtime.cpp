@@ -293,18 +293,21 @@ TEST(LlavaScheduler, GreedyIdsAndKvKeyedByImageContent) {
   EXPECT_EQ(ids_of(r), want);
   EXPECT_EQ(r.prompt_tokens, 12);
   EXPECT_EQ(calls->load(), 2);
+  EXPECT_EQ(scheduler.stats().image_encodes, 2u);  // what af-server's /metrics reports
 
   // The same images again: the whole prompt but its last id comes from the slot's cache.
   r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(2), test_image(0)}, 10);
   EXPECT_EQ(ids_of(r), want);
   EXPECT_EQ(r.cached_prompt_tokens, 11);
   EXPECT_EQ(calls->load(), 2);
+  EXPECT_EQ(scheduler.stats().image_encodes, 2u);
 
   // Other content behind the same placeholder ids shares only BOS, and gives what a fresh
   // session gives.
   r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(1), test_image(0)}, 4);
   EXPECT_EQ(r.cached_prompt_tokens, 1);
   EXPECT_EQ(calls->load(), 3);
+  EXPECT_EQ(scheduler.stats().image_encodes, 3u);
   auto session = SessionBuilder().build(load_llava());
   GenerateRequest req;
   req.prompt_ids = {1, 512, 300, 301, 512, 302};
