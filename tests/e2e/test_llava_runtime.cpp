@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fstream>
 #include <future>
 #include "af/core/error.hpp"
 
@@ -198,6 +199,45 @@ TEST(LlavaRuntime, ChatPassesImagePartsAsTransformers) {
   EXPECT_EQ(std::vector<int32_t>(held.begin(), held.begin() + placed.ids.size()), placed.ids);
   ASSERT_EQ(session.history().size(), 2u);
   EXPECT_EQ(session.history()[0].images.size(), 1u);
+}
+
+// A message of content parts as chat_cases.json holds them: the text joined, an image per
+// {"type": "image"} at the length of the text before it.
+ChatMessage message_of(const nlohmann::json& m) {
+  ChatMessage out{m["role"].get<std::string>(), ""};
+  if (m["content"].is_string()) {
+    out.content = m["content"].get<std::string>();
+    return out;
+  }
+  for (const auto& part : m["content"]) {
+    if (part["type"] == "image") {
+      out.images.push_back(test_image(static_cast<int>(out.images.size())));
+      out.image_offsets.push_back(out.content.size());
+    } else {
+      out.content += part["text"].get<std::string>();
+    }
+  }
+  return out;
+}
+
+TEST(LlavaRuntime, ChatKeepsTheOrderOfInterleavedImageAndTextPartsAsTransformers) {
+  std::ifstream in(test::llava_fixture() + "/chat_cases.json");
+  const nlohmann::json cases = nlohmann::json::parse(in);
+  ASSERT_EQ(cases.size(), 3u);
+  auto session = SessionBuilder().build(load_llava());
+  for (const auto& c : cases) {
+    std::vector<ChatMessage> messages;
+    for (const auto& m : c["messages"]) messages.push_back(message_of(m));
+    EXPECT_EQ(session.render_chat(messages, true), c["text"].get<std::string>()) << c.dump();
+  }
+
+  // Offsets that do not fit the content are refused, naming the message and image.
+  ChatMessage bad{"user", "abc", {test_image(0), test_image(1)}, {2, 1}};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
+  bad.image_offsets = {0, 4};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
+  bad.image_offsets = {0};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
 }
 
 TEST(LlavaRuntime, BadPromptsGiveClearErrorsAndTheSessionKeepsWorking) {
