@@ -142,9 +142,35 @@ def write(model, name, legacy):
                        "text": tok.apply_chat_template(messages, tokenize=False,
                                                        add_generation_prompt=True)}
         ref["chat"]["ids"] = tok(ref["chat"]["text"], add_special_tokens=False)["input_ids"]
+        write_chat_cases(d)
     with open(os.path.join(d, "llava_reference.json"), "w") as f:
         json.dump(ref, f, indent=1)
     print(name, "->", d, file=sys.stderr)
+
+
+# Content parts in the order a user gives them: transformers passes them to the template as is.
+CHAT_CASES = [
+    [{"role": "user", "content": [{"type": "text", "text": "Look at this:"}, {"type": "image"},
+                                  {"type": "text", "text": " and this:"}, {"type": "image"},
+                                  {"type": "text", "text": " which is bigger?"}]}],
+    [{"role": "user", "content": [{"type": "text", "text": "Once upon"}, {"type": "image"}]}],
+    [{"role": "user", "content": [{"type": "image"}, {"type": "image"},
+                                  {"type": "text", "text": "Once upon"}]},
+     {"role": "assistant", "content": "a time"},
+     {"role": "user", "content": [{"type": "text", "text": "And"}, {"type": "image"},
+                                  {"type": "text", "text": "then?"}]}],
+]
+
+
+def write_chat_cases(d):
+    """chat_cases.json: transformers' rendering of CHAT_CASES with the folder's tokenizer and
+    chat template (tests/e2e/test_llava_runtime.cpp renders them with Session::render_chat)."""
+    tok = AutoTokenizer.from_pretrained(d)
+    cases = [{"messages": m, "text": tok.apply_chat_template(m, tokenize=False,
+                                                              add_generation_prompt=True)}
+             for m in CHAT_CASES]
+    with open(os.path.join(d, "chat_cases.json"), "w") as f:
+        json.dump(cases, f, indent=1)
 
 
 def convert_text_gguf(name):
@@ -159,6 +185,9 @@ def convert_text_gguf(name):
 
 
 def main():
+    if sys.argv[1:] == ["--chat-cases-only"]:  # the other files stay as they are
+        write_chat_cases(os.path.join(OUT, "llava_rt"))
+        return
     write(make("llama"), "llava_rt", legacy=False)
     convert_text_gguf("llava_rt")
     write(make("qwen2"), "llava_rt_legacy", legacy=True)

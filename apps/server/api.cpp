@@ -120,7 +120,7 @@ std::string image_part_url(const json& part, const std::string& p) {
 }
 
 std::string content_text(const json& content, const std::string& param,
-                         std::vector<std::string>& image_urls) {
+                         std::vector<std::string>& image_urls, std::vector<size_t>& image_offsets) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) invalid_type(param, "a string or an array of content parts", content);
   std::string text;
@@ -135,6 +135,7 @@ std::string content_text(const json& content, const std::string& param,
     }
     if (*type == "image_url") {
       image_urls.push_back(image_part_url(part, p));
+      image_offsets.push_back(text.size());
       continue;
     }
     if (*type != "text") {
@@ -193,7 +194,8 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                        "invalid_request_error", p + ".content", "missing_required_parameter");
       }
     } else {
-      message.content = content_text(*content, p + ".content", message.image_urls);
+      message.content =
+          content_text(*content, p + ".content", message.image_urls, message.image_offsets);
     }
     messages.push_back(std::move(message));
   }

@@ -59,7 +59,7 @@ std::vector<af::ChatMessage> ChatPrompt::to_runtime(
   for (const ChatMessage& m : messages) {
     // The template needs only how many images a message has (placeholders, not pixels).
     list.push_back({m.role == "developer" ? "system" : m.role, m.content,
-                    std::vector<modalities::Image>(m.image_urls.size())});
+                    std::vector<modalities::Image>(m.image_urls.size()), m.image_offsets});
   }
   return list;
 }

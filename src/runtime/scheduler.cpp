@@ -631,8 +631,13 @@ void Scheduler::cancel_all() {
 }
 
 SchedulerStats Scheduler::stats() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->stats;
+  SchedulerStats s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    s = impl_->stats;
+  }
+  s.image_encodes = impl_->encoder_cache.encoder_calls();  // the cache has its own lock
+  return s;
 }
 
 int64_t Scheduler::slot_context() const { return impl_->context; }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fstream>
 #include <future>
 #include "af/core/error.hpp"
 
@@ -200,6 +201,45 @@ TEST(LlavaRuntime, ChatPassesImagePartsAsTransformers) {
   EXPECT_EQ(session.history()[0].images.size(), 1u);
 }
 
+// A message of content parts as chat_cases.json holds them: the text joined, an image per
+// {"type": "image"} at the length of the text before it.
+ChatMessage message_of(const nlohmann::json& m) {
+  ChatMessage out{m["role"].get<std::string>(), ""};
+  if (m["content"].is_string()) {
+    out.content = m["content"].get<std::string>();
+    return out;
+  }
+  for (const auto& part : m["content"]) {
+    if (part["type"] == "image") {
+      out.images.push_back(test_image(static_cast<int>(out.images.size())));
+      out.image_offsets.push_back(out.content.size());
+    } else {
+      out.content += part["text"].get<std::string>();
+    }
+  }
+  return out;
+}
+
+TEST(LlavaRuntime, ChatKeepsTheOrderOfInterleavedImageAndTextPartsAsTransformers) {
+  std::ifstream in(test::llava_fixture() + "/chat_cases.json");
+  const nlohmann::json cases = nlohmann::json::parse(in);
+  ASSERT_EQ(cases.size(), 3u);
+  auto session = SessionBuilder().build(load_llava());
+  for (const auto& c : cases) {
+    std::vector<ChatMessage> messages;
+    for (const auto& m : c["messages"]) messages.push_back(message_of(m));
+    EXPECT_EQ(session.render_chat(messages, true), c["text"].get<std::string>()) << c.dump();
+  }
+
+  // Offsets that do not fit the content are refused, naming the message and image.
+  ChatMessage bad{"user", "abc", {test_image(0), test_image(1)}, {2, 1}};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
+  bad.image_offsets = {0, 4};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
+  bad.image_offsets = {0};
+  EXPECT_THROW(session.render_chat({bad}, true), Error);
+}
+
 TEST(LlavaRuntime, BadPromptsGiveClearErrorsAndTheSessionKeepsWorking) {
   auto session = SessionBuilder().build(load_llava("llava_rt", nullptr, /*context=*/16));
   GenerateRequest req;
@@ -293,18 +333,21 @@ TEST(LlavaScheduler, GreedyIdsAndKvKeyedByImageContent) {
   EXPECT_EQ(ids_of(r), want);
   EXPECT_EQ(r.prompt_tokens, 12);
   EXPECT_EQ(calls->load(), 2);
+  EXPECT_EQ(scheduler.stats().image_encodes, 2u);  // what af-server's /metrics reports
 
   // The same images again: the whole prompt but its last id comes from the slot's cache.
   r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(2), test_image(0)}, 10);
   EXPECT_EQ(ids_of(r), want);
   EXPECT_EQ(r.cached_prompt_tokens, 11);
   EXPECT_EQ(calls->load(), 2);
+  EXPECT_EQ(scheduler.stats().image_encodes, 2u);
 
   // Other content behind the same placeholder ids shares only BOS, and gives what a fresh
   // session gives.
   r = run_request(scheduler, {1, 512, 300, 301, 512, 302}, {test_image(1), test_image(0)}, 4);
   EXPECT_EQ(r.cached_prompt_tokens, 1);
   EXPECT_EQ(calls->load(), 3);
+  EXPECT_EQ(scheduler.stats().image_encodes, 3u);
   auto session = SessionBuilder().build(load_llava());
   GenerateRequest req;
   req.prompt_ids = {1, 512, 300, 301, 512, 302};

@@ -115,6 +115,7 @@ struct SchedulerStats {
   double busy_seconds = 0;             // spent in steps
   double generate_seconds = 0;         // spent in steps that decoded at least one token
   int64_t decode_tokens_in_steps = 0;  // tokens sampled in those steps
+  uint64_t image_encodes = 0;          // image encoder runs (encoder-output cache misses)
 };
 
 class Scheduler {

@@ -94,8 +94,11 @@ struct ChatMessage {
   std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
   // Images of the message: the chat template then gets content as parts, as transformers passes
-  // them: {"type": "image"} per image, then {"type": "text", "text": content}.
+  // them: {"type": "image"} per image and {"type": "text", "text": ...} for the text around them.
   std::vector<modalities::Image> images = {};
+  // Where each image goes: the byte offset in `content` it precedes (the length of the text parts
+  // given before it), nondecreasing, at most content.size(). Empty: all images before the text.
+  std::vector<size_t> image_offsets = {};
 };
 
 class Session {
