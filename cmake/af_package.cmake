@@ -53,6 +53,11 @@ set(af_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/AlloyForge)
 install(TARGETS alloyforge EXPORT AlloyForgeTargets)
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/af TYPE INCLUDE)
 install(EXPORT AlloyForgeTargets NAMESPACE AlloyForge:: DESTINATION ${af_cmake_dir})
+if(BUILD_SHARED_LIBS OR CMAKE_POSITION_INDEPENDENT_CODE)
+  set(AF_PACKAGE_PIC ON)
+else()
+  set(AF_PACKAGE_PIC OFF)
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/AlloyForgeConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/AlloyForgeConfig.cmake
                               INSTALL_DESTINATION ${af_cmake_dir})

@@ -63,6 +63,18 @@ expect_output "$lily" "$work/quick_start" "$model" "Once upon a time"
 cc -std=c11 -O1 "${cflags[@]}" "$root/examples/c_generate.c" -o "$work/c_generate" "${libs[@]}" \
   -Wl,-rpath,"$prefix/lib"
 expect_output "$lily" "$work/c_generate" "$testdata/models/stories260K/stories260K.gguf"
+echo "-- AF_PYTHON_PREBUILT refuses a static package built without PIC, naming the option"
+grep -q '^set(AlloyForge_POSITION_INDEPENDENT_CODE \(ON\|OFF\))$' \
+  "$prefix/lib/cmake/AlloyForge/AlloyForgeConfig.cmake"
+cp -r "$prefix" "$work/nopic"
+sed -i 's/^set(AlloyForge_POSITION_INDEPENDENT_CODE ON)$/set(AlloyForge_POSITION_INDEPENDENT_CODE OFF)/' \
+  "$work/nopic/lib/cmake/AlloyForge/AlloyForgeConfig.cmake"
+if out=$(cmake -S "$root" -B "$work/nopic/build" -G Ninja -DAF_BUILD_PYTHON=ON \
+         -DAF_PYTHON_PREBUILT=ON -DAlloyForge_DIR="$work/nopic/lib/cmake/AlloyForge" 2>&1); then
+  echo "FAILED: AF_PYTHON_PREBUILT accepted a package built without PIC"
+  exit 1
+fi
+grep -qF -- "-DCMAKE_POSITION_INDEPENDENT_CODE=ON" <<<"$out" || { echo "$out"; exit 1; }
 echo "-- add_subdirectory: configures without CLI11, cpp-httplib, OpenSSL or GoogleTest"
 mkdir -p "$work/embed"
 cat >"$work/embed/CMakeLists.txt" <<CMAKE
