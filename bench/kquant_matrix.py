@@ -130,9 +130,9 @@ def main():
                         cell["roofline"].append(r["roofline"])
                     if a.out:
                         with a.out.open("a") as f:
-                            f.write(json.dumps(dict(shape=shape, type=ftype, threads=threads,
-                                                    depth=depth, side=side, round=rnd, **r))
-                                    + "\n")
+                            f.write(json.dumps({**r, "shape": shape, "type": ftype,
+                                                "threads": threads, "depth": depth,
+                                                "side": side, "round": rnd}) + "\n")
     print("| model | type | threads | test | ours t/s | llama.cpp t/s | ratio | roofline (ours) |")
     print("|---|---|---|---|---|---|---|---|")
     for (shape, ftype, threads, depth, test), c in table.items():
