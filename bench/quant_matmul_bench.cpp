@@ -92,13 +92,13 @@ void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, in
 // BF16 goes through the opt-in bf16 dot products (BackendOptions::bf16_dot); F16 "packed" is
 // the dense packed layout.
 void shape_bench(benchmark::State& state, af::DType type, int64_t n, int64_t k, int64_t m,
-                 bool packed) {
+                 bool packed, bool cached = false) {
   const int threads = static_cast<int>(state.range(0));
   af::BackendOptions options{af::Device::cpu(), threads, ""};
   options.bf16_dot = type == af::DType::BF16;
   af::cpu::CpuBackend backend(options);
   const int64_t bytes = af::row_bytes(type, k) * n;
-  const int copies = m == 1 ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
+  const int copies = m == 1 && !cached ? static_cast<int>(kStreamBytes / bytes) + 1 : 1;
   std::vector<af::Tensor> weights;
   std::vector<std::shared_ptr<const af::PreparedWeight>> prepared;
   if (type == af::DType::BF16 || type == af::DType::F16) {
@@ -172,11 +172,15 @@ void register_shapes() {
   const std::pair<const char*, af::DType> types[] = {
       {"q4_0", af::DType::Q4_0}, {"q8_0", af::DType::Q8_0}, {"q5_0", af::DType::Q5_0},
       {"q4_1", af::DType::Q4_1}, {"q5_1", af::DType::Q5_1}, {"bf16dot", af::DType::BF16},
-      {"f16", af::DType::F16}};
+      {"f16", af::DType::F16},   {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K},
+      {"q6_k", af::DType::Q6_K}};
+  // Qwen2-0.5B's, then Qwen2.5-1.5B's gate/up and down_proj (rows of 1536 and 8960, multiples
+  // of 256, so the K-quants apply).
   const std::pair<int64_t, int64_t> shapes[] = {
-      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}};
+      {4864, 896}, {896, 4864}, {896, 896}, {128, 896}, {151936, 896}, {8960, 1536}, {1536, 8960}};
   for (const auto& [name, type] : types) {
     for (const auto& [n, k] : shapes) {
+      if (k % af::info(type).block_size != 0) continue;
       for (int64_t m : {1, 4, 128}) {
         if (n == 151936 && m > 1) continue;  // the lm_head only sees the last prompt row
         for (bool packed : {false, true}) {
@@ -191,6 +195,19 @@ void register_shapes() {
               ->Arg(2)
               ->UseRealTime();
         }
+      }
+      // m1cached: one copy of the weight (in L2/L3), the decode kernel's own ceiling.
+      for (bool packed : {false, true}) {
+        if (n == 151936) continue;
+        const std::string label = std::string("Shape/") + name + "/" + std::to_string(n) + "x" +
+                                  std::to_string(k) + "/m1cached" +
+                                  (packed ? "/packed" : "/unpacked");
+        benchmark::RegisterBenchmark(label.c_str(),
+                                     [type = type, n = n, k = k, packed](benchmark::State& s) {
+                                       shape_bench(s, type, n, k, 1, packed, true);
+                                     })
+            ->Arg(1)
+            ->UseRealTime();
       }
     }
   }

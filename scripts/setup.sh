@@ -9,7 +9,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev libedit-dev
   libjpeg62-turbo-dev libpng-dev libgif-dev libwebp-dev libstb-dev libssl-dev
-  python3-venv curl
+  libsndfile1-dev libsoxr-dev libfftw3-dev
+  python3-venv python3-dev curl
   qemu-user
 )
 

@@ -5,6 +5,7 @@
 // context fills, the oldest turns are dropped (the system prompt stays). /help lists commands.
 // Line editing and history with libedit on a terminal. Ctrl-C stops the current reply, not the
 // program; end of input ends the chat. Works from a pipe.
+// "/image PATH" attaches an image to the next message (multimodal models; --mmproj for a GGUF).
 #include <unistd.h>
 
 #include <atomic>
@@ -16,9 +17,12 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "af/core/error.hpp"
+#include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
 #include "af/runtime/session.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "cli_common.hpp"
@@ -54,32 +58,45 @@ std::string read_file(const std::string& path) {
 constexpr char kHelp[] =
     "commands: /help this text, /reset clear the history (the system prompt stays), /exit or\n"
     "/quit leave (also end of input). A line ending in '\\' continues on the next line; a line\n"
-    "holding only \"\"\" starts and ends a multi-line message. Ctrl-C stops a reply.\n";
+    "holding only \"\"\" starts and ends a multi-line message. /image PATH attaches an image to\n"
+    "the next message (multimodal models). Ctrl-C stops a reply.\n";
 
 // The chat's context: -c, else 4096 or the model's trained context when that is smaller.
 constexpr int64_t kDefaultChatContext = 4096;
 
-// Tokens of the prompt the next turn would send with `user` appended to the history.
-int64_t prompt_tokens(const Session& session, const std::string& system, const std::string& user) {
+// Tokens of the prompt the next turn would send with `user` (and its `images`) appended to the
+// history. Each image counts its expanded rows (the template writes one placeholder per image;
+// Session::generate expands it), so dropping a turn also frees its images' rows. A text-only
+// model counts no images: chat() refuses them with its own message.
+int64_t prompt_tokens(Session& session, const std::string& system, const std::string& user,
+                      const std::vector<modalities::Image>& images) {
+  auto* multimodal = dynamic_cast<models::MultimodalLM*>(&session.model());
   std::vector<ChatMessage> messages;
   if (!system.empty()) messages.push_back({"system", system});
   for (const ChatMessage& m : session.history()) messages.push_back(m);
-  messages.push_back({"user", user});
+  messages.push_back({"user", user, images});
+  int64_t image_rows = 0;
+  for (ChatMessage& m : messages) {
+    if (!multimodal) m.images.clear();
+    for (const modalities::Image& image : m.images) {
+      image_rows += multimodal->image_encoder().num_image_tokens(image) - 1;
+    }
+  }
   const std::string text = session.render_chat(messages, /*add_generation_prompt=*/true);
-  return static_cast<int64_t>(session.tokenizer()->encode(text, false, true).size());
+  return static_cast<int64_t>(session.tokenizer()->encode(text, false, true).size()) + image_rows;
 }
 
-// Context shift: drops the oldest turns (never the system prompt) until the next prompt plus
-// `reserve` reply tokens fits the context, and says so on stderr. False when even the message
-// alone does not fit.
+// Context shift: drops the oldest turns (never the system prompt; a turn's images go with it)
+// until the next prompt plus `reserve` reply tokens fits the context, and says so on stderr.
+// False when even the message alone does not fit.
 bool make_room(Session& session, const std::string& system, const std::string& user,
-               int64_t reserve) {
+               const std::vector<modalities::Image>& images, int64_t reserve) {
   const int64_t ctx = session.context_length();
-  int64_t need = prompt_tokens(session, system, user);
+  int64_t need = prompt_tokens(session, system, user, images);
   size_t dropped = 0;
   while (need + reserve > ctx && !session.history().empty()) {
     dropped += session.drop_oldest_turns(1);
-    need = prompt_tokens(session, system, user);
+    need = prompt_tokens(session, system, user, images);
   }
   if (dropped > 0) {
     std::fprintf(stderr,
@@ -197,14 +214,28 @@ Command add_chat(CLI::App& app) {
         continue;
       }
       if (line == "/exit" || line == "/quit") break;
-      // A failed turn (a template budget, a message too long) is reported and the conversation
-      // goes on; the exit status still says something failed.
+      if (line.rfind("/image ", 0) == 0) {
+        try {
+          request.images.push_back(modalities::Image::load(line.substr(7)));
+          std::fprintf(stderr, "[image attached to the next message]\n");
+        } catch (const Error& e) {
+          std::fprintf(stderr, "af-cli: error: %s (the conversation is kept)\n", e.what());
+          status = 1;
+        }
+        continue;
+      }
+      // A failed turn (a template budget, a message too long, an image to a text-only model) is
+      // reported and the conversation goes on; the exit status still says something failed. The
+      // attached images belong to this turn either way.
       try {
-        if (!make_room(session, system, line, reserve)) {
+        const bool fits = make_room(session, system, line, request.images, reserve);
+        if (!fits) {
+          request.images.clear();
           status = 1;
           continue;
         }
         const GenerateResponse res = session.chat(line, request);
+        request.images.clear();
         std::fputs("\n", stdout);
         std::fflush(stdout);
         if (res.finish_reason == FinishReason::kCancelled) {
@@ -222,6 +253,7 @@ Command add_chat(CLI::App& app) {
                      static_cast<long long>(res.cached_tokens), res.ids.size(),
                      res.timings.generated_tokens_per_s);
       } catch (const Error& e) {
+        request.images.clear();
         std::fprintf(stderr, "af-cli: error: %s (the conversation is kept)\n", e.what());
         status = 1;
       }

@@ -1,5 +1,8 @@
 // af-cli logits -m PATH --ids "1 403 407": one line per input position, vocab_size logits
 // separated by spaces, 9 significant digits (float32 round-trips).
+// With --image IMG (repeatable; multimodal models, --mmproj FILE for a text GGUF) the ids hold
+// the model's image token once per image (expanded as the HF processor expands it) or already
+// expanded; one line per position of the expanded sequence.
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -8,6 +11,8 @@
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/runtime/prompt.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -33,11 +38,37 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+// The logits of every position of `ids` with `images` in place of their placeholders.
+std::vector<float> image_logits(models::CausalLM& model, std::vector<int32_t>& ids,
+                                const std::vector<std::string>& paths) {
+  auto* mm = dynamic_cast<models::MultimodalLM*>(&model);
+  AF_CHECK(mm != nullptr, ErrorCode::kUnsupported, "cli", model.info().path,
+           ": this model takes no images (it is a text-only model)");
+  std::vector<modalities::Image> images;
+  std::vector<int64_t> counts;
+  for (const std::string& path : paths) {
+    images.push_back(modalities::Image::load(path));
+    counts.push_back(mm->image_encoder().num_image_tokens(images.back()));
+  }
+  runtime::ImagePrompt placed = runtime::expand_image_tokens(ids, mm->image_token_id(), counts);
+  AF_CHECK(static_cast<int64_t>(placed.ids.size()) <= model.info().context_length,
+           ErrorCode::kOutOfRange, "cli", "the expanded prompt has ", placed.ids.size(),
+           " tokens; the context holds ", model.info().context_length);
+  std::vector<float> rows;
+  for (const modalities::Image& image : images) {
+    const models::ImageFeatures f = mm->image_encoder().encode(image);
+    rows.insert(rows.end(), f.rows.begin(), f.rows.end());
+  }
+  ids = std::move(placed.ids);
+  return model.forward_embeds(ids, true, {placed.mask, rows});
+}
+
 }  // namespace
 
 Command add_logits(CLI::App& app) {
   struct Options {
-    std::string path, ids, isa;
+    std::string path, ids, isa, mmproj, audio;
+    std::vector<std::string> images;
     int threads = 0;
   };
   auto o = std::make_shared<Options>();
@@ -45,15 +76,23 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-m,--model", o->path, "HF folder, .safetensors or .gguf file")->required();
   sub->add_option("--ids", o->ids, "token ids separated by spaces")->required();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
+  sub->add_option("--image", o->images, "image for the ids' image tokens (repeatable)");
+  sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
+  sub->add_option("--audio", o->audio, "Whisper models: the audio the decoder ids attend to");
   add_isa_option(*sub, o->isa);
   return [o]() {
     std::vector<int32_t> ids = parse_ids(o->ids);
+    if (!o->audio.empty()) return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
-    options.context_length = static_cast<int64_t>(ids.size());
+    // With images the expanded length is known only once the model is loaded; cache rows are
+    // reserved lazily, so the model's own context costs no memory up front.
+    options.context_length = o->images.empty() ? static_cast<int64_t>(ids.size()) : 0;
+    options.mmproj = o->mmproj;
     auto model = models::load(o->path, options);
-    std::vector<float> logits = model->forward(ids, true);
+    std::vector<float> logits =
+        o->images.empty() ? model->forward(ids, true) : image_logits(*model, ids, o->images);
     const int64_t vocab = model->config().vocab_size;
     std::string line;
     char number[32];

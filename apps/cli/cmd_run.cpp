@@ -1,9 +1,10 @@
 // af-cli run -m PATH [-p PROMPT | -f FILE | < FILE] [-n N|-1] [--temp T] [--top-k K] [--top-p P]
 //            [--min-p P] [--seed S] [--repeat-penalty R] [--stop TEXT]... [--threads N]
-//            [--print-ids] [--extend-context] ...
+//            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...] ...
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
 // separated by spaces), timings on stderr. --temp 0 is greedy. Without a prompt, generation
-// starts from the BOS token alone.
+// starts from the BOS token alone. Images (multimodal models) go where the prompt has the model's
+// image token, else right after BOS.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/session.hpp"
 #include "cli_common.hpp"
@@ -24,6 +26,7 @@ Command add_run(CLI::App& app) {
   struct Options {
     PromptOptions prompt;
     int n_predict = 128;
+    std::vector<std::string> images;
     std::vector<std::string> stop;
     bool print_ids = false, ignore_eos = false;
     SamplingOptions sampling;
@@ -32,6 +35,7 @@ Command add_run(CLI::App& app) {
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
   add_prompt_options(*sub, o->prompt);
+  sub->add_option("--image", o->images, "image file (repeatable; multimodal models)");
   sub->add_option("-n,--n-predict", o->n_predict,
                   "tokens to generate (-1: until end of sequence or the context's end)");
   add_sampling_options(*sub, o->sampling);
@@ -58,6 +62,8 @@ Command add_run(CLI::App& app) {
     request.sampling = make_sampling_params(o->sampling);
     request.on_prefill = prefill_progress();
     request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
+    for (const std::string& image : o->images)
+      request.images.push_back(modalities::Image::load(image));
     AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");
     const auto n_prompt = static_cast<int64_t>(request.prompt_ids.size());

@@ -1,8 +1,10 @@
 #pragma once
 // af-cli subcommands. Each registers its options on the CLI11 app and returns the function that
 // runs it; errors propagate as af::Error to main(), which prints them and exits non-zero.
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -27,5 +29,12 @@ Command add_template(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_quantize(CLI::App& app);
 Command add_preprocess(CLI::App& app);
+Command add_image_features(CLI::App& app);
+Command add_log_mel(CLI::App& app);
+Command add_transcribe(CLI::App& app);
+// af-cli logits --audio on a Whisper folder: the decoder logits of `ids` over that audio, printed
+// as logits prints them (cmd_whisper.cpp).
+int print_whisper_logits(const std::string& model, const std::string& audio,
+                         const std::vector<int32_t>& ids, int threads, const std::string& isa);
 
 }  // namespace af::cli

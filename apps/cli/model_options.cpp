@@ -24,6 +24,7 @@ void add_model_options(CLI::App& sub, ModelOptions& o, const std::string& ctx_he
                      quant_type_names());
   sub.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact) or f16");
   add_isa_option(sub, o.isa);
+  sub.add_option("--mmproj", o.mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
   add_gpu_flags(sub, o.gpu);
 }
 
@@ -39,10 +40,21 @@ void check_model_options(const ModelOptions& o) {
 
 int64_t trained_context(const std::string& path) {
   const io::ModelFiles files = io::open_model_files(path);
-  const auto it = files.config.find("max_position_embeddings");
-  AF_CHECK(it != files.config.end() && it->is_number_integer() && it->get<int64_t>() > 0,
-           ErrorCode::kFormat, "cli", path,
-           ": the config has no positive integer max_position_embeddings (the trained context)");
+  const nlohmann::json* config = &files.config;
+  std::string field = "max_position_embeddings";
+  // A LLaVA folder: the text model's context is text_config's (LlamaConfig's default 2048 when
+  // an older checkpoint leaves it out, as models/llava.cpp reads it).
+  const auto text = files.config.find("text_config");
+  if (!files.config.contains(field) && text != files.config.end() && text->is_object()) {
+    if (!text->contains(field) && text->value("model_type", std::string("llama")) == "llama")
+      return 2048;
+    config = &*text;
+    field = "text_config." + field;
+  }
+  const auto it = config->find("max_position_embeddings");
+  AF_CHECK(it != config->end() && it->is_number_integer() && it->get<int64_t>() > 0,
+           ErrorCode::kFormat, "cli", path, ": the config has no positive integer ", field,
+           " (the trained context)");
   return it->get<int64_t>();
 }
 
@@ -53,6 +65,7 @@ models::LoadOptions make_load_options(const ModelOptions& o, int64_t context) {
   options.quantize = load_quantize_name(o.quantize);
   options.kv_type = o.kv_type == "f16" ? DType::F16 : DType::F32;
   options.context_length = context;
+  options.mmproj = o.mmproj;
   return options;
 }
 

@@ -16,6 +16,7 @@ namespace af::cli {
 
 struct ModelOptions {
   std::string path, isa, quantize, kv_type = "f32";
+  std::string mmproj;  // --mmproj: an image encoder GGUF beside a text GGUF (LoadOptions::mmproj)
   int threads = 0;
   int64_t ctx = 0;  // -c; 0: the model's trained context (chat sets its own default)
   bool extend_context = false;

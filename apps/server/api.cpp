@@ -101,7 +101,26 @@ bool get_bool(const json& body, const char* name, bool fallback) {
   return v->get<bool>();
 }
 
-std::string content_text(const json& content, const std::string& param) {
+// An "image_url" part's url: {"image_url": {"url": "..."}} (OpenAI) or {"image_url": "..."}.
+std::string image_part_url(const json& part, const std::string& p) {
+  auto it = part.find("image_url");
+  if (it == part.end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + ".image_url'.",
+                   "invalid_request_error", p + ".image_url", "missing_required_parameter");
+  }
+  if (it->is_string()) return it->get<std::string>();
+  if (!it->is_object()) invalid_type(p + ".image_url", "an object", *it);
+  auto url = it->find("url");
+  if (url == it->end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + ".image_url.url'.",
+                   "invalid_request_error", p + ".image_url.url", "missing_required_parameter");
+  }
+  if (!url->is_string()) invalid_type(p + ".image_url.url", "a string", *url);
+  return url->get<std::string>();
+}
+
+std::string content_text(const json& content, const std::string& param,
+                         std::vector<std::string>& image_urls, std::vector<size_t>& image_offsets) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) invalid_type(param, "a string or an array of content parts", content);
   std::string text;
@@ -114,10 +133,15 @@ std::string content_text(const json& content, const std::string& param) {
       throw ApiError(400, "Missing required parameter: '" + p + ".type'.", "invalid_request_error",
                      p + ".type", "missing_required_parameter");
     }
+    if (*type == "image_url") {
+      image_urls.push_back(image_part_url(part, p));
+      image_offsets.push_back(text.size());
+      continue;
+    }
     if (*type != "text") {
       throw ApiError(400,
                      "Content parts of type '" + type->get<std::string>() +
-                         "' are not supported by this model; only 'text' is.",
+                         "' are not supported; only 'text' and 'image_url' are.",
                      "invalid_request_error", p + ".type", "unsupported_value");
     }
     auto t = part.find("text");
@@ -170,7 +194,8 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                        "invalid_request_error", p + ".content", "missing_required_parameter");
       }
     } else {
-      message.content = content_text(*content, p + ".content");
+      message.content =
+          content_text(*content, p + ".content", message.image_urls, message.image_offsets);
     }
     messages.push_back(std::move(message));
   }

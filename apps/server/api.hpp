@@ -40,6 +40,10 @@ enum class Endpoint { kChatCompletions, kCompletions };
 struct ChatMessage {
   std::string role;     // system, developer, user, assistant, tool
   std::string content;  // text parts joined
+  // The urls of "image_url" parts, in order (the server decodes them: image_url.hpp), and where
+  // each sat: the bytes of text given before it (the chat template gets the parts in order).
+  std::vector<std::string> image_urls = {};
+  std::vector<size_t> image_offsets = {};
 };
 
 struct ApiLimits {

@@ -57,7 +57,9 @@ std::vector<af::ChatMessage> ChatPrompt::to_runtime(
     const std::vector<ChatMessage>& messages) const {
   std::vector<af::ChatMessage> list;
   for (const ChatMessage& m : messages) {
-    list.push_back({m.role == "developer" ? "system" : m.role, m.content});
+    // The template needs only how many images a message has (placeholders, not pixels).
+    list.push_back({m.role == "developer" ? "system" : m.role, m.content,
+                    std::vector<modalities::Image>(m.image_urls.size()), m.image_offsets});
   }
   return list;
 }

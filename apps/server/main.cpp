@@ -98,6 +98,15 @@ int main(int argc, char** argv) {
                "transformers does (default: plain text, so messages cannot forge turns)");
   add_limit_options(app, o);
   add_template_limit_options(app, o.template_limits);
+  app.add_option("--mmproj", o.mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
+  app.add_option("--allowed-local-media-path", o.image_urls.local_folder,
+                 "image_url parts may name file:// images inside this folder (default: none)");
+  app.add_option("--max-image-pixels", o.image_urls.limits.max_pixels,
+                 "largest width x height of an image, checked before decoding (400)")
+      ->capture_default_str();
+  app.add_option("--encoder-cache-mb", o.encoder_cache_mb,
+                 "image encoder outputs kept by content hash, in MiB")
+      ->capture_default_str();
   app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
                  "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
                  "before")

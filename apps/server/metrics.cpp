@@ -78,6 +78,9 @@ std::string Metrics::render(const runtime::SchedulerStats& s, int parallel) cons
   header(out, "af_prompt_tokens_computed_total", "counter",
          "Prompt tokens computed (the rest were reused from a slot's cache).");
   out += "af_prompt_tokens_computed_total " + std::to_string(s.prompt_tokens_computed) + "\n";
+  header(out, "af_image_encodes_total", "counter",
+         "Image encoder runs (a cached image is not encoded again).");
+  out += "af_image_encodes_total " + std::to_string(s.image_encodes) + "\n";
   header(out, "af_generated_tokens_total", "counter", "Generated tokens.");
   out += "af_generated_tokens_total " + std::to_string(s.generated_tokens) + "\n";
   header(out, "af_queue_depth", "gauge", "Requests waiting for a slot.");

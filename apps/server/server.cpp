@@ -23,6 +23,8 @@
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/runtime/prompt.hpp"
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
@@ -172,6 +174,11 @@ class Server {
   json usage(const ApiRequest& r, const std::vector<int64_t>& prompt_tokens,
              const std::vector<std::optional<runtime::RequestResult>>& results) const;
   void watch_signals(httplib::Server& http);
+  // The images of the chat messages' image_url parts, decoded (ApiError 400 when bad).
+  std::vector<modalities::Image> chat_images(const ApiRequest& r) const;
+  // A chat prompt's placeholders expanded for `images` (ApiError 400 when they do not match).
+  std::vector<int32_t> place_images(const std::vector<int32_t>& ids,
+                                    const std::vector<modalities::Image>& images) const;
 
   ServerOptions options_;
   std::unique_ptr<tok::Tokenizer> tokenizer_;
@@ -330,6 +337,36 @@ void Server::cancel(const Exchange& exchange) {
   for (uint64_t id : exchange.ids) scheduler_->cancel(id);
 }
 
+std::vector<modalities::Image> Server::chat_images(const ApiRequest& r) const {
+  std::vector<modalities::Image> images;
+  for (size_t i = 0; i < r.messages.size(); ++i) {
+    const std::vector<std::string>& urls = r.messages[i].image_urls;
+    for (size_t k = 0; k < urls.size(); ++k) {
+      const std::string param = "messages[" + std::to_string(i) + "].content";
+      if (!dynamic_cast<models::MultimodalLM*>(model_.get())) {
+        throw ApiError(400, "This model does not accept images (it is a text-only model).",
+                       "invalid_request_error", param, "unsupported_value");
+      }
+      images.push_back(load_image_url(urls[k], param, options_.image_urls));
+    }
+  }
+  return images;
+}
+
+std::vector<int32_t> Server::place_images(const std::vector<int32_t>& ids,
+                                          const std::vector<modalities::Image>& images) const {
+  auto& model = dynamic_cast<models::MultimodalLM&>(*model_);
+  std::vector<int64_t> counts;
+  for (const modalities::Image& image : images)
+    counts.push_back(model.image_encoder().num_image_tokens(image));
+  try {
+    return runtime::expand_image_tokens(ids, model.image_token_id(), counts).ids;
+  } catch (const Error& e) {
+    throw ApiError(400, std::string("The images do not match the prompt: ") + e.what(),
+                   "invalid_request_error", "messages", "invalid_value");
+  }
+}
+
 void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
                              const std::string& body, httplib::Response& res) {
   if (shutting_down_) {
@@ -339,6 +376,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   const ApiRequest r = parse_request(endpoint, body);
   const bool chat = endpoint == Endpoint::kChatCompletions;
   const int64_t context = scheduler_->slot_context();
+  const std::vector<modalities::Image> images =
+      chat ? chat_images(r) : std::vector<modalities::Image>();
 
   // Prompts as ids. A long tokenization stops when the server shuts down (httplib 0.11 cannot
   // tell the handler that its client went away).
@@ -357,6 +396,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
       prompts.push_back(chat_prompt_->encode(r.messages, *tokenizer_,
                                              options_.parse_special_in_content,
                                              [this] { return shutting_down_.load(); }));
+      if (!images.empty()) prompts.back() = place_images(prompts.back(), images);
     } catch (const tok::Cancelled&) {
       throw ApiError(503, "The request was cancelled because the server is shutting down.",
                      "server_error", "", "shutting_down");
@@ -421,6 +461,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   for (int c = 0; c < n_choices; ++c) {
     runtime::GenerationRequest g;
     g.prompt = prompts[c / r.n];
+    g.images = images;  // placeholders already expanded: usage counts image tokens
     g.max_tokens = r.max_tokens;
     g.sampling = r.sampling;
     g.sampling.seed = base_seed + static_cast<uint64_t>(c % r.n);
@@ -711,12 +752,14 @@ int Server::run() {
     load.num_threads = options_.threads;
     load.context_length = options_.ctx_size;
     load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
+    load.mmproj = options_.mmproj;
     model_ = models::load(options_.model_path, load);
     runtime::SchedulerOptions so;
     so.parallel = options_.parallel;
     so.slot_context = options_.ctx_size;
     so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
     so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
+    so.encoder_cache_mb = options_.encoder_cache_mb;
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
     chat_prompt_ =
         std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
@@ -797,12 +840,18 @@ int Server::run() {
     }
     res.set_content(R"({"status":"ok"})", "application/json");
   });
-  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  // What /v1/models reports the model accepts (a field OpenAI does not define; vLLM-style).
+  const auto modalities = [this] {
+    return dynamic_cast<models::MultimodalLM*>(model_.get()) ? json::array({"text", "image"})
+                                                             : json::array({"text"});
+  };
+  http.Get("/v1/models", [this, modalities](const httplib::Request&, httplib::Response& res) {
     json body = {{"object", "list"},
                  {"data", json::array({{{"id", model_id_},
                                         {"object", "model"},
                                         {"created", created_},
-                                        {"owned_by", "alloyforge"}}})}};
+                                        {"owned_by", "alloyforge"},
+                                        {"modalities", modalities()}}})}};
     res.set_content(dump(body), "application/json");
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {

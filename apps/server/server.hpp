@@ -6,6 +6,7 @@
 
 #include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
+#include "image_url.hpp"
 
 namespace af::server {
 
@@ -24,6 +25,11 @@ struct ServerOptions {
   // Chat: special-token text inside messages becomes control tokens (transformers' behaviour).
   bool parse_special_in_content = false;
   tok::TemplateLimits template_limits;  // chat-template budgets; exceeded: 500
+  // Multimodal models: an mmproj GGUF beside a text GGUF; image_url parts (data URLs; file://
+  // only inside image_urls.local_folder; pixel limit); encoder-output cache bound in MiB.
+  std::string mmproj;
+  ImageUrlOptions image_urls;
+  uint64_t encoder_cache_mb = 256;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

@@ -299,6 +299,12 @@ constexpr ArchInfo kArchitectures[] = {
 json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   MetadataReader md(file);
   const std::string arch = md.get_string("general.architecture");
+  if (arch == "clip") {
+    // An mmproj (llama.cpp's vision encoder file): models/mmproj_gguf.cpp reads its clip.* keys
+    // and tensor names itself; there is no text model to describe.
+    *layout = RopeLayout::kHalf;
+    return json{{"architectures", json::array({"clip"})}, {"model_type", "clip"}};
+  }
   const ArchInfo* found = nullptr;
   for (const ArchInfo& a : kArchitectures) {
     if (a.gguf_arch == arch) found = &a;

@@ -1,14 +1,13 @@
 // Image: format sniffing, the pixel limit, transformers' convert_to_rgb and the content hash.
 #include "af/modalities/image.hpp"
 
-#include <openssl/evp.h>
-
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "af/core/error.hpp"
 #include "image_decode.hpp"
+#include "sha256.hpp"
 
 namespace af::modalities {
 namespace detail {
@@ -91,22 +90,10 @@ std::string sha256_hex(int width, int height, const std::vector<uint8_t>& rgb) {
     header[i] = uint8_t(uint32_t(width) >> (8 * i));
     header[4 + i] = uint8_t(uint32_t(height) >> (8 * i));
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) &&
-                  EVP_DigestUpdate(ctx, header, sizeof(header)) &&
-                  EVP_DigestUpdate(ctx, rgb.data(), rgb.size()) &&
-                  EVP_DigestFinal_ex(ctx, digest, &length);
-  EVP_MD_CTX_free(ctx);
-  AF_CHECK(ok, ErrorCode::kInternal, "image", "SHA-256 failed");
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
+  detail::Sha256 sha;
+  sha.update(header);
+  sha.update(rgb);
+  return detail::to_hex(sha.finish());
 }
 
 }  // namespace

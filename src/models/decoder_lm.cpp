@@ -34,8 +34,9 @@ class DecoderSequence final : public SequenceState {
 
 class DecoderLM final : public CausalLM {
  public:
-  DecoderLM(io::ModelFiles files, DecoderSpec spec, DecoderWeights weights, nn::Rope rope,
-            std::unique_ptr<Backend> backend, int64_t context, DType kv_type, ModelInfo info)
+  DecoderLM(std::shared_ptr<const io::ModelFiles> files, DecoderSpec spec, DecoderWeights weights,
+            nn::Rope rope, std::shared_ptr<Backend> backend, int64_t context, DType kv_type,
+            ModelInfo info)
       : files_(std::move(files)),
         spec_(spec),
         w_(std::move(weights)),
@@ -55,6 +56,12 @@ class DecoderLM final : public CausalLM {
 
   std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
     const BatchItem item{&own_, ids, all_logits};
+    return run(std::span(&item, 1));
+  }
+
+  std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
+                                    const InputEmbeddings& embeddings) override {
+    const BatchItem item{&own_, ids, all_logits, embeddings};
     return run(std::span(&item, 1));
   }
 
@@ -94,6 +101,7 @@ class DecoderLM final : public CausalLM {
         AF_CHECK(id >= 0 && id < spec_.vocab_size, ErrorCode::kInvalidArgument, "model",
                  "token id ", id, " is outside the vocabulary of ", spec_.vocab_size);
       }
+      check_embeddings(item, i);
       const auto* seq = static_cast<const DecoderSequence*>(item.sequence);
       AF_CHECK(seq->length + n <= seq->cache.max_seq(), ErrorCode::kOutOfRange, "model",
                "context full: ", seq->length, " cached + ", n, " new tokens exceed the context of ",
@@ -131,6 +139,39 @@ class DecoderLM final : public CausalLM {
     return logits;
   }
 
+  void check_embeddings(const BatchItem& item, size_t index) const {
+    const InputEmbeddings& e = item.embeddings;
+    if (e.empty()) return;
+    AF_CHECK(e.mask.size() == item.ids.size(), ErrorCode::kInvalidArgument, "model",
+             "input embeddings mask has ", e.mask.size(), " entries for ", item.ids.size(),
+             " ids (batch item ", index, ")");
+    const auto rows = static_cast<int64_t>(
+        std::count_if(e.mask.begin(), e.mask.end(), [](uint8_t m) { return m != 0; }));
+    AF_CHECK(static_cast<int64_t>(e.rows.size()) == rows * spec_.hidden_size,
+             ErrorCode::kInvalidArgument, "model", "input embeddings hold ", e.rows.size(),
+             " floats; ", rows, " masked positions need ", rows, " x ", spec_.hidden_size,
+             " (batch item ", index, ")");
+  }
+
+  // Overwrites the looked-up rows of x where a piece's item has input embeddings.
+  void splice_embeddings(std::span<const BatchItem> items, const std::vector<Piece>& pieces,
+                         float* x) const {
+    const auto hidden = static_cast<size_t>(spec_.hidden_size);
+    for (size_t s = 0; s < pieces.size(); ++s) {
+      const Piece& p = pieces[s];
+      const InputEmbeddings& e = items[p.item].embeddings;
+      if (e.empty()) continue;
+      // Rows of the masked positions before this piece (earlier chunks) are skipped.
+      auto next = static_cast<size_t>(
+          std::count_if(e.mask.begin(), e.mask.begin() + p.offset, [](uint8_t m) { return m; }));
+      for (int64_t t = 0; t < p.n; ++t) {
+        if (!e.mask[static_cast<size_t>(p.offset + t)]) continue;
+        std::memcpy(x + static_cast<size_t>(segments_[s].row_begin + t) * hidden,
+                    e.rows.data() + next++ * hidden, hidden * sizeof(float));
+      }
+    }
+  }
+
   void run_chunk(std::span<const BatchItem> items, const std::vector<Piece>& pieces, int64_t n,
                  const std::vector<int64_t>& out_row, float* logits) {
     const int64_t hidden = spec_.hidden_size;
@@ -153,6 +194,7 @@ class DecoderLM final : public CausalLM {
     float* h = h_.data();  // [n, hidden] normed input / sublayer output
     w_.embed_tokens.forward(*be_, ids_.data(), n, x);
     if (spec_.embed_scale != 1.0f) be_->scale(x, spec_.embed_scale, n * hidden);
+    splice_embeddings(items, pieces, x);
     for (int64_t l = 0; l < spec_.num_layers; ++l) {
       const DecoderWeights::Layer& layer = w_.layers[static_cast<size_t>(l)];
       for (size_t s = 0; s < pieces.size(); ++s) {
@@ -225,11 +267,11 @@ class DecoderLM final : public CausalLM {
     }
   }
 
-  io::ModelFiles files_;
+  std::shared_ptr<const io::ModelFiles> files_;  // the weights are views into it
   DecoderSpec spec_;
   DecoderWeights w_;
   nn::Rope rope_;
-  std::unique_ptr<Backend> be_;
+  std::shared_ptr<Backend> be_;  // shared with a composition's encoders
   int64_t context_;
   DType kv_type_;
   DecoderSequence own_;
@@ -283,14 +325,14 @@ DecoderSpec DecoderSpec::from_llama_config(const io::HfConfig& c) {
   return s;
 }
 
-DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpec& s,
+DecoderWeights DecoderWeights::load(const nn::VarBuilder& vb, const nn::VarBuilder& head,
+                                    const DecoderSpec& s,
                                     const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t steps = s.num_layers + 2;
   auto advance = [&](int64_t done) {
     if (progress) progress(done, steps);
   };
   DecoderWeights w;
-  nn::VarBuilder vb = root.sub("model");
   w.embed_tokens = nn::Embedding::load(vb.sub("embed_tokens"), s.vocab_size, s.hidden_size);
   advance(1);
   for (int64_t i = 0; i < s.num_layers; ++i) {
@@ -305,8 +347,8 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& root, const DecoderSpe
   }
   w.norm = nn::RmsNorm::load(vb.sub("norm"), s.hidden_size, s.rms_norm_eps);
   // Some tied checkpoints still carry lm_head.weight; an untied one must.
-  if (!s.tie_word_embeddings || root.has("lm_head.weight")) {
-    w.lm_head = nn::Linear::load(root.sub("lm_head"), s.hidden_size, s.vocab_size, false);
+  if (!s.tie_word_embeddings || head.has("weight")) {
+    w.lm_head = nn::Linear::load(head, s.hidden_size, s.vocab_size, false);
   } else {
     w.lm_head.weight = w.embed_tokens.table;
     w.lm_head.in = s.hidden_size;
@@ -349,10 +391,19 @@ std::optional<DType> load_weight_type(const LoadOptions& options) {
 
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options) {
+  return make_decoder_lm(std::make_shared<const io::ModelFiles>(std::move(files)), config, spec,
+                         options, DecoderRoot{});
+}
+
+std::unique_ptr<CausalLM> make_decoder_lm(std::shared_ptr<const io::ModelFiles> shared,
+                                          const io::HfConfig& config, DecoderSpec spec,
+                                          const LoadOptions& options, const DecoderRoot& root) {
+  const io::ModelFiles& files = *shared;
   nn::VarBuilder vb(*files.weights);
   const std::optional<DType> weight_type = load_weight_type(options);
-  DecoderWeights weights =
-      DecoderWeights::load(vb.with_quantization(weight_type), spec, options.on_progress);
+  const nn::VarBuilder quantized = vb.with_quantization(weight_type);
+  DecoderWeights weights = DecoderWeights::load(
+      quantized.sub(root.body), quantized.sub(root.lm_head), spec, options.on_progress);
   const int64_t context = options.context_length > 0
                               ? options.context_length
                               : std::max(spec.max_position_embeddings, options.min_context_length);
@@ -372,11 +423,12 @@ std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConf
   // quantize = "bf16" opts in to bf16 dot products (activations rounded to bf16).
   backend_options.bf16_dot =
       !options.quantize.empty() && dtype_from_name(options.quantize) == DType::BF16;
-  auto backend = make_backend(backend_options);
+  std::shared_ptr<Backend> backend = options.backend;
+  if (!backend) backend = make_backend(backend_options);
   // Weights converted or quantized at load are owned copies, which Linear::prepare leaves as
   // they are (repacking them would keep both resident).
   if (options.repack_weights) weights.prepare(*backend);
-  return std::make_unique<DecoderLM>(std::move(files), spec, std::move(weights), std::move(rope),
+  return std::make_unique<DecoderLM>(std::move(shared), spec, std::move(weights), std::move(rope),
                                      std::move(backend), context, options.kv_type, std::move(info));
 }
 

@@ -6,6 +6,7 @@
 // Each model file parses its own config into DecoderSpec; weights use HF Llama names.
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
@@ -39,15 +40,32 @@ struct DecoderWeights {
   nn::RmsNorm norm;
   nn::Linear lm_head;  // tied: a view of embed_tokens' table
 
+  // body: where embed_tokens, layers and norm lie ("model"; LLaVA: "model.language_model" or
+  // "language_model.model"); head: the lm_head's prefix ("lm_head", "language_model.lm_head").
   // `progress` (may be empty) hears done/total steps: the embedding, each layer, the head.
-  static DecoderWeights load(const nn::VarBuilder& vb, const DecoderSpec& spec,
+  static DecoderWeights load(const nn::VarBuilder& body, const nn::VarBuilder& head,
+                             const DecoderSpec& spec,
                              const std::function<void(int64_t, int64_t)>& progress = {});
   // Puts every matmul weight in be's preferred form (nn::Linear::prepare). A tied lm_head's
   // table stays readable for the token lookup (which faults in the rows it reads again).
   void prepare(Backend& be);
 };
 
+// Where a composition model (LLaVA) keeps its text decoder.
+struct DecoderRoot {
+  std::string body = "model";       // prefix of embed_tokens, layers, norm
+  std::string lm_head = "lm_head";  // prefix of lm_head.weight
+};
+
+// The specs of the text models a composition can hold (llama.cpp, qwen2.cpp).
+DecoderSpec llama_decoder_spec(const io::HfConfig& config);
+DecoderSpec qwen2_decoder_spec(const io::HfConfig& config);
+
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options);
+// The same over files shared with other parts of a composition (kept alive by the decoder).
+std::unique_ptr<CausalLM> make_decoder_lm(std::shared_ptr<const io::ModelFiles> files,
+                                          const io::HfConfig& config, DecoderSpec spec,
+                                          const LoadOptions& options, const DecoderRoot& root);
 
 }  // namespace af::models

@@ -6,8 +6,7 @@
 
 namespace af::models {
 
-std::unique_ptr<CausalLM> make_llama(io::ModelFiles files, const io::HfConfig& config,
-                                     const LoadOptions& options) {
+DecoderSpec llama_decoder_spec(const io::HfConfig& config) {
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
   // Mistral-style sliding windows change which keys a query sees once the sequence is longer
   // than the window; refuse rather than silently attend to everything.
@@ -15,7 +14,12 @@ std::unique_ptr<CausalLM> make_llama(io::ModelFiles files, const io::HfConfig& c
   AF_CHECK(window == 0 || window >= spec.max_position_embeddings, ErrorCode::kUnsupported, "llama",
            config.origin(), ": sliding_window ", window,
            " shorter than the context is not supported yet");
-  return make_decoder_lm(std::move(files), config, spec, options);
+  return spec;
+}
+
+std::unique_ptr<CausalLM> make_llama(io::ModelFiles files, const io::HfConfig& config,
+                                     const LoadOptions& options) {
+  return make_decoder_lm(std::move(files), config, llama_decoder_spec(config), options);
 }
 
 }  // namespace af::models

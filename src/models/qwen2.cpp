@@ -6,8 +6,7 @@
 
 namespace af::models {
 
-std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles files, const io::HfConfig& config,
-                                     const LoadOptions& options) {
+DecoderSpec qwen2_decoder_spec(const io::HfConfig& config) {
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
   spec.qkv_bias = true;
   spec.o_bias = false;
@@ -15,7 +14,12 @@ std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles files, const io::HfConfig& c
   // Released Qwen2 checkpoints set use_sliding_window false; the window only applies when set.
   AF_CHECK(!config.get_bool("use_sliding_window", false), ErrorCode::kUnsupported, "qwen2",
            config.origin(), ": use_sliding_window true is not supported yet");
-  return make_decoder_lm(std::move(files), config, spec, options);
+  return spec;
+}
+
+std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles files, const io::HfConfig& config,
+                                     const LoadOptions& options) {
+  return make_decoder_lm(std::move(files), config, qwen2_decoder_spec(config), options);
 }
 
 }  // namespace af::models

@@ -4,17 +4,20 @@
 #include <utility>
 
 #include "af/core/error.hpp"
+#include "af/models/multimodal.hpp"
 
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 6> kFactories{{
+constexpr std::array<std::pair<const char*, ModelFactory>, 8> kFactories{{
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
     {"MiniCPMForCausalLM", make_minicpm},
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},
+    {"LlavaForConditionalGeneration", make_llava},
+    {"LlavaNextForConditionalGeneration", make_llava},
 }};
 
 }  // namespace
@@ -33,11 +36,17 @@ std::vector<std::string> supported_architectures() {
 }
 
 std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options) {
+  if (!options.mmproj.empty()) return load_multimodal(path, options.mmproj, options);
   io::ModelFiles files = io::open_model_files(path);
   io::HfConfig config(files.config,
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const std::string arch = config.architecture();
   ModelFactory factory = find_factory(arch);
+  if (!factory && arch == "WhisperForConditionalGeneration") {
+    fail(ErrorCode::kUnsupported, "models", path,
+         ": Whisper is a speech model, not a causal LM: use af::models::Whisper "
+         "(af/models/whisper.hpp) or af-cli transcribe / logits --audio");
+  }
   if (!factory) {
     std::string known;
     for (const std::string& name : supported_architectures()) known += " " + name;

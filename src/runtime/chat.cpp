@@ -58,6 +58,45 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Whether a message's images sit inside or after its text (not all before it).
+bool interleaved(const ChatMessage& m) {
+  for (size_t offset : m.image_offsets)
+    if (offset > 0) return true;
+  return false;
+}
+
+void check_image_offsets(const ChatMessage& m, size_t index) {
+  if (m.image_offsets.empty()) return;
+  AF_CHECK(m.image_offsets.size() == m.images.size(), ErrorCode::kInvalidArgument, "chat",
+           "message ", index, ": ", m.image_offsets.size(), " image offsets for ", m.images.size(),
+           " images");
+  for (size_t i = 0; i < m.image_offsets.size(); ++i) {
+    AF_CHECK(m.image_offsets[i] <= m.content.size() &&
+                 (i == 0 || m.image_offsets[i] >= m.image_offsets[i - 1]),
+             ErrorCode::kInvalidArgument, "chat", "message ", index, ": image ", i, " offset ",
+             m.image_offsets[i], " is past the content (", m.content.size(),
+             " bytes) or before the previous image's");
+  }
+}
+
+// The message's content parts in the order given: the text before each image, the image, then
+// the rest (a text part always when there was none before, as transformers gets it).
+nlohmann::ordered_json content_parts(const ChatMessage& m) {
+  auto parts = nlohmann::ordered_json::array();
+  size_t from = 0;
+  for (size_t i = 0; i < m.images.size(); ++i) {
+    const size_t at = i < m.image_offsets.size() ? m.image_offsets[i] : 0;
+    if (at > from) {
+      parts.push_back({{"type", "text"}, {"text", m.content.substr(from, at - from)}});
+      from = at;
+    }
+    parts.push_back({{"type", "image"}});
+  }
+  if (from == 0 || from < m.content.size())
+    parts.push_back({{"type", "text"}, {"text", m.content.substr(from)}});
+  return parts;
+}
+
 // Matches the marked parts against the real rendering; false when they do not line up.
 bool locate(const std::vector<Part>& parts, const std::vector<ChatMessage>& messages,
             RenderedChat& out) {
@@ -100,8 +139,13 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
                                   bool add_generation_prompt) const {
   nlohmann::ordered_json context;
   context["messages"] = nlohmann::ordered_json::array();
-  for (const ChatMessage& m : messages) {
-    context["messages"].push_back({{"role", m.role}, {"content", m.content}});
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    check_image_offsets(m, i);
+    nlohmann::ordered_json message = {{"role", m.role}};
+    // Content parts, as transformers passes a message with images to the template.
+    message["content"] = m.images.empty() ? nlohmann::ordered_json(m.content) : content_parts(m);
+    context["messages"].push_back(std::move(message));
   }
   // As transformers' apply_chat_template, which always passes these (templates test both
   // `tools is defined` and `tools is not none`).
@@ -117,6 +161,10 @@ RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messa
                                            bool add_generation_prompt) const {
   RenderedChat out;
   out.text = render(messages, add_generation_prompt);
+  // Text split around images has no single marker position: not located (encode_chat then
+  // checks the content for special-token text instead).
+  for (const ChatMessage& m : messages)
+    if (interleaved(m)) return out;
   std::vector<ChatMessage> marked = messages;
   for (size_t i = 0; i < marked.size(); ++i) marked[i].content = marker(i);
   std::string marked_text;

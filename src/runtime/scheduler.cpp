@@ -12,6 +12,8 @@
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/runtime/prompt.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "runtime/json_prefix.hpp"
 #include "runtime/stop_strings.hpp"
@@ -55,7 +57,7 @@ void report_done(const std::function<void(const RequestResult&)>& done,
   }
 }
 
-size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+size_t common_prefix(const std::vector<uint64_t>& a, const std::vector<uint64_t>& b) {
   const size_t n = std::min(a.size(), b.size());
   size_t i = 0;
   while (i < n && a[i] == b[i]) ++i;
@@ -64,8 +66,10 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 
 struct Queued {
   uint64_t id;
-  GenerationRequest request;
+  GenerationRequest request;  // prompt expanded
   Clock::time_point submitted;
+  ImagePrompt placed;          // where the image rows go (mask empty for text)
+  std::vector<uint64_t> keys;  // [prompt.size()] cache key of every prompt position
 };
 
 // A request in a slot.
@@ -74,6 +78,8 @@ struct Running {
       : id(q.id),
         request(std::move(q.request)),
         submitted(q.submitted),
+        placed(std::move(q.placed)),
+        keys(std::move(q.keys)),
         sampler(request.sampling),
         decoder(tokenizer),
         stop(request.stop),
@@ -88,6 +94,10 @@ struct Running {
   uint64_t id;
   GenerationRequest request;
   Clock::time_point submitted;
+  ImagePrompt placed;
+  std::vector<uint64_t> keys;
+  std::vector<float> rows;  // image rows of the masked prompt positions >= the reused prefix
+  size_t rows_used = 0;     // of those, already computed
   ops::Sampler sampler;
   tok::StreamDecoder decoder;
   StopStringFilter stop;
@@ -102,7 +112,7 @@ struct Running {
 
 struct Slot {
   std::unique_ptr<models::SequenceState> sequence;
-  std::vector<int32_t> cached;  // the ids in the cache (size == sequence->n_past())
+  std::vector<uint64_t> cached;  // keys of the cache's positions (size == sequence->n_past())
   std::unique_ptr<Running> running;
   uint64_t admitted = 0;  // admission order, for prefill fairness
 };
@@ -120,6 +130,8 @@ struct Scheduler::Impl {
     context = options.slot_context > 0 ? options.slot_context : model_context;
     vocab = model.config().vocab_size;
     masked = unassigned_ids(tokenizer, vocab);
+    multimodal = dynamic_cast<models::MultimodalLM*>(&model);
+    encoder_cache.set_max_bytes(options.encoder_cache_mb << 20);
     eos = options.eos_ids;
     if (eos.empty()) {
       eos = model.info().eos_token_ids;
@@ -154,10 +166,15 @@ struct Scheduler::Impl {
   const std::string& token_text(int32_t id);
   void finish(Slot& slot, StopCause cause, std::string error = {});
   void emit(Running& r, std::string text, const ops::SampledToken& sampled);
+  // The image rows r's prompt needs from position `from` on (encoder-output cache first).
+  void gather_rows(Running& r, size_t from);
+  models::InputEmbeddings prefill_embeddings(Running& r, size_t n);
 
   models::CausalLM& model;
   const tok::Tokenizer& tokenizer;
   SchedulerOptions options;
+  models::MultimodalLM* multimodal = nullptr;  // set when the model takes images
+  EncoderCache encoder_cache;
   int64_t context = 0;
   int64_t vocab = 0;            // logits per row
   std::vector<int32_t> masked;  // ids without text (runtime::unassigned_ids), never sampled
@@ -313,7 +330,7 @@ void Scheduler::Impl::admit_locked() {
   while (!queue.empty()) {
     Slot* best = nullptr;
     size_t best_prefix = 0;
-    const std::vector<int32_t>& prompt = queue.front().request.prompt;
+    const std::vector<uint64_t>& prompt = queue.front().keys;
     for (Slot& slot : slots) {
       if (slot.running) continue;
       const size_t prefix = common_prefix(slot.cached, prompt);
@@ -357,6 +374,12 @@ void Scheduler::Impl::admit_locked() {
     best->running = std::move(running);
     Running& r = *best->running;
     r.prefill_pos = reuse;
+    try {
+      gather_rows(r, reuse);
+    } catch (const std::exception& e) {
+      finish(*best, StopCause::kError, e.what());  // e.g. an image the encoder refuses
+      continue;
+    }
     r.result.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
     r.result.cached_prompt_tokens = static_cast<int64_t>(reuse);
     r.result.queue_seconds = seconds_between(r.submitted, Clock::now());
@@ -403,8 +426,8 @@ void Scheduler::Impl::step() {
     Running& r = *slot->running;
     const size_t remaining = r.request.prompt.size() - r.prefill_pos;
     const size_t n = std::min(remaining, static_cast<size_t>(budget));
-    items.push_back(
-        {slot->sequence.get(), std::span(r.request.prompt).subspan(r.prefill_pos, n), false});
+    items.push_back({slot->sequence.get(), std::span(r.request.prompt).subspan(r.prefill_pos, n),
+                     false, prefill_embeddings(r, n)});
     item_slots.push_back(slot);
     samples.push_back(n == remaining);
     budget -= static_cast<int64_t>(n);
@@ -425,8 +448,15 @@ void Scheduler::Impl::step() {
   }
   for (size_t i = 0; i < items.size(); ++i) {
     Slot& slot = *item_slots[i];
-    slot.cached.insert(slot.cached.end(), items[i].ids.begin(), items[i].ids.end());
-    if (slot.running->pending < 0) slot.running->prefill_pos += items[i].ids.size();
+    Running& r = *slot.running;
+    if (r.pending < 0) {
+      const auto first = r.keys.begin() + static_cast<std::ptrdiff_t>(r.prefill_pos);
+      slot.cached.insert(slot.cached.end(), first,
+                         first + static_cast<std::ptrdiff_t>(items[i].ids.size()));
+      r.prefill_pos += items[i].ids.size();
+    } else {
+      slot.cached.push_back(token_key(r.pending));
+    }
     slot.running->pending = -1;
   }
   for (size_t i = 0; i < items.size(); ++i) {
@@ -446,6 +476,42 @@ void Scheduler::Impl::step() {
     stats.generate_seconds += seconds_between(t0, t1);
     stats.decode_tokens_in_steps += decodes;
   }
+}
+
+void Scheduler::Impl::gather_rows(Running& r, size_t from) {
+  r.rows.clear();
+  r.rows_used = 0;
+  if (r.placed.mask.empty()) return;
+  const auto first = static_cast<size_t>(
+      std::count(r.placed.mask.begin(), r.placed.mask.begin() + static_cast<std::ptrdiff_t>(from),
+                 uint8_t{1}));
+  std::vector<std::shared_ptr<const models::ImageFeatures>> features(r.request.images.size());
+  for (size_t k = first; k < r.placed.image_of.size(); ++k) {
+    const auto image = static_cast<size_t>(r.placed.image_of[k]);
+    if (!features[image]) {
+      features[image] = encoder_cache.get(multimodal->image_encoder(), r.request.images[image]);
+      AF_CHECK(features[image]->hidden == model.config().hidden_size, ErrorCode::kInternal,
+               "scheduler", "image rows of ", features[image]->hidden, " floats for hidden size ",
+               model.config().hidden_size);
+    }
+    const auto hidden = static_cast<size_t>(features[image]->hidden);
+    const auto row = static_cast<size_t>(r.placed.row_of[k]);
+    AF_CHECK((row + 1) * hidden <= features[image]->rows.size(), ErrorCode::kInternal, "scheduler",
+             "image ", image, " encoded to fewer rows than its placeholders");
+    const float* src = features[image]->rows.data() + row * hidden;
+    r.rows.insert(r.rows.end(), src, src + hidden);
+  }
+}
+
+models::InputEmbeddings Scheduler::Impl::prefill_embeddings(Running& r, size_t n) {
+  if (r.placed.mask.empty()) return {};
+  const std::span<const uint8_t> mask = std::span(r.placed.mask).subspan(r.prefill_pos, n);
+  const auto count = static_cast<size_t>(std::count(mask.begin(), mask.end(), uint8_t{1}));
+  const auto hidden = static_cast<size_t>(model.config().hidden_size);
+  const std::span<const float> rows =
+      std::span(r.rows).subspan(r.rows_used * hidden, count * hidden);
+  r.rows_used += count;  // the step runs these rows (a failed step ends the request)
+  return {mask, rows};
 }
 
 void Scheduler::Impl::fail_running(const std::string& error) {
@@ -501,9 +567,28 @@ Scheduler::~Scheduler() = default;
 
 std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
   Impl& s = *impl_;
-  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
-  AF_CHECK(n_prompt > 0, ErrorCode::kInvalidArgument, "scheduler", "the prompt is empty");
+  AF_CHECK(!request.prompt.empty(), ErrorCode::kInvalidArgument, "scheduler",
+           "the prompt is empty");
   check_prompt_ids(request.prompt, &s.tokenizer, s.vocab, "scheduler");
+  ImagePrompt placed;
+  std::vector<uint64_t> keys;
+  if (s.multimodal) {
+    std::vector<int64_t> counts;
+    std::vector<std::string> hashes;
+    for (const modalities::Image& image : request.images) {
+      counts.push_back(s.multimodal->image_encoder().num_image_tokens(image));
+      hashes.push_back(image.hash());
+    }
+    placed = expand_image_tokens(request.prompt, s.multimodal->image_token_id(), counts);
+    keys = position_keys(placed, hashes);
+    request.prompt = placed.ids;
+    if (request.images.empty()) placed.mask.clear();  // text only: no embeddings
+  } else {
+    AF_CHECK(request.images.empty(), ErrorCode::kInvalidArgument, "scheduler",
+             "this model takes no images (it is a text-only model)");
+    for (int32_t id : request.prompt) keys.push_back(token_key(id));
+  }
+  const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());
   AF_CHECK(n_prompt < s.context, ErrorCode::kInvalidArgument, "scheduler", "the prompt has ",
            n_prompt, " tokens, but the context holds ", s.context,
            " (the prompt and at least one generated token must fit)");
@@ -526,7 +611,7 @@ std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
   std::lock_guard lock(s.mutex);
   if (s.stopping || s.queue.size() >= s.options.max_queue) return std::nullopt;
   const uint64_t id = s.next_id++;
-  s.queue.push_back({id, std::move(request), Clock::now()});
+  s.queue.push_back({id, std::move(request), Clock::now(), std::move(placed), std::move(keys)});
   s.live.insert(id);
   s.stats.queued += 1;
   s.wake.notify_all();
@@ -546,8 +631,13 @@ void Scheduler::cancel_all() {
 }
 
 SchedulerStats Scheduler::stats() const {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->stats;
+  SchedulerStats s;
+  {
+    std::lock_guard lock(impl_->mutex);
+    s = impl_->stats;
+  }
+  s.image_encodes = impl_->encoder_cache.encoder_calls();  // the cache has its own lock
+  return s;
 }
 
 int64_t Scheduler::slot_context() const { return impl_->context; }

@@ -10,6 +10,8 @@
 
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/runtime/prompt.hpp"
 #include "runtime/chat.hpp"
 #include "runtime/end_tokens.hpp"
 #include "runtime/stop_strings.hpp"
@@ -43,9 +45,19 @@ std::string_view to_string(FinishReason reason) {
   return "unknown";
 }
 
+// A prompt ready to run: ids with image placeholders expanded, the cache key of every position,
+// and where the image rows go.
+struct PreparedPrompt {
+  runtime::ImagePrompt placed;
+  std::vector<uint64_t> keys;
+  const std::vector<modalities::Image>* images = nullptr;
+};
+
 struct Session::State {
   std::unique_ptr<Model> model;
-  models::CausalLM* causal = nullptr;  // set when the model can truncate its cache
+  models::CausalLM* causal = nullptr;          // set when the model can truncate its cache
+  models::MultimodalLM* multimodal = nullptr;  // set when the model takes images
+  runtime::EncoderCache encoder_cache;
   std::shared_ptr<const tok::Tokenizer> tokenizer;
   std::optional<runtime::ChatFormatter> chat;
   std::set<int32_t> eos;
@@ -53,6 +65,7 @@ struct Session::State {
   std::string system;
   std::vector<ChatMessage> history;
   std::vector<int32_t> cached;  // ids the model's state holds
+  std::vector<uint64_t> keys;   // [cached.size()]: their cache keys (runtime::position_keys)
   std::vector<int32_t> masked;  // ids of the model's vocabulary the tokenizer does not assign
   bool parse_special_in_content = false;
   std::atomic<bool> cancel{false};
@@ -60,7 +73,86 @@ struct Session::State {
   std::vector<float> feed(std::span<const int32_t> ids) {
     std::vector<float> logits = model->forward_step(ids);
     cached.insert(cached.end(), ids.begin(), ids.end());
+    for (int32_t id : ids) keys.push_back(runtime::token_key(id));
     return logits;
+  }
+
+  // Places the images of `req` in `prompt` (see GenerateRequest::images).
+  PreparedPrompt prepare(std::vector<int32_t> prompt, const GenerateRequest& req) {
+    PreparedPrompt p;
+    p.images = &req.images;
+    if (!multimodal) {
+      AF_CHECK(req.images.empty(), ErrorCode::kUnsupported, kComponent,
+               "this model takes no images (it is a text-only model)");
+      p.placed.ids = std::move(prompt);
+      p.placed.mask.assign(p.placed.ids.size(), 0);
+      for (int32_t id : p.placed.ids) p.keys.push_back(runtime::token_key(id));
+      return p;
+    }
+    const int32_t image_token = multimodal->image_token_id();
+    std::vector<int64_t> counts;
+    std::vector<std::string> hashes;
+    for (const modalities::Image& image : req.images) {
+      counts.push_back(multimodal->image_encoder().num_image_tokens(image));
+      hashes.push_back(image.hash());
+    }
+    const bool has_placeholder = std::count(prompt.begin(), prompt.end(), image_token) > 0;
+    if (!req.images.empty() && !has_placeholder) {
+      // The image goes first, as LLaVA's processor convention puts it: after BOS.
+      const auto at =
+          prompt.begin() + (!prompt.empty() && tokenizer && prompt.front() == tokenizer->bos_id());
+      prompt.insert(at, req.images.size(), image_token);
+    }
+    p.placed = runtime::expand_image_tokens(prompt, image_token, counts);
+    p.keys = runtime::position_keys(p.placed, hashes);
+    return p;
+  }
+
+  // Runs positions [from, to) of a prepared prompt; image rows come from the encoder cache (the
+  // encoder runs only for images with rows in that range and not in `features` or the cache).
+  // `features` ([p.images->size()]) keeps the images fetched so far across chunks.
+  std::vector<float> prefill(const PreparedPrompt& p, size_t from, size_t to,
+                             std::vector<std::shared_ptr<const models::ImageFeatures>>& features) {
+    const std::span<const int32_t> ids = std::span(p.placed.ids).subspan(from, to - from);
+    std::vector<float> logits;
+    if (!multimodal) {
+      logits = model->forward_step(ids);
+    } else {
+      const std::span<const uint8_t> mask = std::span(p.placed.mask).subspan(from, to - from);
+      const auto rows_before = [&p](size_t end) {
+        return static_cast<size_t>(std::count(
+            p.placed.mask.begin(), p.placed.mask.begin() + static_cast<std::ptrdiff_t>(end), 1));
+      };
+      std::vector<float> rows;
+      features.resize(p.images->size());
+      for (size_t r = rows_before(from), end = rows_before(to); r < end; ++r) {
+        const auto image = static_cast<size_t>(p.placed.image_of[r]);
+        if (!features[image]) features[image] = image_features(p, image);
+        const auto hidden = static_cast<size_t>(features[image]->hidden);
+        const float* row =
+            features[image]->rows.data() + static_cast<size_t>(p.placed.row_of[r]) * hidden;
+        rows.insert(rows.end(), row, row + hidden);
+      }
+      logits = multimodal->forward_embeds(ids, false, {mask, rows});
+    }
+    cached.insert(cached.end(), ids.begin(), ids.end());
+    keys.insert(keys.end(), p.keys.begin() + static_cast<std::ptrdiff_t>(from),
+                p.keys.begin() + static_cast<std::ptrdiff_t>(to));
+    return logits;
+  }
+
+  std::shared_ptr<const models::ImageFeatures> image_features(const PreparedPrompt& p,
+                                                              size_t image) {
+    models::ImageEncoder& encoder = multimodal->image_encoder();
+    const modalities::Image& picture = (*p.images)[image];
+    auto features = encoder_cache.get(encoder, picture);
+    const int64_t want = encoder.num_image_tokens(picture);
+    AF_CHECK(features->n_tokens == want && features->hidden == model->config().hidden_size &&
+                 features->rows.size() == static_cast<size_t>(want * features->hidden),
+             ErrorCode::kInternal, kComponent, "image ", image, ": the encoder returned ",
+             features->n_tokens, " rows of ", features->hidden, " for ", want, " placeholders of ",
+             model->config().hidden_size);
+    return features;
   }
 };
 
@@ -73,6 +165,7 @@ Model& Session::model() { return *s_->model; }
 const tok::Tokenizer* Session::tokenizer() const { return s_->tokenizer.get(); }
 int64_t Session::context_length() const { return s_->context; }
 const std::vector<int32_t>& Session::cached_ids() const { return s_->cached; }
+uint64_t Session::encoder_calls() const { return s_->encoder_cache.encoder_calls(); }
 const std::vector<ChatMessage>& Session::history() const { return s_->history; }
 void Session::cancel() { s_->cancel.store(true); }
 void Session::set_system_prompt(std::string system) { s_->system = std::move(system); }
@@ -80,6 +173,7 @@ void Session::set_system_prompt(std::string system) { s_->system = std::move(sys
 void Session::reset() {
   s_->history.clear();
   s_->cached.clear();
+  s_->keys.clear();
   s_->model->reset_state();
 }
 
@@ -91,17 +185,20 @@ size_t Session::drop_oldest_turns(size_t turns) {
 
 namespace {
 
-// Runs `ids` through the model; with a progress callback, in chunks so it can be told.
-std::vector<float> prefill(Session::State& s, std::span<const int32_t> ids,
+// Runs positions `from`.. of `p`; with a progress callback, in chunks so it can be told.
+std::vector<float> prefill(Session::State& s, const PreparedPrompt& p, size_t from,
                            const std::function<void(int64_t, int64_t)>& progress) {
-  const auto total = static_cast<int64_t>(ids.size());
+  const size_t end = p.placed.ids.size();
+  std::vector<std::shared_ptr<const models::ImageFeatures>> features;
+  const auto total = static_cast<int64_t>(end - from);
   const int64_t chunk = GenerateRequest::kPrefillProgressChunk;
-  if (!progress || total <= chunk) return s.feed(ids);
+  if (!progress || total <= chunk) return s.prefill(p, from, end, features);
   std::vector<float> logits;
   for (int64_t done = 0; done < total; done += chunk) {
-    logits = s.feed(
-        ids.subspan(static_cast<size_t>(done), static_cast<size_t>(std::min(chunk, total - done))));
-    progress(std::min(done + chunk, total), total);
+    const int64_t next = std::min(done + chunk, total);
+    logits =
+        s.prefill(p, from + static_cast<size_t>(done), from + static_cast<size_t>(next), features);
+    progress(next, total);
   }
   return logits;
 }
@@ -133,9 +230,15 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
              "the prompt tokenizes to no ids");
   }
   runtime::check_prompt_ids(prompt, s.tokenizer.get(), s.model->config().vocab_size, kComponent);
-  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  const PreparedPrompt prepared = s.prepare(std::move(prompt), req);
+  const std::vector<int32_t>& ids = prepared.placed.ids;
+  const auto n_prompt = static_cast<int64_t>(ids.size());
+  const auto n_image = static_cast<int64_t>(prepared.placed.image_of.size());
+  const std::string image_rows =
+      n_image > 0 ? " (" + std::to_string(n_image) + " of them image rows)" : std::string();
   AF_CHECK(n_prompt < s.context, ErrorCode::kOutOfRange, kComponent, "the prompt has ", n_prompt,
-           " tokens; the context holds ", s.context, " (at least one more is needed to generate)");
+           " tokens", image_rows, "; the context holds ", s.context,
+           " (at least one more is needed to generate)");
   ops::Sampler sampler(req.sampling);
   sampler.set_masked_ids(s.masked);  // ids without text are never generated
   runtime::StopStringFilter stops(req.stop);
@@ -143,23 +246,26 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
   GenerateResponse res;
   res.prompt_tokens = n_prompt;
   // Reuse the longest common prefix of what the model holds.
+  // Keys, not ids: image rows match only rows of the same image content.
   size_t common = 0;
-  while (common < s.cached.size() && common < prompt.size() && s.cached[common] == prompt[common])
-    ++common;
+  const std::vector<uint64_t>& keys = prepared.keys;
+  while (common < s.keys.size() && common < keys.size() && s.keys[common] == keys[common]) ++common;
   if (s.causal) {
-    if (common == prompt.size()) --common;  // the last prompt id must run to give logits
+    if (common == ids.size()) --common;  // the last prompt id must run to give logits
     s.causal->truncate(static_cast<int64_t>(common));
     s.cached.resize(common);
-  } else if (common < s.cached.size() || common == prompt.size()) {
+    s.keys.resize(common);
+  } else if (common < s.cached.size() || common == ids.size()) {
     s.model->reset_state();  // a plain Model can only append
     s.cached.clear();
+    s.keys.clear();
     common = 0;
   }
   res.cached_tokens = static_cast<int64_t>(common);
   res.prefill_tokens = n_prompt - res.cached_tokens;
 
   const auto t0 = Clock::now();
-  std::vector<float> logits = prefill(s, std::span(prompt).subspan(common), req.on_prefill);
+  std::vector<float> logits = prefill(s, prepared, common, req.on_prefill);
   res.timings.prefill_ms = ms_since(t0);
 
   std::optional<tok::StreamDecoder> decoder;
@@ -168,9 +274,9 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
     // exactly what decoding prompt + generation adds, as transformers' TextStreamer shows it: a
     // continuation keeps its leading space, text right after BOS loses the SentencePiece one.
     decoder.emplace(*s.tokenizer, /*skip_special=*/true);
-    for (int32_t id : prompt) decoder->push(id);
+    for (int32_t id : ids) decoder->push(id);
   }
-  std::vector<int32_t> history = prompt;  // what penalties look at
+  std::vector<int32_t> history = ids;  // what penalties look at
   const auto t_decode = Clock::now();
   for (;;) {
     const ops::SampledToken sampled = sampler.sample(logits, history);
@@ -235,13 +341,10 @@ std::string Session::render_chat(const std::vector<ChatMessage>& messages,
   return s_->chat->render(messages, add_generation_prompt);
 }
 
-GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+std::optional<std::vector<int32_t>> Session::encode_chat_prompt(
+    const std::vector<ChatMessage>& messages) {
   State& s = *s_;
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
-  std::vector<ChatMessage> messages;
-  if (!s.system.empty()) messages.push_back({"system", s.system});
-  messages.insert(messages.end(), s.history.begin(), s.history.end());
-  messages.push_back({"user", user});
   AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
            "this model has no chat template (give one with SessionBuilder::chat_template)");
   const runtime::RenderedChat prompt =
@@ -250,19 +353,79 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   // thread also stops a long tokenization.
   s.cancel.store(false);
   try {
-    request.prompt_ids =
-        runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                             s.parse_special_in_content, [&s] { return s.cancel.load(); });
+    return runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
+                                s.parse_special_in_content, [&s] { return s.cancel.load(); });
   } catch (const tok::Cancelled&) {
-    GenerateResponse cancelled;
-    cancelled.finish_reason = FinishReason::kCancelled;
-    return cancelled;
+    return std::nullopt;
   }
+}
+
+namespace {
+
+// Every image of a conversation, in prompt order (earlier turns' come from the caches).
+std::vector<modalities::Image> images_of(const std::vector<ChatMessage>& messages) {
+  std::vector<modalities::Image> images;
+  for (const ChatMessage& m : messages)
+    images.insert(images.end(), m.images.begin(), m.images.end());
+  return images;
+}
+
+GenerateResponse cancelled_response() {
+  GenerateResponse cancelled;
+  cancelled.finish_reason = FinishReason::kCancelled;
+  return cancelled;
+}
+
+}  // namespace
+
+GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messages,
+                                          GenerateRequest request) {
+  std::vector<modalities::Image> images = images_of(messages);
+  AF_CHECK(images.empty() || s_->multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no images (it is a text-only model)");
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) return cancelled_response();
+  request.prompt_ids = std::move(*ids);
   request.prompt.clear();
+  request.images = std::move(images);
+  return generate(request);
+}
+
+GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
+  State& s = *s_;
+  AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no images (it is a text-only model)");
+  std::vector<ChatMessage> messages;
+  if (!s.system.empty()) messages.push_back({"system", s.system});
+  messages.insert(messages.end(), s.history.begin(), s.history.end());
+  messages.push_back({"user", user, request.images});
+  std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
+  if (!ids) return cancelled_response();  // cancelled while tokenizing: the turn did not happen
+  request.prompt_ids = std::move(*ids);
+  request.prompt.clear();
+  std::vector<modalities::Image> turn_images = std::move(request.images);
+  request.images = images_of(messages);
   GenerateResponse res = generate(request);
-  s.history.push_back({"user", user});
+  s.history.push_back({"user", user, std::move(turn_images)});
   s.history.push_back({"assistant", res.text});
   return res;
+}
+
+std::vector<float> Session::logits(std::span<const int32_t> ids) {
+  State& s = *s_;
+  constexpr char kLogits[] = "logits";
+  AF_CHECK(s.causal != nullptr, ErrorCode::kUnsupported, kLogits,
+           "logits() of every position needs a built-in model (af::models::CausalLM)");
+  AF_CHECK(!ids.empty(), ErrorCode::kInvalidArgument, kLogits, "logits() needs at least one id");
+  runtime::check_prompt_ids(ids, s.tokenizer.get(), s.model->config().vocab_size, kLogits);
+  AF_CHECK(static_cast<int64_t>(ids.size()) <= s.context, ErrorCode::kOutOfRange, kLogits,
+           ids.size(), " ids do not fit the context of ", s.context, " tokens");
+  // A fresh sequence: every position's logits are computed, so no cached prefix is reused.
+  s.causal->truncate(0);
+  s.cached.clear();
+  std::vector<float> out = s.causal->forward(ids, /*all_logits=*/true);
+  s.cached.assign(ids.begin(), ids.end());
+  return out;
 }
 
 SessionBuilder& SessionBuilder::tokenizer(std::shared_ptr<const tok::Tokenizer> tokenizer) {
@@ -287,6 +450,10 @@ SessionBuilder& SessionBuilder::eos_ids(std::vector<int32_t> ids) {
 }
 SessionBuilder& SessionBuilder::system_prompt(std::string system) {
   system_ = std::move(system);
+  return *this;
+}
+SessionBuilder& SessionBuilder::encoder_cache_mb(uint64_t mb) {
+  encoder_cache_mb_ = mb;
   return *this;
 }
 SessionBuilder& SessionBuilder::parse_special_in_content(bool parse) {
@@ -328,6 +495,8 @@ Session SessionBuilder::build(std::unique_ptr<Model> model) const {
   if (system_) s->system = *system_;
   if (s->tokenizer) s->masked = runtime::unassigned_ids(*s->tokenizer, config.vocab_size);
   s->parse_special_in_content = parse_special_in_content_;
+  s->multimodal = dynamic_cast<models::MultimodalLM*>(s->model.get());
+  s->encoder_cache.set_max_bytes(encoder_cache_mb_ << 20);
   return Session(std::move(s));
 }
 

@@ -434,8 +434,12 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_json_checked(const std::string& 
   if (!type_v.is_string()) bad(path, "model.type", "must be a string");
   const std::string type = type_v.get<std::string>();
   if (type == "BPE") {
-    if (!model.value("continuing_subword_prefix", json()).is_null() ||
-        !model.value("end_of_word_suffix", json()).is_null())
+    // An empty prefix/suffix changes nothing (faster-whisper's tokenizer.json files carry "").
+    const auto set_affix = [&](const char* key) {
+      const json v = model.value(key, json());
+      return !v.is_null() && !(v.is_string() && v.get<std::string>().empty());
+    };
+    if (set_affix("continuing_subword_prefix") || set_affix("end_of_word_suffix"))
       fail(ErrorCode::kUnsupported, kComponent, path,
            ": BPE continuing_subword_prefix / end_of_word_suffix are not supported yet");
     const json dropout = model.value("dropout", json());

@@ -2,9 +2,13 @@
 // keys other tools parse), on the tiny fixture models.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -184,6 +188,43 @@ TEST(CliBench, QuantizeAtLoadCountsTheQuantizedBytes) {
       j[1]["weight_bytes_per_token"].get<double>() / j[0]["weight_bytes_per_token"].get<double>();
   EXPECT_GT(ratio, 34.0 / 128.0) << "norms and biases stay float32";
   EXPECT_LT(ratio, 0.30);
+}
+
+// llama-bench habits: comma lists, one row per combination (threads outermost), -o formats.
+TEST(CliBench, CommaListsGiveOneRowPerCombinationInEachFormat) {
+  const std::string base =
+      "bench -m " + models() + "/qwen2/qwen2.gguf -p 8,16 -n 4 -t 1,2 -r 1 --bw-mib 16 ";
+  const CliRun jl = run_cli(base + "-o jsonl");
+  ASSERT_EQ(jl.status, 0) << jl.out;
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(jl.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(rows.size(), 4u) << jl.out;
+  const int want[4][2] = {{1, 8}, {1, 16}, {2, 8}, {2, 16}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(rows[i]["threads"], want[i][0]) << i;
+    EXPECT_EQ(rows[i]["n_prompt"], want[i][1]) << i;
+    EXPECT_GT(rows[i]["tg_tokens_per_s"].get<double>(), 0.0);
+  }
+  const CliRun js = run_cli(base + "-o json");
+  ASSERT_EQ(js.status, 0);
+  const nlohmann::json all = nlohmann::json::parse(js.out);
+  ASSERT_TRUE(all.is_array());
+  EXPECT_EQ(all.size(), 4u);
+  const CliRun csv = run_cli(base + "-o csv -d 0,8");
+  ASSERT_EQ(csv.status, 0);
+  EXPECT_EQ(std::count(csv.out.begin(), csv.out.end(), '\n'), 1 + 8) << csv.out;
+  EXPECT_EQ(csv.out.rfind("model,weight_types,isa,threads,n_prompt,n_gen,depth,", 0), 0u);
+  const CliRun md = run_cli(base + "-o md");
+  ASSERT_EQ(md.status, 0);
+  EXPECT_EQ(std::count(md.out.begin(), md.out.end(), '\n'), 2 + 4) << md.out;
+  EXPECT_EQ(md.out.rfind("| model |", 0), 0u) << md.out;
+  // --json keeps its one-object form, one line per combination.
+  const CliRun j2 = run_cli(base + "--json");
+  ASSERT_EQ(j2.status, 0);
+  EXPECT_EQ(std::count(j2.out.begin(), j2.out.end(), '\n'), 4);
+  EXPECT_EQ(run_cli(base + "-o xml").status, 2);
+  EXPECT_EQ(run_cli(base + "-t 1,0").status, 2);
 }
 
 TEST(CliBench, TextOutputAndErrors) {

@@ -20,7 +20,10 @@ std::vector<std::string> fixture_names() {
   const fs::path root = test::fixtures_dir() + "/models";
   if (!fs::exists(root)) return names;
   for (const auto& entry : fs::directory_iterator(root)) {
-    if (fs::exists(entry.path() / "reference.json")) names.push_back(entry.path().filename());
+    // Text-model fixtures only (the LLaVA fixtures' reference.json has prompts, not "ids").
+    const fs::path ref = entry.path() / "reference.json";
+    if (fs::exists(ref) && nlohmann::json::parse(test::read_text(ref)).contains("ids"))
+      names.push_back(entry.path().filename());
   }
   std::sort(names.begin(), names.end());
   return names;

@@ -1073,11 +1073,70 @@ def test_template_limits(args):
         check(server.stop() == 0, "exit code")
 
 
+def test_images(args, text_server):
+    """image_url parts on the tiny LLaVA fixture: greedy text equal to `af-cli run --image`,
+    streaming and n=2 alike, usage counting image tokens and the cached image, bad and remote
+    images 400 with the server still answering, /v1/models listing the modalities."""
+    import base64
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = os.path.join(root, "fixtures", "models", "llava_clip")
+    image = os.path.join(os.path.dirname(os.path.abspath(args.model)), "..", "images",
+                         "camera.png")
+    with open(image, "rb") as f:
+        url = "data:image/png;base64," + base64.b64encode(f.read()).decode()
+    want = subprocess.run([args.cli, "run", "-m", model, "-t", "1", "--temp", "0", "-n", "8",
+                           "--image", image, "-p", "USER: <image>\nWhat is this? ASSISTANT:"],
+                          capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    server = Server(args.server, model, "--parallel", "1")
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        models = json.loads(server.request("GET", "/v1/models")[1])["data"][0]
+        check(models["modalities"] == ["text", "image"], f"modalities {models}")
+        text_models = json.loads(text_server.request("GET", "/v1/models")[1])["data"][0]
+        check(text_models["modalities"] == ["text"], f"text modalities {text_models}")
+        content = [{"type": "image_url", "image_url": {"url": url}},
+                   {"type": "text", "text": "What is this?"}]
+        messages = [{"role": "user", "content": content}]
+        r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                           temperature=0)
+        check(r.choices[0].message.content == want, f"{r.choices[0].message.content!r} != {want!r}")
+        check(r.usage.prompt_tokens == 33, f"prompt_tokens {r.usage.prompt_tokens} (4 image rows)")
+        again = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                               temperature=0)
+        cached = again.usage.prompt_tokens_details.cached_tokens
+        check(cached == 32, f"second ask: cached_tokens {cached}, expected 32")
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="m", messages=messages, max_tokens=8, temperature=0, stream=True) if c.choices)
+        check(streamed == want, f"stream {streamed!r} != {want!r}")
+        both = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                              temperature=0, n=2)
+        check([c.message.content for c in both.choices] == [want, want], f"n=2 {both.choices}")
+        bad = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]
+        for part, param in ((bad, "messages[0].content"),
+                            ([{"type": "image_url",
+                               "image_url": {"url": "https://example.com/a.png"}}],
+                             "messages[0].content"),
+                            ([{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}],
+                             "messages[0].content")):
+            expect_error(server, "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": part}]}, 400,
+                         "invalid_image", param)
+        expect_error(text_server, "/v1/chat/completions",
+                     {"messages": [{"role": "user", "content": content}]}, 400,
+                     "unsupported_value")
+        r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                           temperature=0)
+        check(r.choices[0].message.content == want, "the server answers after bad images")
+    finally:
+        check(server.stop() == 0, "llava server exit code")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--cli", required=True)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--only", help="run only the tests whose name contains this")
     args = ap.parse_args()
     t_start = time.time()
 
@@ -1114,7 +1173,11 @@ def main():
               lambda: test_sigterm_busy_request_thread(args)),
              ("second SIGTERM exits at once", lambda: test_second_sigterm(args)),
              ("requests racing SIGTERM: complete, 503 or nothing",
-              lambda: test_sigterm_racing_requests(args))]
+              lambda: test_sigterm_racing_requests(args)),
+             ("images: data URLs, usage, cache, bad images 400",
+              lambda: test_images(args, small))]
+    if args.only:
+        tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0
     try:
         for name, fn in tests:

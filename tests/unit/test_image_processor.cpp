@@ -82,6 +82,40 @@ TEST(ImageResize, EqualsPilForEveryFilterAndPassOrder) {
   EXPECT_THROW(resize_like_pil(source, 10, 10, Resample::kNearest), Error);
 }
 
+// Pillow 13 runs the vertical pass first when it removes more than twice the rows the horizontal
+// one removes columns, also when both shrink (7x300 -> 3x126 is a LLaVA-NeXT tile of a tall
+// image). Hashes: PIL 13.0.0 Image.resize(BICUBIC) of the same synthetic image, hashed as
+// Image::hash() does.
+TEST(ImageResize, PassOrderFollowsPillowWhenBothAxesShrink) {
+  struct Case {
+    int in_w, in_h, out_w, out_h;
+    const char* sha256;
+  };
+  const Case cases[] = {
+      {7, 300, 3, 126, "3eb4bc796d9587e65377a43a339009d0b806d817e566255906997d786036399f"},
+      {20, 41, 13, 10, "4895bf15c919bcb4de991c0278e7016e53744b9bbb72d83cc0cf8d9102a0baf9"},
+      {92, 41, 56, 1, "72ef40f7d20e576a8d3b9ff30c94abe10cc139836605bd3696b08c9c2211b3ca"},
+      {40, 60, 20, 19, "e4b7a8bceb4e5b71c3950744a20cdf55f2d19e003a37b82dfa5fceec28889938"},
+      {40, 60, 20, 20, "b4097282fa79a86db8ec1cfe2fa5995513495a4ea48cd57a0a61963e30667b23"},
+      {63, 47, 75, 28, "7d02e1b7eaf37b9c4aebddfa5c3536c7e2e06fa02eab602975094d410e7eae13"},
+  };
+  for (const Case& c : cases) {
+    std::vector<uint8_t> rgb(size_t(c.in_w) * c.in_h * 3);
+    for (int y = 0; y < c.in_h; ++y) {
+      for (int x = 0; x < c.in_w; ++x) {
+        for (int ch = 0; ch < 3; ++ch) {
+          rgb[(size_t(y) * c.in_w + x) * 3 + ch] =
+              uint8_t((x * 37 + y * 11 + ch * 101 + (x * y) % 7 * 29) % 256);
+        }
+      }
+    }
+    const Image out = resize_like_pil(Image(c.in_w, c.in_h, std::move(rgb)), c.out_w, c.out_h,
+                                      Resample::kBicubic);
+    EXPECT_EQ(out.hash(), c.sha256)
+        << c.in_w << "x" << c.in_h << " -> " << c.out_w << "x" << c.out_h;
+  }
+}
+
 TEST(ImageProcessor, ConfigDefaultsAndTypes) {
   auto clip =
       ImageProcessor::from_json(R"({"image_processor_type": "CLIPImageProcessorFast"})", "p.json");

@@ -61,6 +61,24 @@ TEST(ServerApi, ChatFieldsAndDefaults) {
   EXPECT_EQ(d.n, 1);
 }
 
+TEST(ServerApi, ImagePartsKeepTheirPlaceInTheText) {
+  const ApiRequest r = parse_request(kChat, R"({"messages": [{"role": "user", "content": [
+      {"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {"url": "data:a"}},
+      {"type": "text", "text": " and"}, {"type": "image_url", "image_url": {"url": "data:b"}}]}]})");
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].content, "Look: and");
+  EXPECT_EQ(r.messages[0].image_urls, (std::vector<std::string>{"data:a", "data:b"}));
+  EXPECT_EQ(r.messages[0].image_offsets, (std::vector<size_t>{5, 9}));
+
+  // The chat template gets the parts in that order (LLaVA-style: "<image>\n" per image part).
+  const auto tokenizer = tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");
+  const ChatPrompt llava(
+      "{% for m in messages %}{% for p in m.content %}{% if p.type == 'image' %}<image>\n"
+      "{% else %}{{ p.text }}{% endif %}{% endfor %}{% endfor %}",
+      *tokenizer);
+  EXPECT_EQ(llava.render(r.messages), "Look:<image>\n and<image>\n");
+}
+
 TEST(ServerApi, CompletionPrompts) {
   ApiRequest r = parse_request(kCompletion, R"({"prompt": "Once", "stop": "x", "logprobs": 2})");
   EXPECT_EQ(r.prompt_texts, std::vector<std::string>{"Once"});
@@ -101,8 +119,10 @@ TEST(ServerApi, BadInputIsA400NamingTheField) {
        "missing_required_parameter"},
       {kChat, R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content",
        "invalid_type"},
-      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})",
        "messages[0].content[0].type", "unsupported_value"},
+      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+       "messages[0].content[0].image_url", "missing_required_parameter"},
       {kCompletion, "{}", "prompt", "missing_required_parameter"},
       {kCompletion, R"({"prompt": 5})", "prompt", "invalid_type"},
       {kCompletion, R"({"prompt": [1, "a"]})", "prompt", "invalid_type"},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "af/backend/backend.hpp"
+#include "af/core/error.hpp"
 #include "af/core/model.hpp"
 
 namespace af::models {
@@ -47,6 +48,12 @@ struct LoadOptions {
   // Called as loading advances: `done` of `total` steps (the embedding, each layer, the output
   // head), e.g. for a progress bar; unset: nothing is called.
   std::function<void(int64_t done, int64_t total)> on_progress = {};
+  // A backend to run on, shared with the other parts of a composition (a LLaVA's image encoder
+  // and text decoder); null: one is made from device, num_threads and isa.
+  std::shared_ptr<Backend> backend = {};
+  // An mmproj GGUF (llama.cpp's image encoder file) to load beside a text model: see
+  // af/models/multimodal.hpp. Empty: none.
+  std::string mmproj = {};
 };
 
 struct ModelInfo {
@@ -70,10 +77,20 @@ class SequenceState {
   virtual void truncate(int64_t n) = 0;
 };
 
+// Rows that replace the looked-up token embedding at some positions (image placeholder tokens
+// of a LLaVA prompt). The placeholder ids stay in BatchItem::ids, so validation, KV bookkeeping
+// and prefix caches keep seeing ids. Empty (the default): every position is a token lookup.
+struct InputEmbeddings {
+  std::span<const uint8_t> mask;  // [ids.size()]: nonzero where a row replaces the lookup
+  std::span<const float> rows;    // [nonzero entries of mask, hidden_size], in position order
+  bool empty() const { return mask.empty(); }
+};
+
 struct BatchItem {
   SequenceState* sequence = nullptr;
   std::span<const int32_t> ids;  // appended at positions sequence->n_past() ..
   bool all_logits = false;       // logits for every id, or for the last one only
+  InputEmbeddings embeddings = {};
 };
 
 class CausalLM : public Model {
@@ -92,6 +109,14 @@ class CausalLM : public Model {
   // all_logits, else [1, vocab] for the last position. Throws before changing any state if an
   // id is out of range or the context would overflow.
   virtual std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) = 0;
+  // forward() with rows replacing the embedding of the masked positions (see InputEmbeddings).
+  // Models that take no input embeddings throw kUnsupported when `embeddings` is not empty.
+  virtual std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
+                                            const InputEmbeddings& embeddings) {
+    AF_CHECK(embeddings.empty(), ErrorCode::kUnsupported, "model", info().architecture,
+             " does not take input embeddings");
+    return forward(ids, all_logits);
+  }
   virtual int64_t n_past() const = 0;
   // Forgets cached positions >= n (keeps a common prefix for reuse).
   virtual void truncate(int64_t n) = 0;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
 
 namespace af::models {
@@ -37,6 +38,8 @@ struct SchedulerOptions {
   size_t max_queue = 64;        // requests waiting for a slot; submit() refuses more
   // End-of-sequence ids; empty: the model's (ModelInfo::eos_token_ids) and the tokenizer's EOS.
   std::vector<int32_t> eos_ids = {};
+  // Multimodal models: bound of the encoder-output cache (by image content hash), in MiB.
+  uint64_t encoder_cache_mb = 256;
 };
 
 enum class StopCause {
@@ -82,7 +85,12 @@ struct RequestResult {
 
 struct GenerationRequest {
   std::vector<int32_t> prompt;  // non-empty; ids of the model's vocabulary
-  int64_t max_tokens = -1;      // -1: until EOS, a stop string or a full context
+  // Images for a multimodal model (models::MultimodalLM), in prompt order: the prompt holds its
+  // image token once per image (expanded by submit() as the HF processor does) or already
+  // expanded. Slots reuse cached image rows only for the same image content; images are encoded
+  // on the scheduler thread when admitted (through the encoder-output cache).
+  std::vector<modalities::Image> images = {};
+  int64_t max_tokens = -1;  // -1: until EOS, a stop string or a full context
   ops::SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (non-empty)
   // Constrain the text to one JSON object (RFC 8259; nesting up to 32, at most 4 whitespace
@@ -107,6 +115,7 @@ struct SchedulerStats {
   double busy_seconds = 0;             // spent in steps
   double generate_seconds = 0;         // spent in steps that decoded at least one token
   int64_t decode_tokens_in_steps = 0;  // tokens sampled in those steps
+  uint64_t image_encodes = 0;          // image encoder runs (encoder-output cache misses)
 };
 
 class Scheduler {

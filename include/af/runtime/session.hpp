@@ -15,11 +15,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "af/core/model.hpp"
+#include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "af/tokenizer/tokenizer.hpp"
@@ -64,6 +66,11 @@ struct GenerateRequest {
   // set, a prefill longer than kPrefillProgressChunk ids runs in chunks of that many.
   std::function<void(int64_t done, int64_t total)> on_prefill = {};
   static constexpr int64_t kPrefillProgressChunk = 256;
+  // Images for a multimodal model (af::models::MultimodalLM), in prompt order. The prompt holds
+  // the model's image token once per image (expanded to the image's token count as the HF
+  // processor does) or already expanded; a prompt without any gets them right after BOS,
+  // where LLaVA's processor convention puts the image. chat(): the images of this user turn.
+  std::vector<modalities::Image> images = {};
 };
 
 struct Timings {
@@ -80,7 +87,7 @@ struct GenerateResponse {
   std::vector<int32_t> ids;  // every sampled id (including a final end token)
   FinishReason finish_reason = FinishReason::kStop;
   std::string stop_string;     // the stop string that ended generation, if one did
-  int64_t prompt_tokens = 0;   // prompt length in tokens
+  int64_t prompt_tokens = 0;   // prompt length in tokens (image placeholders expanded)
   int64_t cached_tokens = 0;   // prompt tokens reused from the KV cache (not recomputed)
   int64_t prefill_tokens = 0;  // prompt tokens actually run through the model
   Timings timings;
@@ -90,6 +97,12 @@ struct GenerateResponse {
 struct ChatMessage {
   std::string role;  // "system", "user", "assistant", "tool"
   std::string content;
+  // Images of the message: the chat template then gets content as parts, as transformers passes
+  // them: {"type": "image"} per image and {"type": "text", "text": ...} for the text around them.
+  std::vector<modalities::Image> images = {};
+  // Where each image goes: the byte offset in `content` it precedes (the length of the text parts
+  // given before it), nondecreasing, at most content.size(). Empty: all images before the text.
+  std::vector<size_t> image_offsets = {};
 };
 
 class Session {
@@ -112,6 +125,16 @@ class Session {
   // parsed only in the template's own text: "</s>" or a role marker typed in a message stays
   // plain text (see SessionBuilder::parse_special_in_content).
   GenerateResponse chat(const std::string& user, GenerateRequest request = {});
+  // Stateless chat: generates the assistant's reply to `messages` (system/user/assistant turns
+  // as given; the history of chat() is neither used nor changed), with the same template,
+  // special-token handling and cancellation as chat(). The KV cache of a common prefix with the
+  // previous request is reused. For bindings and servers that keep the conversation themselves.
+  GenerateResponse chat_completion(const std::vector<ChatMessage>& messages,
+                                   GenerateRequest request = {});
+  // Logits of every position of `ids` run as a fresh sequence: ids.size() rows of vocab_size
+  // floats, row-major. Throws af::Error for no ids, an id the tokenizer does not assign, more ids
+  // than the context holds, or a custom af::Model (only built-in models give every position).
+  std::vector<float> logits(std::span<const int32_t> ids);
   // The prompt text the chat template renders for `messages` (+ the generation prompt).
   std::string render_chat(const std::vector<ChatMessage>& messages,
                           bool add_generation_prompt) const;
@@ -120,8 +143,9 @@ class Session {
   // Clears the chat history (keeps the system prompt) and the model's state.
   void reset();
   // Drops the `turns` oldest user + assistant message pairs of the chat history (the system
-  // prompt stays), so that a long conversation fits the context again; the next chat()
-  // recomputes the cache past the kept prefix. Returns how many pairs were dropped.
+  // prompt stays; a turn's images go with its message), so that a long conversation fits the
+  // context again; the next chat() recomputes the cache past the kept prefix. Returns how many
+  // pairs were dropped.
   size_t drop_oldest_turns(size_t turns);
 
   // Asks a running generate()/chat() on another thread to stop after the current token.
@@ -132,8 +156,13 @@ class Session {
   int64_t context_length() const;
   // The ids the model's state holds now (prompt + generated of the last request).
   const std::vector<int32_t>& cached_ids() const;
+  // Images encoded so far (encoder outputs come from the cache by content hash when they can).
+  uint64_t encoder_calls() const;
 
  private:
+  // The ids of the chat prompt for `messages`; nullopt when cancel() stopped the tokenization.
+  std::optional<std::vector<int32_t>> encode_chat_prompt(const std::vector<ChatMessage>& messages);
+
   std::unique_ptr<State> s_;
 };
 
@@ -157,6 +186,8 @@ class SessionBuilder {
   // transformers' apply_chat_template + encode does (for parity tests). The default, false,
   // keeps it plain text so that a message cannot forge turns or end generation.
   SessionBuilder& parse_special_in_content(bool parse);
+  // Bound of the encoder-output cache of a multimodal model, in MiB (default 256; 0 keeps none).
+  SessionBuilder& encoder_cache_mb(uint64_t mb);
 
   Session build(std::unique_ptr<Model> model) const;
 
@@ -165,6 +196,7 @@ class SessionBuilder {
   std::optional<std::string> tokenizer_path_, chat_template_, system_;
   std::optional<std::vector<int32_t>> eos_ids_;
   bool parse_special_in_content_ = false;
+  uint64_t encoder_cache_mb_ = 256;
   tok::TemplateLimits template_limits_;
 };
 

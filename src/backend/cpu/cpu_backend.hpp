@@ -137,6 +137,9 @@ class CpuBackend final : public Backend {
   // Tasks over tiles of weight groups packed during the call (pack(g0, g1, dst) packs groups
   // [g0, g1) at dst; run(tile, g0, g1, i0, i1) multiplies rows [i0, i1) with them) for m rows
   // and a weight of nk elements.
+  // Q4_K / Q5_K / Q6_K weights prepared in the K-quant packed layout (quant/kpacked.hpp).
+  MatmulWork plan_kpacked(MatmulActivations& acts, DType type, int64_t n, const uint8_t* packed,
+                          const float* bias, float* y);
   using PackTileFn = std::function<void(int64_t g0, int64_t g1, uint8_t* dst)>;
   using RunTileFn =
       std::function<void(const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1)>;

@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_backend.hpp"
 #include "backend/cpu/kernels/dense_packed.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
+#include "backend/cpu/quant/kpacked.hpp"
 #include "backend/cpu/quant/packed.hpp"
 
 namespace af::cpu {
@@ -36,6 +37,10 @@ constexpr int64_t kPackOnTheFlyMinRows = 2;
 // The same for the 8-row layout of CPUs without AVX-512 (quant/packed8.hpp), whose weights are
 // not repacked at load: their decode streams the GGUF rows as fast.
 constexpr int64_t kPack8MinRows = 4;
+// From this many activation rows on, K-quant packed weights are unpacked tile by tile for the
+// GGUF-layout tile kernels (whose decoded blocks serve more rows than the packed kernels' 4).
+// Measured (1 thread, busy VM, Q4_K 8960x1536, m = 128): 12.8 ms CPU against 16.7 ms.
+constexpr int64_t kKPackedTileMinRows = 8;
 // Packed scratch per task: with the activation rows passing over it, it should stay in L2.
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
@@ -79,6 +84,8 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
     layout = Layout::kDense;
   } else if (packs_weights_ && quant::packed::is_packable(w.dtype())) {
     layout = Layout::kInt8Blocks;
+  } else if (packs_weights_ && quant::kpacked::is_packable(w.dtype())) {
+    layout = Layout::kKQuantBlocks;
   } else {
     return nullptr;
   }
@@ -89,7 +96,8 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
   uint8_t* dst = packed->mutable_data();
   // Every layout packs groups of 16 rows; pack(g0, g1) writes groups [g0, g1) at their place.
   static_assert(quant::kBf16GroupRows == quant::packed::kGroupRows &&
-                dense::kGroupRows == quant::packed::kGroupRows);
+                dense::kGroupRows == quant::packed::kGroupRows &&
+                quant::kpacked::kGroupRows == quant::packed::kGroupRows);
   int64_t groups = 0, group_bytes = 0;
   std::function<void(int64_t, int64_t)> pack;
   switch (layout) {
@@ -120,6 +128,15 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
       pack = [&, fn](int64_t g0, int64_t g1) {
         fn(w.dtype(), reinterpret_cast<const uint8_t*>(w.data()), n, k, g0, g1,
            dst + g0 * group_bytes);
+      };
+      break;
+    }
+    case Layout::kKQuantBlocks: {
+      groups = quant::kpacked::group_count(n);
+      group_bytes = k / 256 * quant::kpacked::group_block_bytes(w.dtype());
+      pack = [&](int64_t g0, int64_t g1) {
+        quant::kpacked::pack_groups(w.dtype(), reinterpret_cast<const uint8_t*>(w.data()), n, k, g0,
+                                    g1, dst + g0 * group_bytes);
       };
       break;
     }
@@ -372,6 +389,9 @@ CpuBackend::MatmulWork CpuBackend::plan_matmul(MatmulActivations& acts,
   if (packs_weights_ && has_layout(Layout::kInt8Blocks)) {
     return plan_packed(acts, packed->type(), n, packed->data(), nullptr, bias, y);
   }
+  if (packs_weights_ && has_layout(Layout::kKQuantBlocks)) {
+    return plan_kpacked(acts, packed->type(), n, packed->data(), bias, y);
+  }
   if (slot && packed8_gemm_ && acts.m >= kPack8MinRows && k > 0 &&
       quant::packed8::is_packable(w.dtype())) {
     return plan_packed8(acts, w.dtype(), n, reinterpret_cast<const uint8_t*>(w.data()), bias, y);
@@ -452,6 +472,54 @@ CpuBackend::MatmulWork CpuBackend::plan_packed(MatmulActivations& acts, DType ty
               const int64_t i0 = t % n_chunks * row_chunk;
               gemm(prepacked + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, a, i0,
                    std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType type, int64_t n,
+                                                const uint8_t* packed, const float* bias,
+                                                float* y) {
+  namespace kp = quant::kpacked;
+  const int64_t m = acts.m;
+  const int64_t k = acts.k;
+  const uint8_t* act = quantized_activations(acts, DType::Q8_K);
+  const int64_t a_row = row_bytes(DType::Q8_K, k);
+  const kp::GemmFn gemm = kp::avx512vnni_gemm(type);
+  const int64_t groups = kp::group_count(n);
+  const int64_t group_bytes = k / 256 * kp::group_block_bytes(type);
+  if (m >= kKPackedTileMinRows) {
+    // Prefill: tiles unpacked back to GGUF rows (same size) for the register-tiled kernels.
+    const quant::QuantDotFn dot = quant_kernels_.dot[*quant::quant_slot(type)];
+    const int64_t w_row = row_bytes(type, k);
+    // Tiles of kQuantColumnGrain rows, the column chunks plan_quantized gives these kernels.
+    return packed_tile_tasks(
+        m, n * k, groups, group_bytes, kQuantColumnGrain / kp::kGroupRows,
+        [=](int64_t g0, int64_t g1, uint8_t* dst) {
+          kp::unpack_groups(type, packed + g0 * group_bytes, n, k, g0, g1, dst);
+        },
+        [=](const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1) {
+          const int64_t j0 = g0 * kp::kGroupRows, j1 = std::min(g1 * kp::kGroupRows, n);
+          dot(k, tile, w_row, j1 - j0, act + i0 * a_row, a_row, i1 - i0, y + i0 * n + j0, n);
+          if (bias) {
+            for (int64_t i = i0; i < i1; ++i) {
+              for (int64_t j = j0; j < j1; ++j) y[i * n + j] += bias[j];
+            }
+          }
+        });
+  }
+  // Tasks are (group tile, row chunk) pairs as in plan_packed: decode splits the groups finely,
+  // prefill keeps a group tile in L2 while a row chunk passes over it.
+  int64_t tile_groups = m == 1 ? kDecodeGroups : kPrefillGroups;
+  const int64_t row_chunk = m == 1 ? 1 : kPrefillRows;
+  if (m * n * k < kMinParallelMacs) tile_groups = groups;
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = ceil_div(m, row_chunk);
+  return {n_tiles * n_chunks, [=](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_chunks * tile_groups;
+              const int64_t i0 = t % n_chunks * row_chunk;
+              gemm(packed + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, k, act,
+                   a_row, i0, std::min(i0 + row_chunk, m), bias, y, n);
             }
           }};
 }

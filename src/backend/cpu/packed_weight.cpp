@@ -9,6 +9,7 @@
 #include "af/core/error.hpp"
 #include "backend/cpu/kernels/dense_packed.hpp"
 #include "backend/cpu/quant/bf16_dot.hpp"
+#include "backend/cpu/quant/kpacked.hpp"
 #include "backend/cpu/quant/packed.hpp"
 
 namespace af::cpu {
@@ -19,6 +20,9 @@ PackedWeight::PackedWeight(DType type, Layout layout, int64_t n, int64_t k, cons
   switch (layout) {
     case Layout::kInt8Blocks:
       bytes = quant::packed::group_count(n) * (k / 32) * quant::packed::group_block_bytes(type);
+      break;
+    case Layout::kKQuantBlocks:
+      bytes = quant::kpacked::group_count(n) * (k / 256) * quant::kpacked::group_block_bytes(type);
       break;
     case Layout::kBf16Pairs:
       bytes = quant::bf16_packed_bytes(n, k);

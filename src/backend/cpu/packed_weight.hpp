@@ -10,9 +10,10 @@ namespace af::cpu {
 class PackedWeight final : public PreparedWeight {
  public:
   enum class Layout {
-    kInt8Blocks,  // quant/packed.hpp: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 for vpdpbusd
-    kBf16Pairs,   // quant/bf16_dot.hpp: BF16 for vdpbf16ps
-    kDense,       // kernels/dense_packed.hpp: F32, F16, BF16 widened to float
+    kInt8Blocks,    // quant/packed.hpp: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 for vpdpbusd
+    kBf16Pairs,     // quant/bf16_dot.hpp: BF16 for vdpbf16ps
+    kDense,         // kernels/dense_packed.hpp: F32, F16, BF16 widened to float
+    kKQuantBlocks,  // quant/kpacked.hpp: Q4_K, Q5_K, Q6_K for vpdpbusd
   };
   // Allocates (uninitialised) room for the packed form of the n x k weight of `type` whose
   // bytes start at `source`. Throws af::Error(kIo) if the memory cannot be had.

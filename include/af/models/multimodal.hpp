@@ -1,0 +1,44 @@
+#pragma once
+// Causal LMs that also read images (LLaVA-1.5, LLaVA-NeXT): the text decoder plus an image encoder
+// on one shared backend. A prompt holds the model's image placeholder id once per image token;
+// the runtime (af/runtime/prompt.hpp) expands placeholders and hands the encoder's rows to
+// forward_embeds / BatchItem::embeddings, which replace the placeholders' embeddings.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "af/io/hf_config.hpp"
+#include "af/io/model_files.hpp"
+#include "af/models/causal_lm.hpp"
+#include "af/models/image_encoder.hpp"
+
+namespace af::models {
+
+class MultimodalLM : public CausalLM {
+ public:
+  // The placeholder token of an image ("<image>": config.json's image_token_index).
+  virtual int32_t image_token_id() const = 0;
+  virtual ImageEncoder& image_encoder() = 0;
+};
+
+// Builds the image encoder of a checkpoint (default: load_image_encoder). Tests and custom
+// encoders pass their own.
+using ImageEncoderLoader = std::function<std::unique_ptr<ImageEncoder>(
+    const io::ModelFiles& files, const io::HfConfig& config, std::shared_ptr<Backend> backend,
+    const LoadOptions& options)>;
+
+// Opens a LLaVA-style HF folder, or a text model with an mmproj GGUF (mmproj not empty), and
+// builds text decoder + encoder on one backend. Throws af::Error for a text-only model without
+// mmproj, or an encoder whose output width differs from the text model's hidden_size.
+std::unique_ptr<MultimodalLM> load_multimodal(const std::string& path, const std::string& mmproj,
+                                              const LoadOptions& options = {},
+                                              const ImageEncoderLoader& encoder_loader = {});
+
+// A text model composed with an image encoder built beside it (`encoder` must write rows of the
+// text model's hidden_size; checked).
+std::unique_ptr<MultimodalLM> compose_multimodal(std::unique_ptr<CausalLM> text,
+                                                 std::unique_ptr<ImageEncoder> encoder,
+                                                 int32_t image_token_id);
+
+}  // namespace af::models

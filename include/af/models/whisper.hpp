@@ -1,0 +1,76 @@
+#pragma once
+// Whisper (transformers' WhisperForConditionalGeneration): an encoder over the log-mel features
+// (two conv1d + GELU, learned/sinusoidal positions, pre-LayerNorm transformer) and a decoder with
+// causal self-attention over its KV cache and cross-attention over the encoder output; logits
+// through the tied token embedding (or proj_out.weight when the checkpoint has its own).
+// Float32 computation over the backend's kernels; weights by their HF names from an HF folder.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "af/backend/backend.hpp"
+#include "af/io/hf_config.hpp"
+#include "af/io/model_files.hpp"
+#include "af/models/causal_lm.hpp"
+
+namespace af::models {
+
+struct WhisperConfig {
+  int64_t d_model = 0;
+  int64_t encoder_layers = 0, encoder_heads = 0, encoder_ffn = 0;
+  int64_t decoder_layers = 0, decoder_heads = 0, decoder_ffn = 0;
+  int64_t num_mel_bins = 80;
+  int64_t max_source_positions = 1500;  // encoder output rows (input frames / 2)
+  int64_t max_target_positions = 448;   // decoder positions
+  int64_t vocab_size = 0;
+  bool scale_embedding = false;  // decoder embeddings * sqrt(d_model)
+  double layer_norm_eps = 1e-5;  // torch.nn.LayerNorm's default; Whisper keeps it
+
+  // Reads and checks config.json's keys; errors name the key and the file.
+  static WhisperConfig from(const io::HfConfig& config);
+  int64_t n_frames() const { return 2 * max_source_positions; }  // mel frames the encoder takes
+};
+
+// One audio's decoder state: the cross-attention K/V computed once from the encoder output, and
+// the self-attention KV cache preallocated to max_target_positions rows.
+struct WhisperState {
+  int64_t n_past = 0;                       // decoder tokens already in the cache
+  std::vector<std::vector<float>> cross_k;  // [layer][max_source_positions, d_model]
+  std::vector<std::vector<float>> cross_v;  // [layer][max_source_positions, d_model]
+  std::vector<std::vector<float>> self_k;   // [layer][max_target_positions, d_model]
+  std::vector<std::vector<float>> self_v;   // [layer][max_target_positions, d_model]
+};
+
+class Whisper {
+ public:
+  // From an HF folder (config.json with "WhisperForConditionalGeneration", model.safetensors).
+  // LoadOptions: num_threads, isa, device and dtype apply; the KV cache is always float32.
+  static std::unique_ptr<Whisper> load(const std::string& path, const LoadOptions& options = {});
+  ~Whisper();
+
+  const WhisperConfig& config() const { return config_; }
+  const std::string& path() const { return files_.path; }
+  Backend& backend() { return *backend_; }
+
+  // mel: [num_mel_bins, n_frames()] (modalities::LogMel::data) -> [max_source_positions,
+  // d_model]. Throws kInvalidArgument for another size.
+  std::vector<float> encode(std::span<const float> mel);
+  // A fresh decoder state for this encoder output (cross K/V of every layer computed here).
+  WhisperState start(std::span<const float> encoded);
+  // Appends `ids` to the state's sequence and returns their logits: [ids.size(), vocab_size]
+  // when all_logits, else the last position's [vocab_size]. Throws kOutOfRange past
+  // max_target_positions and kInvalidArgument for an id outside the vocabulary.
+  std::vector<float> decode(WhisperState& state, std::span<const int32_t> ids, bool all_logits);
+
+ private:
+  struct Weights;
+  Whisper() = default;
+  io::ModelFiles files_;
+  WhisperConfig config_;
+  std::shared_ptr<Backend> backend_;
+  std::unique_ptr<Weights> w_;
+};
+
+}  // namespace af::models

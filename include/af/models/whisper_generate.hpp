@@ -1,0 +1,67 @@
+#pragma once
+// Greedy decoding for Whisper as transformers' WhisperForConditionalGeneration.generate does it
+// for one 30 s window: the prompt <|startoftranscript|> [language] [task] [<|notimestamps|>]
+// (language detected from the first decoder step when none is given on a multilingual model),
+// suppress_tokens always, begin_suppress_tokens on the first generated token, and with timestamps
+// the timestamp logits rules (pairs, monotonic, max_initial_timestamp_index, and timestamps forced
+// when their total probability beats every text token). Ends at eos or the length limit.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "af/models/whisper.hpp"
+
+namespace af::models {
+
+// generation_config.json's keys for Whisper (missing ones keep these defaults).
+struct WhisperGenerationConfig {
+  int32_t decoder_start_token_id = -1;  // <|startoftranscript|>
+  int32_t eos_token_id = -1;            // <|endoftext|>
+  int32_t no_timestamps_token_id = -1;  // <|notimestamps|>; timestamps start right after it
+  std::vector<int32_t> suppress_tokens, begin_suppress_tokens;
+  std::vector<std::pair<std::string, int32_t>> lang_to_id;  // "<|en|>" -> id
+  std::vector<std::pair<std::string, int32_t>> task_to_id;  // "transcribe" -> id
+  // Older configs: (position, id or -1 for null) pairs after <|startoftranscript|>.
+  std::vector<std::pair<int64_t, int32_t>> forced_decoder_ids;
+  std::optional<int64_t> max_initial_timestamp_index;
+  int64_t max_length = 448;
+  bool is_multilingual = false;
+
+  // Errors name `origin` and the key.
+  static WhisperGenerationConfig from_json(const nlohmann::json& json, const std::string& origin);
+  // From an HF folder's generation_config.json.
+  static WhisperGenerationConfig load(const std::string& folder);
+  int32_t timestamp_begin() const { return no_timestamps_token_id + 1; }
+};
+
+struct WhisperGenerateOptions {
+  // "" detects it (multilingual models); a code ("en"), or a token ("<|en|>") in lang_to_id.
+  std::string language;
+  std::string task;  // "", "transcribe" or "translate"
+  bool timestamps = false;
+  int64_t max_new_tokens = 0;  // 0: up to max_length (and max_target_positions) in total
+};
+
+struct WhisperGeneration {
+  std::vector<int32_t> prompt;  // the decoder prompt it started from
+  std::vector<int32_t> tokens;  // generated ids (what generate() returns), eos included if reached
+  int32_t language_id = -1;     // the language token used (given or detected), -1 if none
+};
+
+// mel: [num_mel_bins, n_frames()] of one 30 s window.
+WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
+                                   const WhisperGenerationConfig& config,
+                                   const WhisperGenerateOptions& options);
+
+// One step's logits rules (exposed for tests): `scores` [vocab] of the next token after `ids`
+// (prompt + generated so far), of which the first `begin_index` are the prompt.
+void whisper_process_logits(const WhisperGenerationConfig& config, bool timestamps,
+                            std::span<const int32_t> ids, size_t begin_index,
+                            std::span<float> scores);
+
+}  // namespace af::models

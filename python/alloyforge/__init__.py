@@ -1,0 +1,45 @@
+"""AlloyForge: run large language models on the CPU, exactly.
+
+    import alloyforge
+    model = alloyforge.load("stories260K.gguf", threads=2)
+    print(model.generate("Once upon a time", max_tokens=32).text)
+    for piece in model.stream("Once upon a time", max_tokens=32):
+        print(piece, end="", flush=True)
+    reply = model.chat([{"role": "user", "content": "Hello"}])
+    logits = model.logits(model.tokenizer.encode("Once upon a time"))  # NumPy (n, vocab)
+
+Every failure of the library raises alloyforge.Error with the library's message (naming the
+file, field or tensor at fault) and a ``code`` ("invalid_argument", "format", "io",
+"unsupported", "out_of_range", "internal").
+"""
+
+from __future__ import annotations
+
+from . import _alloyforge
+from ._alloyforge import Model, Response, Stream, Timings, Tokenizer
+
+__all__ = ["Error", "Model", "Response", "Stream", "Timings", "Tokenizer", "load"]
+__version__ = "0.1.0"
+
+
+class Error(RuntimeError):
+    """An error of the AlloyForge library; ``code`` names its kind, str() gives the message."""
+
+    code: str = "internal"
+
+
+_alloyforge._set_error_type(Error)
+
+
+def load(path, *, dtype=None, quantize=None, threads=0, context_length=0, mmproj=None) -> Model:
+    """Loads a model: a Hugging Face folder, a .safetensors file or a .gguf file.
+
+    dtype: storage type of the matmul weights ("f32", "f16", "bf16", "q8_0", ...); None keeps
+    them as stored. quantize: quantize float weights at load ("q8_0", "q4_0", "q4_k", ...).
+    threads: 0 uses all hardware threads. context_length: KV cache rows (0: the model's).
+    mmproj: a multimodal projector; not available yet in this version (raises Error
+    "unsupported"). The chat template is the model's own, or ChatML when it ships none.
+    """
+    return _alloyforge.load(str(path), dtype=dtype, quantize=quantize, threads=threads,
+                            context_length=context_length,
+                            mmproj=None if mmproj is None else str(mmproj))

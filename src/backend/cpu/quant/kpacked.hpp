@@ -1,0 +1,59 @@
+#pragma once
+// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI matmuls, so that a decode
+// streams each weight byte once into vpdpbusd with no per-block shuffle or horizontal sum.
+//
+// Rows go in groups of 16 (the last group padded with zero rows), a group's super-blocks
+// contiguous along k. One packed super-block holds the 16 rows' 256 elements, every field laid
+// out "row r in 32-bit lane r", so one 64-byte load feeds 16 rows:
+//   Q4_K / Q5_K (16 x 144 / 16 x 176 bytes, the GGUF size):
+//     [0, 64)     d[16], dmin[16] (fp16)
+//     [64, 256)   the 12 scale bytes: word w of row r at 64 + 64 w + 4 r
+//     [256, 2304) 32 quant chunks, chunk 8 t + c = qs bytes 32 t + 4 c .. + 3 of each row: low
+//                 nibbles elements 64 t + 4 c + i (sub-block 2 t), high nibbles 64 t + 32 + 4 c + i
+//     Q5_K: [2304, 2816) 64 masks of 64 bits, mask 2 (8 t + c) + h marking bit 4 r + i when
+//                 element 64 t + 32 h + 4 c + i of row r has its fifth bit set
+//   Q6_K (16 x 210 bytes):
+//     [0, 32)       d[16] (fp16)
+//     [32, 288)     scales: byte 32 + 16 j + r = scale j (int8) of row r
+//     [288, 2336)   32 chunks, chunk 16 n + 8 h + c = ql bytes 64 n + 32 h + 4 c .. + 3
+//     [2336, 3360)  16 chunks, chunk 8 n + c = qh bytes 32 n + 4 c .. + 3
+// Each dot product follows the defined K-quant order of quant_kernels.hpp (the oracle is
+// quant::ref::dot): the exact integer sums of a super-block, then acc = fma(d * da, sumi, acc)
+// (and acc = fma(-(dmin * da), summ, acc)), super-blocks in order. Lane r of a vector holds row
+// r's sums, so one vector fma serves 16 outputs with the bits of the scalar loop.
+#include <cstdint>
+
+#include "af/core/dtype.hpp"
+
+namespace af::cpu::quant::kpacked {
+
+inline constexpr int kGroupRows = 16;
+
+// True for the types with this layout (Q4_K, Q5_K, Q6_K).
+bool is_packable(DType type);
+// Bytes of one packed super-block of one group (16 GGUF super-blocks).
+int64_t group_block_bytes(DType type);
+inline int64_t group_count(int64_t n) { return (n + kGroupRows - 1) / kGroupRows; }
+
+// Packs groups [g0, g1) of the n x k weight `w` (GGUF rows of row_bytes(type, k)) into `dst`,
+// where group g0 starts. Rows at or past n are packed as zeros. Plain C++ (any CPU).
+void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                 uint8_t* dst);
+
+// The inverse: GGUF rows of groups [g0, g1) (only rows below n) from packed group g0 at
+// `packed`, written from dst on (row (g - g0) * 16 + r of dst is row g * 16 + r). Prefill runs
+// the GGUF-layout tile kernels on such tiles: they reuse each decoded block over many rows.
+void unpack_groups(DType type, const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                   uint8_t* dst);
+
+// y[i * ldy + j] = dot(weight row j, activation row i) (+ bias[j] when bias is set) for
+// i in [i0, i1) and the rows j < n of groups [g0, g1); `w` points at packed group g0 and
+// activation row i is the Q8_K row a + i * a_stride.
+using GemmFn = void (*)(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int64_t k,
+                        const uint8_t* a, int64_t a_stride, int64_t i0, int64_t i1,
+                        const float* bias, float* y, int64_t ldy);
+
+// The AVX-512 VNNI kernel of a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
+GemmFn avx512vnni_gemm(DType type);
+
+}  // namespace af::cpu::quant::kpacked

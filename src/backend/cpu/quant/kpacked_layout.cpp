@@ -1,0 +1,216 @@
+// The K-quant packed layout of kpacked.hpp: packing GGUF rows into row groups.
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "af/core/error.hpp"
+#include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/kpacked.hpp"
+
+namespace af::cpu::quant::kpacked {
+namespace {
+
+using af::quant::BlockQ4_K;
+using af::quant::BlockQ5_K;
+using af::quant::BlockQ6_K;
+using af::quant::kQKK;
+
+// Scatters 4 bytes of each of the 16 rows into a 64-byte chunk, row r at bytes 4r..4r+3.
+void put_chunk(const uint8_t* const* rows, int offset, uint8_t* chunk) {
+  for (int r = 0; r < kGroupRows; ++r) std::memcpy(chunk + 4 * r, rows[r] + offset, 4);
+}
+
+template <class Block>
+void pack_k4_block(const Block* const* src, uint8_t* out) {
+  const uint8_t* qs[kGroupRows];
+  const uint8_t* sc[kGroupRows];
+  for (int r = 0; r < kGroupRows; ++r) {
+    std::memcpy(out + 2 * r, &src[r]->d, 2);
+    std::memcpy(out + 32 + 2 * r, &src[r]->dmin, 2);
+    qs[r] = src[r]->qs;
+    sc[r] = src[r]->scales;
+  }
+  for (int w = 0; w < 3; ++w) put_chunk(sc, 4 * w, out + 64 + 64 * w);
+  for (int t = 0; t < 4; ++t) {
+    for (int c = 0; c < 8; ++c) put_chunk(qs, 32 * t + 4 * c, out + 256 + 64 * (8 * t + c));
+  }
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) {
+    // Element 64 t + 32 h + l has its fifth bit in bit 2 t + h of qh[l].
+    for (int t = 0; t < 4; ++t) {
+      for (int c = 0; c < 8; ++c) {
+        for (int h = 0; h < 2; ++h) {
+          uint64_t mask = 0;
+          for (int r = 0; r < kGroupRows; ++r) {
+            for (int i = 0; i < 4; ++i) {
+              const uint64_t bit = (src[r]->qh[4 * c + i] >> (2 * t + h)) & 1;
+              mask |= bit << (4 * r + i);
+            }
+          }
+          std::memcpy(out + 2304 + 8 * (2 * (8 * t + c) + h), &mask, 8);
+        }
+      }
+    }
+  }
+}
+
+void pack_q6_k_block(const BlockQ6_K* const* src, uint8_t* out) {
+  const uint8_t* ql[kGroupRows];
+  const uint8_t* qh[kGroupRows];
+  for (int r = 0; r < kGroupRows; ++r) {
+    std::memcpy(out + 2 * r, &src[r]->d, 2);
+    for (int j = 0; j < 16; ++j) std::memcpy(out + 32 + 16 * j + r, &src[r]->scales[j], 1);
+    ql[r] = src[r]->ql;
+    qh[r] = src[r]->qh;
+  }
+  for (int c = 0; c < 32; ++c) put_chunk(ql, 4 * c, out + 288 + 64 * c);
+  for (int c = 0; c < 16; ++c) put_chunk(qh, 4 * c, out + 2336 + 64 * c);
+}
+
+// The inverse of put_chunk.
+void get_chunk(const uint8_t* chunk, int offset, uint8_t* const* rows, int n_rows) {
+  for (int r = 0; r < n_rows; ++r) std::memcpy(rows[r] + offset, chunk + 4 * r, 4);
+}
+
+template <class Block>
+void unpack_k4_block(const uint8_t* in, Block* const* dst, int n_rows) {
+  uint8_t* qs[kGroupRows];
+  uint8_t* sc[kGroupRows];
+  for (int r = 0; r < n_rows; ++r) {
+    std::memcpy(&dst[r]->d, in + 2 * r, 2);
+    std::memcpy(&dst[r]->dmin, in + 32 + 2 * r, 2);
+    qs[r] = dst[r]->qs;
+    sc[r] = dst[r]->scales;
+  }
+  for (int w = 0; w < 3; ++w) get_chunk(in + 64 + 64 * w, 4 * w, sc, n_rows);
+  for (int t = 0; t < 4; ++t) {
+    for (int c = 0; c < 8; ++c) get_chunk(in + 256 + 64 * (8 * t + c), 32 * t + 4 * c, qs, n_rows);
+  }
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) {
+    for (int r = 0; r < n_rows; ++r) std::memset(dst[r]->qh, 0, sizeof(dst[r]->qh));
+    for (int t = 0; t < 4; ++t) {
+      for (int c = 0; c < 8; ++c) {
+        for (int h = 0; h < 2; ++h) {
+          uint64_t mask;
+          std::memcpy(&mask, in + 2304 + 8 * (2 * (8 * t + c) + h), 8);
+          for (int r = 0; r < n_rows; ++r) {
+            for (int i = 0; i < 4; ++i) {
+              const auto bit = static_cast<uint8_t>((mask >> (4 * r + i)) & 1);
+              dst[r]->qh[4 * c + i] |= static_cast<uint8_t>(bit << (2 * t + h));
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void unpack_q6_k_block(const uint8_t* in, BlockQ6_K* const* dst, int n_rows) {
+  uint8_t* ql[kGroupRows];
+  uint8_t* qh[kGroupRows];
+  for (int r = 0; r < n_rows; ++r) {
+    std::memcpy(&dst[r]->d, in + 2 * r, 2);
+    for (int j = 0; j < 16; ++j) std::memcpy(&dst[r]->scales[j], in + 32 + 16 * j + r, 1);
+    ql[r] = dst[r]->ql;
+    qh[r] = dst[r]->qh;
+  }
+  for (int c = 0; c < 32; ++c) get_chunk(in + 288 + 64 * c, 4 * c, ql, n_rows);
+  for (int c = 0; c < 16; ++c) get_chunk(in + 2336 + 64 * c, 4 * c, qh, n_rows);
+}
+
+template <class Block>
+void unpack_type(const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                 uint8_t* dst) {
+  const int64_t nb = k / kQKK;
+  const int64_t row = nb * static_cast<int64_t>(sizeof(Block));
+  const int64_t block_bytes = kGroupRows * static_cast<int64_t>(sizeof(Block));
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* in = packed + (g - g0) * nb * block_bytes;
+    const int n_rows = static_cast<int>(std::min<int64_t>(kGroupRows, n - g * kGroupRows));
+    for (int64_t b = 0; b < nb; ++b) {
+      Block* out[kGroupRows];
+      for (int r = 0; r < n_rows; ++r) {
+        out[r] = reinterpret_cast<Block*>(dst + ((g - g0) * kGroupRows + r) * row) + b;
+      }
+      if constexpr (std::is_same_v<Block, BlockQ6_K>) {
+        unpack_q6_k_block(in + b * block_bytes, out, n_rows);
+      } else {
+        unpack_k4_block(in + b * block_bytes, out, n_rows);
+      }
+    }
+  }
+}
+
+template <class Block>
+void pack_type(const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1, uint8_t* dst) {
+  const int64_t nb = k / kQKK;
+  const int64_t row = nb * static_cast<int64_t>(sizeof(Block));
+  const int64_t block_bytes = kGroupRows * static_cast<int64_t>(sizeof(Block));
+  const Block zero{};  // the padding rows: all-zero blocks give zero sums
+  for (int64_t g = g0; g < g1; ++g) {
+    uint8_t* out = dst + (g - g0) * nb * block_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const Block* src[kGroupRows];
+      for (int r = 0; r < kGroupRows; ++r) {
+        const int64_t j = g * kGroupRows + r;
+        src[r] = j < n ? reinterpret_cast<const Block*>(w + j * row) + b : &zero;
+      }
+      if constexpr (std::is_same_v<Block, BlockQ6_K>) {
+        pack_q6_k_block(src, out + b * block_bytes);
+      } else {
+        pack_k4_block(src, out + b * block_bytes);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool is_packable(DType type) {
+  return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
+}
+
+int64_t group_block_bytes(DType type) {
+  switch (type) {
+    case DType::Q4_K:
+      return kGroupRows * sizeof(BlockQ4_K);
+    case DType::Q5_K:
+      return kGroupRows * sizeof(BlockQ5_K);
+    case DType::Q6_K:
+      return kGroupRows * sizeof(BlockQ6_K);
+    default:
+      fail(ErrorCode::kUnsupported, "cpu", "K-quant packed weights: type ", name(type),
+           " has no packed layout");
+  }
+}
+
+void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                 uint8_t* dst) {
+  switch (type) {
+    case DType::Q4_K:
+      return pack_type<BlockQ4_K>(w, n, k, g0, g1, dst);
+    case DType::Q5_K:
+      return pack_type<BlockQ5_K>(w, n, k, g0, g1, dst);
+    case DType::Q6_K:
+      return pack_type<BlockQ6_K>(w, n, k, g0, g1, dst);
+    default:
+      fail(ErrorCode::kUnsupported, "cpu", "K-quant packed weights: type ", name(type),
+           " has no packed layout");
+  }
+}
+
+void unpack_groups(DType type, const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
+                   uint8_t* dst) {
+  switch (type) {
+    case DType::Q4_K:
+      return unpack_type<BlockQ4_K>(packed, n, k, g0, g1, dst);
+    case DType::Q5_K:
+      return unpack_type<BlockQ5_K>(packed, n, k, g0, g1, dst);
+    case DType::Q6_K:
+      return unpack_type<BlockQ6_K>(packed, n, k, g0, g1, dst);
+    default:
+      fail(ErrorCode::kUnsupported, "cpu", "K-quant packed weights: type ", name(type),
+           " has no packed layout");
+  }
+}
+
+}  // namespace af::cpu::quant::kpacked

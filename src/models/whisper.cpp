@@ -1,0 +1,310 @@
+// WhisperForConditionalGeneration: config, weights by HF name, encoder and decoder forwards.
+#include "af/models/whisper.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "af/core/error.hpp"
+#include "af/nn/layers.hpp"
+#include "af/nn/var_builder.hpp"
+
+namespace af::models {
+namespace {
+
+struct LayerNorm {
+  std::vector<float> weight, bias;  // [dim]
+  static LayerNorm load(const nn::VarBuilder& vb, int64_t dim) {
+    return {vb.f32("weight", {dim}), vb.f32("bias", {dim})};
+  }
+  void forward(Backend& be, const float* x, int64_t rows, float eps, float* y) const {
+    be.layer_norm(x, weight.data(), bias.data(), rows, int64_t(weight.size()), eps, y);
+  }
+};
+
+// Whisper attention: q/v/out projections with bias, k without (as HF's WhisperAttention).
+struct Attention {
+  nn::Linear q, k, v, out;
+  static Attention load(const nn::VarBuilder& vb, int64_t d) {
+    return {nn::Linear::load(vb.sub("q_proj"), d, d, true),
+            nn::Linear::load(vb.sub("k_proj"), d, d, false),
+            nn::Linear::load(vb.sub("v_proj"), d, d, true),
+            nn::Linear::load(vb.sub("out_proj"), d, d, true)};
+  }
+  void prepare(Backend& be) {
+    for (nn::Linear* l : {&q, &k, &v, &out}) l->prepare(be);
+  }
+};
+
+struct Mlp {
+  nn::Linear fc1, fc2;
+  static Mlp load(const nn::VarBuilder& vb, int64_t d, int64_t ffn) {
+    return {nn::Linear::load(vb.sub("fc1"), d, ffn, true),
+            nn::Linear::load(vb.sub("fc2"), ffn, d, true)};
+  }
+  // y[m, d] = fc2(gelu(fc1(x))); scratch: m * ffn floats.
+  void forward(Backend& be, const float* x, int64_t m, float* scratch, float* y) const {
+    fc1.forward(be, x, m, scratch);
+    be.gelu(scratch, m * fc1.out, GeluKind::kErf);
+    fc2.forward(be, scratch, m, y);
+  }
+};
+
+// A conv1d with kernel 3 and padding 1 (Whisper's stem) as im2col + matmul: the weight
+// [out, in, 3] is read as [out, in * 3].
+struct Conv1d {
+  nn::Linear lin;
+  int64_t stride = 1;
+  static Conv1d load(const nn::VarBuilder& vb, int64_t in, int64_t out, int64_t stride) {
+    Conv1d c;
+    const Tensor w = vb.tensor("weight", {out, in, 3});
+    AF_CHECK(w.dtype() == DType::F32 || w.dtype() == DType::F16 || w.dtype() == DType::BF16,
+             ErrorCode::kUnsupported, "whisper", vb.path("weight"), " is stored as ",
+             name(w.dtype()), "; conv1d takes f32, f16 or bf16");
+    c.lin.weight = w.reshape({out, in * 3});
+    c.lin.bias = vb.f32("bias", {out});
+    c.lin.in = in * 3;
+    c.lin.out = out;
+    c.stride = stride;
+    return c;
+  }
+  // x(c, t) = x[c * c_stride + t * t_stride] for t in [0, t_in); y: [t_out, out] rows.
+  void forward(Backend& be, const float* x, int64_t t_in, int64_t c_stride, int64_t t_stride,
+               std::vector<float>& cols, float* y) const {
+    const int64_t in = lin.in / 3, t_out = (t_in - 1) / stride + 1;
+    cols.assign(static_cast<size_t>(t_out * in * 3), 0.0f);
+    for (int64_t t = 0; t < t_out; ++t) {
+      float* row = cols.data() + t * in * 3;
+      for (int64_t k = 0; k < 3; ++k) {
+        const int64_t src = t * stride + k - 1;
+        if (src < 0 || src >= t_in) continue;  // zero padding
+        for (int64_t c = 0; c < in; ++c) row[c * 3 + k] = x[c * c_stride + src * t_stride];
+      }
+    }
+    lin.forward(be, cols.data(), t_out, y);
+    be.gelu(y, t_out * lin.out, GeluKind::kErf);
+  }
+};
+
+struct EncoderLayer {
+  LayerNorm attn_norm, mlp_norm;
+  Attention attn;
+  Mlp mlp;
+};
+
+struct DecoderLayer {
+  LayerNorm self_norm, cross_norm, mlp_norm;
+  Attention self_attn, cross_attn;
+  Mlp mlp;
+};
+
+}  // namespace
+
+struct Whisper::Weights {
+  Conv1d conv1, conv2;
+  std::vector<float> encoder_positions;  // [max_source_positions, d]
+  std::vector<EncoderLayer> encoder;
+  LayerNorm encoder_norm;
+  nn::Embedding tokens;                  // [vocab, d]
+  std::vector<float> decoder_positions;  // [max_target_positions, d]
+  std::vector<DecoderLayer> decoder;
+  LayerNorm decoder_norm;
+  Tensor output;  // [vocab, d]: proj_out.weight, or the token embedding it is tied to
+};
+
+WhisperConfig WhisperConfig::from(const io::HfConfig& c) {
+  WhisperConfig w;
+  w.d_model = c.get_int("d_model");
+  w.encoder_layers = c.get_int("encoder_layers");
+  w.encoder_heads = c.get_int("encoder_attention_heads");
+  w.encoder_ffn = c.get_int("encoder_ffn_dim");
+  w.decoder_layers = c.get_int("decoder_layers");
+  w.decoder_heads = c.get_int("decoder_attention_heads");
+  w.decoder_ffn = c.get_int("decoder_ffn_dim");
+  w.num_mel_bins = c.get_int("num_mel_bins", 80);
+  w.max_source_positions = c.get_int("max_source_positions", 1500);
+  w.max_target_positions = c.get_int("max_target_positions", 448);
+  w.vocab_size = c.get_int("vocab_size");
+  w.scale_embedding = c.get_bool("scale_embedding", false);
+  const std::string act = c.get_string("activation_function", "gelu");
+  AF_CHECK(act == "gelu", ErrorCode::kUnsupported, "whisper", c.origin(),
+           ": activation_function \"", act, "\" is not supported (gelu)");
+  auto positive = [&](int64_t v, const char* key, int64_t hi) {
+    AF_CHECK(v > 0 && v <= hi, ErrorCode::kFormat, "whisper", c.origin(), ": \"", key, "\" = ", v,
+             " is outside 1..", hi);
+  };
+  positive(w.d_model, "d_model", 1 << 16);
+  positive(w.encoder_layers, "encoder_layers", 256);
+  positive(w.decoder_layers, "decoder_layers", 256);
+  positive(w.encoder_heads, "encoder_attention_heads", w.d_model);
+  positive(w.decoder_heads, "decoder_attention_heads", w.d_model);
+  positive(w.encoder_ffn, "encoder_ffn_dim", 1 << 18);
+  positive(w.decoder_ffn, "decoder_ffn_dim", 1 << 18);
+  positive(w.num_mel_bins, "num_mel_bins", 512);
+  positive(w.max_source_positions, "max_source_positions", 1 << 16);
+  positive(w.max_target_positions, "max_target_positions", 1 << 16);
+  positive(w.vocab_size, "vocab_size", 1 << 22);
+  AF_CHECK(w.d_model % w.encoder_heads == 0 && w.d_model % w.decoder_heads == 0, ErrorCode::kFormat,
+           "whisper", c.origin(), ": d_model ", w.d_model,
+           " is not a multiple of the attention heads");
+  return w;
+}
+
+std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOptions& options) {
+  std::unique_ptr<Whisper> m(new Whisper());
+  m->files_ = io::open_model_files(path);
+  const io::HfConfig hf(m->files_.config, path + " (config.json)");
+  AF_CHECK(hf.architecture() == "WhisperForConditionalGeneration", ErrorCode::kUnsupported,
+           "whisper", path, ": architecture \"", hf.architecture(),
+           "\" is not WhisperForConditionalGeneration");
+  const WhisperConfig c = m->config_ = WhisperConfig::from(hf);
+  const nn::VarBuilder root =
+      nn::VarBuilder(*m->files_.weights, "model").with_quantization(options.dtype);
+  const int64_t d = c.d_model;
+  auto w = std::make_unique<Weights>();
+  const nn::VarBuilder enc = root.sub("encoder"), dec = root.sub("decoder");
+  w->conv1 = Conv1d::load(enc.sub("conv1"), c.num_mel_bins, d, 1);
+  w->conv2 = Conv1d::load(enc.sub("conv2"), d, d, 2);
+  w->encoder_positions = enc.sub("embed_positions").f32("weight", {c.max_source_positions, d});
+  for (int64_t i = 0; i < c.encoder_layers; ++i) {
+    const nn::VarBuilder l = enc.sub("layers").sub(i);
+    w->encoder.push_back({LayerNorm::load(l.sub("self_attn_layer_norm"), d),
+                          LayerNorm::load(l.sub("final_layer_norm"), d),
+                          Attention::load(l.sub("self_attn"), d), Mlp::load(l, d, c.encoder_ffn)});
+  }
+  w->encoder_norm = LayerNorm::load(enc.sub("layer_norm"), d);
+  w->tokens = nn::Embedding::load(dec.sub("embed_tokens"), c.vocab_size, d);
+  w->decoder_positions = dec.sub("embed_positions").f32("weight", {c.max_target_positions, d});
+  for (int64_t i = 0; i < c.decoder_layers; ++i) {
+    const nn::VarBuilder l = dec.sub("layers").sub(i);
+    w->decoder.push_back(
+        {LayerNorm::load(l.sub("self_attn_layer_norm"), d),
+         LayerNorm::load(l.sub("encoder_attn_layer_norm"), d),
+         LayerNorm::load(l.sub("final_layer_norm"), d), Attention::load(l.sub("self_attn"), d),
+         Attention::load(l.sub("encoder_attn"), d), Mlp::load(l, d, c.decoder_ffn)});
+  }
+  w->decoder_norm = LayerNorm::load(dec.sub("layer_norm"), d);
+  const nn::VarBuilder top(*m->files_.weights);
+  w->output = top.has("proj_out.weight") ? top.tensor("proj_out.weight", {c.vocab_size, d})
+                                         : w->tokens.table;
+
+  m->backend_ = make_backend({options.device, options.num_threads, options.isa});
+  Backend& be = *m->backend_;
+  w->conv1.lin.prepare(be);
+  w->conv2.lin.prepare(be);
+  for (auto& l : w->encoder) l.attn.prepare(be), l.mlp.fc1.prepare(be), l.mlp.fc2.prepare(be);
+  for (auto& l : w->decoder) {
+    l.self_attn.prepare(be), l.cross_attn.prepare(be);
+    l.mlp.fc1.prepare(be), l.mlp.fc2.prepare(be);
+  }
+  m->w_ = std::move(w);
+  return m;
+}
+
+Whisper::~Whisper() = default;
+
+std::vector<float> Whisper::encode(std::span<const float> mel) {
+  const WhisperConfig& c = config_;
+  const int64_t d = c.d_model, frames = c.n_frames(), n = c.max_source_positions;
+  AF_CHECK(int64_t(mel.size()) == c.num_mel_bins * frames, ErrorCode::kInvalidArgument, "whisper",
+           "encode: ", mel.size(), " mel values, expected ", c.num_mel_bins, " x ", frames);
+  Backend& be = *backend_;
+  std::vector<float> cols, stem(static_cast<size_t>(frames * d));
+  std::vector<float> x(static_cast<size_t>(n * d));
+  w_->conv1.forward(be, mel.data(), frames, frames, 1, cols, stem.data());  // [frames, d]
+  w_->conv2.forward(be, stem.data(), frames, 1, d, cols, x.data());         // [n, d]
+  be.add_scaled(x.data(), w_->encoder_positions.data(), 1.0f, n * d);
+
+  const int64_t heads = c.encoder_heads, hd = d / heads;
+  const float eps = float(c.layer_norm_eps), scale = 1.0f / std::sqrt(float(hd));
+  std::vector<float> h(x.size()), q(x.size()), k(x.size()), v(x.size()), att(x.size());
+  std::vector<float> ffn(static_cast<size_t>(n * c.encoder_ffn));
+  for (const EncoderLayer& l : w_->encoder) {
+    l.attn_norm.forward(be, x.data(), n, eps, h.data());
+    const Backend::MatmulTarget qkv[] = {l.attn.q.target(q.data()), l.attn.k.target(k.data()),
+                                         l.attn.v.target(v.data())};
+    be.matmul_group(h.data(), n, qkv, 3);
+    be.attention_rows(q.data(), d, k.data(), d, v.data(), d, n, n, heads, heads, hd, scale, {},
+                      att.data());
+    l.attn.out.forward(be, att.data(), n, h.data());
+    be.add_scaled(x.data(), h.data(), 1.0f, n * d);
+    l.mlp_norm.forward(be, x.data(), n, eps, h.data());
+    l.mlp.forward(be, h.data(), n, ffn.data(), att.data());
+    be.add_scaled(x.data(), att.data(), 1.0f, n * d);
+  }
+  w_->encoder_norm.forward(be, x.data(), n, eps, x.data());
+  return x;
+}
+
+WhisperState Whisper::start(std::span<const float> encoded) {
+  const WhisperConfig& c = config_;
+  const int64_t d = c.d_model, n = c.max_source_positions;
+  AF_CHECK(int64_t(encoded.size()) == n * d, ErrorCode::kInvalidArgument, "whisper",
+           "start: ", encoded.size(), " encoder values, expected ", n, " x ", d);
+  WhisperState s;
+  for (const DecoderLayer& l : w_->decoder) {
+    s.cross_k.emplace_back(static_cast<size_t>(n * d));
+    s.cross_v.emplace_back(static_cast<size_t>(n * d));
+    const Backend::MatmulTarget kv[] = {l.cross_attn.k.target(s.cross_k.back().data()),
+                                        l.cross_attn.v.target(s.cross_v.back().data())};
+    backend_->matmul_group(encoded.data(), n, kv, 2);
+    s.self_k.emplace_back(static_cast<size_t>(c.max_target_positions * d));
+    s.self_v.emplace_back(static_cast<size_t>(c.max_target_positions * d));
+  }
+  return s;
+}
+
+std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids, bool all_logits) {
+  const WhisperConfig& c = config_;
+  const int64_t d = c.d_model, m = int64_t(ids.size()), past = s.n_past;
+  AF_CHECK(m > 0, ErrorCode::kInvalidArgument, "whisper", "decode: no ids");
+  AF_CHECK(int64_t(s.self_k.size()) == c.decoder_layers, ErrorCode::kInvalidArgument, "whisper",
+           "decode: the state was not made by start()");
+  AF_CHECK(past + m <= c.max_target_positions, ErrorCode::kOutOfRange, "whisper",
+           "decode: ", past + m, " decoder positions exceed max_target_positions ",
+           c.max_target_positions);
+  Backend& be = *backend_;
+  std::vector<float> x(static_cast<size_t>(m * d));
+  w_->tokens.forward(be, ids.data(), m, x.data());
+  if (c.scale_embedding) be.scale(x.data(), std::sqrt(float(d)), m * d);
+  be.add_scaled(x.data(), w_->decoder_positions.data() + past * d, 1.0f, m * d);
+
+  const int64_t heads = c.decoder_heads, hd = d / heads, n_audio = c.max_source_positions;
+  const float eps = float(c.layer_norm_eps), scale = 1.0f / std::sqrt(float(hd));
+  std::vector<float> h(x.size()), q(x.size()), att(x.size());
+  std::vector<float> ffn(static_cast<size_t>(m * c.decoder_ffn));
+  for (size_t i = 0; i < w_->decoder.size(); ++i) {
+    const DecoderLayer& l = w_->decoder[i];
+    float* k_cache = s.self_k[i].data();
+    float* v_cache = s.self_v[i].data();
+    l.self_norm.forward(be, x.data(), m, eps, h.data());
+    const Backend::MatmulTarget qkv[] = {l.self_attn.q.target(q.data()),
+                                         l.self_attn.k.target(k_cache + past * d),
+                                         l.self_attn.v.target(v_cache + past * d)};
+    be.matmul_group(h.data(), m, qkv, 3);
+    AttentionMask causal{AttentionMaskKind::kCausal, past};
+    be.attention_rows(q.data(), d, k_cache, d, v_cache, d, m, past + m, heads, heads, hd, scale,
+                      causal, att.data());
+    l.self_attn.out.forward(be, att.data(), m, h.data());
+    be.add_scaled(x.data(), h.data(), 1.0f, m * d);
+
+    l.cross_norm.forward(be, x.data(), m, eps, h.data());
+    l.cross_attn.q.forward(be, h.data(), m, q.data());
+    be.attention_rows(q.data(), d, s.cross_k[i].data(), d, s.cross_v[i].data(), d, m, n_audio,
+                      heads, heads, hd, scale, {}, att.data());
+    l.cross_attn.out.forward(be, att.data(), m, h.data());
+    be.add_scaled(x.data(), h.data(), 1.0f, m * d);
+
+    l.mlp_norm.forward(be, x.data(), m, eps, h.data());
+    l.mlp.forward(be, h.data(), m, ffn.data(), att.data());
+    be.add_scaled(x.data(), att.data(), 1.0f, m * d);
+  }
+  s.n_past += m;
+  const int64_t rows = all_logits ? m : 1;
+  const float* last = x.data() + (m - rows) * d;
+  w_->decoder_norm.forward(be, last, rows, eps, h.data());
+  std::vector<float> logits(static_cast<size_t>(rows * c.vocab_size));
+  be.matmul(h.data(), rows, w_->output, nullptr, logits.data());
+  return logits;
+}
+
+}  // namespace af::models

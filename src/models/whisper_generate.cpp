@@ -1,0 +1,267 @@
+// Whisper greedy generation: the prompt, language detection and the logits processors of
+// transformers' WhisperGenerationMixin (short-form path).
+#include "af/models/whisper_generate.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "af/core/error.hpp"
+#include "af/io/model_files.hpp"
+
+namespace af::models {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+int32_t id_key(const nlohmann::json& j, const char* key, int32_t fallback,
+               const std::string& origin) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  const nlohmann::json& v = j[key].is_array() && !j[key].empty() ? j[key][0] : j[key];
+  AF_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX,
+           ErrorCode::kFormat, "whisper", origin, ": \"", key, "\" must be a token id");
+  return v.get<int32_t>();
+}
+
+std::vector<int32_t> id_list(const nlohmann::json& j, const char* key, const std::string& origin) {
+  std::vector<int32_t> ids;
+  if (!j.contains(key) || j[key].is_null()) return ids;
+  AF_CHECK(j[key].is_array(), ErrorCode::kFormat, "whisper", origin, ": \"", key,
+           "\" must be a list of token ids");
+  for (const auto& v : j[key]) {
+    AF_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX,
+             ErrorCode::kFormat, "whisper", origin, ": \"", key, "\" holds a non-id");
+    ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
+
+std::vector<std::pair<std::string, int32_t>> id_map(const nlohmann::json& j, const char* key,
+                                                    const std::string& origin) {
+  std::vector<std::pair<std::string, int32_t>> map;
+  if (!j.contains(key) || j[key].is_null()) return map;
+  AF_CHECK(j[key].is_object(), ErrorCode::kFormat, "whisper", origin, ": \"", key,
+           "\" must be an object");
+  for (const auto& [name, v] : j[key].items()) {
+    AF_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX,
+             ErrorCode::kFormat, "whisper", origin, ": \"", key, "\".\"", name,
+             "\" must be a token id");
+    map.emplace_back(name, v.get<int32_t>());
+  }
+  return map;
+}
+
+std::optional<int32_t> lookup(const std::vector<std::pair<std::string, int32_t>>& map,
+                              const std::string& name) {
+  for (const auto& [key, id] : map) {
+    if (key == name) return id;
+  }
+  return std::nullopt;
+}
+
+int32_t language_id(const WhisperGenerationConfig& c, std::string language) {
+  std::transform(language.begin(), language.end(), language.begin(),
+                 [](unsigned char ch) { return char(std::tolower(ch)); });
+  if (auto id = lookup(c.lang_to_id, language)) return *id;
+  if (auto id = lookup(c.lang_to_id, "<|" + language + "|>")) return *id;
+  std::string known;
+  for (const auto& [key, id] : c.lang_to_id) known += " " + key;
+  fail(ErrorCode::kInvalidArgument, "whisper", "language \"", language,
+       "\" is not in this model's lang_to_id (known:", known.empty() ? " none" : known, ")");
+}
+
+size_t argmax(std::span<const float> v) {
+  return size_t(std::max_element(v.begin(), v.end()) - v.begin());  // first of equal maxima
+}
+
+// WhisperTimeStampLogitsProcessor.
+void timestamp_rules(const WhisperGenerationConfig& c, std::span<const int32_t> ids,
+                     size_t begin_index, std::span<float> scores) {
+  const size_t vocab = scores.size(), ts_begin = size_t(c.timestamp_begin());
+  if (ts_begin > vocab) return;
+  scores[size_t(c.no_timestamps_token_id)] = kNegInf;
+  const std::span<const int32_t> seq = ids.subspan(std::min(begin_index, ids.size()));
+  const auto is_ts = [&](int32_t id) { return size_t(id) >= ts_begin; };
+  const bool last_ts = !seq.empty() && is_ts(seq.back());
+  const bool penultimate_ts = seq.size() < 2 || is_ts(seq[seq.size() - 2]);
+  if (last_ts) {
+    const size_t from = penultimate_ts ? ts_begin : 0;
+    const size_t to = penultimate_ts ? vocab : std::min(vocab, size_t(std::max(0, c.eos_token_id)));
+    for (size_t i = from; i < to; ++i) scores[i] = kNegInf;
+  }
+  size_t ts_last = ts_begin;
+  for (auto it = seq.rbegin(); it != seq.rend(); ++it) {
+    if (!is_ts(*it)) continue;
+    ts_last = (last_ts && !penultimate_ts) ? size_t(*it) : size_t(*it) + 1;
+    break;
+  }
+  for (size_t i = ts_begin; i < std::min(ts_last, vocab); ++i) scores[i] = kNegInf;
+  if (ids.size() == begin_index) {
+    for (size_t i = 0; i < ts_begin; ++i) scores[i] = kNegInf;
+    if (c.max_initial_timestamp_index) {
+      const size_t last_allowed = ts_begin + size_t(*c.max_initial_timestamp_index);
+      for (size_t i = last_allowed + 1; i < vocab; ++i) scores[i] = kNegInf;
+    }
+  }
+  // Timestamps win when their summed probability beats every single text token (log-softmax
+  // in float32 as torch computes it; the shared normaliser cancels in the comparison, so the
+  // raw scores are compared after subtracting the max).
+  float max_all = kNegInf;
+  for (float s : scores) max_all = std::max(max_all, s);
+  if (max_all == kNegInf) return;
+  double ts_sum = 0.0;
+  for (size_t i = ts_begin; i < vocab; ++i) ts_sum += std::exp(double(scores[i] - max_all));
+  float max_text = kNegInf;
+  for (size_t i = 0; i < ts_begin; ++i) max_text = std::max(max_text, scores[i] - max_all);
+  if (ts_sum > 0.0 && std::log(ts_sum) > double(max_text)) {
+    for (size_t i = 0; i < ts_begin; ++i) scores[i] = kNegInf;
+  }
+}
+
+}  // namespace
+
+WhisperGenerationConfig WhisperGenerationConfig::from_json(const nlohmann::json& j,
+                                                           const std::string& origin) {
+  AF_CHECK(j.is_object(), ErrorCode::kFormat, "whisper", origin, ": not a JSON object");
+  WhisperGenerationConfig c;
+  c.decoder_start_token_id = id_key(j, "decoder_start_token_id", -1, origin);
+  c.eos_token_id = id_key(j, "eos_token_id", -1, origin);
+  c.no_timestamps_token_id = id_key(j, "no_timestamps_token_id", -1, origin);
+  AF_CHECK(c.decoder_start_token_id >= 0, ErrorCode::kFormat, "whisper", origin,
+           ": \"decoder_start_token_id\" is missing");
+  c.suppress_tokens = id_list(j, "suppress_tokens", origin);
+  c.begin_suppress_tokens = id_list(j, "begin_suppress_tokens", origin);
+  c.lang_to_id = id_map(j, "lang_to_id", origin);
+  c.task_to_id = id_map(j, "task_to_id", origin);
+  if (j.contains("forced_decoder_ids") && j["forced_decoder_ids"].is_array()) {
+    for (const auto& pair : j["forced_decoder_ids"]) {
+      AF_CHECK(pair.is_array() && pair.size() == 2 && pair[0].is_number_integer() &&
+                   (pair[1].is_null() || pair[1].is_number_integer()),
+               ErrorCode::kFormat, "whisper", origin,
+               ": \"forced_decoder_ids\" entries must be [position, id or null]");
+      c.forced_decoder_ids.emplace_back(pair[0].get<int64_t>(),
+                                        pair[1].is_null() ? -1 : pair[1].get<int32_t>());
+    }
+  }
+  if (j.contains("max_initial_timestamp_index") && j["max_initial_timestamp_index"].is_number()) {
+    c.max_initial_timestamp_index = j["max_initial_timestamp_index"].get<int64_t>();
+  }
+  if (j.contains("max_length") && j["max_length"].is_number_integer()) {
+    c.max_length = j["max_length"].get<int64_t>();
+  }
+  c.is_multilingual = j.value("is_multilingual", false);
+  return c;
+}
+
+WhisperGenerationConfig WhisperGenerationConfig::load(const std::string& folder) {
+  const std::string path = (std::filesystem::path(folder) / "generation_config.json").string();
+  return from_json(io::read_json_file(path), path);
+}
+
+void whisper_process_logits(const WhisperGenerationConfig& c, bool timestamps,
+                            std::span<const int32_t> ids, size_t begin_index,
+                            std::span<float> scores) {
+  // transformers applies begin_suppress, then suppress_tokens, then the timestamp rules.
+  if (ids.size() == begin_index) {
+    for (int32_t id : c.begin_suppress_tokens) {
+      if (size_t(id) < scores.size()) scores[size_t(id)] = kNegInf;
+    }
+  }
+  for (int32_t id : c.suppress_tokens) {
+    if (size_t(id) < scores.size()) scores[size_t(id)] = kNegInf;
+  }
+  if (timestamps) timestamp_rules(c, ids, begin_index, scores);
+}
+
+namespace {
+
+std::vector<int32_t> build_prompt(Whisper& model, const WhisperState& fresh,
+                                  const WhisperGenerationConfig& c, const WhisperGenerateOptions& o,
+                                  int32_t* language_out) {
+  std::vector<int32_t> prompt{c.decoder_start_token_id};
+  if (o.task.empty() && o.language.empty()) {
+    // Deprecated forced_decoder_ids fill the slots after <|startoftranscript|> (null: detect).
+    for (size_t i = 0; i < c.forced_decoder_ids.size(); ++i) {
+      AF_CHECK(c.forced_decoder_ids[i].first == int64_t(i) + 1, ErrorCode::kFormat, "whisper",
+               "forced_decoder_ids do not follow Whisper's prompt pattern");
+      prompt.push_back(c.forced_decoder_ids[i].second);
+    }
+  }
+  const bool lang_undefined = prompt.size() <= 1 || prompt[1] < 0;
+  int32_t lang = -1;
+  if (!o.language.empty()) {
+    lang = language_id(c, o.language);
+  } else if (!c.lang_to_id.empty() && lang_undefined) {
+    // detect_language: the first step's logits restricted to the language tokens.
+    WhisperState state = fresh;
+    std::vector<float> logits = model.decode(state, std::span(prompt.data(), 1), false);
+    std::vector<float> masked(logits.size(), kNegInf);
+    for (const auto& [name, id] : c.lang_to_id) {
+      if (size_t(id) < logits.size()) masked[size_t(id)] = logits[size_t(id)];
+    }
+    lang = int32_t(argmax(masked));
+  }
+  if (lang >= 0) {
+    if (prompt.size() > 1) {
+      prompt[1] = lang;
+    } else {
+      prompt.push_back(lang);
+    }
+  }
+  *language_out = lang;
+  if (!o.task.empty()) {
+    const std::optional<int32_t> task = lookup(c.task_to_id, o.task);
+    AF_CHECK(task.has_value(), ErrorCode::kInvalidArgument, "whisper", "task \"", o.task,
+             "\" is not in this model's task_to_id (transcribe, translate)");
+    prompt.push_back(*task);  // transformers appends; forced ids may already hold one
+    for (size_t i = 1; i + 1 < prompt.size(); ++i) {
+      for (const auto& [name, id] : c.task_to_id) {
+        if (prompt[i] == id) prompt[i] = *task;
+      }
+    }
+  } else if (!o.language.empty() && !c.task_to_id.empty()) {
+    bool has_task = false;
+    for (int32_t t : prompt) {
+      for (const auto& [name, id] : c.task_to_id) has_task = has_task || t == id;
+    }
+    if (!has_task) prompt.push_back(*lookup(c.task_to_id, "transcribe"));
+  }
+  if (!o.timestamps && c.no_timestamps_token_id >= 0 && prompt.back() != c.no_timestamps_token_id) {
+    prompt.push_back(c.no_timestamps_token_id);
+  } else if (o.timestamps && prompt.back() == c.no_timestamps_token_id) {
+    prompt.pop_back();
+  }
+  std::erase_if(prompt, [](int32_t id) { return id < 0; });
+  return prompt;
+}
+
+}  // namespace
+
+WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
+                                   const WhisperGenerationConfig& c,
+                                   const WhisperGenerateOptions& o) {
+  AF_CHECK(!o.timestamps || c.no_timestamps_token_id >= 0, ErrorCode::kUnsupported, "whisper",
+           "timestamps need no_timestamps_token_id in generation_config.json");
+  const WhisperState fresh = model.start(model.encode(mel));
+  WhisperGeneration out;
+  out.prompt = build_prompt(model, fresh, c, o, &out.language_id);
+  const int64_t limit =
+      std::min(model.config().max_target_positions,
+               o.max_new_tokens > 0 ? int64_t(out.prompt.size()) + o.max_new_tokens : c.max_length);
+  WhisperState state = fresh;
+  std::vector<int32_t> ids = out.prompt;
+  std::vector<float> logits = model.decode(state, ids, false);
+  while (int64_t(ids.size()) < limit) {
+    whisper_process_logits(c, o.timestamps, ids, out.prompt.size(), logits);
+    const int32_t next = int32_t(argmax(logits));
+    ids.push_back(next);
+    out.tokens.push_back(next);
+    if (next == c.eos_token_id || int64_t(ids.size()) >= limit) break;
+    logits = model.decode(state, std::span(&ids.back(), 1), false);
+  }
+  return out;
+}
+
+}  // namespace af::models

@@ -1,0 +1,161 @@
+// K-quant weights repacked at load (quant/kpacked.hpp): the AVX-512 VNNI kernels against the
+// scalar K-quant reference bit for bit at odd sizes, on quantized and on random block bytes
+// (every scale, min and high-bit pattern), and through prepare_matmul_weight + matmul.
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "af/backend/quant.hpp"
+#include "af/core/tensor.hpp"
+#include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/dispatch.hpp"
+#include "backend/cpu/packed_weight.hpp"
+#include "backend/cpu/quant/blocks.hpp"
+#include "backend/cpu/quant/kpacked.hpp"
+#include "backend/cpu/quant/quant_kernels.hpp"
+#include "quant_test_util.hpp"
+
+namespace {
+
+using af::DType;
+using af::Shape;
+using af::Tensor;
+namespace q = af::cpu::quant;
+namespace kp = af::cpu::quant::kpacked;
+
+const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+bool has_vnni() { return af::cpu::cpu_has_avx512_vnni_bf16(); }
+
+// n rows of k elements: the reference quantizer's blocks, or (random_bytes) random block bytes
+// with finite fp16 scales, so every 6-bit scale / min, fifth and sixth bit pattern occurs.
+std::vector<uint8_t> weight_rows(DType type, int64_t n, int64_t k, bool random_bytes,
+                                 uint32_t seed) {
+  if (!random_bytes) {
+    return af::test::quantize_rows(type, af::test::spread_values(n, k, seed), n, k);
+  }
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> w(static_cast<size_t>(n * af::row_bytes(type, k)));
+  for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+  // Halves with exponents 0x0e..0x11 (about 0.002-0.03), either sign.
+  const auto half = [&] {
+    return static_cast<uint16_t>(((rng() % 4 + 0xe) << 10) | (rng() & 0x83ff));
+  };
+  const int64_t nblocks = n * k / 256;
+  for (int64_t b = 0; b < nblocks; ++b) {
+    if (type == DType::Q6_K) {
+      auto* blk = reinterpret_cast<af::quant::BlockQ6_K*>(w.data()) + b;
+      blk->d = half();
+      if (b == 0) blk->scales[3] = -128;  // the extreme scale
+    } else if (type == DType::Q4_K) {
+      auto* blk = reinterpret_cast<af::quant::BlockQ4_K*>(w.data()) + b;
+      blk->d = half();
+      blk->dmin = half();
+    } else {
+      auto* blk = reinterpret_cast<af::quant::BlockQ5_K*>(w.data()) + b;
+      blk->d = half();
+      blk->dmin = half();
+    }
+  }
+  return w;
+}
+
+// y[m, n] must equal the reference dot products (plus bias) bit for bit.
+void expect_reference(DType type, const std::vector<uint8_t>& w, int64_t n, int64_t k,
+                      const std::vector<uint8_t>& a, int64_t m, const float* bias,
+                      const std::vector<float>& y, const std::string& what) {
+  const int64_t wb = af::row_bytes(type, k), ab = af::row_bytes(DType::Q8_K, k);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      float ref = q::ref::dot(*q::quant_slot(type), k, w.data() + j * wb, a.data() + i * ab);
+      if (bias) ref += bias[j];
+      const float got = y[static_cast<size_t>(i * n + j)];
+      ASSERT_TRUE(af::test::same_bits(got, ref))
+          << what << " (" << i << ", " << j << "): " << got << " vs " << ref;
+    }
+  }
+}
+
+TEST(QuantKPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  struct Case {
+    int64_t n, k, m;
+  };
+  // n = 37: two full groups and a tail of 5; m = 5 and 9: tiles of 4 rows plus a remainder.
+  const Case cases[] = {{37, 256, 1}, {16, 512, 3}, {45, 768, 5}, {1, 256, 2}, {33, 1536, 9}};
+  for (DType type : kTypes) {
+    for (const Case& c : cases) {
+      for (bool random_bytes : {false, true}) {
+        const auto seed = static_cast<uint32_t>(c.n * 7 + c.k + c.m);
+        const std::vector<uint8_t> w = weight_rows(type, c.n, c.k, random_bytes, seed);
+        const std::vector<uint8_t> a = af::test::quantize_rows(
+            DType::Q8_K, af::test::spread_values(c.m, c.k, seed + 1), c.m, c.k);
+        const int64_t groups = kp::group_count(c.n);
+        std::vector<uint8_t> packed(
+            static_cast<size_t>(groups * c.k / 256 * kp::group_block_bytes(type)));
+        kp::pack_groups(type, w.data(), c.n, c.k, 0, groups, packed.data());
+        const std::vector<float> bias =
+            af::test::random_floats(static_cast<size_t>(c.n), -1, 1, seed);
+        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+          std::vector<float> y(static_cast<size_t>(c.m * c.n), -7.f);
+          kp::avx512vnni_gemm(type)(packed.data(), 0, groups, c.n, c.k, a.data(),
+                                    af::row_bytes(DType::Q8_K, c.k), 0, c.m, b, y.data(), c.n);
+          expect_reference(type, w, c.n, c.k, a, c.m, b, y,
+                           std::string(af::name(type)) + " n=" + std::to_string(c.n) +
+                               " k=" + std::to_string(c.k) + " m=" + std::to_string(c.m) +
+                               (random_bytes ? " random bytes" : "") + (b ? " bias" : ""));
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantKPacked, PackedSizeEqualsTheGgufSizeAndGroupRangesLandAtDst) {
+  for (DType type : kTypes) {
+    const int64_t n = 45, k = 512;
+    const std::vector<uint8_t> w = weight_rows(type, n, k, true, 3);
+    // Three groups of 16 rows take the bytes of 48 GGUF rows: no growth but the padding.
+    EXPECT_EQ(kp::group_block_bytes(type) * (k / 256), 16 * af::row_bytes(type, k));
+    const int64_t groups = kp::group_count(n);
+    const size_t group_bytes = static_cast<size_t>(k / 256 * kp::group_block_bytes(type));
+    std::vector<uint8_t> all(groups * group_bytes), tail((groups - 1) * group_bytes);
+    kp::pack_groups(type, w.data(), n, k, 0, groups, all.data());
+    kp::pack_groups(type, w.data(), n, k, 1, groups, tail.data());
+    EXPECT_EQ(0, std::memcmp(tail.data(), all.data() + group_bytes, tail.size())) << af::name(type);
+  }
+}
+
+// The backend prepares K-quant weights in the packed layout and its matmuls (decode and
+// prefill, with and without bias) keep the reference bits.
+TEST(QuantKPacked, PreparedMatmulMatchesTheReference) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+  const int64_t n = 53, k = 768;
+  for (DType type : kTypes) {
+    const std::vector<uint8_t> bytes = weight_rows(type, n, k, false, 11);
+    Tensor w = Tensor::zeros(type, Shape{n, k});
+    std::memcpy(w.mutable_data(), bytes.data(), bytes.size());
+    const std::vector<float> bias = af::test::random_floats(static_cast<size_t>(n), -1, 1, 5);
+    for (int threads : {1, 2}) {
+      af::cpu::CpuBackend be({af::Device::cpu(), threads, ""});
+      const auto prepared = be.prepare_matmul_weight(w);
+      const auto* pw = dynamic_cast<const af::cpu::PackedWeight*>(prepared.get());
+      ASSERT_NE(pw, nullptr) << af::name(type);
+      EXPECT_EQ(pw->layout(), af::cpu::PackedWeight::Layout::kKQuantBlocks);
+      EXPECT_EQ(static_cast<int64_t>(pw->size()), 4 * 16 * af::row_bytes(type, k));
+      for (int64_t m : {int64_t{1}, int64_t{7}, int64_t{70}}) {
+        const std::vector<float> x = af::test::spread_values(m, k, static_cast<uint32_t>(m));
+        const std::vector<uint8_t> a = af::test::quantize_rows(DType::Q8_K, x, m, k);
+        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+          std::vector<float> y(static_cast<size_t>(m * n), -7.f);
+          be.matmul(x.data(), m, w, b, y.data(), prepared.get());
+          expect_reference(type, bytes, n, k, a, m, b, y,
+                           std::string(af::name(type)) + " threads=" + std::to_string(threads) +
+                               " m=" + std::to_string(m) + (b ? " bias" : ""));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""GGUF benchmark models of real model shapes with random weights (issue 16).
+
+No torch: numpy writes the tensors straight into a GGUF with llama.cpp's key conventions.
+--type f16 writes random N(0, 0.02) matrices (norms near 1); a quantized --type writes random
+block bytes with small fixed scales (values within about +-0.04) in llama.cpp's tensor type mix
+for that file type (q4_k_m: Q6_K output/tied embedding and attn_v / ffn_down of the
+use_more_bits layers; K-quant rows not a multiple of 256 fall back to Q5_0 / Q5_1 / Q8_0), so a
+7B file takes a minute instead of an hour of quantization. Only for speed measurements: the
+weights mean nothing.
+
+Shapes (--shape):
+  qwen2.5-0.5b  hidden 896,  24 layers, 14/2 heads, ffn 4864,  vocab 151936, tied
+  qwen2.5-1.5b  hidden 1536, 28 layers, 12/2 heads, ffn 8960,  vocab 151936, tied
+  llama3.2-3b   hidden 3072, 28 layers, 24/8 heads, ffn 8192,  vocab 128256, tied
+  qwen2.5-7b    hidden 3584, 28 layers, 28/4 heads, ffn 18944, vocab 152064, untied
+The vocabulary is synthetic (the benchmarks feed token ids, never text).
+Usage: /work/pyref/bin/python tools/make_shaped_gguf.py --shape qwen2.5-1.5b [--type q4_k_m]
+         --out FILE.gguf
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPES = {
+    "qwen2.5-0.5b": dict(arch="qwen2", hidden=896, layers=24, heads=14, kv_heads=2, ffn=4864,
+                         vocab=151936, tied=True, theta=1000000.0, eps=1e-6, bias=True),
+    "qwen2.5-1.5b": dict(arch="qwen2", hidden=1536, layers=28, heads=12, kv_heads=2, ffn=8960,
+                         vocab=151936, tied=True, theta=1000000.0, eps=1e-6, bias=True),
+    "llama3.2-3b": dict(arch="llama", hidden=3072, layers=28, heads=24, kv_heads=8, ffn=8192,
+                        vocab=128256, tied=True, theta=500000.0, eps=1e-5, bias=False),
+    "qwen2.5-7b": dict(arch="qwen2", hidden=3584, layers=28, heads=28, kv_heads=4, ffn=18944,
+                       vocab=152064, tied=False, theta=1000000.0, eps=1e-6, bias=True),
+}
+
+
+def log(msg):
+    print(f"[make_shaped_gguf {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# Block bytes and scale fields of the quantized types: (elements, bytes, [(offset, fp16 value)]),
+# chosen so that d * scale * q (- dmin * min) stays within about +-0.04.
+BLOCKS = {
+    "Q4_0": (32, 18, [(0, 5e-3)]),
+    "Q5_0": (32, 22, [(0, 2.5e-3)]),
+    "Q5_1": (32, 24, [(0, 2.5e-3), (2, -0.04)]),
+    "Q8_0": (32, 34, [(0, 3e-4)]),
+    "Q4_K": (256, 144, [(0, 1.5e-4), (2, 1.1e-3)]),
+    "Q5_K": (256, 176, [(0, 8e-5), (2, 1.2e-3)]),
+    "Q6_K": (256, 210, [(208, 8e-5)]),
+}
+# llama.cpp's fallback for K-quant rows that are not a multiple of 256.
+FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+# File type -> (default matrix type, type of attn_v / ffn_down in use_more_bits layers, output).
+MIXES = {
+    "q4_k_m": ("Q4_K", "Q6_K", "Q6_K"), "q4_k_s": ("Q4_K", "Q4_K", "Q6_K"),
+    "q5_k_m": ("Q5_K", "Q6_K", "Q6_K"), "q6_k": ("Q6_K", "Q6_K", "Q6_K"),
+    "q4_0": ("Q4_0", "Q4_0", "Q6_K"), "q8_0": ("Q8_0", "Q8_0", "Q8_0"),
+}
+FILE_TYPES = {"f16": "MOSTLY_F16", "q4_k_m": "MOSTLY_Q4_K_M", "q4_k_s": "MOSTLY_Q4_K_S",
+              "q5_k_m": "MOSTLY_Q5_K_M", "q6_k": "MOSTLY_Q6_K", "q4_0": "MOSTLY_Q4_0",
+              "q8_0": "MOSTLY_Q8_0"}
+
+
+def use_more_bits(i, n):
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def random_blocks(qtype, n, k, rng):
+    """n rows of k elements of qtype as random block bytes, uint8 [n, row bytes]."""
+    elems, nbytes, scales = BLOCKS[qtype]
+    blocks = rng.integers(0, 256, size=(n * k // elems, nbytes), dtype=np.uint8)
+    for off, value in scales:
+        blocks[:, off:off + 2] = np.frombuffer(np.float16(value).tobytes(), np.uint8)
+    if qtype == "Q6_K":  # int8 scales within +-32
+        blocks[:, 192:208] = (blocks[:, 192:208].astype(np.int16) % 64 - 32).astype(np.uint8)
+    return blocks.reshape(n, k // elems * nbytes)
+
+
+def tensors(s, rng, ftype="f16"):
+    """Yields (gguf name, array, quant type name or None): matrices [out, in] (numpy order),
+    1-D tensors F32."""
+    h, kv = s["hidden"], s["hidden"] // s["heads"] * s["kv_heads"]
+    n_layers = s["layers"]
+    layer = [0]  # the layer whose matrices are being made (for use_more_bits)
+
+    def mat(n, k, role="default"):
+        if ftype == "f16":
+            return (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float16)
+        default, more, output = MIXES[ftype]
+        qtype = {"default": default, "output": output,
+                 "more": more if use_more_bits(layer[0], n_layers) else default}[role]
+        if k % BLOCKS[qtype][0]:
+            qtype = FALLBACK[qtype]
+        return random_blocks(qtype, n, k, rng), qtype
+
+    def norm(n):
+        return (1.0 + 0.1 * rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+
+    # A tied embedding is the output matrix (llama.cpp gives it the output type); an untied
+    # one keeps the default type.
+    yield "token_embd.weight", mat(s["vocab"], h, "output" if s["tied"] else "default")
+    for i in range(n_layers):
+        layer[0] = i
+        p = f"blk.{i}."
+        yield p + "attn_norm.weight", norm(h)
+        yield p + "attn_q.weight", mat(h, h)
+        yield p + "attn_k.weight", mat(kv, h)
+        yield p + "attn_v.weight", mat(kv, h, "more")
+        if s["bias"]:
+            for n, width in (("q", h), ("k", kv), ("v", kv)):
+                yield p + f"attn_{n}.bias", (0.02 * rng.standard_normal(width)).astype(np.float32)
+        yield p + "attn_output.weight", mat(h, h)
+        yield p + "ffn_norm.weight", norm(h)
+        yield p + "ffn_gate.weight", mat(s["ffn"], h)
+        yield p + "ffn_up.weight", mat(s["ffn"], h)
+        yield p + "ffn_down.weight", mat(h, s["ffn"], "more")
+    yield "output_norm.weight", norm(h)
+    if not s["tied"]:
+        yield "output.weight", mat(s["vocab"], h, "output")
+
+
+def write(shape: str, ftype: str, path: Path, seed: int):
+    import gguf
+    s = SHAPES[shape]
+    w = gguf.GGUFWriter(str(path), s["arch"])
+    w.add_name(f"{shape}-shaped")
+    w.add_block_count(s["layers"])
+    w.add_context_length(32768)
+    w.add_embedding_length(s["hidden"])
+    w.add_feed_forward_length(s["ffn"])
+    w.add_head_count(s["heads"])
+    w.add_head_count_kv(s["kv_heads"])
+    w.add_rope_freq_base(s["theta"])
+    w.add_layer_norm_rms_eps(s["eps"])
+    head_dim = s["hidden"] // s["heads"]
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    if s["arch"] == "llama":
+        w.add_rope_dimension_count(head_dim)
+    w.add_file_type(getattr(gguf.LlamaFileType, FILE_TYPES[ftype]))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tokens += [f"tok{i}" for i in range(s["vocab"] - len(tokens))]
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types([2, 3, 3] + [6] * 256 + [1] * (len(tokens) - 259))
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    rng = np.random.default_rng(seed)
+    for name, t in tensors(s, rng, ftype):
+        if isinstance(t, tuple):
+            data, qtype = t
+            w.add_tensor(name, data, raw_dtype=getattr(gguf.GGMLQuantizationType, qtype))
+        else:
+            w.add_tensor(name, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    log(f"GGUF {ftype} written: {path} ({path.stat().st_size / 1e9:.2f} GB)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shape", required=True, choices=sorted(SHAPES))
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--type", default="f16", choices=sorted(FILE_TYPES))
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    write(a.shape, a.type, a.out, a.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
