@@ -177,7 +177,8 @@ TEST(CliLlavaErrors, ChatImageCommandAttachesToTheNextMessageAndBadImagesKeepThe
   const test::ShellResult chat = test::run_shell(
       "printf '/image /nonexistent.png\\n/image " + image + "\\nWhat is this?\\nAnd now?\\n' | " +
       std::string(AF_CLI_PATH) + " chat -m " + fixture("llava_clip") + " --temp 0 -n 3 2>&1");
-  ASSERT_EQ(chat.status, 0) << chat.out;
+  // The exit status says something failed (the bad path), as for any failed chat turn.
+  EXPECT_EQ(chat.status, 1) << chat.out;
   EXPECT_NE(chat.out.find("/nonexistent.png"), std::string::npos) << chat.out;
   EXPECT_NE(chat.out.find("prompt 32 tokens (0 reused)"), std::string::npos) << chat.out;
   // The second turn reuses the first, image rows included.
@@ -186,9 +187,29 @@ TEST(CliLlavaErrors, ChatImageCommandAttachesToTheNextMessageAndBadImagesKeepThe
   const test::ShellResult text = test::run_shell(
       "printf '/image " + image + "\\nHi\\nHi\\n' | " + std::string(AF_CLI_PATH) + " chat -m " +
       test::testdata_dir() + "/models/stories260K-hf --temp 0 -n 2 2>&1");
-  ASSERT_EQ(text.status, 0) << text.out;
+  EXPECT_EQ(text.status, 1) << text.out;
   EXPECT_NE(text.out.find("text-only"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("| prompt "), std::string::npos) << text.out;
+}
+
+// Context shift with images: the image turn's prompt is 32 tokens, 4 of them the image's rows
+// (image_seq_length 4). With -c 62 the next turn needs 62 tokens + 3 for the reply, so the image
+// turn must be dropped; counted as its one placeholder id (59 + 3 <= 62) it was kept, and the
+// 62-token prompt then did not fit (the turn failed). Dropping the turn drops its image.
+TEST(CliLlavaErrors, ChatContextShiftDropsImageTurnsWithTheirImages) {
+  const std::string image = test::testdata_dir() + "/images/camera.png";
+  const test::ShellResult chat = test::run_shell(
+      "printf '/image " + image + "\\nWhat is this?\\nAnd now?\\nAgain?\\n' | " +
+      std::string(AF_CLI_PATH) + " chat -m " + fixture("llava_clip") + " --temp 0 -n 3 -c 62 2>&1");
+  EXPECT_EQ(chat.status, 0) << chat.out;
+  EXPECT_NE(chat.out.find("prompt 32 tokens (0 reused)"), std::string::npos) << chat.out;
+  EXPECT_NE(chat.out.find("dropped the 1 oldest turn"), std::string::npos) << chat.out;
+  size_t turns = 0;
+  for (size_t at = chat.out.find("| prompt "); at != std::string::npos;
+       at = chat.out.find("| prompt ", at + 1))
+    ++turns;
+  EXPECT_EQ(turns, 3u) << chat.out;
+  EXPECT_EQ(chat.out.find("error"), std::string::npos) << chat.out;
 }
 
 }  // namespace
