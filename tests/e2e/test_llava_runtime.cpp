@@ -7,6 +7,8 @@
 
 #include <fstream>
 #include <future>
+#include <utility>
+#include <vector>
 #include "af/core/error.hpp"
 
 #include "af/runtime/prompt.hpp"
@@ -166,6 +168,41 @@ TEST(LlavaRuntime, EncoderCacheBoundEvictsLeastRecentlyUsed) {
   cache.get(encoder, test_image(1));
   EXPECT_EQ(calls->load(), 4);
   EXPECT_EQ(cache.encoder_calls(), 4u);
+}
+
+// GenerateRequest::on_prefill (af-cli's progress bar) runs a long prefill in chunks of 256
+// positions; image rows that straddle a chunk boundary get their own rows (the same logprobs
+// as one pass) and each image is encoded once, not once per chunk.
+TEST(LlavaRuntime, ChunkedPrefillWithProgressGivesTheSameTokensAcrossImageRows) {
+  std::vector<int32_t> prompt = {1};
+  for (int i = 0; i < 252; ++i) prompt.push_back(300 + i % 50);
+  prompt.push_back(512);  // its 4 rows: positions 253..256, across the first chunk's end
+  for (int i = 0; i < 20; ++i) prompt.push_back(350 + i);
+  prompt.push_back(512);
+  for (int i = 0; i < 10; ++i) prompt.push_back(400 + i);
+  GenerateRequest req;
+  req.max_tokens = 4;
+  req.ignore_eos = true;
+  req.logprobs = true;
+  req.prompt_ids = prompt;
+  req.images = {test_image(0), test_image(1)};
+  auto whole = SessionBuilder().build(load_llava("llava_rt", nullptr, /*context=*/400));
+  const GenerateResponse want = whole.generate(req);
+  ASSERT_EQ(want.prompt_tokens, 291);
+
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto chunked = SessionBuilder().build(load_llava("llava_rt", calls, /*context=*/400));
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  req.on_prefill = [&progress](int64_t done, int64_t total) { progress.emplace_back(done, total); };
+  const GenerateResponse got = chunked.generate(req);
+  const std::vector<std::pair<int64_t, int64_t>> steps = {{256, 291}, {291, 291}};
+  EXPECT_EQ(progress, steps);
+  EXPECT_EQ(calls->load(), 2);
+  EXPECT_EQ(got.ids, want.ids);
+  ASSERT_EQ(got.tokens.size(), want.tokens.size());
+  for (size_t i = 0; i < got.tokens.size(); ++i)
+    EXPECT_NEAR(got.tokens[i].logprob, want.tokens[i].logprob, 1e-5) << i;
+  EXPECT_EQ(chunked.cached_ids().size(), whole.cached_ids().size());
 }
 
 TEST(LlavaRuntime, TextPromptGetsTheImageAfterBos) {
