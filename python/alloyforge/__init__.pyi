@@ -8,10 +8,11 @@ import numpy.typing as npt
 
 __version__: str
 
-# Images and audio will be accepted as paths, bytes or NumPy arrays (H x W x 3 uint8 RGB;
-# float32 PCM samples) once vision and speech models land; today every model refuses them
-# with Error(code="unsupported").
-ImageInput = Union[str, PathLike, bytes, npt.NDArray[np.uint8]]
+# An image: a path, encoded bytes (JPEG, PNG, GIF, WebP, BMP; also bytearray/memoryview) or a
+# NumPy uint8 RGB array of shape (height, width, 3). Taken by LLaVA models (an HF LLaVA folder,
+# or a text GGUF loaded with mmproj=); a text-only model raises Error.
+ImageInput = Union[str, PathLike, bytes, bytearray, memoryview, npt.NDArray[np.uint8]]
+# Audio is designed, not available yet: every model raises Error(code="unsupported").
 AudioInput = Union[str, PathLike, bytes, npt.NDArray[np.float32]]
 
 class Error(RuntimeError):
@@ -102,7 +103,9 @@ class Model:
         audio: Optional[Sequence[AudioInput]] = None,
     ) -> Response:
         """Generates a continuation of prompt (temperature 0: greedy). The GIL is released
-        while computing."""
+        while computing. images: for a LLaVA model, in prompt order; the prompt holds the
+        model's image token ("<image>") once per image, or none (the images then go right
+        after BOS)."""
     def stream(
         self,
         prompt: str,
@@ -121,7 +124,7 @@ class Model:
         """As generate(), yielding the text piece by piece."""
     def chat(
         self,
-        messages: Sequence[Mapping[str, str]],
+        messages: Sequence[Mapping[str, Union[str, Sequence[Mapping[str, object]]]]],
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -137,7 +140,11 @@ class Model:
     ) -> Union[Response, Stream]:
         """The assistant's reply to messages ([{"role": ..., "content": ...}, ...]) with the
         model's chat template; special-token text in content stays plain text. stream=True
-        returns a Stream."""
+        returns a Stream. content is a string or a list of OpenAI-style parts:
+        {"type": "text", "text": ...}, {"type": "image_url", "image_url": {"url": ...}} (a
+        base64 data: URL, a file:// URL or a local path; no network) and
+        {"type": "image", "image": ImageInput}; each image goes where it stands among the text.
+        images: further images put before the text of the last user message."""
     def logits(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Logits of every position of ids run as a fresh sequence: shape (len(ids), vocab),
         float32, viewing the library's buffer (no copy)."""
@@ -159,4 +166,15 @@ def load(
     context_length: int = 0,
     mmproj: Optional[Union[str, PathLike]] = None,
 ) -> Model:
-    """Loads a Hugging Face folder, .safetensors file or .gguf file."""
+    """Loads a Hugging Face folder, .safetensors file or .gguf file. mmproj: llama.cpp's
+    image-encoder GGUF to pair with a text GGUF (an HF LLaVA folder carries its own)."""
+
+def from_native(
+    capsule: object,
+    *,
+    tokenizer: Optional[Union[str, PathLike]] = None,
+    eos_ids: Optional[Sequence[int]] = None,
+    chat_template: Optional[str] = None,
+) -> Model:
+    """Wraps a C++ af::Model handed over by another extension module as a PyCapsule named
+    "alloyforge.Model" (examples/python_custom_model); the capsule serves once."""

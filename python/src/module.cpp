@@ -8,6 +8,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -21,6 +22,8 @@
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/core/model.hpp"
+#include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/session.hpp"
 #include "af/tokenizer/chat_template.hpp"
@@ -62,17 +65,151 @@ af::GenerateRequest to_request(const Options& o) {
   return request;
 }
 
-// Images and audio are part of the signatures already; no model of this version takes them.
-void refuse_media(const nb::object& images, const nb::object& audio) {
-  if (!images.is_none()) {
-    raise(af::ErrorCode::kUnsupported,
-          "images: this model takes no images (vision models are not available yet in this "
-          "version of AlloyForge)");
-  }
+// Audio is part of the signatures already; no model of this version takes it.
+void refuse_audio(const nb::object& audio) {
   if (!audio.is_none()) {
     raise(af::ErrorCode::kUnsupported,
           "audio: this model takes no audio (speech models are not available yet in this "
           "version of AlloyForge)");
+  }
+}
+
+std::string python_type_name(nb::handle item) {
+  return nb::cast<std::string>(nb::str(nb::type_name(item.type())));
+}
+
+// A NumPy uint8 array (height, width, 3): copied into the image's own buffer (the array may be
+// strided or a view of memory Python frees later).
+af::modalities::Image image_from_array(nb::handle array, const std::string& where) {
+  const auto dtype = nb::cast<std::string>(array.attr("dtype").attr("name"));
+  std::vector<int64_t> shape;
+  for (nb::handle d : nb::borrow<nb::tuple>(array.attr("shape"))) {
+    shape.push_back(PyLong_AsLongLong(d.ptr()));
+  }
+  if (dtype != "uint8" || shape.size() != 3 || shape[2] != 3 || shape[0] < 1 || shape[1] < 1) {
+    std::string dims;
+    for (int64_t d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    raise(af::ErrorCode::kInvalidArgument, where +
+                                               ": a NumPy image must be uint8 RGB of shape "
+                                               "(height, width, 3), got " +
+                                               dtype + " (" + dims + ")");
+  }
+  if (shape[0] * shape[1] > static_cast<int64_t>(af::modalities::ImageLimits{}.max_pixels)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          where + ": the array has more pixels than " +
+              std::to_string(af::modalities::ImageLimits{}.max_pixels));
+  }
+  nb::bytes raw = nb::borrow<nb::bytes>(array.attr("tobytes")());  // C order, contiguous
+  const auto* p = reinterpret_cast<const uint8_t*>(raw.c_str());
+  return af::modalities::Image(static_cast<int>(shape[1]), static_cast<int>(shape[0]),
+                               std::vector<uint8_t>(p, p + raw.size()));
+}
+
+// One image as Python code holds it: a path (str or os.PathLike), encoded bytes (or any
+// bytes-like object: bytearray, memoryview) or a NumPy uint8 array (height, width, 3).
+af::modalities::Image to_image(nb::handle item, const std::string& where) {
+  if (nb::isinstance<nb::str>(item))
+    return af::modalities::Image::load(nb::cast<std::string>(item));
+  if (nb::hasattr(item, "__fspath__")) {
+    return af::modalities::Image::load(nb::cast<std::string>(nb::str(item.attr("__fspath__")())));
+  }
+  if (nb::hasattr(item, "__array_interface__")) return image_from_array(item, where);
+  if (PyObject_CheckBuffer(item.ptr())) {
+    nb::object raw = nb::steal(PyBytes_FromObject(item.ptr()));
+    if (!raw.is_valid()) throw nb::python_error();
+    nb::bytes bytes = nb::borrow<nb::bytes>(raw);
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    return af::modalities::Image::decode({p, bytes.size()}, where);
+  }
+  raise(af::ErrorCode::kInvalidArgument,
+        where + ": expected a path, bytes or a NumPy uint8 array (height, width, 3), got " +
+            python_type_name(item));
+}
+
+std::vector<af::modalities::Image> to_images(const nb::object& images) {
+  std::vector<af::modalities::Image> out;
+  if (images.is_none()) return out;
+  if (nb::isinstance<nb::str>(images) || nb::isinstance<nb::bytes>(images) ||
+      nb::hasattr(images, "__array_interface__") || nb::hasattr(images, "__fspath__")) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "images: expected a list of images (paths, bytes or NumPy arrays), got one " +
+              python_type_name(images));
+  }
+  for (nb::handle item : images) {
+    out.push_back(to_image(item, "images[" + std::to_string(out.size()) + "]"));
+  }
+  return out;
+}
+
+// An OpenAI image_url (a data: URL with base64, a file:// URL or a local path). Remote URLs are
+// refused: the library reads no network.
+af::modalities::Image image_from_url(nb::handle part, const std::string& where) {
+  nb::object url_field = nb::borrow(part["image_url"]);
+  if (nb::isinstance<nb::dict>(url_field)) {
+    nb::dict d = nb::borrow<nb::dict>(url_field);
+    if (!d.contains("url"))
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: needs \"url\"");
+    url_field = nb::borrow(d["url"]);
+  }
+  if (!nb::isinstance<nb::str>(url_field)) {
+    raise(af::ErrorCode::kInvalidArgument, where + ".image_url: expected a string URL");
+  }
+  const auto url = nb::cast<std::string>(url_field);
+  if (url.rfind("data:", 0) == 0) {
+    const size_t comma = url.find(',');
+    if (comma == std::string::npos || url.substr(0, comma).find(";base64") == std::string::npos) {
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: a data: URL must be base64");
+    }
+    nb::object decoded;
+    try {
+      decoded = nb::module_::import_("base64").attr("b64decode")(url.substr(comma + 1),
+                                                                 "validate"_a = true);
+    } catch (const nb::python_error&) {
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: invalid base64 in the data: URL");
+    }
+    return to_image(decoded, where);
+  }
+  if (url.rfind("file://", 0) == 0) return af::modalities::Image::load(url.substr(7));
+  if (url.find("://") != std::string::npos) {
+    raise(af::ErrorCode::kUnsupported,
+          where + ".image_url: only data:, file:// URLs and local paths are read (no network)");
+  }
+  return af::modalities::Image::load(url);
+}
+
+// content as a string, or a list of OpenAI-style parts: {"type": "text", "text": ...},
+// {"type": "image_url", "image_url": {"url": ...}} and {"type": "image", "image": <path, bytes or
+// array>}. Each image is placed where it stands among the text parts.
+void parse_content(nb::handle content, af::ChatMessage& message, const std::string& where) {
+  if (nb::isinstance<nb::str>(content)) {
+    message.content = nb::cast<std::string>(content);
+    return;
+  }
+  if (!nb::isinstance<nb::list>(content) && !nb::isinstance<nb::tuple>(content)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          where + ".content: expected a string or a list of parts");
+  }
+  size_t index = 0;
+  for (nb::handle item : content) {
+    const std::string at = where + ".content[" + std::to_string(index++) + "]";
+    if (!nb::isinstance<nb::dict>(item) || !nb::borrow<nb::dict>(item).contains("type")) {
+      raise(af::ErrorCode::kInvalidArgument, at + ": expected a dict with \"type\"");
+    }
+    nb::dict part = nb::borrow<nb::dict>(item);
+    const auto type = nb::cast<std::string>(part["type"]);
+    if (type == "text" && part.contains("text")) {
+      message.content += nb::cast<std::string>(part["text"]);
+    } else if (type == "image_url" && part.contains("image_url")) {
+      message.images.push_back(image_from_url(part, at));
+      message.image_offsets.push_back(message.content.size());
+    } else if (type == "image" && part.contains("image")) {
+      message.images.push_back(to_image(nb::borrow(part["image"]), at + ".image"));
+      message.image_offsets.push_back(message.content.size());
+    } else {
+      raise(af::ErrorCode::kInvalidArgument,
+            at + ": unknown part \"" + type +
+                "\" (text with \"text\", image_url with \"image_url\", image with \"image\")");
+    }
   }
 }
 
@@ -226,11 +363,8 @@ const af::GenerateResponse& Stream::response() const {
 std::shared_ptr<PyModel> load(const std::string& path, std::optional<std::string> dtype,
                               std::optional<std::string> quantize, int threads,
                               int64_t context_length, const nb::object& mmproj) {
-  if (!mmproj.is_none()) {
-    raise(af::ErrorCode::kUnsupported,
-          "mmproj: multimodal projectors are not available yet in this version of AlloyForge");
-  }
   af::models::LoadOptions options;
+  if (!mmproj.is_none()) options.mmproj = nb::cast<std::string>(nb::str(mmproj));
   if (dtype) {
     options.dtype = af::dtype_from_name(*dtype);
     if (!options.dtype) {
@@ -254,22 +388,65 @@ std::shared_ptr<PyModel> load(const std::string& path, std::optional<std::string
   return std::make_shared<PyModel>(builder.build(std::move(model)));
 }
 
-std::vector<af::ChatMessage> to_messages(const nb::list& messages) {
+// The hook for C++ models written outside the library (examples/python_custom_model): another
+// extension module hands over an af::Model in a PyCapsule named "alloyforge.Model" whose pointer
+// is a heap std::unique_ptr<af::Model>* (deleted by the capsule's destructor). The model is
+// moved out, so a capsule serves once; both modules must be built with the same compiler and
+// AlloyForge headers (the virtual calls cross the module boundary).
+std::shared_ptr<PyModel> from_native(nb::handle capsule,
+                                     const std::optional<std::string>& tokenizer,
+                                     const std::optional<std::vector<int32_t>>& eos_ids,
+                                     const std::optional<std::string>& chat_template) {
+  constexpr const char* kName = "alloyforge.Model";
+  if (!PyCapsule_IsValid(capsule.ptr(), kName)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "from_native: expected a PyCapsule named \"alloyforge.Model\", got " +
+              python_type_name(capsule));
+  }
+  auto* holder =
+      static_cast<std::unique_ptr<af::Model>*>(PyCapsule_GetPointer(capsule.ptr(), kName));
+  if (holder == nullptr || !*holder) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "from_native: the capsule's model was already taken (a capsule serves once)");
+  }
+  af::SessionBuilder builder;
+  if (tokenizer) builder.tokenizer_path(*tokenizer);
+  if (eos_ids) builder.eos_ids(*eos_ids);
+  builder.chat_template(chat_template.value_or(std::string(af::runtime::kChatMlTemplate)));
+  std::unique_ptr<af::Model> model = std::move(*holder);
+  nb::gil_scoped_release release;
+  return std::make_shared<PyModel>(builder.build(std::move(model)));
+}
+
+// `images` (the chat(images=...) list) go before the content of the last user message.
+std::vector<af::ChatMessage> to_messages(const nb::list& messages, const nb::object& images) {
   std::vector<af::ChatMessage> out;
   for (nb::handle item : messages) {
+    const std::string where = "messages[" + std::to_string(out.size()) + "]";
     if (!nb::isinstance<nb::dict>(item)) {
-      raise(af::ErrorCode::kInvalidArgument,
-            "messages[" + std::to_string(out.size()) + "]: expected a dict with role and content");
+      raise(af::ErrorCode::kInvalidArgument, where + ": expected a dict with role and content");
     }
     nb::dict message = nb::borrow<nb::dict>(item);
     if (!message.contains("role") || !message.contains("content")) {
-      raise(af::ErrorCode::kInvalidArgument,
-            "messages[" + std::to_string(out.size()) + "]: needs \"role\" and \"content\"");
+      raise(af::ErrorCode::kInvalidArgument, where + ": needs \"role\" and \"content\"");
     }
-    out.push_back(
-        {nb::cast<std::string>(message["role"]), nb::cast<std::string>(message["content"])});
+    af::ChatMessage m;
+    m.role = nb::cast<std::string>(message["role"]);
+    parse_content(message["content"], m, where);
+    out.push_back(std::move(m));
   }
   if (out.empty()) raise(af::ErrorCode::kInvalidArgument, "messages: no messages");
+  std::vector<af::modalities::Image> extra = to_images(images);
+  if (extra.empty()) return out;
+  auto user = std::find_if(out.rbegin(), out.rend(),
+                           [](const af::ChatMessage& m) { return m.role == "user"; });
+  if (user == out.rend()) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "images: the messages have no user message to attach them to");
+  }
+  if (user->image_offsets.empty()) user->image_offsets.assign(user->images.size(), 0);
+  user->images.insert(user->images.begin(), extra.begin(), extra.end());
+  user->image_offsets.insert(user->image_offsets.begin(), extra.size(), 0);
   return out;
 }
 
@@ -286,10 +463,12 @@ Options make_options(int32_t max_tokens, float temperature, float top_p, int32_t
           seed};
 }
 
-af::GenerateResponse generate(PyModel& model, const std::string& prompt, const Options& options,
+af::GenerateResponse generate(PyModel& model, const std::string& prompt,
+                              std::vector<af::modalities::Image> images, const Options& options,
                               const std::optional<std::vector<af::ChatMessage>>& messages) {
   af::GenerateRequest request = to_request(options);
   request.prompt = prompt;
+  request.images = std::move(images);
   nb::gil_scoped_release release;
   auto lock = model.acquire();
   return model.run(request, messages);
@@ -402,8 +581,8 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, nb::object images,
              nb::object audio) {
-            refuse_media(images, audio);
-            return generate(model, prompt,
+            refuse_audio(audio);
+            return generate(model, prompt, to_images(images),
                             make_options(max_tokens, temperature, top_p, top_k, min_p,
                                          repetition_penalty, std::move(stop), seed),
                             std::nullopt);
@@ -418,11 +597,12 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, nb::object images,
              nb::object audio) {
-            refuse_media(images, audio);
+            refuse_audio(audio);
             af::GenerateRequest request =
                 to_request(make_options(max_tokens, temperature, top_p, top_k, min_p,
                                         repetition_penalty, std::move(stop), seed));
             request.prompt = prompt;
+            request.images = to_images(images);
             return new Stream(model.shared_from_this(), std::move(request), std::nullopt);
           },
           "prompt"_a, nb::kw_only(), "max_tokens"_a = 256, "temperature"_a = 0.0f, "top_p"_a = 1.0f,
@@ -436,16 +616,16 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, bool stream,
              nb::object images, nb::object audio) -> nb::object {
-            refuse_media(images, audio);
+            refuse_audio(audio);
             const Options options = make_options(max_tokens, temperature, top_p, top_k, min_p,
                                                  repetition_penalty, std::move(stop), seed);
-            std::vector<af::ChatMessage> chat = to_messages(messages);
+            std::vector<af::ChatMessage> chat = to_messages(messages, images);
             if (stream) {
               return nb::cast(
                   new Stream(model.shared_from_this(), to_request(options), std::move(chat)),
                   nb::rv_policy::take_ownership);
             }
-            return nb::cast(generate(model, "", options, std::move(chat)));
+            return nb::cast(generate(model, "", {}, options, std::move(chat)));
           },
           "messages"_a, nb::kw_only(), "max_tokens"_a = 256, "temperature"_a = 0.0f,
           "top_p"_a = 1.0f, "top_k"_a = 0, "min_p"_a = 0.0f, "repetition_penalty"_a = 1.0f,
@@ -468,4 +648,8 @@ NB_MODULE(_alloyforge, m) {
   m.def("load", &load, "path"_a, nb::kw_only(), "dtype"_a = nb::none(), "quantize"_a = nb::none(),
         "threads"_a = 0, "context_length"_a = 0, "mmproj"_a = nb::none(),
         "Loads a Hugging Face folder, .safetensors or .gguf file.");
+  m.def("from_native", &from_native, "capsule"_a, nb::kw_only(), "tokenizer"_a = nb::none(),
+        "eos_ids"_a = nb::none(), "chat_template"_a = nb::none(),
+        "Wraps a C++ af::Model handed over by another extension module (a PyCapsule named "
+        "\"alloyforge.Model\") as a Model.");
 }
