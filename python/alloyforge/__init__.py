@@ -20,9 +20,13 @@ file, field or tensor at fault) and a ``code`` ("invalid_argument", "format", "i
 from __future__ import annotations
 
 from . import _alloyforge
-from ._alloyforge import Model, Response, Stream, Timings, Tokenizer
+import json
+import os
 
-__all__ = ["Error", "Model", "Response", "Stream", "Timings", "Tokenizer", "from_native", "load"]
+from ._alloyforge import Model, Response, SpeechModel, Stream, Timings, Tokenizer, Transcription
+
+__all__ = ["Error", "Model", "Response", "SpeechModel", "Stream", "Timings", "Tokenizer",
+           "Transcription", "from_native", "load"]
 __version__ = "0.1.0"
 
 
@@ -35,6 +39,19 @@ class Error(RuntimeError):
 _alloyforge._set_error_type(Error)
 
 
+def _is_whisper(path) -> bool:
+    """An HF folder whose config.json names WhisperForConditionalGeneration."""
+    config = os.path.join(str(path), "config.json")
+    if not os.path.isfile(config):
+        return False
+    try:
+        with open(config, encoding="utf-8") as f:
+            architectures = json.load(f).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return False  # the library's loader reports a bad config.json with its own message
+    return "WhisperForConditionalGeneration" in architectures
+
+
 def load(path, *, dtype=None, quantize=None, threads=0, context_length=0, mmproj=None) -> Model:
     """Loads a model: a Hugging Face folder, a .safetensors file or a .gguf file.
 
@@ -42,8 +59,19 @@ def load(path, *, dtype=None, quantize=None, threads=0, context_length=0, mmproj
     them as stored. quantize: quantize float weights at load ("q8_0", "q4_0", "q4_k", ...).
     threads: 0 uses all hardware threads. context_length: KV cache rows (0: the model's).
     mmproj: llama.cpp's image-encoder GGUF for a text GGUF of a LLaVA model (an HF LLaVA folder
-    needs none); images then go to generate/stream/chat as paths, bytes or NumPy arrays. The chat template is the model's own, or ChatML when it ships none.
+    needs none); images then go to generate/stream/chat as paths, bytes or NumPy arrays.
+    A Whisper folder gives a SpeechModel: model.transcribe(audio) (path, bytes or float32 16 kHz
+    mono samples). The chat template is the model's own, or ChatML when it ships none.
     """
+    if _is_whisper(path):
+        given = [name for name, value in (("dtype", dtype), ("quantize", quantize),
+                                          ("context_length", context_length), ("mmproj", mmproj))
+                 if value]
+        if given:
+            error = Error(f"{path}: a Whisper model takes no {', '.join(given)}")
+            error.code = "invalid_argument"
+            raise error
+        return _alloyforge.load_whisper(str(path), threads=threads)
     return _alloyforge.load(str(path), dtype=dtype, quantize=quantize, threads=threads,
                             context_length=context_length,
                             mmproj=None if mmproj is None else str(mmproj))

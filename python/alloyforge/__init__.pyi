@@ -12,7 +12,8 @@ __version__: str
 # NumPy uint8 RGB array of shape (height, width, 3). Taken by LLaVA models (an HF LLaVA folder,
 # or a text GGUF loaded with mmproj=); a text-only model raises Error.
 ImageInput = Union[str, PathLike, bytes, bytearray, memoryview, npt.NDArray[np.uint8]]
-# Audio is designed, not available yet: every model raises Error(code="unsupported").
+# Audio: a path, encoded bytes (WAV, FLAC, OGG, MP3) or NumPy float32 mono samples at 16 kHz.
+# Whisper folders take it (SpeechModel.transcribe); text models raise Error(code="unsupported").
 AudioInput = Union[str, PathLike, bytes, npt.NDArray[np.float32]]
 
 class Error(RuntimeError):
@@ -157,6 +158,31 @@ class Model:
     @property
     def context_length(self) -> int: ...
 
+class Transcription:
+    @property
+    def text(self) -> Optional[str]:
+        """The text; None when the folder has no tokenizer.json."""
+    @property
+    def tokens(self) -> list[int]:
+        """Generated ids (timestamps and the end token included)."""
+    @property
+    def language(self) -> str:
+        """The language token used, given or detected ("<|en|>")."""
+
+class SpeechModel:
+    def transcribe(
+        self,
+        audio: AudioInput,
+        *,
+        language: str = "",
+        task: str = "",
+        timestamps: bool = False,
+        max_new_tokens: int = 0,
+    ) -> Transcription:
+        """Greedy decoding of the first 30 s window as transformers' generate. language: "en"
+        or "<|en|>" ("": detected); task: "transcribe" or "translate"; max_new_tokens 0: up to
+        the model's max_length. The GIL is released while computing."""
+
 def load(
     path: Union[str, PathLike],
     *,
@@ -165,8 +191,9 @@ def load(
     threads: int = 0,
     context_length: int = 0,
     mmproj: Optional[Union[str, PathLike]] = None,
-) -> Model:
-    """Loads a Hugging Face folder, .safetensors file or .gguf file. mmproj: llama.cpp's
+) -> Union[Model, SpeechModel]:
+    """Loads a Hugging Face folder, .safetensors file or .gguf file (a Whisper folder gives a
+    SpeechModel). mmproj: llama.cpp's
     image-encoder GGUF to pair with a text GGUF (an HF LLaVA folder carries its own)."""
 
 def from_native(

@@ -6,11 +6,13 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -23,10 +25,15 @@
 
 #include "af/core/error.hpp"
 #include "af/core/model.hpp"
+#include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
+#include "af/modalities/log_mel.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/whisper.hpp"
+#include "af/models/whisper_generate.hpp"
 #include "af/runtime/session.hpp"
 #include "af/tokenizer/chat_template.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "runtime/chat.hpp"
 
 namespace nb = nanobind;
@@ -492,6 +499,102 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> logits(PyModel& model, const std::vec
   return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {ids.size(), vocab}, owner);
 }
 
+// Audio as Python code holds it: a path, encoded bytes (bytes-like) or a NumPy float32 array of
+// mono samples at 16 kHz.
+af::modalities::Audio to_audio(nb::handle item) {
+  if (nb::isinstance<nb::str>(item))
+    return af::modalities::Audio::load(nb::cast<std::string>(item));
+  if (nb::hasattr(item, "__fspath__")) {
+    return af::modalities::Audio::load(nb::cast<std::string>(item.attr("__fspath__")()));
+  }
+  if (nb::hasattr(item, "__array_interface__")) {
+    const auto dtype = nb::cast<std::string>(item.attr("dtype").attr("name"));
+    const auto ndim = nb::cast<int64_t>(item.attr("ndim"));
+    if (dtype != "float32" || ndim != 1) {
+      raise(af::ErrorCode::kInvalidArgument,
+            "audio: a NumPy array must be float32 mono samples at 16 kHz (1-D), got " + dtype +
+                " with " + std::to_string(ndim) + " dimensions");
+    }
+    nb::bytes raw = nb::borrow<nb::bytes>(item.attr("tobytes")());
+    std::vector<float> samples(raw.size() / sizeof(float));
+    std::memcpy(samples.data(), raw.c_str(), samples.size() * sizeof(float));
+    return af::modalities::Audio::from_samples(std::move(samples),
+                                               af::modalities::Audio::kSampleRate, "audio");
+  }
+  if (PyObject_CheckBuffer(item.ptr())) {
+    nb::object raw = nb::steal(PyBytes_FromObject(item.ptr()));
+    if (!raw.is_valid()) throw nb::python_error();
+    nb::bytes bytes = nb::borrow<nb::bytes>(raw);
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    return af::modalities::Audio::decode({p, bytes.size()}, "audio");
+  }
+  raise(af::ErrorCode::kInvalidArgument,
+        "audio: expected a path, bytes or a NumPy float32 array (16 kHz mono), got " +
+            python_type_name(item));
+}
+
+struct Transcription {
+  std::optional<std::string> text;  // None without a tokenizer.json beside the model
+  std::vector<int32_t> tokens;      // the generated ids, timestamps and end token included
+  std::string language;             // the language token used ("<|en|>"), given or detected
+};
+
+// A Whisper folder: greedy decoding of the first 30 s window as transformers' generate.
+class SpeechModel {
+ public:
+  SpeechModel(const std::string& path, const af::models::LoadOptions& options)
+      : model_(af::models::Whisper::load(path, options)),
+        config_(af::models::WhisperGenerationConfig::load(path)),
+        extractor_(af::modalities::LogMelConfig::load(path)) {
+    if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
+      tokenizer_ = af::tok::Tokenizer::load(path);
+    }
+  }
+
+  Transcription transcribe(const af::modalities::Audio& audio,
+                           const af::models::WhisperGenerateOptions& options) {
+    if (busy_.exchange(true)) {
+      raise(af::ErrorCode::kInvalidArgument,
+            "the model is busy: another thread is transcribing with it");
+    }
+    struct Release {
+      std::atomic<bool>* flag;
+      ~Release() { flag->store(false); }
+    } release{&busy_};
+    const af::modalities::LogMel mel = extractor_.compute(audio.samples());
+    const af::models::WhisperGeneration g =
+        af::models::whisper_generate(*model_, mel.data, config_, options);
+    Transcription out;
+    out.tokens = g.tokens;
+    for (const auto& [name, id] : config_.lang_to_id) {
+      if (id == g.language_id) out.language = name;
+    }
+    if (tokenizer_) {
+      std::vector<int32_t> text_ids;  // timestamps and the end token are not text
+      for (int32_t id : g.tokens) {
+        if (id < config_.eos_token_id || config_.eos_token_id < 0) text_ids.push_back(id);
+      }
+      out.text = tokenizer_->decode(text_ids, true);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<af::models::Whisper> model_;
+  af::models::WhisperGenerationConfig config_;
+  af::modalities::LogMelExtractor extractor_;
+  std::unique_ptr<af::tok::Tokenizer> tokenizer_;
+  std::atomic<bool> busy_{false};
+};
+
+std::unique_ptr<SpeechModel> load_whisper(const std::string& path, int threads) {
+  if (threads < 0) raise(af::ErrorCode::kInvalidArgument, "threads must be >= 0");
+  af::models::LoadOptions options;
+  options.num_threads = threads;
+  nb::gil_scoped_release release;
+  return std::make_unique<SpeechModel>(path, options);
+}
+
 void translate_error(const std::exception_ptr& p, void*) {
   try {
     std::rethrow_exception(p);
@@ -648,6 +751,34 @@ NB_MODULE(_alloyforge, m) {
   m.def("load", &load, "path"_a, nb::kw_only(), "dtype"_a = nb::none(), "quantize"_a = nb::none(),
         "threads"_a = 0, "context_length"_a = 0, "mmproj"_a = nb::none(),
         "Loads a Hugging Face folder, .safetensors or .gguf file.");
+  nb::class_<Transcription>(m, "Transcription")
+      .def_ro("text", &Transcription::text)
+      .def_ro("tokens", &Transcription::tokens)
+      .def_ro("language", &Transcription::language)
+      .def("__str__", [](const Transcription& t) { return t.text.value_or(""); });
+
+  nb::class_<SpeechModel>(m, "SpeechModel")
+      .def(
+          "transcribe",
+          [](SpeechModel& model, nb::handle audio, const std::string& language,
+             const std::string& task, bool timestamps, int64_t max_new_tokens) {
+            if (task != "" && task != "transcribe" && task != "translate") {
+              raise(af::ErrorCode::kInvalidArgument,
+                    "task: \"" + task + "\" is neither \"transcribe\" nor \"translate\"");
+            }
+            if (max_new_tokens < 0) {
+              raise(af::ErrorCode::kInvalidArgument, "max_new_tokens must be >= 0");
+            }
+            const af::modalities::Audio samples = to_audio(audio);
+            nb::gil_scoped_release release;
+            return model.transcribe(samples, {language, task, timestamps, max_new_tokens});
+          },
+          "audio"_a, nb::kw_only(), "language"_a = "", "task"_a = "", "timestamps"_a = false,
+          "max_new_tokens"_a = 0,
+          "Greedy transcription (or translation) of the first 30 s window, as transformers' "
+          "generate; returns a Transcription.");
+  m.def("load_whisper", &load_whisper, "path"_a, nb::kw_only(), "threads"_a = 0,
+        "Loads a Whisper HF folder.");
   m.def("from_native", &from_native, "capsule"_a, nb::kw_only(), "tokenizer"_a = nb::none(),
         "eos_ids"_a = nb::none(), "chat_template"_a = nb::none(),
         "Wraps a C++ af::Model handed over by another extension module (a PyCapsule named "
