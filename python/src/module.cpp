@@ -76,8 +76,8 @@ af::GenerateRequest to_request(const Options& o) {
 void refuse_audio(const nb::object& audio) {
   if (!audio.is_none()) {
     raise(af::ErrorCode::kUnsupported,
-          "audio: this model takes no audio (speech models are not available yet in this "
-          "version of AlloyForge)");
+          "audio: this model takes no audio (for speech, load a Whisper folder and call "
+          "transcribe())");
   }
 }
 
