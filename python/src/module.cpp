@@ -72,7 +72,7 @@ af::GenerateRequest to_request(const Options& o) {
   return request;
 }
 
-// Audio is part of the signatures already; no model of this version takes it.
+// Text and LLaVA models take no audio (a Whisper folder loads as a SpeechModel instead).
 void refuse_audio(const nb::object& audio) {
   if (!audio.is_none()) {
     raise(af::ErrorCode::kUnsupported,
@@ -137,7 +137,8 @@ std::vector<af::modalities::Image> to_images(const nb::object& images) {
   std::vector<af::modalities::Image> out;
   if (images.is_none()) return out;
   if (nb::isinstance<nb::str>(images) || nb::isinstance<nb::bytes>(images) ||
-      nb::hasattr(images, "__array_interface__") || nb::hasattr(images, "__fspath__")) {
+      nb::hasattr(images, "__array_interface__") || nb::hasattr(images, "__fspath__") ||
+      !nb::hasattr(images, "__iter__")) {
     raise(af::ErrorCode::kInvalidArgument,
           "images: expected a list of images (paths, bytes or NumPy arrays), got one " +
               python_type_name(images));
