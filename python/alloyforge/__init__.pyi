@@ -8,10 +8,12 @@ import numpy.typing as npt
 
 __version__: str
 
-# Images and audio will be accepted as paths, bytes or NumPy arrays (H x W x 3 uint8 RGB;
-# float32 PCM samples) once vision and speech models land; today every model refuses them
-# with Error(code="unsupported").
-ImageInput = Union[str, PathLike, bytes, npt.NDArray[np.uint8]]
+# An image: a path, encoded bytes (JPEG, PNG, GIF, WebP, BMP; also bytearray/memoryview) or a
+# NumPy uint8 RGB array of shape (height, width, 3). Taken by LLaVA models (an HF LLaVA folder,
+# or a text GGUF loaded with mmproj=); a text-only model raises Error.
+ImageInput = Union[str, PathLike, bytes, bytearray, memoryview, npt.NDArray[np.uint8]]
+# Audio: a path, encoded bytes (WAV, FLAC, OGG, MP3) or NumPy float32 mono samples at 16 kHz.
+# Whisper folders take it (SpeechModel.transcribe); text models raise Error(code="unsupported").
 AudioInput = Union[str, PathLike, bytes, npt.NDArray[np.float32]]
 
 class Error(RuntimeError):
@@ -102,7 +104,9 @@ class Model:
         audio: Optional[Sequence[AudioInput]] = None,
     ) -> Response:
         """Generates a continuation of prompt (temperature 0: greedy). The GIL is released
-        while computing."""
+        while computing. images: for a LLaVA model, in prompt order; the prompt holds the
+        model's image token ("<image>") once per image, or none (the images then go right
+        after BOS)."""
     def stream(
         self,
         prompt: str,
@@ -121,7 +125,7 @@ class Model:
         """As generate(), yielding the text piece by piece."""
     def chat(
         self,
-        messages: Sequence[Mapping[str, str]],
+        messages: Sequence[Mapping[str, Union[str, Sequence[Mapping[str, object]]]]],
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
@@ -137,7 +141,11 @@ class Model:
     ) -> Union[Response, Stream]:
         """The assistant's reply to messages ([{"role": ..., "content": ...}, ...]) with the
         model's chat template; special-token text in content stays plain text. stream=True
-        returns a Stream."""
+        returns a Stream. content is a string or a list of OpenAI-style parts:
+        {"type": "text", "text": ...}, {"type": "image_url", "image_url": {"url": ...}} (a
+        base64 data: URL, a file:// URL or a local path; no network) and
+        {"type": "image", "image": ImageInput}; each image goes where it stands among the text.
+        images: further images put before the text of the last user message."""
     def logits(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
         """Logits of every position of ids run as a fresh sequence: shape (len(ids), vocab),
         float32, viewing the library's buffer (no copy)."""
@@ -150,6 +158,31 @@ class Model:
     @property
     def context_length(self) -> int: ...
 
+class Transcription:
+    @property
+    def text(self) -> Optional[str]:
+        """The text; None when the folder has no tokenizer.json."""
+    @property
+    def tokens(self) -> list[int]:
+        """Generated ids (timestamps and the end token included)."""
+    @property
+    def language(self) -> str:
+        """The language token used, given or detected ("<|en|>")."""
+
+class SpeechModel:
+    def transcribe(
+        self,
+        audio: AudioInput,
+        *,
+        language: str = "",
+        task: str = "",
+        timestamps: bool = False,
+        max_new_tokens: int = 0,
+    ) -> Transcription:
+        """Greedy decoding of the first 30 s window as transformers' generate. language: "en"
+        or "<|en|>" ("": detected); task: "transcribe" or "translate"; max_new_tokens 0: up to
+        the model's max_length. The GIL is released while computing."""
+
 def load(
     path: Union[str, PathLike],
     *,
@@ -158,5 +191,17 @@ def load(
     threads: int = 0,
     context_length: int = 0,
     mmproj: Optional[Union[str, PathLike]] = None,
+) -> Union[Model, SpeechModel]:
+    """Loads a Hugging Face folder, .safetensors file or .gguf file (a Whisper folder gives a
+    SpeechModel). mmproj: llama.cpp's
+    image-encoder GGUF to pair with a text GGUF (an HF LLaVA folder carries its own)."""
+
+def from_native(
+    capsule: object,
+    *,
+    tokenizer: Optional[Union[str, PathLike]] = None,
+    eos_ids: Optional[Sequence[int]] = None,
+    chat_template: Optional[str] = None,
 ) -> Model:
-    """Loads a Hugging Face folder, .safetensors file or .gguf file."""
+    """Wraps a C++ af::Model handed over by another extension module as a PyCapsule named
+    "alloyforge.Model" (examples/python_custom_model); the capsule serves once."""

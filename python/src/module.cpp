@@ -6,10 +6,13 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
@@ -21,9 +24,16 @@
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/core/model.hpp"
+#include "af/modalities/audio.hpp"
+#include "af/modalities/image.hpp"
+#include "af/modalities/log_mel.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/whisper.hpp"
+#include "af/models/whisper_generate.hpp"
 #include "af/runtime/session.hpp"
 #include "af/tokenizer/chat_template.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "runtime/chat.hpp"
 
 namespace nb = nanobind;
@@ -62,17 +72,152 @@ af::GenerateRequest to_request(const Options& o) {
   return request;
 }
 
-// Images and audio are part of the signatures already; no model of this version takes them.
-void refuse_media(const nb::object& images, const nb::object& audio) {
-  if (!images.is_none()) {
-    raise(af::ErrorCode::kUnsupported,
-          "images: this model takes no images (vision models are not available yet in this "
-          "version of AlloyForge)");
-  }
+// Text and LLaVA models take no audio (a Whisper folder loads as a SpeechModel instead).
+void refuse_audio(const nb::object& audio) {
   if (!audio.is_none()) {
     raise(af::ErrorCode::kUnsupported,
-          "audio: this model takes no audio (speech models are not available yet in this "
-          "version of AlloyForge)");
+          "audio: this model takes no audio (for speech, load a Whisper folder and call "
+          "transcribe())");
+  }
+}
+
+std::string python_type_name(nb::handle item) {
+  return nb::cast<std::string>(nb::str(nb::type_name(item.type())));
+}
+
+// A NumPy uint8 array (height, width, 3): copied into the image's own buffer (the array may be
+// strided or a view of memory Python frees later).
+af::modalities::Image image_from_array(nb::handle array, const std::string& where) {
+  const auto dtype = nb::cast<std::string>(array.attr("dtype").attr("name"));
+  std::vector<int64_t> shape;
+  for (nb::handle d : nb::borrow<nb::tuple>(array.attr("shape"))) {
+    shape.push_back(PyLong_AsLongLong(d.ptr()));
+  }
+  if (dtype != "uint8" || shape.size() != 3 || shape[2] != 3 || shape[0] < 1 || shape[1] < 1) {
+    std::string dims;
+    for (int64_t d : shape) dims += (dims.empty() ? "" : ", ") + std::to_string(d);
+    raise(af::ErrorCode::kInvalidArgument, where +
+                                               ": a NumPy image must be uint8 RGB of shape "
+                                               "(height, width, 3), got " +
+                                               dtype + " (" + dims + ")");
+  }
+  if (shape[0] * shape[1] > static_cast<int64_t>(af::modalities::ImageLimits{}.max_pixels)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          where + ": the array has more pixels than " +
+              std::to_string(af::modalities::ImageLimits{}.max_pixels));
+  }
+  nb::bytes raw = nb::borrow<nb::bytes>(array.attr("tobytes")());  // C order, contiguous
+  const auto* p = reinterpret_cast<const uint8_t*>(raw.c_str());
+  return af::modalities::Image(static_cast<int>(shape[1]), static_cast<int>(shape[0]),
+                               std::vector<uint8_t>(p, p + raw.size()));
+}
+
+// One image as Python code holds it: a path (str or os.PathLike), encoded bytes (or any
+// bytes-like object: bytearray, memoryview) or a NumPy uint8 array (height, width, 3).
+af::modalities::Image to_image(nb::handle item, const std::string& where) {
+  if (nb::isinstance<nb::str>(item))
+    return af::modalities::Image::load(nb::cast<std::string>(item));
+  if (nb::hasattr(item, "__fspath__")) {
+    return af::modalities::Image::load(nb::cast<std::string>(nb::str(item.attr("__fspath__")())));
+  }
+  if (nb::hasattr(item, "__array_interface__")) return image_from_array(item, where);
+  if (PyObject_CheckBuffer(item.ptr())) {
+    nb::object raw = nb::steal(PyBytes_FromObject(item.ptr()));
+    if (!raw.is_valid()) throw nb::python_error();
+    nb::bytes bytes = nb::borrow<nb::bytes>(raw);
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    return af::modalities::Image::decode({p, bytes.size()}, where);
+  }
+  raise(af::ErrorCode::kInvalidArgument,
+        where + ": expected a path, bytes or a NumPy uint8 array (height, width, 3), got " +
+            python_type_name(item));
+}
+
+std::vector<af::modalities::Image> to_images(const nb::object& images) {
+  std::vector<af::modalities::Image> out;
+  if (images.is_none()) return out;
+  if (nb::isinstance<nb::str>(images) || nb::isinstance<nb::bytes>(images) ||
+      nb::hasattr(images, "__array_interface__") || nb::hasattr(images, "__fspath__") ||
+      !nb::hasattr(images, "__iter__")) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "images: expected a list of images (paths, bytes or NumPy arrays), got one " +
+              python_type_name(images));
+  }
+  for (nb::handle item : images) {
+    out.push_back(to_image(item, "images[" + std::to_string(out.size()) + "]"));
+  }
+  return out;
+}
+
+// An OpenAI image_url (a data: URL with base64, a file:// URL or a local path). Remote URLs are
+// refused: the library reads no network.
+af::modalities::Image image_from_url(nb::handle part, const std::string& where) {
+  nb::object url_field = nb::borrow(part["image_url"]);
+  if (nb::isinstance<nb::dict>(url_field)) {
+    nb::dict d = nb::borrow<nb::dict>(url_field);
+    if (!d.contains("url"))
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: needs \"url\"");
+    url_field = nb::borrow(d["url"]);
+  }
+  if (!nb::isinstance<nb::str>(url_field)) {
+    raise(af::ErrorCode::kInvalidArgument, where + ".image_url: expected a string URL");
+  }
+  const auto url = nb::cast<std::string>(url_field);
+  if (url.rfind("data:", 0) == 0) {
+    const size_t comma = url.find(',');
+    if (comma == std::string::npos || url.substr(0, comma).find(";base64") == std::string::npos) {
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: a data: URL must be base64");
+    }
+    nb::object decoded;
+    try {
+      decoded = nb::module_::import_("base64").attr("b64decode")(url.substr(comma + 1),
+                                                                 "validate"_a = true);
+    } catch (const nb::python_error&) {
+      raise(af::ErrorCode::kInvalidArgument, where + ".image_url: invalid base64 in the data: URL");
+    }
+    return to_image(decoded, where);
+  }
+  if (url.rfind("file://", 0) == 0) return af::modalities::Image::load(url.substr(7));
+  if (url.find("://") != std::string::npos) {
+    raise(af::ErrorCode::kUnsupported,
+          where + ".image_url: only data:, file:// URLs and local paths are read (no network)");
+  }
+  return af::modalities::Image::load(url);
+}
+
+// content as a string, or a list of OpenAI-style parts: {"type": "text", "text": ...},
+// {"type": "image_url", "image_url": {"url": ...}} and {"type": "image", "image": <path, bytes or
+// array>}. Each image is placed where it stands among the text parts.
+void parse_content(nb::handle content, af::ChatMessage& message, const std::string& where) {
+  if (nb::isinstance<nb::str>(content)) {
+    message.content = nb::cast<std::string>(content);
+    return;
+  }
+  if (!nb::isinstance<nb::list>(content) && !nb::isinstance<nb::tuple>(content)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          where + ".content: expected a string or a list of parts");
+  }
+  size_t index = 0;
+  for (nb::handle item : content) {
+    const std::string at = where + ".content[" + std::to_string(index++) + "]";
+    if (!nb::isinstance<nb::dict>(item) || !nb::borrow<nb::dict>(item).contains("type")) {
+      raise(af::ErrorCode::kInvalidArgument, at + ": expected a dict with \"type\"");
+    }
+    nb::dict part = nb::borrow<nb::dict>(item);
+    const auto type = nb::cast<std::string>(part["type"]);
+    if (type == "text" && part.contains("text")) {
+      message.content += nb::cast<std::string>(part["text"]);
+    } else if (type == "image_url" && part.contains("image_url")) {
+      message.images.push_back(image_from_url(part, at));
+      message.image_offsets.push_back(message.content.size());
+    } else if (type == "image" && part.contains("image")) {
+      message.images.push_back(to_image(nb::borrow(part["image"]), at + ".image"));
+      message.image_offsets.push_back(message.content.size());
+    } else {
+      raise(af::ErrorCode::kInvalidArgument,
+            at + ": unknown part \"" + type +
+                "\" (text with \"text\", image_url with \"image_url\", image with \"image\")");
+    }
   }
 }
 
@@ -226,11 +371,8 @@ const af::GenerateResponse& Stream::response() const {
 std::shared_ptr<PyModel> load(const std::string& path, std::optional<std::string> dtype,
                               std::optional<std::string> quantize, int threads,
                               int64_t context_length, const nb::object& mmproj) {
-  if (!mmproj.is_none()) {
-    raise(af::ErrorCode::kUnsupported,
-          "mmproj: multimodal projectors are not available yet in this version of AlloyForge");
-  }
   af::models::LoadOptions options;
+  if (!mmproj.is_none()) options.mmproj = nb::cast<std::string>(nb::str(mmproj));
   if (dtype) {
     options.dtype = af::dtype_from_name(*dtype);
     if (!options.dtype) {
@@ -254,22 +396,65 @@ std::shared_ptr<PyModel> load(const std::string& path, std::optional<std::string
   return std::make_shared<PyModel>(builder.build(std::move(model)));
 }
 
-std::vector<af::ChatMessage> to_messages(const nb::list& messages) {
+// The hook for C++ models written outside the library (examples/python_custom_model): another
+// extension module hands over an af::Model in a PyCapsule named "alloyforge.Model" whose pointer
+// is a heap std::unique_ptr<af::Model>* (deleted by the capsule's destructor). The model is
+// moved out, so a capsule serves once; both modules must be built with the same compiler and
+// AlloyForge headers (the virtual calls cross the module boundary).
+std::shared_ptr<PyModel> from_native(nb::handle capsule,
+                                     const std::optional<std::string>& tokenizer,
+                                     const std::optional<std::vector<int32_t>>& eos_ids,
+                                     const std::optional<std::string>& chat_template) {
+  constexpr const char* kName = "alloyforge.Model";
+  if (!PyCapsule_IsValid(capsule.ptr(), kName)) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "from_native: expected a PyCapsule named \"alloyforge.Model\", got " +
+              python_type_name(capsule));
+  }
+  auto* holder =
+      static_cast<std::unique_ptr<af::Model>*>(PyCapsule_GetPointer(capsule.ptr(), kName));
+  if (holder == nullptr || !*holder) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "from_native: the capsule's model was already taken (a capsule serves once)");
+  }
+  af::SessionBuilder builder;
+  if (tokenizer) builder.tokenizer_path(*tokenizer);
+  if (eos_ids) builder.eos_ids(*eos_ids);
+  builder.chat_template(chat_template.value_or(std::string(af::runtime::kChatMlTemplate)));
+  std::unique_ptr<af::Model> model = std::move(*holder);
+  nb::gil_scoped_release release;
+  return std::make_shared<PyModel>(builder.build(std::move(model)));
+}
+
+// `images` (the chat(images=...) list) go before the content of the last user message.
+std::vector<af::ChatMessage> to_messages(const nb::list& messages, const nb::object& images) {
   std::vector<af::ChatMessage> out;
   for (nb::handle item : messages) {
+    const std::string where = "messages[" + std::to_string(out.size()) + "]";
     if (!nb::isinstance<nb::dict>(item)) {
-      raise(af::ErrorCode::kInvalidArgument,
-            "messages[" + std::to_string(out.size()) + "]: expected a dict with role and content");
+      raise(af::ErrorCode::kInvalidArgument, where + ": expected a dict with role and content");
     }
     nb::dict message = nb::borrow<nb::dict>(item);
     if (!message.contains("role") || !message.contains("content")) {
-      raise(af::ErrorCode::kInvalidArgument,
-            "messages[" + std::to_string(out.size()) + "]: needs \"role\" and \"content\"");
+      raise(af::ErrorCode::kInvalidArgument, where + ": needs \"role\" and \"content\"");
     }
-    out.push_back(
-        {nb::cast<std::string>(message["role"]), nb::cast<std::string>(message["content"])});
+    af::ChatMessage m;
+    m.role = nb::cast<std::string>(message["role"]);
+    parse_content(message["content"], m, where);
+    out.push_back(std::move(m));
   }
   if (out.empty()) raise(af::ErrorCode::kInvalidArgument, "messages: no messages");
+  std::vector<af::modalities::Image> extra = to_images(images);
+  if (extra.empty()) return out;
+  auto user = std::find_if(out.rbegin(), out.rend(),
+                           [](const af::ChatMessage& m) { return m.role == "user"; });
+  if (user == out.rend()) {
+    raise(af::ErrorCode::kInvalidArgument,
+          "images: the messages have no user message to attach them to");
+  }
+  if (user->image_offsets.empty()) user->image_offsets.assign(user->images.size(), 0);
+  user->images.insert(user->images.begin(), extra.begin(), extra.end());
+  user->image_offsets.insert(user->image_offsets.begin(), extra.size(), 0);
   return out;
 }
 
@@ -286,10 +471,12 @@ Options make_options(int32_t max_tokens, float temperature, float top_p, int32_t
           seed};
 }
 
-af::GenerateResponse generate(PyModel& model, const std::string& prompt, const Options& options,
+af::GenerateResponse generate(PyModel& model, const std::string& prompt,
+                              std::vector<af::modalities::Image> images, const Options& options,
                               const std::optional<std::vector<af::ChatMessage>>& messages) {
   af::GenerateRequest request = to_request(options);
   request.prompt = prompt;
+  request.images = std::move(images);
   nb::gil_scoped_release release;
   auto lock = model.acquire();
   return model.run(request, messages);
@@ -311,6 +498,102 @@ nb::ndarray<nb::numpy, float, nb::ndim<2>> logits(PyModel& model, const std::vec
   nb::capsule owner(out, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
   const size_t vocab = static_cast<size_t>(model.session().model().config().vocab_size);
   return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {ids.size(), vocab}, owner);
+}
+
+// Audio as Python code holds it: a path, encoded bytes (bytes-like) or a NumPy float32 array of
+// mono samples at 16 kHz.
+af::modalities::Audio to_audio(nb::handle item) {
+  if (nb::isinstance<nb::str>(item))
+    return af::modalities::Audio::load(nb::cast<std::string>(item));
+  if (nb::hasattr(item, "__fspath__")) {
+    return af::modalities::Audio::load(nb::cast<std::string>(item.attr("__fspath__")()));
+  }
+  if (nb::hasattr(item, "__array_interface__")) {
+    const auto dtype = nb::cast<std::string>(item.attr("dtype").attr("name"));
+    const auto ndim = nb::cast<int64_t>(item.attr("ndim"));
+    if (dtype != "float32" || ndim != 1) {
+      raise(af::ErrorCode::kInvalidArgument,
+            "audio: a NumPy array must be float32 mono samples at 16 kHz (1-D), got " + dtype +
+                " with " + std::to_string(ndim) + " dimensions");
+    }
+    nb::bytes raw = nb::borrow<nb::bytes>(item.attr("tobytes")());
+    std::vector<float> samples(raw.size() / sizeof(float));
+    std::memcpy(samples.data(), raw.c_str(), samples.size() * sizeof(float));
+    return af::modalities::Audio::from_samples(std::move(samples),
+                                               af::modalities::Audio::kSampleRate, "audio");
+  }
+  if (PyObject_CheckBuffer(item.ptr())) {
+    nb::object raw = nb::steal(PyBytes_FromObject(item.ptr()));
+    if (!raw.is_valid()) throw nb::python_error();
+    nb::bytes bytes = nb::borrow<nb::bytes>(raw);
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.c_str());
+    return af::modalities::Audio::decode({p, bytes.size()}, "audio");
+  }
+  raise(af::ErrorCode::kInvalidArgument,
+        "audio: expected a path, bytes or a NumPy float32 array (16 kHz mono), got " +
+            python_type_name(item));
+}
+
+struct Transcription {
+  std::optional<std::string> text;  // None without a tokenizer.json beside the model
+  std::vector<int32_t> tokens;      // the generated ids, timestamps and end token included
+  std::string language;             // the language token used ("<|en|>"), given or detected
+};
+
+// A Whisper folder: greedy decoding of the first 30 s window as transformers' generate.
+class SpeechModel {
+ public:
+  SpeechModel(const std::string& path, const af::models::LoadOptions& options)
+      : model_(af::models::Whisper::load(path, options)),
+        config_(af::models::WhisperGenerationConfig::load(path)),
+        extractor_(af::modalities::LogMelConfig::load(path)) {
+    if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
+      tokenizer_ = af::tok::Tokenizer::load(path);
+    }
+  }
+
+  Transcription transcribe(const af::modalities::Audio& audio,
+                           const af::models::WhisperGenerateOptions& options) {
+    if (busy_.exchange(true)) {
+      raise(af::ErrorCode::kInvalidArgument,
+            "the model is busy: another thread is transcribing with it");
+    }
+    struct Release {
+      std::atomic<bool>* flag;
+      ~Release() { flag->store(false); }
+    } release{&busy_};
+    const af::modalities::LogMel mel = extractor_.compute(audio.samples());
+    const af::models::WhisperGeneration g =
+        af::models::whisper_generate(*model_, mel.data, config_, options);
+    Transcription out;
+    out.tokens = g.tokens;
+    for (const auto& [name, id] : config_.lang_to_id) {
+      if (id == g.language_id) out.language = name;
+    }
+    if (tokenizer_) {
+      std::vector<int32_t> text_ids;  // timestamps and the end token are not text
+      for (int32_t id : g.tokens) {
+        if (id < config_.eos_token_id || config_.eos_token_id < 0) text_ids.push_back(id);
+      }
+      out.text = tokenizer_->decode(text_ids, true);
+    }
+    return out;
+  }
+
+ private:
+  std::unique_ptr<af::models::Whisper> model_;
+  af::models::WhisperGenerationConfig config_;
+  af::modalities::LogMelExtractor extractor_;
+  std::unique_ptr<af::tok::Tokenizer> tokenizer_;
+  std::atomic<bool> busy_{false};
+};
+
+std::unique_ptr<SpeechModel> load_whisper(const std::string& path, int threads) {
+  if (threads < 0) raise(af::ErrorCode::kInvalidArgument, "threads must be >= 0");
+  af::models::LoadOptions options;
+  options.num_threads = threads;
+  nb::gil_scoped_release release;
+  return std::make_unique<SpeechModel>(path, options);
 }
 
 void translate_error(const std::exception_ptr& p, void*) {
@@ -402,8 +685,8 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, nb::object images,
              nb::object audio) {
-            refuse_media(images, audio);
-            return generate(model, prompt,
+            refuse_audio(audio);
+            return generate(model, prompt, to_images(images),
                             make_options(max_tokens, temperature, top_p, top_k, min_p,
                                          repetition_penalty, std::move(stop), seed),
                             std::nullopt);
@@ -418,11 +701,12 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, nb::object images,
              nb::object audio) {
-            refuse_media(images, audio);
+            refuse_audio(audio);
             af::GenerateRequest request =
                 to_request(make_options(max_tokens, temperature, top_p, top_k, min_p,
                                         repetition_penalty, std::move(stop), seed));
             request.prompt = prompt;
+            request.images = to_images(images);
             return new Stream(model.shared_from_this(), std::move(request), std::nullopt);
           },
           "prompt"_a, nb::kw_only(), "max_tokens"_a = 256, "temperature"_a = 0.0f, "top_p"_a = 1.0f,
@@ -436,16 +720,16 @@ NB_MODULE(_alloyforge, m) {
              float top_p, int32_t top_k, float min_p, float repetition_penalty,
              std::optional<std::vector<std::string>> stop, uint64_t seed, bool stream,
              nb::object images, nb::object audio) -> nb::object {
-            refuse_media(images, audio);
+            refuse_audio(audio);
             const Options options = make_options(max_tokens, temperature, top_p, top_k, min_p,
                                                  repetition_penalty, std::move(stop), seed);
-            std::vector<af::ChatMessage> chat = to_messages(messages);
+            std::vector<af::ChatMessage> chat = to_messages(messages, images);
             if (stream) {
               return nb::cast(
                   new Stream(model.shared_from_this(), to_request(options), std::move(chat)),
                   nb::rv_policy::take_ownership);
             }
-            return nb::cast(generate(model, "", options, std::move(chat)));
+            return nb::cast(generate(model, "", {}, options, std::move(chat)));
           },
           "messages"_a, nb::kw_only(), "max_tokens"_a = 256, "temperature"_a = 0.0f,
           "top_p"_a = 1.0f, "top_k"_a = 0, "min_p"_a = 0.0f, "repetition_penalty"_a = 1.0f,
@@ -468,4 +752,36 @@ NB_MODULE(_alloyforge, m) {
   m.def("load", &load, "path"_a, nb::kw_only(), "dtype"_a = nb::none(), "quantize"_a = nb::none(),
         "threads"_a = 0, "context_length"_a = 0, "mmproj"_a = nb::none(),
         "Loads a Hugging Face folder, .safetensors or .gguf file.");
+  nb::class_<Transcription>(m, "Transcription")
+      .def_ro("text", &Transcription::text)
+      .def_ro("tokens", &Transcription::tokens)
+      .def_ro("language", &Transcription::language)
+      .def("__str__", [](const Transcription& t) { return t.text.value_or(""); });
+
+  nb::class_<SpeechModel>(m, "SpeechModel")
+      .def(
+          "transcribe",
+          [](SpeechModel& model, nb::handle audio, const std::string& language,
+             const std::string& task, bool timestamps, int64_t max_new_tokens) {
+            if (task != "" && task != "transcribe" && task != "translate") {
+              raise(af::ErrorCode::kInvalidArgument,
+                    "task: \"" + task + "\" is neither \"transcribe\" nor \"translate\"");
+            }
+            if (max_new_tokens < 0) {
+              raise(af::ErrorCode::kInvalidArgument, "max_new_tokens must be >= 0");
+            }
+            const af::modalities::Audio samples = to_audio(audio);
+            nb::gil_scoped_release release;
+            return model.transcribe(samples, {language, task, timestamps, max_new_tokens});
+          },
+          "audio"_a, nb::kw_only(), "language"_a = "", "task"_a = "", "timestamps"_a = false,
+          "max_new_tokens"_a = 0,
+          "Greedy transcription (or translation) of the first 30 s window, as transformers' "
+          "generate; returns a Transcription.");
+  m.def("load_whisper", &load_whisper, "path"_a, nb::kw_only(), "threads"_a = 0,
+        "Loads a Whisper HF folder.");
+  m.def("from_native", &from_native, "capsule"_a, nb::kw_only(), "tokenizer"_a = nb::none(),
+        "eos_ids"_a = nb::none(), "chat_template"_a = nb::none(),
+        "Wraps a C++ af::Model handed over by another extension module (a PyCapsule named "
+        "\"alloyforge.Model\") as a Model.");
 }
