@@ -66,8 +66,13 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/AlloyForgeConfigVersion.c
 install(FILES ${PROJECT_BINARY_DIR}/AlloyForgeConfig.cmake
               ${PROJECT_BINARY_DIR}/AlloyForgeConfigVersion.cmake DESTINATION ${af_cmake_dir})
 # pkg-config: the static archive's own dependencies go to Libs.private (pkg-config --static).
-list(JOIN af_pc_modules " " AF_PC_REQUIRES_PRIVATE)
-set(AF_PC_LIBS_PRIVATE "-lgif -lstb -lstdc++ -lm -pthread")
+# The audio libraries go in as plain -l flags, not Requires.private: `pkg-config --static` would
+# pull their own private dependencies (libsndfile's -lmp3lame, -lFLAC, ...), whose static or dev
+# files a system need not have, while linking the shared libsndfile/libsoxr/libfftw3 needs none.
+set(af_pc_required_modules ${af_pc_modules})
+list(REMOVE_ITEM af_pc_required_modules sndfile soxr fftw3)
+list(JOIN af_pc_required_modules " " AF_PC_REQUIRES_PRIVATE)
+set(AF_PC_LIBS_PRIVATE "-lsndfile -lsoxr -lfftw3 -lgif -lstb -lstdc++ -lm -pthread")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/alloyforge.pc.in ${PROJECT_BINARY_DIR}/alloyforge.pc
                @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/alloyforge.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
