@@ -5,7 +5,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
-BUILD_DIR=$root/build NINJA_TARGETS=af-cli "$root/scripts/build.sh"
+# PIC as in scripts/test.sh, so that both share build/ without a full rebuild.
+BUILD_DIR=$root/build NINJA_TARGETS=af-cli "$root/scripts/build.sh" -DCMAKE_POSITION_INDEPENDENT_CODE=ON
 testdata=${AF_TESTDATA:-$root/../shared/testdata}
 if (($# == 0)); then
   set -- -m "$testdata/models/stories260K/stories260K.gguf" -p "Once upon a time" -n 120 --temp 0
