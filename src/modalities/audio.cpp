@@ -195,8 +195,8 @@ std::vector<float> read_mono_16k(SNDFILE* file, const SF_INFO& info, const std::
 }
 
 std::string sha256_hex(const std::vector<float>& samples) {
-  return detail::sha256_hex(std::span(reinterpret_cast<const uint8_t*>(samples.data()),
-                                      samples.size() * sizeof(float)));
+  return detail::sha256_hex(
+      std::span(reinterpret_cast<const uint8_t*>(samples.data()), samples.size() * sizeof(float)));
 }
 
 }  // namespace

@@ -23,6 +23,23 @@ void VitSpec::validate(const std::string& origin) const {
            " exceeds 8192 pixels or 1024 patches per side");
 }
 
+VitSpec vit_spec_from_config(const io::HfConfig& c, const VitSpec& defaults,
+                             const std::string& default_act) {
+  VitSpec s = defaults;
+  s.hidden = c.get_int("hidden_size", defaults.hidden);
+  s.intermediate = c.get_int("intermediate_size", defaults.intermediate);
+  s.num_layers = c.get_int("num_hidden_layers", defaults.num_layers);
+  s.num_heads = c.get_int("num_attention_heads", defaults.num_heads);
+  s.image_size = c.get_int("image_size", defaults.image_size);
+  s.patch_size = c.get_int("patch_size", defaults.patch_size);
+  s.channels = c.get_int("num_channels", defaults.channels);
+  s.eps = c.get_float("layer_norm_eps", defaults.eps);
+  s.act = gelu_kind_from_name(c.get_string("hidden_act", default_act),
+                              c.origin() + ": vision_config.hidden_act");
+  s.validate(c.origin() + " vision_config");
+  return s;
+}
+
 GeluKind gelu_kind_from_name(const std::string& name, const std::string& field) {
   if (name == "gelu") return GeluKind::kErf;
   if (name == "gelu_pytorch_tanh" || name == "gelu_new" || name == "gelu_fast") {

@@ -30,6 +30,12 @@ struct VitSpec {
   void validate(const std::string& origin) const;
 };
 
+// The keys every HF ViT vision config shares (hidden_size, ..., hidden_act), each defaulting to
+// the value in `defaults` (the config class's own defaults); the structural flags (class_token,
+// pre_norm, patch_bias) are copied from `defaults`. Validated; errors name the config.
+VitSpec vit_spec_from_config(const io::HfConfig& vision_config, const VitSpec& defaults,
+                             const std::string& default_act);
+
 // The activation named by an HF "hidden_act" / "projector_hidden_act" value; `field` names the
 // key in the error for an unknown one.
 GeluKind gelu_kind_from_name(const std::string& name, const std::string& field);
