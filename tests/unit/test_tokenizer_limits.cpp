@@ -141,12 +141,19 @@ TEST(TokenizerLimits, PreTokenizersAreLinearOnLongRuns) {
         step.kind == SplitKind::kRegex && step.regex->pattern() != kLlama3Pattern ? 10000 : 40000;
     for (const auto& [run_name, unit] : runs) {
       size_t pieces_n = 0, pieces_4n = 0;
-      const double t_n = split_seconds(step, repeat(unit, n), pieces_n);
-      const double t_4n = split_seconds(step, repeat(unit, 4 * n), pieces_4n);
+      double t_n = split_seconds(step, repeat(unit, n), pieces_n);
+      double t_4n = split_seconds(step, repeat(unit, 4 * n), pieces_4n);
+      // Linear: 4x the text costs about 4x (quadratic would be 16x, and seconds, not
+      // milliseconds). A busy machine can stall one measurement, so a miss is measured again and
+      // the fastest of three attempts of each size counts.
+      const auto linear = [&] { return t_4n < std::max(10.0 * t_n, 0.25); };
+      for (int attempt = 1; attempt < 3 && !linear(); ++attempt) {
+        t_n = std::min(t_n, split_seconds(step, repeat(unit, n), pieces_n));
+        t_4n = std::min(t_4n, split_seconds(step, repeat(unit, 4 * n), pieces_4n));
+      }
       const std::string what = step_name + " on " + run_name;
       EXPECT_GT(pieces_4n, 0u) << what;
-      // Linear: 4x the text costs about 4x (quadratic would be 16x); loose for a busy machine.
-      EXPECT_LT(t_4n, std::max(10.0 * t_n, 0.05)) << what << ": " << t_n << " s -> " << t_4n;
+      EXPECT_TRUE(linear()) << what << ": " << t_n << " s -> " << t_4n;
       EXPECT_LT(t_4n, 2.0 * af::test::time_scale()) << what;
     }
   }
