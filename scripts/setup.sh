@@ -11,7 +11,7 @@ packages=(
   libjpeg62-turbo-dev libpng-dev libgif-dev libwebp-dev libstb-dev libssl-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev
   python3-venv python3-dev curl
-  qemu-user nginx-light
+  qemu-user nginx-light chromium chromium-driver
 )
 
 missing=()

@@ -32,6 +32,12 @@ echo "== two af-server replicas behind nginx: 16 streams, one replica killed mid
 "$python" "$root/tests/deploy/test_replicas.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"
 
+echo "== the chat page at / in headless chromium (selenium): streaming, stop, reload, API key, image"
+web_python=$("$root/scripts/setup_python.sh" "$root/build" "$root/tests/web/requirements.txt")
+"$web_python" "$root/tests/web/test_web_ui.py" --server "$root/build/apps/server/af-server" \
+  --model "$AF_TESTDATA/models/stories260K-hf" --vision-model "$root/tests/fixtures/models/llava_clip" \
+  --screenshot-dir "$root/build/artifacts"
+
 echo "== Python module: fresh venv, pip install . against the release build, pytest"
 rm -rf "$root/build/prefix"
 cmake --install "$root/build" --prefix "$root/build/prefix" >/dev/null

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
       ->excludes(key);
   app.add_option("-t,--threads", o.threads, "compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
+  app.add_flag("--no-webui{false}", o.web_ui, "do not serve the chat page at /");
   app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_flag("--parse-special-in-content", o.parse_special_in_content,

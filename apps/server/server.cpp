@@ -33,6 +33,7 @@
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
+#include "web_ui.hpp"
 
 namespace af::server {
 
@@ -778,7 +779,9 @@ int Server::run() {
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     refuse_unexpected_body(req);
-    if (options_.api_key.empty() || req.path == "/health") {
+    // The page's static files carry no data; its API calls send the key the user types in.
+    const bool page = options_.web_ui && req.method == "GET" && find_web_asset(req.path);
+    if (options_.api_key.empty() || req.path == "/health" || page) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     if (!bearer_key_matches(req.get_header_value("Authorization"), options_.api_key)) {
@@ -832,6 +835,16 @@ int Server::run() {
     if (generating_.erase(&req) + writing_.erase(&req) > 0) answered_.notify_all();
   });
 
+  if (options_.web_ui) {
+    for (const auto& asset : web_assets()) {
+      http.Get(std::string(asset.path), [&asset](const httplib::Request&, httplib::Response& res) {
+        res.set_header("Content-Security-Policy", kWebContentSecurityPolicy);
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_header("Cache-Control", "no-cache");
+        res.set_content(asset.body.data(), asset.body.size(), std::string(asset.content_type));
+      });
+    }
+  }
   http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     if (shutting_down_) {
       res.status = 503;

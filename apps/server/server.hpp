@@ -30,6 +30,7 @@ struct ServerOptions {
   std::string mmproj;
   ImageUrlOptions image_urls;
   uint64_t encoder_cache_mb = 256;
+  bool web_ui = true;  // the chat page at / (--no-webui turns it off)
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit
