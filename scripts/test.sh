@@ -28,6 +28,10 @@ python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
 
+echo "== af-server extras: /tokenize, /detokenize, /apply-template, /props, CORS, access log"
+"$python" "$root/tests/server/test_server_extras.py" --server "$root/build/apps/server/af-server" \
+  --model "$AF_TESTDATA/models/stories260K-hf"
+
 echo "== two af-server replicas behind nginx: 16 streams, one replica killed mid-run, affinity"
 "$python" "$root/tests/deploy/test_replicas.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"

@@ -518,16 +518,19 @@ void refuse_unexpected_body(const httplib::Request& req) {
       req.has_header("Transfer-Encoding") ||
       (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
   const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions";
-  if (!has_body || (generate && req.method == "POST")) return;
+  const bool takes_body = generate || req.path == "/tokenize" || req.path == "/detokenize" ||
+                          req.path == "/apply-template";
+  if (!has_body || (takes_body && req.method == "POST")) return;
   GuardedServer::close_after_response();
-  const bool known =
-      generate || req.path == "/health" || req.path == "/v1/models" || req.path == "/metrics";
+  const bool known = takes_body || req.path == "/health" || req.path == "/v1/models" ||
+                     req.path == "/metrics" || req.path == "/props";
   if (!known) {
     throw ApiError(404, "Unknown request URL: " + req.method + " " + req.path + ".",
                    "invalid_request_error", "", "unknown_url");
   }
   throw ApiError(400,
-                 "Only POST /v1/chat/completions and /v1/completions take a request body; " +
+                 "Only POST /v1/chat/completions, /v1/completions, /tokenize, /detokenize and "
+                 "/apply-template take a request body; " +
                      req.method + " " + req.path + " does not.",
                  "invalid_request_error", "", "unexpected_body");
 }

@@ -25,8 +25,9 @@ void add_limit_options(CLI::App& app, af::server::ServerOptions& o) {
   app.add_option("--header-timeout", f.header_timeout, "seconds to receive request headers (408)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app.add_option("--request-timeout", f.request_timeout,
-                 "seconds to receive a whole request, body included (408)")
+  app.add_option("--request-timeout,--timeout", f.request_timeout,
+                 "seconds to receive a whole request, body included (408; --timeout as "
+                 "llama-server names it)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--keep-alive-timeout", f.keep_alive_timeout,
@@ -92,6 +93,17 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", o.threads, "compute threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-webui{false}", o.web_ui, "do not serve the chat page at /");
+  app.add_option("-a,--alias", o.alias, "model id shown to clients (default: the file name)");
+  app.add_option("--chat-template", o.chat_template_file,
+                 "Jinja chat template file used instead of the model's")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cors-origin", o.cors_origins,
+                 "allow browser calls from this origin (repeatable; '*' allows any); off by "
+                 "default");
+  app.add_option("--access-log", o.access_log,
+                 "one line per request (method, path, status, tokens, ms) to this file, or - "
+                 "for stderr; off by default");
+  app.add_flag("--log-prompts", o.log_prompts, "access log lines include the prompt text");
   app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
       ->check(CLI::IsMember({"f32", "f16"}));
   app.add_flag("--parse-special-in-content", o.parse_special_in_content,

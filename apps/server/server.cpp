@@ -14,6 +14,8 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -28,8 +30,10 @@
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
+#include "build_info.hpp"
 #include "chat_prompt.hpp"
 #include "client_watch.hpp"
+#include "extras.hpp"
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
@@ -55,6 +59,22 @@ int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// --chat-template FILE: a Jinja template, at most 1 MiB (real ones are a few KiB).
+std::string read_template_file(const std::string& path) {
+  constexpr std::uintmax_t kMaxTemplateBytes = 1 << 20;
+  std::error_code ec;
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  AF_CHECK(!ec, ErrorCode::kIo, "server", "--chat-template ", path, ": ", ec.message());
+  AF_CHECK(size <= kMaxTemplateBytes, ErrorCode::kInvalidArgument, "server", "--chat-template ",
+           path, ": ", size, " bytes, more than a chat template's limit of ", kMaxTemplateBytes);
+  std::ifstream in(path, std::ios::binary);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(size));
+  AF_CHECK(in.good() || in.eof(), ErrorCode::kIo, "server", "--chat-template ", path,
+           ": read failed");
+  return text;
 }
 
 void send_error(httplib::Response& res, const ApiError& e) {
@@ -186,6 +206,9 @@ class Server {
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
   std::unique_ptr<ChatPrompt> chat_prompt_;
+  std::optional<std::string> chat_template_source_;  // nullopt: ChatML
+  // CORS (--cors-origin): headers for allowed origins; answers preflights (true: answered).
+  bool answer_cors(const httplib::Request& req, httplib::Response& res) const;
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
@@ -203,6 +226,17 @@ class Server {
   bool reading_shut_ = false;  // shut_reading ran: responses not begun by then cannot be sent
   std::atomic<uint64_t> next_request_{1};
   Metrics metrics_;
+  // Access log: when each request arrived, and the token counts of generations, by request.
+  struct AccessPending {
+    Clock::time_point start;
+    std::weak_ptr<Exchange> exchange;
+    int64_t prompt_tokens = -1;
+    std::string prompt;
+  };
+  std::unique_ptr<AccessLog> access_log_;
+  std::mutex access_mutex_;
+  std::map<const httplib::Request*, AccessPending> access_pending_;
+  void log_access(const httplib::Request& req, const httplib::Response& res);
 };
 
 json Server::token_logprobs_chat(const runtime::GeneratedToken& t) const {
@@ -447,6 +481,17 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   }
   auto exchange = std::make_shared<Exchange>();
   exchange->results.resize(n_choices);
+  if (access_log_) {
+    std::lock_guard lock(access_mutex_);
+    AccessPending& p = access_pending_[&req];
+    p.exchange = exchange;
+    p.prompt_tokens = 0;
+    for (int64_t n : prompt_tokens) p.prompt_tokens += n;
+    if (options_.log_prompts) {
+      p.prompt = chat ? (r.messages.empty() ? "" : r.messages.back().content)
+                      : (r.prompt_texts.empty() ? "" : r.prompt_texts.front());
+    }
+  }
   // Admission and the shutdown flag are one step: a request either is refused here or is
   // submitted and in generating_ before the signal thread starts waiting for generating_.
   std::unique_lock admission(admission_mutex_);
@@ -738,6 +783,58 @@ void Server::watch_signals(httplib::Server& http) {
   shut_reading();
 }
 
+bool Server::answer_cors(const httplib::Request& req, httplib::Response& res) const {
+  const CorsPolicy policy{options_.cors_origins};
+  const std::string origin = req.get_header_value("Origin");
+  const bool allowed = policy.allows(origin);
+  if (allowed) {
+    res.set_header("Access-Control-Allow-Origin", policy.origins.front() == "*" ? "*" : origin);
+    res.set_header("Vary", "Origin");
+  }
+  if (req.method != "OPTIONS") return false;
+  // A preflight (or any OPTIONS): allowed origins get the methods and headers they may use;
+  // others get no CORS headers, so the browser refuses the call.
+  if (!allowed) {
+    send_error(res, ApiError(403,
+                             policy.enabled()
+                                 ? "Origin '" + origin + "' is not allowed (--cors-origin)."
+                                 : "Cross-origin requests are off (start with --cors-origin).",
+                             "invalid_request_error", "", "cors_origin_not_allowed"));
+    return true;
+  }
+  res.status = 204;
+  res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+  res.set_header("Access-Control-Max-Age", "600");
+  return true;
+}
+
+void Server::log_access(const httplib::Request& req, const httplib::Response& res) {
+  AccessRecord record;
+  record.remote = req.remote_addr;
+  record.method = req.method;
+  record.path = req.path;
+  record.status = res.status;
+  {
+    std::lock_guard lock(access_mutex_);
+    auto it = access_pending_.find(&req);
+    if (it == access_pending_.end()) return;  // refused before routing (counted in metrics)
+    const AccessPending& p = it->second;
+    record.milliseconds = std::chrono::duration<double, std::milli>(Clock::now() - p.start).count();
+    record.prompt_tokens = p.prompt_tokens;
+    record.prompt = p.prompt;
+    if (auto exchange = p.exchange.lock()) {
+      std::lock_guard exchange_lock(exchange->mutex);
+      record.completion_tokens = 0;
+      for (const auto& r : exchange->results) {
+        if (r) record.completion_tokens += static_cast<int64_t>(r->tokens.size());
+      }
+    }
+    access_pending_.erase(it);
+  }
+  access_log_->write(record);
+}
+
 int Server::run() {
   // Signals are taken by one thread with sigwait, so block them before any thread starts.
   sigset_t set;
@@ -762,15 +859,21 @@ int Server::run() {
     so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
     so.encoder_cache_mb = options_.encoder_cache_mb;
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
+    chat_template_source_ = options_.chat_template_file.empty()
+                                ? runtime::find_model_chat_template(options_.model_path)
+                                : read_template_file(options_.chat_template_file);
     chat_prompt_ =
-        std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
-                                     *tokenizer_, options_.template_limits);
+        std::make_unique<ChatPrompt>(chat_template_source_, *tokenizer_, options_.template_limits);
+    if (!options_.access_log.empty()) {
+      access_log_ = std::make_unique<AccessLog>(options_.access_log);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[af-server] error: %s\n", e.what());
     return 1;
   }
   std::filesystem::path p(options_.model_path);
   model_id_ = (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
+  if (!options_.alias.empty()) model_id_ = options_.alias;
 
   // Connections, request heads and timeouts are bounded by the front; bodies by read_body.
   GuardedServer http(options_.front);
@@ -778,7 +881,12 @@ int Server::run() {
   http.on_refused = [this](int status) { metrics_.count_request("", status); };
 
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (access_log_) {
+      std::lock_guard lock(access_mutex_);
+      access_pending_[&req].start = Clock::now();
+    }
     refuse_unexpected_body(req);
+    if (answer_cors(req, res)) return httplib::Server::HandlerResponse::Handled;
     // The page's static files carry no data; its API calls send the key the user types in.
     const bool page = options_.web_ui && req.method == "GET" && find_web_asset(req.path);
     if (options_.api_key.empty() || req.path == "/health" || page) {
@@ -830,6 +938,7 @@ int Server::run() {
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     metrics_.count_request(req.path, res.status);
+    if (access_log_) log_access(req, res);
     // cpp-httplib calls the logger once the response is written (or failed).
     std::lock_guard lock(answering_mutex_);
     if (generating_.erase(&req) + writing_.erase(&req) > 0) answered_.notify_all();
@@ -867,6 +976,44 @@ int Server::run() {
                                         {"modalities", modalities()}}})}};
     res.set_content(dump(body), "application/json");
   });
+  http.Get(R"(/v1/models/(.+))", [this, modalities](const httplib::Request& req,
+                                                    httplib::Response& res) {
+    if (req.matches[1] != model_id_) {
+      throw ApiError(404, "The model '" + std::string(req.matches[1]) + "' does not exist.",
+                     "invalid_request_error", "model", "model_not_found");
+    }
+    res.set_content(dump({{"id", model_id_},
+                          {"object", "model"},
+                          {"created", created_},
+                          {"owned_by", "alloyforge"},
+                          {"modalities", modalities()}}),
+                    "application/json");
+  });
+  http.Get("/props", [this, modalities](const httplib::Request&, httplib::Response& res) {
+    const json chat_template =
+        chat_template_source_ ? json(*chat_template_source_) : json(nullptr);  // null: ChatML
+    res.set_content(dump({{"model_alias", model_id_},
+                          {"model_path", options_.model_path},
+                          {"total_slots", options_.parallel},
+                          {"default_generation_settings", {{"n_ctx", scheduler_->slot_context()}}},
+                          {"chat_template", chat_template},
+                          {"modalities", modalities()},
+                          {"build_info", af::apps::version_line("af-server")}}),
+                    "application/json");
+  });
+  const auto post_json = [&](const char* path, std::function<json(const std::string&)> answer) {
+    http.Post(path, [this, answer](const httplib::Request& req, httplib::Response& res,
+                                   const httplib::ContentReader& reader) {
+      res.set_content(dump(answer(read_body(req, res, reader, options_))), "application/json");
+    });
+  };
+  post_json("/tokenize",
+            [this](const std::string& body) { return tokenize_response(body, *tokenizer_); });
+  post_json("/detokenize",
+            [this](const std::string& body) { return detokenize_response(body, *tokenizer_); });
+  post_json("/apply-template", [this](const std::string& body) {
+    return apply_template_response(body, *chat_prompt_);
+  });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.render(scheduler_->stats(), options_.parallel),
                     "text/plain; version=0.0.4");
@@ -892,8 +1039,9 @@ int Server::run() {
                model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
                static_cast<long long>(scheduler_->slot_context()),
                options_.api_key.empty() ? "no API key" : "API key required",
-               chat_prompt_->uses_model_template() ? "the model's chat template"
-                                                   : "ChatML (the model has no chat template)");
+               !options_.chat_template_file.empty()  ? "the --chat-template file"
+               : chat_prompt_->uses_model_template() ? "the model's chat template"
+                                                     : "ChatML (the model has no chat template)");
   std::thread signals([&] { watch_signals(http); });
   http.listen_after_bind();
   if (!shutting_down_) {

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
@@ -31,6 +32,15 @@ struct ServerOptions {
   ImageUrlOptions image_urls;
   uint64_t encoder_cache_mb = 256;
   bool web_ui = true;  // the chat page at / (--no-webui turns it off)
+  // llama-server habits: the model id clients see (default: the file or folder name), a chat
+  // template file replacing the model's, origins allowed to call from a browser (empty: CORS
+  // off; "*" any), an access log ("" off, "-" stderr, else a file appended to) and whether its
+  // lines carry the prompt text.
+  std::string alias;
+  std::string chat_template_file;
+  std::vector<std::string> cors_origins;
+  std::string access_log;
+  bool log_prompts = false;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit
