@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -305,6 +306,30 @@ TEST(Qwen2AudioCli, RunWithAudioGivesGenerateIds) {
       test::run_shell(cli + " -m " + test::fixtures_dir() + "/models/llava_clip -n 1 -p hi 2>&1");
   EXPECT_NE(image_model.status, 0);
   EXPECT_NE(image_model.out.find("takes no audio"), std::string::npos) << image_model.out;
+}
+
+// af-cli logits --audio: every expanded position's logits equal transformers' (the ids hold
+// <|AUDIO|> once; the CLI expands it as the processor does).
+TEST(Qwen2AudioCli, LogitsWithAudioEqualTransformers) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/audio/speech_fox_16k.wav");
+  const nlohmann::json c = clip("fox");
+  const int32_t audio_token = reference()["audio_token_id"].get<int32_t>();
+  std::string ids;
+  for (int32_t id : c["input_ids"].get<std::vector<int32_t>>()) {
+    const bool repeat = id == audio_token && ids.size() >= 4 &&
+                        ids.compare(ids.size() - 4, 4, " " + std::to_string(audio_token)) == 0;
+    if (!repeat) ids += " " + std::to_string(id);
+  }
+  const test::ShellResult r =
+      test::run_shell(std::string(AF_CLI_PATH) + " logits -t 1 -m " + fixture() + " --audio " +
+                      test::testdata_dir() + "/audio/speech_fox_16k.wav --ids '" + ids + "' 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out.substr(0, 400);
+  std::istringstream in(r.out);
+  std::vector<float> got;
+  for (float v; in >> v;) got.push_back(v);
+  const std::vector<float> want = test::read_f32(fixture() + "/logits_fox.f32");
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_LT(max_abs_diff(got, want), 1e-4f);
 }
 
 }  // namespace
