@@ -156,13 +156,13 @@ TEST(Qwen2AudioBadInput, NoSamplesIsRefusedWithAClearError) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
     EXPECT_NE(std::string(e.what()).find("too short"), std::string::npos) << e.what();
   }
-  // 1..160 samples are one feature frame: still no token, as the processor counts them
-  // ((1 - 1) // 2 + 1 - 2) // 2 + 1 = 0); 480 samples give 3 frames and the first token.
+  // Up to 320 samples are at most 2 feature frames, one conv2 row: no token, as the processor
+  // counts them ((1 - 2) // 2 + 1 = 0); 321 samples give 3 frames, 2 rows and the first token.
   EXPECT_THROW(model->audio_encoder()->num_audio_tokens(
-                   modalities::Audio::from_samples(std::vector<float>(160, 0.1f), 16000)),
+                   modalities::Audio::from_samples(std::vector<float>(320, 0.1f), 16000)),
                Error);
   EXPECT_EQ(model->audio_encoder()->num_audio_tokens(
-                modalities::Audio::from_samples(std::vector<float>(481, 0.1f), 16000)),
+                modalities::Audio::from_samples(std::vector<float>(321, 0.1f), 16000)),
             1);
 }
 

@@ -1137,6 +1137,7 @@ def test_audio(args, text_server):
     audio tokens and the cached audio, bad base64 / format / undecodable audio 400, audio to a
     text-only model 400, a part over --max-audio-bytes 413, the server still answering."""
     import base64
+    import wave
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     model = os.path.join(root, "fixtures", "models", "qwen2_audio")
     with open(os.path.join(model, "reference.json")) as f:
@@ -1148,7 +1149,7 @@ def test_audio(args, text_server):
     want = subprocess.run([args.cli, "run", "-m", model, "-t", "1", "--temp", "0", "-n", "8",
                            "--ignore-eos", "--audio", wav, "-p", ref["text"]],
                           capture_output=True, text=True, check=True).stdout.rstrip("\n")
-    server = Server(args.server, model, "--parallel", "1", "--max-audio-bytes", "200000")
+    server = Server(args.server, model, "--parallel", "1", "--max-audio-bytes", "1200000")
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         models = json.loads(server.request("GET", "/v1/models")[1])["data"][0]
@@ -1175,7 +1176,7 @@ def test_audio(args, text_server):
             expect_error(server, "/v1/chat/completions",
                          {"messages": [{"role": "user", "content": [
                              {"type": "input_audio", "input_audio": part}]}]}, 400, code)
-        big = base64.b64encode(b"RIFF" + bytes(300000)).decode()
+        big = base64.b64encode(b"RIFF" + bytes(1300000)).decode()
         expect_error(server, "/v1/chat/completions",
                      {"messages": [{"role": "user", "content": [
                          {"type": "input_audio", "input_audio": {"data": big, "format": "wav"}}]}]},
@@ -1183,6 +1184,32 @@ def test_audio(args, text_server):
         expect_error(text_server, "/v1/chat/completions",
                      {"messages": [{"role": "user", "content": content}]}, 400,
                      "unsupported_value")
+
+        def wav_part(pcm):  # 16 kHz mono 16-bit WAV bytes, as an input_audio part
+            import io
+            import wave
+            buf = io.BytesIO()
+            with wave.open(buf, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(pcm)
+            return [{"type": "input_audio", "input_audio": {
+                "data": base64.b64encode(buf.getvalue()).decode(), "format": "wav"}},
+                {"type": "text", "text": "What is said?"}]
+        # No samples: 400 invalid_audio; under one audio token (320 samples): 400 invalid_value.
+        for pcm, code in ((b"", "invalid_audio"), (bytes(2 * 320), "invalid_value")):
+            expect_error(server, "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": wav_part(pcm)}]}, 400, code)
+        # Silence is audio; 33 s is truncated to the 30 s window (750 tokens), as transformers.
+        text_tokens = n - ref["num_audio_tokens"]
+        with wave.open(wav, "rb") as w:
+            fox = w.readframes(w.getnframes())
+        for pcm, tokens in ((bytes(2 * 16000), 25), (fox * 10, 750)):
+            r = client.chat.completions.create(model="m", max_tokens=2, temperature=0, messages=[
+                {"role": "user", "content": wav_part(pcm)}])
+            check(r.usage.prompt_tokens == text_tokens + tokens,
+                  f"prompt_tokens {r.usage.prompt_tokens}, expected {text_tokens + tokens}")
         r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
                                            temperature=0)
         check(r.choices[0].message.content == want, "the server answers after bad audio")

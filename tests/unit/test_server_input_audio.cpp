@@ -1,6 +1,8 @@
 // input_audio content parts: parsed into ChatMessage::audios with their offsets, formats other
 // than wav/mp3 refused at parse, base64 decoded with a size limit (413) checked before decoding,
 // bad base64 and undecodable audio a 400 naming the part.
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "api.hpp"
@@ -32,6 +34,28 @@ std::string base64(const std::string& bytes) {
 
 std::string fox_wav() {
   return test::read_text(test::testdata_dir() + "/audio/speech_fox_16k.wav");
+}
+
+// A mono 16 kHz IEEE-float WAV file holding `samples`.
+std::string float_wav(const std::vector<float>& samples) {
+  const auto data_bytes = static_cast<uint32_t>(samples.size() * 4);
+  std::string out;
+  auto u32 = [&out](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };
+  auto u16 = [&out](uint16_t v) { out.append(reinterpret_cast<const char*>(&v), 2); };
+  out += "RIFF";
+  u32(36 + data_bytes);
+  out += "WAVEfmt ";
+  u32(16);
+  u16(3);  // IEEE float
+  u16(1);
+  u32(16000);
+  u32(16000 * 4);
+  u16(4);
+  u16(32);
+  out += "data";
+  u32(data_bytes);
+  out.append(reinterpret_cast<const char*>(samples.data()), data_bytes);
+  return out;
 }
 
 ApiError parse_error(const std::string& body) {
@@ -107,6 +131,18 @@ TEST(ServerInputAudio, BadDataIs400AndOversizeIs413) {
   const ApiError big = load_error(base64(fox_wav()), "wav", small);
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.code, "audio_too_large");
+}
+
+TEST(ServerInputAudio, NoSamplesAndNanAre400SilenceDecodes) {
+  EXPECT_EQ(load_error(base64(float_wav({})), "wav").code, "invalid_audio");
+  std::vector<float> nan(1600, 0.25f);
+  nan[800] = NAN;
+  const ApiError e = load_error(base64(float_wav(nan)), "wav");
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.code, "invalid_audio");
+  const modalities::Audio silence = load_input_audio(
+      base64(float_wav(std::vector<float>(16000, 0.0f))), "wav", "messages[0].content", {});
+  EXPECT_EQ(silence.samples().size(), 16000u);
 }
 
 }  // namespace
