@@ -1213,6 +1213,14 @@ def test_audio(args, text_server):
         r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
                                            temperature=0)
         check(r.choices[0].message.content == want, "the server answers after bad audio")
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="m", messages=messages, max_tokens=8, temperature=0, stream=True) if c.choices)
+        check(streamed == want, f"stream {streamed!r} != {want!r}")
+        text_only = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "What is said?"}], max_tokens=2)
+        # The template's text alone: no "Audio 1: <|audio_bos|>...<|audio_eos|>" span, no rows.
+        check(text_only.usage.prompt_tokens == 44,
+              f"a text-only chat: prompt_tokens {text_only.usage.prompt_tokens}, expected 44")
     finally:
         check(server.stop() == 0, "qwen2_audio server exit code")
 
