@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -13,7 +14,9 @@
 #include "af/core/error.hpp"
 #include "af/modalities/audio.hpp"
 #include "af/models/multimodal.hpp"
+#include "af/runtime/scheduler.hpp"
 #include "af/runtime/session.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -278,6 +281,52 @@ TEST(Qwen2AudioSession, ImagesAndTextOnlyModelsAreRefusedClearly) {
     FAIL() << "audio went to a text-only model";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("takes no audio"), std::string::npos) << e.what();
+  }
+}
+
+// The server's path: Scheduler requests with audio give generate()'s ids; the same audio again
+// reuses the slot's KV (all but the last prompt id) without encoding, another audio behind the
+// same ids does not; an image request to the audio model fails with a clear error.
+TEST(Qwen2AudioScheduler, GreedyIdsAndKvKeyedByAudioContent) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/audio/speech_fox_16k.wav");
+  auto model = load_model();
+  ASSERT_TRUE(model);
+  const auto tokenizer = tok::Tokenizer::load(fixture());
+  runtime::SchedulerOptions options;
+  options.parallel = 1;
+  options.slot_context = 1024;
+  options.eos_ids = {9999};  // 8 tokens whatever is sampled, as the fixture's generate
+  runtime::Scheduler scheduler(*model, *tokenizer, options);
+  auto run = [&](const nlohmann::json& c) {
+    auto promise = std::make_shared<std::promise<runtime::RequestResult>>();
+    std::future<runtime::RequestResult> done = promise->get_future();
+    runtime::GenerationRequest req;
+    req.prompt = c["input_ids"].get<std::vector<int32_t>>();
+    req.audios = {clip_audio(c)};
+    req.max_tokens = 8;
+    req.on_done = [promise](const runtime::RequestResult& r) { promise->set_value(r); };
+    EXPECT_TRUE(scheduler.submit(std::move(req)).has_value());
+    const runtime::RequestResult r = done.get();
+    std::vector<int32_t> ids;
+    for (const auto& t : r.tokens) ids.push_back(t.id);
+    EXPECT_EQ(ids, c["generate_ids"].get<std::vector<int32_t>>()) << c["name"];
+    return r;
+  };
+  const nlohmann::json fox = clip("fox");
+  const int64_t n = int64_t(fox["input_ids"].size());
+  EXPECT_EQ(run(fox).prompt_tokens, n);
+  EXPECT_EQ(run(fox).cached_prompt_tokens, n - 1);
+  EXPECT_EQ(scheduler.stats().image_encodes, 1u);
+  EXPECT_LT(run(clip("alice")).cached_prompt_tokens, 40);
+  EXPECT_EQ(scheduler.stats().image_encodes, 2u);
+  runtime::GenerationRequest image;
+  image.prompt = {1, 2};
+  image.images.push_back(modalities::Image(1, 1, std::vector<uint8_t>{1, 2, 3}));
+  try {
+    scheduler.submit(std::move(image));
+    FAIL() << "an image went to the audio model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes no images"), std::string::npos) << e.what();
   }
 }
 
