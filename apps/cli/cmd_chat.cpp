@@ -5,7 +5,8 @@
 // context fills, the oldest turns are dropped (the system prompt stays). /help lists commands.
 // Line editing and history with libedit on a terminal. Ctrl-C stops the current reply, not the
 // program; end of input ends the chat. Works from a pipe.
-// "/image PATH" attaches an image to the next message (multimodal models; --mmproj for a GGUF).
+// "/image PATH" attaches an image to the next message (multimodal models; --mmproj for a GGUF),
+// "/audio PATH" an audio file (audio-language models such as Qwen2-Audio).
 #include <unistd.h>
 
 #include <atomic>
@@ -59,7 +60,8 @@ constexpr char kHelp[] =
     "commands: /help this text, /reset clear the history (the system prompt stays), /exit or\n"
     "/quit leave (also end of input). A line ending in '\\' continues on the next line; a line\n"
     "holding only \"\"\" starts and ends a multi-line message. /image PATH attaches an image to\n"
-    "the next message (multimodal models). Ctrl-C stops a reply.\n";
+    "the next message (multimodal models), /audio PATH an audio file (audio-language models).\n"
+    "Ctrl-C stops a reply.\n";
 
 // The chat's context: -c, else 4096 or the model's trained context when that is smaller.
 constexpr int64_t kDefaultChatContext = 4096;
@@ -69,17 +71,21 @@ constexpr int64_t kDefaultChatContext = 4096;
 // Session::generate expands it), so dropping a turn also frees its images' rows. A text-only
 // model counts no images: chat() refuses them with its own message.
 int64_t prompt_tokens(Session& session, const std::string& system, const std::string& user,
-                      const std::vector<modalities::Image>& images) {
+                      const GenerateRequest& turn) {
   auto* multimodal = dynamic_cast<models::MultimodalLM*>(&session.model());
   std::vector<ChatMessage> messages;
   if (!system.empty()) messages.push_back({"system", system});
   for (const ChatMessage& m : session.history()) messages.push_back(m);
-  messages.push_back({"user", user, images});
+  messages.push_back({"user", user, turn.images, {}, turn.audios});
   int64_t image_rows = 0;
   for (ChatMessage& m : messages) {
-    if (!multimodal) m.images.clear();
+    if (!multimodal || multimodal->image_token_id() < 0) m.images.clear();
+    if (!multimodal || !multimodal->audio_encoder()) m.audios.clear();
     for (const modalities::Image& image : m.images) {
       image_rows += multimodal->image_encoder().num_image_tokens(image) - 1;
+    }
+    for (const modalities::Audio& audio : m.audios) {
+      image_rows += multimodal->audio_encoder()->num_audio_tokens(audio) - 1;
     }
   }
   const std::string text = session.render_chat(messages, /*add_generation_prompt=*/true);
@@ -90,13 +96,13 @@ int64_t prompt_tokens(Session& session, const std::string& system, const std::st
 // until the next prompt plus `reserve` reply tokens fits the context, and says so on stderr.
 // False when even the message alone does not fit.
 bool make_room(Session& session, const std::string& system, const std::string& user,
-               const std::vector<modalities::Image>& images, int64_t reserve) {
+               const GenerateRequest& turn, int64_t reserve) {
   const int64_t ctx = session.context_length();
-  int64_t need = prompt_tokens(session, system, user, images);
+  int64_t need = prompt_tokens(session, system, user, turn);
   size_t dropped = 0;
   while (need + reserve > ctx && !session.history().empty()) {
     dropped += session.drop_oldest_turns(1);
-    need = prompt_tokens(session, system, user, images);
+    need = prompt_tokens(session, system, user, turn);
   }
   if (dropped > 0) {
     std::fprintf(stderr,
@@ -224,18 +230,30 @@ Command add_chat(CLI::App& app) {
         }
         continue;
       }
+      if (line.rfind("/audio ", 0) == 0) {
+        try {
+          request.audios.push_back(modalities::Audio::load(line.substr(7)));
+          std::fprintf(stderr, "[audio attached to the next message]\n");
+        } catch (const Error& e) {
+          std::fprintf(stderr, "af-cli: error: %s (the conversation is kept)\n", e.what());
+          status = 1;
+        }
+        continue;
+      }
       // A failed turn (a template budget, a message too long, an image to a text-only model) is
       // reported and the conversation goes on; the exit status still says something failed. The
       // attached images belong to this turn either way.
       try {
-        const bool fits = make_room(session, system, line, request.images, reserve);
+        const bool fits = make_room(session, system, line, request, reserve);
         if (!fits) {
           request.images.clear();
+          request.audios.clear();
           status = 1;
           continue;
         }
         const GenerateResponse res = session.chat(line, request);
         request.images.clear();
+        request.audios.clear();
         std::fputs("\n", stdout);
         std::fflush(stdout);
         if (res.finish_reason == FinishReason::kCancelled) {
@@ -254,6 +272,7 @@ Command add_chat(CLI::App& app) {
                      res.timings.generated_tokens_per_s);
       } catch (const Error& e) {
         request.images.clear();
+        request.audios.clear();
         std::fprintf(stderr, "af-cli: error: %s (the conversation is kept)\n", e.what());
         status = 1;
       }

@@ -2,7 +2,9 @@
 // separated by spaces, 9 significant digits (float32 round-trips).
 // With --image IMG (repeatable; multimodal models, --mmproj FILE for a text GGUF) the ids hold
 // the model's image token once per image (expanded as the HF processor expands it) or already
-// expanded; one line per position of the expanded sequence.
+// expanded; one line per position of the expanded sequence. --audio FILE: Whisper's decoder logits
+// over that audio, or for an audio-language model (Qwen2-Audio) the ids' audio token ("<|AUDIO|>")
+// once (expanded as Qwen2AudioProcessor does) or already expanded, as for images.
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -10,6 +12,8 @@
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/io/hf_config.hpp"
+#include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
@@ -63,6 +67,28 @@ std::vector<float> image_logits(models::CausalLM& model, std::vector<int32_t>& i
   return model.forward_embeds(ids, true, {placed.mask, rows});
 }
 
+// The logits of every position of `ids` with the audio's rows in place of its placeholders.
+std::vector<float> audio_logits(models::CausalLM& model, std::vector<int32_t>& ids,
+                                const std::string& path) {
+  auto* mm = dynamic_cast<models::MultimodalLM*>(&model);
+  AF_CHECK(mm != nullptr && mm->audio_encoder() != nullptr, ErrorCode::kUnsupported, "cli",
+           model.info().path, ": this model takes no audio");
+  const modalities::Audio audio = modalities::Audio::load(path);
+  const std::vector<int64_t> counts = {mm->audio_encoder()->num_audio_tokens(audio)};
+  runtime::ImagePrompt placed = runtime::expand_image_tokens(ids, mm->audio_token_id(), counts);
+  AF_CHECK(static_cast<int64_t>(placed.ids.size()) <= model.info().context_length,
+           ErrorCode::kOutOfRange, "cli", "the expanded prompt has ", placed.ids.size(),
+           " tokens; the context holds ", model.info().context_length);
+  const models::AudioFeatures f = mm->audio_encoder()->encode(audio);
+  ids = std::move(placed.ids);
+  return model.forward_embeds(ids, true, {placed.mask, f.rows});
+}
+
+bool is_whisper(const std::string& path) {
+  const io::ModelFiles files = io::open_model_files(path);
+  return io::HfConfig(files.config, path).architecture() == "WhisperForConditionalGeneration";
+}
+
 }  // namespace
 
 Command add_logits(CLI::App& app) {
@@ -78,21 +104,27 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
   sub->add_option("--image", o->images, "image for the ids' image tokens (repeatable)");
   sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
-  sub->add_option("--audio", o->audio, "Whisper models: the audio the decoder ids attend to");
+  sub->add_option("--audio", o->audio,
+                  "Whisper: the audio the decoder ids attend to; Qwen2-Audio: the ids' audio");
   add_isa_option(*sub, o->isa);
   return [o]() {
     std::vector<int32_t> ids = parse_ids(o->ids);
-    if (!o->audio.empty()) return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
+    AF_CHECK(o->audio.empty() || o->images.empty(), ErrorCode::kInvalidArgument, "cli",
+             "--audio and --image together: a prompt takes images or audio, not both");
+    if (!o->audio.empty() && is_whisper(o->path))
+      return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
     // With images the expanded length is known only once the model is loaded; cache rows are
     // reserved lazily, so the model's own context costs no memory up front.
-    options.context_length = o->images.empty() ? static_cast<int64_t>(ids.size()) : 0;
+    const bool media = !o->images.empty() || !o->audio.empty();
+    options.context_length = media ? 0 : static_cast<int64_t>(ids.size());
     options.mmproj = o->mmproj;
     auto model = models::load(o->path, options);
-    std::vector<float> logits =
-        o->images.empty() ? model->forward(ids, true) : image_logits(*model, ids, o->images);
+    std::vector<float> logits = !o->audio.empty()   ? audio_logits(*model, ids, o->audio)
+                                : o->images.empty() ? model->forward(ids, true)
+                                                    : image_logits(*model, ids, o->images);
     const int64_t vocab = model->config().vocab_size;
     std::string line;
     char number[32];

@@ -1,10 +1,12 @@
 // af-cli run -m PATH [-p PROMPT | -f FILE | < FILE] [-n N|-1] [--temp T] [--top-k K] [--top-p P]
 //            [--min-p P] [--seed S] [--repeat-penalty R] [--stop TEXT]... [--threads N]
-//            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...] ...
+//            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...] [--audio FILE ...]
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
 // separated by spaces), timings on stderr. --temp 0 is greedy. Without a prompt, generation
 // starts from the BOS token alone. Images (multimodal models) go where the prompt has the model's
-// image token, else right after BOS.
+// image token, else right after BOS. Audio (audio-language models such as Qwen2-Audio) goes where
+// the prompt has "<|AUDIO|>"; a prompt without it gets "<|audio_bos|><|AUDIO|><|audio_eos|>" per
+// audio in front, the form of Qwen2-Audio's model card and chat template.
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "af/core/error.hpp"
+#include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/runtime/session.hpp"
@@ -21,12 +24,28 @@
 #include "sampling_options.hpp"
 
 namespace af::cli {
+namespace {
+
+// Qwen2AudioProcessor's placeholder and the markers its chat template writes around it.
+constexpr char kAudioToken[] = "<|AUDIO|>";
+constexpr char kAudioSpan[] = "<|audio_bos|><|AUDIO|><|audio_eos|>";
+
+// The prompt with one audio span per audio in front when it holds no audio placeholder.
+std::string audio_prompt(const std::string& prompt, size_t n_audio) {
+  if (n_audio == 0 || prompt.find(kAudioToken) != std::string::npos) return prompt;
+  std::string out;
+  for (size_t i = 0; i < n_audio; ++i) out += kAudioSpan;
+  return out + prompt;
+}
+
+}  // namespace
 
 Command add_run(CLI::App& app) {
   struct Options {
     PromptOptions prompt;
     int n_predict = 128;
     std::vector<std::string> images;
+    std::vector<std::string> audios;
     std::vector<std::string> stop;
     bool print_ids = false, ignore_eos = false;
     SamplingOptions sampling;
@@ -36,6 +55,8 @@ Command add_run(CLI::App& app) {
   auto* sub = app.add_subcommand("run", "Generate text from a prompt");
   add_prompt_options(*sub, o->prompt);
   sub->add_option("--image", o->images, "image file (repeatable; multimodal models)");
+  sub->add_option("--audio", o->audios,
+                  "audio file: WAV, FLAC, OGG, MP3 (repeatable; audio-language models)");
   sub->add_option("-n,--n-predict", o->n_predict,
                   "tokens to generate (-1: until end of sequence or the context's end)");
   add_sampling_options(*sub, o->sampling);
@@ -52,7 +73,7 @@ Command add_run(CLI::App& app) {
     check_sampling_options(o->sampling);
     check_model_options(o->model);
     note_gpu_flags(o->model.gpu, "run");
-    const std::string prompt = read_prompt(o->prompt);
+    const std::string prompt = audio_prompt(read_prompt(o->prompt), o->audios.size());
     const std::vector<std::string> stop = process_stop_strings(o->stop, o->prompt.escape);
 
     std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->model.path);
@@ -64,6 +85,8 @@ Command add_run(CLI::App& app) {
     request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
     for (const std::string& image : o->images)
       request.images.push_back(modalities::Image::load(image));
+    for (const std::string& audio : o->audios)
+      request.audios.push_back(modalities::Audio::load(audio));
     AF_CHECK(!request.prompt_ids.empty(), ErrorCode::kInvalidArgument, "cli",
              "the prompt is empty and the tokenizer adds no BOS token: nothing to start from");
     const auto n_prompt = static_cast<int64_t>(request.prompt_ids.size());

@@ -119,8 +119,35 @@ std::string image_part_url(const json& part, const std::string& p) {
   return url->get<std::string>();
 }
 
-std::string content_text(const json& content, const std::string& param,
-                         std::vector<std::string>& image_urls, std::vector<size_t>& image_offsets) {
+// An "input_audio" part: {"input_audio": {"data": "<base64>", "format": "wav" | "mp3"}}.
+ChatMessage::InputAudio audio_part(const json& part, const std::string& p) {
+  auto it = part.find("input_audio");
+  if (it == part.end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + ".input_audio'.",
+                   "invalid_request_error", p + ".input_audio", "missing_required_parameter");
+  }
+  if (!it->is_object()) invalid_type(p + ".input_audio", "an object", *it);
+  ChatMessage::InputAudio audio;
+  for (const char* key : {"data", "format"}) {
+    auto v = it->find(key);
+    const std::string name = p + ".input_audio." + key;
+    if (v == it->end()) {
+      throw ApiError(400, "Missing required parameter: '" + name + "'.", "invalid_request_error",
+                     name, "missing_required_parameter");
+    }
+    if (!v->is_string()) invalid_type(name, "a string", *v);
+    (std::string(key) == "data" ? audio.data : audio.format) = v->get<std::string>();
+  }
+  if (audio.format != "wav" && audio.format != "mp3") {
+    throw ApiError(400,
+                   "Invalid value for '" + p + ".input_audio.format': '" + audio.format +
+                       "'. Supported values are: 'wav' and 'mp3'.",
+                   "invalid_request_error", p + ".input_audio.format", "invalid_value");
+  }
+  return audio;
+}
+
+std::string content_text(const json& content, const std::string& param, ChatMessage& message) {
   if (content.is_string()) return content.get<std::string>();
   if (!content.is_array()) invalid_type(param, "a string or an array of content parts", content);
   std::string text;
@@ -134,14 +161,19 @@ std::string content_text(const json& content, const std::string& param,
                      p + ".type", "missing_required_parameter");
     }
     if (*type == "image_url") {
-      image_urls.push_back(image_part_url(part, p));
-      image_offsets.push_back(text.size());
+      message.image_urls.push_back(image_part_url(part, p));
+      message.image_offsets.push_back(text.size());
+      continue;
+    }
+    if (*type == "input_audio") {
+      message.audios.push_back(audio_part(part, p));
+      message.audio_offsets.push_back(text.size());
       continue;
     }
     if (*type != "text") {
       throw ApiError(400,
                      "Content parts of type '" + type->get<std::string>() +
-                         "' are not supported; only 'text' and 'image_url' are.",
+                         "' are not supported; only 'text', 'image_url' and 'input_audio' are.",
                      "invalid_request_error", p + ".type", "unsupported_value");
     }
     auto t = part.find("text");
@@ -194,8 +226,7 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                        "invalid_request_error", p + ".content", "missing_required_parameter");
       }
     } else {
-      message.content =
-          content_text(*content, p + ".content", message.image_urls, message.image_offsets);
+      message.content = content_text(*content, p + ".content", message);
     }
     messages.push_back(std::move(message));
   }

@@ -44,6 +44,13 @@ struct ChatMessage {
   // each sat: the bytes of text given before it (the chat template gets the parts in order).
   std::vector<std::string> image_urls = {};
   std::vector<size_t> image_offsets = {};
+  // "input_audio" parts ({"data": base64, "format": "wav" | "mp3"}, decoded by the server:
+  // input_audio.hpp) and where each sat, as image_offsets.
+  struct InputAudio {
+    std::string data, format;
+  };
+  std::vector<InputAudio> audios = {};
+  std::vector<size_t> audio_offsets = {};
 };
 
 struct ApiLimits {

@@ -57,9 +57,11 @@ std::vector<af::ChatMessage> ChatPrompt::to_runtime(
     const std::vector<ChatMessage>& messages) const {
   std::vector<af::ChatMessage> list;
   for (const ChatMessage& m : messages) {
-    // The template needs only how many images a message has (placeholders, not pixels).
+    // The template needs only how many images and audios a message has (placeholders, not
+    // pixels or samples).
     list.push_back({m.role == "developer" ? "system" : m.role, m.content,
-                    std::vector<modalities::Image>(m.image_urls.size()), m.image_offsets});
+                    std::vector<modalities::Image>(m.image_urls.size()), m.image_offsets,
+                    std::vector<modalities::Audio>(m.audios.size()), m.audio_offsets});
   }
   return list;
 }

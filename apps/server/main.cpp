@@ -117,8 +117,11 @@ int main(int argc, char** argv) {
   app.add_option("--max-image-pixels", o.image_urls.limits.max_pixels,
                  "largest width x height of an image, checked before decoding (400)")
       ->capture_default_str();
+  app.add_option("--max-audio-bytes", o.input_audio.max_bytes,
+                 "largest decoded input_audio part (wav/mp3 bytes); larger: 413")
+      ->capture_default_str();
   app.add_option("--encoder-cache-mb", o.encoder_cache_mb,
-                 "image encoder outputs kept by content hash, in MiB")
+                 "image and audio encoder outputs kept by content hash, in MiB")
       ->capture_default_str();
   app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
                  "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "

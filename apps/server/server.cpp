@@ -200,6 +200,11 @@ class Server {
   // A chat prompt's placeholders expanded for `images` (ApiError 400 when they do not match).
   std::vector<int32_t> place_images(const std::vector<int32_t>& ids,
                                     const std::vector<modalities::Image>& images) const;
+  // The audio of the chat messages' input_audio parts, decoded (ApiError 400 / 413 when bad).
+  std::vector<modalities::Audio> chat_audios(const ApiRequest& r) const;
+  // A chat prompt's audio placeholders expanded for `audios` (ApiError 400 when they differ).
+  std::vector<int32_t> place_audios(const std::vector<int32_t>& ids,
+                                    const std::vector<modalities::Audio>& audios) const;
 
   ServerOptions options_;
   std::unique_ptr<tok::Tokenizer> tokenizer_;
@@ -402,6 +407,36 @@ std::vector<int32_t> Server::place_images(const std::vector<int32_t>& ids,
   }
 }
 
+std::vector<modalities::Audio> Server::chat_audios(const ApiRequest& r) const {
+  std::vector<modalities::Audio> audios;
+  auto* model = dynamic_cast<models::MultimodalLM*>(model_.get());
+  for (size_t i = 0; i < r.messages.size(); ++i) {
+    for (const ChatMessage::InputAudio& part : r.messages[i].audios) {
+      const std::string param = "messages[" + std::to_string(i) + "].content";
+      if (!model || !model->audio_encoder()) {
+        throw ApiError(400, "This model does not accept audio (it is not an audio-language model).",
+                       "invalid_request_error", param, "unsupported_value");
+      }
+      audios.push_back(load_input_audio(part.data, part.format, param, options_.input_audio));
+    }
+  }
+  return audios;
+}
+
+std::vector<int32_t> Server::place_audios(const std::vector<int32_t>& ids,
+                                          const std::vector<modalities::Audio>& audios) const {
+  auto& model = dynamic_cast<models::MultimodalLM&>(*model_);
+  std::vector<int64_t> counts;
+  try {
+    for (const modalities::Audio& audio : audios)
+      counts.push_back(model.audio_encoder()->num_audio_tokens(audio));
+    return runtime::expand_image_tokens(ids, model.audio_token_id(), counts).ids;
+  } catch (const Error& e) {
+    throw ApiError(400, std::string("The audio does not match the prompt: ") + e.what(),
+                   "invalid_request_error", "messages", "invalid_value");
+  }
+}
+
 void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
                              const std::string& body, httplib::Response& res) {
   if (shutting_down_) {
@@ -413,6 +448,12 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   const int64_t context = scheduler_->slot_context();
   const std::vector<modalities::Image> images =
       chat ? chat_images(r) : std::vector<modalities::Image>();
+  const std::vector<modalities::Audio> audios =
+      chat ? chat_audios(r) : std::vector<modalities::Audio>();
+  if (!images.empty() && !audios.empty()) {
+    throw ApiError(400, "A request takes images or audio, not both.", "invalid_request_error",
+                   "messages", "invalid_value");
+  }
 
   // Prompts as ids. A long tokenization stops when the server shuts down (httplib 0.11 cannot
   // tell the handler that its client went away).
@@ -432,6 +473,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
                                              options_.parse_special_in_content,
                                              [this] { return shutting_down_.load(); }));
       if (!images.empty()) prompts.back() = place_images(prompts.back(), images);
+      if (!audios.empty()) prompts.back() = place_audios(prompts.back(), audios);
     } catch (const tok::Cancelled&) {
       throw ApiError(503, "The request was cancelled because the server is shutting down.",
                      "server_error", "", "shutting_down");
@@ -508,6 +550,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     runtime::GenerationRequest g;
     g.prompt = prompts[c / r.n];
     g.images = images;  // placeholders already expanded: usage counts image tokens
+    g.audios = audios;
     g.max_tokens = r.max_tokens;
     g.sampling = r.sampling;
     g.sampling.seed = base_seed + static_cast<uint64_t>(c % r.n);
@@ -964,8 +1007,11 @@ int Server::run() {
   });
   // What /v1/models reports the model accepts (a field OpenAI does not define; vLLM-style).
   const auto modalities = [this] {
-    return dynamic_cast<models::MultimodalLM*>(model_.get()) ? json::array({"text", "image"})
-                                                             : json::array({"text"});
+    auto* mm = dynamic_cast<models::MultimodalLM*>(model_.get());
+    json list = json::array({"text"});
+    if (mm && mm->image_token_id() >= 0) list.push_back("image");
+    if (mm && mm->audio_encoder()) list.push_back("audio");
+    return list;
   };
   http.Get("/v1/models", [this, modalities](const httplib::Request&, httplib::Response& res) {
     json body = {{"object", "list"},

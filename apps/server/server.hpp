@@ -8,6 +8,7 @@
 #include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
 #include "image_url.hpp"
+#include "input_audio.hpp"
 
 namespace af::server {
 
@@ -30,6 +31,8 @@ struct ServerOptions {
   // only inside image_urls.local_folder; pixel limit); encoder-output cache bound in MiB.
   std::string mmproj;
   ImageUrlOptions image_urls;
+  // Audio-language models: input_audio parts (decoded size limit, else 413; duration bounds).
+  InputAudioOptions input_audio;
   uint64_t encoder_cache_mb = 256;
   bool web_ui = true;  // the chat page at / (--no-webui turns it off)
   // llama-server habits: the model id clients see (default: the file or folder name), a chat

@@ -9,7 +9,7 @@
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 8> kFactories{{
+constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
@@ -18,6 +18,7 @@ constexpr std::array<std::pair<const char*, ModelFactory>, 8> kFactories{{
     {"MiniCPMModel", make_minicpm},
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
+    {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
 }};
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "runtime/chat.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <nlohmann/json.hpp>
@@ -58,39 +59,51 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Whether a message's images sit inside or after its text (not all before it).
+// Whether a message's images or audio sit inside or after its text (not all before it).
 bool interleaved(const ChatMessage& m) {
-  for (size_t offset : m.image_offsets)
-    if (offset > 0) return true;
+  for (const std::vector<size_t>* offsets : {&m.image_offsets, &m.audio_offsets})
+    for (size_t offset : *offsets)
+      if (offset > 0) return true;
   return false;
 }
 
-void check_image_offsets(const ChatMessage& m, size_t index) {
-  if (m.image_offsets.empty()) return;
-  AF_CHECK(m.image_offsets.size() == m.images.size(), ErrorCode::kInvalidArgument, "chat",
-           "message ", index, ": ", m.image_offsets.size(), " image offsets for ", m.images.size(),
-           " images");
-  for (size_t i = 0; i < m.image_offsets.size(); ++i) {
-    AF_CHECK(m.image_offsets[i] <= m.content.size() &&
-                 (i == 0 || m.image_offsets[i] >= m.image_offsets[i - 1]),
-             ErrorCode::kInvalidArgument, "chat", "message ", index, ": image ", i, " offset ",
-             m.image_offsets[i], " is past the content (", m.content.size(),
-             " bytes) or before the previous image's");
+void check_offsets(const ChatMessage& m, size_t index, const std::vector<size_t>& offsets,
+                   size_t count, const char* kind) {
+  if (offsets.empty()) return;
+  AF_CHECK(offsets.size() == count, ErrorCode::kInvalidArgument, "chat", "message ", index, ": ",
+           offsets.size(), " ", kind, " offsets for ", count, " ", kind, "s");
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    AF_CHECK(offsets[i] <= m.content.size() && (i == 0 || offsets[i] >= offsets[i - 1]),
+             ErrorCode::kInvalidArgument, "chat", "message ", index, ": ", kind, " ", i, " offset ",
+             offsets[i], " is past the content (", m.content.size(),
+             " bytes) or before the previous ", kind, "'s");
   }
 }
 
-// The message's content parts in the order given: the text before each image, the image, then
-// the rest (a text part always when there was none before, as transformers gets it).
+void check_image_offsets(const ChatMessage& m, size_t index) {
+  check_offsets(m, index, m.image_offsets, m.images.size(), "image");
+  check_offsets(m, index, m.audio_offsets, m.audios.size(), "audio");
+}
+
+// The message's content parts in the order given: the text before each image or audio, the
+// media part ({"type": "image"} / {"type": "audio"}), then the rest (a text part always when
+// there was none before, as transformers gets it).
 nlohmann::ordered_json content_parts(const ChatMessage& m) {
+  std::vector<std::pair<size_t, const char*>> media;  // (offset, type) in content order
+  for (size_t i = 0; i < m.images.size(); ++i)
+    media.emplace_back(i < m.image_offsets.size() ? m.image_offsets[i] : 0, "image");
+  for (size_t i = 0; i < m.audios.size(); ++i)
+    media.emplace_back(i < m.audio_offsets.size() ? m.audio_offsets[i] : 0, "audio");
+  std::stable_sort(media.begin(), media.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   auto parts = nlohmann::ordered_json::array();
   size_t from = 0;
-  for (size_t i = 0; i < m.images.size(); ++i) {
-    const size_t at = i < m.image_offsets.size() ? m.image_offsets[i] : 0;
+  for (const auto& [at, type] : media) {
     if (at > from) {
       parts.push_back({{"type", "text"}, {"text", m.content.substr(from, at - from)}});
       from = at;
     }
-    parts.push_back({{"type", "image"}});
+    parts.push_back({{"type", type}});
   }
   if (from == 0 || from < m.content.size())
     parts.push_back({{"type", "text"}, {"text", m.content.substr(from)}});
@@ -144,7 +157,8 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
     check_image_offsets(m, i);
     nlohmann::ordered_json message = {{"role", m.role}};
     // Content parts, as transformers passes a message with images to the template.
-    message["content"] = m.images.empty() ? nlohmann::ordered_json(m.content) : content_parts(m);
+    message["content"] =
+        m.images.empty() && m.audios.empty() ? nlohmann::ordered_json(m.content) : content_parts(m);
     context["messages"].push_back(std::move(message));
   }
   // As transformers' apply_chat_template, which always passes these (templates test both

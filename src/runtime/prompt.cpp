@@ -118,6 +118,19 @@ std::shared_ptr<const models::ImageFeatures> EncoderCache::get(models::ImageEnco
   return features;
 }
 
+std::shared_ptr<const models::AudioFeatures> EncoderCache::get(models::AudioEncoder& encoder,
+                                                               const modalities::Audio& audio) {
+  const std::string key = "audio:" + audio.hash();  // never an image's hash
+  if (auto hit = find(key)) return hit;
+  auto features = std::make_shared<const models::AudioFeatures>(encoder.encode(audio));
+  {
+    std::lock_guard lock(mu_);
+    ++encoder_calls_;
+  }
+  insert(key, features);
+  return features;
+}
+
 void EncoderCache::evict_locked() {
   while (bytes_ > max_bytes_ && !lru_.empty()) {
     bytes_ -= features_bytes(*lru_.back().second);

@@ -485,11 +485,15 @@ void Scheduler::Impl::gather_rows(Running& r, size_t from) {
   const auto first = static_cast<size_t>(
       std::count(r.placed.mask.begin(), r.placed.mask.begin() + static_cast<std::ptrdiff_t>(from),
                  uint8_t{1}));
-  std::vector<std::shared_ptr<const models::ImageFeatures>> features(r.request.images.size());
+  const bool audio = !r.request.audios.empty();
+  std::vector<std::shared_ptr<const models::ImageFeatures>> features(
+      audio ? r.request.audios.size() : r.request.images.size());
   for (size_t k = first; k < r.placed.image_of.size(); ++k) {
     const auto image = static_cast<size_t>(r.placed.image_of[k]);
     if (!features[image]) {
-      features[image] = encoder_cache.get(multimodal->image_encoder(), r.request.images[image]);
+      features[image] =
+          audio ? encoder_cache.get(*multimodal->audio_encoder(), r.request.audios[image])
+                : encoder_cache.get(multimodal->image_encoder(), r.request.images[image]);
       AF_CHECK(features[image]->hidden == model.config().hidden_size, ErrorCode::kInternal,
                "scheduler", "image rows of ", features[image]->hidden, " floats for hidden size ",
                model.config().hidden_size);
@@ -565,6 +569,34 @@ Scheduler::Scheduler(models::CausalLM& model, const tok::Tokenizer& tokenizer,
 
 Scheduler::~Scheduler() = default;
 
+namespace {
+
+// The placeholder token of the request's media (images, or audio), each one's token count and
+// content hash (audio tagged, so it never equals an image's).
+int32_t media_counts(models::MultimodalLM& model, const GenerationRequest& request,
+                     std::vector<int64_t>& counts, std::vector<std::string>& hashes) {
+  if (request.audios.empty()) {
+    AF_CHECK(request.images.empty() || model.image_token_id() >= 0, ErrorCode::kInvalidArgument,
+             "scheduler", "this model (", model.info().architecture, ") takes no images");
+    for (const modalities::Image& image : request.images) {
+      counts.push_back(model.image_encoder().num_image_tokens(image));
+      hashes.push_back(image.hash());
+    }
+    return model.image_token_id();
+  }
+  AF_CHECK(model.audio_encoder() != nullptr, ErrorCode::kInvalidArgument, "scheduler",
+           "this model (", model.info().architecture, ") takes no audio");
+  AF_CHECK(request.images.empty(), ErrorCode::kInvalidArgument, "scheduler",
+           "a prompt takes images or audio, not both");
+  for (const modalities::Audio& audio : request.audios) {
+    counts.push_back(model.audio_encoder()->num_audio_tokens(audio));
+    hashes.push_back("audio:" + audio.hash());
+  }
+  return model.audio_token_id();
+}
+
+}  // namespace
+
 std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
   Impl& s = *impl_;
   AF_CHECK(!request.prompt.empty(), ErrorCode::kInvalidArgument, "scheduler",
@@ -575,17 +607,16 @@ std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
   if (s.multimodal) {
     std::vector<int64_t> counts;
     std::vector<std::string> hashes;
-    for (const modalities::Image& image : request.images) {
-      counts.push_back(s.multimodal->image_encoder().num_image_tokens(image));
-      hashes.push_back(image.hash());
-    }
-    placed = expand_image_tokens(request.prompt, s.multimodal->image_token_id(), counts);
+    const int32_t token = media_counts(*s.multimodal, request, counts, hashes);
+    placed = expand_image_tokens(request.prompt, token, counts);
     keys = position_keys(placed, hashes);
     request.prompt = placed.ids;
-    if (request.images.empty()) placed.mask.clear();  // text only: no embeddings
+    if (counts.empty()) placed.mask.clear();  // text only: no embeddings
   } else {
     AF_CHECK(request.images.empty(), ErrorCode::kInvalidArgument, "scheduler",
              "this model takes no images (it is a text-only model)");
+    AF_CHECK(request.audios.empty(), ErrorCode::kInvalidArgument, "scheduler",
+             "this model takes no audio (it is a text-only model)");
     for (int32_t id : request.prompt) keys.push_back(token_key(id));
   }
   const int64_t n_prompt = static_cast<int64_t>(request.prompt.size());

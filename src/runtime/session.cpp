@@ -45,12 +45,15 @@ std::string_view to_string(FinishReason reason) {
   return "unknown";
 }
 
-// A prompt ready to run: ids with image placeholders expanded, the cache key of every position,
-// and where the image rows go.
+// A prompt ready to run: ids with image (or audio) placeholders expanded, the cache key of every
+// position, and where the media rows go. `placed` numbers the media of `images`, or of `audios`
+// when that is set (a prompt takes one kind).
 struct PreparedPrompt {
   runtime::ImagePrompt placed;
   std::vector<uint64_t> keys;
   const std::vector<modalities::Image>* images = nullptr;
+  const std::vector<modalities::Audio>* audios = nullptr;
+  size_t media_count() const { return audios ? audios->size() : images->size(); }
 };
 
 struct Session::State {
@@ -84,28 +87,51 @@ struct Session::State {
     if (!multimodal) {
       AF_CHECK(req.images.empty(), ErrorCode::kUnsupported, kComponent,
                "this model takes no images (it is a text-only model)");
+      AF_CHECK(req.audios.empty(), ErrorCode::kUnsupported, kComponent,
+               "this model takes no audio (it is a text-only model)");
       p.placed.ids = std::move(prompt);
       p.placed.mask.assign(p.placed.ids.size(), 0);
       for (int32_t id : p.placed.ids) p.keys.push_back(runtime::token_key(id));
       return p;
     }
-    const int32_t image_token = multimodal->image_token_id();
     std::vector<int64_t> counts;
     std::vector<std::string> hashes;
-    for (const modalities::Image& image : req.images) {
-      counts.push_back(multimodal->image_encoder().num_image_tokens(image));
-      hashes.push_back(image.hash());
-    }
+    const int32_t image_token = media_counts(req, counts, hashes);
+    if (!req.audios.empty()) p.audios = &req.audios;
     const bool has_placeholder = std::count(prompt.begin(), prompt.end(), image_token) > 0;
-    if (!req.images.empty() && !has_placeholder) {
-      // The image goes first, as LLaVA's processor convention puts it: after BOS.
+    if (!counts.empty() && !has_placeholder) {
+      // The image goes first, as LLaVA's processor convention puts it: after BOS (audio too).
       const auto at =
           prompt.begin() + (!prompt.empty() && tokenizer && prompt.front() == tokenizer->bos_id());
-      prompt.insert(at, req.images.size(), image_token);
+      prompt.insert(at, counts.size(), image_token);
     }
     p.placed = runtime::expand_image_tokens(prompt, image_token, counts);
     p.keys = runtime::position_keys(p.placed, hashes);
     return p;
+  }
+
+  // The placeholder token of the request's media (images, or audio), each one's token count
+  // and content hash. Audio hashes are tagged so they never equal an image's.
+  int32_t media_counts(const GenerateRequest& req, std::vector<int64_t>& counts,
+                       std::vector<std::string>& hashes) {
+    if (req.audios.empty()) {
+      AF_CHECK(req.images.empty() || multimodal->image_token_id() >= 0, ErrorCode::kUnsupported,
+               kComponent, "this model (", multimodal->info().architecture, ") takes no images");
+      for (const modalities::Image& image : req.images) {
+        counts.push_back(multimodal->image_encoder().num_image_tokens(image));
+        hashes.push_back(image.hash());
+      }
+      return multimodal->image_token_id();
+    }
+    AF_CHECK(multimodal->audio_encoder() != nullptr, ErrorCode::kUnsupported, kComponent,
+             "this model (", multimodal->info().architecture, ") takes no audio");
+    AF_CHECK(req.images.empty(), ErrorCode::kUnsupported, kComponent,
+             "a prompt takes images or audio, not both");
+    for (const modalities::Audio& audio : req.audios) {
+      counts.push_back(multimodal->audio_encoder()->num_audio_tokens(audio));
+      hashes.push_back("audio:" + audio.hash());
+    }
+    return multimodal->audio_token_id();
   }
 
   // Runs positions [from, to) of a prepared prompt; image rows come from the encoder cache (the
@@ -124,7 +150,7 @@ struct Session::State {
             p.placed.mask.begin(), p.placed.mask.begin() + static_cast<std::ptrdiff_t>(end), 1));
       };
       std::vector<float> rows;
-      features.resize(p.images->size());
+      features.resize(p.media_count());
       for (size_t r = rows_before(from), end = rows_before(to); r < end; ++r) {
         const auto image = static_cast<size_t>(p.placed.image_of[r]);
         if (!features[image]) features[image] = image_features(p, image);
@@ -143,6 +169,7 @@ struct Session::State {
 
   std::shared_ptr<const models::ImageFeatures> image_features(const PreparedPrompt& p,
                                                               size_t image) {
+    if (p.audios) return audio_features(p, image);
     models::ImageEncoder& encoder = multimodal->image_encoder();
     const modalities::Image& picture = (*p.images)[image];
     auto features = encoder_cache.get(encoder, picture);
@@ -150,6 +177,20 @@ struct Session::State {
     AF_CHECK(features->n_tokens == want && features->hidden == model->config().hidden_size &&
                  features->rows.size() == static_cast<size_t>(want * features->hidden),
              ErrorCode::kInternal, kComponent, "image ", image, ": the encoder returned ",
+             features->n_tokens, " rows of ", features->hidden, " for ", want, " placeholders of ",
+             model->config().hidden_size);
+    return features;
+  }
+
+  std::shared_ptr<const models::AudioFeatures> audio_features(const PreparedPrompt& p,
+                                                              size_t index) {
+    models::AudioEncoder& encoder = *multimodal->audio_encoder();
+    const modalities::Audio& audio = (*p.audios)[index];
+    auto features = encoder_cache.get(encoder, audio);
+    const int64_t want = encoder.num_audio_tokens(audio);
+    AF_CHECK(features->n_tokens == want && features->hidden == model->config().hidden_size &&
+                 features->rows.size() == static_cast<size_t>(want * features->hidden),
+             ErrorCode::kInternal, kComponent, "audio ", index, ": the encoder returned ",
              features->n_tokens, " rows of ", features->hidden, " for ", want, " placeholders of ",
              model->config().hidden_size);
     return features;
@@ -370,6 +411,14 @@ std::vector<modalities::Image> images_of(const std::vector<ChatMessage>& message
   return images;
 }
 
+// Every audio of a conversation, in prompt order.
+std::vector<modalities::Audio> audios_of(const std::vector<ChatMessage>& messages) {
+  std::vector<modalities::Audio> audios;
+  for (const ChatMessage& m : messages)
+    audios.insert(audios.end(), m.audios.begin(), m.audios.end());
+  return audios;
+}
+
 GenerateResponse cancelled_response() {
   GenerateResponse cancelled;
   cancelled.finish_reason = FinishReason::kCancelled;
@@ -381,13 +430,17 @@ GenerateResponse cancelled_response() {
 GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messages,
                                           GenerateRequest request) {
   std::vector<modalities::Image> images = images_of(messages);
+  std::vector<modalities::Audio> audios = audios_of(messages);
   AF_CHECK(images.empty() || s_->multimodal, ErrorCode::kUnsupported, "chat",
            "this model takes no images (it is a text-only model)");
+  AF_CHECK(audios.empty() || s_->multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no audio (it is a text-only model)");
   std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
   if (!ids) return cancelled_response();
   request.prompt_ids = std::move(*ids);
   request.prompt.clear();
   request.images = std::move(images);
+  request.audios = std::move(audios);
   return generate(request);
 }
 
@@ -395,18 +448,22 @@ GenerateResponse Session::chat(const std::string& user, GenerateRequest request)
   State& s = *s_;
   AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
            "this model takes no images (it is a text-only model)");
+  AF_CHECK(request.audios.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
+           "this model takes no audio (it is a text-only model)");
   std::vector<ChatMessage> messages;
   if (!s.system.empty()) messages.push_back({"system", s.system});
   messages.insert(messages.end(), s.history.begin(), s.history.end());
-  messages.push_back({"user", user, request.images});
+  messages.push_back({"user", user, request.images, {}, request.audios});
   std::optional<std::vector<int32_t>> ids = encode_chat_prompt(messages);
   if (!ids) return cancelled_response();  // cancelled while tokenizing: the turn did not happen
   request.prompt_ids = std::move(*ids);
   request.prompt.clear();
   std::vector<modalities::Image> turn_images = std::move(request.images);
+  std::vector<modalities::Audio> turn_audios = std::move(request.audios);
   request.images = images_of(messages);
+  request.audios = audios_of(messages);
   GenerateResponse res = generate(request);
-  s.history.push_back({"user", user, std::move(turn_images)});
+  s.history.push_back({"user", user, std::move(turn_images), {}, std::move(turn_audios)});
   s.history.push_back({"assistant", res.text});
   return res;
 }

@@ -1131,6 +1131,100 @@ def test_images(args, text_server):
         check(server.stop() == 0, "llava server exit code")
 
 
+def test_audio(args, text_server):
+    """input_audio parts on the tiny Qwen2-Audio fixture (tools/make_qwen2_audio_fixtures.py):
+    greedy text equal to `af-cli run --audio` on the chat template's text, usage counting the
+    audio tokens and the cached audio, bad base64 / format / undecodable audio 400, audio to a
+    text-only model 400, a part over --max-audio-bytes 413, the server still answering."""
+    import base64
+    import wave
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = os.path.join(root, "fixtures", "models", "qwen2_audio")
+    with open(os.path.join(model, "reference.json")) as f:
+        ref = next(c for c in json.load(f)["clips"] if c["name"] == "fox")
+    wav = os.path.join(os.path.dirname(os.path.abspath(args.model)), "..", "audio",
+                       "speech_fox_16k.wav")
+    with open(wav, "rb") as f:
+        data = base64.b64encode(f.read()).decode()
+    want = subprocess.run([args.cli, "run", "-m", model, "-t", "1", "--temp", "0", "-n", "8",
+                           "--ignore-eos", "--audio", wav, "-p", ref["text"]],
+                          capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    server = Server(args.server, model, "--parallel", "1", "--max-audio-bytes", "1200000")
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        models = json.loads(server.request("GET", "/v1/models")[1])["data"][0]
+        check(models["modalities"] == ["text", "audio"], f"modalities {models}")
+        content = [{"type": "input_audio", "input_audio": {"data": data, "format": "wav"}},
+                   {"type": "text", "text": "What is said?"}]
+        messages = [{"role": "user", "content": content}]
+        r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                           temperature=0)
+        check(r.choices[0].message.content == want, f"{r.choices[0].message.content!r} != {want!r}")
+        n = len(ref["input_ids"])
+        check(r.usage.prompt_tokens == n, f"prompt_tokens {r.usage.prompt_tokens}, expected {n}")
+        again = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                               temperature=0)
+        cached = again.usage.prompt_tokens_details.cached_tokens
+        check(cached == n - 1, f"second ask: cached_tokens {cached}, expected {n - 1}")
+        encodes = server.metric("af_image_encodes_total")
+        check(encodes == 1.0, f"the audio was encoded {encodes} times, expected once")
+        cases = (({"data": "!!!!", "format": "wav"}, "invalid_audio"),
+                 ({"data": "aGVsbG8=", "format": "wav"}, "invalid_audio"),
+                 ({"data": data, "format": "flac"}, "invalid_value"),
+                 ({"data": data}, "missing_required_parameter"))
+        for part, code in cases:
+            expect_error(server, "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": [
+                             {"type": "input_audio", "input_audio": part}]}]}, 400, code)
+        big = base64.b64encode(b"RIFF" + bytes(1300000)).decode()
+        expect_error(server, "/v1/chat/completions",
+                     {"messages": [{"role": "user", "content": [
+                         {"type": "input_audio", "input_audio": {"data": big, "format": "wav"}}]}]},
+                     413, "audio_too_large")
+        expect_error(text_server, "/v1/chat/completions",
+                     {"messages": [{"role": "user", "content": content}]}, 400,
+                     "unsupported_value")
+
+        def wav_part(pcm):  # 16 kHz mono 16-bit WAV bytes, as an input_audio part
+            import io
+            import wave
+            buf = io.BytesIO()
+            with wave.open(buf, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(pcm)
+            return [{"type": "input_audio", "input_audio": {
+                "data": base64.b64encode(buf.getvalue()).decode(), "format": "wav"}},
+                {"type": "text", "text": "What is said?"}]
+        # No samples: 400 invalid_audio; under one audio token (320 samples): 400 invalid_value.
+        for pcm, code in ((b"", "invalid_audio"), (bytes(2 * 320), "invalid_value")):
+            expect_error(server, "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": wav_part(pcm)}]}, 400, code)
+        # Silence is audio; 33 s is truncated to the 30 s window (750 tokens), as transformers.
+        text_tokens = n - ref["num_audio_tokens"]
+        with wave.open(wav, "rb") as w:
+            fox = w.readframes(w.getnframes())
+        for pcm, tokens in ((bytes(2 * 16000), 25), (fox * 10, 750)):
+            r = client.chat.completions.create(model="m", max_tokens=2, temperature=0, messages=[
+                {"role": "user", "content": wav_part(pcm)}])
+            check(r.usage.prompt_tokens == text_tokens + tokens,
+                  f"prompt_tokens {r.usage.prompt_tokens}, expected {text_tokens + tokens}")
+        r = client.chat.completions.create(model="m", messages=messages, max_tokens=8,
+                                           temperature=0)
+        check(r.choices[0].message.content == want, "the server answers after bad audio")
+        streamed = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="m", messages=messages, max_tokens=8, temperature=0, stream=True) if c.choices)
+        check(streamed == want, f"stream {streamed!r} != {want!r}")
+        text_only = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "What is said?"}], max_tokens=2)
+        # The template's text alone: no "Audio 1: <|audio_bos|>...<|audio_eos|>" span, no rows.
+        check(text_only.usage.prompt_tokens == 44,
+              f"a text-only chat: prompt_tokens {text_only.usage.prompt_tokens}, expected 44")
+    finally:
+        check(server.stop() == 0, "qwen2_audio server exit code")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -1175,7 +1269,9 @@ def main():
              ("requests racing SIGTERM: complete, 503 or nothing",
               lambda: test_sigterm_racing_requests(args)),
              ("images: data URLs, usage, cache, bad images 400",
-              lambda: test_images(args, small))]
+              lambda: test_images(args, small)),
+             ("audio: input_audio parts, usage, cache, bad audio 400, 413",
+              lambda: test_audio(args, small))]
     if args.only:
         tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0

@@ -119,7 +119,7 @@ TEST(ServerApi, BadInputIsA400NamingTheField) {
        "missing_required_parameter"},
       {kChat, R"({"messages": [{"role": "user", "content": 5}]})", "messages[0].content",
        "invalid_type"},
-      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})",
+      {kChat, R"({"messages": [{"role": "user", "content": [{"type": "file"}]}]})",
        "messages[0].content[0].type", "unsupported_value"},
       {kChat, R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
        "messages[0].content[0].image_url", "missing_required_parameter"},

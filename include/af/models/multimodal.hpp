@@ -1,6 +1,7 @@
 #pragma once
-// Causal LMs that also read images (LLaVA-1.5, LLaVA-NeXT): the text decoder plus an image encoder
-// on one shared backend. A prompt holds the model's image placeholder id once per image token;
+// Causal LMs that also read images (LLaVA-1.5, LLaVA-NeXT) or audio (Qwen2-Audio): the text decoder
+// plus a media encoder on one shared backend. A prompt holds the model's placeholder id once per
+// media token;
 // the runtime (af/runtime/prompt.hpp) expands placeholders and hands the encoder's rows to
 // forward_embeds / BatchItem::embeddings, which replace the placeholders' embeddings.
 #include <cstdint>
@@ -10,6 +11,7 @@
 
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
+#include "af/models/audio_encoder.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/models/image_encoder.hpp"
 
@@ -17,9 +19,14 @@ namespace af::models {
 
 class MultimodalLM : public CausalLM {
  public:
-  // The placeholder token of an image ("<image>": config.json's image_token_index).
+  // The placeholder token of an image ("<image>": config.json's image_token_index); -1 for a
+  // model that takes no images (image_encoder() then throws kUnsupported).
   virtual int32_t image_token_id() const = 0;
   virtual ImageEncoder& image_encoder() = 0;
+  // The placeholder token of audio ("<|AUDIO|>": audio_token_index) and its encoder; -1 and
+  // null for a model that takes no audio.
+  virtual int32_t audio_token_id() const { return -1; }
+  virtual AudioEncoder* audio_encoder() { return nullptr; }
 };
 
 // Builds the image encoder of a checkpoint (default: load_image_encoder). Tests and custom

@@ -1,8 +1,8 @@
 #pragma once
-// Prompts with images: placeholder expansion as the HF processors do it, the cache key of every
-// position (token id, or image content hash + row), and a bounded LRU cache of encoder outputs.
-// Prefix caches compare keys, not ids, so two different images behind identical placeholder ids
-// never share KV, while the same image asked about again reuses it.
+// Prompts with images or audio: placeholder expansion as the HF processors do it, the cache key of
+// every position (token id, or image content hash + row), and a bounded LRU cache of encoder
+// outputs. Prefix caches compare keys, not ids, so two different images behind identical
+// placeholder ids never share KV, while the same image asked about again reuses it.
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "af/modalities/image.hpp"
+#include "af/models/audio_encoder.hpp"
 #include "af/models/image_encoder.hpp"
 
 namespace af::runtime {
@@ -48,6 +49,9 @@ class EncoderCache {
   // find(), else encoder.encode(image) inserted; counts the encoder calls it made.
   std::shared_ptr<const models::ImageFeatures> get(models::ImageEncoder& encoder,
                                                    const modalities::Image& image);
+  // The same for audio (kept under "audio:" + its hash).
+  std::shared_ptr<const models::AudioFeatures> get(models::AudioEncoder& encoder,
+                                                   const modalities::Audio& audio);
   uint64_t bytes() const;
   uint64_t encoder_calls() const;
   void set_max_bytes(uint64_t max_bytes);

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
 
@@ -90,6 +91,9 @@ struct GenerationRequest {
   // expanded. Slots reuse cached image rows only for the same image content; images are encoded
   // on the scheduler thread when admitted (through the encoder-output cache).
   std::vector<modalities::Image> images = {};
+  // Audio for an audio-language model (Qwen2-Audio), placed as images are, by its audio token
+  // ("<|AUDIO|>"). A request takes images or audio, not both.
+  std::vector<modalities::Audio> audios = {};
   int64_t max_tokens = -1;  // -1: until EOS, a stop string or a full context
   ops::SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (non-empty)

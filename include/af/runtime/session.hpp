@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "af/core/model.hpp"
+#include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
 #include "af/tokenizer/chat_template.hpp"
@@ -71,6 +72,10 @@ struct GenerateRequest {
   // processor does) or already expanded; a prompt without any gets them right after BOS,
   // where LLaVA's processor convention puts the image. chat(): the images of this user turn.
   std::vector<modalities::Image> images = {};
+  // Audio for an audio-language model (Qwen2-Audio), in prompt order, placed as images are
+  // (the model's audio token, "<|AUDIO|>", once per audio or already expanded). A prompt takes
+  // images or audio, not both. chat(): the audio of this user turn.
+  std::vector<modalities::Audio> audios = {};
 };
 
 struct Timings {
@@ -103,6 +108,9 @@ struct ChatMessage {
   // Where each image goes: the byte offset in `content` it precedes (the length of the text parts
   // given before it), nondecreasing, at most content.size(). Empty: all images before the text.
   std::vector<size_t> image_offsets = {};
+  // Audio of the message ({"type": "audio"} parts), placed by audio_offsets as images are.
+  std::vector<modalities::Audio> audios = {};
+  std::vector<size_t> audio_offsets = {};
 };
 
 class Session {
