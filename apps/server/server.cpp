@@ -28,6 +28,7 @@
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
+#include "audio_api.hpp"
 #include "chat_prompt.hpp"
 #include "client_watch.hpp"
 #include "http_front.hpp"
@@ -184,6 +185,7 @@ class Server {
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
+  std::unique_ptr<AudioApi> audio_;  // with --whisper-model
   std::unique_ptr<ChatPrompt> chat_prompt_;
   std::string model_id_;
   int64_t created_ = unix_time();
@@ -761,6 +763,10 @@ int Server::run() {
     so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
     so.encoder_cache_mb = options_.encoder_cache_mb;
     scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
+    if (!options_.whisper_model.empty()) {
+      audio_ = std::make_unique<AudioApi>(options_.whisper_model, options_.threads,
+                                          models::WhisperTranscribeOptions{});
+    }
     chat_prompt_ =
         std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
                                      *tokenizer_, options_.template_limits);
@@ -868,6 +874,17 @@ int Server::run() {
                                       const httplib::ContentReader& reader) {
     handle_generate(Endpoint::kCompletions, req, read_body(req, res, reader, options_), res);
   });
+  for (const bool translate : {false, true}) {
+    http.Post(translate ? "/v1/audio/translations" : "/v1/audio/transcriptions",
+              [this, translate](const httplib::Request& req, httplib::Response& res,
+                                const httplib::ContentReader& reader) {
+                if (!audio_) {
+                  throw ApiError(404, "No speech model: start af-server with --whisper-model DIR.",
+                                 "invalid_request_error", "", "model_not_found");
+                }
+                audio_->handle(req, res, reader, options_, translate);
+              });
+  }
 
   if (!http.bind_to_port(options_.host, options_.port)) {
     std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d: %s\n", options_.host.c_str(),

@@ -30,6 +30,10 @@ struct ServerOptions {
   std::string mmproj;
   ImageUrlOptions image_urls;
   uint64_t encoder_cache_mb = 256;
+  // /v1/audio/transcriptions and /translations: a Whisper HF folder (empty: not served) and the
+  // longest audio accepted (413 beyond).
+  std::string whisper_model;
+  double max_audio_seconds = 1800;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

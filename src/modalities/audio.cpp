@@ -308,11 +308,11 @@ class SndAudioStream final : public AudioStream {
   }
 
   size_t read(std::span<float> out) override {
-    while (pending_.size() - taken_ < out.size() && !done_) decode_block();
-    const size_t n = std::min(out.size(), pending_.size() - taken_);
-    std::copy_n(pending_.begin() + std::ptrdiff_t(taken_), n, out.begin());
-    taken_ += n;
-    if (taken_ == pending_.size()) pending_.clear(), taken_ = 0;
+    while (pending_.size() < out.size() && !done_) decode_block();
+    const size_t n = std::min(out.size(), pending_.size());
+    std::copy_n(pending_.begin(), n, out.begin());
+    // Drop what was handed out, so pending_ never holds more than about one block.
+    pending_.erase(pending_.begin(), pending_.begin() + std::ptrdiff_t(n));
     return n;
   }
 
@@ -345,7 +345,6 @@ class SndAudioStream final : public AudioStream {
     resampler_ = std::make_unique<StreamResampler>(info_.samplerate, Audio::kSampleRate);
     chunk_.assign(size_t(kChunkFrames) * size_t(info_.channels), 0.0f);
     pending_.clear();
-    taken_ = 0;
     frames_ = produced_ = 0;
     done_ = false;
   }
@@ -397,9 +396,8 @@ class SndAudioStream final : public AudioStream {
   SF_INFO info_{};
   std::unique_ptr<SNDFILE, SndFileCloser> file_;
   std::unique_ptr<StreamResampler> resampler_;
-  std::vector<float> chunk_, mono_;  // one block: [kChunkFrames, channels], [kChunkFrames]
-  std::vector<float> pending_;       // decoded 16 kHz samples not yet read (from taken_)
-  size_t taken_ = 0;
+  std::vector<float> chunk_, mono_;     // one block: [kChunkFrames, channels], [kChunkFrames]
+  std::vector<float> pending_;          // decoded 16 kHz samples not yet read
   uint64_t frames_ = 0, produced_ = 0;  // source frames decoded; 16 kHz samples made
   bool done_ = false;
 };
