@@ -29,7 +29,7 @@ target_link_libraries(alloyforge PUBLIC nlohmann_json::nlohmann_json Threads::Th
 
 # The libraries the components link (pkg-config names where Debian ships a .pc file).
 find_package(PkgConfig REQUIRED)
-set(af_pc_modules libpcre2-32 libjpeg libpng libwebp libwebpdemux sndfile soxr fftw3)
+set(af_pc_modules libpcre2-32 libjpeg libpng libwebp libwebpdemux sndfile soxr fftw3 zlib)
 pkg_check_modules(AF_PKG_DEPS REQUIRED ${af_pc_modules})
 set(af_plain_deps gif stb)
 if(BUILD_SHARED_LIBS)

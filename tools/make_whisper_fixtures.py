@@ -18,8 +18,14 @@ tests/fixtures/whisper/.
   ids (max_new_tokens 20) for language detection, a forced language, translate, transcribe, and
   with timestamps (12 new tokens, forced and detected language).
 
+- tiny_ts/ + tiny_longform.json: transformers' sequential long-form generate (return_timestamps,
+  return_segments) of a tiny model with all 1501 timestamps (tiny_ts_model) on LONG_CLIPS (the shared clips and a silence joined, ~32 s,
+  rebuilt by the test from the same int16 clips) and on jfk alone with timestamps (short-form,
+  which seeks within its one padded window the same way): per case the options, the ids and the
+  segments (start, end, tokens).
+
 Needs numpy, torch and transformers (5.x).
-Usage: tools/make_whisper_fixtures.py [--testdata ../shared/testdata]
+Usage: tools/make_whisper_fixtures.py [--testdata ../shared/testdata] [--longform-only]
 """
 import argparse
 import json
@@ -167,13 +173,139 @@ def tiny_model(testdata):
     print("tiny:", sum(p.numel() for p in model.parameters()), "parameters")
 
 
+# The tiny_ts model's no-speech probabilities are ~2.6e-5..2.9e-5: this skips some windows.
+NO_SPEECH_THRESHOLD = 2.75e-5
+
+# The long input: clips and silences (seconds) joined; int16 clips, so the test rebuilds it exactly.
+LONG_CLIPS = ["jfk_16k.wav", 1.5, "speech_fox_16k.wav", "speech_alice_16k.wav", "jfk_16k.wav"]
+LONGFORM_CASES = [
+    ("long_en", "long", {"language": "en"}),
+    ("long_detect_condition", "long", {"condition_on_prev_tokens": True}),
+    ("long_prompt_condition", "long",
+     {"language": "en", "prompt_ids": [7, 20, 21, 22], "condition_on_prev_tokens": True}),
+    ("long_no_speech", "long",
+     {"language": "en", "no_speech_threshold": NO_SPEECH_THRESHOLD, "logprob_threshold": 0.0}),
+    ("short_timestamps_en", "short", {"language": "en"}),
+]
+
+
+def long_audio(testdata):
+    parts = []
+    for item in LONG_CLIPS:
+        if isinstance(item, str):
+            parts.append(read_wav16(os.path.join(testdata, "audio", item)))
+        else:
+            parts.append(np.zeros(int(item * 16000), dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def tiny_ts_model():
+    """tiny_ts/: the tiny model's shapes with Whisper's 1501 timestamp tokens (vocab 1612), the
+    timestamp embeddings shrunk and given a bias along the final LayerNorm's bias that falls with
+    time, so greedy decoding closes many short segments (a random model otherwise repeats one
+    text token) and the long-form loop seeks inside its windows."""
+    torch.manual_seed(4321)
+    torch.set_num_threads(1)
+    vocab = 111 + 1501
+    cfg = WhisperConfig(vocab_size=vocab, num_mel_bins=80, encoder_layers=2,
+                        encoder_attention_heads=2, decoder_layers=2, decoder_attention_heads=2,
+                        d_model=16, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_source_positions=1500, max_target_positions=64,
+                        decoder_start_token_id=101, pad_token_id=100, bos_token_id=100,
+                        eos_token_id=100, suppress_tokens=[], begin_suppress_tokens=[])
+    model = WhisperForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "encoder.embed_positions" in name:
+                continue
+            if "layer_norm" in name and name.endswith("weight"):
+                p.normal_(1.0, 0.2)
+            else:
+                p.normal_(0.0, 0.4)
+        emb = model.model.decoder.embed_tokens.weight
+        emb[111:] *= 0.3
+        b = model.model.decoder.layer_norm.bias
+        for j in range(1501):
+            emb[111 + j] += (3.0 - 0.02 * j) * b / (b @ b)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=101, eos_token_id=100, pad_token_id=100, bos_token_id=100,
+        max_length=64, suppress_tokens=[5, 7, 9], begin_suppress_tokens=[100, 11],
+        no_timestamps_token_id=110, lang_to_id={"<|en|>": 102, "<|de|>": 103, "<|fr|>": 104},
+        task_to_id={"translate": 105, "transcribe": 106}, is_multilingual=True,
+        max_initial_timestamp_index=50)
+    out_dir = os.path.join(OUT, "tiny_ts")
+    model.save_pretrained(out_dir)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(out_dir)
+    tiny_ts_tokenizer(out_dir)
+    return model
+
+
+# tiny_ts's text ids 0..99: byte-level BPE symbols (single characters and a few words, no merges),
+# so decoded segments read as text and a prompt of these characters encodes.
+TEXT_TOKENS = (["\u0120" + w for w in ["the", "a", "speech", "window", "time", "and", "of", "to"]]
+               + list("abcdefghijklmnopqrstuvwxyz") + list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+               + list("0123456789") + ["\u0120", ".", ",", "!", "?", "'", "-", ":"])
+SPECIAL_TOKENS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|fr|>",
+                  "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>",
+                  "<|nospeech|>", "<|notimestamps|>"]
+
+
+def tiny_ts_tokenizer(out_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, AddedToken
+    tokens = TEXT_TOKENS + [f"<|x{i}|>" for i in range(100 - len(TEXT_TOKENS))]
+    assert len(tokens) == 100 and len(set(tokens)) == 100
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = SPECIAL_TOKENS + [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    assert tok.token_to_id("<|notimestamps|>") == 110 and tok.token_to_id("<|30.00|>") == 1611
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+
+
+def longform(testdata):
+    model = tiny_ts_model()
+    fe = WhisperFeatureExtractor(feature_size=80)
+    x = long_audio(testdata)
+    fe_module.is_torch_available = lambda: False
+    try:
+        long_feats = fe(x, sampling_rate=16000, return_tensors="np", truncation=False,
+                        padding="longest").input_features
+    finally:
+        fe_module.is_torch_available = lambda: True
+    assert long_feats.shape[-1] == len(x) // 160 > 3000, long_feats.shape
+    jfk = read_wav16(os.path.join(testdata, "audio", "jfk_16k.wav"))
+    inputs = {"long": torch.from_numpy(long_feats),
+              "short": torch.from_numpy(numpy_features(fe, jfk))}
+    ref = {"clips": LONG_CLIPS, "samples": len(x), "cases": {}}
+    with torch.no_grad():
+        for name, which, kw in LONGFORM_CASES:
+            args = dict(kw)
+            if "prompt_ids" in args:
+                args["prompt_ids"] = torch.tensor(args["prompt_ids"])
+            out = model.generate(inputs[which], return_timestamps=True, return_segments=True,
+                                 temperature=0.0,
+                                 **args)
+            segments = [{"start": float(s["start"]), "end": float(s["end"]),
+                         "tokens": s["tokens"].tolist()} for s in out["segments"][0]]
+            ref["cases"][name] = {"input": which, "options": kw,
+                                  "ids": out["sequences"][0].tolist(), "segments": segments}
+            print(name, len(segments), "segments", [round(s["start"], 2) for s in segments])
+    with open(os.path.join(OUT, "tiny_longform.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--testdata", default=os.path.join(ROOT, "..", "shared", "testdata"))
+    ap.add_argument("--longform-only", action="store_true",
+                    help="only tiny_longform.json, from the tiny model already written")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
-    log_mel_fixtures(args.testdata)
-    tiny_model(args.testdata)
+    if not args.longform_only:
+        log_mel_fixtures(args.testdata)
+        tiny_model(args.testdata)
+    longform(args.testdata)
 
 
 if __name__ == "__main__":

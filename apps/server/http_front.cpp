@@ -517,7 +517,9 @@ void refuse_unexpected_body(const httplib::Request& req) {
   const bool has_body =
       req.has_header("Transfer-Encoding") ||
       (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
-  const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions";
+  const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions" ||
+                        req.path == "/v1/audio/transcriptions" ||
+                        req.path == "/v1/audio/translations";
   const bool takes_body = generate || req.path == "/tokenize" || req.path == "/detokenize" ||
                           req.path == "/apply-template";
   if (!has_body || (takes_body && req.method == "POST")) return;

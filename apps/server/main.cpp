@@ -123,6 +123,11 @@ int main(int argc, char** argv) {
   app.add_option("--encoder-cache-mb", o.encoder_cache_mb,
                  "image and audio encoder outputs kept by content hash, in MiB")
       ->capture_default_str();
+  app.add_option("--whisper-model", o.whisper_model,
+                 "Whisper HF folder for /v1/audio/transcriptions and /v1/audio/translations");
+  app.add_option("--max-audio-seconds", o.max_audio_seconds,
+                 "longest audio the audio endpoints accept (413)")
+      ->capture_default_str();
   app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
                  "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
                  "before")

@@ -31,6 +31,7 @@
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
 #include "build_info.hpp"
+#include "audio_api.hpp"
 #include "chat_prompt.hpp"
 #include "client_watch.hpp"
 #include "extras.hpp"
@@ -210,6 +211,7 @@ class Server {
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
+  std::unique_ptr<AudioApi> audio_;  // with --whisper-model
   std::unique_ptr<ChatPrompt> chat_prompt_;
   std::optional<std::string> chat_template_source_;  // nullopt: ChatML
   // CORS (--cors-origin): headers for allowed origins; answers preflights (true: answered).
@@ -905,6 +907,10 @@ int Server::run() {
     chat_template_source_ = options_.chat_template_file.empty()
                                 ? runtime::find_model_chat_template(options_.model_path)
                                 : read_template_file(options_.chat_template_file);
+    if (!options_.whisper_model.empty()) {
+      audio_ = std::make_unique<AudioApi>(options_.whisper_model, options_.threads,
+                                          models::WhisperTranscribeOptions{});
+    }
     chat_prompt_ =
         std::make_unique<ChatPrompt>(chat_template_source_, *tokenizer_, options_.template_limits);
     if (!options_.access_log.empty()) {
@@ -1074,6 +1080,17 @@ int Server::run() {
                                       const httplib::ContentReader& reader) {
     handle_generate(Endpoint::kCompletions, req, read_body(req, res, reader, options_), res);
   });
+  for (const bool translate : {false, true}) {
+    http.Post(translate ? "/v1/audio/translations" : "/v1/audio/transcriptions",
+              [this, translate](const httplib::Request& req, httplib::Response& res,
+                                const httplib::ContentReader& reader) {
+                if (!audio_) {
+                  throw ApiError(404, "No speech model: start af-server with --whisper-model DIR.",
+                                 "invalid_request_error", "", "model_not_found");
+                }
+                audio_->handle(req, res, reader, options_, translate);
+              });
+  }
 
   if (!http.bind_to_port(options_.host, options_.port)) {
     std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d: %s\n", options_.host.c_str(),

@@ -44,6 +44,10 @@ struct ServerOptions {
   std::vector<std::string> cors_origins;
   std::string access_log;
   bool log_prompts = false;
+  // /v1/audio/transcriptions and /translations: a Whisper HF folder (empty: not served) and the
+  // longest audio accepted (413 beyond).
+  std::string whisper_model;
+  double max_audio_seconds = 1800;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

@@ -119,6 +119,14 @@ class StreamResampler {
       run(x, n, out);
     }
   }
+  // The filter's tail, for callers that count the output themselves (AudioStream).
+  void flush(std::vector<float>& out) {
+    if (soxr_) run(nullptr, 0, out);
+  }
+  // How many output samples the input so far gives in all: round(n * out_rate / in_rate).
+  uint64_t expected() const {
+    return soxr_ ? uint64_t(std::llround(double(consumed_) * ratio_)) : consumed_;
+  }
   // Flushes the filter's tail; the total is then round(n * out_rate / in_rate) samples, as
   // resample() gives for the same input.
   void finish(std::vector<float>& out) {
@@ -285,6 +293,161 @@ Audio Audio::load(const std::string& path, const AudioLimits& limits) {
     fail(ErrorCode::kIo, "audio", path, ": read failed");
   }
   return decode(bytes, path, limits);
+}
+
+namespace {
+
+// libsndfile decoding a block at a time, from a path (sf_open reads the file as it goes) or from
+// bytes in memory; the 16 kHz output waits in pending_ until read() hands it out.
+class SndAudioStream final : public AudioStream {
+ public:
+  SndAudioStream(std::string path, std::span<const uint8_t> bytes, std::string origin,
+                 const AudioLimits& limits)
+      : path_(std::move(path)), bytes_(bytes), origin_(std::move(origin)), limits_(limits) {
+    reopen();
+  }
+
+  size_t read(std::span<float> out) override {
+    while (pending_.size() < out.size() && !done_) decode_block();
+    const size_t n = std::min(out.size(), pending_.size());
+    std::copy_n(pending_.begin(), n, out.begin());
+    // Drop what was handed out, so pending_ never holds more than about one block.
+    pending_.erase(pending_.begin(), pending_.begin() + std::ptrdiff_t(n));
+    return n;
+  }
+
+  void rewind() override { reopen(); }
+  const std::string& origin() const override { return origin_; }
+
+ private:
+  void reopen() {
+    file_.reset();
+    reader_ = MemoryReader{bytes_.data(), static_cast<sf_count_t>(bytes_.size())};
+    info_ = SF_INFO{};
+    if (path_.empty()) {
+      SF_VIRTUAL_IO io{mem_length, mem_seek, mem_read, mem_write, mem_tell};
+      file_.reset(sf_open_virtual(&io, SFM_READ, &info_, &reader_));
+    } else {
+      file_.reset(sf_open(path_.c_str(), SFM_READ, &info_));
+    }
+    if (!file_) {
+      fail_audio(origin_, std::string("not audio in a supported format (WAV, FLAC, OGG, MP3): ") +
+                              sf_strerror(nullptr));
+    }
+    if (info_.channels < 1 || info_.channels > limits_.max_channels) {
+      fail(ErrorCode::kOutOfRange, "audio", origin_, ": ", info_.channels,
+           " channels is outside 1..", limits_.max_channels, " (AudioLimits::max_channels)");
+    }
+    check_rate(info_.samplerate, origin_, limits_);
+    if (info_.frames > 0 && uint64_t(info_.frames) > max_frames(info_.samplerate, limits_)) {
+      fail_too_long(origin_, uint64_t(info_.frames), info_.samplerate, limits_);
+    }
+    resampler_ = std::make_unique<StreamResampler>(info_.samplerate, Audio::kSampleRate);
+    chunk_.assign(size_t(kChunkFrames) * size_t(info_.channels), 0.0f);
+    pending_.clear();
+    frames_ = produced_ = 0;
+    done_ = false;
+  }
+
+  void decode_block() {
+    const sf_count_t got = sf_readf_float(file_.get(), chunk_.data(), kChunkFrames);
+    const size_t before = pending_.size();
+    if (got <= 0) {
+      if (sf_error(file_.get()) != SF_ERR_NO_ERROR) {
+        fail_audio(origin_, std::string("decoding failed: ") + sf_strerror(file_.get()));
+      }
+      if (frames_ == 0) fail_audio(origin_, "holds no samples");
+      resampler_->flush(pending_);
+      // Exactly round(n * 16000 / rate) samples in all, as Audio::decode gives.
+      const uint64_t keep = resampler_->expected() - std::min(resampler_->expected(), produced_);
+      pending_.resize(before + std::min<size_t>(pending_.size() - before, size_t(keep)));
+      done_ = true;
+      if (produced_ + (pending_.size() - before) == 0) {
+        fail_audio(origin_, "too short: " + std::to_string(frames_) + " samples at " +
+                                std::to_string(info_.samplerate) + " Hz give no 16 kHz sample");
+      }
+    } else {
+      if (frames_ + uint64_t(got) > max_frames(info_.samplerate, limits_)) {
+        fail_too_long(origin_, frames_ + uint64_t(got), info_.samplerate, limits_);
+      }
+      std::vector<float>& mono = mono_;
+      mono.resize(size_t(got));
+      for (sf_count_t f = 0; f < got; ++f) {
+        const float* frame = chunk_.data() + f * info_.channels;
+        float sum = 0.0f;
+        for (int c = 0; c < info_.channels; ++c) {
+          check_sample(frame[c], frames_ + uint64_t(f), c, origin_, limits_);
+          sum += frame[c];
+        }
+        mono[size_t(f)] = info_.channels == 1 ? sum : sum / float(info_.channels);
+      }
+      resampler_->push(mono.data(), mono.size(), pending_);
+      frames_ += uint64_t(got);
+    }
+    produced_ += pending_.size() - before;
+  }
+
+  static constexpr sf_count_t kChunkFrames = 4096;
+  std::string path_;
+  std::span<const uint8_t> bytes_;
+  std::string origin_;
+  AudioLimits limits_;
+  MemoryReader reader_{nullptr, 0};
+  SF_INFO info_{};
+  std::unique_ptr<SNDFILE, SndFileCloser> file_;
+  std::unique_ptr<StreamResampler> resampler_;
+  std::vector<float> chunk_, mono_;     // one block: [kChunkFrames, channels], [kChunkFrames]
+  std::vector<float> pending_;          // decoded 16 kHz samples not yet read
+  uint64_t frames_ = 0, produced_ = 0;  // source frames decoded; 16 kHz samples made
+  bool done_ = false;
+};
+
+class SampleStream final : public AudioStream {
+ public:
+  SampleStream(std::span<const float> samples, std::string origin)
+      : samples_(samples), origin_(std::move(origin)) {
+    if (samples_.empty()) fail_audio(origin_, "holds no samples");
+  }
+  size_t read(std::span<float> out) override {
+    const size_t n = std::min(out.size(), samples_.size() - pos_);
+    std::copy_n(samples_.begin() + std::ptrdiff_t(pos_), n, out.begin());
+    pos_ += n;
+    return n;
+  }
+  void rewind() override { pos_ = 0; }
+  const std::string& origin() const override { return origin_; }
+
+ private:
+  std::span<const float> samples_;
+  std::string origin_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<AudioStream> AudioStream::open(const std::string& path, const AudioLimits& limits) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail_audio(path, "is a directory");
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) fail(ErrorCode::kIo, "audio", path, ": cannot open (", ec.message(), ")");
+  if (size == 0) fail_audio(path, "empty file");
+  if (size > limits.max_file_bytes) {
+    fail(ErrorCode::kOutOfRange, "audio", path, ": ", size, " bytes exceeds the limit of ",
+         limits.max_file_bytes, " (AudioLimits::max_file_bytes)");
+  }
+  return std::make_unique<SndAudioStream>(path, std::span<const uint8_t>{}, path, limits);
+}
+
+std::unique_ptr<AudioStream> AudioStream::decode(std::span<const uint8_t> bytes,
+                                                 const std::string& origin,
+                                                 const AudioLimits& limits) {
+  if (bytes.empty()) fail_audio(origin, "empty file");
+  return std::make_unique<SndAudioStream>("", bytes, origin, limits);
+}
+
+std::unique_ptr<AudioStream> AudioStream::from_samples(std::span<const float> samples_16k,
+                                                       const std::string& origin) {
+  return std::make_unique<SampleStream>(samples_16k, origin);
 }
 
 }  // namespace af::modalities

@@ -196,4 +196,65 @@ LogMel LogMelExtractor::compute(std::span<const float> samples) const {
   return out;
 }
 
+std::pair<int64_t, int64_t> LogMelExtractor::frame_span(int64_t total, int64_t first,
+                                                        int64_t count) const {
+  // Frame t reads the centred samples [t * hop - n_fft / 2, t * hop + n_fft / 2); reflection at
+  // the ends reads at most n_fft / 2 + 1 samples inside them.
+  const int64_t pad = config_.n_fft / 2, hop = config_.hop_length;
+  const int64_t begin = std::max<int64_t>(0, first * hop - pad);
+  int64_t end = std::min(total, (first + count - 1) * hop - pad + config_.n_fft);
+  if (first * hop < pad) end = std::max(end, std::min(total, pad + 1));  // reflected start
+  return {begin, end};
+}
+
+std::vector<double> LogMelExtractor::log10_frames(std::span<const float> samples, int64_t offset,
+                                                  int64_t total, int64_t first,
+                                                  int64_t count) const {
+  const int64_t n_fft = config_.n_fft, hop = config_.hop_length, n_mels = config_.feature_size;
+  const int64_t n_freq = n_fft / 2 + 1, pad = n_fft / 2;
+  AF_CHECK(total > pad && first >= 0 && count >= 0 && first + count <= total / hop,
+           ErrorCode::kInvalidArgument, "log_mel", "frames [", first, ", ", first + count,
+           ") of a ", total, "-sample signal (", total / hop, " frames, at least ", pad + 1,
+           " samples)");
+  const int64_t end = offset + int64_t(samples.size());
+  // Sample i of the reflect-padded signal (numpy's pad mode "reflect": x[-k] = x[k]).
+  const auto at = [&](int64_t i) -> double {
+    if (i < 0) i = -i;
+    if (i >= total) i = 2 * (total - 1) - i;
+    AF_CHECK(i >= offset && i < end, ErrorCode::kInternal, "log_mel", "sample ", i,
+             " is outside the given block [", offset, ", ", end, ")");
+    return samples[size_t(i - offset)];
+  };
+  std::vector<double> mel(static_cast<size_t>(n_mels * count));
+  std::unique_ptr<double, FftwFree> frame(fftw_alloc_real(static_cast<size_t>(n_fft)));
+  std::unique_ptr<fftw_complex, FftwFree> spec(fftw_alloc_complex(static_cast<size_t>(n_freq)));
+  std::vector<double> power(static_cast<size_t>(n_freq));
+  for (int64_t t = 0; t < count; ++t) {
+    const int64_t start = (first + t) * hop - pad;
+    for (int64_t i = 0; i < n_fft; ++i) frame.get()[i] = at(start + i) * window_[i];
+    fftw_execute_dft_r2c(static_cast<fftw_plan>(plan_), frame.get(), spec.get());
+    for (int64_t f = 0; f < n_freq; ++f) {
+      const double re = spec.get()[f][0], im = spec.get()[f][1];
+      power[f] = re * re + im * im;
+    }
+    for (int64_t m = 0; m < n_mels; ++m) {
+      double sum = 0.0;
+      for (int64_t f = bands_[2 * m]; f < bands_[2 * m + 1]; ++f) {
+        sum += filters_[f * n_mels + m] * power[f];
+      }
+      mel[m * count + t] = std::log10(std::max(sum, 1e-10));
+    }
+  }
+  return mel;
+}
+
+std::vector<float> LogMelExtractor::finish(std::span<const double> log10_mel, double max_log10) {
+  std::vector<float> out(log10_mel.size());
+  const double floor = max_log10 - 8.0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<float>((std::max(log10_mel[i], floor) + 4.0) / 4.0);
+  }
+  return out;
+}
+
 }  // namespace af::modalities

@@ -129,6 +129,7 @@ WhisperGenerationConfig WhisperGenerationConfig::from_json(const nlohmann::json&
   c.decoder_start_token_id = id_key(j, "decoder_start_token_id", -1, origin);
   c.eos_token_id = id_key(j, "eos_token_id", -1, origin);
   c.no_timestamps_token_id = id_key(j, "no_timestamps_token_id", -1, origin);
+  c.prev_sot_token_id = id_key(j, "prev_sot_token_id", -1, origin);
   AF_CHECK(c.decoder_start_token_id >= 0, ErrorCode::kFormat, "whisper", origin,
            ": \"decoder_start_token_id\" is missing");
   c.suppress_tokens = id_list(j, "suppress_tokens", origin);
@@ -155,6 +156,11 @@ WhisperGenerationConfig WhisperGenerationConfig::from_json(const nlohmann::json&
   return c;
 }
 
+int32_t WhisperGenerationConfig::prev_sot() const {
+  if (prev_sot_token_id >= 0) return prev_sot_token_id;
+  return suppress_tokens.size() >= 2 ? suppress_tokens[suppress_tokens.size() - 2] : -1;
+}
+
 WhisperGenerationConfig WhisperGenerationConfig::load(const std::string& folder) {
   const std::string path = (std::filesystem::path(folder) / "generation_config.json").string();
   return from_json(io::read_json_file(path), path);
@@ -175,11 +181,9 @@ void whisper_process_logits(const WhisperGenerationConfig& c, bool timestamps,
   if (timestamps) timestamp_rules(c, ids, begin_index, scores);
 }
 
-namespace {
-
-std::vector<int32_t> build_prompt(Whisper& model, const WhisperState& fresh,
-                                  const WhisperGenerationConfig& c, const WhisperGenerateOptions& o,
-                                  int32_t* language_out) {
+std::vector<int32_t> whisper_init_tokens(Whisper& model, const WhisperState& fresh,
+                                         const WhisperGenerationConfig& c,
+                                         const WhisperGenerateOptions& o, int32_t* language_out) {
   std::vector<int32_t> prompt{c.decoder_start_token_id};
   if (o.task.empty() && o.language.empty()) {
     // Deprecated forced_decoder_ids fill the slots after <|startoftranscript|> (null: detect).
@@ -237,7 +241,55 @@ std::vector<int32_t> build_prompt(Whisper& model, const WhisperState& fresh,
   return prompt;
 }
 
+namespace {
+
+// log_softmax(scores)[id] in double (transformers: float32 log_softmax of the processed scores).
+float token_logprob(std::span<const float> scores, size_t id) {
+  const float top = *std::max_element(scores.begin(), scores.end());
+  double sum = 0.0;
+  for (float s : scores) sum += std::exp(double(s - top));
+  return float(double(scores[id] - top) - std::log(sum));
+}
+
+double softmax_at(std::span<const float> logits, size_t id) {
+  const float top = *std::max_element(logits.begin(), logits.end());
+  double sum = 0.0;
+  for (float s : logits) sum += std::exp(double(s - top));
+  return std::exp(double(logits[id] - top)) / sum;
+}
+
 }  // namespace
+
+WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
+                                    std::span<const int32_t> input,
+                                    const WhisperGenerationConfig& c, bool timestamps,
+                                    int64_t max_length, std::optional<size_t> no_speech_position) {
+  AF_CHECK(!input.empty(), ErrorCode::kInvalidArgument, "whisper", "empty decoder prompt");
+  WhisperWindow out;
+  std::vector<int32_t> ids(input.begin(), input.end());
+  std::vector<float> logits;
+  if (no_speech_position) {
+    // Two calls so the logits at that position come without the whole prompt's [n, vocab].
+    const size_t at = *no_speech_position;
+    AF_CHECK(at < ids.size() && c.no_timestamps_token_id > 0, ErrorCode::kInvalidArgument,
+             "whisper", "no-speech position ", at, " outside the prompt of ", ids.size());
+    logits = model.decode(state, std::span(ids).first(at + 1), false);
+    out.no_speech_prob = softmax_at(logits, size_t(c.no_timestamps_token_id - 1));
+    if (at + 1 < ids.size()) logits = model.decode(state, std::span(ids).subspan(at + 1), false);
+  } else {
+    logits = model.decode(state, ids, false);
+  }
+  while (int64_t(ids.size()) < max_length) {
+    whisper_process_logits(c, timestamps, ids, input.size(), logits);
+    const int32_t next = int32_t(argmax(logits));
+    ids.push_back(next);
+    out.tokens.push_back(next);
+    out.token_logprobs.push_back(token_logprob(logits, size_t(next)));
+    if (next == c.eos_token_id || int64_t(ids.size()) >= max_length) break;
+    logits = model.decode(state, std::span(&ids.back(), 1), false);
+  }
+  return out;
+}
 
 WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
                                    const WhisperGenerationConfig& c,
@@ -246,21 +298,12 @@ WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
            "timestamps need no_timestamps_token_id in generation_config.json");
   const WhisperState fresh = model.start(model.encode(mel));
   WhisperGeneration out;
-  out.prompt = build_prompt(model, fresh, c, o, &out.language_id);
+  out.prompt = whisper_init_tokens(model, fresh, c, o, &out.language_id);
   const int64_t limit =
       std::min(model.config().max_target_positions,
                o.max_new_tokens > 0 ? int64_t(out.prompt.size()) + o.max_new_tokens : c.max_length);
   WhisperState state = fresh;
-  std::vector<int32_t> ids = out.prompt;
-  std::vector<float> logits = model.decode(state, ids, false);
-  while (int64_t(ids.size()) < limit) {
-    whisper_process_logits(c, o.timestamps, ids, out.prompt.size(), logits);
-    const int32_t next = int32_t(argmax(logits));
-    ids.push_back(next);
-    out.tokens.push_back(next);
-    if (next == c.eos_token_id || int64_t(ids.size()) >= limit) break;
-    logits = model.decode(state, std::span(&ids.back(), 1), false);
-  }
+  out.tokens = whisper_decode_window(model, state, out.prompt, c, o.timestamps, limit).tokens;
   return out;
 }
 

@@ -92,6 +92,42 @@ TEST(CliTranscribe, IdsEqualTransformersGenerate) {
   EXPECT_EQ(r.out, expected + "\n");
 }
 
+// verbose JSON (OpenAI's keys) with transformers' segments: tiny_ts on jfk with timestamps
+// seeks 97 times inside its padded window (tools/make_whisper_fixtures.py); SRT and VTT cues.
+TEST(CliTranscribe, JsonSegmentsEqualTransformersAndSubtitlesFollow) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto ref = nlohmann::json::parse(test::read_text(whisper_dir() + "/tiny_longform.json"));
+  const auto& c = ref["cases"]["short_timestamps_en"];
+  const std::string base = std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() +
+                           "/tiny_ts' --audio '" + jfk() + "' --language en --timestamps -t 1";
+  const test::ShellResult r = test::run_shell(base + " --output-format json");
+  ASSERT_EQ(r.status, 0);
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["language"], "en");
+  EXPECT_EQ(j["duration"], 11.0);
+  ASSERT_EQ(j["segments"].size(), c["segments"].size());
+  size_t with_text = 0;
+  for (size_t i = 0; i < j["segments"].size(); ++i) {
+    const auto& s = j["segments"][i];
+    EXPECT_EQ(s["tokens"], c["segments"][i]["tokens"]) << i;
+    EXPECT_NEAR(s["start"].get<double>(), c["segments"][i]["start"].get<double>(), 1e-9) << i;
+    EXPECT_NEAR(s["end"].get<double>(), c["segments"][i]["end"].get<double>(), 1e-9) << i;
+    for (const char* key : {"id", "seek", "text", "temperature", "avg_logprob", "compression_ratio",
+                            "no_speech_prob"}) {
+      EXPECT_TRUE(s.contains(key)) << key;
+    }
+    with_text += s["text"].get<std::string>().find_first_not_of(' ') != std::string::npos;
+  }
+  const test::ShellResult srt = test::run_shell(base + " --output-format srt");
+  ASSERT_EQ(srt.status, 0);
+  EXPECT_EQ(srt.out.rfind("1\n00:00:00,", 0), 0u) << srt.out.substr(0, 80);
+  size_t cues = 0;
+  for (size_t at = 0; (at = srt.out.find(" --> ", at)) != std::string::npos; at += 5) ++cues;
+  EXPECT_EQ(cues, with_text);  // one cue per segment with text
+  const test::ShellResult vtt = test::run_shell(base + " --output-format vtt");
+  EXPECT_EQ(vtt.out.rfind("WEBVTT\n\n00:00:00.", 0), 0u);
+}
+
 TEST(CliTranscribe, TextWithoutTokenizerAndLongAudioAreClearErrors) {
   AF_REQUIRE_TESTDATA(jfk());
   const std::string base = std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() +
@@ -99,7 +135,7 @@ TEST(CliTranscribe, TextWithoutTokenizerAndLongAudioAreClearErrors) {
   test::ShellResult r = test::run_shell(base + " 2>&1");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
-  r = test::run_shell(base + " --max-seconds 5 2>&1");
+  r = test::run_shell(base + " --output-format ids --max-seconds 5 2>&1");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("max_seconds"), std::string::npos) << r.out;
 }

@@ -16,6 +16,7 @@ once. Exits non-zero on the first failure."""
 import argparse
 import gzip
 import http.client
+import io
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 
 import openai
 
@@ -1223,6 +1225,104 @@ def test_audio(args, text_server):
               f"a text-only chat: prompt_tokens {text_only.usage.prompt_tokens}, expected 44")
     finally:
         check(server.stop() == 0, "qwen2_audio server exit code")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WHISPER = os.path.join(ROOT, "tests", "fixtures", "whisper", "tiny_ts")
+
+
+def testdata(*parts):
+    base = os.environ.get("AF_TESTDATA") or os.path.join(ROOT, "..", "shared", "testdata")
+    return os.path.join(base, *parts)
+
+
+def multipart(parts):
+    """A multipart/form-data body from (name, filename or None, bytes) parts."""
+    boundary = "afboundary7MA4YWxkTrZu0gW"
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += (f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n").encode() + data
+        out += b"\r\n"
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_audio_transcriptions(args):
+    """/v1/audio/transcriptions and /translations with the tiny random Whisper (tiny_ts): the
+    openai client's answers equal af-cli transcribe's; multipart errors 400, limits 413."""
+    jfk_path = testdata("audio", "jfk_16k.wav")
+    with open(jfk_path, "rb") as f:
+        jfk = f.read()
+    server = Server(args.server, args.model, "--whisper-model", WHISPER, "--max-audio-seconds",
+                    "20", "--max-body-bytes", "1000000")
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        def cli_json(*extra):
+            out = subprocess.run([args.cli, "transcribe", "-m", WHISPER, "--audio", jfk_path, "-t",
+                                  "1", "--output-format", "json", *extra], capture_output=True,
+                                 text=True, check=True)
+            return json.loads(out.stdout)
+        want = cli_json("--task", "transcribe")  # the endpoint's task
+        want_segments = cli_json("--task", "transcribe", "--timestamps", "--language", "en")
+        with open(jfk_path, "rb") as f:
+            r = client.audio.transcriptions.create(model="whisper-1", file=f)
+        check(r.text == want["text"] and r.text, f"json text {r.text!r} == af-cli's")
+        with open(jfk_path, "rb") as f:
+            r = client.audio.transcriptions.create(model="whisper-1", file=f,
+                                                   response_format="verbose_json", language="en")
+        check(r.language == "en" and r.duration == 11.0 and len(r.segments) > 1,
+              "verbose_json: language, duration, segments")
+        check([s.text for s in r.segments] == [s["text"] for s in want_segments["segments"]],
+              "verbose_json segments equal af-cli's")
+        with open(jfk_path, "rb") as f:
+            srt = client.audio.transcriptions.create(model="whisper-1", file=f,
+                                                     response_format="srt")
+        check(srt.startswith("1\n00:00:00,"), f"srt: {srt[:40]!r}")
+        with open(jfk_path, "rb") as f:
+            vtt = client.audio.transcriptions.create(model="whisper-1", file=f,
+                                                     response_format="vtt")
+        check(vtt.startswith("WEBVTT\n\n00:00:00."), f"vtt: {vtt[:40]!r}")
+        with open(jfk_path, "rb") as f:
+            tr = client.audio.translations.create(model="whisper-1", file=f)
+        check(isinstance(tr.text, str), "translation answers text")
+        # curl, the way the OpenAI docs show it.
+        out = subprocess.run(["curl", "-s", "-F", f"file=@{jfk_path}", "-F", "model=whisper-1",
+                              "-F", "response_format=text",
+                              server.base_url + "/audio/transcriptions"],
+                             capture_output=True, text=True, check=True).stdout
+        check(out == want["text"] + "\n", f"curl text {out!r}")
+
+        def post(parts):
+            body, ctype = multipart(parts)
+            return server.request("POST", "/v1/audio/transcriptions", body,
+                                  {"Content-Type": ctype})
+
+        for parts, status, what in [
+                ([("model", None, b"whisper-1")], 400, "no file part"),
+                ([("file", "a.wav", jfk), ("file", "b.wav", jfk)], 400, "two file parts"),
+                ([("file", "a.txt", b"this is not audio at all")], 400, "not audio"),
+                ([("file", "empty.wav", b"")], 400, "empty file"),
+                ([("file", "cut.wav", jfk[:44])], 400, "header only: no samples"),
+                ([("file", "a.wav", jfk), ("temperature", None, b"0.7")], 400, "temperature"),
+                ([("file", "a.wav", jfk), ("response_format", None, b"xml")], 400, "format"),
+                ([("file", "big.wav", jfk * 3)], 413, "body over --max-body-bytes")]:
+            status_got, body = post(parts)[:2]
+            check(status_got == status, f"{what}: {status_got} {body[:200]!r}")
+            check("error" in json.loads(body), f"{what}: an OpenAI error object")
+        with wave.open(jfk_path, "rb") as w:
+            params, frames = w.getparams(), w.readframes(w.getnframes())
+        buf = io.BytesIO()
+        with wave.open(buf, "wb") as w:  # 22 s: over --max-audio-seconds 20, under the body limit
+            w.setparams(params)
+            w.writeframes(frames + frames)
+        status_got, body = post([("file", "long.wav", buf.getvalue())])[:2]
+        check(status_got == 413 and json.loads(body)["error"]["code"] == "audio_too_long",
+              f"22 s file over --max-audio-seconds: {status_got} {body[:200]!r}")
+        status_got, body = server.request("POST", "/v1/audio/transcriptions", b"{}",
+                                          {"Content-Type": "application/json"})[:2]
+        check(status_got == 400, f"JSON body: {status_got}")
+        r = client.audio.transcriptions.create(model="whisper-1", file=("jfk.wav", jfk))
+        check(r.text == want["text"], "answers after bad requests")
+    finally:
+        check(server.stop() == 0, "whisper server exit code")
 
 
 def main():
@@ -1271,7 +1371,9 @@ def main():
              ("images: data URLs, usage, cache, bad images 400",
               lambda: test_images(args, small)),
              ("audio: input_audio parts, usage, cache, bad audio 400, 413",
-              lambda: test_audio(args, small))]
+              lambda: test_audio(args, small)),
+             ("audio: transcriptions, translations, multipart errors, limits",
+              lambda: test_audio_transcriptions(args))]
     if args.only:
         tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0

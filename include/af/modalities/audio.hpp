@@ -5,6 +5,7 @@
 // to_mono do), and other rates resampled to 16 kHz with libsoxr (its "high quality" recipe).
 // Integer PCM maps to float as x / 2^(bits - 1), as ffmpeg's f32le and Whisper's loader do.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -57,6 +58,31 @@ class Audio {
   int source_rate_ = kSampleRate;
   int source_channels_ = 1;
   std::string hash_;
+};
+
+// Audio decoded a block at a time, for inputs too long to hold (a 3-hour file is 690 MB of 16 kHz
+// floats): the same decoding, down-mixing, checks and resampling as Audio::load, but read(out)
+// returns the next 16 kHz samples and rewind() starts again from the first, so a caller can make
+// two passes (Whisper's log-mel needs the whole input's maximum before its first window).
+class AudioStream {
+ public:
+  virtual ~AudioStream() = default;
+  // A file read from disk as it is decoded (only libsndfile's buffers and one block in memory).
+  static std::unique_ptr<AudioStream> open(const std::string& path, const AudioLimits& limits = {});
+  // An encoded file in memory; `bytes` must outlive the stream.
+  static std::unique_ptr<AudioStream> decode(std::span<const uint8_t> bytes,
+                                             const std::string& origin = "<memory>",
+                                             const AudioLimits& limits = {});
+  // Samples already at 16 kHz (not copied: they must outlive the stream).
+  static std::unique_ptr<AudioStream> from_samples(std::span<const float> samples_16k,
+                                                   const std::string& origin = "<memory>");
+
+  // Fills `out` with the next samples; returns how many (fewer only at the end, 0 after it).
+  // Throws af::Error naming the origin for undecodable data, NaN samples or the duration limit.
+  virtual size_t read(std::span<float> out) = 0;
+  // Back to the first sample.
+  virtual void rewind() = 0;
+  virtual const std::string& origin() const = 0;
 };
 
 // Resamples mono float samples from `in_rate` to `out_rate` Hz with libsoxr (SOXR_HQ); the output

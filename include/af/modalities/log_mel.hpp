@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -54,6 +55,19 @@ class LogMelExtractor {
   // Features of 16 kHz mono samples: the first chunk_length seconds, zero-padded when shorter.
   // Thread-safe (each call uses its own FFT buffers).
   LogMel compute(std::span<const float> samples) const;
+
+  // Long-form input (transformers' extractor with truncation=False, padding="longest"): a signal
+  // of `total` samples has total / hop_length frames, frame t centred on sample t * hop_length
+  // with reflect padding only at the signal's two ends. log10_frames returns log10(max(mel,
+  // 1e-10)) of frames [first, first + count) as [n_mels, count]; `samples` holds the signal's
+  // samples [offset, offset + samples.size()) and must cover every sample those frames read
+  // (frame_span tells which). finish() then applies the dynamic-range floor of the whole signal
+  // (max_log10: the largest value over all its frames) and the (x + 4) / 4 scaling.
+  std::vector<double> log10_frames(std::span<const float> samples, int64_t offset, int64_t total,
+                                   int64_t first, int64_t count) const;
+  // The samples [begin, end) that frames [first, first + count) of a `total`-sample signal read.
+  std::pair<int64_t, int64_t> frame_span(int64_t total, int64_t first, int64_t count) const;
+  static std::vector<float> finish(std::span<const double> log10_mel, double max_log10);
 
  private:
   LogMelConfig config_;

@@ -23,6 +23,9 @@ struct WhisperGenerationConfig {
   int32_t decoder_start_token_id = -1;  // <|startoftranscript|>
   int32_t eos_token_id = -1;            // <|endoftext|>
   int32_t no_timestamps_token_id = -1;  // <|notimestamps|>; timestamps start right after it
+  // <|startofprev|> (before prompt / previous-window tokens); -1: suppress_tokens[-2] when there
+  // are two or more, as transformers falls back to.
+  int32_t prev_sot_token_id = -1;
   std::vector<int32_t> suppress_tokens, begin_suppress_tokens;
   std::vector<std::pair<std::string, int32_t>> lang_to_id;  // "<|en|>" -> id
   std::vector<std::pair<std::string, int32_t>> task_to_id;  // "transcribe" -> id
@@ -37,6 +40,7 @@ struct WhisperGenerationConfig {
   // From an HF folder's generation_config.json.
   static WhisperGenerationConfig load(const std::string& folder);
   int32_t timestamp_begin() const { return no_timestamps_token_id + 1; }
+  int32_t prev_sot() const;  // prev_sot_token_id or its fallback; -1 when there is none
 };
 
 struct WhisperGenerateOptions {
@@ -57,6 +61,30 @@ struct WhisperGeneration {
 WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
                                    const WhisperGenerationConfig& config,
                                    const WhisperGenerateOptions& options);
+
+// The decoder prompt of a window (transformers' init_tokens): <|startoftranscript|>, language
+// (given, from forced_decoder_ids, or detected with one decoder step over `fresh`), task and
+// <|notimestamps|> when no timestamps. *language_id gets the language token or -1.
+std::vector<int32_t> whisper_init_tokens(Whisper& model, const WhisperState& fresh,
+                                         const WhisperGenerationConfig& config,
+                                         const WhisperGenerateOptions& options,
+                                         int32_t* language_id);
+
+struct WhisperWindow {
+  std::vector<int32_t> tokens;        // generated ids, eos included when reached
+  std::vector<float> token_logprobs;  // log_softmax of the processed scores at each token
+  double no_speech_prob = 0.0;        // set when asked (no_speech_position)
+};
+
+// Greedy decoding after `input` (previous tokens + init tokens; the rules start at its end) in a
+// fresh `state`, up to `max_length` ids in total. With no_speech_position, no_speech_prob is the
+// softmax of the raw logits at that input position, at token no_timestamps_token_id - 1
+// (transformers' WhisperNoSpeechDetection).
+WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
+                                    std::span<const int32_t> input,
+                                    const WhisperGenerationConfig& config, bool timestamps,
+                                    int64_t max_length,
+                                    std::optional<size_t> no_speech_position = std::nullopt);
 
 // One step's logits rules (exposed for tests): `scores` [vocab] of the next token after `ids`
 // (prompt + generated so far), of which the first `begin_index` are the prompt.
