@@ -517,7 +517,8 @@ void refuse_unexpected_body(const httplib::Request& req) {
   const bool has_body =
       req.has_header("Transfer-Encoding") ||
       (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
-  const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions";
+  const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions" ||
+                        req.path == "/v1/embeddings";
   if (!has_body || (generate && req.method == "POST")) return;
   GuardedServer::close_after_response();
   const bool known =
@@ -527,7 +528,8 @@ void refuse_unexpected_body(const httplib::Request& req) {
                    "invalid_request_error", "", "unknown_url");
   }
   throw ApiError(400,
-                 "Only POST /v1/chat/completions and /v1/completions take a request body; " +
+                 "Only POST /v1/chat/completions, /v1/completions and /v1/embeddings take a "
+                 "request body; " +
                      req.method + " " + req.path + " does not.",
                  "invalid_request_error", "", "unexpected_body");
 }

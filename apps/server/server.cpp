@@ -30,6 +30,7 @@
 #include "api.hpp"
 #include "chat_prompt.hpp"
 #include "client_watch.hpp"
+#include "embeddings.hpp"
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
@@ -185,6 +186,8 @@ class Server {
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
   std::unique_ptr<ChatPrompt> chat_prompt_;
+  // /v1/embeddings (embeddings.hpp); with an encoder model the above three stay null.
+  std::unique_ptr<EmbeddingService> embeddings_;
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
@@ -372,6 +375,10 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  }
+  if (!scheduler_) {
+    throw ApiError(400, "This server runs an embedding model: use /v1/embeddings.",
+                   "invalid_request_error", "model", "model_not_supported");
   }
   const ApiRequest r = parse_request(endpoint, body);
   const bool chat = endpoint == Endpoint::kChatCompletions;
@@ -729,7 +736,7 @@ void Server::watch_signals(httplib::Server& http) {
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", grace - margin, grace);
   if (!wait_answered(at(grace - margin), /*generations_only=*/true)) {
     std::fprintf(stderr, "[af-server] cancelling the requests still running\n");
-    scheduler_->cancel_all();
+    if (scheduler_) scheduler_->cancel_all();
     wait_answered(at(grace - margin / 4), true);
   }
   http.stop();
@@ -747,23 +754,34 @@ int Server::run() {
   signal(SIGPIPE, SIG_IGN);
 
   try {
+    if (options_.embeddings || models::is_encoder_model(options_.model_path)) {
+      embeddings_ = make_embedding_service(options_.model_path, options_.threads, options_.pooling);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[af-server] error: %s\n", e.what());
+    return 1;
+  }
+  try {
     tokenizer_ = tok::Tokenizer::load(options_.model_path);
-    models::LoadOptions load;
-    load.num_threads = options_.threads;
-    load.context_length = options_.ctx_size;
-    load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
-    load.mmproj = options_.mmproj;
-    model_ = models::load(options_.model_path, load);
-    runtime::SchedulerOptions so;
-    so.parallel = options_.parallel;
-    so.slot_context = options_.ctx_size;
-    so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
-    so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
-    so.encoder_cache_mb = options_.encoder_cache_mb;
-    scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
-    chat_prompt_ =
-        std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
-                                     *tokenizer_, options_.template_limits);
+    // An encoder (BertModel) only embeds: no generation model, scheduler or chat prompt.
+    if (!models::is_encoder_model(options_.model_path)) {
+      models::LoadOptions load;
+      load.num_threads = options_.threads;
+      load.context_length = options_.ctx_size;
+      load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
+      load.mmproj = options_.mmproj;
+      model_ = models::load(options_.model_path, load);
+      runtime::SchedulerOptions so;
+      so.parallel = options_.parallel;
+      so.slot_context = options_.ctx_size;
+      so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
+      so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
+      so.encoder_cache_mb = options_.encoder_cache_mb;
+      scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
+      chat_prompt_ =
+          std::make_unique<ChatPrompt>(runtime::find_model_chat_template(options_.model_path),
+                                       *tokenizer_, options_.template_limits);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[af-server] error: %s\n", e.what());
     return 1;
@@ -855,7 +873,8 @@ int Server::run() {
     res.set_content(dump(body), "application/json");
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(scheduler_->stats(), options_.parallel),
+    res.set_content(metrics_.render(scheduler_ ? scheduler_->stats() : runtime::SchedulerStats{},
+                                    options_.parallel),
                     "text/plain; version=0.0.4");
   });
   // Bodies are read through a ContentReader so that one limit applies to the decoded bytes
@@ -868,6 +887,17 @@ int Server::run() {
                                       const httplib::ContentReader& reader) {
     handle_generate(Endpoint::kCompletions, req, read_body(req, res, reader, options_), res);
   });
+  if (embeddings_) {
+    http.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& reader) {
+      if (shutting_down_) {
+        res.set_header("Retry-After", "5");
+        throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+      }
+      const std::string body = read_body(req, res, reader, options_);
+      res.set_content(dump(embeddings_->respond(body, model_id_)), "application/json");
+    });
+  }
 
   if (!http.bind_to_port(options_.host, options_.port)) {
     std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d: %s\n", options_.host.c_str(),
@@ -875,12 +905,19 @@ int Server::run() {
     return 1;
   }
   widen_listen_backlog(options_.port);
-  std::fprintf(stderr, "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
-               model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
-               static_cast<long long>(scheduler_->slot_context()),
-               options_.api_key.empty() ? "no API key" : "API key required",
-               chat_prompt_->uses_model_template() ? "the model's chat template"
-                                                   : "ChatML (the model has no chat template)");
+  if (!scheduler_) {
+    std::fprintf(stderr, "[af-server] serving embeddings of %s on http://%s:%d (%s)\n",
+                 model_id_.c_str(), options_.host.c_str(), options_.port,
+                 options_.api_key.empty() ? "no API key" : "API key required");
+  } else {
+    std::fprintf(stderr,
+                 "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
+                 model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
+                 static_cast<long long>(scheduler_->slot_context()),
+                 options_.api_key.empty() ? "no API key" : "API key required",
+                 chat_prompt_->uses_model_template() ? "the model's chat template"
+                                                     : "ChatML (the model has no chat template)");
+  }
   std::thread signals([&] { watch_signals(http); });
   http.listen_after_bind();
   if (!shutting_down_) {

@@ -30,6 +30,11 @@ struct ServerOptions {
   std::string mmproj;
   ImageUrlOptions image_urls;
   uint64_t encoder_cache_mb = 256;
+  // /v1/embeddings: always for an encoder (BertModel; then the only endpoint that computes);
+  // for a decoder LM with --embeddings (its hidden states, from a second instance of the
+  // model). pooling: "" (the folder's sentence-transformers config), mean, cls or last.
+  bool embeddings = false;
+  std::string pooling;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit
