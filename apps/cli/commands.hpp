@@ -32,6 +32,7 @@ Command add_preprocess(CLI::App& app);
 Command add_image_features(CLI::App& app);
 Command add_log_mel(CLI::App& app);
 Command add_transcribe(CLI::App& app);
+Command add_embed(CLI::App& app);
 // af-cli logits --audio on a Whisper folder: the decoder logits of `ids` over that audio, printed
 // as logits prints them (cmd_whisper.cpp).
 int print_whisper_logits(const std::string& model, const std::string& audio,

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add(af::cli::add_image_features);
   add(af::cli::add_log_mel);
   add(af::cli::add_transcribe);
+  add(af::cli::add_embed);
   try {
     // llama.cpp's -ngl, -hf, ... (CLI11 would read "-ngl" as "-n gl").
     std::vector<std::string> args = af::cli::normalize_llama_args(argc, argv);

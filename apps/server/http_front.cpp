@@ -519,7 +519,7 @@ void refuse_unexpected_body(const httplib::Request& req) {
       (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
   const bool generate = req.path == "/v1/chat/completions" || req.path == "/v1/completions" ||
                         req.path == "/v1/audio/transcriptions" ||
-                        req.path == "/v1/audio/translations";
+                        req.path == "/v1/audio/translations" || req.path == "/v1/embeddings";
   const bool takes_body = generate || req.path == "/tokenize" || req.path == "/detokenize" ||
                           req.path == "/apply-template";
   if (!has_body || (takes_body && req.method == "POST")) return;
@@ -531,8 +531,8 @@ void refuse_unexpected_body(const httplib::Request& req) {
                    "invalid_request_error", "", "unknown_url");
   }
   throw ApiError(400,
-                 "Only POST /v1/chat/completions, /v1/completions, /tokenize, /detokenize and "
-                 "/apply-template take a request body; " +
+                 "Only POST /v1/chat/completions, /v1/completions, /v1/embeddings, /tokenize, "
+                 "/detokenize and /apply-template take a request body; " +
                      req.method + " " + req.path + " does not.",
                  "invalid_request_error", "", "unexpected_body");
 }

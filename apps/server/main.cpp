@@ -128,6 +128,13 @@ int main(int argc, char** argv) {
   app.add_option("--max-audio-seconds", o.max_audio_seconds,
                  "longest audio the audio endpoints accept (413)")
       ->capture_default_str();
+  app.add_flag("--embeddings", o.embeddings,
+               "also serve /v1/embeddings for a decoder LM (its final hidden states, from a "
+               "second instance of the model); encoder models (BertModel) always serve it");
+  app.add_option("--pooling", o.pooling,
+                 "embeddings: mean, cls or last (default: the folder's sentence-transformers "
+                 "config; else mean for encoders, last for decoders)")
+      ->check(CLI::IsMember({"mean", "cls", "last"}));
   app.add_option("--shutdown-grace", o.shutdown_grace_seconds,
                  "SIGTERM/SIGINT: seconds until exit; in-flight requests may finish until 1 s "
                  "before")

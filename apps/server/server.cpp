@@ -30,10 +30,11 @@
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
-#include "build_info.hpp"
 #include "audio_api.hpp"
+#include "build_info.hpp"
 #include "chat_prompt.hpp"
 #include "client_watch.hpp"
+#include "embeddings.hpp"
 #include "extras.hpp"
 #include "http_front.hpp"
 #include "metrics.hpp"
@@ -216,6 +217,8 @@ class Server {
   std::optional<std::string> chat_template_source_;  // nullopt: ChatML
   // CORS (--cors-origin): headers for allowed origins; answers preflights (true: answered).
   bool answer_cors(const httplib::Request& req, httplib::Response& res) const;
+  // /v1/embeddings (embeddings.hpp); with an encoder model the above three stay null.
+  std::unique_ptr<EmbeddingService> embeddings_;
   std::string model_id_;
   int64_t created_ = unix_time();
   std::atomic<bool> shutting_down_{false};
@@ -444,6 +447,10 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  }
+  if (!scheduler_) {
+    throw ApiError(400, "This server runs an embedding model: use /v1/embeddings.",
+                   "invalid_request_error", "model", "model_not_supported");
   }
   const ApiRequest r = parse_request(endpoint, body);
   const bool chat = endpoint == Endpoint::kChatCompletions;
@@ -820,7 +827,7 @@ void Server::watch_signals(httplib::Server& http) {
                signal_number == SIGTERM ? "SIGTERM" : "SIGINT", grace - margin, grace);
   if (!wait_answered(at(grace - margin), /*generations_only=*/true)) {
     std::fprintf(stderr, "[af-server] cancelling the requests still running\n");
-    scheduler_->cancel_all();
+    if (scheduler_) scheduler_->cancel_all();
     wait_answered(at(grace - margin / 4), true);
   }
   http.stop();
@@ -890,29 +897,40 @@ int Server::run() {
   signal(SIGPIPE, SIG_IGN);
 
   try {
+    if (options_.embeddings || models::is_encoder_model(options_.model_path)) {
+      embeddings_ = make_embedding_service(options_.model_path, options_.threads, options_.pooling);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[af-server] error: %s\n", e.what());
+    return 1;
+  }
+  try {
     tokenizer_ = tok::Tokenizer::load(options_.model_path);
-    models::LoadOptions load;
-    load.num_threads = options_.threads;
-    load.context_length = options_.ctx_size;
-    load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
-    load.mmproj = options_.mmproj;
-    model_ = models::load(options_.model_path, load);
-    runtime::SchedulerOptions so;
-    so.parallel = options_.parallel;
-    so.slot_context = options_.ctx_size;
-    so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
-    so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
-    so.encoder_cache_mb = options_.encoder_cache_mb;
-    scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
-    chat_template_source_ = options_.chat_template_file.empty()
-                                ? runtime::find_model_chat_template(options_.model_path)
-                                : read_template_file(options_.chat_template_file);
+    // An encoder (BertModel) only embeds: no generation model, scheduler or chat prompt.
+    if (!models::is_encoder_model(options_.model_path)) {
+      models::LoadOptions load;
+      load.num_threads = options_.threads;
+      load.context_length = options_.ctx_size;
+      load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
+      load.mmproj = options_.mmproj;
+      model_ = models::load(options_.model_path, load);
+      runtime::SchedulerOptions so;
+      so.parallel = options_.parallel;
+      so.slot_context = options_.ctx_size;
+      so.max_queue = static_cast<size_t>(std::max(8, 4 * options_.parallel));
+      so.eos_ids = runtime::default_end_tokens(*model_, tokenizer_.get());
+      so.encoder_cache_mb = options_.encoder_cache_mb;
+      scheduler_ = std::make_unique<runtime::Scheduler>(*model_, *tokenizer_, so);
+      chat_template_source_ = options_.chat_template_file.empty()
+                                  ? runtime::find_model_chat_template(options_.model_path)
+                                  : read_template_file(options_.chat_template_file);
+      chat_prompt_ = std::make_unique<ChatPrompt>(chat_template_source_, *tokenizer_,
+                                                  options_.template_limits);
+    }
     if (!options_.whisper_model.empty()) {
       audio_ = std::make_unique<AudioApi>(options_.whisper_model, options_.threads,
                                           models::WhisperTranscribeOptions{});
     }
-    chat_prompt_ =
-        std::make_unique<ChatPrompt>(chat_template_source_, *tokenizer_, options_.template_limits);
     if (!options_.access_log.empty()) {
       access_log_ = std::make_unique<AccessLog>(options_.access_log);
     }
@@ -1044,14 +1062,16 @@ int Server::run() {
   http.Get("/props", [this, modalities](const httplib::Request&, httplib::Response& res) {
     const json chat_template =
         chat_template_source_ ? json(*chat_template_source_) : json(nullptr);  // null: ChatML
-    res.set_content(dump({{"model_alias", model_id_},
-                          {"model_path", options_.model_path},
-                          {"total_slots", options_.parallel},
-                          {"default_generation_settings", {{"n_ctx", scheduler_->slot_context()}}},
-                          {"chat_template", chat_template},
-                          {"modalities", modalities()},
-                          {"build_info", af::apps::version_line("af-server")}}),
-                    "application/json");
+    res.set_content(
+        dump({{"model_alias", model_id_},
+              {"model_path", options_.model_path},
+              {"total_slots", scheduler_ ? options_.parallel : 0},
+              {"default_generation_settings",
+               {{"n_ctx", scheduler_ ? json(scheduler_->slot_context()) : json(nullptr)}}},
+              {"chat_template", chat_template},
+              {"modalities", modalities()},
+              {"build_info", af::apps::version_line("af-server")}}),
+        "application/json");
   });
   const auto post_json = [&](const char* path, std::function<json(const std::string&)> answer) {
     http.Post(path, [this, answer](const httplib::Request& req, httplib::Response& res,
@@ -1064,10 +1084,15 @@ int Server::run() {
   post_json("/detokenize",
             [this](const std::string& body) { return detokenize_response(body, *tokenizer_); });
   post_json("/apply-template", [this](const std::string& body) {
+    if (!chat_prompt_) {
+      throw ApiError(400, "This model only embeds: it has no chat template.",
+                     "invalid_request_error", "", "unsupported_endpoint");
+    }
     return apply_template_response(body, *chat_prompt_);
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(scheduler_->stats(), options_.parallel),
+    res.set_content(metrics_.render(scheduler_ ? scheduler_->stats() : runtime::SchedulerStats{},
+                                    options_.parallel),
                     "text/plain; version=0.0.4");
   });
   // Bodies are read through a ContentReader so that one limit applies to the decoded bytes
@@ -1091,6 +1116,17 @@ int Server::run() {
                 audio_->handle(req, res, reader, options_, translate);
               });
   }
+  if (embeddings_) {
+    http.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res,
+                                       const httplib::ContentReader& reader) {
+      if (shutting_down_) {
+        res.set_header("Retry-After", "5");
+        throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+      }
+      const std::string body = read_body(req, res, reader, options_);
+      res.set_content(dump(embeddings_->respond(body, model_id_)), "application/json");
+    });
+  }
 
   if (!http.bind_to_port(options_.host, options_.port)) {
     std::fprintf(stderr, "[af-server] error: cannot listen on %s:%d: %s\n", options_.host.c_str(),
@@ -1098,13 +1134,20 @@ int Server::run() {
     return 1;
   }
   widen_listen_backlog(options_.port);
-  std::fprintf(stderr, "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
-               model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
-               static_cast<long long>(scheduler_->slot_context()),
-               options_.api_key.empty() ? "no API key" : "API key required",
-               !options_.chat_template_file.empty()  ? "the --chat-template file"
-               : chat_prompt_->uses_model_template() ? "the model's chat template"
-                                                     : "ChatML (the model has no chat template)");
+  if (!scheduler_) {
+    std::fprintf(stderr, "[af-server] serving embeddings of %s on http://%s:%d (%s)\n",
+                 model_id_.c_str(), options_.host.c_str(), options_.port,
+                 options_.api_key.empty() ? "no API key" : "API key required");
+  } else {
+    std::fprintf(stderr,
+                 "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
+                 model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
+                 static_cast<long long>(scheduler_->slot_context()),
+                 options_.api_key.empty() ? "no API key" : "API key required",
+                 !options_.chat_template_file.empty()  ? "the --chat-template file"
+                 : chat_prompt_->uses_model_template() ? "the model's chat template"
+                                                       : "ChatML (the model has no chat template)");
+  }
   std::thread signals([&] { watch_signals(http); });
   http.listen_after_bind();
   if (!shutting_down_) {

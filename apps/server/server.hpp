@@ -48,6 +48,11 @@ struct ServerOptions {
   // longest audio accepted (413 beyond).
   std::string whisper_model;
   double max_audio_seconds = 1800;
+  // /v1/embeddings: always for an encoder (BertModel; then the only endpoint that computes);
+  // for a decoder LM with --embeddings (its hidden states, from a second instance of the
+  // model). pooling: "" (the folder's sentence-transformers config), mean, cls or last.
+  bool embeddings = false;
+  std::string pooling;
 };
 
 // Loads the model, serves until SIGTERM or SIGINT, then shuts down gracefully. Returns the exit

@@ -56,13 +56,13 @@ class DecoderLM final : public CausalLM {
 
   std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
     const BatchItem item{&own_, ids, all_logits};
-    return run(std::span(&item, 1));
+    return run(std::span(&item, 1), Output::kLogits);
   }
 
   std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
                                     const InputEmbeddings& embeddings) override {
     const BatchItem item{&own_, ids, all_logits, embeddings};
-    return run(std::span(&item, 1));
+    return run(std::span(&item, 1), Output::kLogits);
   }
 
   std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
@@ -74,22 +74,36 @@ class DecoderLM final : public CausalLM {
   }
 
   std::vector<float> forward_batch(std::span<const BatchItem> items) override {
+    check_own_sequences(items);
+    return run(items, Output::kLogits);
+  }
+
+  std::vector<float> hidden_batch(std::span<const BatchItem> items) override {
+    check_own_sequences(items);
+    return run(items, Output::kHidden);
+  }
+
+ private:
+  // What run() returns per output row: vocab logits, or the final-norm hidden state.
+  enum class Output { kLogits, kHidden };
+
+  void check_own_sequences(std::span<const BatchItem> items) const {
     for (const BatchItem& item : items) {
       AF_CHECK(item.sequence != &own_ && dynamic_cast<DecoderSequence*>(item.sequence),
                ErrorCode::kInvalidArgument, "model",
                "forward_batch needs sequences made by this model's new_sequence()");
     }
-    return run(items);
   }
 
- private:
   // A contiguous run of one item's ids inside a chunk.
   struct Piece {
     size_t item;
     int64_t offset, n;
   };
 
-  std::vector<float> run(std::span<const BatchItem> items) {
+  std::vector<float> run(std::span<const BatchItem> items, Output output) {
+    output_ = output;
+    const int64_t width = output == Output::kHidden ? spec_.hidden_size : spec_.vocab_size;
     AF_CHECK(!items.empty(), ErrorCode::kInvalidArgument, "model", "forward needs at least one id");
     int64_t out_rows = 0;
     for (size_t i = 0; i < items.size(); ++i) {
@@ -112,7 +126,7 @@ class DecoderLM final : public CausalLM {
       }
       out_rows += item.all_logits ? n : 1;
     }
-    std::vector<float> logits(static_cast<size_t>(out_rows * spec_.vocab_size));
+    std::vector<float> logits(static_cast<size_t>(out_rows * width));
     // Output row of each item's first logits row.
     std::vector<int64_t> out_row(items.size());
     for (size_t i = 0, row = 0; i < items.size(); ++i) {
@@ -231,6 +245,13 @@ class DecoderLM final : public CausalLM {
       static_cast<DecoderSequence*>(items[p.item].sequence)->length += p.n;
     if (out_n == 0) return;
     w_.norm.forward(*be_, h, out_n, h);
+    if (output_ == Output::kHidden) {
+      for (int64_t r = 0; r < out_n; ++r) {
+        std::memcpy(logits + out_dest_[static_cast<size_t>(r)] * hidden, h + r * hidden,
+                    static_cast<size_t>(hidden) * sizeof(float));
+      }
+      return;
+    }
     if (spec_.logit_divisor != 1.0f) be_->scale(h, 1.0f / spec_.logit_divisor, out_n * hidden);
     const bool contiguous = [&] {
       for (int64_t r = 1; r < out_n; ++r)
@@ -280,6 +301,7 @@ class DecoderLM final : public CausalLM {
   std::vector<int32_t> positions_, ids_;
   std::vector<int64_t> out_dest_;
   std::vector<nn::SelfAttention::Segment> segments_;
+  Output output_ = Output::kLogits;  // of the run() in progress
 };
 
 }  // namespace

@@ -21,10 +21,21 @@ constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
 }};
 
+constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{
+    {"BertModel", make_bert},
+}};
+
 }  // namespace
 
 ModelFactory find_factory(const std::string& architecture) {
   for (const auto& [name, factory] : kFactories) {
+    if (architecture == name) return factory;
+  }
+  return nullptr;
+}
+
+EncoderFactory find_encoder_factory(const std::string& architecture) {
+  for (const auto& [name, factory] : kEncoderFactories) {
     if (architecture == name) return factory;
   }
   return nullptr;
@@ -48,6 +59,10 @@ std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& optio
          ": Whisper is a speech model, not a causal LM: use af::models::Whisper "
          "(af/models/whisper.hpp) or af-cli transcribe / logits --audio");
   }
+  AF_CHECK(factory || !find_encoder_factory(arch), ErrorCode::kUnsupported, "models", path, ": ",
+           arch,
+           " is a sentence-embedding encoder, not a causal LM: use "
+           "af::models::load_encoder / af::Embedder or af-cli embed");
   if (!factory) {
     std::string known;
     for (const std::string& name : supported_architectures()) known += " " + name;

@@ -1325,6 +1325,68 @@ def test_audio_transcriptions(args):
         check(server.stop() == 0, "whisper server exit code")
 
 
+def cosine_distance(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    na = sum(x * x for x in a) ** 0.5
+    nb = sum(y * y for y in b) ** 0.5
+    return 1 - dot / (na * nb)
+
+
+def test_embeddings(args):
+    """/v1/embeddings on the tiny BertModel fixture (an encoder-only server) against the vectors
+    sentence-transformers computed (tools/make_embedding_fixtures.py)."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "models",
+                          "bert_tiny")
+    ref = json.load(open(os.path.join(folder, "reference.json")))
+    server = Server(args.server, folder)
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        sentences = ref["sentences"]
+        # The openai client asks for base64 and decodes it with numpy.
+        got = client.embeddings.create(model="m", input=sentences)
+        check(len(got.data) == len(sentences), "one embedding per input")
+        for i, item in enumerate(got.data):
+            check(item.index == i, "indexes in order")
+            d = cosine_distance(item.embedding, ref["embeddings"][i])
+            check(d < 1e-5, f"input {i}: cosine distance {d}")
+        check(got.usage.prompt_tokens == sum(len(ids) for ids in ref["ids"]), "usage")
+        as_float = client.embeddings.create(model="m", input=sentences[0], encoding_format="float")
+        check(max(abs(x - y) for x, y in zip(as_float.data[0].embedding, got.data[0].embedding))
+              < 1e-6, "float and base64 agree")
+        by_ids = client.embeddings.create(model="m", input=ref["ids"][:2], encoding_format="float")
+        for i in range(2):
+            check(cosine_distance(by_ids.data[i].embedding, ref["embeddings"][i]) < 1e-5,
+                  f"token-id input {i}")
+        one_list = client.embeddings.create(model="m", input=ref["ids"][2], encoding_format="float")
+        check(cosine_distance(one_list.data[0].embedding, ref["embeddings"][2]) < 1e-5,
+              "one list of token ids")
+        short = client.embeddings.create(model="m", input=sentences[0], dimensions=8,
+                                         encoding_format="float").data[0].embedding
+        head = ref["embeddings"][0][:8]
+        norm = sum(x * x for x in head) ** 0.5
+        check(len(short) == 8 and max(abs(x - y / norm) for x, y in zip(short, head)) < 1e-5,
+              "dimensions truncates and renormalises")
+        for body, param in [({"input": "x", "dimensions": 33}, "dimensions"),
+                            ({"input": ["ok", "word " * 200]}, "input[1]"),
+                            ({"input": [[2, 3], [2, 99999, 3]]}, "input[1]"),
+                            ({"input": []}, "input"),
+                            ({"input": "x", "encoding_format": "int8"}, "encoding_format")]:
+            expect_error(server, "/v1/embeddings", body, 400, param=param)
+        status, data, _ = server.request("POST", "/v1/embeddings", {"input": ["ok", "word " * 200]})
+        check("input[1]" in json.loads(data)["error"]["message"], "the error names the input")
+        try:
+            client.embeddings.create(model="m", input="x", dimensions=64)
+            check(False, "dimensions beyond the model: expected 400")
+        except openai.BadRequestError:
+            pass
+        expect_error(server, "/v1/chat/completions",
+                     {"messages": [{"role": "user", "content": "hi"}]}, 400,
+                     code="model_not_supported")
+        check(server.request("GET", "/metrics")[0] == 200, "/metrics without a scheduler")
+    finally:
+        check(server.stop() == 0, "embedding server exits cleanly on SIGTERM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
@@ -1373,7 +1435,9 @@ def main():
              ("audio: input_audio parts, usage, cache, bad audio 400, 413",
               lambda: test_audio(args, small)),
              ("audio: transcriptions, translations, multipart errors, limits",
-              lambda: test_audio_transcriptions(args))]
+              lambda: test_audio_transcriptions(args)),
+             ("embeddings: openai client, base64, ids, dimensions, 400s",
+              lambda: test_embeddings(args))]
     if args.only:
         tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0

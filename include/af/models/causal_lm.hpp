@@ -104,6 +104,13 @@ class CausalLM : public Model {
   // each). Validates every item (ids in range, capacity, no sequence twice) before changing any
   // state. The model's own sequence (forward / n_past / truncate) is not touched.
   virtual std::vector<float> forward_batch(std::span<const BatchItem> items) = 0;
+  // forward_batch returning the final-norm hidden states (the rows lm_head reads; HF's
+  // hidden_states[-1]) instead of logits: hidden_size floats per output row. For embeddings.
+  // Models without it throw kUnsupported.
+  virtual std::vector<float> hidden_batch(std::span<const BatchItem> items) {
+    (void)items;
+    fail(ErrorCode::kUnsupported, "model", info().architecture, " does not expose hidden states");
+  }
 
   // Appends ids (positions n_past() ..) and returns logits: [ids.size(), vocab] when
   // all_logits, else [1, vocab] for the last position. Throws before changing any state if an
