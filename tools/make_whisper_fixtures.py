@@ -295,13 +295,49 @@ def longform(testdata):
         json.dump(ref, f, indent=1)
 
 
+# A ~62 s input for real Whisper tiny.en (tests/e2e/test_cli_whisper.cpp): 13 segments over
+# three windows.
+REAL_CLIPS = ["jfk_16k.wav", 1.0, "speech_fox_16k.wav", "speech_alice_16k.wav", "jfk_16k.wav", 0.5,
+              "speech_alice_16k.wav", "jfk_16k.wav", "speech_fox_16k.wav", "jfk_16k.wav"]
+
+
+def real_tiny_longform(testdata, model_dir):
+    """real_tiny_longform.json: transformers' long-form ids of a converted Whisper tiny.en
+    (tools/convert_ct2_whisper.py; the weights are not in the repository) on REAL_CLIPS."""
+    model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
+    fe = WhisperFeatureExtractor.from_pretrained(model_dir)
+    global LONG_CLIPS
+    saved, LONG_CLIPS = LONG_CLIPS, REAL_CLIPS
+    try:
+        x = long_audio(testdata)
+    finally:
+        LONG_CLIPS = saved
+    fe_module.is_torch_available = lambda: False
+    try:
+        feats = fe(x, sampling_rate=16000, return_tensors="np", truncation=False,
+                   padding="longest").input_features
+    finally:
+        fe_module.is_torch_available = lambda: True
+    with torch.no_grad():
+        out = model.generate(torch.from_numpy(feats), return_timestamps=True,
+                             return_segments=True, temperature=0.0)
+    ids = [i for i in out["sequences"][0].tolist() if i != model.generation_config.pad_token_id]
+    with open(os.path.join(OUT, "real_tiny_longform.json"), "w") as f:
+        json.dump({"clips": REAL_CLIPS, "ids": ids}, f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--testdata", default=os.path.join(ROOT, "..", "shared", "testdata"))
     ap.add_argument("--longform-only", action="store_true",
                     help="only tiny_longform.json, from the tiny model already written")
+    ap.add_argument("--real-tiny", help="a converted Whisper tiny.en folder: only "
+                    "real_tiny_longform.json")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    if args.real_tiny:
+        real_tiny_longform(args.testdata, args.real_tiny)
+        return
     if not args.longform_only:
         log_mel_fixtures(args.testdata)
         tiny_model(args.testdata)

@@ -1,12 +1,15 @@
 // af-cli log-mel / logits --audio / transcribe on Whisper: output contracts and values against
 // transformers (tests/fixtures/whisper, from tools/make_whisper_fixtures.py); bad input exits 1
 // with a message naming the file.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "af/modalities/audio.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -166,6 +169,52 @@ TEST(CliTranscribe, RealWhisperTinyTranscribesJfk) {
   ASSERT_EQ(r.status, 0);
   EXPECT_EQ(r.out.rfind("WEBVTT\n\n00:00:00.000 --> ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("ask what you can do for your country."), std::string::npos) << r.out;
+}
+
+// Writes 16 kHz mono 16-bit PCM (samples that are int16 / 32768, written back exactly).
+void write_pcm16_wav(const std::string& path, const std::vector<float>& x) {
+  const auto u32 = [](uint32_t v) {
+    return std::string{char(v), char(v >> 8), char(v >> 16), char(v >> 24)};
+  };
+  const auto u16 = [](uint16_t v) { return std::string{char(v), char(v >> 8)}; };
+  const uint32_t data = uint32_t(x.size() * 2);
+  std::string out = "RIFF" + u32(36 + data) + "WAVEfmt " + u32(16) + u16(1) + u16(1) + u32(16000) +
+                    u32(32000) + u16(2) + u16(16) + "data" + u32(data);
+  for (float v : x) out += u16(uint16_t(int16_t(std::lround(v * 32768.0f))));
+  std::ofstream(path, std::ios::binary) << out;
+}
+
+// Long-form on real weights: a ~62 s join of the shared clips (three windows, 13 segments) gives
+// transformers' long-form ids exactly (tests/fixtures/whisper/real_tiny_longform.json, from
+// tools/make_whisper_fixtures.py --real-tiny).
+TEST(CliTranscribe, RealWhisperTinyLongFormEqualsTransformers) {
+  const char* dir = std::getenv("AF_WHISPER_TINY");
+  if (!dir) {
+    std::fprintf(stderr, "\n*** SKIPPED: set AF_WHISPER_TINY to a converted Whisper tiny ***\n");
+    GTEST_SKIP() << "AF_WHISPER_TINY unset";
+  }
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto ref =
+      nlohmann::json::parse(test::read_text(whisper_dir() + "/real_tiny_longform.json"));
+  std::vector<float> x;
+  for (const auto& item : ref["clips"]) {
+    if (item.is_string()) {
+      const auto a =
+          modalities::Audio::load(test::testdata_dir() + "/audio/" + item.get<std::string>());
+      x.insert(x.end(), a.samples().begin(), a.samples().end());
+    } else {
+      x.resize(x.size() + size_t(item.get<double>() * 16000), 0.0f);
+    }
+  }
+  const std::string wav = testing::TempDir() + "/real_tiny_long.wav";
+  write_pcm16_wav(wav, x);
+  const test::ShellResult r = test::run_shell(std::string(AF_CLI_PATH) + " transcribe -m '" + dir +
+                                              "' --audio '" + wav + "' -t 2 --output-format ids");
+  std::remove(wav.c_str());
+  ASSERT_EQ(r.status, 0);
+  std::string expected;
+  for (int id : ref["ids"]) expected += (expected.empty() ? "" : " ") + std::to_string(id);
+  EXPECT_EQ(r.out, expected + "\n");
 }
 
 }  // namespace

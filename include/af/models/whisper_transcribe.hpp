@@ -72,7 +72,8 @@ struct WhisperTranscription {
   std::vector<int32_t> tokens;  // every segment's tokens in order (transformers' sequences)
 };
 
-// Reported after each window; return false to stop (throws af::Error kCancelled).
+// Reported after each window; returning false stops the transcription, which then returns the
+// segments of the windows done so far.
 struct WhisperProgress {
   int64_t seek = 0, total_frames = 0;
 };
