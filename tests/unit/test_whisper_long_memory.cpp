@@ -47,7 +47,20 @@ std::string write_long_wav(double hours) {
   return path;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define AF_WHISPER_MEMORY_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AF_WHISPER_MEMORY_SANITIZED 1
+#endif
+#endif
+
 TEST(WhisperLongFormMemory, MultiHourFileStreamsInBoundedMemory) {
+#ifdef AF_WHISPER_MEMORY_SANITIZED
+  // AddressSanitizer keeps freed blocks in quarantine (RSS grows by design) and runs the
+  // ~240 windows about 10x slower: the bound is measured by the native run.
+  GTEST_SKIP() << "resident-memory bound not meaningful under AddressSanitizer";
+#endif
   const char* env = std::getenv("AF_WHISPER_MEMORY_HOURS");
   const double hours = env ? std::atof(env) : 2.0;
   ASSERT_GT(hours, 0.0);
