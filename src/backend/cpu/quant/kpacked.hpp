@@ -1,6 +1,8 @@
 #pragma once
-// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI matmuls, so that a decode
-// streams each weight byte once into vpdpbusd with no per-block shuffle or horizontal sum.
+// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI, AVX-VNNI and AVX2
+// matmuls, so that a decode streams each weight byte once into vpdpbusd (vpmaddubsw) with no
+// per-block shuffle or horizontal sum. The 256-bit kernels take a 64-byte chunk as two halves
+// of 8 rows (kpacked_simd256.hpp).
 //
 // Rows go in groups of 16 (the last group padded with zero rows), a group's super-blocks
 // contiguous along k. One packed super-block holds the 16 rows' 256 elements, every field laid
@@ -55,5 +57,8 @@ using GemmFn = void (*)(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int
 
 // The AVX-512 VNNI kernel of a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 GemmFn avx512vnni_gemm(DType type);
+// The 256-bit kernels (kpacked_simd256.hpp): AVX2 + FMA + F16C, and the same with AVX-VNNI.
+GemmFn avx2_gemm(DType type);
+GemmFn avxvnni_gemm(DType type);
 
 }  // namespace af::cpu::quant::kpacked
