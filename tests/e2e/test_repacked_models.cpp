@@ -57,7 +57,8 @@ void expect_repacked_matches_stored(const std::vector<std::string>& types, const
 }
 
 TEST(RepackedModels, LogitsMatchTheModelAsStored) {
-  expect_repacked_matches_stored({"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_m"}, "");
+  expect_repacked_matches_stored(
+      {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_m", "q5_k_m", "q6_k"}, "");
 }
 
 // The K-quants repacked for the 256-bit kernels (AVX-VNNI where the CPU has it, else AVX2).

@@ -12,8 +12,9 @@
 //     [64, 256)   the 12 scale bytes: word w of row r at 64 + 64 w + 4 r
 //     [256, 2304) 32 quant chunks, chunk 8 t + c = qs bytes 32 t + 4 c .. + 3 of each row: low
 //                 nibbles elements 64 t + 4 c + i (sub-block 2 t), high nibbles 64 t + 32 + 4 c + i
-//     Q5_K: [2304, 2816) 64 masks of 64 bits, mask 2 (8 t + c) + h marking bit 4 r + i when
-//                 element 64 t + 32 h + 4 c + i of row r has its fifth bit set
+//     Q5_K: [2304, 2816) 8 qh chunks, chunk c = qh bytes 4 c .. + 3 of each row: element
+//                 64 t + 32 h + 4 c + i has its fifth bit in bit 2 t + h of byte i (one shift
+//                 and one and put it at 0x10 beside the low nibble, for every row at once)
 //   Q6_K (16 x 210 bytes):
 //     [0, 32)       d[16] (fp16)
 //     [32, 288)     scales: byte 32 + 16 j + r = scale j (int8) of row r

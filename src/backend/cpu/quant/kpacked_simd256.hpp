@@ -6,7 +6,7 @@
 // chunk are rows 0..7 and bytes [32, 64) rows 8..15, so a 256-bit lane still holds one row and
 // the kernel runs a super-block as two halves of 8 rows. The first half streams the
 // super-block's lines from memory, the second finds them in L1: each weight byte comes from
-// memory once, and no byte is shuffled (only Q5_K's fifth-bit masks are expanded to bytes).
+// memory once, and no byte is shuffled.
 //
 // Ops supplies the u8 x s8 steps of one sub-block, with its per-row scale:
 //   Scale scale(s32): the scale (one int32 per lane) in the form dot needs
@@ -51,15 +51,11 @@ inline __m256 halves(const uint8_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
-// 0x10 in byte 4 r + i (r = lane) where bit 4 r + i of `bits` is set: Q5_K's fifth bits.
-inline __m256i fifth_bits(uint32_t bits) {
-  // Byte b of the result looks at bit b of bits, i.e. bit b % 8 of byte b / 8.
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int32_t>(bits)),
-      _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
-  const __m256i select = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
-  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
-  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+// Bit `bit` of every byte of v at bit 4, masked: Q5_K's fifth bits beside the low nibble. The
+// unrolled loops make `bit` a constant.
+inline __m256i fifth_bits(__m256i qh, int bit) {
+  const __m256i shifted = bit < 4 ? _mm256_slli_epi16(qh, 4 - bit) : _mm256_srli_epi16(qh, bit - 4);
+  return _mm256_and_si256(shifted, _mm256_set1_epi8(0x10));
 }
 
 // Q4_K (kFive false) and Q5_K: rows 8 h .. 8 h + 7 of one packed super-block times one
@@ -92,11 +88,9 @@ inline __m256 k4_half(const uint8_t* pb, int h, const BlockQ8_K& ab, __m256 acc)
       __m256i wl = _mm256_and_si256(w, low4);
       __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
       if constexpr (kFive) {
-        uint32_t ml, mh;
-        std::memcpy(&ml, pb + 2304 + 8 * (2 * (8 * t + c)) + 4 * h, 4);
-        std::memcpy(&mh, pb + 2304 + 8 * (2 * (8 * t + c) + 1) + 4 * h, 4);
-        wl = _mm256_or_si256(wl, fifth_bits(ml));
-        wh = _mm256_or_si256(wh, fifth_bits(mh));
+        const __m256i qh = load(pb + 2304 + 64 * c + off);
+        wl = _mm256_or_si256(wl, fifth_bits(qh, 2 * t));
+        wh = _mm256_or_si256(wh, fifth_bits(qh, 2 * t + 1));
       }
       lo = Ops::dot(lo, wl, bcast4(ab.qs + 64 * t + 4 * c), s_lo);
       hi = Ops::dot(hi, wh, bcast4(ab.qs + 64 * t + 32 + 4 * c), s_hi);
