@@ -7,10 +7,11 @@
 // (m = 128) reports multiply-adds per second. Shape/ runs the Qwen2-0.5B matmul shapes with the
 // weight as stored ("unpacked": m >= 2 packs tiles on the fly on AVX-512 VNNI) or repacked
 // at load ("packed", CpuBackend::prepare_matmul_weight); with 1 thread, compare the CPU column on
-// a busy machine.
+// a busy machine. AF_BENCH_ISA=avx2 (scalar, avx512) forces the kernel table as --isa does.
 //   build/bench/quant_matmul_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -34,6 +35,12 @@ constexpr int64_t kStreamBytes = int64_t{512} << 20;  // well past any L3
 
 using af::bench::quantized_weight;
 using af::bench::random_floats;
+
+// The backend's ISA option: AF_BENCH_ISA, or "" (the best this CPU has).
+std::string bench_isa() {
+  const char* isa = std::getenv("AF_BENCH_ISA");
+  return isa ? isa : "";
+}
 
 // `copies` weights of one random matrix in `type` (copies of the same bytes: speed only).
 std::vector<af::Tensor> make_weights(af::DType type, WeightShape shape, int copies) {
@@ -69,7 +76,7 @@ void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, in
   const std::vector<af::Tensor> weights = make_weights(type, shape, copies);
   const std::vector<float> x = random_floats(static_cast<size_t>(m * cols), 2);
   std::vector<float> y(static_cast<size_t>(m * rows));
-  af::BackendOptions options{af::Device::cpu(), threads, ""};
+  af::BackendOptions options{af::Device::cpu(), threads, bench_isa()};
   options.bf16_dot = bf16_dot;
   af::cpu::CpuBackend backend(options);
   size_t i = 0;
@@ -94,7 +101,7 @@ void matmul_bench(benchmark::State& state, af::DType type, WeightShape shape, in
 void shape_bench(benchmark::State& state, af::DType type, int64_t n, int64_t k, int64_t m,
                  bool packed, bool cached = false) {
   const int threads = static_cast<int>(state.range(0));
-  af::BackendOptions options{af::Device::cpu(), threads, ""};
+  af::BackendOptions options{af::Device::cpu(), threads, bench_isa()};
   options.bf16_dot = type == af::DType::BF16;
   af::cpu::CpuBackend backend(options);
   const int64_t bytes = af::row_bytes(type, k) * n;

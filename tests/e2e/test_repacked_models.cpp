@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "af/models/causal_lm.hpp"
+#include "backend/cpu/dispatch.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -20,16 +21,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(RepackedModels, LogitsMatchTheModelAsStored) {
+// Each type's logits (prefill, then one decode step) with weights repacked at load must equal
+// those of the weights as stored, on the kernels of `isa` ("" the best).
+void expect_repacked_matches_stored(const std::vector<std::string>& types, const std::string& isa) {
   const fs::path dir = fs::path(test::fixtures_dir()) / "models" / "qwen2_256";
   const nlohmann::json ref = nlohmann::json::parse(test::read_text(dir / "quant_reference.json"));
   const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
-  for (const std::string type : {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_m"}) {
+  for (const std::string& type : types) {
     std::vector<float> logits[2];
     std::vector<float> last_step[2];
     for (int repack = 0; repack < 2; ++repack) {
       models::LoadOptions options;
       options.num_threads = 2;
+      options.isa = isa;
       options.repack_weights = repack == 1;
       auto model = models::load((dir / (type + ".gguf")).string(), options);
       logits[repack] = model->forward(ids, true);
@@ -46,9 +50,21 @@ TEST(RepackedModels, LogitsMatchTheModelAsStored) {
     for (size_t i = 0; i < last_step[0].size(); ++i) {
       max_abs = std::max<double>(max_abs, std::fabs(last_step[0][i] - last_step[1][i]));
     }
-    std::printf("%-7s repacked vs as stored: max|d| %.2g\n", type.c_str(), max_abs);
-    EXPECT_EQ(max_abs, 0.0) << type;
+    std::printf("%-7s %s repacked vs as stored: max|d| %.2g\n", type.c_str(),
+                isa.empty() ? "best" : isa.c_str(), max_abs);
+    EXPECT_EQ(max_abs, 0.0) << type << " " << isa;
   }
+}
+
+TEST(RepackedModels, LogitsMatchTheModelAsStored) {
+  expect_repacked_matches_stored(
+      {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k_m", "q5_k_m", "q6_k"}, "");
+}
+
+// The K-quants repacked for the 256-bit kernels (AVX-VNNI where the CPU has it, else AVX2).
+TEST(RepackedModels, KQuantsOnTheAvx2KernelsMatchTheModelAsStored) {
+  if (!cpu::isa_supported(cpu::Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  expect_repacked_matches_stored({"q4_k_m", "q5_k_m", "q6_k"}, "avx2");
 }
 
 // BF16 weights with bf16 dot products (quantize "bf16"): repacked at load or packed tile by tile

@@ -28,6 +28,18 @@ const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 bool has_vnni() { return af::cpu::cpu_has_avx512_vnni_bf16(); }
 
+// Every kernel of the layout, with whether this CPU runs it.
+struct Kernel {
+  const char* name;
+  bool supported;
+  kp::GemmFn (*gemm)(DType);
+};
+std::vector<Kernel> kernels() {
+  return {{"avx512vnni", has_vnni(), &kp::avx512vnni_gemm},
+          {"avxvnni", af::cpu::cpu_has_avx_vnni(), &kp::avxvnni_gemm},
+          {"avx2", af::cpu::isa_supported(af::cpu::Isa::kAvx2), &kp::avx2_gemm}};
+}
+
 // n rows of k elements: the reference quantizer's blocks, or (random_bytes) random block bytes
 // with finite fp16 scales, so every 6-bit scale / min, fifth and sixth bit pattern occurs.
 std::vector<uint8_t> weight_rows(DType type, int64_t n, int64_t k, bool random_bytes,
@@ -77,8 +89,9 @@ void expect_reference(DType type, const std::vector<uint8_t>& w, int64_t n, int6
   }
 }
 
-TEST(QuantKPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
-  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+// Every kernel this CPU runs (the 256-bit ones on AVX2 / AVX-VNNI CPUs, as under qemu -cpu
+// Haswell) against the scalar reference.
+void expect_kernel_matches_reference(const Kernel& kernel) {
   struct Case {
     int64_t n, k, m;
   };
@@ -99,16 +112,28 @@ TEST(QuantKPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
             af::test::random_floats(static_cast<size_t>(c.n), -1, 1, seed);
         for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
           std::vector<float> y(static_cast<size_t>(c.m * c.n), -7.f);
-          kp::avx512vnni_gemm(type)(packed.data(), 0, groups, c.n, c.k, a.data(),
-                                    af::row_bytes(DType::Q8_K, c.k), 0, c.m, b, y.data(), c.n);
+          kernel.gemm(type)(packed.data(), 0, groups, c.n, c.k, a.data(),
+                            af::row_bytes(DType::Q8_K, c.k), 0, c.m, b, y.data(), c.n);
           expect_reference(type, w, c.n, c.k, a, c.m, b, y,
-                           std::string(af::name(type)) + " n=" + std::to_string(c.n) +
-                               " k=" + std::to_string(c.k) + " m=" + std::to_string(c.m) +
-                               (random_bytes ? " random bytes" : "") + (b ? " bias" : ""));
+                           std::string(kernel.name) + " " + std::string(af::name(type)) +
+                               " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) +
+                               " m=" + std::to_string(c.m) + (random_bytes ? " random bytes" : "") +
+                               (b ? " bias" : ""));
         }
       }
     }
   }
+}
+
+TEST(QuantKPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
+  int ran = 0;
+  for (const Kernel& kernel : kernels()) {
+    if (!kernel.supported) continue;
+    SCOPED_TRACE(kernel.name);
+    expect_kernel_matches_reference(kernel);
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no AVX2 on this CPU";
 }
 
 TEST(QuantKPacked, PackedSizeEqualsTheGgufSizeAndGroupRangesLandAtDst) {
@@ -127,9 +152,9 @@ TEST(QuantKPacked, PackedSizeEqualsTheGgufSizeAndGroupRangesLandAtDst) {
 }
 
 // The backend prepares K-quant weights in the packed layout and its matmuls (decode and
-// prefill, with and without bias) keep the reference bits.
-TEST(QuantKPacked, PreparedMatmulMatchesTheReference) {
-  if (!has_vnni()) GTEST_SKIP() << "no AVX512_VNNI on this CPU";
+// prefill, with and without bias) keep the reference bits: with the best kernels and with the
+// AVX2 table (the AVX-VNNI kernels where the CPU has them, else the AVX2 ones).
+void expect_prepared_matmul_matches_reference(const char* isa) {
   const int64_t n = 53, k = 768;
   for (DType type : kTypes) {
     const std::vector<uint8_t> bytes = weight_rows(type, n, k, false, 11);
@@ -137,7 +162,7 @@ TEST(QuantKPacked, PreparedMatmulMatchesTheReference) {
     std::memcpy(w.mutable_data(), bytes.data(), bytes.size());
     const std::vector<float> bias = af::test::random_floats(static_cast<size_t>(n), -1, 1, 5);
     for (int threads : {1, 2}) {
-      af::cpu::CpuBackend be({af::Device::cpu(), threads, ""});
+      af::cpu::CpuBackend be({af::Device::cpu(), threads, isa});
       const auto prepared = be.prepare_matmul_weight(w);
       const auto* pw = dynamic_cast<const af::cpu::PackedWeight*>(prepared.get());
       ASSERT_NE(pw, nullptr) << af::name(type);
@@ -155,6 +180,14 @@ TEST(QuantKPacked, PreparedMatmulMatchesTheReference) {
         }
       }
     }
+  }
+}
+
+TEST(QuantKPacked, PreparedMatmulMatchesTheReference) {
+  if (!af::cpu::isa_supported(af::cpu::Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const char* isa : {"", "avx2"}) {
+    SCOPED_TRACE(std::string("isa ") + isa);
+    expect_prepared_matmul_matches_reference(isa);
   }
 }
 

@@ -22,6 +22,15 @@ namespace {
 // Elementwise ops below this many floats run on the calling thread: waking a worker costs more.
 constexpr int64_t kElementGrain = 16384;
 
+// The K-quant packed kernels for the quantized table `isa` (by name: see packs_weights_).
+quant::kpacked::GemmFn (*kpacked_gemm_for(const std::string& isa))(DType) {
+  if (isa == "avx512vnni") return &quant::kpacked::avx512vnni_gemm;
+  if (isa == "avxvnni") return &quant::kpacked::avxvnni_gemm;
+  if (isa == "avx2" || isa == "avx512")
+    return &quant::kpacked::avx2_gemm;  // AVX-512 without VNNI too
+  return nullptr;
+}
+
 }  // namespace
 
 // The quantized kernels matching the dense table's ISA; AVX-512 CPUs with VNNI get those, AVX2
@@ -50,6 +59,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
       packed8_gemm_(std::string(quant_kernels_.isa) == "avxvnni" ? &quant::packed8::avxvnni_gemm
                     : std::string(quant_kernels_.isa) == "avx2"  ? &quant::packed8::avx2_gemm
                                                                  : nullptr),
+      kpacked_gemm_(kpacked_gemm_for(quant_kernels_.isa)),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }

@@ -12,6 +12,7 @@
 #include "af/backend/backend.hpp"
 #include "backend/cpu/dispatch.hpp"
 #include "backend/cpu/packed_weight.hpp"
+#include "backend/cpu/quant/kpacked.hpp"
 #include "backend/cpu/quant/packed.hpp"
 #include "backend/cpu/quant/packed8.hpp"
 #include "backend/cpu/quant/quant_kernels.hpp"
@@ -167,6 +168,9 @@ class CpuBackend final : public Backend {
   // The quantized table is the AVX2 or AVX-VNNI one: prefills pack Q4_0 and Q8_0 weights tile by
   // tile in 8-row groups (quant/packed8.hpp) for this kernel.
   quant::packed8::GemmFn (*packed8_gemm_)(DType) = nullptr;
+  // The K-quant packed kernels of the quantized table's ISA (AVX-512 VNNI, AVX-VNNI or AVX2):
+  // Q4_K / Q5_K / Q6_K weights are repacked at load (quant/kpacked.hpp) when set.
+  quant::kpacked::GemmFn (*kpacked_gemm_)(DType) = nullptr;
   ThreadPool pool_;
   // The activation buffers matmuls reuse, and the lock that gives them one user at a time.
   std::mutex matmul_mutex_;

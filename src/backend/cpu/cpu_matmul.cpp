@@ -84,7 +84,7 @@ std::shared_ptr<const PreparedWeight> CpuBackend::prepare_matmul_weight(const Te
     layout = Layout::kDense;
   } else if (packs_weights_ && quant::packed::is_packable(w.dtype())) {
     layout = Layout::kInt8Blocks;
-  } else if (packs_weights_ && quant::kpacked::is_packable(w.dtype())) {
+  } else if (kpacked_gemm_ && quant::kpacked::is_packable(w.dtype())) {
     layout = Layout::kKQuantBlocks;
   } else {
     return nullptr;
@@ -389,7 +389,7 @@ CpuBackend::MatmulWork CpuBackend::plan_matmul(MatmulActivations& acts,
   if (packs_weights_ && has_layout(Layout::kInt8Blocks)) {
     return plan_packed(acts, packed->type(), n, packed->data(), nullptr, bias, y);
   }
-  if (packs_weights_ && has_layout(Layout::kKQuantBlocks)) {
+  if (kpacked_gemm_ && has_layout(Layout::kKQuantBlocks)) {
     return plan_kpacked(acts, packed->type(), n, packed->data(), bias, y);
   }
   if (slot && packed8_gemm_ && acts.m >= kPack8MinRows && k > 0 &&
@@ -484,7 +484,7 @@ CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType t
   const int64_t k = acts.k;
   const uint8_t* act = quantized_activations(acts, DType::Q8_K);
   const int64_t a_row = row_bytes(DType::Q8_K, k);
-  const kp::GemmFn gemm = kp::avx512vnni_gemm(type);
+  const kp::GemmFn gemm = kpacked_gemm_(type);
   const int64_t groups = kp::group_count(n);
   const int64_t group_bytes = k / 256 * kp::group_block_bytes(type);
   if (m >= kKPackedTileMinRows) {

@@ -1,6 +1,8 @@
 #pragma once
-// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI matmuls, so that a decode
-// streams each weight byte once into vpdpbusd with no per-block shuffle or horizontal sum.
+// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI, AVX-VNNI and AVX2
+// matmuls, so that a decode streams each weight byte once into vpdpbusd (vpmaddubsw) with no
+// per-block shuffle or horizontal sum. The 256-bit kernels take a 64-byte chunk as two halves
+// of 8 rows (kpacked_simd256.hpp).
 //
 // Rows go in groups of 16 (the last group padded with zero rows), a group's super-blocks
 // contiguous along k. One packed super-block holds the 16 rows' 256 elements, every field laid
@@ -10,8 +12,9 @@
 //     [64, 256)   the 12 scale bytes: word w of row r at 64 + 64 w + 4 r
 //     [256, 2304) 32 quant chunks, chunk 8 t + c = qs bytes 32 t + 4 c .. + 3 of each row: low
 //                 nibbles elements 64 t + 4 c + i (sub-block 2 t), high nibbles 64 t + 32 + 4 c + i
-//     Q5_K: [2304, 2816) 64 masks of 64 bits, mask 2 (8 t + c) + h marking bit 4 r + i when
-//                 element 64 t + 32 h + 4 c + i of row r has its fifth bit set
+//     Q5_K: [2304, 2816) 8 qh chunks, chunk c = qh bytes 4 c .. + 3 of each row: element
+//                 64 t + 32 h + 4 c + i has its fifth bit in bit 2 t + h of byte i (one shift
+//                 and one and put it at 0x10 beside the low nibble, for every row at once)
 //   Q6_K (16 x 210 bytes):
 //     [0, 32)       d[16] (fp16)
 //     [32, 288)     scales: byte 32 + 16 j + r = scale j (int8) of row r
@@ -55,5 +58,8 @@ using GemmFn = void (*)(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int
 
 // The AVX-512 VNNI kernel of a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 GemmFn avx512vnni_gemm(DType type);
+// The 256-bit kernels (kpacked_simd256.hpp): AVX2 + FMA + F16C, and the same with AVX-VNNI.
+GemmFn avx2_gemm(DType type);
+GemmFn avxvnni_gemm(DType type);
 
 }  // namespace af::cpu::quant::kpacked

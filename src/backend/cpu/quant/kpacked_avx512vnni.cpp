@@ -48,6 +48,12 @@ inline __m512i bcast_pair(int lo, int hi) {
       static_cast<int32_t>(static_cast<uint16_t>(lo) | (static_cast<uint32_t>(hi) << 16)));
 }
 
+// Bit `bit` of every byte of v at bit 4 (other bits: garbage to mask off). The unrolled loops
+// make `bit` a constant.
+inline __m512i shift_bits(__m512i v, int bit) {
+  return bit < 4 ? _mm512_slli_epi16(v, 4 - bit) : _mm512_srli_epi16(v, bit - 4);
+}
+
 // Q4_K (kFive false) and Q5_K: one packed super-block of a group times MR activation rows.
 template <bool kFive, int MR>
 inline void k4_block(const uint8_t* pb, const BlockQ8_K* const* ab, __m512* acc) {
@@ -93,12 +99,11 @@ inline void k4_block(const uint8_t* pb, const BlockQ8_K* const* ab, __m512* acc)
       __m512i wl = _mm512_and_si512(w, low4);
       __m512i wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
       if constexpr (kFive) {
-        uint64_t ml, mh;
-        std::memcpy(&ml, pb + 2304 + 8 * (2 * (8 * t + c)), 8);
-        std::memcpy(&mh, pb + 2304 + 8 * (2 * (8 * t + c) + 1), 8);
+        // Bits 2 t and 2 t + 1 of each qh byte moved to bit 4 (0xf8: a | (b & 0x10)).
+        const __m512i qh = load(pb + 2304 + 64 * c);
         const __m512i bit5 = _mm512_set1_epi8(0x10);
-        wl = _mm512_or_si512(wl, _mm512_maskz_mov_epi8(_cvtu64_mask64(ml), bit5));
-        wh = _mm512_or_si512(wh, _mm512_maskz_mov_epi8(_cvtu64_mask64(mh), bit5));
+        wl = _mm512_ternarylogic_epi32(wl, shift_bits(qh, 2 * t), bit5, 0xf8);
+        wh = _mm512_ternarylogic_epi32(wh, shift_bits(qh, 2 * t + 1), bit5, 0xf8);
       }
       for (int r = 0; r < MR; ++r) {
         lo[r] = _mm512_dpbusd_epi32(lo[r], wl, bcast4(ab[r]->qs + 64 * t + 4 * c));

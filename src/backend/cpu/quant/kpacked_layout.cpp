@@ -35,21 +35,9 @@ void pack_k4_block(const Block* const* src, uint8_t* out) {
     for (int c = 0; c < 8; ++c) put_chunk(qs, 32 * t + 4 * c, out + 256 + 64 * (8 * t + c));
   }
   if constexpr (std::is_same_v<Block, BlockQ5_K>) {
-    // Element 64 t + 32 h + l has its fifth bit in bit 2 t + h of qh[l].
-    for (int t = 0; t < 4; ++t) {
-      for (int c = 0; c < 8; ++c) {
-        for (int h = 0; h < 2; ++h) {
-          uint64_t mask = 0;
-          for (int r = 0; r < kGroupRows; ++r) {
-            for (int i = 0; i < 4; ++i) {
-              const uint64_t bit = (src[r]->qh[4 * c + i] >> (2 * t + h)) & 1;
-              mask |= bit << (4 * r + i);
-            }
-          }
-          std::memcpy(out + 2304 + 8 * (2 * (8 * t + c) + h), &mask, 8);
-        }
-      }
-    }
+    const uint8_t* qh[kGroupRows];
+    for (int r = 0; r < kGroupRows; ++r) qh[r] = src[r]->qh;
+    for (int c = 0; c < 8; ++c) put_chunk(qh, 4 * c, out + 2304 + 64 * c);
   }
 }
 
@@ -86,21 +74,9 @@ void unpack_k4_block(const uint8_t* in, Block* const* dst, int n_rows) {
     for (int c = 0; c < 8; ++c) get_chunk(in + 256 + 64 * (8 * t + c), 32 * t + 4 * c, qs, n_rows);
   }
   if constexpr (std::is_same_v<Block, BlockQ5_K>) {
-    for (int r = 0; r < n_rows; ++r) std::memset(dst[r]->qh, 0, sizeof(dst[r]->qh));
-    for (int t = 0; t < 4; ++t) {
-      for (int c = 0; c < 8; ++c) {
-        for (int h = 0; h < 2; ++h) {
-          uint64_t mask;
-          std::memcpy(&mask, in + 2304 + 8 * (2 * (8 * t + c) + h), 8);
-          for (int r = 0; r < n_rows; ++r) {
-            for (int i = 0; i < 4; ++i) {
-              const auto bit = static_cast<uint8_t>((mask >> (4 * r + i)) & 1);
-              dst[r]->qh[4 * c + i] |= static_cast<uint8_t>(bit << (2 * t + h));
-            }
-          }
-        }
-      }
-    }
+    uint8_t* qh[kGroupRows];
+    for (int r = 0; r < n_rows; ++r) qh[r] = dst[r]->qh;
+    for (int c = 0; c < 8; ++c) get_chunk(in + 2304 + 64 * c, 4 * c, qh, n_rows);
   }
 }
 
