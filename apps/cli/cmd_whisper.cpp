@@ -6,11 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "af/core/dtype.hpp"
 #include "af/modalities/audio.hpp"
 #include "af/modalities/log_mel.hpp"
 #include "af/models/whisper.hpp"
 #include "af/models/whisper_generate.hpp"
 #include "af/tokenizer/tokenizer.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -91,7 +93,7 @@ int print_whisper_logits(const std::string& model_path, const std::string& audio
 
 Command add_transcribe(CLI::App& app) {
   struct Options {
-    std::string model, audio, language, task, format = "text", isa;
+    std::string model, audio, language, task, format = "text", isa, quantize;
     bool timestamps = false;
     int threads = 0;
     int64_t max_new_tokens = 0;
@@ -114,11 +116,16 @@ Command add_transcribe(CLI::App& app) {
                   "refuse longer audio (only the first 30 s window is decoded today)")
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
+  sub->add_option("--quantize", o->quantize,
+                  "store the float matrices as bf16 or q8_0 (or another --quantize type) at load");
   add_isa_option(*sub, o->isa);
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    if (const std::string q = load_quantize_name(o->quantize); !q.empty()) {
+      options.dtype = dtype_from_name(q);
+    }
     auto model = models::Whisper::load(o->model, options);
     const auto config = models::WhisperGenerationConfig::load(o->model);
     const modalities::LogMelExtractor extractor(modalities::LogMelConfig::load(o->model));
