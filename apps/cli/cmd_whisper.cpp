@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "af/core/dtype.hpp"
 #include "af/modalities/audio.hpp"
 #include "af/modalities/log_mel.hpp"
 #include "af/models/whisper.hpp"
@@ -123,9 +122,7 @@ Command add_transcribe(CLI::App& app) {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
-    if (const std::string q = load_quantize_name(o->quantize); !q.empty()) {
-      options.dtype = dtype_from_name(q);
-    }
+    options.quantize = load_quantize_name(o->quantize);
     auto model = models::Whisper::load(o->model, options);
     const auto config = models::WhisperGenerationConfig::load(o->model);
     const modalities::LogMelExtractor extractor(modalities::LogMelConfig::load(o->model));

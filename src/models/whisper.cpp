@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
+#include "af/core/dtype.hpp"
 #include "af/core/error.hpp"
 #include "af/nn/layers.hpp"
 #include "af/nn/var_builder.hpp"
@@ -157,8 +159,15 @@ std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOption
            "whisper", path, ": architecture \"", hf.architecture(),
            "\" is not WhisperForConditionalGeneration");
   const WhisperConfig c = m->config_ = WhisperConfig::from(hf);
+  std::optional<DType> weight_type = options.dtype;
+  if (!options.quantize.empty()) {
+    weight_type = dtype_from_name(options.quantize);
+    AF_CHECK(weight_type.has_value() && (!options.dtype || options.dtype == weight_type),
+             ErrorCode::kInvalidArgument, "whisper", "quantize '", options.quantize,
+             "' is unknown or disagrees with dtype");
+  }
   const nn::VarBuilder root =
-      nn::VarBuilder(*m->files_.weights, "model").with_quantization(options.dtype);
+      nn::VarBuilder(*m->files_.weights, "model").with_quantization(weight_type);
   const int64_t d = c.d_model;
   auto w = std::make_unique<Weights>();
   const nn::VarBuilder enc = root.sub("encoder"), dec = root.sub("decoder");
@@ -187,7 +196,11 @@ std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOption
   w->output = top.has("proj_out.weight") ? top.tensor("proj_out.weight", {c.vocab_size, d})
                                          : w->tokens.table;
 
-  m->backend_ = make_backend({options.device, options.num_threads, options.isa});
+  BackendOptions backend_options{options.device, options.num_threads, options.isa};
+  // quantize = "bf16" opts in to AVX512_BF16 dot products (activations rounded to bf16), as
+  // for the decoder-only models; dtype = BF16 keeps the exact widened-to-float32 path.
+  backend_options.bf16_dot = !options.quantize.empty() && weight_type == DType::BF16;
+  m->backend_ = make_backend(backend_options);
   Backend& be = *m->backend_;
   w->conv1.lin.prepare(be);
   w->conv2.lin.prepare(be);

@@ -46,7 +46,8 @@ struct WhisperState {
 class Whisper {
  public:
   // From an HF folder (config.json with "WhisperForConditionalGeneration", model.safetensors).
-  // LoadOptions: num_threads, isa, device and dtype apply; the KV cache is always float32.
+  // LoadOptions: num_threads, isa, device, dtype and quantize apply; the KV cache is always
+  // float32.
   static std::unique_ptr<Whisper> load(const std::string& path, const LoadOptions& options = {});
   ~Whisper();
 
