@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 
+#include "af/backend/key_cache.hpp"
 #include "af/core/dtype.hpp"
 #include "af/core/error.hpp"
 #include "af/nn/layers.hpp"
@@ -253,13 +254,17 @@ WhisperState Whisper::start(std::span<const float> encoded) {
   const int64_t d = c.d_model, n = c.max_source_positions;
   AF_CHECK(int64_t(encoded.size()) == n * d, ErrorCode::kInvalidArgument, "whisper",
            "start: ", encoded.size(), " encoder values, expected ", n, " x ", d);
+  const int64_t heads = c.decoder_heads, hd = d / heads;
   WhisperState s;
+  std::vector<float> keys(static_cast<size_t>(n * d));  // [n, d] rows, then blocked
   for (const DecoderLayer& l : w_->decoder) {
-    s.cross_k.emplace_back(static_cast<size_t>(n * d));
+    s.cross_k.emplace_back(static_cast<size_t>(key_cache_floats(n, heads, hd)));
     s.cross_v.emplace_back(static_cast<size_t>(n * d));
-    const Backend::MatmulTarget kv[] = {l.cross_attn.k.target(s.cross_k.back().data()),
+    const Backend::MatmulTarget kv[] = {l.cross_attn.k.target(keys.data()),
                                         l.cross_attn.v.target(s.cross_v.back().data())};
     backend_->matmul_group(encoded.data(), n, kv, 2);
+    // Blocked once here: attention_rows would re-pack all n keys on every decode step.
+    store_keys(s.cross_k.back().data(), keys.data(), n, 0, heads, hd);
     s.self_k.emplace_back(static_cast<size_t>(c.max_target_positions * d));
     s.self_v.emplace_back(static_cast<size_t>(c.max_target_positions * d));
   }
@@ -302,8 +307,12 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
 
     l.cross_norm.forward(be, x.data(), m, eps, h.data());
     l.cross_attn.q.forward(be, h.data(), m, q.data());
-    be.attention_rows(q.data(), d, s.cross_k[i].data(), d, s.cross_v[i].data(), d, m, n_audio,
-                      heads, heads, hd, scale, {}, att.data());
+    // The KV-cache kernel over the pre-blocked cross keys; it is causal, so each query row is
+    // its own call placed after all n_audio positions (it sees every one).
+    for (int64_t t = 0; t < m; ++t) {
+      be.attention(q.data() + t * d, s.cross_k[i].data(), s.cross_v[i].data(), 1, n_audio - 1,
+                   heads, heads, hd, scale, att.data() + t * d);
+    }
     l.cross_attn.out.forward(be, att.data(), m, h.data());
     be.add_scaled(x.data(), h.data(), 1.0f, m * d);
 
