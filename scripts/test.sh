@@ -47,6 +47,8 @@ qemu_skip+=':AttentionRows.EveryIsaAndThreadCountMatchesFloat64Reference:CpuKern
 # Batching/scheduling and input-embedding logic whose kernels the remaining tests already cover
 # under emulation (together about 6 of the emulated minutes).
 qemu_skip+=':Scheduler.*:InputEmbeddings.*:SessionStateless.*'
+# Whole real Whisper models (~20 CPU s natively); the tiny Whisper fixtures run the same kernels.
+qemu_skip+=':WhisperRealModels.*'
 for cpu in Haswell qemu64; do
   echo "== unit and e2e tests, and af-cli run, on an emulated $cpu CPU (qemu-x86_64)"
   for t in af_unit_tests af_e2e_tests; do
