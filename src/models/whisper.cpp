@@ -277,6 +277,11 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
   AF_CHECK(m > 0, ErrorCode::kInvalidArgument, "whisper", "decode: no ids");
   AF_CHECK(int64_t(s.self_k.size()) == c.decoder_layers, ErrorCode::kInvalidArgument, "whisper",
            "decode: the state was not made by start()");
+  AF_CHECK(s.cross_k.size() == s.self_k.size() &&
+               int64_t(s.cross_k[0].size()) ==
+                   key_cache_floats(c.max_source_positions, c.decoder_heads, d / c.decoder_heads),
+           ErrorCode::kInvalidArgument, "whisper",
+           "decode: cross_k is not start()'s blocked key layout");
   AF_CHECK(past + m <= c.max_target_positions, ErrorCode::kOutOfRange, "whisper",
            "decode: ", past + m, " decoder positions exceed max_target_positions ",
            c.max_target_positions);
