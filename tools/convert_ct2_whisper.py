@@ -157,8 +157,15 @@ def convert(ct2_dir, out_dir):
         gen["lang_to_id"] = langs
         gen["task_to_id"] = {"transcribe": special["<|transcribe|>"],
                              "translate": special["<|translate|>"]}
+        # As OpenAI's HF checkpoints: the language slot left to detection, then <|transcribe|>.
+        # Without it generate() prompts <|startoftranscript|><|en|><|notimestamps|> with no task
+        # token when the language is detected, and Whisper base repeats one word to max_length.
+        gen["forced_decoder_ids"] = [[1, None], [2, special["<|transcribe|>"]]]
     os.makedirs(out_dir, exist_ok=True)
-    save_file(hf, os.path.join(out_dir, "model.safetensors"))
+    # Written aside and renamed, so a reader of a shared cache never sees half a file.
+    weights = os.path.join(out_dir, "model.safetensors")
+    save_file(hf, weights + ".tmp")
+    os.replace(weights + ".tmp", weights)
     json.dump(config, open(os.path.join(out_dir, "config.json"), "w"), indent=1)
     json.dump(gen, open(os.path.join(out_dir, "generation_config.json"), "w"), indent=1)
     json.dump({"feature_extractor_type": "WhisperFeatureExtractor", "feature_size": n_mels,

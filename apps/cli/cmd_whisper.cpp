@@ -10,6 +10,7 @@
 #include "af/modalities/log_mel.hpp"
 #include "af/models/whisper.hpp"
 #include "af/models/whisper_transcribe.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -41,7 +42,7 @@ int print_whisper_logits(const std::string& model_path, const std::string& audio
 
 Command add_transcribe(CLI::App& app) {
   struct Options {
-    std::string model, audio, format = "text", isa, prompt;
+    std::string model, audio, format = "text", isa, prompt, quantize;
     models::WhisperTranscribeOptions transcribe;
     modalities::AudioLimits limits;
     double no_speech_threshold = -1, logprob_threshold = 1;  // out of range: off
@@ -76,11 +77,14 @@ Command add_transcribe(CLI::App& app) {
   sub->add_option("--max-seconds", o->limits.max_seconds, "refuse longer audio")
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");
+  sub->add_option("--quantize", o->quantize,
+                  "store the float matrices as bf16 or q8_0 (or another --quantize type) at load");
   add_isa_option(*sub, o->isa);
   return [o]() {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    options.quantize = load_quantize_name(o->quantize);
     auto transcriber = models::WhisperTranscriber::load(o->model, options);
     models::WhisperTranscribeOptions t = o->transcribe;
     if (o->no_speech_threshold >= 0) t.no_speech_threshold = o->no_speech_threshold;

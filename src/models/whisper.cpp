@@ -3,7 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
+#include "af/backend/key_cache.hpp"
+#include "af/core/dtype.hpp"
 #include "af/core/error.hpp"
 #include "af/nn/layers.hpp"
 #include "af/nn/var_builder.hpp"
@@ -157,8 +160,15 @@ std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOption
            "whisper", path, ": architecture \"", hf.architecture(),
            "\" is not WhisperForConditionalGeneration");
   const WhisperConfig c = m->config_ = WhisperConfig::from(hf);
+  std::optional<DType> weight_type = options.dtype;
+  if (!options.quantize.empty()) {
+    weight_type = dtype_from_name(options.quantize);
+    AF_CHECK(weight_type.has_value() && (!options.dtype || options.dtype == weight_type),
+             ErrorCode::kInvalidArgument, "whisper", "quantize '", options.quantize,
+             "' is unknown or disagrees with dtype");
+  }
   const nn::VarBuilder root =
-      nn::VarBuilder(*m->files_.weights, "model").with_quantization(options.dtype);
+      nn::VarBuilder(*m->files_.weights, "model").with_quantization(weight_type);
   const int64_t d = c.d_model;
   auto w = std::make_unique<Weights>();
   const nn::VarBuilder enc = root.sub("encoder"), dec = root.sub("decoder");
@@ -187,7 +197,11 @@ std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOption
   w->output = top.has("proj_out.weight") ? top.tensor("proj_out.weight", {c.vocab_size, d})
                                          : w->tokens.table;
 
-  m->backend_ = make_backend({options.device, options.num_threads, options.isa});
+  BackendOptions backend_options{options.device, options.num_threads, options.isa};
+  // quantize = "bf16" opts in to AVX512_BF16 dot products (activations rounded to bf16), as
+  // for the decoder-only models; dtype = BF16 keeps the exact widened-to-float32 path.
+  backend_options.bf16_dot = !options.quantize.empty() && weight_type == DType::BF16;
+  m->backend_ = make_backend(backend_options);
   Backend& be = *m->backend_;
   w->conv1.lin.prepare(be);
   w->conv2.lin.prepare(be);
@@ -240,13 +254,17 @@ WhisperState Whisper::start(std::span<const float> encoded) {
   const int64_t d = c.d_model, n = c.max_source_positions;
   AF_CHECK(int64_t(encoded.size()) == n * d, ErrorCode::kInvalidArgument, "whisper",
            "start: ", encoded.size(), " encoder values, expected ", n, " x ", d);
+  const int64_t heads = c.decoder_heads, hd = d / heads;
   WhisperState s;
+  std::vector<float> keys(static_cast<size_t>(n * d));  // [n, d] rows, then blocked
   for (const DecoderLayer& l : w_->decoder) {
-    s.cross_k.emplace_back(static_cast<size_t>(n * d));
+    s.cross_k.emplace_back(static_cast<size_t>(key_cache_floats(n, heads, hd)));
     s.cross_v.emplace_back(static_cast<size_t>(n * d));
-    const Backend::MatmulTarget kv[] = {l.cross_attn.k.target(s.cross_k.back().data()),
+    const Backend::MatmulTarget kv[] = {l.cross_attn.k.target(keys.data()),
                                         l.cross_attn.v.target(s.cross_v.back().data())};
     backend_->matmul_group(encoded.data(), n, kv, 2);
+    // Blocked once here: attention_rows would re-pack all n keys on every decode step.
+    store_keys(s.cross_k.back().data(), keys.data(), n, 0, heads, hd);
     s.self_k.emplace_back(static_cast<size_t>(c.max_target_positions * d));
     s.self_v.emplace_back(static_cast<size_t>(c.max_target_positions * d));
   }
@@ -259,6 +277,11 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
   AF_CHECK(m > 0, ErrorCode::kInvalidArgument, "whisper", "decode: no ids");
   AF_CHECK(int64_t(s.self_k.size()) == c.decoder_layers, ErrorCode::kInvalidArgument, "whisper",
            "decode: the state was not made by start()");
+  AF_CHECK(s.cross_k.size() == s.self_k.size() &&
+               int64_t(s.cross_k[0].size()) ==
+                   key_cache_floats(c.max_source_positions, c.decoder_heads, d / c.decoder_heads),
+           ErrorCode::kInvalidArgument, "whisper",
+           "decode: cross_k is not start()'s blocked key layout");
   AF_CHECK(past + m <= c.max_target_positions, ErrorCode::kOutOfRange, "whisper",
            "decode: ", past + m, " decoder positions exceed max_target_positions ",
            c.max_target_positions);
@@ -289,8 +312,12 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
 
     l.cross_norm.forward(be, x.data(), m, eps, h.data());
     l.cross_attn.q.forward(be, h.data(), m, q.data());
-    be.attention_rows(q.data(), d, s.cross_k[i].data(), d, s.cross_v[i].data(), d, m, n_audio,
-                      heads, heads, hd, scale, {}, att.data());
+    // The KV-cache kernel over the pre-blocked cross keys; it is causal, so each query row is
+    // its own call placed after all n_audio positions (it sees every one).
+    for (int64_t t = 0; t < m; ++t) {
+      be.attention(q.data() + t * d, s.cross_k[i].data(), s.cross_v[i].data(), 1, n_audio - 1,
+                   heads, heads, hd, scale, att.data() + t * d);
+    }
     l.cross_attn.out.forward(be, att.data(), m, h.data());
     be.add_scaled(x.data(), h.data(), 1.0f, m * d);
 

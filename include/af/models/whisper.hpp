@@ -36,8 +36,10 @@ struct WhisperConfig {
 // One audio's decoder state: the cross-attention K/V computed once from the encoder output, and
 // the self-attention KV cache preallocated to max_target_positions rows.
 struct WhisperState {
-  int64_t n_past = 0;                       // decoder tokens already in the cache
-  std::vector<std::vector<float>> cross_k;  // [layer][max_source_positions, d_model]
+  int64_t n_past = 0;  // decoder tokens already in the cache
+  // [layer][key_cache_floats(max_source_positions, decoder_heads, head_dim)]: the blocked key
+  // layout of af/backend/key_cache.hpp, packed once by start() rather than per decode step.
+  std::vector<std::vector<float>> cross_k;
   std::vector<std::vector<float>> cross_v;  // [layer][max_source_positions, d_model]
   std::vector<std::vector<float>> self_k;   // [layer][max_target_positions, d_model]
   std::vector<std::vector<float>> self_v;   // [layer][max_target_positions, d_model]
@@ -46,7 +48,8 @@ struct WhisperState {
 class Whisper {
  public:
   // From an HF folder (config.json with "WhisperForConditionalGeneration", model.safetensors).
-  // LoadOptions: num_threads, isa, device and dtype apply; the KV cache is always float32.
+  // LoadOptions: num_threads, isa, device, dtype and quantize apply; the KV cache is always
+  // float32.
   static std::unique_ptr<Whisper> load(const std::string& path, const LoadOptions& options = {});
   ~Whisper();
 
