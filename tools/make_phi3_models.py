@@ -15,6 +15,9 @@ Written to ``tests/fixtures/phi3/<name>/`` (fixed seeds, deterministic):
     logits_transformers_f32.bin      float32 [len(ids), vocab]: ALL positions of one forward
                                       pass over "ids" (no BOS added), eager attention
     logits_short_transformers_f32.bin  the same over ids[:short.length] (short factors)
+    logits_llamacpp.bin              llama.cpp on <name>.gguf over "ids" (n_ctx 256 > the
+                                     original context: long factors), F32 KV cache, with
+                                     --llamacpp-dump (tools/llamacpp_dump_logits.cpp built)
 
 "generate" holds the greedy continuation (`generate(do_sample=False)`) of generate.prompt.
 
@@ -26,13 +29,16 @@ Models:
     phi3_partial    Phi-4-mini style: partial_rotary_factor 0.75 with LongRoPE (long factors,
                     attention factor) and grouped-query attention.
 
-Usage (repository root):  /work/pyref/bin/python tools/make_phi3_models.py
+Usage (repository root):
+    /work/pyref/bin/python tools/make_phi3_models.py [--llamacpp-dump /work/peers/phi3/dump_logits]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 
 import gguf
@@ -117,7 +123,8 @@ def write_gguf(spec, model, path: Path):
     rope_dims = int(spec["partial"] * HIDDEN) // spec["heads"]
     scale = spec["max_pos"] / spec["orig"]
     w = gguf.GGUFWriter(str(path), "phi3")
-    w.add_name(spec["name"])
+    # Not "phi3...": llama.cpp then expects Phi-3's own special tokens in the vocabulary.
+    w.add_name(spec["name"].replace("phi3_", "tiny_"))
     w.add_context_length(spec["max_pos"])
     w.add_rope_scaling_orig_ctx_len(spec["orig"])
     w.add_embedding_length(HIDDEN)
@@ -154,7 +161,14 @@ def write_gguf(spec, model, path: Path):
     w.close()
 
 
-def make_one(spec, ids):
+def llamacpp_logits(dump, gguf_path: Path, ids):
+    out = gguf_path.parent / "logits_llamacpp.bin"
+    subprocess.run([dump, str(gguf_path), str(out)] + [str(i) for i in ids], check=True,
+                   stderr=subprocess.DEVNULL)
+    return np.fromfile(out, dtype="<f4").reshape(len(ids), VOCAB)
+
+
+def make_one(spec, ids, dump):
     d = OUT / spec["name"]
     if d.exists():
         shutil.rmtree(d)
@@ -189,6 +203,15 @@ def make_one(spec, ids):
                       "torch": torch.__version__.split("+")[0],
                       "transformers": transformers.__version__},
     }
+    if dump:
+        lc = llamacpp_logits(dump, d / f"{spec['name']}.gguf", ids)
+        diff = float(np.abs(lc - logits).max())
+        ref["logits"]["llamacpp"] = {
+            "file": "logits_llamacpp.bin", "tolerance_hint": 1e-4,
+            "max_abs_diff_vs_transformers_f32": diff,
+            "dtype_note": "llama.cpp (tools/llamacpp_dump_logits.cpp) on the GGUF, n_ctx=n_batch="
+                          "n_ubatch=256, 2 threads, F32 KV cache, flash attention off"}
+        print(f"{spec['name']}: max|llamacpp - transformers_f32| = {diff:.3e}")
     text = json.dumps(ref, indent=2).replace('"@IDS@"', json.dumps(ids))
     (d / "reference.json").write_text(text + "\n")
     print(f"{spec['name']}: logits std {logits.std():.3f}, "
@@ -196,13 +219,16 @@ def make_one(spec, ids):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--llamacpp-dump", help="built tools/llamacpp_dump_logits.cpp")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     transformers.logging.set_verbosity_error()
     g = torch.Generator().manual_seed(IDS_SEED)
     ids = torch.randint(3, VOCAB, (N_IDS,), generator=g).tolist()
     for spec in SPECS:
-        make_one(spec, ids)
+        make_one(spec, ids, args.llamacpp_dump)
 
 
 if __name__ == "__main__":

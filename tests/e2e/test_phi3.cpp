@@ -2,8 +2,8 @@
 // qkv_proj / gate_up_proj, LongRoPE (long factors past original_max_position_embeddings, short
 // ones within it, the attention factor in both), partial rotary (Phi-4-mini style). Logits at
 // every position within 1e-4 of transformers with the same argmax, from the HF folder and the
-// GGUF file (arch "phi3", as llama.cpp's converter writes it), and greedy ids equal to
-// generate().
+// GGUF file (arch "phi3", as llama.cpp's converter writes it; there also within 1e-4 of
+// llama.cpp on the same file), and greedy ids equal to generate().
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -71,6 +71,12 @@ TEST_P(Phi3Fixture, LogitsMatchTransformersPastOriginalContext) {
     ASSERT_EQ(model->info().architecture, "Phi3ForCausalLM");
     const std::vector<float> ours = model->forward(ids, true);
     expect_rows_match(ours, expected, vocab, source.filename().string() + " (long factors)");
+    if (source.extension() == ".gguf") {
+      // llama.cpp on the same file (n_ctx 256: its long factors too).
+      expect_rows_match(ours,
+                        test::read_f32((fixture(GetParam()) / "logits_llamacpp.bin").string()),
+                        vocab, source.filename().string() + " vs llama.cpp");
+    }
     // Prefill then decode equals one prefill.
     model->reset_state();
     const size_t split = ids.size() - 3;
