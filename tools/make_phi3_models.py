@@ -18,6 +18,9 @@ Written to ``tests/fixtures/phi3/<name>/`` (fixed seeds, deterministic):
     logits_llamacpp.bin              llama.cpp on <name>.gguf over "ids" (n_ctx 256 > the
                                      original context: long factors), F32 KV cache, with
                                      --llamacpp-dump (tools/llamacpp_dump_logits.cpp built)
+    <name>.q8_0.gguf, logits_llamacpp_q8_0.bin   (phi3_partial) llama-quantize's Q8_0 of
+                                     <name>.gguf and llama.cpp's logits on it, with
+                                     --llama-quantize
 
 "generate" holds the greedy continuation (`generate(do_sample=False)`) of generate.prompt.
 
@@ -30,7 +33,8 @@ Models:
                     attention factor) and grouped-query attention.
 
 Usage (repository root):
-    /work/pyref/bin/python tools/make_phi3_models.py [--llamacpp-dump /work/peers/phi3/dump_logits]
+    /work/pyref/bin/python tools/make_phi3_models.py [--llamacpp-dump /work/peers/phi3/dump_logits
+        --llama-quantize /work/peers/llama.cpp/build/bin/llama-quantize]
 """
 from __future__ import annotations
 
@@ -221,6 +225,7 @@ def make_one(spec, ids, dump):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llamacpp-dump", help="built tools/llamacpp_dump_logits.cpp")
+    ap.add_argument("--llama-quantize", help="llama.cpp's llama-quantize (needs --llamacpp-dump)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -229,6 +234,17 @@ def main():
     ids = torch.randint(3, VOCAB, (N_IDS,), generator=g).tolist()
     for spec in SPECS:
         make_one(spec, ids, args.llamacpp_dump)
+        if spec["name"] == "phi3_partial" and args.llama_quantize and args.llamacpp_dump:
+            d = OUT / spec["name"]
+            q8 = d / f"{spec['name']}.q8_0.gguf"
+            subprocess.run([args.llama_quantize, str(d / f"{spec['name']}.gguf"), str(q8), "q8_0"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out = d / "logits_llamacpp_q8_0.bin"
+            subprocess.run([args.llamacpp_dump, str(q8), str(out)] + [str(i) for i in ids],
+                           check=True, stderr=subprocess.DEVNULL)
+            lc = np.fromfile(out, dtype="<f4").reshape(len(ids), VOCAB)
+            f32 = np.fromfile(d / "logits_transformers_f32.bin", dtype="<f4").reshape(len(ids), VOCAB)
+            print(f"{spec['name']}: max|llamacpp q8_0 - transformers_f32| = {np.abs(lc - f32).max():.3e}")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,40 @@ TEST_P(Phi3Fixture, GreedyIdsEqualGenerate) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, Phi3Fixture, ::testing::Values("phi3_longrope", "phi3_partial"),
                          [](const auto& info) { return info.param; });
 
+TEST(Phi3, Q8_0FileMatchesLlamaCppOnTheSameFile) {
+  // llama-quantize's Q8_0 of the GGUF: the fused qkv / gate_up rows are split as quantized
+  // blocks. llama.cpp also rounds activations to Q8_0, so the bound is the format's error.
+  const nlohmann::json ref = reference("phi3_partial");
+  const auto ids = ref.at("ids").get<std::vector<int32_t>>();
+  const int64_t vocab = ref.at("vocab_size").get<int64_t>();
+  auto model = load(fixture("phi3_partial") / "phi3_partial.q8_0.gguf");
+  const std::vector<float> ours = model->forward(ids, true);
+  const std::vector<float> llama =
+      test::read_f32((fixture("phi3_partial") / "logits_llamacpp_q8_0.bin").string());
+  const std::vector<float> f32 =
+      test::read_f32((fixture("phi3_partial") / "logits_transformers_f32.bin").string());
+  const test::LogitDiff vs_llama = test::compare_logits(ours, llama, vocab);
+  const test::LogitDiff vs_f32 = test::compare_logits(ours, f32, vocab);
+  const test::LogitDiff llama_vs_f32 = test::compare_logits(llama, f32, vocab);
+  std::printf("q8_0: vs llama.cpp %.3g (top1 %lld/%lld), vs f32 %.3g, llama.cpp vs f32 %.3g\n",
+              vs_llama.max_abs, static_cast<long long>(vs_llama.top1_agree),
+              static_cast<long long>(vs_llama.rows), vs_f32.max_abs, llama_vs_f32.max_abs);
+  EXPECT_LE(vs_llama.max_abs, 0.05);
+  EXPECT_LE(vs_f32.max_abs, 1.25 * llama_vs_f32.max_abs + 0.05);
+  // Top-1 may flip only where llama.cpp's own winner leads by less than twice the bound.
+  int64_t clear_flips = 0;
+  for (int64_t r = 0; r < vs_llama.rows; ++r) {
+    const float* a = ours.data() + r * vocab;
+    const float* b = llama.data() + r * vocab;
+    const int64_t top = argmax(b, vocab);
+    float second = -INFINITY;
+    for (int64_t j = 0; j < vocab; ++j)
+      if (j != top) second = std::max(second, b[j]);
+    if (argmax(a, vocab) != top && b[top] - second > 0.1f) ++clear_flips;
+  }
+  EXPECT_EQ(clear_flips, 0);
+}
+
 // A copy of a fixture with `edit` applied to its config.json.
 fs::path edited_fixture(const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
   const fs::path dir =
