@@ -175,6 +175,26 @@ fs::path edited_fixture(const std::string& name, const std::function<void(nlohma
   return dir;
 }
 
+TEST(Phi3, TransformersFourConfigGivesTheSameLogits) {
+  // Released Phi-3 / Phi-4-mini configs: rope_scaling {"type": "su" | "longrope", factors},
+  // original_max_position_embeddings and partial_rotary_factor at the top level.
+  const fs::path dir = edited_fixture("phi3_partial", [](nlohmann::json& c) {
+    nlohmann::json rope = c.at("rope_parameters");
+    c["rope_theta"] = rope.at("rope_theta");
+    c["rope_scaling"] = {{"type", "su"},
+                         {"long_factor", rope.at("long_factor")},
+                         {"short_factor", rope.at("short_factor")}};
+    c.erase("rope_parameters");
+  });
+  const nlohmann::json ref = reference("phi3_partial");
+  const auto ids = ref.at("ids").get<std::vector<int32_t>>();
+  expect_rows_match(
+      load(dir)->forward(ids, true),
+      test::read_f32((fixture("phi3_partial") / "logits_transformers_f32.bin").string()),
+      ref.at("vocab_size").get<int64_t>(), "phi3_partial (transformers 4 config)");
+  fs::remove_all(dir);
+}
+
 TEST(Phi3, SlidingWindowShorterThanContextIsRefusedNamingTheKey) {
   const fs::path dir =
       edited_fixture("phi3_longrope", [](nlohmann::json& c) { c["sliding_window"] = 63; });
