@@ -43,6 +43,7 @@ constexpr NamePair kGlobalNames[] = {
 
 // Per-layer tensors: "blk.N.<gguf>" <-> "model.layers.N.<hf>".
 constexpr NamePair kBlockNames[] = {
+    {"attn_qkv", "self_attn.qkv_proj"},  // fused (Phi-3); ffn_up then holds gate_up_proj
     {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
     {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
     {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
@@ -294,7 +295,33 @@ constexpr ArchInfo kArchitectures[] = {
     {"llama", "LlamaForCausalLM", RopeLayout::kInterleaved},
     {"qwen2", "Qwen2ForCausalLM", RopeLayout::kHalf},
     {"minicpm", "MiniCPMForCausalLM", RopeLayout::kInterleaved},
+    {"phi3", "Phi3ForCausalLM", RopeLayout::kHalf},
 };
+
+// Phi-3 (llama.cpp's Phi3MiniModel converter): rotary dims as rope.dimension_count, LongRoPE
+// as rope_factors_{long,short} tensors (nn::Rope reads them) with the pretraining context and
+// the cos/sin scale as metadata; a sliding_window of 0 means none.
+void phi3_config_from_gguf(const MetadataReader& md, const GgufFile& file, const std::string& p,
+                           json& c) {
+  const int64_t head_dim = c.contains("head_dim") ? c["head_dim"].get<int64_t>()
+                                                  : c["hidden_size"].get<int64_t>() /
+                                                        c["num_attention_heads"].get<int64_t>();
+  if (md.find(p + "rope.dimension_count") && head_dim > 0) {
+    c["partial_rotary_factor"] =
+        static_cast<double>(md.get_int(p + "rope.dimension_count")) / static_cast<double>(head_dim);
+  }
+  const int64_t window =
+      md.find(p + "attention.sliding_window") ? md.get_int(p + "attention.sliding_window") : 0;
+  if (window > 0) c["sliding_window"] = window;
+  if (!md.find(p + "rope.scaling.original_context_length")) return;
+  const int64_t orig = md.get_int(p + "rope.scaling.original_context_length");
+  c["original_max_position_embeddings"] = orig;
+  if (!file.has_tensor("rope_factors_short.weight")) return;
+  json s = {{"rope_type", "longrope"}, {"original_max_position_embeddings", orig}};
+  if (md.find(p + "rope.scaling.attn_factor"))
+    s["attention_factor"] = md.get_float(p + "rope.scaling.attn_factor");
+  c["rope_scaling"] = s;
+}
 
 json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   MetadataReader md(file);
@@ -373,6 +400,7 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   if (eos.size() == 1) c["eos_token_id"] = eos[0];
   if (eos.size() > 1) c["eos_token_id"] = eos;
 
+  if (arch == "phi3") phi3_config_from_gguf(md, file, p, c);
   if (arch == "minicpm") {
     // convert_hf_to_gguf.py writes embedding_scale = scale_emb,
     // residual_scale = scale_depth / sqrt(num_hidden_layers), logit_scale = hidden /

@@ -16,6 +16,7 @@ constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
     {"MiniCPMForCausalLM", make_minicpm},
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},
+    {"Phi3ForCausalLM", make_phi3},
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},

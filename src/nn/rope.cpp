@@ -43,6 +43,43 @@ std::vector<float> factor_list(const io::HfConfig& p, const std::string& key, si
   return out;
 }
 
+// The context the model was pretrained with: in rope_parameters (transformers 5), at the top
+// level (Phi-3 configs of transformers 4), else max_position_embeddings.
+double longrope_original_context(const io::HfConfig& config, const io::HfConfig& params) {
+  const double max_pos = static_cast<double>(config.get_int("max_position_embeddings"));
+  return params.get_float("original_max_position_embeddings",
+                          config.get_float("original_max_position_embeddings", max_pos));
+}
+
+// LongRoPE as transformers' _compute_longrope_parameters (Phi-3, MiniCPM4): the frequencies are
+// divided by long_factor when the session's context exceeds the original one, else by
+// short_factor. transformers picks per forward pass from the longest position seen; a fixed
+// choice per session (as llama.cpp makes) keeps cached keys and new queries consistent and
+// equals transformers whenever a pass reaches past the original context or the session is
+// no longer than it. Returns the cos/sin scale: attention_factor, or
+// sqrt(1 + ln(factor) / ln(orig)) with factor = max_position_embeddings / orig by default.
+float apply_longrope(const io::HfConfig& config, const io::HfConfig& params, int64_t context,
+                     std::vector<float>& inv_freq) {
+  const double max_pos = static_cast<double>(config.get_int("max_position_embeddings"));
+  const double orig = longrope_original_context(config, params);
+  AF_CHECK(orig > 0, ErrorCode::kFormat, "rope", config.origin(),
+           ": original_max_position_embeddings must be positive, got ", orig);
+  if (params.has("short_factor")) {
+    const bool long_ctx = static_cast<double>(context) > orig;
+    const std::vector<float> f =
+        factor_list(params, long_ctx ? "long_factor" : "short_factor", inv_freq.size());
+    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] /= f[i];
+  }
+  if (params.has("attention_factor")) {
+    const double a = params.get_float("attention_factor");
+    AF_CHECK(a > 0, ErrorCode::kFormat, "rope", config.origin(),
+             ": attention_factor must be positive, got ", a);
+    return static_cast<float>(a);
+  }
+  const double factor = params.get_float("factor", max_pos / orig);
+  if (factor <= 1.0) return 1.0f;
+  return static_cast<float>(std::sqrt(1 + std::log(factor) / std::log(orig)));
+}
 }  // namespace
 
 Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout layout,
@@ -56,8 +93,13 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
     theta = params->get_float("rope_theta", theta);
     type = params->get_string("rope_type", params->get_string("type", "default"));
   }
-  const double partial = config.get_float("partial_rotary_factor", 1.0);
-  const int64_t rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * partial);
+  // transformers 5 also copies partial_rotary_factor into rope_parameters (Phi-4-mini).
+  const double partial = params ? params->get_float("partial_rotary_factor",
+                                                    config.get_float("partial_rotary_factor", 1.0))
+                                : config.get_float("partial_rotary_factor", 1.0);
+  // int(head_dim * partial) as transformers, with a margin for a factor such as 40/48 that
+  // a decimal (or a GGUF's rope.dimension_count / head_dim) leaves a hair below the product.
+  const auto rotary_dim = static_cast<int64_t>(static_cast<double>(head_dim) * partial + 1e-6);
   AF_CHECK(theta > 0 && rotary_dim > 0 && rotary_dim % 2 == 0 && rotary_dim <= head_dim,
            ErrorCode::kFormat, "rope", config.origin(), ": invalid rope (theta ", theta,
            ", rotary dims ", rotary_dim, " of head_dim ", head_dim, ")");
@@ -77,27 +119,11 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
     for (float& f : rope.inv_freq_) f /= factor;
   } else if (type == "llama3") {
     apply_llama3(*params, rope.inv_freq_);
-  } else if (type == "longrope") {
-    // MiniCPM4: the long factors and the cos/sin scale sqrt(1 + ln(max/orig) / ln(orig)) apply
-    // when the configured context exceeds the original one.
-    const double max_pos = static_cast<double>(config.get_int("max_position_embeddings"));
-    const double orig = params->get_float("original_max_position_embeddings", max_pos);
-    const bool long_ctx = max_pos > orig;
-    if (params->has("short_factor")) {
-      const size_t n = rope.inv_freq_.size();
-      const std::vector<float> f =
-          factor_list(*params, long_ctx ? "long_factor" : "short_factor", n);
-      for (size_t i = 0; i < n; ++i) rope.inv_freq_[i] /= f[i];
-    }
-    if (long_ctx) {
-      AF_CHECK(rotary_dim == head_dim, ErrorCode::kUnsupported, "rope", config.origin(),
-               ": longrope with a partial rotary dimension is not supported yet");
-      rope.attention_scaling_ =
-          static_cast<float>(std::sqrt(1 + std::log(max_pos / orig) / std::log(orig)));
-    }
+  } else if (type == "longrope" || type == "su") {
+    rope.attention_scaling_ = apply_longrope(config, *params, context, rope.inv_freq_);
   } else if (type != "default") {
     fail(ErrorCode::kUnsupported, "rope", config.origin(), ": rope type \"", type,
-         "\" is not supported yet (supported: default, linear, llama3, longrope)");
+         "\" is not supported yet (supported: default, linear, llama3, longrope/su)");
   }
   // GGUF stores the divisors as tensors (the config synthesised from it has no lists).
   std::string factors_name;
@@ -118,6 +144,12 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
     }
   }
   return rope;
+}
+
+void Rope::scale_rotated(Backend& be, float* x, int64_t rows) const {
+  const int64_t rotary = rotary_dim();
+  if (rotary == head_dim_) return be.scale(x, attention_scaling_, rows * head_dim_);
+  for (int64_t r = 0; r < rows; ++r) be.scale(x + r * head_dim_, attention_scaling_, rotary);
 }
 
 }  // namespace af::nn

@@ -1,7 +1,7 @@
 #pragma once
 // Rotary position embedding parameters, computed once from the config as transformers does
 // (float32 inverse frequencies), for the rope types "default", "linear", "llama3" and "longrope"
-// (static choice of short/long factors as MiniCPM4 does).
+// (LongRoPE: short or long factors chosen per session context, and its cos/sin scale).
 #include <cstdint>
 #include <vector>
 
@@ -25,14 +25,17 @@ class Rope {
   void apply(Backend& be, float* x, int64_t n_tokens, int64_t n_heads,
              const int32_t* positions) const {
     be.rope(x, n_tokens, n_heads, head_dim_, rotary_dim(), positions, inv_freq_.data(), layout_);
-    // cos and sin scaled by m (longrope) is the same as scaling the rotated vector by m.
-    if (attention_scaling_ != 1.0f) be.scale(x, attention_scaling_, n_tokens * n_heads * head_dim_);
+    if (attention_scaling_ != 1.0f) scale_rotated(be, x, n_tokens * n_heads);
   }
 
   int64_t rotary_dim() const { return static_cast<int64_t>(inv_freq_.size()) * 2; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }  // [rotary_dim / 2]
 
  private:
+  // cos and sin scaled by m (longrope) is the same as scaling the rotated dims by m; the
+  // dims past rotary_dim (partial rotary) pass through unscaled, as in transformers.
+  void scale_rotated(Backend& be, float* x, int64_t rows) const;
+
   std::vector<float> inv_freq_;
   int64_t head_dim_ = 0;
   float attention_scaling_ = 1.0f;

@@ -1,0 +1,109 @@
+// Phi-3 / Phi-3.5 / Phi-4-mini (Phi3ForCausalLM): the Llama decoder with fused projections
+// (self_attn.qkv_proj = [q; k; v] rows, mlp.gate_up_proj = [gate; up] rows), LongRoPE with
+// short/long factors and its cos/sin scale, and partial rotary (Phi-4-mini) -- the last two
+// handled by nn::Rope. The fused weights keep their HF names in the file; a view of the
+// weight source presents their row ranges as q/k/v_proj and gate/up_proj, so the shared
+// decoder runs them unchanged and without a copy (rows of every type are contiguous).
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "af/core/error.hpp"
+#include "models/decoder_lm.hpp"
+#include "models/registry.hpp"
+
+namespace af::models {
+namespace {
+
+class FusedSplitSource final : public io::WeightSource {
+ public:
+  // llama.cpp's converter keeps qkv fused (attn_qkv, named self_attn.qkv_proj here) and
+  // stores gate_up_proj as ffn_up, which the name table calls mlp.up_proj.
+  FusedSplitSource(std::unique_ptr<io::WeightSource> inner, const DecoderSpec& spec, bool gguf)
+      : inner_(std::move(inner)) {
+    const int64_t q = spec.num_heads * spec.head_dim;
+    const int64_t kv = spec.num_kv_heads * spec.head_dim;
+    const int64_t ff = spec.intermediate_size;
+    const std::string_view qkv = "self_attn.qkv_proj.weight";
+    const std::string_view gate_up = gguf ? "mlp.up_proj.weight" : "mlp.gate_up_proj.weight";
+    parts_ = {{{"self_attn.q_proj.weight", qkv, 0, q, q + 2 * kv},
+               {"self_attn.k_proj.weight", qkv, q, kv, q + 2 * kv},
+               {"self_attn.v_proj.weight", qkv, q + kv, kv, q + 2 * kv},
+               {"mlp.gate_proj.weight", gate_up, 0, ff, 2 * ff},
+               {"mlp.up_proj.weight", gate_up, ff, ff, 2 * ff}}};
+  }
+
+  bool has(const std::string& name) const override {
+    const auto split = find_part(name);
+    return split ? inner_->has(split->first + std::string(split->second->fused))
+                 : inner_->has(name);
+  }
+
+  Tensor get(const std::string& name) const override {
+    const auto split = find_part(name);
+    if (!split) return inner_->get(name);
+    const Part& part = *split->second;
+    const std::string fused_name = split->first + std::string(part.fused);
+    const Tensor fused = inner_->get(fused_name);
+    AF_CHECK(fused.shape().rank() == 2 && fused.shape()[0] == part.fused_rows, ErrorCode::kFormat,
+             "weights", inner_->origin(), ": tensor ", fused_name, " has shape ",
+             fused.shape().str(), ", the config implies ", part.fused_rows, " rows");
+    const size_t row_bytes = fused.nbytes() / static_cast<size_t>(part.fused_rows);
+    return Tensor(fused.dtype(), Shape{part.rows, fused.shape()[1]}, fused.buffer(),
+                  fused.data() + static_cast<size_t>(part.first_row) * row_bytes);
+  }
+
+  std::vector<std::string> names() const override { return inner_->names(); }
+  std::string origin() const override { return inner_->origin(); }
+
+ private:
+  // One split part: the HF name the decoder asks for, the fused tensor it lies in, its rows.
+  struct Part {
+    std::string_view name, fused;
+    int64_t first_row, rows, fused_rows;
+  };
+
+  // The layer prefix ("model.layers.3.") and the part, when `name` is one of the split names.
+  std::optional<std::pair<std::string, const Part*>> find_part(const std::string& name) const {
+    for (const Part& part : parts_) {
+      if (name.size() > part.name.size() && name.ends_with(part.name) &&
+          name[name.size() - part.name.size() - 1] == '.') {
+        return std::pair{name.substr(0, name.size() - part.name.size()), &part};
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::unique_ptr<io::WeightSource> inner_;
+  std::array<Part, 5> parts_;
+};
+
+DecoderSpec phi3_decoder_spec(const io::HfConfig& config, const LoadOptions& options) {
+  DecoderSpec spec = DecoderSpec::from_llama_config(config);
+  spec.qkv_bias = spec.o_bias = spec.mlp_bias = false;
+  // A window at least as long as the session's context never hides a key; a shorter one
+  // would (Phi-3-mini-4k: 2047 of 4096), so refuse and say how to make it hold.
+  const int64_t context = options.context_length > 0
+                              ? options.context_length
+                              : std::max(spec.max_position_embeddings, options.min_context_length);
+  const int64_t window = config.get_int("sliding_window", 0);
+  AF_CHECK(window == 0 || window >= context, ErrorCode::kUnsupported, "phi3", config.origin(),
+           ": sliding_window ", window, " is shorter than the context of ", context,
+           " positions, which is not supported yet (set the context length to at most ", window,
+           ")");
+  return spec;
+}
+
+}  // namespace
+
+std::unique_ptr<CausalLM> make_phi3(io::ModelFiles files, const io::HfConfig& config,
+                                    const LoadOptions& options) {
+  const DecoderSpec spec = phi3_decoder_spec(config, options);
+  files.weights =
+      std::make_unique<FusedSplitSource>(std::move(files.weights), spec, files.format == "gguf");
+  return make_decoder_lm(std::move(files), config, spec, options);
+}
+
+}  // namespace af::models
