@@ -1,19 +1,25 @@
 // af-cli run -m PATH [-p PROMPT | -f FILE | < FILE] [-n N|-1] [--temp T] [--top-k K] [--top-p P]
 //            [--min-p P] [--seed S] [--repeat-penalty R] [--stop TEXT]... [--threads N]
-//            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...] ...
+//            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...]
+//            [--json-schema FILE | --json] ...
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
 // separated by spaces), timings on stderr. --temp 0 is greedy. Without a prompt, generation
 // starts from the BOS token alone. Images (multimodal models) go where the prompt has the model's
-// image token, else right after BOS.
+// image token, else right after BOS. --json-schema constrains the output to a JSON document
+// valid under the schema in FILE (af/runtime/json_schema.hpp lists what is supported), --json
+// to any JSON object; either ends generation when the document is whole.
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "af/core/error.hpp"
 #include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/runtime/json_schema.hpp"
 #include "af/runtime/session.hpp"
 #include "cli_common.hpp"
 #include "commands.hpp"
@@ -21,6 +27,21 @@
 #include "sampling_options.hpp"
 
 namespace af::cli {
+namespace {
+
+std::shared_ptr<const runtime::JsonGrammar> load_json_schema(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  AF_CHECK(in, ErrorCode::kIo, "cli", "--json-schema: cannot open ", path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return runtime::compile_json_schema_text(text.str());
+  } catch (const Error& e) {
+    fail(e.code(), "cli", "--json-schema ", path, ": ", e.what());
+  }
+}
+
+}  // namespace
 
 Command add_run(CLI::App& app) {
   struct Options {
@@ -28,7 +49,8 @@ Command add_run(CLI::App& app) {
     int n_predict = 128;
     std::vector<std::string> images;
     std::vector<std::string> stop;
-    bool print_ids = false, ignore_eos = false;
+    bool print_ids = false, ignore_eos = false, json = false;
+    std::string json_schema;
     SamplingOptions sampling;
     ModelOptions model;
   };
@@ -44,6 +66,10 @@ Command add_run(CLI::App& app) {
   add_model_options(*sub, o->model, "context length (0: the model's trained context)",
                     /*extend=*/true);
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
+  auto* schema_opt =
+      sub->add_option("--json-schema", o->json_schema,
+                      "constrain the output to JSON valid under this JSON Schema file");
+  sub->add_flag("--json", o->json, "constrain the output to one JSON object")->excludes(schema_opt);
   return [o]() {
     // Every flag is checked before anything is loaded.
     require_flag(
@@ -54,6 +80,9 @@ Command add_run(CLI::App& app) {
     note_gpu_flags(o->model.gpu, "run");
     const std::string prompt = read_prompt(o->prompt);
     const std::vector<std::string> stop = process_stop_strings(o->stop, o->prompt.escape);
+    std::shared_ptr<const runtime::JsonGrammar> grammar;
+    if (o->json) grammar = runtime::json_object_grammar();
+    if (!o->json_schema.empty()) grammar = load_json_schema(o->json_schema);
 
     std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->model.path);
     GenerateRequest request;
@@ -61,6 +90,7 @@ Command add_run(CLI::App& app) {
     request.ignore_eos = o->ignore_eos;
     request.sampling = make_sampling_params(o->sampling);
     request.on_prefill = prefill_progress();
+    request.json_schema = grammar;
     request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
     for (const std::string& image : o->images)
       request.images.push_back(modalities::Image::load(image));

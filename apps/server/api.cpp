@@ -202,6 +202,34 @@ std::vector<ChatMessage> parse_messages(const json& body) {
   return messages;
 }
 
+// response_format json_schema: {"json_schema": {"name": required, "schema": optional,
+// "strict": optional bool, "description"}}, as OpenAI checks it. Returns the schema.
+json parse_json_schema_format(const json& format) {
+  const std::string p = "response_format.json_schema";
+  auto js = format.find("json_schema");
+  if (js == format.end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + "'.", "invalid_request_error", p,
+                   "missing_required_parameter");
+  }
+  if (!js->is_object()) invalid_type(p, "an object", *js);
+  auto name = js->find("name");
+  if (name == js->end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + ".name'.", "invalid_request_error",
+                   p + ".name", "missing_required_parameter");
+  }
+  if (!name->is_string()) invalid_type(p + ".name", "a string", *name);
+  if (auto strict = js->find("strict");
+      strict != js->end() && !strict->is_null() && !strict->is_boolean()) {
+    invalid_type(p + ".strict", "a boolean", *strict);
+  }
+  auto schema = js->find("schema");
+  if (schema == js->end() || schema->is_null()) return json::object();
+  if (!schema->is_object() && !schema->is_boolean()) {
+    invalid_type(p + ".schema", "an object", *schema);
+  }
+  return *schema;
+}
+
 void parse_prompt(const json& body, ApiRequest& request, const ApiLimits& limits) {
   auto it = body.find("prompt");
   if (it == body.end() || it->is_null()) {
@@ -386,10 +414,12 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     }
     if (*type == "json_object") {
       r.json_object = true;
+    } else if (*type == "json_schema") {
+      r.json_schema = parse_json_schema_format(*format);
     } else if (*type != "text") {
       throw ApiError(400,
                      "Invalid value for 'response_format.type': '" + type->get<std::string>() +
-                         "' is not supported; use 'text' or 'json_object'.",
+                         "' is not supported; use 'text', 'json_object' or 'json_schema'.",
                      "invalid_request_error", "response_format.type", "unsupported_value");
     }
   }

@@ -72,6 +72,9 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool json_object = false;    // response_format {"type": "json_object"}
+  // response_format {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}: the
+  // schema (an empty object when none was given); null otherwise. structured.hpp compiles it.
+  nlohmann::json json_schema = nullptr;
 };
 
 // Parses and validates a request body. Throws ApiError (400) naming the field at fault; the HTTP

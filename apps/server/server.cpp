@@ -33,6 +33,7 @@
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
+#include "structured.hpp"
 
 namespace af::server {
 
@@ -374,6 +375,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
   }
   const ApiRequest r = parse_request(endpoint, body);
+  const auto grammar = response_grammar(r);  // response_format json_schema, or nullptr
   const bool chat = endpoint == Endpoint::kChatCompletions;
   const int64_t context = scheduler_->slot_context();
   const std::vector<modalities::Image> images =
@@ -467,6 +469,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     g.sampling.seed = base_seed + static_cast<uint64_t>(c % r.n);
     g.stop = r.stop;
     g.json_object = r.json_object;
+    g.json_schema = grammar;
     if (r.stream) {
       g.on_chunk = [exchange, c](const runtime::StreamChunk& chunk) {
         Exchange::Event e{c, chunk.text, {}, {}};

@@ -29,6 +29,8 @@ import time
 
 import openai
 
+import structured_outputs
+
 PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went", "One day, a big",
            "The sun was", "A cat sat", "Tim had a red", "Mom said"]
 
@@ -1175,7 +1177,14 @@ def main():
              ("requests racing SIGTERM: complete, 503 or nothing",
               lambda: test_sigterm_racing_requests(args)),
              ("images: data URLs, usage, cache, bad images 400",
-              lambda: test_images(args, small))]
+              lambda: test_images(args, small)),
+             ("json_schema: 50 seeds validate", lambda: structured_outputs.test_json_schema_seeds(client)),
+             ("json_schema: streaming equals non-streaming",
+              lambda: structured_outputs.test_json_schema_streaming(client)),
+             ("json_schema: length cut, json_object",
+              lambda: structured_outputs.test_json_schema_length_and_object(client)),
+             ("json_schema: bad schemas 400 naming the keyword",
+              lambda: structured_outputs.test_json_schema_errors(small, expect_error))]
     if args.only:
         tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0

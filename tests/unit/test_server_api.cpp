@@ -3,6 +3,7 @@
 #include "api.hpp"
 #include "chat_prompt.hpp"
 #include "metrics.hpp"
+#include "structured.hpp"
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
@@ -152,6 +153,15 @@ TEST(ServerApi, BadInputIsA400NamingTheField) {
        "stream_options", "invalid_value"},
       {kChat,
        R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})",
+       "response_format.json_schema", "missing_required_parameter"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})",
+       "response_format.json_schema.name", "missing_required_parameter"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": 3}}})",
+       "response_format.json_schema.schema", "invalid_type"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}})",
        "response_format.type", "unsupported_value"},
       {kChat, R"({"messages": [{"role": "user", "content": "x"}], "model": 3})", "model",
        "invalid_type"},
@@ -276,6 +286,32 @@ TEST(ServerApi, MetricsArePrometheusText) {
   EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.25\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.5\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("af_request_seconds_count 1\n"), std::string::npos);
+}
+
+TEST(ServerApi, JsonSchemaResponseFormatCompilesOrNamesTheKeyword) {
+  const ApiRequest ok =
+      parse_request(Endpoint::kChatCompletions,
+                    R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type":
+          "json_schema", "json_schema": {"name": "p", "strict": true, "schema":
+          {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}})");
+  EXPECT_TRUE(response_grammar(ok) != nullptr);
+  const ApiRequest text = parse_request(Endpoint::kChatCompletions,
+                                        R"({"messages": [{"role": "user", "content": "x"}]})");
+  EXPECT_TRUE(response_grammar(text) == nullptr);
+  const ApiRequest bad =
+      parse_request(Endpoint::kChatCompletions,
+                    R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type":
+          "json_schema", "json_schema": {"name": "p", "schema":
+          {"properties": {"a": {"type": "string", "pattern": "x"}}}}}})");
+  try {
+    response_grammar(bad);
+    ADD_FAILURE() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "response_format.json_schema.schema");
+    EXPECT_EQ(e.code, "unsupported_value");
+    EXPECT_NE(e.message.find("'pattern' at #/properties/a"), std::string::npos) << e.message;
+  }
 }
 
 }  // namespace

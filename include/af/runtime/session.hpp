@@ -23,6 +23,7 @@
 #include "af/core/model.hpp"
 #include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
+#include "af/runtime/json_schema.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 
@@ -71,6 +72,10 @@ struct GenerateRequest {
   // processor does) or already expanded; a prompt without any gets them right after BOS,
   // where LLaVA's processor convention puts the image. chat(): the images of this user turn.
   std::vector<modalities::Image> images = {};
+  // Constrain the text to a JSON document valid under this schema (runtime::compile_json_schema
+  // or json_object_grammar): tokens that cannot continue it are masked, EOS is allowed only once
+  // it is whole, and generation stops (kStop) when nothing can follow. Needs the tokenizer.
+  std::shared_ptr<const runtime::JsonGrammar> json_schema = nullptr;
 };
 
 struct Timings {
