@@ -60,6 +60,8 @@ class JsonGrammar {
   std::vector<GrammarNode> nodes;
   uint32_t root = 0;
   JsonSchemaLimits limits;
+  // Literal text around the value (wrap_json_grammar), e.g. a tool-call syntax's markers.
+  std::string prefix, suffix;
 };
 
 }  // namespace af::runtime

@@ -328,6 +328,15 @@ bool JsonMatcher::start_value(State& st, size_t i, uint32_t node, uint8_t b) con
 bool JsonMatcher::feed(State& st, size_t i, uint8_t b) const {
   Stack& s = st.stacks[i];
   Frame& f = s.frames.back();
+  if (f.node == kDocument) {
+    // The wrapping text (wrap_json_grammar): matched byte for byte, no whitespace.
+    const std::string& text = f.state == kDocBefore ? grammar_->prefix : grammar_->suffix;
+    if (f.pos < text.size() || f.state == kDocAfter) {
+      if (f.pos >= text.size() || static_cast<uint8_t>(text[f.pos]) != b) return false;
+      ++f.pos;
+      return true;
+    }
+  }
   const bool between_tokens = f.node == kDocument ? f.state == kDocBefore
                               : grammar_->nodes[f.node].kind == NodeKind::kObject
                                   ? f.state != kObjOpen && f.state != kObjKeyBody
@@ -341,8 +350,8 @@ bool JsonMatcher::feed(State& st, size_t i, uint8_t b) const {
   }
   s.spaces = 0;
   if (f.node == kDocument) {
-    if (f.state != kDocBefore) return false;
     f.state = kDocAfter;
+    f.pos = 0;  // from here on: the position in the suffix
     return start_value(st, i, grammar_->root, b);
   }
   switch (grammar_->nodes[f.node].kind) {
@@ -629,8 +638,10 @@ bool JsonMatcher::feed_literal(State& st, size_t i, uint8_t b) const {
 }
 
 bool JsonMatcher::stack_accepts_end(const Stack& s) const {
-  if (s.frames.size() == 1) return s.frames[0].state == kDocAfter;
-  if (s.frames.size() != 2) return false;
+  if (s.frames.size() == 1) {
+    return s.frames[0].state == kDocAfter && s.frames[0].pos == grammar_->suffix.size();
+  }
+  if (s.frames.size() != 2 || !grammar_->suffix.empty()) return false;
   const Frame& f = s.frames[1];
   const GrammarNode& n = grammar_->nodes[f.node];
   switch (n.kind) {

@@ -416,6 +416,14 @@ std::shared_ptr<const JsonGrammar> compile_json_schema_text(std::string_view sch
   return compile_json_schema(schema, limits);
 }
 
+std::shared_ptr<const JsonGrammar> wrap_json_grammar(const std::shared_ptr<const JsonGrammar>& g,
+                                                     std::string prefix, std::string suffix) {
+  auto wrapped = std::make_shared<JsonGrammar>(*g);
+  wrapped->prefix = std::move(prefix);
+  wrapped->suffix = std::move(suffix);
+  return wrapped;
+}
+
 std::shared_ptr<const JsonGrammar> json_object_grammar(const JsonSchemaLimits& limits) {
   static const nlohmann::json kEmpty = nlohmann::json::object();
   return Compiler(kEmpty, limits).any_object();

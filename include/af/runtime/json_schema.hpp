@@ -40,6 +40,10 @@ std::shared_ptr<const JsonGrammar> compile_json_schema(const nlohmann::json& sch
                                                        const JsonSchemaLimits& limits = {});
 std::shared_ptr<const JsonGrammar> compile_json_schema_text(std::string_view schema_text,
                                                             const JsonSchemaLimits& limits = {});
+// The same grammar with literal text before and after the value (no whitespace between), e.g.
+// "<tool_call>\n" and "\n</tool_call>" for a Hermes-style tool call.
+std::shared_ptr<const JsonGrammar> wrap_json_grammar(const std::shared_ptr<const JsonGrammar>& g,
+                                                     std::string prefix, std::string suffix);
 // Any JSON object (response_format json_object).
 std::shared_ptr<const JsonGrammar> json_object_grammar(const JsonSchemaLimits& limits = {});
 
