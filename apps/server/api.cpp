@@ -157,6 +157,8 @@ std::string content_text(const json& content, const std::string& param,
   return text;
 }
 
+void parse_tool_fields(const json& m, const std::string& p, ChatMessage& message);
+
 std::vector<ChatMessage> parse_messages(const json& body) {
   auto it = body.find("messages");
   if (it == body.end()) {
@@ -186,6 +188,7 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                                      "'assistant', 'tool'.");
     }
     ChatMessage message{r, {}};
+    parse_tool_fields(m, p, message);
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
       // An assistant turn that only called tools has no content.
@@ -200,6 +203,85 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     messages.push_back(std::move(message));
   }
   return messages;
+}
+
+// An assistant message's tool_calls and a tool message's tool_call_id (and any message's name).
+void parse_tool_fields(const json& m, const std::string& p, ChatMessage& message) {
+  if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+    if (!calls->is_array()) invalid_type(p + ".tool_calls", "an array", *calls);
+    for (size_t k = 0; k < calls->size(); ++k) {
+      const std::string q = p + ".tool_calls[" + std::to_string(k) + "]";
+      const json& c = (*calls)[k];
+      if (!c.is_object()) invalid_type(q, "an object", c);
+      auto f = c.find("function");
+      if (f == c.end() || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string()) {
+        throw ApiError(400, "Missing required parameter: '" + q + ".function.name'.",
+                       "invalid_request_error", q + ".function.name", "missing_required_parameter");
+      }
+    }
+    message.tool_calls = *calls;
+  }
+  for (const char* key : {"tool_call_id", "name"}) {
+    auto v = m.find(key);
+    if (v == m.end() || v->is_null()) continue;
+    if (!v->is_string()) invalid_type(p + "." + key, "a string", *v);
+    (std::string(key) == "name" ? message.name : message.tool_call_id) = v->get<std::string>();
+  }
+}
+
+// tools, tool_choice, parallel_tool_calls (chat).
+void parse_tools(const json& body, ApiRequest& r) {
+  if (const json* tools = field(body, "tools")) {
+    if (!tools->is_array()) invalid_type("tools", "an array", *tools);
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const std::string p = "tools[" + std::to_string(i) + "]";
+      const json& t = (*tools)[i];
+      if (!t.is_object()) invalid_type(p, "an object", t);
+      if (t.value("type", "") != "function") {
+        invalid_value(p + ".type", "only 'function' tools are supported.");
+      }
+      auto f = t.find("function");
+      if (f == t.end() || !f->is_object()) {
+        throw ApiError(400, "Missing required parameter: '" + p + ".function'.",
+                       "invalid_request_error", p + ".function", "missing_required_parameter");
+      }
+      auto name = f->find("name");
+      if (name == f->end() || !name->is_string() || name->get<std::string>().empty()) {
+        throw ApiError(400, "Missing required parameter: '" + p + ".function.name'.",
+                       "invalid_request_error", p + ".function.name", "missing_required_parameter");
+      }
+      if (auto params = f->find("parameters");
+          params != f->end() && !params->is_object() && !params->is_null()) {
+        invalid_type(p + ".function.parameters", "an object", *params);
+      }
+    }
+    if (!tools->empty()) r.tools = *tools;
+  }
+  if (const json* choice = field(body, "tool_choice")) {
+    if (choice->is_string()) {
+      r.tool_choice = choice->get<std::string>();
+      if (r.tool_choice != "none" && r.tool_choice != "auto" && r.tool_choice != "required") {
+        invalid_value("tool_choice", "'" + r.tool_choice +
+                                         "' is not one of 'none', 'auto', 'required', or a "
+                                         "{\"type\": \"function\"} object.");
+      }
+    } else if (choice->is_object() && choice->contains("function") &&
+               (*choice)["function"].is_object() &&
+               (*choice)["function"].value("name", json()).is_string()) {
+      r.tool_choice = "function";
+      r.tool_choice_name = (*choice)["function"]["name"].get<std::string>();
+    } else {
+      invalid_type("tool_choice", "a string or {\"type\": \"function\", \"function\": {\"name\"}}",
+                   *choice);
+    }
+    if (r.tool_choice != "none" && r.tool_choice != "auto" && r.tools.is_null()) {
+      invalid_value("tool_choice", "tool_choice needs tools.");
+    }
+  }
+  if (const json* parallel = field(body, "parallel_tool_calls")) {
+    if (!parallel->is_boolean()) invalid_type("parallel_tool_calls", "a boolean", *parallel);
+    r.parallel_tool_calls = parallel->get<bool>();
+  }
 }
 
 // response_format json_schema: {"json_schema": {"name": required, "schema": optional,
@@ -340,6 +422,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
   }
   if (endpoint == Endpoint::kChatCompletions) {
     r.messages = parse_messages(body);
+    parse_tools(body, r);
   } else {
     parse_prompt(body, r, limits);
     if (get_bool(body, "echo", false)) {

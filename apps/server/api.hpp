@@ -44,6 +44,9 @@ struct ChatMessage {
   // each sat: the bytes of text given before it (the chat template gets the parts in order).
   std::vector<std::string> image_urls = {};
   std::vector<size_t> image_offsets = {};
+  nlohmann::json tool_calls = nullptr;  // assistant: OpenAI's tool_calls array, as sent
+  std::string tool_call_id = {};        // tool: the call this message answers
+  std::string name = {};                // optional participant / function name
 };
 
 struct ApiLimits {
@@ -75,6 +78,12 @@ struct ApiRequest {
   // response_format {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}: the
   // schema (an empty object when none was given); null otherwise. structured.hpp compiles it.
   nlohmann::json json_schema = nullptr;
+  // Function calling: tools as sent ([{"type": "function", "function": {"name", ...}}], checked),
+  // null when none; tool_choice "none", "auto", "required" or "function" (tool_choice_name).
+  nlohmann::json tools = nullptr;
+  std::string tool_choice = "auto";
+  std::string tool_choice_name;
+  bool parallel_tool_calls = true;
 };
 
 // Parses and validates a request body. Throws ApiError (400) naming the field at fault; the HTTP

@@ -191,4 +191,52 @@ std::shared_ptr<const runtime::JsonGrammar> tool_call_grammar(const json& tools,
   return nullptr;
 }
 
+bool tools_active(const ApiRequest& r) {
+  return r.endpoint == Endpoint::kChatCompletions && !r.tools.is_null() && r.tool_choice != "none";
+}
+
+std::shared_ptr<const runtime::JsonGrammar> tool_choice_grammar(const ApiRequest& r,
+                                                                ToolSyntax syntax) {
+  if (!tools_active(r) || r.tool_choice == "auto") return nullptr;
+  return tool_call_grammar(r.tools, r.tool_choice == "function" ? r.tool_choice_name : "", syntax);
+}
+
+std::optional<json> tool_call_message(const ApiRequest& r, ToolSyntax syntax,
+                                      const std::string& text, std::mt19937_64& rng) {
+  if (!tools_active(r)) return std::nullopt;
+  std::vector<std::string> names;
+  for (const json& t : r.tools) names.push_back(t["function"]["name"].get<std::string>());
+  auto parsed = parse_tool_calls(text, syntax, names, rng);
+  if (!parsed) return std::nullopt;
+  if (!r.parallel_tool_calls) parsed->calls.resize(1);
+  json calls = json::array();
+  for (const ToolCall& c : parsed->calls) {
+    calls.push_back({{"id", c.id},
+                     {"type", "function"},
+                     {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return json{{"role", "assistant"},
+              {"content", parsed->content.empty() ? json(nullptr) : json(parsed->content)},
+              {"refusal", nullptr},
+              {"tool_calls", std::move(calls)}};
+}
+
+json stream_tool_delta(const ApiRequest& r, ToolSyntax syntax, int index, const std::string& text,
+                       json& finish, std::mt19937_64& rng) {
+  json delta;
+  if (auto message = tool_call_message(r, syntax, text, rng)) {
+    json calls = (*message)["tool_calls"];
+    for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+    delta = {{"tool_calls", std::move(calls)}};
+    if (!(*message)["content"].is_null()) delta["content"] = (*message)["content"];
+    finish["finish_reason"] = "tool_calls";
+  } else {
+    delta = {{"content", text}};
+  }
+  return {{"index", index},
+          {"delta", std::move(delta)},
+          {"logprobs", nullptr},
+          {"finish_reason", nullptr}};
+}
+
 }  // namespace af::server

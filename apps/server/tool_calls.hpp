@@ -50,4 +50,26 @@ std::shared_ptr<const runtime::JsonGrammar> tool_call_grammar(const nlohmann::js
                                                               const std::string& only_name,
                                                               ToolSyntax syntax);
 
+struct ApiRequest;
+
+// Whether a chat request may produce tool calls (tools given, tool_choice not "none").
+bool tools_active(const ApiRequest& r);
+// The grammar a request's tool_choice asks for: one forced call for "required" or a named
+// function, nullptr for "auto"/"none" (the model may answer in text).
+std::shared_ptr<const runtime::JsonGrammar> tool_choice_grammar(const ApiRequest& r,
+                                                                ToolSyntax syntax);
+// The assistant message for generated text: {"role", "content", "tool_calls"} when the text
+// holds well-formed calls to the request's tools (content null when only calls), else nullopt
+// (the text is the answer). With parallel_tool_calls false, only the first call is kept.
+std::optional<nlohmann::json> tool_call_message(const ApiRequest& r, ToolSyntax syntax,
+                                                const std::string& text, std::mt19937_64& rng);
+
+// Streaming with tools: the text is held back and sent at the end as one delta chunk (returned:
+// {"index", "delta", "logprobs", "finish_reason": null}), tool_calls with their index, id and
+// whole arguments when the text holds calls (then `finish`'s finish_reason becomes
+// "tool_calls"), else the text as content.
+nlohmann::json stream_tool_delta(const ApiRequest& r, ToolSyntax syntax, int index,
+                                 const std::string& text, nlohmann::json& finish,
+                                 std::mt19937_64& rng);
+
 }  // namespace af::server

@@ -288,6 +288,45 @@ TEST(ServerApi, MetricsArePrometheusText) {
   EXPECT_NE(text.find("af_request_seconds_count 1\n"), std::string::npos);
 }
 
+TEST(ServerApi, ToolsToolChoiceAndToolMessagesParse) {
+  const ApiRequest r = parse_request(Endpoint::kChatCompletions, R"({"messages": [
+      {"role": "user", "content": "x"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+        "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "3"}],
+      "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+      "tool_choice": {"type": "function", "function": {"name": "f"}},
+      "parallel_tool_calls": false})");
+  EXPECT_EQ(r.tool_choice, "function");
+  EXPECT_EQ(r.tool_choice_name, "f");
+  EXPECT_FALSE(r.parallel_tool_calls);
+  EXPECT_EQ(r.tools.size(), 1u);
+  EXPECT_EQ(r.messages[1].tool_calls[0]["function"]["name"], "f");
+  EXPECT_EQ(r.messages[2].tool_call_id, "call_1");
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  for (const Case& c : {
+           Case{R"("tools": {}})", "tools"},
+           Case{R"("tools": [{"type": "function", "function": {}}]})", "tools[0].function.name"},
+           Case{R"("tools": [{"type": "retrieval"}]})", "tools[0].type"},
+           Case{R"("tool_choice": "required"})", "tool_choice"},
+           Case{R"("tool_choice": "sometimes"})", "tool_choice"},
+           Case{R"("parallel_tool_calls": 1})", "parallel_tool_calls"},
+       }) {
+    const std::string body =
+        std::string(R"({"messages": [{"role": "user", "content": "x"}], )") + c.body;
+    try {
+      parse_request(Endpoint::kChatCompletions, body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      EXPECT_EQ(e.param, c.param) << body;
+    }
+  }
+}
+
 TEST(ServerApi, JsonSchemaResponseFormatCompilesOrNamesTheKeyword) {
   const ApiRequest ok =
       parse_request(Endpoint::kChatCompletions,
