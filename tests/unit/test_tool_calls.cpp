@@ -5,8 +5,11 @@
 
 #include <random>
 
+#include "af/tokenizer/tokenizer.hpp"
 #include "api.hpp"
+#include "chat_prompt.hpp"
 #include "runtime/json_matcher.hpp"
+#include "test_util.hpp"
 #include "tool_calls.hpp"
 
 namespace af::server {
@@ -136,6 +139,34 @@ TEST(ToolCalls, BadParametersAreA400NamingTheTool) {
   } catch (const ApiError& e) {
     EXPECT_EQ(e.param, "tool_choice");
   }
+}
+
+// tools= and the messages' tool_calls / tool_call_id reach the template (Qwen2.5's), with the
+// call's arguments string given parsed, as transformers' templates index it.
+TEST(ToolCalls, ToolsAndToolMessagesReachTheTemplate) {
+  const std::string dir = test::testdata_dir() + "/tokenizer/hf/qwen2.5";
+  const std::string jinja = test::testdata_dir() + "/templates/Qwen-Qwen2.5-7B-Instruct.jinja";
+  AF_REQUIRE_TESTDATA(dir);
+  AF_REQUIRE_TESTDATA(jinja);
+  const auto tokenizer = tok::Tokenizer::load(dir);
+  const ChatPrompt prompt(test::read_text(jinja), *tokenizer);
+  std::vector<ChatMessage> messages(3);
+  messages[0].role = "user";
+  messages[0].content = "Add 1 and 2.";
+  messages[1].role = "assistant";
+  messages[1].tool_calls = json::parse(R"([{"id": "call_1", "type": "function",
+      "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}])");
+  messages[2].role = "tool";
+  messages[2].tool_call_id = "call_1";
+  messages[2].content = "3";
+  const std::string text = prompt.render(messages, kTools);
+  EXPECT_NE(text.find("<tools>"), std::string::npos) << text;
+  EXPECT_NE(text.find("\"name\": \"get_weather\""), std::string::npos) << text;
+  EXPECT_NE(text.find("<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("<tool_response>\n3\n</tool_response>"), std::string::npos) << text;
+  EXPECT_EQ(prompt.render(messages).find("<tools>"), std::string::npos);
 }
 
 }  // namespace
