@@ -1,15 +1,21 @@
 // af-cli run -m PATH [-p PROMPT | -f FILE | < FILE] [-n N|-1] [--temp T] [--top-k K] [--top-p P]
 //            [--min-p P] [--seed S] [--repeat-penalty R] [--stop TEXT]... [--threads N]
 //            [--print-ids] [--extend-context] [--mmproj FILE] [--image IMG ...] [--audio FILE ...]
+//            [--json-schema FILE | --json] ...
 // Prints only the generated text on stdout (streamed; with --print-ids the generated ids
 // separated by spaces), timings on stderr. --temp 0 is greedy. Without a prompt, generation
 // starts from the BOS token alone. Images (multimodal models) go where the prompt has the model's
 // image token, else right after BOS. Audio (audio-language models such as Qwen2-Audio) goes where
 // the prompt has "<|AUDIO|>"; a prompt without it gets "<|audio_bos|><|AUDIO|><|audio_eos|>" per
-// audio in front, the form of Qwen2-Audio's model card and chat template.
+// audio in front, the form of Qwen2-Audio's model card and chat template. --json-schema
+// constrains the output to a JSON document valid under the schema in FILE
+// (af/runtime/json_schema.hpp lists what is supported), --json to any JSON object; either ends
+// generation when the document is whole.
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,6 +23,7 @@
 #include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/runtime/json_schema.hpp"
 #include "af/runtime/session.hpp"
 #include "cli_common.hpp"
 #include "commands.hpp"
@@ -36,6 +43,16 @@ std::string audio_prompt(const std::string& prompt, size_t n_audio) {
   std::string out;
   for (size_t i = 0; i < n_audio; ++i) out += kAudioSpan;
   return out + prompt;
+std::shared_ptr<const runtime::JsonGrammar> load_json_schema(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  AF_CHECK(in, ErrorCode::kIo, "cli", "--json-schema: cannot open ", path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  try {
+    return runtime::compile_json_schema_text(text.str());
+  } catch (const Error& e) {
+    fail(e.code(), "cli", "--json-schema ", path, ": ", e.what());
+  }
 }
 
 }  // namespace
@@ -47,7 +64,8 @@ Command add_run(CLI::App& app) {
     std::vector<std::string> images;
     std::vector<std::string> audios;
     std::vector<std::string> stop;
-    bool print_ids = false, ignore_eos = false;
+    bool print_ids = false, ignore_eos = false, json = false;
+    std::string json_schema;
     SamplingOptions sampling;
     ModelOptions model;
   };
@@ -65,6 +83,10 @@ Command add_run(CLI::App& app) {
   add_model_options(*sub, o->model, "context length (0: the model's trained context)",
                     /*extend=*/true);
   sub->add_flag("--print-ids", o->print_ids, "print generated ids instead of text");
+  auto* schema_opt =
+      sub->add_option("--json-schema", o->json_schema,
+                      "constrain the output to JSON valid under this JSON Schema file");
+  sub->add_flag("--json", o->json, "constrain the output to one JSON object")->excludes(schema_opt);
   return [o]() {
     // Every flag is checked before anything is loaded.
     require_flag(
@@ -75,6 +97,9 @@ Command add_run(CLI::App& app) {
     note_gpu_flags(o->model.gpu, "run");
     const std::string prompt = audio_prompt(read_prompt(o->prompt), o->audios.size());
     const std::vector<std::string> stop = process_stop_strings(o->stop, o->prompt.escape);
+    std::shared_ptr<const runtime::JsonGrammar> grammar;
+    if (o->json) grammar = runtime::json_object_grammar();
+    if (!o->json_schema.empty()) grammar = load_json_schema(o->json_schema);
 
     std::shared_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(o->model.path);
     GenerateRequest request;
@@ -82,6 +107,7 @@ Command add_run(CLI::App& app) {
     request.ignore_eos = o->ignore_eos;
     request.sampling = make_sampling_params(o->sampling);
     request.on_prefill = prefill_progress();
+    request.json_schema = grammar;
     request.prompt_ids = tokenizer->encode(prompt, /*add_special=*/true);
     for (const std::string& image : o->images)
       request.images.push_back(modalities::Image::load(image));

@@ -189,6 +189,8 @@ std::string content_text(const json& content, const std::string& param, ChatMess
   return text;
 }
 
+void parse_tool_fields(const json& m, const std::string& p, ChatMessage& message);
+
 std::vector<ChatMessage> parse_messages(const json& body) {
   auto it = body.find("messages");
   if (it == body.end()) {
@@ -218,6 +220,7 @@ std::vector<ChatMessage> parse_messages(const json& body) {
                                      "'assistant', 'tool'.");
     }
     ChatMessage message{r, {}};
+    parse_tool_fields(m, p, message);
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
       // An assistant turn that only called tools has no content.
@@ -231,6 +234,113 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     messages.push_back(std::move(message));
   }
   return messages;
+}
+
+// An assistant message's tool_calls and a tool message's tool_call_id (and any message's name).
+void parse_tool_fields(const json& m, const std::string& p, ChatMessage& message) {
+  if (auto calls = m.find("tool_calls"); calls != m.end() && !calls->is_null()) {
+    if (!calls->is_array()) invalid_type(p + ".tool_calls", "an array", *calls);
+    for (size_t k = 0; k < calls->size(); ++k) {
+      const std::string q = p + ".tool_calls[" + std::to_string(k) + "]";
+      const json& c = (*calls)[k];
+      if (!c.is_object()) invalid_type(q, "an object", c);
+      auto f = c.find("function");
+      if (f == c.end() || !f->is_object() || !f->contains("name") || !(*f)["name"].is_string()) {
+        throw ApiError(400, "Missing required parameter: '" + q + ".function.name'.",
+                       "invalid_request_error", q + ".function.name", "missing_required_parameter");
+      }
+    }
+    message.tool_calls = *calls;
+  }
+  for (const char* key : {"tool_call_id", "name"}) {
+    auto v = m.find(key);
+    if (v == m.end() || v->is_null()) continue;
+    if (!v->is_string()) invalid_type(p + "." + key, "a string", *v);
+    (std::string(key) == "name" ? message.name : message.tool_call_id) = v->get<std::string>();
+  }
+}
+
+// tools, tool_choice, parallel_tool_calls (chat).
+void parse_tools(const json& body, ApiRequest& r) {
+  if (const json* tools = field(body, "tools")) {
+    if (!tools->is_array()) invalid_type("tools", "an array", *tools);
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const std::string p = "tools[" + std::to_string(i) + "]";
+      const json& t = (*tools)[i];
+      if (!t.is_object()) invalid_type(p, "an object", t);
+      if (t.value("type", "") != "function") {
+        invalid_value(p + ".type", "only 'function' tools are supported.");
+      }
+      auto f = t.find("function");
+      if (f == t.end() || !f->is_object()) {
+        throw ApiError(400, "Missing required parameter: '" + p + ".function'.",
+                       "invalid_request_error", p + ".function", "missing_required_parameter");
+      }
+      auto name = f->find("name");
+      if (name == f->end() || !name->is_string() || name->get<std::string>().empty()) {
+        throw ApiError(400, "Missing required parameter: '" + p + ".function.name'.",
+                       "invalid_request_error", p + ".function.name", "missing_required_parameter");
+      }
+      if (auto params = f->find("parameters");
+          params != f->end() && !params->is_object() && !params->is_null()) {
+        invalid_type(p + ".function.parameters", "an object", *params);
+      }
+    }
+    if (!tools->empty()) r.tools = *tools;
+  }
+  if (const json* choice = field(body, "tool_choice")) {
+    if (choice->is_string()) {
+      r.tool_choice = choice->get<std::string>();
+      if (r.tool_choice != "none" && r.tool_choice != "auto" && r.tool_choice != "required") {
+        invalid_value("tool_choice", "'" + r.tool_choice +
+                                         "' is not one of 'none', 'auto', 'required', or a "
+                                         "{\"type\": \"function\"} object.");
+      }
+    } else if (choice->is_object() && choice->contains("function") &&
+               (*choice)["function"].is_object() &&
+               (*choice)["function"].value("name", json()).is_string()) {
+      r.tool_choice = "function";
+      r.tool_choice_name = (*choice)["function"]["name"].get<std::string>();
+    } else {
+      invalid_type("tool_choice", "a string or {\"type\": \"function\", \"function\": {\"name\"}}",
+                   *choice);
+    }
+    if (r.tool_choice != "none" && r.tool_choice != "auto" && r.tools.is_null()) {
+      invalid_value("tool_choice", "tool_choice needs tools.");
+    }
+  }
+  if (const json* parallel = field(body, "parallel_tool_calls")) {
+    if (!parallel->is_boolean()) invalid_type("parallel_tool_calls", "a boolean", *parallel);
+    r.parallel_tool_calls = parallel->get<bool>();
+  }
+}
+
+// response_format json_schema: {"json_schema": {"name": required, "schema": optional,
+// "strict": optional bool, "description"}}, as OpenAI checks it. Returns the schema.
+json parse_json_schema_format(const json& format) {
+  const std::string p = "response_format.json_schema";
+  auto js = format.find("json_schema");
+  if (js == format.end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + "'.", "invalid_request_error", p,
+                   "missing_required_parameter");
+  }
+  if (!js->is_object()) invalid_type(p, "an object", *js);
+  auto name = js->find("name");
+  if (name == js->end()) {
+    throw ApiError(400, "Missing required parameter: '" + p + ".name'.", "invalid_request_error",
+                   p + ".name", "missing_required_parameter");
+  }
+  if (!name->is_string()) invalid_type(p + ".name", "a string", *name);
+  if (auto strict = js->find("strict");
+      strict != js->end() && !strict->is_null() && !strict->is_boolean()) {
+    invalid_type(p + ".strict", "a boolean", *strict);
+  }
+  auto schema = js->find("schema");
+  if (schema == js->end() || schema->is_null()) return json::object();
+  if (!schema->is_object() && !schema->is_boolean()) {
+    invalid_type(p + ".schema", "an object", *schema);
+  }
+  return *schema;
 }
 
 void parse_prompt(const json& body, ApiRequest& request, const ApiLimits& limits) {
@@ -343,6 +453,7 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
   }
   if (endpoint == Endpoint::kChatCompletions) {
     r.messages = parse_messages(body);
+    parse_tools(body, r);
   } else {
     parse_prompt(body, r, limits);
     if (get_bool(body, "echo", false)) {
@@ -417,10 +528,12 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     }
     if (*type == "json_object") {
       r.json_object = true;
+    } else if (*type == "json_schema") {
+      r.json_schema = parse_json_schema_format(*format);
     } else if (*type != "text") {
       throw ApiError(400,
                      "Invalid value for 'response_format.type': '" + type->get<std::string>() +
-                         "' is not supported; use 'text' or 'json_object'.",
+                         "' is not supported; use 'text', 'json_object' or 'json_schema'.",
                      "invalid_request_error", "response_format.type", "unsupported_value");
     }
   }

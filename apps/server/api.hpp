@@ -51,6 +51,9 @@ struct ChatMessage {
   };
   std::vector<InputAudio> audios = {};
   std::vector<size_t> audio_offsets = {};
+  nlohmann::json tool_calls = nullptr;  // assistant: OpenAI's tool_calls array, as sent
+  std::string tool_call_id = {};        // tool: the call this message answers
+  std::string name = {};                // optional participant / function name
 };
 
 struct ApiLimits {
@@ -79,6 +82,15 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool json_object = false;    // response_format {"type": "json_object"}
+  // response_format {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}: the
+  // schema (an empty object when none was given); null otherwise. structured.hpp compiles it.
+  nlohmann::json json_schema = nullptr;
+  // Function calling: tools as sent ([{"type": "function", "function": {"name", ...}}], checked),
+  // null when none; tool_choice "none", "auto", "required" or "function" (tool_choice_name).
+  nlohmann::json tools = nullptr;
+  std::string tool_choice = "auto";
+  std::string tool_choice_name;
+  bool parallel_tool_calls = true;
 };
 
 // Parses and validates a request body. Throws ApiError (400) naming the field at fault; the HTTP

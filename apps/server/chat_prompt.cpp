@@ -51,7 +51,8 @@ std::string limit_option(const std::string& message) {
 ChatPrompt::ChatPrompt(const std::optional<std::string>& template_source,
                        const tok::Tokenizer& tokenizer, const tok::TemplateLimits& limits)
     : template_(template_source.value_or(runtime::kChatMlTemplate), tokenizer, limits),
-      model_template_(template_source.has_value()) {}
+      model_template_(template_source.has_value()),
+      source_(template_source.value_or(runtime::kChatMlTemplate)) {}
 
 std::vector<af::ChatMessage> ChatPrompt::to_runtime(
     const std::vector<ChatMessage>& messages) const {
@@ -66,9 +67,37 @@ std::vector<af::ChatMessage> ChatPrompt::to_runtime(
   return list;
 }
 
-std::string ChatPrompt::render(const std::vector<ChatMessage>& messages) const {
+runtime::ChatExtras ChatPrompt::extras(const std::vector<ChatMessage>& messages,
+                                       const nlohmann::json& tools) {
+  runtime::ChatExtras out;
+  out.tools = tools;
+  for (const ChatMessage& m : messages) {
+    nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+    if (!m.tool_calls.is_null()) {
+      // Templates index the arguments as a mapping (transformers' convention): OpenAI's JSON
+      // string is given parsed, as llama.cpp's server does.
+      nlohmann::ordered_json calls = m.tool_calls;
+      for (auto& call : calls) {
+        auto& args = call["function"]["arguments"];
+        if (args.is_string()) {
+          auto parsed = nlohmann::ordered_json::parse(args.get<std::string>(), nullptr, false);
+          if (!parsed.is_discarded()) args = std::move(parsed);
+        }
+      }
+      fields["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id.empty()) fields["tool_call_id"] = m.tool_call_id;
+    if (!m.name.empty()) fields["name"] = m.name;
+    out.message_fields.push_back(std::move(fields));
+  }
+  return out;
+}
+
+std::string ChatPrompt::render(const std::vector<ChatMessage>& messages,
+                               const nlohmann::json& tools) const {
   try {
-    return template_.render(to_runtime(messages), /*add_generation_prompt=*/true);
+    return template_.render(to_runtime(messages), /*add_generation_prompt=*/true,
+                            extras(messages, tools));
   } catch (const Error& e) {
     throw_template_error(e);
   }
@@ -77,11 +106,13 @@ std::string ChatPrompt::render(const std::vector<ChatMessage>& messages) const {
 std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages,
                                         const tok::Tokenizer& tokenizer,
                                         bool parse_special_in_content,
-                                        const std::function<bool()>& cancelled) const {
+                                        const std::function<bool()>& cancelled,
+                                        const nlohmann::json& tools) const {
   const std::vector<af::ChatMessage> list = to_runtime(messages);
   runtime::RenderedChat rendered;
   try {
-    rendered = template_.render_located(list, /*add_generation_prompt=*/true);
+    rendered =
+        template_.render_located(list, /*add_generation_prompt=*/true, extras(messages, tools));
   } catch (const Error& e) {
     throw_template_error(e);
   }

@@ -40,6 +40,8 @@
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
 #include "web_ui.hpp"
+#include "structured.hpp"
+#include "tool_calls.hpp"
 
 namespace af::server {
 
@@ -297,6 +299,12 @@ json Server::completion_body(const ApiRequest& r, const ResponseHead& head,
     json logprobs = nullptr;
     if (head.chat) {
       choice["message"] = {{"role", "assistant"}, {"content", result.text}, {"refusal", nullptr}};
+      std::mt19937_64 ids(std::random_device{}());
+      if (auto call =
+              tool_call_message(r, detect_tool_syntax(chat_prompt_->source()), result.text, ids)) {
+        choice["message"] = std::move(*call);
+        choice["finish_reason"] = "tool_calls";
+      }
       if (r.logprobs) {
         json content = json::array();
         for (const auto& t : result.tokens) content.push_back(token_logprobs_chat(t));
@@ -453,6 +461,10 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
                    "invalid_request_error", "model", "model_not_supported");
   }
   const ApiRequest r = parse_request(endpoint, body);
+  const ToolSyntax tool_syntax = detect_tool_syntax(chat_prompt_->source());
+  // A forced tool call (tool_choice required / named) overrides response_format.
+  auto grammar = tool_choice_grammar(r, tool_syntax);
+  if (!grammar) grammar = response_grammar(r);  // response_format json_schema, or nullptr
   const bool chat = endpoint == Endpoint::kChatCompletions;
   const int64_t context = scheduler_->slot_context();
   const std::vector<modalities::Image> images =
@@ -478,9 +490,10 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   std::vector<std::vector<int32_t>> prompts = r.prompt_ids;
   if (chat) {
     try {
-      prompts.push_back(chat_prompt_->encode(r.messages, *tokenizer_,
-                                             options_.parse_special_in_content,
-                                             [this] { return shutting_down_.load(); }));
+      prompts.push_back(chat_prompt_->encode(
+          r.messages, *tokenizer_, options_.parse_special_in_content,
+          [this] { return shutting_down_.load(); },
+          r.tool_choice == "none" ? nlohmann::json(nullptr) : r.tools));
       if (!images.empty()) prompts.back() = place_images(prompts.back(), images);
       if (!audios.empty()) prompts.back() = place_audios(prompts.back(), audios);
     } catch (const tok::Cancelled&) {
@@ -565,6 +578,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
     g.sampling.seed = base_seed + static_cast<uint64_t>(c % r.n);
     g.stop = r.stop;
     g.json_object = r.json_object;
+    g.json_schema = grammar;
     if (r.stream) {
       g.on_chunk = [exchange, c](const runtime::StreamChunk& chunk) {
         Exchange::Event e{c, chunk.text, {}, {}};
@@ -682,7 +696,13 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
             json choice = {{"index", e.choice},
                            {"logprobs", nullptr},
                            {"finish_reason", runtime::finish_reason(result.cause)}};
-            if (chat) {
+            if (chat && tools_active(r)) {
+              // The held-back text: as tool_calls deltas when it holds calls, else content.
+              std::mt19937_64 ids(std::random_device{}());
+              out += chunk(stream_tool_delta(r, detect_tool_syntax(chat_prompt_->source()),
+                                             e.choice, result.text, choice, ids));
+              choice["delta"] = json::object();
+            } else if (chat) {
               choice["delta"] = json::object();
             } else {
               choice["text"] = "";
@@ -691,6 +711,8 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
             continue;
           }
           if (e.text.empty() && !(r.logprobs && e.token)) continue;
+          // With tools, text is held until the end: a call must not stream as content.
+          if (chat && tools_active(r)) continue;
           json choice = {{"index", e.choice}, {"logprobs", nullptr}, {"finish_reason", nullptr}};
           if (chat) {
             choice["delta"] = {{"content", e.text}};

@@ -149,7 +149,7 @@ ChatFormatter::ChatFormatter(const std::string& source, const tok::Tokenizer& to
       eos_(piece_or_empty(tokenizer, tokenizer.eos_id())) {}
 
 std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
-                                  bool add_generation_prompt) const {
+                                  bool add_generation_prompt, const ChatExtras& extras) const {
   nlohmann::ordered_json context;
   context["messages"] = nlohmann::ordered_json::array();
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -159,11 +159,14 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
     // Content parts, as transformers passes a message with images to the template.
     message["content"] =
         m.images.empty() && m.audios.empty() ? nlohmann::ordered_json(m.content) : content_parts(m);
+    if (i < extras.message_fields.size() && extras.message_fields[i].is_object()) {
+      for (const auto& [key, value] : extras.message_fields[i].items()) message[key] = value;
+    }
     context["messages"].push_back(std::move(message));
   }
   // As transformers' apply_chat_template, which always passes these (templates test both
   // `tools is defined` and `tools is not none`).
-  context["tools"] = nullptr;
+  context["tools"] = extras.tools;
   context["documents"] = nullptr;
   context["add_generation_prompt"] = add_generation_prompt;
   context["bos_token"] = bos_;
@@ -172,9 +175,10 @@ std::string ChatFormatter::render(const std::vector<ChatMessage>& messages,
 }
 
 RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messages,
-                                           bool add_generation_prompt) const {
+                                           bool add_generation_prompt,
+                                           const ChatExtras& extras) const {
   RenderedChat out;
-  out.text = render(messages, add_generation_prompt);
+  out.text = render(messages, add_generation_prompt, extras);
   // Text split around images has no single marker position: not located (encode_chat then
   // checks the content for special-token text instead).
   for (const ChatMessage& m : messages)
@@ -183,7 +187,7 @@ RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messa
   for (size_t i = 0; i < marked.size(); ++i) marked[i].content = marker(i);
   std::string marked_text;
   try {
-    marked_text = render(marked, add_generation_prompt);
+    marked_text = render(marked, add_generation_prompt, extras);
   } catch (const Error& e) {
     // A budget the markers' rendering alone exceeds is still the budget: report it.
     if (e.code() == ErrorCode::kOutOfRange) throw;

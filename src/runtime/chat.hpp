@@ -25,16 +25,25 @@ struct RenderedChat {
   bool located = false;  // false: the template changed content beyond trimming; `content` empty
 };
 
+// What transformers passes beside the messages' role and content: `tools=` (OpenAI's tool list,
+// or null) and per-message fields such as an assistant's tool_calls or a tool message's
+// tool_call_id, merged into each message object as transformers passes the message dicts.
+struct ChatExtras {
+  nlohmann::ordered_json tools = nullptr;
+  std::vector<nlohmann::ordered_json> message_fields = {};  // [messages] objects, or empty
+};
+
 class ChatFormatter {
  public:
   // `limits` bound every rendering (an exceeded one throws af::Error kOutOfRange).
   ChatFormatter(const std::string& source, const tok::Tokenizer& tokenizer,
                 const tok::TemplateLimits& limits = {});
-  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
+  std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                     const ChatExtras& extras = {}) const;
   // render(), plus the content ranges: found by rendering again with each content replaced by a
   // unique marker and matching the two renderings (content may be inserted as is or trimmed).
-  RenderedChat render_located(const std::vector<ChatMessage>& messages,
-                              bool add_generation_prompt) const;
+  RenderedChat render_located(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                              const ChatExtras& extras = {}) const;
 
  private:
   tok::ChatTemplate template_;

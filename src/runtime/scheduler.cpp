@@ -15,7 +15,7 @@
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
 #include "af/tokenizer/tokenizer.hpp"
-#include "runtime/json_prefix.hpp"
+#include "runtime/json_constraint.hpp"
 #include "runtime/stop_strings.hpp"
 #include "runtime/token_ids.hpp"
 
@@ -74,7 +74,10 @@ struct Queued {
 
 // A request in a slot.
 struct Running {
-  Running(Queued&& q, const tok::Tokenizer& tokenizer, const std::vector<int32_t>& masked)
+  // index: the vocabulary index, built on first use (JSON requests only).
+  Running(Queued&& q, const tok::Tokenizer& tokenizer, const std::vector<int32_t>& masked,
+          const std::vector<int32_t>& eos,
+          const std::function<std::shared_ptr<const VocabIndex>()>& index)
       : id(q.id),
         request(std::move(q.request)),
         submitted(q.submitted),
@@ -84,11 +87,15 @@ struct Running {
         decoder(tokenizer),
         stop(request.stop),
         history(request.prompt) {
-    if (request.json_object) json.emplace();
     sampler.set_masked_ids(masked);  // ids without text are never generated
     // The prompt goes through the decoder first (its text is dropped), so the generated text
     // reads as the prompt's continuation (" there", not "there"), as Session::generate does.
+    bool text_started = false;
     for (int32_t id : request.prompt) text_started = !decoder.push(id).empty() || text_started;
+    if (request.json_schema || request.json_object) {
+      auto grammar = request.json_schema ? request.json_schema : json_object_grammar();
+      json.emplace(std::move(grammar), tokenizer, index(), eos, text_started);
+    }
   }
 
   uint64_t id;
@@ -106,8 +113,7 @@ struct Running {
   int32_t pending = -1;          // sampled and streamed, not yet in the cache
   RequestResult result;
   bool first_token = true;
-  std::optional<JsonPrefix> json;  // json_object: the text so far
-  bool text_started = false;       // the decoder emitted text (token_bytes' `first`)
+  std::optional<JsonConstraint> json;  // json_object / json_schema
 };
 
 struct Slot {
@@ -161,9 +167,6 @@ struct Scheduler::Impl {
   void admit_locked();
   void step();
   void handle_token(Slot& slot, float* logits);
-  // json_object: -inf for every token that cannot continue r's JSON; false if none can.
-  bool mask_json(Running& r, float* logits);
-  const std::string& token_text(int32_t id);
   void finish(Slot& slot, StopCause cause, std::string error = {});
   void emit(Running& r, std::string text, const ops::SampledToken& sampled);
   // The image rows r's prompt needs from position `from` on (encoder-output cache first).
@@ -180,8 +183,7 @@ struct Scheduler::Impl {
   std::vector<int32_t> masked;  // ids without text (runtime::unassigned_ids), never sampled
   std::vector<int32_t> eos;
   std::vector<Slot> slots;               // only the scheduler thread touches them
-  std::vector<std::string> token_texts;  // [vocab] bytes of each token, filled on first use
-  std::vector<bool> token_special;       // [vocab]
+  std::shared_ptr<const VocabIndex> vocab_index;  // built on the first JSON request
 
   mutable std::mutex mutex;  // guards what follows
   std::condition_variable wake;
@@ -232,45 +234,9 @@ void Scheduler::Impl::finish(Slot& slot, StopCause cause, std::string error) {
   report_done(done, result);
 }
 
-const std::string& Scheduler::Impl::token_text(int32_t id) {
-  if (token_texts.empty()) {
-    const int64_t n = std::min<int64_t>(vocab, tokenizer.vocab_size());
-    token_texts.resize(vocab);
-    token_special.assign(vocab, true);  // ids beyond the tokenizer have no text
-    for (int32_t i = 0; i < n; ++i) {
-      token_special[i] = !tokenizer.is_assigned(i) || tokenizer.is_special(i);
-      if (!token_special[i]) token_texts[i] = tokenizer.token_bytes(i, false);
-    }
-  }
-  return token_texts[id];
-}
-
-bool Scheduler::Impl::mask_json(Running& r, float* logits) {
-  token_text(0);  // fills the tables
-  bool any = false;
-  for (int32_t id = 0; id < vocab; ++id) {
-    bool allowed;
-    if (std::find(eos.begin(), eos.end(), id) != eos.end()) {
-      allowed = r.json->complete();
-    } else if (token_special[id]) {
-      allowed = false;
-    } else {
-      JsonPrefix next = *r.json;
-      allowed = r.text_started ? next.push(token_texts[id])
-                               : next.push(tokenizer.token_bytes(id, /*first=*/true));
-    }
-    if (allowed) {
-      any = true;
-    } else {
-      logits[id] = -std::numeric_limits<float>::infinity();
-    }
-  }
-  return any;
-}
-
 void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
   Running& r = *slot.running;
-  if (r.json && !mask_json(r, logits)) {
+  if (r.json && !r.json->mask({logits, static_cast<size_t>(vocab)})) {
     finish(slot, StopCause::kError, "no token of the vocabulary continues the JSON text");
     return;
   }
@@ -289,16 +255,12 @@ void Scheduler::Impl::handle_token(Slot& slot, float* logits) {
     stats.generated_tokens += 1;
   }
   r.history.push_back(sampled.id);
-  if (r.json) {
-    const std::string bytes = tokenizer.token_bytes(sampled.id, !r.text_started);
-    r.json->push(bytes);  // allowed by the mask
-    r.text_started = r.text_started || !bytes.empty();
-  }
+  if (r.json) r.json->accept(sampled.id);
   emit(r, r.stop.push(r.decoder.push(sampled.id)), sampled);
   const int64_t generated = static_cast<int64_t>(r.result.tokens.size());
   if (r.stop.matched()) {
     finish(slot, StopCause::kStopString);
-  } else if (r.json && r.json->complete()) {
+  } else if (r.json && r.json->closed()) {
     finish(slot, StopCause::kJsonComplete);
   } else if (r.request.max_tokens >= 0 && generated >= r.request.max_tokens) {
     finish(slot, StopCause::kMaxTokens);
@@ -352,7 +314,10 @@ void Scheduler::Impl::admit_locked() {
     const auto on_done = q.request.on_done;
     std::unique_ptr<Running> running;
     try {
-      running = std::make_unique<Running>(std::move(q), tokenizer, masked);
+      running = std::make_unique<Running>(std::move(q), tokenizer, masked, eos, [this] {
+        if (!vocab_index) vocab_index = make_vocab_index(tokenizer, vocab);
+        return vocab_index;
+      });
     } catch (const std::exception& e) {
       // An exception must not leave the scheduler thread: this request fails, the rest go on.
       RequestResult result;

@@ -14,6 +14,7 @@
 #include "af/runtime/prompt.hpp"
 #include "runtime/chat.hpp"
 #include "runtime/end_tokens.hpp"
+#include "runtime/json_constraint.hpp"
 #include "runtime/stop_strings.hpp"
 #include "runtime/token_ids.hpp"
 
@@ -70,6 +71,7 @@ struct Session::State {
   std::vector<int32_t> cached;  // ids the model's state holds
   std::vector<uint64_t> keys;   // [cached.size()]: their cache keys (runtime::position_keys)
   std::vector<int32_t> masked;  // ids of the model's vocabulary the tokenizer does not assign
+  std::shared_ptr<const runtime::VocabIndex> vocab_index;  // built on the first JSON request
   bool parse_special_in_content = false;
   std::atomic<bool> cancel{false};
 
@@ -310,16 +312,29 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
   res.timings.prefill_ms = ms_since(t0);
 
   std::optional<tok::StreamDecoder> decoder;
+  bool text_started = false;  // the prompt decoded to text (JSON tokens continue it)
   if (s.tokenizer) {
     // The prompt goes through the decoder first (its text is dropped), so the generated text is
     // exactly what decoding prompt + generation adds, as transformers' TextStreamer shows it: a
     // continuation keeps its leading space, text right after BOS loses the SentencePiece one.
     decoder.emplace(*s.tokenizer, /*skip_special=*/true);
-    for (int32_t id : ids) decoder->push(id);
+    for (int32_t id : ids) text_started = !decoder->push(id).empty() || text_started;
+  }
+  std::optional<runtime::JsonConstraint> json;
+  if (req.json_schema) {
+    AF_CHECK(s.tokenizer, ErrorCode::kInvalidArgument, kComponent,
+             "json_schema needs the session's tokenizer");
+    if (!s.vocab_index) {
+      s.vocab_index = runtime::make_vocab_index(*s.tokenizer, s.model->config().vocab_size);
+    }
+    json.emplace(req.json_schema, *s.tokenizer, s.vocab_index,
+                 std::vector<int32_t>(s.eos.begin(), s.eos.end()), text_started);
   }
   std::vector<int32_t> history = ids;  // what penalties look at
   const auto t_decode = Clock::now();
   for (;;) {
+    AF_CHECK(!json || json->mask(logits), ErrorCode::kInvalidArgument, kComponent,
+             "no token of the vocabulary continues the JSON document");
     const ops::SampledToken sampled = sampler.sample(logits, history);
     const int32_t id = sampled.id;
     if (res.ids.empty()) res.timings.time_to_first_token_ms = ms_since(t0);
@@ -327,11 +342,12 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
     history.push_back(id);
     if (req.logprobs) res.tokens.push_back(sampled);
 
-    const bool is_eos = !req.ignore_eos && s.eos.count(id) > 0;
+    const bool is_eos = (!req.ignore_eos || json) && s.eos.count(id) > 0;
     std::string text;
     if (decoder && !is_eos) text = stops.push(decoder->push(id));
+    if (json && !is_eos) json->accept(id);
     std::optional<FinishReason> finish;
-    if (is_eos || stops.matched()) {
+    if (is_eos || stops.matched() || (json && json->closed())) {
       finish = FinishReason::kStop;
     } else if (static_cast<int64_t>(res.ids.size()) >= req.max_tokens) {
       finish = FinishReason::kLength;

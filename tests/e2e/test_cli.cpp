@@ -1,9 +1,12 @@
 // af-cli as other tools use it: `logits` output format and `inspect`, on stories260K.
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <string>
 
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "test_util.hpp"
 
@@ -68,6 +71,33 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   EXPECT_EQ(run("logits -m " + gguf + " --ids \"1 x\"").status, 1);
   EXPECT_EQ(run("logits -m " + gguf + " --ids \"1 99999\"").status, 1);
   EXPECT_EQ(run("logits -m " + gguf).status, 2);  // --ids is required
+}
+
+// run --json-schema: sampled output (temperature 1) is a whole document of the schema's shape;
+// a refused keyword stops before loading with an error naming the file and the keyword.
+TEST(Cli, RunJsonSchemaGivesAValidDocument) {
+  const std::string gguf = test::testdata_dir() + "/models/stories260K/stories260K.gguf";
+  AF_REQUIRE_TESTDATA(gguf);
+  const std::string schema = ::testing::TempDir() + "af_cli_schema.json";
+  {
+    std::ofstream(schema) << R"({"type": "object", "properties": {"n": {"type": "integer",
+        "minimum": 1, "maximum": 9}, "ok": {"type": "boolean"}}, "required": ["n", "ok"]})";
+  }
+  for (int seed : {1, 2, 3}) {
+    CliRun r = run("run -m " + gguf + " -p Once --temp 1 -n 200 -s " + std::to_string(seed) +
+                   " --json-schema " + schema);
+    ASSERT_EQ(r.status, 0);
+    const auto doc = nlohmann::json::parse(r.out);
+    EXPECT_TRUE(doc["ok"].is_boolean()) << r.out;
+    EXPECT_GE(doc["n"].get<int>(), 1);
+    EXPECT_LE(doc["n"].get<int>(), 9);
+  }
+  { std::ofstream(schema) << R"({"type": "string", "pattern": "^a"})"; }
+  const test::ShellResult bad = test::run_shell(std::string(AF_CLI_PATH) + " run -m " + gguf +
+                                                " --json-schema " + schema + " 2>&1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("unsupported keyword 'pattern' at #"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find(schema), std::string::npos) << bad.out;
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 #include "af/runtime/scheduler.hpp"
 #include "af/runtime/session.hpp"
 #include "af/tokenizer/tokenizer.hpp"
-#include "runtime/json_prefix.hpp"
+#include "runtime/json_matcher.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -310,12 +310,42 @@ TEST(Scheduler, JsonObjectConstrainsTheText) {
     ASSERT_TRUE(scheduler.submit(std::move(r)));
     const RequestResult result = fut.get();
     // Cut short by max_tokens or closed: always a prefix of one JSON object.
-    runtime::JsonPrefix json;
+    runtime::JsonMatcher json(runtime::json_object_grammar());
     EXPECT_TRUE(json.push(result.text)) << result.text;
     ASSERT_TRUE(result.cause == StopCause::kJsonComplete || result.cause == StopCause::kMaxTokens)
         << static_cast<int>(result.cause);
-    EXPECT_EQ(json.complete(), result.cause == StopCause::kJsonComplete) << result.text;
+    EXPECT_EQ(json.closed(), result.cause == StopCause::kJsonComplete) << result.text;
     EXPECT_EQ(result.text[result.text.find_first_not_of(" \n\r\t")], '{') << result.text;
+  }
+}
+
+// json_schema: the grammar forces the document to end (EOS only once it is whole), so every
+// seed gives a closed document that parses and has the schema's shape.
+TEST(Scheduler, JsonSchemaForcesAValidDocument) {
+  Fixture f;
+  Scheduler scheduler(*f.model, *f.tokenizer, {.parallel = 2});
+  const auto grammar = runtime::compile_json_schema_text(R"({"type": "object",
+      "properties": {"mood": {"enum": ["happy", "sad"]}, "n": {"type": "integer", "maximum": 99},
+                     "ok": {"type": "boolean"}, "name": {"type": "string", "maxLength": 8}},
+      "required": ["mood", "n", "ok", "name"]})");
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    auto o = std::make_shared<Outcome>();
+    auto fut = o->promise.get_future();
+    GenerationRequest r = make_request(f.tokenizer->encode("Once upon a time", true), 400, o);
+    r.json_schema = grammar;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = seed;
+    ASSERT_TRUE(scheduler.submit(std::move(r)));
+    const RequestResult result = fut.get();
+    ASSERT_TRUE(result.cause == StopCause::kJsonComplete || result.cause == StopCause::kEos)
+        << static_cast<int>(result.cause) << " " << result.text;
+    runtime::JsonMatcher json(grammar);
+    EXPECT_TRUE(json.push(result.text) && json.closed()) << result.text;
+    const auto doc = nlohmann::json::parse(result.text);
+    EXPECT_TRUE(doc["mood"] == "happy" || doc["mood"] == "sad") << result.text;
+    EXPECT_LE(doc["n"].get<int64_t>(), 99);
+    EXPECT_TRUE(doc["ok"].is_boolean());
+    EXPECT_EQ(doc.size(), 4u);
   }
 }
 

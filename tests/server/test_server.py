@@ -31,6 +31,9 @@ import wave
 
 import openai
 
+import structured_outputs
+import tool_calling
+
 PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went", "One day, a big",
            "The sun was", "A cat sat", "Tim had a red", "Mom said"]
 
@@ -1397,6 +1400,12 @@ def main():
     t_start = time.time()
 
     main_server = Server(args.server, args.model, "--parallel", "8")
+    testdata = os.path.dirname(os.path.dirname(os.path.abspath(args.model.rstrip("/"))))
+    tools_server = Server(args.server,
+                          tool_calling.model_with_qwen_template(args.model, testdata),
+                          "--parallel", "2", "--ctx-size", "2048")
+    tools_client = openai.OpenAI(base_url=tools_server.base_url, api_key="unused",
+                                 max_retries=0)
     client = openai.OpenAI(base_url=main_server.base_url, api_key="unused", max_retries=0)
     small = Server(args.server, args.model, "--parallel", "1")
     tests = [("basics", lambda: test_basics(main_server, client, args)),
@@ -1437,7 +1446,20 @@ def main():
              ("audio: transcriptions, translations, multipart errors, limits",
               lambda: test_audio_transcriptions(args)),
              ("embeddings: openai client, base64, ids, dimensions, 400s",
-              lambda: test_embeddings(args))]
+              lambda: test_embeddings(args)),
+             ("json_schema: 50 seeds validate", lambda: structured_outputs.test_json_schema_seeds(client)),
+             ("json_schema: streaming equals non-streaming",
+              lambda: structured_outputs.test_json_schema_streaming(client)),
+             ("json_schema: length cut, json_object",
+              lambda: structured_outputs.test_json_schema_length_and_object(client)),
+             ("json_schema: bad schemas 400 naming the keyword",
+              lambda: structured_outputs.test_json_schema_errors(small, expect_error)),
+             ("tools: required over 50 seeds", lambda: tool_calling.test_required_seeds(tools_client)),
+             ("tools: named function, streaming delta.tool_calls",
+              lambda: tool_calling.test_named_and_streaming(tools_client)),
+             ("tools: history with tool messages, auto, none",
+              lambda: tool_calling.test_history_and_auto(tools_client)),
+             ("tools: bad tools 400", lambda: tool_calling.test_tool_errors(tools_server, expect_error))]
     if args.only:
         tests = [(name, fn) for name, fn in tests if args.only in name]
     failed = 0
@@ -1450,7 +1472,7 @@ def main():
             except Exception as e:  # report every test, then fail
                 failed += 1
                 print(f"FAIL {name}: {type(e).__name__}: {e}")
-        for s in (main_server, small):
+        for s in (main_server, small, tools_server):
             alive = s.proc.poll() is None
             if not alive:
                 failed += 1
@@ -1459,7 +1481,7 @@ def main():
                 failed += 1
                 print("FAIL non-zero exit code after SIGTERM")
     finally:
-        for s in (main_server, small):
+        for s in (main_server, small, tools_server):
             if s.proc.poll() is None:
                 s.proc.kill()
     print(f"{len(tests) - failed}/{len(tests)} passed in {time.time() - t_start:.1f} s")

@@ -3,6 +3,7 @@
 #include "api.hpp"
 #include "chat_prompt.hpp"
 #include "metrics.hpp"
+#include "structured.hpp"
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
@@ -152,6 +153,15 @@ TEST(ServerApi, BadInputIsA400NamingTheField) {
        "stream_options", "invalid_value"},
       {kChat,
        R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})",
+       "response_format.json_schema", "missing_required_parameter"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}})",
+       "response_format.json_schema.name", "missing_required_parameter"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": 3}}})",
+       "response_format.json_schema.schema", "invalid_type"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}})",
        "response_format.type", "unsupported_value"},
       {kChat, R"({"messages": [{"role": "user", "content": "x"}], "model": 3})", "model",
        "invalid_type"},
@@ -276,6 +286,71 @@ TEST(ServerApi, MetricsArePrometheusText) {
   EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.25\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("af_request_seconds_bucket{le=\"0.5\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("af_request_seconds_count 1\n"), std::string::npos);
+}
+
+TEST(ServerApi, ToolsToolChoiceAndToolMessagesParse) {
+  const ApiRequest r = parse_request(Endpoint::kChatCompletions, R"({"messages": [
+      {"role": "user", "content": "x"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+        "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "3"}],
+      "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+      "tool_choice": {"type": "function", "function": {"name": "f"}},
+      "parallel_tool_calls": false})");
+  EXPECT_EQ(r.tool_choice, "function");
+  EXPECT_EQ(r.tool_choice_name, "f");
+  EXPECT_FALSE(r.parallel_tool_calls);
+  EXPECT_EQ(r.tools.size(), 1u);
+  EXPECT_EQ(r.messages[1].tool_calls[0]["function"]["name"], "f");
+  EXPECT_EQ(r.messages[2].tool_call_id, "call_1");
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  for (const Case& c : {
+           Case{R"("tools": {}})", "tools"},
+           Case{R"("tools": [{"type": "function", "function": {}}]})", "tools[0].function.name"},
+           Case{R"("tools": [{"type": "retrieval"}]})", "tools[0].type"},
+           Case{R"("tool_choice": "required"})", "tool_choice"},
+           Case{R"("tool_choice": "sometimes"})", "tool_choice"},
+           Case{R"("parallel_tool_calls": 1})", "parallel_tool_calls"},
+       }) {
+    const std::string body =
+        std::string(R"({"messages": [{"role": "user", "content": "x"}], )") + c.body;
+    try {
+      parse_request(Endpoint::kChatCompletions, body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      EXPECT_EQ(e.param, c.param) << body;
+    }
+  }
+}
+
+TEST(ServerApi, JsonSchemaResponseFormatCompilesOrNamesTheKeyword) {
+  const ApiRequest ok =
+      parse_request(Endpoint::kChatCompletions,
+                    R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type":
+          "json_schema", "json_schema": {"name": "p", "strict": true, "schema":
+          {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}})");
+  EXPECT_TRUE(response_grammar(ok) != nullptr);
+  const ApiRequest text = parse_request(Endpoint::kChatCompletions,
+                                        R"({"messages": [{"role": "user", "content": "x"}]})");
+  EXPECT_TRUE(response_grammar(text) == nullptr);
+  const ApiRequest bad =
+      parse_request(Endpoint::kChatCompletions,
+                    R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type":
+          "json_schema", "json_schema": {"name": "p", "schema":
+          {"properties": {"a": {"type": "string", "pattern": "x"}}}}}})");
+  try {
+    response_grammar(bad);
+    ADD_FAILURE() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.param, "response_format.json_schema.schema");
+    EXPECT_EQ(e.code, "unsupported_value");
+    EXPECT_NE(e.message.find("'pattern' at #/properties/a"), std::string::npos) << e.message;
+  }
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
+#include "af/runtime/json_schema.hpp"
 
 namespace af::models {
 class CausalLM;
@@ -48,7 +49,7 @@ enum class StopCause {
   kStopString,    // a requested stop string appeared (it is not part of the text)
   kMaxTokens,     // max_tokens generated
   kContextFull,   // the slot's KV cache is full
-  kJsonComplete,  // json_object: the top-level object is closed
+  kJsonComplete,  // json_object / json_schema: the document is whole and nothing can follow
   kCancelled,     // cancel() or shutdown
   kError,         // the model failed; RequestResult::error says why
 };
@@ -97,11 +98,15 @@ struct GenerationRequest {
   int64_t max_tokens = -1;  // -1: until EOS, a stop string or a full context
   ops::SamplingParams sampling;
   std::vector<std::string> stop;  // stop strings (non-empty)
-  // Constrain the text to one JSON object (RFC 8259; nesting up to 32, at most 4 whitespace
-  // bytes in a row): tokens that cannot continue such a document are masked before sampling,
-  // EOS is allowed only once the object is closed, and generation stops when it closes. Special
-  // tokens other than EOS are masked. max_tokens can still cut the object short ("length").
+  // Constrain the text to one JSON object (RFC 8259; nesting and whitespace bounded by
+  // JsonSchemaLimits' defaults): tokens that cannot continue such a document are masked before
+  // sampling, EOS is allowed only once the object is closed, and generation stops when it closes.
+  // Special tokens other than EOS are masked. max_tokens can still cut the object short ("length").
   bool json_object = false;
+  // Constrain the text to a document valid under this compiled JSON Schema
+  // (runtime::compile_json_schema), as json_object does; generation stops once nothing can
+  // follow, EOS is allowed only when the document is whole. Takes precedence over json_object.
+  std::shared_ptr<const JsonGrammar> json_schema = nullptr;
   // Called on the scheduler thread: keep them short, never call back into the scheduler. An
   // exception from on_chunk fails that request (kError); one from on_done is dropped. Neither
   // reaches the thread's entry, nor does any other error: it fails requests, never the process.

@@ -24,6 +24,7 @@
 #include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
 #include "af/ops/sampling.hpp"
+#include "af/runtime/json_schema.hpp"
 #include "af/tokenizer/chat_template.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 
@@ -76,6 +77,10 @@ struct GenerateRequest {
   // (the model's audio token, "<|AUDIO|>", once per audio or already expanded). A prompt takes
   // images or audio, not both. chat(): the audio of this user turn.
   std::vector<modalities::Audio> audios = {};
+  // Constrain the text to a JSON document valid under this schema (runtime::compile_json_schema
+  // or json_object_grammar): tokens that cannot continue it are masked, EOS is allowed only once
+  // it is whole, and generation stops (kStop) when nothing can follow. Needs the tokenizer.
+  std::shared_ptr<const runtime::JsonGrammar> json_schema = nullptr;
 };
 
 struct Timings {
