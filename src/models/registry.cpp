@@ -9,13 +9,14 @@
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 8> kFactories{{
+constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
     {"MiniCPMForCausalLM", make_minicpm},
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},
+    {"Gemma3ForCausalLM", make_gemma3},
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
 }};
