@@ -62,6 +62,14 @@ SPECS = {
                                                        "rope_theta": 100000.0},
                                     "sliding_attention": {"rope_type": "default",
                                                           "rope_theta": 10000.0}})),
+    # Gemma 2: soft caps on attention scores and logits (small caps so that they bite on these
+    # random weights), a window on the even layers, one RoPE base (the converter writes none).
+    "gemma2": dict(
+        cls="Gemma2ForCausalLM", config="Gemma2Config", seed=37,
+        extra=dict(num_hidden_layers=4, sliding_window=8, query_pre_attn_scalar=16,
+                   hidden_activation="gelu_pytorch_tanh", attn_logit_softcapping=2.0,
+                   final_logit_softcapping=3.0,
+                   rope_parameters={"rope_type": "default", "rope_theta": 10000.0})),
 }
 
 

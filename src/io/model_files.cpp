@@ -294,6 +294,7 @@ constexpr ArchInfo kArchitectures[] = {
     {"llama", "LlamaForCausalLM", RopeLayout::kInterleaved},
     {"qwen2", "Qwen2ForCausalLM", RopeLayout::kHalf},
     {"minicpm", "MiniCPMForCausalLM", RopeLayout::kInterleaved},
+    {"gemma2", "Gemma2ForCausalLM", RopeLayout::kHalf},
     {"gemma3", "Gemma3ForCausalLM", RopeLayout::kHalf},
 };
 
@@ -311,7 +312,7 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
     if (a.gguf_arch == arch) found = &a;
   }
   AF_CHECK(found != nullptr, ErrorCode::kUnsupported, kComponent, file.origin(),
-           ": GGUF architecture '", arch, "' is not supported (llama, qwen2, minicpm, gemma3)");
+           ": GGUF architecture '", arch, "' is not supported (llama, qwen2, minicpm, gemma2, gemma3)");
   *layout = found->layout;
   const std::string p = arch + ".";
 

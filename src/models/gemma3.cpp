@@ -63,47 +63,6 @@ nn::Rope local_rope(const io::HfConfig& config, const io::ModelFiles& files, int
                                head_dim, RopeLayout::kHalf, vb, context);
 }
 
-// Which layers slide: "layer_types" when given, else every layer but each
-// sliding_window_pattern-th (default 6; GGUF: attention.sliding_window_pattern, an int or a list
-// of bools, as llama.cpp reads it).
-std::vector<bool> sliding_layers(const io::HfConfig& config, const io::ModelFiles& files,
-                                 int64_t n_layers) {
-  std::vector<bool> sliding(static_cast<size_t>(n_layers), false);
-  if (config.has("layer_types") && !config.json().at("layer_types").is_null()) {
-    const nlohmann::json& types = config.json().at("layer_types");
-    AF_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layers, ErrorCode::kFormat,
-             kWho, config.origin(), ": \"layer_types\" must list ", n_layers, " layer types");
-    for (size_t i = 0; i < types.size(); ++i) {
-      const bool is_sliding = types[i] == "sliding_attention";
-      AF_CHECK(is_sliding || types[i] == "full_attention", ErrorCode::kFormat, kWho,
-               config.origin(), ": layer_types[", i, "] is ", types[i].dump(),
-               " (expected \"sliding_attention\" or \"full_attention\")");
-      sliding[i] = is_sliding;
-    }
-    return sliding;
-  }
-  int64_t pattern = config.get_int("sliding_window_pattern", 6);
-  if (files.gguf) {
-    const char* key = "gemma3.attention.sliding_window_pattern";
-    if (const io::GgufValue* v = files.gguf->find(key)) {
-      if (std::holds_alternative<std::shared_ptr<io::GgufArray>>(v->value)) {
-        const io::GgufArray& a = v->as_array(key);
-        AF_CHECK(static_cast<int64_t>(a.size()) == n_layers, ErrorCode::kFormat, kWho, files.path,
-                 ": ", key, " lists ", a.size(), " layers, not ", n_layers);
-        for (size_t i = 0; i < a.size(); ++i) sliding[i] = a.bool_at(i, key);
-        return sliding;
-      }
-      pattern = v->as_int(key);
-    }
-  }
-  AF_CHECK(pattern >= 0, ErrorCode::kFormat, kWho, config.origin(),
-           ": sliding_window_pattern must not be negative, got ", pattern);
-  for (int64_t i = 0; i < n_layers; ++i) {
-    sliding[static_cast<size_t>(i)] = pattern == 0 || (i + 1) % pattern != 0;
-  }
-  return sliding;
-}
-
 GemmaSpec gemma3_spec(const io::HfConfig& config, const io::ModelFiles& files) {
   GemmaSpec spec = GemmaSpec::from_config(config, kWho);
   const bool gguf = files.format == "gguf";
@@ -136,7 +95,7 @@ GemmaSpec gemma3_spec(const io::HfConfig& config, const io::ModelFiles& files) {
   AF_CHECK(window >= 0 && window <= std::numeric_limits<int32_t>::max(), ErrorCode::kFormat, kWho,
            config.origin(), ": sliding_window must be a non-negative integer, got ", window);
   spec.sliding_window = window;
-  if (window > 0) spec.sliding = sliding_layers(config, files, spec.num_layers);
+  if (window > 0) spec.sliding = sliding_layers(config, files, spec.num_layers, "gemma3", 6);
   return spec;
 }
 

@@ -494,6 +494,45 @@ float embedding_scale(const io::ModelFiles& files, int64_t hidden) {
 
 }  // namespace
 
+std::vector<bool> sliding_layers(const io::HfConfig& config, const io::ModelFiles& files,
+                                 int64_t n_layers, const std::string& gguf_arch,
+                                 int64_t default_pattern) {
+  std::vector<bool> sliding(static_cast<size_t>(n_layers), false);
+  if (config.has("layer_types") && !config.json().at("layer_types").is_null()) {
+    const nlohmann::json& types = config.json().at("layer_types");
+    AF_CHECK(types.is_array() && static_cast<int64_t>(types.size()) == n_layers, ErrorCode::kFormat,
+             "gemma", config.origin(), ": \"layer_types\" must list ", n_layers, " layer types");
+    for (size_t i = 0; i < types.size(); ++i) {
+      const bool is_sliding = types[i] == "sliding_attention";
+      AF_CHECK(is_sliding || types[i] == "full_attention", ErrorCode::kFormat, "gemma",
+               config.origin(), ": layer_types[", i, "] is ", types[i].dump(),
+               " (expected \"sliding_attention\" or \"full_attention\")");
+      sliding[i] = is_sliding;
+    }
+    return sliding;
+  }
+  int64_t pattern = config.get_int("sliding_window_pattern", default_pattern);
+  if (files.gguf) {
+    const std::string key = gguf_arch + ".attention.sliding_window_pattern";
+    if (const io::GgufValue* v = files.gguf->find(key)) {
+      if (std::holds_alternative<std::shared_ptr<io::GgufArray>>(v->value)) {
+        const io::GgufArray& a = v->as_array(key);
+        AF_CHECK(static_cast<int64_t>(a.size()) == n_layers, ErrorCode::kFormat, "gemma",
+                 files.path, ": ", key, " lists ", a.size(), " layers, not ", n_layers);
+        for (size_t i = 0; i < a.size(); ++i) sliding[i] = a.bool_at(i, key);
+        return sliding;
+      }
+      pattern = v->as_int(key);
+    }
+  }
+  AF_CHECK(pattern >= 0, ErrorCode::kFormat, "gemma", config.origin(),
+           ": sliding_window_pattern must not be negative, got ", pattern);
+  for (int64_t i = 0; i < n_layers; ++i) {
+    sliding[static_cast<size_t>(i)] = pattern == 0 || (i + 1) % pattern != 0;
+  }
+  return sliding;
+}
+
 GemmaSpec GemmaSpec::from_config(const io::HfConfig& c, const char* who) {
   GemmaSpec s;
   s.vocab_size = size_field(c, "vocab_size", who);

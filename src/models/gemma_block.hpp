@@ -6,6 +6,7 @@
 // weights use the HF Gemma names (GGUF names through this family's own table).
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "af/io/hf_config.hpp"
@@ -33,6 +34,13 @@ struct GemmaSpec {
   // activation (gelu_pytorch_tanh); `who` names the model in errors.
   static GemmaSpec from_config(const io::HfConfig& config, const char* who);
 };
+
+// Which layers slide: "layer_types" when given, else every layer but each
+// sliding_window_pattern-th (default_pattern; GGUF: <gguf_arch>.attention.sliding_window_pattern,
+// an int or a list of bools, as llama.cpp reads it).
+std::vector<bool> sliding_layers(const io::HfConfig& config, const io::ModelFiles& files,
+                                 int64_t n_layers, const std::string& gguf_arch,
+                                 int64_t default_pattern);
 
 // RoPE of the global (full-attention) and the sliding layers.
 struct GemmaRopes {

@@ -9,13 +9,14 @@
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
+constexpr std::array<std::pair<const char*, ModelFactory>, 10> kFactories{{
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
     {"MiniCPMForCausalLM", make_minicpm},
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},
+    {"Gemma2ForCausalLM", make_gemma2},
     {"Gemma3ForCausalLM", make_gemma3},
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
