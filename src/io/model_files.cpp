@@ -296,6 +296,8 @@ constexpr ArchInfo kArchitectures[] = {
     {"qwen2", "Qwen2ForCausalLM", RopeLayout::kHalf},
     {"minicpm", "MiniCPMForCausalLM", RopeLayout::kInterleaved},
     {"phi3", "Phi3ForCausalLM", RopeLayout::kHalf},
+    {"gemma2", "Gemma2ForCausalLM", RopeLayout::kHalf},
+    {"gemma3", "Gemma3ForCausalLM", RopeLayout::kHalf},
 };
 
 // Phi-3 (llama.cpp's Phi3MiniModel converter): rotary dims as rope.dimension_count, LongRoPE
@@ -337,7 +339,8 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
     if (a.gguf_arch == arch) found = &a;
   }
   AF_CHECK(found != nullptr, ErrorCode::kUnsupported, kComponent, file.origin(),
-           ": GGUF architecture '", arch, "' is not supported (llama, qwen2, minicpm)");
+           ": GGUF architecture '", arch,
+           "' is not supported (llama, qwen2, minicpm, phi3, gemma2, gemma3)");
   *layout = found->layout;
   const std::string p = arch + ".";
 

@@ -388,8 +388,6 @@ void DecoderWeights::prepare(Backend& be) {
   lm_head.prepare(be);
 }
 
-namespace {
-
 std::optional<DType> load_weight_type(const LoadOptions& options) {
   std::optional<DType> type = options.dtype;
   if (!options.quantize.empty()) {
@@ -408,8 +406,6 @@ std::optional<DType> load_weight_type(const LoadOptions& options) {
            "q4_k, q5_k or q6_k)");
   return type;
 }
-
-}  // namespace
 
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options) {

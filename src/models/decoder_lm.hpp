@@ -6,6 +6,7 @@
 // Each model file parses its own config into DecoderSpec; weights use HF Llama names.
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "af/io/hf_config.hpp"
@@ -60,6 +61,10 @@ struct DecoderRoot {
 // The specs of the text models a composition can hold (llama.cpp, qwen2.cpp).
 DecoderSpec llama_decoder_spec(const io::HfConfig& config);
 DecoderSpec qwen2_decoder_spec(const io::HfConfig& config);
+
+// The matmul weights' load type from options.dtype / options.quantize (checked; nullopt: as
+// stored).
+std::optional<DType> load_weight_type(const LoadOptions& options);
 
 std::unique_ptr<CausalLM> make_decoder_lm(io::ModelFiles files, const io::HfConfig& config,
                                           DecoderSpec spec, const LoadOptions& options);

@@ -9,7 +9,7 @@
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
+constexpr std::array<std::pair<const char*, ModelFactory>, 11> kFactories{{
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
@@ -17,6 +17,8 @@ constexpr std::array<std::pair<const char*, ModelFactory>, 9> kFactories{{
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},
     {"Phi3ForCausalLM", make_phi3},
+    {"Gemma2ForCausalLM", make_gemma2},
+    {"Gemma3ForCausalLM", make_gemma3},
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},

@@ -19,6 +19,8 @@ std::unique_ptr<CausalLM> make_llama(io::ModelFiles, const io::HfConfig&, const 
 std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_minicpm(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_phi3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_gemma3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_llava(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2_audio(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 

@@ -60,8 +60,9 @@ class ChatTemplate {
 // The chat template a model ships: GGUF metadata tokenizer.chat_template, an HF folder's
 // chat_template.jinja, or tokenizer_config.json's chat_template (a string, or a list of
 // {name, template} where "default" is chosen). `model_path` is a .gguf file, an HF folder or a
-// tokenizer_config.json. std::nullopt if the model has none; af::Error when a file is unreadable
-// or malformed.
+// tokenizer_config.json. A Gemma-family GGUF without a template gets Gemma's own (the one
+// google/gemma-3-*-it ship). std::nullopt if the model has none; af::Error when a file is
+// unreadable or malformed.
 std::optional<std::string> find_chat_template(const std::string& model_path);
 
 }  // namespace af::tok

@@ -93,6 +93,60 @@ std::optional<std::string> template_from_folder(const std::filesystem::path& dir
   return std::nullopt;
 }
 
+// Gemma's template as google/gemma-3-*-it ship it (a system message is folded into the first
+// user turn), for llama.cpp-converted Gemma GGUFs that carry none (e.g. gemma-3-270m's).
+constexpr char kGemmaTemplate[] =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate "
+    "user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\n' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\n'}}\n"
+    "{%- endif -%}\n";
+
+// A GGUF without tokenizer.chat_template: the family's own template where one is known.
+std::optional<std::string> builtin_template(const io::GgufFile& gguf) {
+  const io::GgufValue* arch = gguf.find("general.architecture");
+  if (!arch) return std::nullopt;
+  const std::string& name = arch->as_string("general.architecture");
+  if (name == "gemma" || name == "gemma2" || name == "gemma3") return kGemmaTemplate;
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> find_chat_template(const std::string& model_path) {
@@ -104,7 +158,7 @@ std::optional<std::string> find_chat_template(const std::string& model_path) {
   if (path.extension() == ".gguf") {
     const io::GgufFile gguf = io::GgufFile::open(model_path);
     const io::GgufValue* value = gguf.find("tokenizer.chat_template");
-    if (!value) return std::nullopt;
+    if (!value) return builtin_template(gguf);
     return value->as_string("tokenizer.chat_template");
   }
   if (path.extension() == ".jinja") return read_text(path);
