@@ -215,7 +215,7 @@ def fmt_cell(cells, **key):
             return f"{med(c['ours']):.1f} / not run{roof}"
         roof = (f"; roofline {c['roofline_ours']:.2f} / {c['roofline_llama_cpp']:.2f}"
                 if "roofline_ours" in c and "roofline_llama_cpp" in c else "")
-        return f"{med(c['ours']):.1f} / {med(c['llama_cpp']):.1f} (**{c['ratio']:.2f}x**{roof})"
+        return f"{med(c['ours']):.1f} / {med(c['llama_cpp']):.1f} ({c['ratio']:.2f}x{roof})"
     return "not run"
 
 
