@@ -2,7 +2,7 @@
 """GGUF benchmark models of real model shapes with random weights (issue 16).
 
 No torch: numpy writes the tensors straight into a GGUF with llama.cpp's key conventions.
---type f16 writes random N(0, 0.02) matrices (norms near 1); a quantized --type writes random
+--type f16 (bf16) writes random N(0, 0.02) matrices (norms near 1); a quantized --type writes random
 block bytes with small fixed scales (values within about +-0.04) in llama.cpp's tensor type mix
 for that file type (q4_k_m: Q6_K output/tied embedding and attn_v / ffn_down of the
 use_more_bits layers; K-quant rows not a multiple of 256 fall back to Q5_0 / Q5_1 / Q8_0), so a
@@ -60,7 +60,7 @@ MIXES = {
     "q5_k_m": ("Q5_K", "Q6_K", "Q6_K"), "q6_k": ("Q6_K", "Q6_K", "Q6_K"),
     "q4_0": ("Q4_0", "Q4_0", "Q6_K"), "q8_0": ("Q8_0", "Q8_0", "Q8_0"),
 }
-FILE_TYPES = {"f16": "MOSTLY_F16", "q4_k_m": "MOSTLY_Q4_K_M", "q4_k_s": "MOSTLY_Q4_K_S",
+FILE_TYPES = {"f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q4_k_m": "MOSTLY_Q4_K_M", "q4_k_s": "MOSTLY_Q4_K_S",
               "q5_k_m": "MOSTLY_Q5_K_M", "q6_k": "MOSTLY_Q6_K", "q4_0": "MOSTLY_Q4_0",
               "q8_0": "MOSTLY_Q8_0"}
 
@@ -90,6 +90,9 @@ def tensors(s, rng, ftype="f16"):
     def mat(n, k, role="default"):
         if ftype == "f16":
             return (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float16)
+        if ftype == "bf16":  # the top half of each float32 (truncated: the weights mean nothing)
+            f = rng.standard_normal((n, k), dtype=np.float32) * 0.02
+            return (f.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8), "BF16"
         default, more, output = MIXES[ftype]
         qtype = {"default": default, "output": output,
                  "more": more if use_more_bits(layer[0], n_layers) else default}[role]

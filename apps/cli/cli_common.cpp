@@ -27,10 +27,8 @@ struct Rewrite {
   std::string_view from, to;
 };
 constexpr Rewrite kRewrites[] = {
-    {"-ngl", "--n-gpu-layers"},
-    {"--gpu-layers", "--n-gpu-layers"},
-    {"-sys", "--system"},
-    {"-fa", "--flash-attn"},
+    {"-ngl", "--n-gpu-layers"}, {"--gpu-layers", "--n-gpu-layers"}, {"-sys", "--system"},
+    {"-fa", "--flash-attn"},    {"-ctk", "--cache-type-k"},         {"-ctv", "--cache-type-v"},
 };
 
 constexpr std::string_view kHubFlags[] = {
@@ -85,6 +83,52 @@ void note_gpu_flags(const GpuFlags& flags, std::string_view command) {
                  "[af-cli %.*s] note: -ngl/--n-gpu-layers %d ignored: this build runs on the CPU\n",
                  static_cast<int>(command.size()), command.data(), *flags.n_gpu_layers);
   }
+}
+
+void add_kv_cache_flags(CLI::App& sub, KvCacheFlags& flags) {
+  sub.add_option("--kv-type", flags.both,
+                 "KV cache elements, keys and values: f32 (exact, default), f16 or q8_0");
+  sub.add_option("--cache-type-k", flags.k,
+                 "llama.cpp's -ctk: the keys' elements (f32, f16, q8_0); default --kv-type");
+  sub.add_option("--cache-type-v", flags.v,
+                 "llama.cpp's -ctv: the values' elements (f32, f16, q8_0); default --kv-type");
+}
+
+namespace {
+
+std::optional<DType> kv_cache_type(std::string_view name) {
+  if (name == "f32") return DType::F32;
+  if (name == "f16") return DType::F16;
+  if (name == "q8_0") return DType::Q8_0;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void check_kv_cache_flags(const KvCacheFlags& flags) {
+  const auto check = [](const std::string& value, std::string_view flag) {
+    require_flag(kv_cache_type(value).has_value(), flag,
+                 "'" + value + "': expected f32, f16 or q8_0");
+  };
+  check(flags.both, "--kv-type");
+  if (!flags.k.empty()) check(flags.k, "-ctk/--cache-type-k");
+  if (!flags.v.empty()) check(flags.v, "-ctv/--cache-type-v");
+}
+
+DType kv_cache_k_type(const KvCacheFlags& flags) {
+  return kv_cache_type(flags.k.empty() ? flags.both : flags.k).value_or(DType::F32);
+}
+
+DType kv_cache_v_type(const KvCacheFlags& flags) {
+  return kv_cache_type(flags.v.empty() ? flags.both : flags.v).value_or(DType::F32);
+}
+
+std::string describe_kv_cache(DType k_type, DType v_type, int64_t bytes_per_token) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "KV cache %s/%s (K/V), %.1f KiB per token",
+                std::string(name(k_type)).c_str(), std::string(name(v_type)).c_str(),
+                static_cast<double>(bytes_per_token) / 1024.0);
+  return buf;
 }
 
 // ---- prompts ----------------------------------------------------------------------------------

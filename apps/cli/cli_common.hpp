@@ -45,6 +45,20 @@ struct GpuFlags {
 void add_gpu_flags(CLI::App& sub, GpuFlags& flags);
 void note_gpu_flags(const GpuFlags& flags, std::string_view command);
 
+// --kv-type (keys and values), --cache-type-k/-ctk and --cache-type-v/-ctv (one side each, as
+// llama.cpp's): f32 (exact, the default), f16 or q8_0.
+struct KvCacheFlags {
+  std::string both = "f32", k, v;  // k / v empty: `both`
+};
+void add_kv_cache_flags(CLI::App& sub, KvCacheFlags& flags);
+// Throws UsageError naming the flag for a type other than f32, f16 or q8_0.
+void check_kv_cache_flags(const KvCacheFlags& flags);
+// The keys' and values' element types the flags ask for (after check_kv_cache_flags).
+DType kv_cache_k_type(const KvCacheFlags& flags);
+DType kv_cache_v_type(const KvCacheFlags& flags);
+// "KV cache q8_0/f16 (K/V), 9.0 KiB per token": for the load log lines.
+std::string describe_kv_cache(DType k_type, DType v_type, int64_t bytes_per_token);
+
 // ---- prompts ----------------------------------------------------------------------------------
 
 // llama-cli's escape processing (its default; --no-escape turns it off): \n \t \r \\ \' \" \a

@@ -1,8 +1,10 @@
-// af-cli bench -m PATH [-p 512] [-n 128] [-t 2] [-r REPS] [-d D] [--json | -o md|csv|json|jsonl]
+// af-cli bench -m PATH [-p 512] [-n 128] [-t 2] [-r REPS] [-d D] [-ctk T] [-ctv T]
+//              [--json | -o md|csv|json|jsonl]
 // -p, -n, -t and -d take comma lists (-p 128,512 -t 1,2), as llama-bench's do: every
 // combination is measured on its own and printed as one row.
 // Prefill (pp: p tokens in one forward) and decode (tg: n single-token steps from an empty
-// cache, or after a D-token prefill with --depth) speed as the median of REPS repetitions, the
+// cache) speed, and with -d D both again after a D-token prefill (llama-bench's --n-depth), as
+// the median of REPS repetitions, the KV cache's types (-ctk/-ctv) and bytes per token, the
 // bytes one decode token reads (weights + KV cache), and the memory bandwidth measured in the
 // same process with the same thread count, so that roofline_ratio = tg * bytes / bandwidth says
 // how close decoding is to the memory limit. It also reports the load time, the time to the first
@@ -162,7 +164,8 @@ std::vector<int32_t> bench_ids(int64_t n, int64_t vocab) {
 namespace {
 
 struct BenchOptions {
-  std::string path, isa, quantize, kv_type = "f32", output;
+  std::string path, isa, quantize, output;
+  KvCacheFlags kv;  // --kv-type, -ctk/--cache-type-k, -ctv/--cache-type-v
   // Comma lists (llama-bench style): every combination is one measurement / output row.
   std::vector<int64_t> n_prompt{512}, n_gen{128}, depth{0};
   std::vector<int> threads{2};
@@ -187,8 +190,7 @@ void check_options(const BenchOptions& o) {
   for (int64_t d : o.depth) {
     require_flag(d >= 0, "-d/--depth", "must be >= 0 (0: off), got " + std::to_string(d));
   }
-  require_flag(o.kv_type == "f32" || o.kv_type == "f16", "--kv-type",
-               "'" + o.kv_type + "': expected f32 or f16");
+  check_kv_cache_flags(o.kv);
   load_quantize_name(o.quantize);  // an unknown type name is a usage error before loading
 }
 
@@ -207,33 +209,32 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
   options.isa = o.isa;
   options.quantize = quantize;
   options.repack_weights = o.repack;
-  options.kv_type = o.kv_type == "f16" ? DType::F16 : DType::F32;
-  options.context_length = std::max(c.n_prompt, c.depth + c.n_gen);
+  options.kv_type_k = kv_cache_k_type(o.kv);
+  options.kv_type_v = kv_cache_v_type(o.kv);
+  options.context_length = std::max(c.depth + c.n_prompt, c.depth + c.n_gen);
   options.context_length = std::max(options.context_length, c.n_gen);
   const auto t_load = Clock::now();
   auto model = models::load(o.path, options);
   const double load_s = seconds_since(t_load);
   const ModelConfig config = model->config();
   const models::ModelInfo& info = model->info();
-  AF_CHECK(c.depth == 0 || c.depth + c.n_gen <= info.context_length, ErrorCode::kOutOfRange,
-           "bench", "--depth ", c.depth, " + -n ", c.n_gen, " exceeds the context of ",
-           info.context_length);
+  AF_CHECK(c.depth == 0 || c.depth + std::max(c.n_gen, c.n_prompt) <= info.context_length,
+           ErrorCode::kOutOfRange, "bench", "--depth ", c.depth, " + -n ", c.n_gen, " / -p ",
+           c.n_prompt, " exceeds the context of ", info.context_length);
   const std::string isa = make_backend({Device::cpu(), 1, o.isa})->name();
 
   const io::ModelFiles files = io::open_model_files(o.path);
   const bool tied = !files.weights->has("lm_head.weight");
   const std::optional<DType> load_as = quantize.empty() ? std::nullopt : dtype_from_name(quantize);
   const WeightBytes wb = weight_bytes(files, config.vocab_size, tied, load_as);
-  // The KV cache holds, per layer, ctx positions of K (in whole blocks of kKeyBlock,
-  // af/backend/key_cache.hpp) and V, n_kv_heads * head_dim elements each (4 or 2 bytes); a
-  // decode step at context c reads c positions of K and V per layer.
-  const int64_t kv_element = options.kv_type == DType::F16 ? 2 : 4;
-  const int64_t kv_row_bytes =
-      config.num_layers * 2 * info.num_kv_heads * info.head_dim * kv_element;
+  // The KV cache holds, per layer, ctx positions of K (in whole blocks of kKeyBlock) and V in
+  // the layouts of af/backend/key_cache.hpp (f32, f16 or q8_0 each); a decode step at context c
+  // reads c positions of K and V per layer: kv_row_bytes (ModelInfo::kv_bytes_per_token).
+  const int64_t kv_row_bytes = info.kv_bytes_per_token;
   const int64_t kv_cache_bytes =
-      config.num_layers * kv_element *
-      (key_cache_floats(info.context_length, info.num_kv_heads, info.head_dim) +
-       info.context_length * info.num_kv_heads * info.head_dim);
+      config.num_layers *
+      (key_cache_bytes(info.kv_type_k, info.context_length, info.num_kv_heads, info.head_dim) +
+       info.context_length * value_row_bytes(info.kv_type_v, info.num_kv_heads, info.head_dim));
   auto bytes_at = [&](double mean_context) {
     return static_cast<double>(wb.per_token) + mean_context * static_cast<double>(kv_row_bytes);
   };
@@ -264,7 +265,7 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
     return seconds_since(t0);
   };
 
-  std::vector<double> pp_s, tg_s, deep_s;
+  std::vector<double> pp_s, tg_s, deep_s, deep_pp_s;
   for (int r = 0; r < o.reps; ++r) {
     model->reset_state();
     if (c.n_prompt > 0) {
@@ -285,6 +286,13 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
     for (int r = 0; r < o.reps; ++r) {
       deep_s.push_back(time_decode(c.depth));
       bw.push_back(probe.pass());
+      // pp at depth (llama-bench's -d): the prompt after the depth tokens, in one forward.
+      if (c.n_prompt > 0) {
+        model->truncate(c.depth);
+        const auto t0 = Clock::now();
+        model->forward(prompt, false);
+        deep_pp_s.push_back(seconds_since(t0));
+      }
     }
   }
 
@@ -303,11 +311,14 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
   j["reps"] = o.reps;
   j["repack_weights"] = o.repack;
   j["quantize"] = o.quantize;
-  j["kv_type"] = o.kv_type;
+  j["kv_type"] = o.kv.both;
+  j["cache_type_k"] = std::string(name(info.kv_type_k));
+  j["cache_type_v"] = std::string(name(info.kv_type_v));
   j["load_s"] = load_s;
   j["first_token_s"] = first_token_s;
   j["rss_bytes"] = rss_model;
   j["kv_cache_bytes"] = kv_cache_bytes;
+  j["kv_bytes_per_token"] = kv_row_bytes;
   j["pp_tokens_per_s"] = pp_s.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(pp);
   j["tg_tokens_per_s"] = tg;
   j["bytes_per_token"] = bytes;
@@ -326,6 +337,10 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
     j["tg_depth_tokens_per_s"] = tgd;
     j["bytes_per_token_depth"] = bytes_d;
     j["roofline_ratio_depth"] = tgd * bytes_d / (bandwidth * 1e9);
+    j["pp_depth_tokens_per_s"] =
+        deep_pp_s.empty()
+            ? nlohmann::ordered_json()
+            : nlohmann::ordered_json(static_cast<double>(c.n_prompt) / median(deep_pp_s));
   }
   // Keeps the probe's reads observable so the compiler cannot drop them.
   volatile uint64_t probe_sink = probe.sink();
@@ -343,6 +358,9 @@ void print_text(const nlohmann::ordered_json& j) {
               num("first_token_s") * 1e3);
   std::printf("resident memory  %10.1f MB (weights %.1f MB, KV cache %.1f MB)\n",
               num("rss_bytes") / 1e6, num("weight_file_bytes") / 1e6, num("kv_cache_bytes") / 1e6);
+  std::printf("KV cache         %s/%s (K/V), %.0f bytes per token (all layers)\n",
+              j["cache_type_k"].get<std::string>().c_str(),
+              j["cache_type_v"].get<std::string>().c_str(), num("kv_bytes_per_token"));
   if (j["pp_tokens_per_s"].is_null()) {
     std::printf("pp               skipped (-p 0)\n");
   } else {
@@ -360,13 +378,19 @@ void print_text(const nlohmann::ordered_json& j) {
     std::printf("tg%lld @ depth %lld %8.2f tokens/s (roofline ratio %.3f)\n",
                 j["n_gen"].get<long long>(), j["depth"].get<long long>(),
                 num("tg_depth_tokens_per_s"), num("roofline_ratio_depth"));
+    if (!j["pp_depth_tokens_per_s"].is_null()) {
+      std::printf("pp%lld @ depth %lld %8.2f tokens/s\n", j["n_prompt"].get<long long>(),
+                  j["depth"].get<long long>(), num("pp_depth_tokens_per_s"));
+    }
   }
 }
 
 // The md / csv rows: one per combination, llama-bench's habit of one line per test setting.
-const char* const kTableColumns[] = {"model",    "weight_types", "isa",      "threads",
-                                     "n_prompt", "n_gen",        "depth",    "pp t/s",
-                                     "tg t/s",   "tg@depth t/s", "roofline", "bandwidth GB/s"};
+// Columns after "bandwidth GB/s" came later (kept last so existing csv readers still work).
+const char* const kTableColumns[] = {"model",    "weight_types", "isa",          "threads",
+                                     "n_prompt", "n_gen",        "depth",        "pp t/s",
+                                     "tg t/s",   "tg@depth t/s", "roofline",     "bandwidth GB/s",
+                                     "ctk",      "ctv",          "pp@depth t/s", "KV bytes/token"};
 
 std::vector<std::string> table_row(const nlohmann::ordered_json& j) {
   const auto fixed = [](double v, int digits) {
@@ -375,6 +399,7 @@ std::vector<std::string> table_row(const nlohmann::ordered_json& j) {
     return std::string(buf);
   };
   const bool deep = j.contains("depth");
+  const bool deep_pp = deep && !j["pp_depth_tokens_per_s"].is_null();
   return {j["model"].get<std::string>(),
           j["weight_types"].get<std::string>(),
           j["isa"].get<std::string>(),
@@ -386,7 +411,11 @@ std::vector<std::string> table_row(const nlohmann::ordered_json& j) {
           fixed(j["tg_tokens_per_s"].get<double>(), 2),
           deep ? fixed(j["tg_depth_tokens_per_s"].get<double>(), 2) : "",
           fixed(j["roofline_ratio"].get<double>(), 3),
-          fixed(j["bandwidth_gb_s"].get<double>(), 2)};
+          fixed(j["bandwidth_gb_s"].get<double>(), 2),
+          j["cache_type_k"].get<std::string>(),
+          j["cache_type_v"].get<std::string>(),
+          deep_pp ? fixed(j["pp_depth_tokens_per_s"].get<double>(), 2) : "",
+          std::to_string(j["kv_bytes_per_token"].get<int64_t>())};
 }
 
 // CSV field quoting (RFC 4180): fields with commas or quotes are quoted, quotes doubled.
@@ -454,8 +483,7 @@ Command add_bench(CLI::App& app) {
                   "weights at load (every matrix to the type's base; bf16 also computes with "
                   "AVX512_BF16 dot products): " +
                       quant_type_names());
-  sub->add_option("--kv-type", o->kv_type,
-                  "KV cache elements (LoadOptions::kv_type): f32 (exact, default) or f16");
+  add_kv_cache_flags(*sub, o->kv);
   sub->add_flag("--json", o->json, "print one JSON object (one per line for several combinations)");
   sub->add_option("-o,--output", o->output,
                   "md, csv, json (an array) or jsonl: one row per combination")

@@ -166,7 +166,7 @@ Command add_chat(CLI::App& app) {
     // -c beyond the trained context is the user's explicit choice (warned about).
     const int64_t context = o->model.ctx > 0 ? plan_context(o->model, trained, 1, 1, "chat")
                                              : std::min(kDefaultChatContext, trained);
-    auto model = load_with_progress(o->model.path, make_load_options(o->model, context));
+    auto model = load_with_progress(o->model.path, make_load_options(o->model, context), "chat");
     SessionBuilder builder;
     if (!o->template_path.empty()) {
       builder.chat_template(read_file(o->template_path));

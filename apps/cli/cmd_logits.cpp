@@ -17,6 +17,7 @@
 #include "af/models/causal_lm.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -96,6 +97,7 @@ Command add_logits(CLI::App& app) {
     std::string path, ids, isa, mmproj, audio;
     std::vector<std::string> images;
     int threads = 0;
+    KvCacheFlags kv;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("logits", "Print the logits of every position of an id sequence");
@@ -107,7 +109,9 @@ Command add_logits(CLI::App& app) {
   sub->add_option("--audio", o->audio,
                   "Whisper: the audio the decoder ids attend to; Qwen2-Audio: the ids' audio");
   add_isa_option(*sub, o->isa);
+  add_kv_cache_flags(*sub, o->kv);
   return [o]() {
+    check_kv_cache_flags(o->kv);
     std::vector<int32_t> ids = parse_ids(o->ids);
     AF_CHECK(o->audio.empty() || o->images.empty(), ErrorCode::kInvalidArgument, "cli",
              "--audio and --image together: a prompt takes images or audio, not both");
@@ -116,6 +120,8 @@ Command add_logits(CLI::App& app) {
     models::LoadOptions options;
     options.num_threads = o->threads;
     options.isa = o->isa;
+    options.kv_type_k = kv_cache_k_type(o->kv);
+    options.kv_type_v = kv_cache_v_type(o->kv);
     // With images the expanded length is known only once the model is loaded; cache rows are
     // reserved lazily, so the model's own context costs no memory up front.
     const bool media = !o->images.empty() || !o->audio.empty();

@@ -122,7 +122,7 @@ Command add_run(CLI::App& app) {
     request.max_tokens =
         o->n_predict > 0 ? o->n_predict
                          : static_cast<int32_t>(std::min<int64_t>(context - n_prompt, INT32_MAX));
-    auto model = load_with_progress(o->model.path, make_load_options(o->model, context));
+    auto model = load_with_progress(o->model.path, make_load_options(o->model, context), "run");
     Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
 
     bool first_id = true;

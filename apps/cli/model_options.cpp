@@ -22,7 +22,7 @@ void add_model_options(CLI::App& sub, ModelOptions& o, const std::string& ctx_he
                  "quantize float weights at load (every matrix to the type's base: q4_k_m -> "
                  "Q4_K): " +
                      quant_type_names());
-  sub.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact) or f16");
+  add_kv_cache_flags(sub, o.kv);
   add_isa_option(sub, o.isa);
   sub.add_option("--mmproj", o.mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
   add_gpu_flags(sub, o.gpu);
@@ -33,8 +33,7 @@ void check_model_options(const ModelOptions& o) {
                "must be >= 0 (0: all cores), got " + std::to_string(o.threads));
   require_flag(o.ctx >= 0, "-c/--ctx-size",
                "must be >= 0 (0: the model's), got " + std::to_string(o.ctx));
-  require_flag(o.kv_type == "f32" || o.kv_type == "f16", "--kv-type",
-               "'" + o.kv_type + "': expected f32 or f16");
+  check_kv_cache_flags(o.kv);
   load_quantize_name(o.quantize);  // throws UsageError for an unknown name
 }
 
@@ -63,20 +62,26 @@ models::LoadOptions make_load_options(const ModelOptions& o, int64_t context) {
   options.num_threads = o.threads;
   options.isa = o.isa;
   options.quantize = load_quantize_name(o.quantize);
-  options.kv_type = o.kv_type == "f16" ? DType::F16 : DType::F32;
+  options.kv_type_k = kv_cache_k_type(o.kv);
+  options.kv_type_v = kv_cache_v_type(o.kv);
   options.context_length = context;
   options.mmproj = o.mmproj;
   return options;
 }
 
 std::unique_ptr<models::CausalLM> load_with_progress(const std::string& path,
-                                                     models::LoadOptions options) {
+                                                     models::LoadOptions options,
+                                                     const char* command) {
   ProgressBar bar("loading");
   if (bar.enabled()) {
     options.on_progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   }
   auto model = models::load(path, options);
   bar.finish();
+  const models::ModelInfo& info = model->info();
+  std::fprintf(stderr, "[af-cli %s] loaded %s: context %lld, %s\n", command,
+               info.architecture.c_str(), static_cast<long long>(info.context_length),
+               describe_kv_cache(info.kv_type_k, info.kv_type_v, info.kv_bytes_per_token).c_str());
   return model;
 }
 

@@ -1,5 +1,6 @@
 // af-server -m PATH [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx-size N]
-//           [--api-key KEY | --api-key-file PATH] [--threads N] [--kv-type f32|f16]
+//           [--api-key KEY | --api-key-file PATH] [--threads N] [--kv-type f32|f16|q8_0]
+//           [-ctk/--cache-type-k f32|f16|q8_0] [-ctv/--cache-type-v f32|f16|q8_0]
 //           [--shutdown-grace S] [--parse-special-in-content]
 //           [HTTP limits: --max-body-bytes, --header-timeout, --request-timeout, ...]
 //           [chat-template limits: --template-max-steps, --template-max-memory, ...]
@@ -9,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "build_info.hpp"
 #include "http_guard.hpp"
@@ -104,8 +107,15 @@ int main(int argc, char** argv) {
                  "one line per request (method, path, status, tokens, ms) to this file, or - "
                  "for stderr; off by default");
   app.add_flag("--log-prompts", o.log_prompts, "access log lines include the prompt text");
-  app.add_option("--kv-type", o.kv_type, "KV cache elements: f32 (exact, default) or f16")
-      ->check(CLI::IsMember({"f32", "f16"}));
+  app.add_option("--kv-type", o.kv_type,
+                 "KV cache elements, keys and values: f32 (exact, default), f16 or q8_0")
+      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+  app.add_option("--cache-type-k", o.cache_type_k,
+                 "llama.cpp's -ctk: the keys' elements (f32, f16, q8_0); default --kv-type")
+      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+  app.add_option("--cache-type-v", o.cache_type_v,
+                 "llama.cpp's -ctv: the values' elements (f32, f16, q8_0); default --kv-type")
+      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
   app.add_flag("--parse-special-in-content", o.parse_special_in_content,
                "chat: parse special-token text inside messages into control tokens, as "
                "transformers does (default: plain text, so messages cannot forge turns)");
@@ -140,7 +150,15 @@ int main(int argc, char** argv) {
                  "before")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  // llama-server's -ctk / -ctv (CLI11 would read "-ctk" as "-c tk").
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "-ctk") args[i] = "--cache-type-k";
+    if (args[i] == "-ctv") args[i] = "--cache-type-v";
+  }
+  std::vector<char*> arg_ptrs;
+  for (std::string& a : args) arg_ptrs.push_back(a.data());
+  CLI11_PARSE(app, static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   try {
     if (!key_file.empty()) o.api_key = af::server::read_api_key_file(key_file);
   } catch (const std::exception& e) {

@@ -39,9 +39,9 @@
 #include "http_front.hpp"
 #include "metrics.hpp"
 #include "runtime/end_tokens.hpp"
-#include "web_ui.hpp"
 #include "structured.hpp"
 #include "tool_calls.hpp"
+#include "web_ui.hpp"
 
 namespace af::server {
 
@@ -930,10 +930,18 @@ int Server::run() {
     tokenizer_ = tok::Tokenizer::load(options_.model_path);
     // An encoder (BertModel) only embeds: no generation model, scheduler or chat prompt.
     if (!models::is_encoder_model(options_.model_path)) {
+      const auto kv_cache_type = [](const std::string& type) {
+        const std::optional<DType> t = dtype_from_name(type);
+        AF_CHECK(t.has_value(), ErrorCode::kInvalidArgument, "server", "unknown KV cache type '",
+                 type, "' (f32, f16, q8_0)");
+        return *t;
+      };
       models::LoadOptions load;
       load.num_threads = options_.threads;
       load.context_length = options_.ctx_size;
-      load.kv_type = options_.kv_type == "f16" ? DType::F16 : DType::F32;
+      load.kv_type = kv_cache_type(options_.kv_type);
+      if (!options_.cache_type_k.empty()) load.kv_type_k = kv_cache_type(options_.cache_type_k);
+      if (!options_.cache_type_v.empty()) load.kv_type_v = kv_cache_type(options_.cache_type_v);
       load.mmproj = options_.mmproj;
       model_ = models::load(options_.model_path, load);
       runtime::SchedulerOptions so;
@@ -1161,10 +1169,15 @@ int Server::run() {
                  model_id_.c_str(), options_.host.c_str(), options_.port,
                  options_.api_key.empty() ? "no API key" : "API key required");
   } else {
+    const models::ModelInfo& info = model_->info();
     std::fprintf(stderr,
-                 "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, %s, %s)\n",
+                 "[af-server] serving %s on http://%s:%d (%d slots of %lld tokens, KV cache %s/%s "
+                 "(K/V) %lld bytes per token, %s, %s)\n",
                  model_id_.c_str(), options_.host.c_str(), options_.port, options_.parallel,
                  static_cast<long long>(scheduler_->slot_context()),
+                 std::string(name(info.kv_type_k)).c_str(),
+                 std::string(name(info.kv_type_v)).c_str(),
+                 static_cast<long long>(info.kv_bytes_per_token),
                  options_.api_key.empty() ? "no API key" : "API key required",
                  !options_.chat_template_file.empty()  ? "the --chat-template file"
                  : chat_prompt_->uses_model_template() ? "the model's chat template"

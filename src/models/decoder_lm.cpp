@@ -19,8 +19,8 @@ constexpr int64_t kChunk = 512;
 class DecoderSequence final : public SequenceState {
  public:
   DecoderSequence(int64_t n_layers, int64_t context, int64_t n_kv_heads, int64_t head_dim,
-                  DType kv_type)
-      : cache(n_layers, context, n_kv_heads, head_dim, kv_type) {}
+                  DType k_type, DType v_type)
+      : cache(n_layers, context, n_kv_heads, head_dim, k_type, v_type) {}
   int64_t n_past() const override { return length; }
   int64_t capacity() const override { return cache.max_seq(); }
   void truncate(int64_t n) override {
@@ -35,16 +35,15 @@ class DecoderSequence final : public SequenceState {
 class DecoderLM final : public CausalLM {
  public:
   DecoderLM(std::shared_ptr<const io::ModelFiles> files, DecoderSpec spec, DecoderWeights weights,
-            nn::Rope rope, std::shared_ptr<Backend> backend, int64_t context, DType kv_type,
-            ModelInfo info)
+            nn::Rope rope, std::shared_ptr<Backend> backend, int64_t context, ModelInfo info)
       : files_(std::move(files)),
         spec_(spec),
         w_(std::move(weights)),
         rope_(std::move(rope)),
         be_(std::move(backend)),
         context_(context),
-        kv_type_(kv_type),
-        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim, kv_type),
+        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim, info.kv_type_k,
+             info.kv_type_v),
         info_(std::move(info)) {}
 
   ModelConfig config() const override {
@@ -68,9 +67,9 @@ class DecoderLM final : public CausalLM {
   std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
     AF_CHECK(context_length >= 0, ErrorCode::kInvalidArgument, "model", "negative context length ",
              context_length);
-    return std::make_unique<DecoderSequence>(spec_.num_layers,
-                                             context_length > 0 ? context_length : context_,
-                                             spec_.num_kv_heads, spec_.head_dim, kv_type_);
+    return std::make_unique<DecoderSequence>(
+        spec_.num_layers, context_length > 0 ? context_length : context_, spec_.num_kv_heads,
+        spec_.head_dim, info_.kv_type_k, info_.kv_type_v);
   }
 
   std::vector<float> forward_batch(std::span<const BatchItem> items) override {
@@ -215,7 +214,8 @@ class DecoderLM final : public CausalLM {
         auto* seq = static_cast<DecoderSequence*>(items[pieces[s].item].sequence);
         segments_[s].k_cache = seq->cache.k(l);
         segments_[s].v_cache = seq->cache.v(l);
-        segments_[s].kv_type = seq->cache.type();
+        segments_[s].k_type = seq->cache.k_type();
+        segments_[s].v_type = seq->cache.v_type();
       }
       // Each sublayer's norm is fused into its first products (h holds the normed rows while
       // the backend needs them, then the sublayer's output).
@@ -294,7 +294,6 @@ class DecoderLM final : public CausalLM {
   nn::Rope rope_;
   std::shared_ptr<Backend> be_;  // shared with a composition's encoders
   int64_t context_;
-  DType kv_type_;
   DecoderSequence own_;
   ModelInfo info_;
   std::vector<float> x_, h_, scratch_, logit_rows_;
@@ -435,6 +434,11 @@ std::unique_ptr<CausalLM> make_decoder_lm(std::shared_ptr<const io::ModelFiles> 
   info.head_dim = spec.head_dim;
   info.intermediate_size = spec.intermediate_size;
   info.context_length = context;
+  info.kv_type_k = options.kv_type_k.value_or(options.kv_type);
+  info.kv_type_v = options.kv_type_v.value_or(options.kv_type);
+  info.kv_bytes_per_token =
+      spec.num_layers * nn::KvCache::bytes_per_position(info.kv_type_k, info.kv_type_v,
+                                                        spec.num_kv_heads, spec.head_dim);
   info.bos_token_id = static_cast<int32_t>(config.get_int("bos_token_id", -1));
   info.eos_token_ids = config.eos_token_ids();
   BackendOptions backend_options{options.device, options.num_threads, options.isa};
@@ -447,7 +451,7 @@ std::unique_ptr<CausalLM> make_decoder_lm(std::shared_ptr<const io::ModelFiles> 
   // they are (repacking them would keep both resident).
   if (options.repack_weights) weights.prepare(*backend);
   return std::make_unique<DecoderLM>(std::move(shared), spec, std::move(weights), std::move(rope),
-                                     std::move(backend), context, options.kv_type, std::move(info));
+                                     std::move(backend), context, std::move(info));
 }
 
 }  // namespace af::models

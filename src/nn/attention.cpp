@@ -18,28 +18,48 @@ constexpr int64_t kPageBytes = 4096;
 
 void KvCache::Free::operator()(void* p) const { std::free(p); }
 
-int64_t KvCache::bytes_per_position() const { return 2 * kv_dim() * (type_ == DType::F16 ? 2 : 4); }
+int64_t KvCache::bytes_per_position(DType k_type, DType v_type, int64_t n_kv_heads,
+                                    int64_t head_dim) {
+  // A whole key block's bytes over its kKeyBlock positions (exact: every layout is per block).
+  return key_cache_bytes(k_type, kKeyBlock, n_kv_heads, head_dim) / kKeyBlock +
+         value_row_bytes(v_type, n_kv_heads, head_dim);
+}
+
+int64_t KvCache::bytes_per_position() const {
+  return bytes_per_position(k_type_, v_type_, n_kv_heads_, head_dim_);
+}
 
 KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim,
                  DType type)
-    : max_seq_(max_seq), n_kv_heads_(n_kv_heads), head_dim_(head_dim), type_(type) {
-  AF_CHECK(type == DType::F32 || type == DType::F16, ErrorCode::kInvalidArgument, "kv_cache",
-           "KV cache type ", name(type), " is not supported (f32, f16)");
-  const int64_t element = type == DType::F16 ? 2 : 4;
-  int64_t kv_dim = 0, v_count = 0, k_count = 0;
-  // Whole key blocks: max_seq rounded up to kKeyBlock (checked before the rounding can overflow).
-  const bool sizes_ok =
-      n_layers >= 0 && max_seq >= 0 && n_kv_heads >= 0 && head_dim >= 0 &&
-      max_seq <= INT64_MAX - kKeyBlock && checked_mul(n_kv_heads, head_dim, &kv_dim) &&
-      checked_mul(max_seq, kv_dim, &v_count) &&
-      checked_mul((max_seq + kKeyBlock - 1) / kKeyBlock * kKeyBlock, kv_dim, &k_count) &&
-      k_count <= (INT64_MAX - kPageBytes) / element;
+    : KvCache(n_layers, max_seq, n_kv_heads, head_dim, type, type) {}
+
+KvCache::KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim,
+                 DType k_type, DType v_type)
+    : max_seq_(max_seq),
+      n_kv_heads_(n_kv_heads),
+      head_dim_(head_dim),
+      k_type_(k_type),
+      v_type_(v_type) {
+  for (auto [side, type] : {std::pair{"keys", k_type}, std::pair{"values", v_type}}) {
+    AF_CHECK(is_kv_cache_type(type), ErrorCode::kInvalidArgument, "kv_cache", "KV cache type ",
+             name(type), " for the ", side, " is not supported (f32, f16, q8_0)");
+  }
+  // The byte counts below are at most 4 bytes per element (q8_0: 34 per 32, plus a key block's
+  // 16 x 2 scale bytes per 32 dimensions), so bounding max_seq x kv_dim x 8 keeps them exact.
+  int64_t kv_dim = 0, elements = 0;
+  const bool sizes_ok = n_layers >= 0 && max_seq >= 0 && n_kv_heads >= 0 && head_dim >= 0 &&
+                        max_seq <= INT64_MAX - kKeyBlock &&
+                        checked_mul(n_kv_heads, head_dim, &kv_dim) &&
+                        checked_mul(max_seq + kKeyBlock, kv_dim + kKvQ8Block, &elements) &&
+                        elements <= (INT64_MAX - kPageBytes) / 8;
   AF_CHECK(sizes_ok, ErrorCode::kInvalidArgument, "kv_cache", "invalid size ", n_layers, " x ",
            max_seq, " x ", n_kv_heads, " x ", head_dim);
+  const int64_t k_bytes = key_cache_bytes(k_type, max_seq, n_kv_heads, head_dim);
+  const int64_t v_bytes = max_seq * value_row_bytes(v_type, n_kv_heads, head_dim);
   for (int64_t l = 0; l < n_layers; ++l) {
-    for (auto [side, count] : {std::pair{&k_, k_count}, std::pair{&v_, v_count}}) {
+    for (auto [side, count] : {std::pair{&k_, k_bytes}, std::pair{&v_, v_bytes}}) {
       // A page more than asked for, to start the array on a page boundary.
-      const auto bytes = static_cast<size_t>(count * element) + kPageBytes;
+      const auto bytes = static_cast<size_t>(count) + kPageBytes;
       void* p = count > 0 ? std::calloc(bytes, 1) : nullptr;
       AF_CHECK(p != nullptr || count == 0, ErrorCode::kIo, "kv_cache", "cannot allocate ", bytes,
                " bytes for layer ", l);
@@ -92,23 +112,11 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
     const Segment& seg = segments[s];
     const float* keys = k_new + seg.row_begin * kv_dim;
     const float* values = v_new + seg.row_begin * kv_dim;
-    if (seg.kv_type == DType::F16) {
-      auto* k_cache = static_cast<uint16_t*>(seg.k_cache);
-      auto* v_cache = static_cast<uint16_t*>(seg.v_cache) + seg.n_past * kv_dim;
-      store_keys(k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
-      for (int64_t i = 0; i < seg.n * kv_dim; ++i) v_cache[i] = f32_to_f16(values[i]);
-      be.attention_f16(q + seg.row_begin * q_dim, k_cache, static_cast<uint16_t*>(seg.v_cache),
-                       seg.n, seg.n_past, n_heads, n_kv_heads, head_dim, scale,
-                       attn + seg.row_begin * q_dim);
-      continue;
-    }
-    auto* k_cache = static_cast<float*>(seg.k_cache);
-    auto* v_cache = static_cast<float*>(seg.v_cache);
-    store_keys(k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
-    std::memcpy(v_cache + seg.n_past * kv_dim, values,
-                static_cast<size_t>(seg.n * kv_dim) * sizeof(float));
-    be.attention(q + seg.row_begin * q_dim, k_cache, v_cache, seg.n, seg.n_past, n_heads,
-                 n_kv_heads, head_dim, scale, attn + seg.row_begin * q_dim);
+    store_keys_as(seg.k_type, seg.k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
+    store_values_as(seg.v_type, seg.v_cache, values, seg.n, seg.n_past, n_kv_heads, head_dim);
+    be.attention_kv(q + seg.row_begin * q_dim, {seg.k_cache, seg.v_cache, seg.k_type, seg.v_type},
+                    seg.n, seg.n_past, n_heads, n_kv_heads, head_dim, scale,
+                    attn + seg.row_begin * q_dim);
   }
   o_proj.forward(be, attn, rows, y);
 }

@@ -171,6 +171,38 @@ TEST(CliBench, F16KvCacheHalvesTheCacheBytes) {
   EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf --kv-type bf16").status, 2);
 }
 
+// -ctk/-ctv q8_0 (llama-bench's spelling): the rows name the types, and the KV bytes per token
+// (a new key) count the layouts of af/backend/key_cache.hpp. The fixture's head_dim is 8: per
+// head and layer f32 takes 2 x 32 bytes, a q8_0 key 8 + 2 (its scale), a q8_0 value one
+// zero-padded block_q8_0 of 34, an f16 value 16. With -d, pp and tg run again after the depth.
+TEST(CliBench, Q8_0KvCacheIsNamedInTheRowsWithItsBytesPerToken) {
+  nlohmann::json j[3];
+  const char* types[] = {"-ctk f32 -ctv f32", "-ctk q8_0 -ctv q8_0", "-ctk q8_0 -ctv f16"};
+  for (int i = 0; i < 3; ++i) {
+    const CliRun r =
+        run_cli("bench -m " + models() +
+                "/qwen2/qwen2.gguf -p 8 -n 4 -d 16 -r 1 --bw-mib 16 --json " + types[i]);
+    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_NO_THROW(j[i] = nlohmann::json::parse(r.out)) << r.out;
+  }
+  EXPECT_EQ(j[1]["cache_type_k"], "q8_0");
+  EXPECT_EQ(j[1]["cache_type_v"], "q8_0");
+  EXPECT_EQ(j[2]["cache_type_v"], "f16");
+  EXPECT_EQ(j[0]["kv_type"], "f32");  // the old key stays
+  const int64_t f32 = j[0]["kv_bytes_per_token"].get<int64_t>();
+  const int64_t q8 = j[1]["kv_bytes_per_token"].get<int64_t>();
+  const int64_t mixed = j[2]["kv_bytes_per_token"].get<int64_t>();
+  EXPECT_EQ(q8 * 64, f32 * (10 + 34)) << q8 << " vs " << f32;
+  EXPECT_EQ(mixed * 64, f32 * (10 + 16)) << mixed << " vs " << f32;
+  EXPECT_GT(j[1]["pp_depth_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j[1]["tg_depth_tokens_per_s"].get<double>(), 0.0);
+  const CliRun md = run_cli("bench -m " + models() +
+                            "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 16 -o md -ctk q8_0");
+  ASSERT_EQ(md.status, 0) << md.out;
+  EXPECT_NE(md.out.find("| ctk | ctv |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| q8_0 | f32 |"), std::string::npos) << md.out;
+}
+
 // --quantize: bytes per token count the weights as loaded (Q8_0 matrices: 34 bytes per 32
 // elements instead of 128), not as stored in the file, so the roofline stays a real ratio.
 TEST(CliBench, QuantizeAtLoadCountsTheQuantizedBytes) {

@@ -157,6 +157,33 @@ class Backend {
     fail(ErrorCode::kUnsupported, "backend", name(), " has no f16 KV cache attention");
   }
 
+  // attention() over a KV cache whose keys and values each hold F32, F16 or Q8_0 elements
+  // (LoadOptions::kv_type_k / kv_type_v), in the layouts of af/backend/key_cache.hpp: k and v
+  // point at the layer's key and value arrays. The kernels read the stored type directly; a q8_0
+  // key or value counts as quant * scale, so results differ from the float32 cache only by the
+  // rounding of the stored elements. This default serves F32/F32 and F16/F16 through attention()
+  // and attention_f16() and throws kUnsupported for the other combinations.
+  struct KvCacheView {
+    const void* k;
+    const void* v;
+    DType k_type = DType::F32, v_type = DType::F32;
+  };
+  virtual void attention_kv(const float* q, const KvCacheView& kv, int64_t n_tokens, int64_t n_past,
+                            int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                            float* out) {
+    if (kv.k_type == DType::F32 && kv.v_type == DType::F32) {
+      return attention(q, static_cast<const float*>(kv.k), static_cast<const float*>(kv.v),
+                       n_tokens, n_past, n_heads, n_kv_heads, head_dim, scale, out);
+    }
+    if (kv.k_type == DType::F16 && kv.v_type == DType::F16) {
+      return attention_f16(q, static_cast<const uint16_t*>(kv.k),
+                           static_cast<const uint16_t*>(kv.v), n_tokens, n_past, n_heads,
+                           n_kv_heads, head_dim, scale, out);
+    }
+    fail(ErrorCode::kUnsupported, "backend", name(), " has no attention over a ",
+         af::name(kv.k_type), "/", af::name(kv.v_type), " (K/V) cache");
+  }
+
   // Attention over plain rows (no KV cache), grouped-query aware:
   // q:   [n_q, q_stride], query head h in columns [h * head_dim, (h + 1) * head_dim)
   // k/v: [n_kv, k_stride] / [n_kv, v_stride], KV head g in columns [g * head_dim, ...)

@@ -41,10 +41,14 @@ struct LoadOptions {
   // packs int8 and bf16-dot weight tiles on the fly. Weights converted or quantized at load
   // (`quantize`, `dtype`) are not repacked: their copy would stay resident beside the packed one.
   bool repack_weights = true;
-  // The KV cache's element type: F32 (exact, the default) or F16 (half the cache memory and the
+  // The KV cache's element type: F32 (exact, the default), F16 (half the cache memory and the
   // bytes a decode step reads at long context; K and V rounded to f16, as llama.cpp's default
-  // cache does). Anything else throws kInvalidArgument at load.
+  // cache does) or Q8_0 (8.5 bits per element: blocks of 32 int8 with an f16 scale, as
+  // llama.cpp's -ctk/-ctv q8_0). Anything else throws kInvalidArgument at load.
   DType kv_type = DType::F32;
+  // The keys' / values' type when it differs from kv_type (llama.cpp's -ctk / -ctv); unset:
+  // kv_type. Same types and checks as kv_type.
+  std::optional<DType> kv_type_k = {}, kv_type_v = {};
   // Called as loading advances: `done` of `total` steps (the embedding, each layer, the output
   // head), e.g. for a progress bar; unset: nothing is called.
   std::function<void(int64_t done, int64_t total)> on_progress = {};
@@ -62,6 +66,10 @@ struct ModelInfo {
   std::string path;
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, intermediate_size = 0;
   int64_t context_length = 0;  // KV cache rows allocated
+  // The KV cache's key and value element types, and the bytes one position takes in it over
+  // all layers (keys + values; 0 for models without a KV cache).
+  DType kv_type_k = DType::F32, kv_type_v = DType::F32;
+  int64_t kv_bytes_per_token = 0;
   int32_t bos_token_id = -1;
   std::vector<int32_t> eos_token_ids;
 };

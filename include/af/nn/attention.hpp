@@ -10,24 +10,33 @@
 namespace af::nn {
 
 // Per layer: the keys of max_seq positions in the blocked layout of af/backend/key_cache.hpp
-// (written with store_keys), and the values as rows [max_seq, n_kv_heads * head_dim]; elements
-// float32 (exact, the default) or f16 (half the memory and the bytes a decode step reads at
-// depth; K and V rounded to f16 as llama.cpp's default cache does). Allocated lazily by the OS
+// (written with store_keys_as), and the values as rows [max_seq, n_kv_heads * head_dim] (q8_0:
+// rows of block_q8_0); keys and values each float32 (exact, the default), f16 (half the memory
+// and the bytes a decode step reads at depth; rounded to f16 as llama.cpp's default cache does)
+// or q8_0 (8.5 bits per element, as llama.cpp's -ctk/-ctv q8_0). Allocated lazily by the OS
 // (calloc), so an unused long context costs address space, not memory. Each array starts on a
 // page boundary, so the attention kernels' vector loads never straddle two cache lines.
 class KvCache {
  public:
-  // type: DType::F32 or DType::F16 (anything else throws kInvalidArgument).
+  // type: DType::F32, F16 or Q8_0 for both keys and values (anything else throws
+  // kInvalidArgument naming it).
   KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim,
           DType type = DType::F32);
+  // Keys of k_type and values of v_type (each F32, F16 or Q8_0).
+  KvCache(int64_t n_layers, int64_t max_seq, int64_t n_kv_heads, int64_t head_dim, DType k_type,
+          DType v_type);
 
   void* k(int64_t layer) { return k_[static_cast<size_t>(layer)].data; }
   void* v(int64_t layer) { return v_[static_cast<size_t>(layer)].data; }
-  DType type() const { return type_; }
+  DType k_type() const { return k_type_; }
+  DType v_type() const { return v_type_; }
   int64_t max_seq() const { return max_seq_; }
   int64_t kv_dim() const { return n_kv_heads_ * head_dim_; }
-  // Bytes of one position's keys and values in one layer.
+  // Bytes of one position's keys and values in one layer (key blocks' padding not counted).
   int64_t bytes_per_position() const;
+  // The same for a cache of these types and head shape, without making one.
+  static int64_t bytes_per_position(DType k_type, DType v_type, int64_t n_kv_heads,
+                                    int64_t head_dim);
 
  private:
   struct Free {
@@ -40,7 +49,7 @@ class KvCache {
   };
   std::vector<PageAlignedArray> k_, v_;
   int64_t max_seq_, n_kv_heads_, head_dim_;
-  DType type_;
+  DType k_type_, v_type_;
 };
 
 struct SelfAttention {
@@ -57,10 +66,10 @@ struct SelfAttention {
   // (its new keys and values are written there). The projections run once over all rows; attention
   // runs per segment. scratch holds rows * (2 * n_heads + 2 * n_kv_heads) * head_dim floats.
   struct Segment {
-    void* k_cache;  // elements of kv_type (KvCache::k / v)
+    void* k_cache;  // elements of k_type / v_type (KvCache::k / v)
     void* v_cache;
     int64_t row_begin, n, n_past;
-    DType kv_type = DType::F32;
+    DType k_type = DType::F32, v_type = DType::F32;
   };
   // With pre_norm the input is pre_norm(x), fused into the q/k/v products
   // (Backend::rms_norm_matmul_group, which may hold the normalised rows in y meanwhile): y must

@@ -178,6 +178,33 @@ void CpuBackend::attention_f16(const float* q, const uint16_t* k, const uint16_t
                  scale, out);
 }
 
+namespace {
+
+KvType kv_slot(DType type) {
+  switch (type) {
+    case DType::F32:
+      return KvType::kF32;
+    case DType::F16:
+      return KvType::kF16;
+    case DType::Q8_0:
+      return KvType::kQ8_0;
+    default:
+      fail(ErrorCode::kUnsupported, kComponent, "attention: no KV cache of ", name(type),
+           " elements (f32, f16, q8_0)");
+  }
+}
+
+}  // namespace
+
+void CpuBackend::attention_kv(const float* q, const KvCacheView& kv, int64_t n_tokens,
+                              int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                              float scale, float* out) {
+  const AttentionKvFn fn =
+      kernels_
+          .attention_kv[static_cast<int>(kv_slot(kv.k_type))][static_cast<int>(kv_slot(kv.v_type))];
+  attention_impl(fn, q, kv.k, kv.v, n_tokens, n_past, n_heads, n_kv_heads, head_dim, scale, out);
+}
+
 template <class T>
 void CpuBackend::attention_impl(AttentionKernel<T> fn, const float* q, const T* k, const T* v,
                                 int64_t n_tokens, int64_t n_past, int64_t n_heads,

@@ -66,6 +66,10 @@ class CpuBackend final : public Backend {
   void attention_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t n_tokens,
                      int64_t n_past, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
                      float scale, float* out) override;
+  // Any combination of f32, f16 and q8_0 keys and values (KernelTable::attention_kv).
+  void attention_kv(const float* q, const KvCacheView& kv, int64_t n_tokens, int64_t n_past,
+                    int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, float scale,
+                    float* out) override;
   // cpu_attention_rows.cpp: keys packed once into the blocked layout, then the table's
   // attention kernel per KV head x query block.
   void attention_rows(const float* q, int64_t q_stride, const float* k, int64_t k_stride,

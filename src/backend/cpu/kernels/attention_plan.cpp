@@ -151,6 +151,11 @@ template void run_attention_item<float>(AttentionFn, const AttentionPlan&, const
 template void run_attention_item<uint16_t>(AttentionF16Fn, const AttentionPlan&, const float*,
                                            const uint16_t*, const uint16_t*, int64_t,
                                            const AttentionPartials&, float*);
+template void run_attention_item<void>(AttentionKvFn, const AttentionPlan&, const float*,
+                                       const void*, const void*, int64_t, const AttentionPartials&,
+                                       float*);
+template void run_attention_serial<void>(AttentionKvFn, const AttentionPlan&, const float*,
+                                         const void*, const void*, float*);
 template void run_attention_serial<float>(AttentionFn, const AttentionPlan&, const float*,
                                           const float*, const float*, float*);
 template void run_attention_serial<uint16_t>(AttentionF16Fn, const AttentionPlan&, const float*,

@@ -61,6 +61,12 @@ using AttentionKernel = void (*)(const float* q, const T* k, const T* v,
                                  float* row_max, float* row_sum, float* scratch);
 using AttentionFn = AttentionKernel<float>;
 using AttentionF16Fn = AttentionKernel<uint16_t>;
+// The same over a cache whose keys and values each hold one of the KvType elements (k and v as
+// the layouts of af/backend/key_cache.hpp give them; q8_0 in bytes).
+using AttentionKvFn = AttentionKernel<void>;
+// KV cache element types, the index of KernelTable::attention_kv.
+enum class KvType : int { kF32 = 0, kF16 = 1, kQ8_0 = 2 };
+inline constexpr int kNumKvTypes = 3;
 // dst[n] = float(src[n]); src's element type is given by the table slot.
 using ToF32Fn = void (*)(const void* src, int64_t n, float* dst);
 
@@ -80,6 +86,8 @@ struct KernelTable {
   ScaleFn scale;
   AttentionFn attention;
   AttentionF16Fn attention_f16;  // the same over an f16 KV cache (elements widened exactly)
+  // [key type][value type] (KvType): every combination of f32, f16 and q8_0 elements.
+  AttentionKvFn attention_kv[kNumKvTypes][kNumKvTypes];
   ToF32Fn to_f32[kNumWeightTypes];
 };
 

@@ -39,6 +39,10 @@ struct Avx2 {
     std::memcpy(buf, p, static_cast<size_t>(n) * sizeof(uint16_t));
     return load_f16(buf);
   }
+  static F load_i8(const int8_t* p) {  // kLanes int8 widened exactly
+    return _mm256_cvtepi32_ps(
+        _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static F load_bf16(const uint16_t* p) {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));  // bf16 is the top half of an f32

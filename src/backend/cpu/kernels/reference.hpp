@@ -44,6 +44,13 @@ void attention_f16(const float* q, const uint16_t* k, const uint16_t* v,
                    int64_t key_begin, int64_t key_end, float* acc, float* row_max, float* row_sum,
                    float* scratch);
 
+// The same over a cache of key elements K and value elements VT (F32, F16 or Q8_0; layouts of
+// af/backend/key_cache.hpp): each stored element read back as float (cached_key/cached_value).
+template <DType K, DType VT>
+void attention_kv(const float* q, const void* k, const void* v, const AttentionShape& shape,
+                  int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin,
+                  int64_t key_end, float* acc, float* row_max, float* row_sum, float* scratch);
+
 // The keys [begin, end) query row t of Backend::attention_rows sees under mask (arguments as
 // CpuBackend checked them). Shared by the reference and the CPU backend so both mask alike.
 struct KeyRange {

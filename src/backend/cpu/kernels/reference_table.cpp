@@ -21,6 +21,12 @@ const KernelTable& scalar_kernel_table() {
       ref::scale,
       ref::attention,
       ref::attention_f16,
+      {{ref::attention_kv<DType::F32, DType::F32>, ref::attention_kv<DType::F32, DType::F16>,
+        ref::attention_kv<DType::F32, DType::Q8_0>},
+       {ref::attention_kv<DType::F16, DType::F32>, ref::attention_kv<DType::F16, DType::F16>,
+        ref::attention_kv<DType::F16, DType::Q8_0>},
+       {ref::attention_kv<DType::Q8_0, DType::F32>, ref::attention_kv<DType::Q8_0, DType::F16>,
+        ref::attention_kv<DType::Q8_0, DType::Q8_0>}},
       {ref::f32_to_f32, ref::f16_to_f32, ref::bf16_to_f32},
   };
   return kTable;

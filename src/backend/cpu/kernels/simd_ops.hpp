@@ -257,6 +257,52 @@ inline typename V::F load_kv_partial(const uint16_t* p, int n) {
   return V::load_f16_partial(p, n);
 }
 
+// The kernels' element type int8_t stands for a q8_0 cache (af/backend/key_cache.hpp): its
+// pointers count bytes and its scales come from the layout.
+template <class T>
+struct IsQ8 {
+  static constexpr bool value = false;
+};
+template <>
+struct IsQ8<int8_t> {
+  static constexpr bool value = true;
+};
+
+// score_rows over q8_0 keys: per block of kKvQ8Block dimensions the int8 keys (widened exactly)
+// are scored against the query rows, then the block's sums are scaled by each key's f16 scale
+// (ks[g] + b * kKeyBlock: the kLanes keys' scales of block b) into scores. The running totals
+// stay in scores (L1), so only the block's NG x NR sums need registers.
+template <class V, int NR, int NG>
+inline void score_rows_q8(const float* qt, const int8_t* const* kt, const uint16_t* const* ks,
+                          int64_t head_dim, typename V::F* scores) {
+  using F = typename V::F;
+  for (int g = 0; g < NG; ++g) {
+    for (int r = 0; r < NR; ++r) scores[g * kRowTile + r] = V::zero();
+  }
+  for (int64_t d0 = 0, b = 0; d0 < head_dim; d0 += kKvQ8Block, ++b) {
+    const int64_t d1 = min_i64(d0 + kKvQ8Block, head_dim);
+    F a[NG][NR];
+    for (int g = 0; g < NG; ++g) {
+      for (int r = 0; r < NR; ++r) a[g][r] = V::zero();
+    }
+    for (int64_t d = d0; d < d1; ++d) {
+      F kd[NG];
+      for (int g = 0; g < NG; ++g) kd[g] = V::load_i8(kt[g] + d * kKeyBlock);
+      const float* qd = qt + d * kRowTile;
+      for (int r = 0; r < NR; ++r) {
+        const F qb = V::set1(qd[r]);
+        for (int g = 0; g < NG; ++g) a[g][r] = V::fmadd(qb, kd[g], a[g][r]);
+      }
+    }
+    for (int g = 0; g < NG; ++g) {
+      const F sc = V::load_f16(ks[g] + b * kKeyBlock);
+      for (int r = 0; r < NR; ++r) {
+        scores[g * kRowTile + r] = V::fmadd(a[g][r], sc, scores[g * kRowTile + r]);
+      }
+    }
+  }
+}
+
 // Score rows [0, NR) of a query tile qt (gather_query_tile) against NG vectors of kLanes keys:
 // scores[g * kRowTile + r] = sum over d of qt[d * kRowTile + r] * kt[g][d * kKeyBlock], kt[g]
 // pointing into the key cache's blocked layout (af/backend/key_cache.hpp), where dimension d of
@@ -284,37 +330,49 @@ inline void score_rows(const float* qt, const T* const* kt, int64_t head_dim,
   }
 }
 
+// score_rows or score_rows_q8 by the cache's element type (ks: q8_0 key scales, else unused).
+template <class V, int NR, int NG, class T>
+inline void score_rows_any(const float* qt, const T* const* kt, const uint16_t* const* ks,
+                           int64_t head_dim, typename V::F* scores) {
+  if constexpr (IsQ8<T>::value) {
+    score_rows_q8<V, NR, NG>(qt, kt, ks, head_dim, scores);
+  } else {
+    (void)ks;
+    score_rows<V, NR, NG>(qt, kt, head_dim, scores);
+  }
+}
+
 // score_rows for nr (1 to kRowTile) rows.
 template <class V, int NG, class T>
-inline void score_block(int nr, const float* qt, const T* const* kt, int64_t head_dim,
-                        typename V::F* scores) {
+inline void score_block(int nr, const float* qt, const T* const* kt, const uint16_t* const* ks,
+                        int64_t head_dim, typename V::F* scores) {
   static_assert(kRowTile == 8, "one case per row count");
   switch (nr) {
     case 8:
-      return score_rows<V, 8, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 8, NG>(qt, kt, ks, head_dim, scores);
     case 7:
-      return score_rows<V, 7, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 7, NG>(qt, kt, ks, head_dim, scores);
     case 6:
-      return score_rows<V, 6, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 6, NG>(qt, kt, ks, head_dim, scores);
     case 5:
-      return score_rows<V, 5, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 5, NG>(qt, kt, ks, head_dim, scores);
     case 4:
-      return score_rows<V, 4, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 4, NG>(qt, kt, ks, head_dim, scores);
     case 3:
-      return score_rows<V, 3, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 3, NG>(qt, kt, ks, head_dim, scores);
     case 2:
-      return score_rows<V, 2, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 2, NG>(qt, kt, ks, head_dim, scores);
     default:
-      return score_rows<V, 1, NG>(qt, kt, head_dim, scores);
+      return score_rows_any<V, 1, NG>(qt, kt, ks, head_dim, scores);
   }
 }
 
 // score_block for ng key vectors: NG (the most a step takes) or 1 (the last vector).
 template <class V, int NG, class T>
-inline void score_groups(int ng, int nr, const float* qt, const T* const* kt, int64_t head_dim,
-                         typename V::F* scores) {
-  if (ng == NG) return score_block<V, NG>(nr, qt, kt, head_dim, scores);
-  score_block<V, 1>(nr, qt, kt, head_dim, scores);
+inline void score_groups(int ng, int nr, const float* qt, const T* const* kt,
+                         const uint16_t* const* ks, int64_t head_dim, typename V::F* scores) {
+  if (ng == NG) return score_block<V, NG>(nr, qt, kt, ks, head_dim, scores);
+  score_block<V, 1>(nr, qt, kt, ks, head_dim, scores);
 }
 
 // For rows r < NR: acc[r][0, head_dim) += sum over keys i < n_keys of p[r][i] * v_rows[i *
@@ -324,9 +382,53 @@ inline void score_groups(int ng, int nr, const float* qt, const T* const* kt, in
 // kPrefetchValueRows keys ahead, as the rows of one KV head lie kv_stride apart and the hardware
 // prefetchers stop at every 4 KiB page.
 inline constexpr int64_t kPrefetchValueRows = 16;
-template <class V, int NR, class T, bool Prefetch = false>
-inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_rows,
-                              int64_t kv_stride, int64_t head_dim, float* const* acc) {
+
+// accumulate_values over q8_0 value rows (v_rows: the KV head's first block_q8_0 of the first
+// key, rows row_bytes apart): each key's quants are widened exactly and weighted by p[r][i] *
+// its block's scale. A pass covers 2 * kLanes dimensions, inside one block.
+template <class V, int NR, bool Prefetch>
+inline void accumulate_values_q8(const float* const* p, int64_t n_keys, const int8_t* v_rows,
+                                 int64_t row_bytes, int64_t head_dim, float* const* acc) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  static_assert(kKvQ8Block % (2 * L) == 0, "a pass stays inside one q8_0 block");
+  for (int64_t d = 0; d < head_dim; d += 2 * L) {
+    const int8_t* block = v_rows + d / kKvQ8Block * kKvQ8BlockBytes;
+    const int64_t quants = 2 + d % kKvQ8Block;  // this pass's quants within the block
+    const int n0 = static_cast<int>(min_i64(L, head_dim - d));
+    const int n1 = static_cast<int>(max_i64(0, min_i64(L, head_dim - d - L)));
+    F a[NR][2];
+    for (int r = 0; r < NR; ++r) {
+      a[r][0] = V::load_partial(acc[r] + d, n0);
+      a[r][1] = n1 > 0 ? V::load_partial(acc[r] + d + L, n1) : V::zero();
+    }
+    for (int64_t i = 0; i < n_keys; ++i) {
+      const int8_t* bi = block + i * row_bytes;
+      if constexpr (Prefetch) {
+        _mm_prefetch(reinterpret_cast<const char*>(bi + kPrefetchValueRows * row_bytes),
+                     _MM_HINT_T0);
+      }
+      uint16_t half;
+      __builtin_memcpy(&half, bi, sizeof(half));
+      const float scale = _cvtsh_ss(half);
+      // A short last block is zero-padded to kKvQ8Block, so both loads stay inside it.
+      const F v0 = V::load_i8(bi + quants), v1 = V::load_i8(bi + quants + L);
+      for (int r = 0; r < NR; ++r) {
+        const F w = V::set1(p[r][i] * scale);
+        a[r][0] = V::fmadd(w, v0, a[r][0]);
+        a[r][1] = V::fmadd(w, v1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      V::store_partial(acc[r] + d, a[r][0], n0);
+      if (n1 > 0) V::store_partial(acc[r] + d + L, a[r][1], n1);
+    }
+  }
+}
+
+template <class V, int NR, class T, bool Prefetch>
+inline void accumulate_values_dense(const float* const* p, int64_t n_keys, const T* v_rows,
+                                    int64_t kv_stride, int64_t head_dim, float* const* acc) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   int64_t d = 0;
@@ -369,6 +471,17 @@ inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_
   }
 }
 
+// accumulate_values_dense, or accumulate_values_q8 for a q8_0 cache (kv_stride: its row bytes).
+template <class V, int NR, class T, bool Prefetch = false>
+inline void accumulate_values(const float* const* p, int64_t n_keys, const T* v_rows,
+                              int64_t kv_stride, int64_t head_dim, float* const* acc) {
+  if constexpr (IsQ8<T>::value) {
+    accumulate_values_q8<V, NR, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+  } else {
+    accumulate_values_dense<V, NR, T, Prefetch>(p, n_keys, v_rows, kv_stride, head_dim, acc);
+  }
+}
+
 // accumulate_values for nr (1 to 4) rows.
 template <class V, class T, bool Prefetch = false>
 inline void accumulate_value_rows(int nr, const float* const* p, int64_t n_keys, const T* v_rows,
@@ -395,10 +508,12 @@ inline void accumulate_value_rows(int nr, const float* const* p, int64_t n_keys,
 // scratch: [round_up(rows, kRowTile) * head_dim] query tiles, [rows * 2 * kLanes] probabilities,
 // [rows * kLanes] lane-wise sums, and for decode [rows * round_up(key_end - key_begin + kLanes -
 // 1, kLanes)] scores.
-template <class V, class T>
-void attention(const float* q, const T* k, const T* v, const AttentionShape& shape, int64_t kv_head,
-               int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end, float* acc,
-               float* row_max, float* row_sum, float* scratch) {
+// TK / TV: the key / value cache elements: float, uint16_t (f16) or int8_t (q8_0, whose pointers
+// count bytes of the layouts in af/backend/key_cache.hpp).
+template <class V, class TK, class TV>
+void attention(const float* q, const TK* k, const TV* v, const AttentionShape& shape,
+               int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin, int64_t key_end,
+               float* acc, float* row_max, float* row_sum, float* scratch) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   static_assert(kKeyBlock % L == 0, "a key block holds whole vectors");
@@ -436,11 +551,32 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
   }
   // The first key of the vector group that holds key_begin.
   const int64_t group_begin = key_begin - key_begin % L;
-  // Dimension 0 of keys j .. j + L - 1 (j a multiple of L) of this KV head.
-  const auto keys_at = [&](int64_t j) {
-    return k + key_block_offset(j, kv_head, n_kv_heads, head_dim) + j % kKeyBlock;
+  // Where KV head kv_head's slice of the key block holding position pos starts, and its bytes.
+  const auto key_slice = [&](int64_t pos) {
+    if constexpr (IsQ8<TK>::value) {
+      return k + q8_key_slice_offset(pos, kv_head, n_kv_heads, head_dim);
+    } else {
+      return k + key_block_offset(pos, kv_head, n_kv_heads, head_dim);
+    }
   };
-  const T* v_head = v + kv_head * head_dim;
+  const size_t key_slice_bytes = IsQ8<TK>::value
+                                     ? static_cast<size_t>(q8_key_slice_bytes(head_dim))
+                                     : static_cast<size_t>(head_dim * kKeyBlock) * sizeof(TK);
+  // Dimension 0 of keys j .. j + L - 1 (j a multiple of L) of this KV head, and for q8_0 keys
+  // their block-0 scales (the scale rows follow the head_dim quant rows).
+  const auto keys_at = [&](int64_t j) { return key_slice(j) + j % kKeyBlock; };
+  const auto scales_at = [&](int64_t j) -> const uint16_t* {
+    if constexpr (IsQ8<TK>::value) {
+      return reinterpret_cast<const uint16_t*>(key_slice(j) + kKeyBlock * head_dim) + j % kKeyBlock;
+    } else {
+      (void)j;
+      return nullptr;
+    }
+  };
+  // Values: KV head kv_head's part of the row of key 0, and the distance between rows (in TV).
+  const int64_t v_stride =
+      IsQ8<TV>::value ? value_row_bytes(DType::Q8_0, n_kv_heads, head_dim) : kv_stride;
+  const TV* v_head = v + kv_head * (IsQ8<TV>::value ? q8_value_head_bytes(head_dim) : head_dim);
   const F score_scale = V::set1(shape.scale);
   if (shape.n_tokens == 1) {
     // Decode: every key of the chunk is visible to every row, so score the whole chunk first,
@@ -456,23 +592,25 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     // head_dim 64), and the hardware prefetchers stop at every page: ask for the block
     // kPrefetchKeyBlocks ahead when a block starts.
     constexpr int64_t kPrefetchKeyBlocks = 2;
-    const size_t key_block_bytes = static_cast<size_t>(head_dim * kKeyBlock) * sizeof(T);
     for (int64_t j = group_begin; j < item_end;) {
       const int ng = j + L < item_end ? kDecodeGroups : 1;
-      const T* kt[kDecodeGroups];
-      for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
+      const TK* kt[kDecodeGroups];
+      const uint16_t* ks[kDecodeGroups];
+      for (int g = 0; g < ng; ++g) {
+        kt[g] = keys_at(j + g * L);
+        ks[g] = scales_at(j + g * L);
+      }
       for (int g = 0; g < ng; ++g) {
         const int64_t pos = j + g * L;
         if (pos % kKeyBlock != 0) continue;
         const auto* ahead =
-            reinterpret_cast<const char*>(k + key_block_offset(pos + kPrefetchKeyBlocks * kKeyBlock,
-                                                               kv_head, n_kv_heads, head_dim));
-        for (size_t b = 0; b < key_block_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
+            reinterpret_cast<const char*>(key_slice(pos + kPrefetchKeyBlocks * kKeyBlock));
+        for (size_t b = 0; b < key_slice_bytes; b += 64) _mm_prefetch(ahead + b, _MM_HINT_T0);
       }
       for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
         const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
         F scores[kDecodeGroups * kRowTile];
-        score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
+        score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, ks, head_dim, scores);
         for (int g = 0; g < ng; ++g) {
           for (int r = 0; r < nr; ++r) {
             V::store(sc + (r0 + r) * padded + (j + g * L - group_begin),
@@ -506,7 +644,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
       row_max[row] = m;
       row_sum[row] = V::hsum(lane_sums);
     }
-    const T* v_chunk = v_head + key_begin * kv_stride;
+    const TV* v_chunk = v_head + key_begin * v_stride;
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
       const int nr = static_cast<int>(min_i64(4, rows - r0));
       const float* p_rows[4];
@@ -517,9 +655,9 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
       }
       // The first pass streams the chunk's values from memory; later ones find them in L2.
       if (r0 == 0) {
-        accumulate_value_rows<V, T, true>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+        accumulate_value_rows<V, TV, true>(nr, p_rows, n, v_chunk, v_stride, head_dim, acc_rows);
       } else {
-        accumulate_value_rows<V, T>(nr, p_rows, n, v_chunk, kv_stride, head_dim, acc_rows);
+        accumulate_value_rows<V, TV>(nr, p_rows, n, v_chunk, v_stride, head_dim, acc_rows);
       }
     }
     return;
@@ -532,11 +670,15 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     const int n_keys = static_cast<int>(min_i64(ng * L, item_end - j));
     // Keys of the first vector before key_begin belong to the previous chunk.
     const int first = static_cast<int>(j < key_begin ? key_begin - j : 0);
-    const T* kt[kDecodeGroups];
-    for (int g = 0; g < ng; ++g) kt[g] = keys_at(j + g * L);
+    const TK* kt[kDecodeGroups];
+    const uint16_t* ks[kDecodeGroups];
+    for (int g = 0; g < ng; ++g) {
+      kt[g] = keys_at(j + g * L);
+      ks[g] = scales_at(j + g * L);
+    }
     // Probabilities past a row's valid keys are 0, so a batch of rows runs to its longest
     // row's keys.
-    const T* v_block = v_head + j * kv_stride;
+    const TV* v_block = v_head + j * v_stride;
     // Four rows per value pass: each value vector loaded once for 16 fmas.
     constexpr int kPvRows = 4;
     const float* pv_p[kPvRows];
@@ -545,7 +687,7 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
     for (int64_t r0 = 0; r0 < rows; r0 += kRowTile) {
       const int nr = static_cast<int>(min_i64(kRowTile, rows - r0));
       F scores[kDecodeGroups * kRowTile];
-      score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, head_dim, scores);
+      score_groups<V, kDecodeGroups>(ng, nr, q_tiles + r0 * head_dim, kt, ks, head_dim, scores);
       for (int r = 0; r < nr; ++r) {
         const int64_t row = r0 + r;
         const int64_t causal_end = shape.n_past + t_begin + row / group + 1;
@@ -594,18 +736,27 @@ void attention(const float* q, const T* k, const T* v, const AttentionShape& sha
         pv_acc[n_pv] = ar;
         pv_keys = valid > pv_keys ? valid : pv_keys;
         if (++n_pv == kPvRows) {
-          accumulate_values<V, kPvRows>(pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+          accumulate_values<V, kPvRows>(pv_p, pv_keys, v_block, v_stride, head_dim, pv_acc);
           n_pv = 0;
           pv_keys = 0;
         }
       }
     }
     if (n_pv > 0) {
-      accumulate_value_rows<V>(n_pv, pv_p, pv_keys, v_block, kv_stride, head_dim, pv_acc);
+      accumulate_value_rows<V>(n_pv, pv_p, pv_keys, v_block, v_stride, head_dim, pv_acc);
     }
     j += ng * L;
   }
   for (int64_t r = 0; r < rows; ++r) row_sum[r] = V::hsum(V::load(sums + r * L));
+}
+
+// attention over a cache of key elements TK and value elements TV, as an AttentionKvFn.
+template <class V, class TK, class TV>
+void attention_kv(const float* q, const void* k, const void* v, const AttentionShape& shape,
+                  int64_t kv_head, int64_t t_begin, int64_t t_end, int64_t key_begin,
+                  int64_t key_end, float* acc, float* row_max, float* row_sum, float* scratch) {
+  attention<V, TK, TV>(q, static_cast<const TK*>(k), static_cast<const TV*>(v), shape, kv_head,
+                       t_begin, t_end, key_begin, key_end, acc, row_max, row_sum, scratch);
 }
 
 // The table for traits V.
@@ -625,8 +776,14 @@ constexpr KernelTable make_simd_table(const char* isa) {
       gelu_quick<V>,
       add_scaled<V>,
       scale<V>,
-      attention<V, float>,
-      attention<V, uint16_t>,
+      attention<V, float, float>,
+      attention<V, uint16_t, uint16_t>,
+      {{attention_kv<V, float, float>, attention_kv<V, float, uint16_t>,
+        attention_kv<V, float, int8_t>},
+       {attention_kv<V, uint16_t, float>, attention_kv<V, uint16_t, uint16_t>,
+        attention_kv<V, uint16_t, int8_t>},
+       {attention_kv<V, int8_t, float>, attention_kv<V, int8_t, uint16_t>,
+        attention_kv<V, int8_t, int8_t>}},
       {ref::f32_to_f32, to_f32<V, WeightType::kF16>, to_f32<V, WeightType::kBF16>},
   };
 }
