@@ -9,7 +9,8 @@
 namespace af::models {
 namespace {
 
-constexpr std::array<std::pair<const char*, ModelFactory>, 11> kFactories{{
+// A plain array: adding a model adds one line (no count to keep in step).
+constexpr std::pair<const char*, ModelFactory> kFactories[] = {
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
@@ -22,7 +23,7 @@ constexpr std::array<std::pair<const char*, ModelFactory>, 11> kFactories{{
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
-}};
+};
 
 constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{
     {"BertModel", make_bert},
