@@ -43,6 +43,8 @@ std::string audio_prompt(const std::string& prompt, size_t n_audio) {
   std::string out;
   for (size_t i = 0; i < n_audio; ++i) out += kAudioSpan;
   return out + prompt;
+}
+
 std::shared_ptr<const runtime::JsonGrammar> load_json_schema(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   AF_CHECK(in, ErrorCode::kIo, "cli", "--json-schema: cannot open ", path);

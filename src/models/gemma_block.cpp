@@ -396,7 +396,7 @@ class GemmaLM final : public CausalLM {
     const nn::Rope& rope = is_sliding(l) ? ropes_.local : ropes_.global;
     rope.apply(*be_, q, n, s_.num_heads, positions_.data());
     rope.apply(*be_, k_new, n, s_.num_kv_heads, positions_.data());
-    if (seq.cache.type() == DType::F16) {
+    if (seq.cache.k_type() == DType::F16) {
       attend(static_cast<uint16_t*>(seq.cache.k(l)), static_cast<uint16_t*>(seq.cache.v(l)),
              win_f16_, l, q, k_new, v_new, n, seq.length, attn);
     } else {
@@ -590,9 +590,20 @@ std::unique_ptr<CausalLM> make_gemma_lm(io::ModelFiles files, const io::HfConfig
   if (!backend) backend = make_backend(backend_options);
   if (options.repack_weights) weights.prepare(*backend);
   const float embed_scale = embedding_scale(*shared, spec.hidden_size);
+  // Gemma's own attention (sliding windows, soft-capping) reads f32 or f16 caches only.
+  info.kv_type_k = options.kv_type_k.value_or(options.kv_type);
+  info.kv_type_v = options.kv_type_v.value_or(options.kv_type);
+  AF_CHECK(info.kv_type_k == info.kv_type_v &&
+               (info.kv_type_k == DType::F32 || info.kv_type_k == DType::F16),
+           ErrorCode::kUnsupported, "gemma", config.origin(),
+           ": the KV cache of Gemma models is f32 or f16, the same for keys and values (asked for ",
+           name(info.kv_type_k), "/", name(info.kv_type_v), ")");
+  info.kv_bytes_per_token =
+      spec.num_layers * nn::KvCache::bytes_per_position(info.kv_type_k, info.kv_type_v,
+                                                        spec.num_kv_heads, spec.head_dim);
   return std::make_unique<GemmaLM>(std::move(shared), std::move(gguf_names), std::move(spec),
                                    std::move(weights), std::move(ropes), embed_scale,
-                                   std::move(backend), context, options.kv_type, std::move(info));
+                                   std::move(backend), context, info.kv_type_k, std::move(info));
 }
 
 }  // namespace af::models
