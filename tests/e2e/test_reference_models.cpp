@@ -20,9 +20,13 @@ std::vector<std::string> fixture_names() {
   const fs::path root = test::fixtures_dir() + "/models";
   if (!fs::exists(root)) return names;
   for (const auto& entry : fs::directory_iterator(root)) {
-    // Text-model fixtures only (the LLaVA fixtures' reference.json has prompts, not "ids").
+    // Causal text-model fixtures only: one flat list of prompt "ids" (the LLaVA fixtures'
+    // reference.json has prompts; the BERT one a batch of id lists, tested by BertTiny.*).
     const fs::path ref = entry.path() / "reference.json";
-    if (fs::exists(ref) && nlohmann::json::parse(test::read_text(ref)).contains("ids"))
+    if (!fs::exists(ref)) continue;
+    const auto j = nlohmann::json::parse(test::read_text(ref));
+    const auto ids = j.find("ids");
+    if (ids != j.end() && ids->is_array() && !ids->empty() && (*ids)[0].is_number_integer())
       names.push_back(entry.path().filename());
   }
   std::sort(names.begin(), names.end());
