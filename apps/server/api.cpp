@@ -430,12 +430,11 @@ std::vector<std::pair<int32_t, float>> parse_logit_bias(const json& body) {
 
 }  // namespace
 
-ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const ApiLimits& limits) {
+json parse_json_body(std::string_view text, int max_depth, size_t max_elements) {
   json body;
   try {
-    body = io::detail::parse_json(
-        body_text, "request body", "server",
-        {.max_depth = limits.max_json_depth, .max_elements = limits.max_json_elements});
+    body = io::detail::parse_json(text, "request body", "server",
+                                  {.max_depth = max_depth, .max_elements = max_elements});
   } catch (const Error& e) {
     throw ApiError(
         400, std::string("We could not parse the JSON body of your request. (") + e.what() + ")",
@@ -445,6 +444,11 @@ ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const Ap
     throw ApiError(400, "The request body must be a JSON object.", "invalid_request_error", "",
                    "invalid_json");
   }
+  return body;
+}
+
+ApiRequest parse_request(Endpoint endpoint, std::string_view body_text, const ApiLimits& limits) {
+  const json body = parse_json_body(body_text, limits.max_json_depth, limits.max_json_elements);
   ApiRequest r;
   r.endpoint = endpoint;
   if (const json* model = field(body, "model")) {

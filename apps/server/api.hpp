@@ -99,4 +99,8 @@ struct ApiRequest {
 // newer or vendor fields keep working.
 ApiRequest parse_request(Endpoint endpoint, std::string_view body, const ApiLimits& limits = {});
 
+// A request body that must be one JSON object, within `max_depth` nesting and `max_elements`
+// values; anything else is ApiError 400 "invalid_json". Shared by every endpoint taking a body.
+nlohmann::json parse_json_body(std::string_view body, int max_depth, size_t max_elements);
+
 }  // namespace af::server

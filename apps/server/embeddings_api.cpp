@@ -5,7 +5,6 @@
 #include <limits>
 
 #include "af/core/error.hpp"
-#include "io/json_util.hpp"
 
 namespace af::server {
 
@@ -78,20 +77,7 @@ void parse_input(const json& input, EmbeddingRequest& r, const EmbeddingLimits& 
 
 EmbeddingRequest parse_embedding_request(std::string_view body_text,
                                          const EmbeddingLimits& limits) {
-  json body;
-  try {
-    body = io::detail::parse_json(
-        body_text, "request body", "server",
-        {.max_depth = limits.max_json_depth, .max_elements = limits.max_json_elements});
-  } catch (const Error& e) {
-    throw ApiError(
-        400, std::string("We could not parse the JSON body of your request. (") + e.what() + ")",
-        "invalid_request_error", "", "invalid_json");
-  }
-  if (!body.is_object()) {
-    throw ApiError(400, "The request body must be a JSON object.", "invalid_request_error", "",
-                   "invalid_json");
-  }
+  const json body = parse_json_body(body_text, limits.max_json_depth, limits.max_json_elements);
   EmbeddingRequest r;
   if (auto m = body.find("model"); m != body.end() && !m->is_null()) {
     if (!m->is_string()) bad("model", "'model' must be a string.", "invalid_type");

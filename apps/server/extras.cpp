@@ -5,7 +5,6 @@
 
 #include "af/core/error.hpp"
 #include "api.hpp"
-#include "io/json_util.hpp"
 
 namespace af::server {
 
@@ -16,21 +15,7 @@ namespace {
 // Bodies of these endpoints: the request limits of the generation endpoints.
 json parse_object(std::string_view text) {
   const ApiLimits limits;
-  json body;
-  try {
-    body = io::detail::parse_json(
-        text, "request body", "server",
-        {.max_depth = limits.max_json_depth, .max_elements = limits.max_json_elements});
-  } catch (const Error& e) {
-    throw ApiError(
-        400, std::string("We could not parse the JSON body of your request. (") + e.what() + ")",
-        "invalid_request_error", "", "invalid_json");
-  }
-  if (!body.is_object()) {
-    throw ApiError(400, "The request body must be a JSON object.", "invalid_request_error", "",
-                   "invalid_json");
-  }
-  return body;
+  return parse_json_body(text, limits.max_json_depth, limits.max_json_elements);
 }
 
 [[noreturn]] void bad_field(const std::string& name, const std::string& expected) {

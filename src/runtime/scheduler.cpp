@@ -182,7 +182,7 @@ struct Scheduler::Impl {
   int64_t vocab = 0;            // logits per row
   std::vector<int32_t> masked;  // ids without text (runtime::unassigned_ids), never sampled
   std::vector<int32_t> eos;
-  std::vector<Slot> slots;               // only the scheduler thread touches them
+  std::vector<Slot> slots;                        // only the scheduler thread touches them
   std::shared_ptr<const VocabIndex> vocab_index;  // built on the first JSON request
 
   mutable std::mutex mutex;  // guards what follows
