@@ -181,7 +181,7 @@ void whisper_process_logits(const WhisperGenerationConfig& c, bool timestamps,
   if (timestamps) timestamp_rules(c, ids, begin_index, scores);
 }
 
-std::vector<int32_t> whisper_init_tokens(Whisper& model, const WhisperState& fresh,
+std::vector<int32_t> whisper_init_tokens(Whisper& model, WhisperState& state,
                                          const WhisperGenerationConfig& c,
                                          const WhisperGenerateOptions& o, int32_t* language_out) {
   std::vector<int32_t> prompt{c.decoder_start_token_id};
@@ -199,8 +199,11 @@ std::vector<int32_t> whisper_init_tokens(Whisper& model, const WhisperState& fre
     lang = language_id(c, o.language);
   } else if (!c.lang_to_id.empty() && lang_undefined) {
     // detect_language: the first step's logits restricted to the language tokens.
-    WhisperState state = fresh;
+    // The step writes self-attention K/V at n_past; rewinding n_past discards it (the causal
+    // cache never reads past n_past), instead of copying the whole state (~47 MB for base).
+    const int64_t n_past = state.n_past;
     std::vector<float> logits = model.decode(state, std::span(prompt.data(), 1), false);
+    state.n_past = n_past;
     std::vector<float> masked(logits.size(), kNegInf);
     for (const auto& [name, id] : c.lang_to_id) {
       if (size_t(id) < logits.size()) masked[size_t(id)] = logits[size_t(id)];
@@ -296,13 +299,12 @@ WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
                                    const WhisperGenerateOptions& o) {
   AF_CHECK(!o.timestamps || c.no_timestamps_token_id >= 0, ErrorCode::kUnsupported, "whisper",
            "timestamps need no_timestamps_token_id in generation_config.json");
-  const WhisperState fresh = model.start(model.encode(mel));
+  WhisperState state = model.start(model.encode(mel));
   WhisperGeneration out;
-  out.prompt = whisper_init_tokens(model, fresh, c, o, &out.language_id);
+  out.prompt = whisper_init_tokens(model, state, c, o, &out.language_id);
   const int64_t limit =
       std::min(model.config().max_target_positions,
                o.max_new_tokens > 0 ? int64_t(out.prompt.size()) + o.max_new_tokens : c.max_length);
-  WhisperState state = fresh;
   out.tokens = whisper_decode_window(model, state, out.prompt, c, o.timestamps, limit).tokens;
   return out;
 }

@@ -63,9 +63,10 @@ WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
                                    const WhisperGenerateOptions& options);
 
 // The decoder prompt of a window (transformers' init_tokens): <|startoftranscript|>, language
-// (given, from forced_decoder_ids, or detected with one decoder step over `fresh`), task and
-// <|notimestamps|> when no timestamps. *language_id gets the language token or -1.
-std::vector<int32_t> whisper_init_tokens(Whisper& model, const WhisperState& fresh,
+// (given, from forced_decoder_ids, or detected with one decoder step on `state`, which is rewound
+// to its n_past afterwards, so no copy of its caches is made), task and <|notimestamps|> when no
+// timestamps. *language_id gets the language token or -1.
+std::vector<int32_t> whisper_init_tokens(Whisper& model, WhisperState& state,
                                          const WhisperGenerationConfig& config,
                                          const WhisperGenerateOptions& options,
                                          int32_t* language_id);
