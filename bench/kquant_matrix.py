@@ -46,6 +46,8 @@ SMOLLM2 = AF_MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 SHAPES = ["qwen2.5-0.5b", "qwen2.5-1.5b", "llama3.2-3b", "qwen2.5-7b"]
 TYPES = ["f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k"]
+# Types --types accepts beyond the matrix's default ones.
+MORE_TYPES = ["q2_k", "q3_k_m", "q4_1", "q5_0", "q5_1", "q4_k_s"]
 # The 7B shape runs in Q4_K_M only unless --types names others (an F16 7B is 15 GB).
 SHAPE_TYPES = {"qwen2.5-7b": ["q4_k_m"]}
 KV_TYPES = ["f32", "f16", "q8_0"]
@@ -273,8 +275,9 @@ def doc_table(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", nargs="*", default=SHAPES, choices=SHAPES)
-    ap.add_argument("--types", nargs="*", default=None, choices=TYPES,
-                    help=f"weight types (default: all; the 7B shape q4_k_m only): {TYPES}")
+    ap.add_argument("--types", nargs="*", default=None, choices=TYPES + MORE_TYPES,
+                    help=f"weight types (default: all; the 7B shape q4_k_m only): {TYPES}; "
+                         f"also {MORE_TYPES}")
     ap.add_argument("--extra-model", nargs="*", default=[SMOLLM2], type=Path,
                     help="other GGUF files in the weights part (default: SmolLM2-135M Q4_1)")
     ap.add_argument("-p", default="128,512", help="prompt lengths (pp tests)")

@@ -45,28 +45,56 @@ def log(msg):
 # chosen so that d * scale * q (- dmin * min) stays within about +-0.04.
 BLOCKS = {
     "Q4_0": (32, 18, [(0, 5e-3)]),
+    "Q4_1": (32, 20, [(0, 5e-3), (2, -0.04)]),
     "Q5_0": (32, 22, [(0, 2.5e-3)]),
     "Q5_1": (32, 24, [(0, 2.5e-3), (2, -0.04)]),
     "Q8_0": (32, 34, [(0, 3e-4)]),
+    "Q2_K": (256, 84, [(80, 4e-4), (82, 2.5e-3)]),
+    "Q3_K": (256, 110, [(108, 2e-4)]),
     "Q4_K": (256, 144, [(0, 1.5e-4), (2, 1.1e-3)]),
     "Q5_K": (256, 176, [(0, 8e-5), (2, 1.2e-3)]),
     "Q6_K": (256, 210, [(208, 8e-5)]),
 }
 # llama.cpp's fallback for K-quant rows that are not a multiple of 256.
-FALLBACK = {"Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
 # File type -> (default matrix type, type of attn_v / ffn_down in use_more_bits layers, output).
+# Mixes with more rules (q2_k, q3_k_m) are in matrix_type.
 MIXES = {
     "q4_k_m": ("Q4_K", "Q6_K", "Q6_K"), "q4_k_s": ("Q4_K", "Q4_K", "Q6_K"),
     "q5_k_m": ("Q5_K", "Q6_K", "Q6_K"), "q6_k": ("Q6_K", "Q6_K", "Q6_K"),
     "q4_0": ("Q4_0", "Q4_0", "Q6_K"), "q8_0": ("Q8_0", "Q8_0", "Q8_0"),
+    "q4_1": ("Q4_1", "Q4_1", "Q6_K"), "q5_0": ("Q5_0", "Q5_0", "Q6_K"),
+    "q5_1": ("Q5_1", "Q5_1", "Q6_K"), "q2_k": ("Q2_K", None, "Q6_K"),
+    "q3_k_m": ("Q3_K", None, "Q6_K"),
 }
 FILE_TYPES = {"f16": "MOSTLY_F16", "bf16": "MOSTLY_BF16", "q4_k_m": "MOSTLY_Q4_K_M", "q4_k_s": "MOSTLY_Q4_K_S",
               "q5_k_m": "MOSTLY_Q5_K_M", "q6_k": "MOSTLY_Q6_K", "q4_0": "MOSTLY_Q4_0",
-              "q8_0": "MOSTLY_Q8_0"}
+              "q8_0": "MOSTLY_Q8_0", "q4_1": "MOSTLY_Q4_1", "q5_0": "MOSTLY_Q5_0",
+              "q5_1": "MOSTLY_Q5_1", "q2_k": "MOSTLY_Q2_K", "q3_k_m": "MOSTLY_Q3_K_M"}
 
 
 def use_more_bits(i, n):
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def matrix_type(ftype, role, layer, n_layers, gqa):
+    """The tensor type llama.cpp's llama_tensor_get_type (src/llama-quant.cpp) gives a non-MoE,
+    non-Falcon matrix; role is default / output / attn_v / attn_output / ffn_down."""
+    default, more, output = MIXES[ftype]
+    if role == "output":
+        return output
+    if ftype == "q2_k":  # attn_v Q4_K with GQA >= 4 (else Q3_K), ffn_down and attn_output Q3_K
+        return {"attn_v": "Q4_K" if gqa >= 4 else "Q3_K", "ffn_down": "Q3_K",
+                "attn_output": "Q3_K"}.get(role, default)
+    if ftype == "q3_k_m":  # attn_v Q5_K in the first 2 layers, ffn_down Q5_K in the first 1/16
+        if role == "attn_v":
+            return "Q5_K" if layer < 2 else "Q4_K"
+        if role == "ffn_down":
+            return "Q5_K" if layer < n_layers // 16 else "Q4_K"
+        return "Q4_K" if role == "attn_output" else default
+    if role in ("attn_v", "ffn_down") and use_more_bits(layer, n_layers):
+        return more
+    return default
 
 
 def random_blocks(qtype, n, k, rng):
@@ -80,28 +108,48 @@ def random_blocks(qtype, n, k, rng):
     return blocks.reshape(n, k // elems * nbytes)
 
 
+class Lazy:
+    """A tensor yet to be made: its GGUF byte shape, numpy dtype and quant type (None: the
+    dtype's own), and make(), which draws it from the rng. write() records every tensor's info
+    first and makes each one only when its bytes go to the file, so a 7B file never sits in RAM."""
+
+    def __init__(self, shape, dtype, qtype, make):
+        self.shape, self.dtype, self.qtype, self.make = shape, np.dtype(dtype), qtype, make
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+
 def tensors(s, rng, ftype="f16"):
-    """Yields (gguf name, array, quant type name or None): matrices [out, in] (numpy order),
-    1-D tensors F32."""
+    """Yields (gguf name, Lazy): matrices [out, in] (numpy order), 1-D tensors F32. The rng is
+    drawn in yield order as each Lazy is made."""
     h, kv = s["hidden"], s["hidden"] // s["heads"] * s["kv_heads"]
     n_layers = s["layers"]
     layer = [0]  # the layer whose matrices are being made (for use_more_bits)
 
     def mat(n, k, role="default"):
         if ftype == "f16":
-            return (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float16)
+            return Lazy((n, k), np.float16, None, lambda: (
+                rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float16))
         if ftype == "bf16":  # the top half of each float32 (truncated: the weights mean nothing)
-            f = rng.standard_normal((n, k), dtype=np.float32) * 0.02
-            return (f.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8), "BF16"
-        default, more, output = MIXES[ftype]
-        qtype = {"default": default, "output": output,
-                 "more": more if use_more_bits(layer[0], n_layers) else default}[role]
+            return Lazy((n, 2 * k), np.uint8, "BF16", lambda: (
+                (rng.standard_normal((n, k), dtype=np.float32) * 0.02).view(np.uint32) >> 16)
+                .astype(np.uint16).view(np.uint8))
+        qtype = matrix_type(ftype, role, layer[0], n_layers, s["heads"] // s["kv_heads"])
         if k % BLOCKS[qtype][0]:
             qtype = FALLBACK[qtype]
-        return random_blocks(qtype, n, k, rng), qtype
+        elems, nbytes, _ = BLOCKS[qtype]
+        return Lazy((n, k // elems * nbytes), np.uint8, qtype,
+                    lambda: random_blocks(qtype, n, k, rng))
 
     def norm(n):
-        return (1.0 + 0.1 * rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+        return Lazy((n,), np.float32, None, lambda: (
+            1.0 + 0.1 * rng.standard_normal(n, dtype=np.float32)).astype(np.float32))
+
+    def bias(n):
+        return Lazy((n,), np.float32, None,
+                    lambda: (0.02 * rng.standard_normal(n)).astype(np.float32))
 
     # A tied embedding is the output matrix (llama.cpp gives it the output type); an untied
     # one keeps the default type.
@@ -112,15 +160,15 @@ def tensors(s, rng, ftype="f16"):
         yield p + "attn_norm.weight", norm(h)
         yield p + "attn_q.weight", mat(h, h)
         yield p + "attn_k.weight", mat(kv, h)
-        yield p + "attn_v.weight", mat(kv, h, "more")
+        yield p + "attn_v.weight", mat(kv, h, "attn_v")
         if s["bias"]:
             for n, width in (("q", h), ("k", kv), ("v", kv)):
-                yield p + f"attn_{n}.bias", (0.02 * rng.standard_normal(width)).astype(np.float32)
-        yield p + "attn_output.weight", mat(h, h)
+                yield p + f"attn_{n}.bias", bias(width)
+        yield p + "attn_output.weight", mat(h, h, "attn_output")
         yield p + "ffn_norm.weight", norm(h)
         yield p + "ffn_gate.weight", mat(s["ffn"], h)
         yield p + "ffn_up.weight", mat(s["ffn"], h)
-        yield p + "ffn_down.weight", mat(h, s["ffn"], "more")
+        yield p + "ffn_down.weight", mat(h, s["ffn"], "ffn_down")
     yield "output_norm.weight", norm(h)
     if not s["tied"]:
         yield "output.weight", mat(s["vocab"], h, "output")
@@ -155,16 +203,19 @@ def write(shape: str, ftype: str, path: Path, seed: int):
     w.add_unk_token_id(0)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
-    rng = np.random.default_rng(seed)
-    for name, t in tensors(s, rng, ftype):
-        if isinstance(t, tuple):
-            data, qtype = t
-            w.add_tensor(name, data, raw_dtype=getattr(gguf.GGMLQuantizationType, qtype))
-        else:
-            w.add_tensor(name, t)
+    # Pass 1: the tensor infos (no data made); pass 2: each tensor made and written in turn.
+    for name, t in tensors(s, None, ftype):
+        raw = getattr(gguf.GGMLQuantizationType, t.qtype) if t.qtype else None
+        w.add_tensor_info(name, t.shape, t.dtype, t.nbytes, raw_dtype=raw)
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    rng = np.random.default_rng(seed)
+    for _, t in tensors(s, rng, ftype):
+        data = t.make()
+        assert data.nbytes == t.nbytes and data.dtype == t.dtype
+        w.write_tensor_data(data)
+        del data
     w.close()
     log(f"GGUF {ftype} written: {path} ({path.stat().st_size / 1e9:.2f} GB)")
 
