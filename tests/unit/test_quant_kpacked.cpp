@@ -1,6 +1,7 @@
-// K-quant weights repacked at load (quant/kpacked.hpp): the AVX-512 VNNI kernels against the
-// scalar K-quant reference bit for bit at odd sizes, on quantized and on random block bytes
-// (every scale, min and high-bit pattern), and through prepare_matmul_weight + matmul.
+// K-quant weights repacked at load (quant/kpacked.hpp): the AVX-512 VNNI, AVX-VNNI and AVX2
+// kernels of Q2_K .. Q6_K against the scalar K-quant reference bit for bit at odd sizes, on
+// quantized and on random block bytes (every scale, min and high-bit pattern), and through
+// prepare_matmul_weight + matmul.
 #include <cstring>
 #include <random>
 #include <string>
@@ -24,7 +25,7 @@ using af::Tensor;
 namespace q = af::cpu::quant;
 namespace kp = af::cpu::quant::kpacked;
 
-const DType kTypes[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kTypes[] = {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 bool has_vnni() { return af::cpu::cpu_has_avx512_vnni_bf16(); }
 
@@ -60,6 +61,19 @@ std::vector<uint8_t> weight_rows(DType type, int64_t n, int64_t k, bool random_b
       auto* blk = reinterpret_cast<af::quant::BlockQ6_K*>(w.data()) + b;
       blk->d = half();
       if (b == 0) blk->scales[3] = -128;  // the extreme scale
+    } else if (type == DType::Q2_K) {
+      auto* blk = reinterpret_cast<af::quant::BlockQ2_K*>(w.data()) + b;
+      blk->d = half();
+      blk->dmin = half();
+    } else if (type == DType::Q3_K) {
+      auto* blk = reinterpret_cast<af::quant::BlockQ3_K*>(w.data()) + b;
+      blk->d = half();
+      if (b == 0) {  // the extreme scales: -32 for sub-block 0, +31 for sub-block 15
+        blk->scales[0] &= 0xf0;
+        blk->scales[8] &= 0xfc;
+        blk->scales[7] |= 0xf0;
+        blk->scales[11] |= 0xc0;
+      }
     } else if (type == DType::Q4_K) {
       auto* blk = reinterpret_cast<af::quant::BlockQ4_K*>(w.data()) + b;
       blk->d = half();

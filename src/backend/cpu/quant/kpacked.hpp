@@ -1,6 +1,6 @@
 #pragma once
-// K-quant weights (Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI, AVX-VNNI and AVX2
-// matmuls, so that a decode streams each weight byte once into vpdpbusd (vpmaddubsw) with no
+// K-quant weights (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) repacked at load for AVX-512 VNNI, AVX-VNNI and
+// AVX2 matmuls, so that a decode streams each weight byte once into vpdpbusd (vpmaddubsw) with no
 // per-block shuffle or horizontal sum. The 256-bit kernels take a 64-byte chunk as two halves
 // of 8 rows (kpacked_simd256.hpp).
 //
@@ -20,6 +20,17 @@
 //     [32, 288)     scales: byte 32 + 16 j + r = scale j (int8) of row r
 //     [288, 2336)   32 chunks, chunk 16 n + 8 h + c = ql bytes 64 n + 32 h + 4 c .. + 3
 //     [2336, 3360)  16 chunks, chunk 8 n + c = qh bytes 32 n + 4 c .. + 3
+//   Q2_K (16 x 84 bytes):
+//     [0, 64)       d[16], dmin[16] (fp16)
+//     [64, 320)     the 16 scale bytes: word w of row r at 64 + 64 w + 4 r
+//     [320, 1344)   16 chunks, chunk 8 n + c = qs bytes 32 n + 4 c .. + 3: bits 2 s of byte i
+//                   are element 128 n + 32 s + 4 c + i (sub-block 8 n + 2 s + c / 4)
+//   Q3_K (16 x 110 bytes):
+//     [0, 32)       d[16] (fp16)
+//     [32, 224)     the 12 scale bytes: word w of row r at 32 + 64 w + 4 r
+//     [224, 1248)   16 qs chunks as Q2_K's
+//     [1248, 1760)  8 hmask chunks, chunk c = hmask bytes 4 c .. + 3: bit 4 n + s of byte i is
+//                   the third bit of element 128 n + 32 s + 4 c + i
 // Each dot product follows the defined K-quant order of quant_kernels.hpp (the oracle is
 // quant::ref::dot): the exact integer sums of a super-block, then acc = fma(d * da, sumi, acc)
 // (and acc = fma(-(dmin * da), summ, acc)), super-blocks in order. Lane r of a vector holds row
@@ -32,7 +43,7 @@ namespace af::cpu::quant::kpacked {
 
 inline constexpr int kGroupRows = 16;
 
-// True for the types with this layout (Q4_K, Q5_K, Q6_K).
+// True for the types with this layout (Q2_K .. Q6_K).
 bool is_packable(DType type);
 // Bytes of one packed super-block of one group (16 GGUF super-blocks).
 int64_t group_block_bytes(DType type);
@@ -58,6 +69,8 @@ using GemmFn = void (*)(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int
 
 // The AVX-512 VNNI kernel of a packable type (needs AVX512_VNNI, CPUID-checked by the caller).
 GemmFn avx512vnni_gemm(DType type);
+// Its Q2_K / Q3_K kernels (kpacked_q23_avx512vnni.cpp), which avx512vnni_gemm returns.
+GemmFn avx512vnni_gemm_q23(DType type);
 // The 256-bit kernels (kpacked_simd256.hpp): AVX2 + FMA + F16C, and the same with AVX-VNNI.
 GemmFn avx2_gemm(DType type);
 GemmFn avxvnni_gemm(DType type);

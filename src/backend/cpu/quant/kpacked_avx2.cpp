@@ -1,5 +1,6 @@
-// The K-quant packed kernels (kpacked_simd256.hpp) with AVX2's vpmaddubsw + vpmaddwd.
-#include "backend/cpu/quant/kpacked_simd256.hpp"
+// The K-quant packed kernels (kpacked_simd256.hpp, kpacked_q23_simd256.hpp) with AVX2's vpmaddubsw
+// + vpmaddwd.
+#include "backend/cpu/quant/kpacked_q23_simd256.hpp"
 
 namespace af::cpu::quant::kpacked {
 namespace {
@@ -27,6 +28,6 @@ struct Avx2Ops {
 
 }  // namespace
 
-GemmFn avx2_gemm(DType type) { return simd::gemm_for<Avx2Ops>(type); }
+GemmFn avx2_gemm(DType type) { return simd::gemm_with_q23_for<Avx2Ops>(type); }
 
 }  // namespace af::cpu::quant::kpacked

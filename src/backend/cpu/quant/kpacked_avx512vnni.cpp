@@ -240,6 +240,9 @@ void gemm(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int64_t k, const 
 
 GemmFn avx512vnni_gemm(DType type) {
   switch (type) {
+    case DType::Q2_K:
+    case DType::Q3_K:
+      return avx512vnni_gemm_q23(type);
     case DType::Q4_K:
       return &gemm<Kind::kQ4_K>;
     case DType::Q5_K:

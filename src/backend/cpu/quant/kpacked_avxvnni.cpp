@@ -1,5 +1,6 @@
-// The K-quant packed kernels (kpacked_simd256.hpp) with AVX-VNNI's vpdpbusd.
-#include "backend/cpu/quant/kpacked_simd256.hpp"
+// The K-quant packed kernels (kpacked_simd256.hpp, kpacked_q23_simd256.hpp) with AVX-VNNI's
+// vpdpbusd.
+#include "backend/cpu/quant/kpacked_q23_simd256.hpp"
 
 namespace af::cpu::quant::kpacked {
 namespace {
@@ -21,6 +22,6 @@ struct AvxVnniOps {
 
 }  // namespace
 
-GemmFn avxvnni_gemm(DType type) { return simd::gemm_for<AvxVnniOps>(type); }
+GemmFn avxvnni_gemm(DType type) { return simd::gemm_with_q23_for<AvxVnniOps>(type); }
 
 }  // namespace af::cpu::quant::kpacked

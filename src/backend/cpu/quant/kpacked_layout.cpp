@@ -10,6 +10,8 @@
 namespace af::cpu::quant::kpacked {
 namespace {
 
+using af::quant::BlockQ2_K;
+using af::quant::BlockQ3_K;
 using af::quant::BlockQ4_K;
 using af::quant::BlockQ5_K;
 using af::quant::BlockQ6_K;
@@ -54,6 +56,36 @@ void pack_q6_k_block(const BlockQ6_K* const* src, uint8_t* out) {
   for (int c = 0; c < 16; ++c) put_chunk(qh, 4 * c, out + 2336 + 64 * c);
 }
 
+// Q2_K: d, dmin, 4 scale words, 16 qs chunks (kpacked.hpp).
+void pack_q2_k_block(const BlockQ2_K* const* src, uint8_t* out) {
+  const uint8_t* qs[kGroupRows];
+  const uint8_t* sc[kGroupRows];
+  for (int r = 0; r < kGroupRows; ++r) {
+    std::memcpy(out + 2 * r, &src[r]->d, 2);
+    std::memcpy(out + 32 + 2 * r, &src[r]->dmin, 2);
+    qs[r] = src[r]->qs;
+    sc[r] = src[r]->scales;
+  }
+  for (int w = 0; w < 4; ++w) put_chunk(sc, 4 * w, out + 64 + 64 * w);
+  for (int c = 0; c < 16; ++c) put_chunk(qs, 4 * c, out + 320 + 64 * c);
+}
+
+// Q3_K: d, 3 scale words, 16 qs chunks, 8 hmask chunks (kpacked.hpp).
+void pack_q3_k_block(const BlockQ3_K* const* src, uint8_t* out) {
+  const uint8_t* qs[kGroupRows];
+  const uint8_t* sc[kGroupRows];
+  const uint8_t* hm[kGroupRows];
+  for (int r = 0; r < kGroupRows; ++r) {
+    std::memcpy(out + 2 * r, &src[r]->d, 2);
+    qs[r] = src[r]->qs;
+    sc[r] = src[r]->scales;
+    hm[r] = src[r]->hmask;
+  }
+  for (int w = 0; w < 3; ++w) put_chunk(sc, 4 * w, out + 32 + 64 * w);
+  for (int c = 0; c < 16; ++c) put_chunk(qs, 4 * c, out + 224 + 64 * c);
+  for (int c = 0; c < 8; ++c) put_chunk(hm, 4 * c, out + 1248 + 64 * c);
+}
+
 // The inverse of put_chunk.
 void get_chunk(const uint8_t* chunk, int offset, uint8_t* const* rows, int n_rows) {
   for (int r = 0; r < n_rows; ++r) std::memcpy(rows[r] + offset, chunk + 4 * r, 4);
@@ -93,6 +125,52 @@ void unpack_q6_k_block(const uint8_t* in, BlockQ6_K* const* dst, int n_rows) {
   for (int c = 0; c < 16; ++c) get_chunk(in + 2336 + 64 * c, 4 * c, qh, n_rows);
 }
 
+void unpack_q2_k_block(const uint8_t* in, BlockQ2_K* const* dst, int n_rows) {
+  uint8_t* qs[kGroupRows];
+  uint8_t* sc[kGroupRows];
+  for (int r = 0; r < n_rows; ++r) {
+    std::memcpy(&dst[r]->d, in + 2 * r, 2);
+    std::memcpy(&dst[r]->dmin, in + 32 + 2 * r, 2);
+    qs[r] = dst[r]->qs;
+    sc[r] = dst[r]->scales;
+  }
+  for (int w = 0; w < 4; ++w) get_chunk(in + 64 + 64 * w, 4 * w, sc, n_rows);
+  for (int c = 0; c < 16; ++c) get_chunk(in + 320 + 64 * c, 4 * c, qs, n_rows);
+}
+
+void unpack_q3_k_block(const uint8_t* in, BlockQ3_K* const* dst, int n_rows) {
+  uint8_t* qs[kGroupRows];
+  uint8_t* sc[kGroupRows];
+  uint8_t* hm[kGroupRows];
+  for (int r = 0; r < n_rows; ++r) {
+    std::memcpy(&dst[r]->d, in + 2 * r, 2);
+    qs[r] = dst[r]->qs;
+    sc[r] = dst[r]->scales;
+    hm[r] = dst[r]->hmask;
+  }
+  for (int w = 0; w < 3; ++w) get_chunk(in + 32 + 64 * w, 4 * w, sc, n_rows);
+  for (int c = 0; c < 16; ++c) get_chunk(in + 224 + 64 * c, 4 * c, qs, n_rows);
+  for (int c = 0; c < 8; ++c) get_chunk(in + 1248 + 64 * c, 4 * c, hm, n_rows);
+}
+
+// One packed super-block of each type, both ways.
+void pack_block(const BlockQ2_K* const* src, uint8_t* out) { pack_q2_k_block(src, out); }
+void pack_block(const BlockQ3_K* const* src, uint8_t* out) { pack_q3_k_block(src, out); }
+void pack_block(const BlockQ4_K* const* src, uint8_t* out) { pack_k4_block(src, out); }
+void pack_block(const BlockQ5_K* const* src, uint8_t* out) { pack_k4_block(src, out); }
+void pack_block(const BlockQ6_K* const* src, uint8_t* out) { pack_q6_k_block(src, out); }
+void unpack_block(const uint8_t* in, BlockQ2_K* const* dst, int n) {
+  unpack_q2_k_block(in, dst, n);
+}
+void unpack_block(const uint8_t* in, BlockQ3_K* const* dst, int n) {
+  unpack_q3_k_block(in, dst, n);
+}
+void unpack_block(const uint8_t* in, BlockQ4_K* const* dst, int n) { unpack_k4_block(in, dst, n); }
+void unpack_block(const uint8_t* in, BlockQ5_K* const* dst, int n) { unpack_k4_block(in, dst, n); }
+void unpack_block(const uint8_t* in, BlockQ6_K* const* dst, int n) {
+  unpack_q6_k_block(in, dst, n);
+}
+
 template <class Block>
 void unpack_type(const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
                  uint8_t* dst) {
@@ -107,11 +185,7 @@ void unpack_type(const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_
       for (int r = 0; r < n_rows; ++r) {
         out[r] = reinterpret_cast<Block*>(dst + ((g - g0) * kGroupRows + r) * row) + b;
       }
-      if constexpr (std::is_same_v<Block, BlockQ6_K>) {
-        unpack_q6_k_block(in + b * block_bytes, out, n_rows);
-      } else {
-        unpack_k4_block(in + b * block_bytes, out, n_rows);
-      }
+      unpack_block(in + b * block_bytes, out, n_rows);
     }
   }
 }
@@ -130,11 +204,7 @@ void pack_type(const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1, u
         const int64_t j = g * kGroupRows + r;
         src[r] = j < n ? reinterpret_cast<const Block*>(w + j * row) + b : &zero;
       }
-      if constexpr (std::is_same_v<Block, BlockQ6_K>) {
-        pack_q6_k_block(src, out + b * block_bytes);
-      } else {
-        pack_k4_block(src, out + b * block_bytes);
-      }
+      pack_block(src, out + b * block_bytes);
     }
   }
 }
@@ -142,11 +212,16 @@ void pack_type(const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1, u
 }  // namespace
 
 bool is_packable(DType type) {
-  return type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
+  return type == DType::Q2_K || type == DType::Q3_K || type == DType::Q4_K || type == DType::Q5_K ||
+         type == DType::Q6_K;
 }
 
 int64_t group_block_bytes(DType type) {
   switch (type) {
+    case DType::Q2_K:
+      return kGroupRows * sizeof(BlockQ2_K);
+    case DType::Q3_K:
+      return kGroupRows * sizeof(BlockQ3_K);
     case DType::Q4_K:
       return kGroupRows * sizeof(BlockQ4_K);
     case DType::Q5_K:
@@ -162,6 +237,10 @@ int64_t group_block_bytes(DType type) {
 void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0, int64_t g1,
                  uint8_t* dst) {
   switch (type) {
+    case DType::Q2_K:
+      return pack_type<BlockQ2_K>(w, n, k, g0, g1, dst);
+    case DType::Q3_K:
+      return pack_type<BlockQ3_K>(w, n, k, g0, g1, dst);
     case DType::Q4_K:
       return pack_type<BlockQ4_K>(w, n, k, g0, g1, dst);
     case DType::Q5_K:
@@ -177,6 +256,10 @@ void pack_groups(DType type, const uint8_t* w, int64_t n, int64_t k, int64_t g0,
 void unpack_groups(DType type, const uint8_t* packed, int64_t n, int64_t k, int64_t g0, int64_t g1,
                    uint8_t* dst) {
   switch (type) {
+    case DType::Q2_K:
+      return unpack_type<BlockQ2_K>(packed, n, k, g0, g1, dst);
+    case DType::Q3_K:
+      return unpack_type<BlockQ3_K>(packed, n, k, g0, g1, dst);
     case DType::Q4_K:
       return unpack_type<BlockQ4_K>(packed, n, k, g0, g1, dst);
     case DType::Q5_K:
