@@ -60,6 +60,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
                     : std::string(quant_kernels_.isa) == "avx2"  ? &quant::packed8::avx2_gemm
                                                                  : nullptr),
       kpacked_gemm_(kpacked_gemm_for(quant_kernels_.isa)),
+      kpacked_prefill_(packs_weights_ ? &quant::kpacked::avx512vnni_prefill_gemm : nullptr),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }

@@ -145,6 +145,10 @@ class CpuBackend final : public Backend {
   // Q4_K / Q5_K / Q6_K weights prepared in the K-quant packed layout (quant/kpacked.hpp).
   MatmulWork plan_kpacked(MatmulActivations& acts, DType type, int64_t n, const uint8_t* packed,
                           const float* bias, float* y);
+  // Their many-row kernel `gemm` straight on the packed groups (no tile copies).
+  MatmulWork plan_kpacked_prefill(quant::kpacked::GemmFn gemm, int64_t m, int64_t n, int64_t k,
+                                  int64_t groups, int64_t group_bytes, const uint8_t* packed,
+                                  const uint8_t* act, int64_t a_row, const float* bias, float* y);
   using PackTileFn = std::function<void(int64_t g0, int64_t g1, uint8_t* dst)>;
   using RunTileFn =
       std::function<void(const uint8_t* tile, int64_t g0, int64_t g1, int64_t i0, int64_t i1)>;
@@ -175,6 +179,8 @@ class CpuBackend final : public Backend {
   // The K-quant packed kernels of the quantized table's ISA (AVX-512 VNNI, AVX-VNNI or AVX2):
   // Q4_K / Q5_K / Q6_K weights are repacked at load (quant/kpacked.hpp) when set.
   quant::kpacked::GemmFn (*kpacked_gemm_)(DType) = nullptr;
+  // Their many-row (prefill) kernels where the ISA has them (AVX-512 VNNI), else null.
+  quant::kpacked::GemmFn (*kpacked_prefill_)(DType) = nullptr;
   ThreadPool pool_;
   // The activation buffers matmuls reuse, and the lock that gives them one user at a time.
   std::mutex matmul_mutex_;

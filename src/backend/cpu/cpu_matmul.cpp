@@ -41,6 +41,11 @@ constexpr int64_t kPack8MinRows = 4;
 // GGUF-layout tile kernels (whose decoded blocks serve more rows than the packed kernels' 4).
 // Measured (1 thread, busy VM, Q4_K 8960x1536, m = 128): 12.8 ms CPU against 16.7 ms.
 constexpr int64_t kKPackedTileMinRows = 8;
+// From this many activation rows on, AVX-512 VNNI runs K-quant packed weights through the panel
+// prefill kernel (kpacked_prefill_avx512vnni.cpp), in tiles of this many groups (a multiple of
+// its two-group panels).
+constexpr int64_t kKPackedPanelMinRows = 8;
+constexpr int64_t kKPackedPanelGroups = 2;
 // Packed scratch per task: with the activation rows passing over it, it should stay in L2.
 constexpr int64_t kPackedTileBytes = 192 << 10;
 // Rows below which a row chunk is not worth packing a tile again for.
@@ -487,6 +492,10 @@ CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType t
   const kp::GemmFn gemm = kpacked_gemm_(type);
   const int64_t groups = kp::group_count(n);
   const int64_t group_bytes = k / 256 * kp::group_block_bytes(type);
+  if (kpacked_prefill_ && m >= kKPackedPanelMinRows) {
+    return plan_kpacked_prefill(kpacked_prefill_(type), m, n, k, groups, group_bytes, packed, act,
+                                a_row, bias, y);
+  }
   if (m >= kKPackedTileMinRows) {
     // Prefill: tiles unpacked back to GGUF rows (same size) for the register-tiled kernels.
     const quant::QuantDotFn dot = quant_kernels_.dot[*quant::quant_slot(type)];
@@ -518,6 +527,31 @@ CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType t
             for (int64_t t = t0; t < t1; ++t) {
               const int64_t g0 = t / n_chunks * tile_groups;
               const int64_t i0 = t % n_chunks * row_chunk;
+              gemm(packed + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, k, act,
+                   a_row, i0, std::min(i0 + row_chunk, m), bias, y, n);
+            }
+          }};
+}
+
+CpuBackend::MatmulWork CpuBackend::plan_kpacked_prefill(quant::kpacked::GemmFn gemm, int64_t m,
+                                                        int64_t n, int64_t k, int64_t groups,
+                                                        int64_t group_bytes, const uint8_t* packed,
+                                                        const uint8_t* act, int64_t a_row,
+                                                        const float* bias, float* y) {
+  // Tasks are (panel tile, row chunk) pairs: the kernel unpacks each panel super-block once
+  // for the rows of its chunk, so rows are split only when there are too few tiles to keep every
+  // thread busy.
+  const int64_t tile_groups =
+      m * n * k < kMinParallelMacs ? groups : std::min<int64_t>(groups, kKPackedPanelGroups);
+  const int64_t n_tiles = ceil_div(groups, tile_groups);
+  const int64_t n_chunks = std::clamp<int64_t>(ceil_div(4 * pool_.num_threads(), n_tiles), 1,
+                                               std::max<int64_t>(1, m / kMinRowChunk));
+  const int64_t row_chunk = ceil_div(ceil_div(m, n_chunks), 4) * 4;
+  const int64_t n_row_chunks = ceil_div(m, row_chunk);
+  return {n_tiles * n_row_chunks, [=](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+              const int64_t g0 = t / n_row_chunks * tile_groups;
+              const int64_t i0 = t % n_row_chunks * row_chunk;
               gemm(packed + g0 * group_bytes, g0, std::min(g0 + tile_groups, groups), n, k, act,
                    a_row, i0, std::min(i0 + row_chunk, m), bias, y, n);
             }

@@ -87,6 +87,15 @@ struct K4Panel {
     const __m512i d_dmin = gather_dwords(first, offset, valid);
     __m512i packed[3];  // the 12 scale bytes, as K4Scales unpacks them
     for (int i = 0; i < 3; ++i) packed[i] = gather_dwords(first + 4 + 4 * i, offset, valid);
+    store_scales16(packed, h, out);
+    _mm512_store_ps(out.d + 16 * h, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_dmin)));
+    _mm512_store_ps(out.dmin + 16 * h,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d_dmin, 16))));
+  }
+
+  // The scales and min factors of 16 rows (half h of the panel) from their 12 scale bytes,
+  // lane c of packed[i] holding bytes 4i .. 4i + 3 of row c.
+  static void store_scales16(const __m512i packed[3], int h, PanelBlock& out) {
     const __m512i low6 = _mm512_set1_epi32(0x3f3f3f3f);
     const __m512i low4 = _mm512_set1_epi32(0x0f0f0f0f);
     const __m512i top2 = _mm512_set1_epi32(0x30303030);
@@ -107,9 +116,6 @@ struct K4Panel {
       // min j for both block sums of sub-block j
       _mm512_store_si512(out.corr[j] + 16 * h, _mm512_or_si512(m, _mm512_slli_epi32(m, 16)));
     }
-    _mm512_store_ps(out.d + 16 * h, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d_dmin)));
-    _mm512_store_ps(out.dmin + 16 * h,
-                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d_dmin, 16))));
   }
 };
 
@@ -148,17 +154,22 @@ struct Q6KPanel {
             _mm512_srai_epi32(_mm512_sll_epi32(packed, _mm_cvtsi32_si128(24 - 8 * e)), 24);
       }
     }
+    store_scales16(sc, h, out);
+    // The dword ending with d (the last two scales, then d) stays inside the block.
+    const __m512i d = gather_dwords(first + offsetof(Block, d) - 2, offset, valid);
+    _mm512_store_ps(out.d + 16 * h,
+                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16))));
+    _mm512_store_ps(out.dmin + 16 * h, _mm512_setzero_ps());
+  }
+
+  // The 16 scales (sc[j] lane c: scale j of row c) and offset-correction pairs of 16 rows.
+  static void store_scales16(const __m512i sc[16], int h, PanelBlock& out) {
     for (int j = 0; j < 16; ++j) _mm512_store_si512(out.scale[j] + 16 * h, sc[j]);
     for (int t = 0; t < 8; ++t) {
       _mm512_store_si512(out.corr[t] + 16 * h,
                          _mm512_or_si512(_mm512_and_si512(sc[2 * t], _mm512_set1_epi32(0xFFFF)),
                                          _mm512_slli_epi32(sc[2 * t + 1], 16)));
     }
-    // The dword ending with d (the last two scales, then d) stays inside the block.
-    const __m512i d = gather_dwords(first + offsetof(Block, d) - 2, offset, valid);
-    _mm512_store_ps(out.d + 16 * h,
-                    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16))));
-    _mm512_store_ps(out.dmin + 16 * h, _mm512_setzero_ps());
   }
 };
 
