@@ -54,6 +54,9 @@ class KvCache {
 
 struct SelfAttention {
   Linear q_proj, k_proj, v_proj, o_proj;
+  // Per-head RMSNorm of q and k before RoPE (Qwen3's q_norm / k_norm): weight [head_dim], or
+  // empty for none.
+  RmsNorm q_norm, k_norm;
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
 
   static SelfAttention load(const VarBuilder& vb, int64_t hidden, int64_t n_heads,
@@ -70,6 +73,10 @@ struct SelfAttention {
     void* v_cache;
     int64_t row_begin, n, n_past;
     DType k_type = DType::F32, v_type = DType::F32;
+    // Sliding window (Mistral): when > 0, the query at position p sees the keys j with
+    // p - j < window, and k_cache / v_cache are a ring of `window` rows (position j in row
+    // j % window), so the layer's cache stays `window` rows long whatever the context.
+    int64_t window = 0;
   };
   // With pre_norm the input is pre_norm(x), fused into the q/k/v products
   // (Backend::rms_norm_matmul_group, which may hold the normalised rows in y meanwhile): y must
@@ -77,6 +84,12 @@ struct SelfAttention {
   void forward_batch(Backend& be, const Rope& rope, const Segment* segments, int64_t n_segments,
                      const float* x, int64_t rows, const int32_t* positions, float* scratch,
                      float* y, const RmsNorm* pre_norm = nullptr) const;
+
+ private:
+  // A sliding-window segment once its window has filled: stores keys / values ([seg.n,
+  // kv_dim] each) in the ring and attends q [seg.n, q_dim] into out.
+  void attend_window(Backend& be, const Segment& seg, const float* q, const float* keys,
+                     const float* values, float scale, float* out) const;
 };
 
 }  // namespace af::nn
