@@ -56,11 +56,11 @@ WindowScratch& window_scratch() {
   thread_local WindowScratch scratch;
   return scratch;
 }
-}  // namespace
 
-void SelfAttention::attend_window(Backend& be, const Segment& seg, const float* q,
-                                  const float* keys, const float* values, float scale,
-                                  float* out) const {
+// A sliding-window segment once its window has filled (attend_cached).
+void attend_window(Backend& be, const SelfAttention::Segment& seg, const float* q,
+                   const float* keys, const float* values, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, float scale, float* out) {
   const int64_t w = seg.window, n = seg.n, past = seg.n_past, q_dim = n_heads * head_dim;
   const int64_t kv_dim = n_kv_heads * head_dim;
   const int64_t v_row = value_row_bytes(seg.v_type, n_kv_heads, head_dim);
@@ -113,6 +113,21 @@ void SelfAttention::attend_window(Backend& be, const Segment& seg, const float* 
                     w - 1, n_heads, n_kv_heads, head_dim, scale, out + t * q_dim);
   }
   store_ring(std::max(past, past + n - w));
+}
+}  // namespace
+
+void attend_cached(Backend& be, const SelfAttention::Segment& seg, const float* q,
+                   const float* keys, const float* values, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, float scale, float* out) {
+  // Until the window first fills, ring rows are positions and every key is visible.
+  if (seg.window > 0 && seg.n_past + seg.n > seg.window) {
+    attend_window(be, seg, q, keys, values, n_heads, n_kv_heads, head_dim, scale, out);
+    return;
+  }
+  store_keys_as(seg.k_type, seg.k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
+  store_values_as(seg.v_type, seg.v_cache, values, seg.n, seg.n_past, n_kv_heads, head_dim);
+  be.attention_kv(q, {seg.k_cache, seg.v_cache, seg.k_type, seg.v_type}, seg.n, seg.n_past, n_heads,
+                  n_kv_heads, head_dim, scale, out);
 }
 
 void KvCache::Free::operator()(void* p) const { std::free(p); }
@@ -211,19 +226,9 @@ void SelfAttention::forward_batch(Backend& be, const Rope& rope, const Segment* 
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int64_t s = 0; s < n_segments; ++s) {
     const Segment& seg = segments[s];
-    const float* keys = k_new + seg.row_begin * kv_dim;
-    const float* values = v_new + seg.row_begin * kv_dim;
-    // Until the window first fills, ring rows are positions and every key is visible.
-    if (seg.window > 0 && seg.n_past + seg.n > seg.window) {
-      attend_window(be, seg, q + seg.row_begin * q_dim, keys, values, scale,
-                    attn + seg.row_begin * q_dim);
-      continue;
-    }
-    store_keys_as(seg.k_type, seg.k_cache, keys, seg.n, seg.n_past, n_kv_heads, head_dim);
-    store_values_as(seg.v_type, seg.v_cache, values, seg.n, seg.n_past, n_kv_heads, head_dim);
-    be.attention_kv(q + seg.row_begin * q_dim, {seg.k_cache, seg.v_cache, seg.k_type, seg.v_type},
-                    seg.n, seg.n_past, n_heads, n_kv_heads, head_dim, scale,
-                    attn + seg.row_begin * q_dim);
+    attend_cached(be, seg, q + seg.row_begin * q_dim, k_new + seg.row_begin * kv_dim,
+                  v_new + seg.row_begin * kv_dim, n_heads, n_kv_heads, head_dim, scale,
+                  attn + seg.row_begin * q_dim);
   }
   o_proj.forward(be, attn, rows, y);
 }

@@ -4,7 +4,8 @@
 // untied; logits at every position within 1e-4 of transformers and of llama.cpp on the same
 // F32 file, its F16 / Q8_0 files near llama.cpp's, greedy ids equal to generate(), and the Qwen3
 // chat template as transformers renders it. Mistral: a window of 8 over 40 positions (a ring KV
-// cache of 8 rows per layer), from the folder and from a GGUF that carries the window.
+// cache of 8 rows per layer), from the folder and from a GGUF that carries the window; Gemma 3's
+// sliding layers share that ring.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -257,6 +258,24 @@ TEST(MistralSlidingWindow, KvCacheStaysAtTheWindowOverALongContext) {
   const std::vector<float> expected = fresh->forward(std::span(ids).last(field), false);
   expect_rows_match(last, expected, static_cast<int64_t>(expected.size()),
                     "600 ids vs the last 15 alone", 2e-3);
+}
+
+TEST(GemmaSlidingLayers, KeepARingOfTheWindowBesideFullGlobalLayers) {
+  // tests/fixtures/models/gemma3: five sliding layers (window 8) and one global layer, one KV
+  // head of 16 dims. A 2^22-position sequence reserves the global layer's 2^22 rows (512 MiB of
+  // address space for its keys and values) and 8 rows for each sliding layer; every layer
+  // reserved the whole context before (3 GiB).
+  const fs::path dir = fs::path(test::fixtures_dir()) / "models" / "gemma3";
+  auto model = load(dir);
+  const int64_t before = address_space_bytes();
+  auto seq = model->new_sequence(int64_t{1} << 22);
+  const int64_t grown = address_space_bytes() - before;
+  const int64_t one_layer = (int64_t{1} << 22) * 16 * 4 * 2;
+  EXPECT_EQ(seq->capacity(), int64_t{1} << 22);
+  if (before >= 0) {
+    EXPECT_GE(grown, one_layer);
+    EXPECT_LT(grown, one_layer + one_layer / 2) << grown << " bytes";
+  }
 }
 
 TEST(MistralSlidingWindow, TruncatingPastTheRingStartsOver) {

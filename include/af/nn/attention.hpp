@@ -84,12 +84,13 @@ struct SelfAttention {
   void forward_batch(Backend& be, const Rope& rope, const Segment* segments, int64_t n_segments,
                      const float* x, int64_t rows, const int32_t* positions, float* scratch,
                      float* y, const RmsNorm* pre_norm = nullptr) const;
-
- private:
-  // A sliding-window segment once its window has filled: stores keys / values ([seg.n,
-  // kv_dim] each) in the ring and attends q [seg.n, q_dim] into out.
-  void attend_window(Backend& be, const Segment& seg, const float* q, const float* keys,
-                     const float* values, float scale, float* out) const;
 };
+
+// One segment's cache step: stores its new keys / values ([seg.n, n_kv_heads * head_dim] each)
+// at positions seg.n_past.. of its layer cache (a ring when seg.window > 0) and attends q
+// [seg.n, n_heads * head_dim] (scores q·k * scale) into out [seg.n, n_heads * head_dim].
+void attend_cached(Backend& be, const SelfAttention::Segment& seg, const float* q,
+                   const float* keys, const float* values, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, float scale, float* out);
 
 }  // namespace af::nn
