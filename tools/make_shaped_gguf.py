@@ -14,6 +14,8 @@ Shapes (--shape):
   qwen2.5-1.5b  hidden 1536, 28 layers, 12/2 heads, ffn 8960,  vocab 151936, tied
   llama3.2-3b   hidden 3072, 28 layers, 24/8 heads, ffn 8192,  vocab 128256, tied
   qwen2.5-7b    hidden 3584, 28 layers, 28/4 heads, ffn 18944, vocab 152064, untied
+  qwen3-1.7b    hidden 2048, 28 layers, 16/8 heads of 128, ffn 6144, vocab 151936, tied,
+                q/k RMSNorm per head (arch qwen3)
 The vocabulary is synthetic (the benchmarks feed token ids, never text).
 Usage: /work/pyref/bin/python tools/make_shaped_gguf.py --shape qwen2.5-1.5b [--type q4_k_m]
          --out FILE.gguf
@@ -34,7 +36,14 @@ SHAPES = {
                         vocab=128256, tied=True, theta=500000.0, eps=1e-5, bias=False),
     "qwen2.5-7b": dict(arch="qwen2", hidden=3584, layers=28, heads=28, kv_heads=4, ffn=18944,
                        vocab=152064, tied=False, theta=1000000.0, eps=1e-6, bias=True),
+    "qwen3-1.7b": dict(arch="qwen3", hidden=2048, layers=28, heads=16, kv_heads=8, ffn=6144,
+                       vocab=151936, tied=True, theta=1000000.0, eps=1e-6, bias=False,
+                       head_dim=128, qk_norm=True),
 }
+
+
+def head_dim_of(s):
+    return s.get("head_dim", s["hidden"] // s["heads"])
 
 
 def log(msg):
@@ -124,7 +133,8 @@ class Lazy:
 def tensors(s, rng, ftype="f16"):
     """Yields (gguf name, Lazy): matrices [out, in] (numpy order), 1-D tensors F32. The rng is
     drawn in yield order as each Lazy is made."""
-    h, kv = s["hidden"], s["hidden"] // s["heads"] * s["kv_heads"]
+    h, kv = s["hidden"], head_dim_of(s) * s["kv_heads"]
+    q = head_dim_of(s) * s["heads"]
     n_layers = s["layers"]
     layer = [0]  # the layer whose matrices are being made (for use_more_bits)
 
@@ -158,13 +168,16 @@ def tensors(s, rng, ftype="f16"):
         layer[0] = i
         p = f"blk.{i}."
         yield p + "attn_norm.weight", norm(h)
-        yield p + "attn_q.weight", mat(h, h)
+        yield p + "attn_q.weight", mat(q, h)
         yield p + "attn_k.weight", mat(kv, h)
         yield p + "attn_v.weight", mat(kv, h, "attn_v")
         if s["bias"]:
-            for n, width in (("q", h), ("k", kv), ("v", kv)):
+            for n, width in (("q", q), ("k", kv), ("v", kv)):
                 yield p + f"attn_{n}.bias", bias(width)
-        yield p + "attn_output.weight", mat(h, h, "attn_output")
+        if s.get("qk_norm"):
+            yield p + "attn_q_norm.weight", norm(head_dim_of(s))
+            yield p + "attn_k_norm.weight", norm(head_dim_of(s))
+        yield p + "attn_output.weight", mat(h, q, "attn_output")
         yield p + "ffn_norm.weight", norm(h)
         yield p + "ffn_gate.weight", mat(s["ffn"], h)
         yield p + "ffn_up.weight", mat(s["ffn"], h)
@@ -187,7 +200,7 @@ def write(shape: str, ftype: str, path: Path, seed: int):
     w.add_head_count_kv(s["kv_heads"])
     w.add_rope_freq_base(s["theta"])
     w.add_layer_norm_rms_eps(s["eps"])
-    head_dim = s["hidden"] // s["heads"]
+    head_dim = head_dim_of(s)
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     if s["arch"] == "llama":

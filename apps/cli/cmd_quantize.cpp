@@ -2,14 +2,14 @@
 //                                                q6_k|q2_k|q3_k_m|f16|bf16|f32, any case
 // (llama-quantize's aliases q3_k, q4_k, q5_k mean their _m mixtures).
 // Writes a GGUF file that llama.cpp loads. IN is a GGUF file (metadata copied, tensors
-// re-encoded) or an HF folder (Llama, Qwen2, MiniCPM; converted with llama.cpp's metadata keys
-// and tensor names, q/k rows of Llama-family models permuted to the interleaved RoPE layout,
-// llama3 RoPE scaling as a rope_freqs.weight tensor, MiniCPM's scales as minicpm.*_scale keys
-// and MiniCPM4's LongRoPE factors as rope_factors_{long,short}.weight,
-// tokenizer written from tokenizer.json). Per-tensor types follow llama.cpp's mixtures
-// (llama_model_quantize): norms and 1-D tensors stay F32, the output / tied embedding gets Q6_K,
-// attn_v and ffn_down get more bits in some layers for *_k_m, and a row that is not a multiple of a
-// K-quant's 256 falls back to a 32-block type.
+// re-encoded) or an HF folder (Llama, Mistral, Qwen2, Qwen3, MiniCPM; converted with llama.cpp's
+// metadata keys and tensor names, q/k rows of Llama-family models permuted to the interleaved RoPE
+// layout, llama3 RoPE scaling as a rope_freqs.weight tensor, MiniCPM's scales as minicpm.*_scale
+// keys and MiniCPM4's LongRoPE factors as rope_factors_{long,short}.weight, tokenizer written from
+// tokenizer.json). Per-tensor types follow llama.cpp's mixtures (llama_model_quantize): norms and
+// 1-D tensors stay F32, the output / tied embedding gets Q6_K, attn_v and ffn_down get more bits in
+// some layers for *_k_m, and a row that is not a multiple of a K-quant's 256 falls back to a
+// 32-block type.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -230,6 +230,8 @@ struct HfArch {
 constexpr HfArch kHfArchs[] = {
     {"LlamaForCausalLM", "llama", true},
     {"Qwen2ForCausalLM", "qwen2", false},
+    {"Qwen3ForCausalLM", "qwen3", false},
+    {"MistralForCausalLM", "llama", true},
     {"MiniCPMForCausalLM", "minicpm", true},
     // MiniCPM4 checkpoints use MiniCPMForCausalLM; this name is what our loader also accepts.
     {"MiniCPM4ForCausalLM", "minicpm", true},
@@ -321,7 +323,7 @@ void write_tokenizer(GgufWriter& w, const std::filesystem::path& dir, const std:
     // Byte-level BPE. tokenizer.ggml.pre selects llama.cpp's pre-tokenizer regex; its converter
     // recognises it from a hash of the tokenizer's output, here the architecture decides.
     w.set_string("tokenizer.ggml.model", "gpt2");
-    w.set_string("tokenizer.ggml.pre", arch == "qwen2" ? "qwen2" : "llama-bpe");
+    w.set_string("tokenizer.ggml.pre", arch == "qwen2" || arch == "qwen3" ? "qwen2" : "llama-bpe");
     w.set("tokenizer.ggml.tokens", io::gguf_string_array(tokens));
     w.set("tokenizer.ggml.token_type", io::gguf_i32_array(types));
     w.set("tokenizer.ggml.merges", io::gguf_string_array(merges));
@@ -435,8 +437,8 @@ HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
   }
   AF_CHECK(out.arch != nullptr, ErrorCode::kUnsupported, kComponent, origin, ": architecture '",
            cls,
-           "' cannot be converted to GGUF (LlamaForCausalLM, Qwen2ForCausalLM, "
-           "MiniCPMForCausalLM, MiniCPM4ForCausalLM)");
+           "' cannot be converted to GGUF (LlamaForCausalLM, MistralForCausalLM, "
+           "Qwen2ForCausalLM, Qwen3ForCausalLM, MiniCPMForCausalLM, MiniCPM4ForCausalLM)");
   const std::string_view arch = out.arch->gguf_arch;
   const std::string p = std::string(arch) + ".";
   const int64_t hidden = get_int(c, "hidden_size", origin);
@@ -534,6 +536,10 @@ HfConversion write_hf_hparams(GgufWriter& w, const io::ModelFiles& files) {
   w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(head_dim));
   if (arch == "llama")
     w.set_u32(p + "vocab_size", static_cast<uint32_t>(get_int(c, "vocab_size", origin)));
+  // Mistral's window (llama.cpp's converter drops it; our loader reads it back).
+  if (arch == "llama" && c.contains("sliding_window") && c.at("sliding_window").is_number_integer())
+    w.set_u32(p + "attention.sliding_window",
+              static_cast<uint32_t>(get_int(c, "sliding_window", origin)));
   if (arch == "minicpm") {
     // MiniCPM's muP scales. llama.cpp falls back to MiniCPM-2B's values when a key is missing,
     // so all three are always written, with the defaults of our own HF loader (no scaling).

@@ -48,7 +48,8 @@ constexpr NamePair kBlockNames[] = {
     {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
     {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
     {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"},
+    {"ffn_down", "mlp.down_proj"},       {"attn_q_norm", "self_attn.q_norm"},
+    {"attn_k_norm", "self_attn.k_norm"},  // q/k_norm: Qwen3's per-head RMSNorm
 };
 
 constexpr std::string_view kGgufBlock = "blk.";
@@ -294,6 +295,7 @@ struct ArchInfo {
 constexpr ArchInfo kArchitectures[] = {
     {"llama", "LlamaForCausalLM", RopeLayout::kInterleaved},
     {"qwen2", "Qwen2ForCausalLM", RopeLayout::kHalf},
+    {"qwen3", "Qwen3ForCausalLM", RopeLayout::kHalf},
     {"minicpm", "MiniCPMForCausalLM", RopeLayout::kInterleaved},
     {"phi3", "Phi3ForCausalLM", RopeLayout::kHalf},
     {"gemma2", "Gemma2ForCausalLM", RopeLayout::kHalf},
@@ -340,7 +342,7 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   }
   AF_CHECK(found != nullptr, ErrorCode::kUnsupported, kComponent, file.origin(),
            ": GGUF architecture '", arch,
-           "' is not supported (llama, qwen2, minicpm, phi3, gemma2, gemma3)");
+           "' is not supported (llama, qwen2, qwen3, minicpm, phi3, gemma2, gemma3)");
   *layout = found->layout;
   const std::string p = arch + ".";
 
@@ -404,6 +406,10 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   if (eos.size() > 1) c["eos_token_id"] = eos;
 
   if (arch == "phi3") phi3_config_from_gguf(md, file, p, c);
+  // Mistral's window: llama.cpp's converter does not write it for the llama architecture (and
+  // llama.cpp attends to every key there); a file that carries it gets the window.
+  if (arch == "llama" && md.find(p + "attention.sliding_window"))
+    c["sliding_window"] = md.get_int(p + "attention.sliding_window");
   if (arch == "minicpm") {
     // convert_hf_to_gguf.py writes embedding_scale = scale_emb,
     // residual_scale = scale_depth / sqrt(num_hidden_layers), logit_scale = hidden /

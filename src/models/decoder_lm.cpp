@@ -16,19 +16,31 @@ namespace {
 // bounded (about kChunk * (4 * hidden + 2 * intermediate) floats) whatever the prompt length.
 constexpr int64_t kChunk = 512;
 
+// A window at least as long as the context never hides a key: no ring then.
+int64_t effective_window(int64_t window, int64_t context) {
+  return window > 0 && window < context ? window : 0;
+}
+
 class DecoderSequence final : public SequenceState {
  public:
-  DecoderSequence(int64_t n_layers, int64_t context, int64_t n_kv_heads, int64_t head_dim,
-                  DType k_type, DType v_type)
-      : cache(n_layers, context, n_kv_heads, head_dim, k_type, v_type) {}
+  // window > 0: the cache is a ring of `window` rows (nn::SelfAttention::Segment::window).
+  DecoderSequence(int64_t n_layers, int64_t context, int64_t window, int64_t n_kv_heads,
+                  int64_t head_dim, DType k_type, DType v_type)
+      : cache(n_layers, window > 0 ? window : context, n_kv_heads, head_dim, k_type, v_type),
+        window(window),
+        context(context) {}
   int64_t n_past() const override { return length; }
-  int64_t capacity() const override { return cache.max_seq(); }
+  int64_t capacity() const override { return context; }
+  // A ring keeps only the last `window` positions: going back more than one position after it
+  // wrapped would need keys it has overwritten, so the sequence then starts over (n_past() 0).
   void truncate(int64_t n) override {
     AF_CHECK(n >= 0, ErrorCode::kInvalidArgument, "model", "negative truncate length ", n);
+    if (window > 0 && n + 1 < length && length > window) n = 0;
     length = std::min(length, n);
   }
 
-  nn::KvCache cache;
+  nn::KvCache cache;  // [window or context rows] per layer
+  int64_t window, context;
   int64_t length = 0;
 };
 
@@ -42,8 +54,8 @@ class DecoderLM final : public CausalLM {
         rope_(std::move(rope)),
         be_(std::move(backend)),
         context_(context),
-        own_(spec.num_layers, context, spec.num_kv_heads, spec.head_dim, info.kv_type_k,
-             info.kv_type_v),
+        own_(spec.num_layers, context, effective_window(spec.sliding_window, context),
+             spec.num_kv_heads, spec.head_dim, info.kv_type_k, info.kv_type_v),
         info_(std::move(info)) {}
 
   ModelConfig config() const override {
@@ -67,9 +79,10 @@ class DecoderLM final : public CausalLM {
   std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
     AF_CHECK(context_length >= 0, ErrorCode::kInvalidArgument, "model", "negative context length ",
              context_length);
+    const int64_t context = context_length > 0 ? context_length : context_;
     return std::make_unique<DecoderSequence>(
-        spec_.num_layers, context_length > 0 ? context_length : context_, spec_.num_kv_heads,
-        spec_.head_dim, info_.kv_type_k, info_.kv_type_v);
+        spec_.num_layers, context, effective_window(spec_.sliding_window, context),
+        spec_.num_kv_heads, spec_.head_dim, info_.kv_type_k, info_.kv_type_v);
   }
 
   std::vector<float> forward_batch(std::span<const BatchItem> items) override {
@@ -116,9 +129,9 @@ class DecoderLM final : public CausalLM {
       }
       check_embeddings(item, i);
       const auto* seq = static_cast<const DecoderSequence*>(item.sequence);
-      AF_CHECK(seq->length + n <= seq->cache.max_seq(), ErrorCode::kOutOfRange, "model",
+      AF_CHECK(seq->length + n <= seq->context, ErrorCode::kOutOfRange, "model",
                "context full: ", seq->length, " cached + ", n, " new tokens exceed the context of ",
-               seq->cache.max_seq(), " (raise the context length)");
+               seq->context, " (raise the context length)");
       for (size_t j = 0; j < i; ++j) {
         AF_CHECK(items[j].sequence != item.sequence, ErrorCode::kInvalidArgument, "model",
                  "a sequence appears twice in one batch (items ", j, " and ", i, ")");
@@ -216,6 +229,7 @@ class DecoderLM final : public CausalLM {
         segments_[s].v_cache = seq->cache.v(l);
         segments_[s].k_type = seq->cache.k_type();
         segments_[s].v_type = seq->cache.v_type();
+        segments_[s].window = seq->window;
       }
       // Each sublayer's norm is fused into its first products (h holds the normed rows while
       // the backend needs them, then the sublayer's output).
@@ -364,6 +378,11 @@ DecoderWeights DecoderWeights::load(const nn::VarBuilder& vb, const nn::VarBuild
         nn::SelfAttention::load(lb.sub("self_attn"), s.hidden_size, s.num_heads, s.num_kv_heads,
                                 s.head_dim, s.qkv_bias, s.o_bias),
         nn::GatedMlp::load(lb.sub("mlp"), s.hidden_size, s.intermediate_size, s.mlp_bias)});
+    if (s.qk_norm) {
+      nn::SelfAttention& a = w.layers.back().self_attn;
+      a.q_norm = nn::RmsNorm::load(lb.sub("self_attn").sub("q_norm"), s.head_dim, s.rms_norm_eps);
+      a.k_norm = nn::RmsNorm::load(lb.sub("self_attn").sub("k_norm"), s.head_dim, s.rms_norm_eps);
+    }
     advance(i + 2);
   }
   w.norm = nn::RmsNorm::load(vb.sub("norm"), s.hidden_size, s.rms_norm_eps);

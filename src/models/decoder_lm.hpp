@@ -22,6 +22,10 @@ struct DecoderSpec {
   int64_t num_heads = 0, num_kv_heads = 0, head_dim = 0, max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
   bool qkv_bias = false, o_bias = false, mlp_bias = false, tie_word_embeddings = false;
+  bool qk_norm = false;  // self_attn.q_norm / k_norm: RMSNorm per head before RoPE (Qwen3)
+  // Mistral: every layer's query at position p sees keys j with p - j < sliding_window (0:
+  // all); its KV cache is then a ring of that many rows.
+  int64_t sliding_window = 0;
   float embed_scale = 1.0f;
   float residual_scale = 1.0f;
   float logit_divisor = 1.0f;

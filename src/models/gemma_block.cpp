@@ -248,17 +248,41 @@ void softcapped_attention(const float* q, const T* k, const T* v, int64_t n, int
   }
 }
 
+// Gemma 3's sliding layers (no soft-capping) keep a ring of sliding_window rows when the window
+// is shorter than the context (nn::SelfAttention::Segment::window); global layers, and Gemma 2's
+// soft-capped sliding layers (plain loops over a linear cache), keep every position.
 class GemmaSequence final : public SequenceState {
  public:
   GemmaSequence(const GemmaSpec& s, int64_t context, DType kv_type)
-      : cache(s.num_layers, context, s.num_kv_heads, s.head_dim, kv_type) {}
+      : window(s.attn_softcap == 0 && s.sliding_window < context ? s.sliding_window : 0),
+        context(context),
+        slot(static_cast<size_t>(s.num_layers)),
+        ring(static_cast<size_t>(s.num_layers), false) {
+    int64_t n_ring = 0, n_full = 0;
+    for (int64_t l = 0; l < s.num_layers; ++l) {
+      const bool sliding = !s.sliding.empty() && s.sliding[static_cast<size_t>(l)];
+      ring[static_cast<size_t>(l)] = window > 0 && sliding;
+      slot[static_cast<size_t>(l)] = ring[static_cast<size_t>(l)] ? n_ring++ : n_full++;
+    }
+    full = std::make_unique<nn::KvCache>(n_full, context, s.num_kv_heads, s.head_dim, kv_type);
+    rings = std::make_unique<nn::KvCache>(n_ring, window, s.num_kv_heads, s.head_dim, kv_type);
+  }
   int64_t n_past() const override { return length; }
-  int64_t capacity() const override { return cache.max_seq(); }
+  int64_t capacity() const override { return context; }
+  // As DecoderSequence: past one position back after a ring wrapped, start over.
   void truncate(int64_t n) override {
     AF_CHECK(n >= 0, ErrorCode::kInvalidArgument, "model", "negative truncate length ", n);
+    if (window > 0 && n + 1 < length && length > window) n = 0;
     length = std::min(length, n);
   }
-  nn::KvCache cache;
+  nn::KvCache& cache(int64_t l) { return ring[static_cast<size_t>(l)] ? *rings : *full; }
+  void* k(int64_t l) { return cache(l).k(slot[static_cast<size_t>(l)]); }
+  void* v(int64_t l) { return cache(l).v(slot[static_cast<size_t>(l)]); }
+
+  int64_t window, context;
+  std::vector<int64_t> slot;                 // [num_layers]: layer -> its cache's layer
+  std::vector<bool> ring;                    // [num_layers]: whether the layer's cache is a ring
+  std::unique_ptr<nn::KvCache> full, rings;  // [context] / [window] rows per layer
   int64_t length = 0;
 };
 
@@ -339,9 +363,9 @@ class GemmaLM final : public CausalLM {
       AF_CHECK(id >= 0 && id < s_.vocab_size, ErrorCode::kInvalidArgument, "model", "token id ", id,
                " is outside the vocabulary of ", s_.vocab_size, where);
     }
-    AF_CHECK(seq.length + n <= seq.cache.max_seq(), ErrorCode::kOutOfRange, "model",
+    AF_CHECK(seq.length + n <= seq.context, ErrorCode::kOutOfRange, "model",
              "context full: ", seq.length, " cached + ", n, " new tokens exceed the context of ",
-             seq.cache.max_seq(), " (raise the context length)", where);
+             seq.context, " (raise the context length)", where);
     for (int64_t done = 0; done < n; done += kChunk) {
       const int64_t m = std::min(kChunk, n - done);
       const bool last = done + m == n;
@@ -396,12 +420,18 @@ class GemmaLM final : public CausalLM {
     const nn::Rope& rope = is_sliding(l) ? ropes_.local : ropes_.global;
     rope.apply(*be_, q, n, s_.num_heads, positions_.data());
     rope.apply(*be_, k_new, n, s_.num_kv_heads, positions_.data());
-    if (seq.cache.k_type() == DType::F16) {
-      attend(static_cast<uint16_t*>(seq.cache.k(l)), static_cast<uint16_t*>(seq.cache.v(l)),
-             win_f16_, l, q, k_new, v_new, n, seq.length, attn);
+    if (seq.ring[static_cast<size_t>(l)]) {
+      const DType type = seq.cache(l).k_type();
+      const nn::SelfAttention::Segment segment{seq.k(l),   seq.v(l), 0,    n,
+                                               seq.length, type,     type, seq.window};
+      nn::attend_cached(*be_, segment, q, k_new, v_new, s_.num_heads, s_.num_kv_heads, hd,
+                        s_.query_scale, attn);
+    } else if (seq.cache(l).k_type() == DType::F16) {
+      attend(static_cast<uint16_t*>(seq.k(l)), static_cast<uint16_t*>(seq.v(l)), win_f16_, l, q,
+             k_new, v_new, n, seq.length, attn);
     } else {
-      attend(static_cast<float*>(seq.cache.k(l)), static_cast<float*>(seq.cache.v(l)), win_f32_, l,
-             q, k_new, v_new, n, seq.length, attn);
+      attend(static_cast<float*>(seq.k(l)), static_cast<float*>(seq.v(l)), win_f32_, l, q, k_new,
+             v_new, n, seq.length, attn);
     }
     L.o_proj.forward(*be_, attn, n, h);
     L.post_attn_norm.forward(*be_, h, n, h);

@@ -1,5 +1,8 @@
-// Llama (Llama 2/3, TinyLlama, Mistral-style checkpoints): the plain pre-norm decoder with
-// SwiGLU, RMSNorm and RoPE (default, linear or llama3 scaling), optional attention/MLP biases.
+// Llama (Llama 2/3, TinyLlama) and Mistral: the plain pre-norm decoder with SwiGLU, RMSNorm and
+// RoPE (default, linear or llama3 scaling), optional attention/MLP biases, and Mistral's
+// sliding window (keys j visible to the query at p when p - j < sliding_window).
+#include <limits>
+
 #include "af/core/error.hpp"
 #include "models/decoder_lm.hpp"
 #include "models/registry.hpp"
@@ -8,12 +11,13 @@ namespace af::models {
 
 DecoderSpec llama_decoder_spec(const io::HfConfig& config) {
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
-  // Mistral-style sliding windows change which keys a query sees once the sequence is longer
-  // than the window; refuse rather than silently attend to everything.
+  // Mistral-style sliding window over every layer (null or absent: none); a window shorter
+  // than the session's context makes each layer's KV cache a ring of that many rows.
   const int64_t window = config.get_int("sliding_window", 0);
-  AF_CHECK(window == 0 || window >= spec.max_position_embeddings, ErrorCode::kUnsupported, "llama",
-           config.origin(), ": sliding_window ", window,
-           " shorter than the context is not supported yet");
+  AF_CHECK(window >= 0 && window <= std::numeric_limits<int32_t>::max(), ErrorCode::kFormat,
+           "llama", config.origin(), ": sliding_window must be a non-negative integer, got ",
+           window);
+  spec.sliding_window = window;
   return spec;
 }
 

@@ -14,6 +14,7 @@ constexpr std::pair<const char*, ModelFactory> kFactories[] = {
     {"LlamaForCausalLM", make_llama},
     {"MistralForCausalLM", make_llama},
     {"Qwen2ForCausalLM", make_qwen2},
+    {"Qwen3ForCausalLM", make_qwen3},
     {"MiniCPMForCausalLM", make_minicpm},
     {"MiniCPM4ForCausalLM", make_minicpm},
     {"MiniCPMModel", make_minicpm},

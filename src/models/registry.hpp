@@ -17,6 +17,7 @@ using ModelFactory = std::unique_ptr<CausalLM> (*)(io::ModelFiles files, const i
 
 std::unique_ptr<CausalLM> make_llama(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_qwen3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_minicpm(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_phi3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);

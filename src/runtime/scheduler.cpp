@@ -332,8 +332,10 @@ void Scheduler::Impl::admit_locked() {
     }
     stats.active += 1;
     // At least the last prompt token is computed again: its logits choose the first token.
-    const size_t reuse = std::min(best_prefix, static_cast<size_t>(n_prompt) - 1);
+    size_t reuse = std::min(best_prefix, static_cast<size_t>(n_prompt) - 1);
     best->sequence->truncate(static_cast<int64_t>(reuse));
+    // A sliding-window model's ring may keep fewer (models/decoder_lm.cpp, DecoderSequence).
+    reuse = std::min(reuse, static_cast<size_t>(best->sequence->n_past()));
     best->cached.resize(reuse);
     best->admitted = next_admission++;
     best->running = std::move(running);

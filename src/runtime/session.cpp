@@ -296,6 +296,8 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
   if (s.causal) {
     if (common == ids.size()) --common;  // the last prompt id must run to give logits
     s.causal->truncate(static_cast<int64_t>(common));
+    // A sliding-window model's ring may keep fewer (models/decoder_lm.cpp, DecoderSequence).
+    common = std::min(common, static_cast<size_t>(s.causal->n_past()));
     s.cached.resize(common);
     s.keys.resize(common);
   } else if (common < s.cached.size() || common == ids.size()) {

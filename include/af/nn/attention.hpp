@@ -54,6 +54,9 @@ class KvCache {
 
 struct SelfAttention {
   Linear q_proj, k_proj, v_proj, o_proj;
+  // Per-head RMSNorm of q and k before RoPE (Qwen3's q_norm / k_norm): weight [head_dim], or
+  // empty for none.
+  RmsNorm q_norm, k_norm;
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
 
   static SelfAttention load(const VarBuilder& vb, int64_t hidden, int64_t n_heads,
@@ -70,6 +73,10 @@ struct SelfAttention {
     void* v_cache;
     int64_t row_begin, n, n_past;
     DType k_type = DType::F32, v_type = DType::F32;
+    // Sliding window (Mistral): when > 0, the query at position p sees the keys j with
+    // p - j < window, and k_cache / v_cache are a ring of `window` rows (position j in row
+    // j % window), so the layer's cache stays `window` rows long whatever the context.
+    int64_t window = 0;
   };
   // With pre_norm the input is pre_norm(x), fused into the q/k/v products
   // (Backend::rms_norm_matmul_group, which may hold the normalised rows in y meanwhile): y must
@@ -78,5 +85,12 @@ struct SelfAttention {
                      const float* x, int64_t rows, const int32_t* positions, float* scratch,
                      float* y, const RmsNorm* pre_norm = nullptr) const;
 };
+
+// One segment's cache step: stores its new keys / values ([seg.n, n_kv_heads * head_dim] each)
+// at positions seg.n_past.. of its layer cache (a ring when seg.window > 0) and attends q
+// [seg.n, n_heads * head_dim] (scores q·k * scale) into out [seg.n, n_heads * head_dim].
+void attend_cached(Backend& be, const SelfAttention::Segment& seg, const float* q,
+                   const float* keys, const float* values, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t head_dim, float scale, float* out);
 
 }  // namespace af::nn
