@@ -14,6 +14,9 @@ Shapes (--shape):
   qwen2.5-1.5b  hidden 1536, 28 layers, 12/2 heads, ffn 8960,  vocab 151936, tied
   llama3.2-3b   hidden 3072, 28 layers, 24/8 heads, ffn 8192,  vocab 128256, tied
   qwen2.5-7b    hidden 3584, 28 layers, 28/4 heads, ffn 18944, vocab 152064, untied
+  qwen3-30b-a3b-8l  Qwen3-30B-A3B's layer shapes with 8 of its 48 layers (issue 19): hidden 2048,
+                32/4 heads of 128, q/k norms, 128 experts top-8 of width 768, no shared
+                expert, vocab 151936, untied (about 5.6B parameters, 0.8B active per token)
 The vocabulary is synthetic (the benchmarks feed token ids, never text).
 Usage: /work/pyref/bin/python tools/make_shaped_gguf.py --shape qwen2.5-1.5b [--type q4_k_m]
          --out FILE.gguf
@@ -34,6 +37,9 @@ SHAPES = {
                         vocab=128256, tied=True, theta=500000.0, eps=1e-5, bias=False),
     "qwen2.5-7b": dict(arch="qwen2", hidden=3584, layers=28, heads=28, kv_heads=4, ffn=18944,
                        vocab=152064, tied=False, theta=1000000.0, eps=1e-6, bias=True),
+    "qwen3-30b-a3b-8l": dict(arch="qwen3moe", hidden=2048, layers=8, heads=32, kv_heads=4,
+                             head_dim=128, ffn=6144, vocab=151936, tied=False, theta=1000000.0,
+                             eps=1e-6, bias=False, experts=128, experts_used=8, expert_ffn=768),
 }
 
 
@@ -83,7 +89,8 @@ def random_blocks(qtype, n, k, rng):
 def tensors(s, rng, ftype="f16"):
     """Yields (gguf name, array, quant type name or None): matrices [out, in] (numpy order),
     1-D tensors F32."""
-    h, kv = s["hidden"], s["hidden"] // s["heads"] * s["kv_heads"]
+    h, hd = s["hidden"], s.get("head_dim", s["hidden"] // s["heads"])
+    q, kv = hd * s["heads"], hd * s["kv_heads"]
     n_layers = s["layers"]
     layer = [0]  # the layer whose matrices are being made (for use_more_bits)
 
@@ -110,20 +117,43 @@ def tensors(s, rng, ftype="f16"):
         layer[0] = i
         p = f"blk.{i}."
         yield p + "attn_norm.weight", norm(h)
-        yield p + "attn_q.weight", mat(h, h)
+        yield p + "attn_q.weight", mat(q, h)
         yield p + "attn_k.weight", mat(kv, h)
         yield p + "attn_v.weight", mat(kv, h, "more")
         if s["bias"]:
-            for n, width in (("q", h), ("k", kv), ("v", kv)):
+            for n, width in (("q", q), ("k", kv), ("v", kv)):
                 yield p + f"attn_{n}.bias", (0.02 * rng.standard_normal(width)).astype(np.float32)
-        yield p + "attn_output.weight", mat(h, h)
+        yield p + "attn_output.weight", mat(h, q)
         yield p + "ffn_norm.weight", norm(h)
+        if "experts" in s:
+            yield from moe_tensors(s, p, hd, mat, norm)
+            continue
         yield p + "ffn_gate.weight", mat(s["ffn"], h)
         yield p + "ffn_up.weight", mat(s["ffn"], h)
         yield p + "ffn_down.weight", mat(h, s["ffn"], "more")
     yield "output_norm.weight", norm(h)
     if not s["tied"]:
         yield "output.weight", mat(s["vocab"], h, "output")
+
+
+def moe_tensors(s, p, hd, mat, norm):
+    """A Qwen3-MoE layer's q/k norms, router (F32, as llama-quantize keeps it) and experts
+    stacked [experts, rows, row bytes or columns]."""
+    e, h, f = s["experts"], s["hidden"], s["expert_ffn"]
+
+    def stack(n, k, role="default"):
+        parts = [mat(n, k, role) for _ in range(e)]
+        if isinstance(parts[0], tuple):
+            return np.stack([a for a, _ in parts]), parts[0][1]
+        return np.stack(parts)
+
+    yield p + "attn_q_norm.weight", norm(hd)
+    yield p + "attn_k_norm.weight", norm(hd)
+    yield p + "ffn_gate_inp.weight", (0.02 * np.random.default_rng(0).standard_normal(
+        (e, h))).astype(np.float32)
+    yield p + "ffn_gate_exps.weight", stack(f, h)
+    yield p + "ffn_up_exps.weight", stack(f, h)
+    yield p + "ffn_down_exps.weight", stack(h, f, "more")
 
 
 def write(shape: str, ftype: str, path: Path, seed: int):
@@ -139,7 +169,11 @@ def write(shape: str, ftype: str, path: Path, seed: int):
     w.add_head_count_kv(s["kv_heads"])
     w.add_rope_freq_base(s["theta"])
     w.add_layer_norm_rms_eps(s["eps"])
-    head_dim = s["hidden"] // s["heads"]
+    head_dim = s.get("head_dim", s["hidden"] // s["heads"])
+    if "experts" in s:
+        w.add_expert_count(s["experts"])
+        w.add_expert_used_count(s["experts_used"])
+        w.add_expert_feed_forward_length(s["expert_ffn"])
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     if s["arch"] == "llama":
