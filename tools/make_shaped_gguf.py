@@ -16,6 +16,9 @@ Shapes (--shape):
   qwen2.5-7b    hidden 3584, 28 layers, 28/4 heads, ffn 18944, vocab 152064, untied
   qwen3-1.7b    hidden 2048, 28 layers, 16/8 heads of 128, ffn 6144, vocab 151936, tied,
                 q/k RMSNorm per head (arch qwen3)
+  qwen3-30b-a3b-8l  Qwen3-30B-A3B's layer shapes with 8 of its 48 layers (issue 19): hidden 2048,
+                32/4 heads of 128, q/k norms, 128 experts top-8 of width 768, no shared
+                expert, vocab 151936, untied (about 5.6B parameters, 0.8B active per token)
 The vocabulary is synthetic (the benchmarks feed token ids, never text).
 Usage: /work/pyref/bin/python tools/make_shaped_gguf.py --shape qwen2.5-1.5b [--type q4_k_m]
          --out FILE.gguf
@@ -39,6 +42,9 @@ SHAPES = {
     "qwen3-1.7b": dict(arch="qwen3", hidden=2048, layers=28, heads=16, kv_heads=8, ffn=6144,
                        vocab=151936, tied=True, theta=1000000.0, eps=1e-6, bias=False,
                        head_dim=128, qk_norm=True),
+    "qwen3-30b-a3b-8l": dict(arch="qwen3moe", hidden=2048, layers=8, heads=32, kv_heads=4,
+                             head_dim=128, ffn=6144, vocab=151936, tied=False, theta=1000000.0,
+                             eps=1e-6, bias=False, experts=128, experts_used=8, expert_ffn=768),
 }
 
 
@@ -133,8 +139,8 @@ class Lazy:
 def tensors(s, rng, ftype="f16"):
     """Yields (gguf name, Lazy): matrices [out, in] (numpy order), 1-D tensors F32. The rng is
     drawn in yield order as each Lazy is made."""
-    h, kv = s["hidden"], head_dim_of(s) * s["kv_heads"]
-    q = head_dim_of(s) * s["heads"]
+    h, hd = s["hidden"], head_dim_of(s)
+    q, kv = hd * s["heads"], hd * s["kv_heads"]
     n_layers = s["layers"]
     layer = [0]  # the layer whose matrices are being made (for use_more_bits)
 
@@ -175,16 +181,38 @@ def tensors(s, rng, ftype="f16"):
             for n, width in (("q", q), ("k", kv), ("v", kv)):
                 yield p + f"attn_{n}.bias", bias(width)
         if s.get("qk_norm"):
-            yield p + "attn_q_norm.weight", norm(head_dim_of(s))
-            yield p + "attn_k_norm.weight", norm(head_dim_of(s))
+            yield p + "attn_q_norm.weight", norm(hd)
+            yield p + "attn_k_norm.weight", norm(hd)
         yield p + "attn_output.weight", mat(h, q, "attn_output")
         yield p + "ffn_norm.weight", norm(h)
+        if "experts" in s:
+            yield from moe_tensors(s, p, hd, mat, norm)
+            continue
         yield p + "ffn_gate.weight", mat(s["ffn"], h)
         yield p + "ffn_up.weight", mat(s["ffn"], h)
         yield p + "ffn_down.weight", mat(h, s["ffn"], "ffn_down")
     yield "output_norm.weight", norm(h)
     if not s["tied"]:
         yield "output.weight", mat(s["vocab"], h, "output")
+
+
+def moe_tensors(s, p, hd, mat, norm):
+    """A Qwen3-MoE layer's q/k norms, router (F32, as llama-quantize keeps it) and experts
+    stacked [experts, rows, row bytes or columns]."""
+    e, h, f = s["experts"], s["hidden"], s["expert_ffn"]
+
+    def stack(n, k, role="default"):
+        parts = [mat(n, k, role) for _ in range(e)]
+        return Lazy((e,) + parts[0].shape, parts[0].dtype, parts[0].qtype,
+                    lambda: np.stack([part.make() for part in parts]))
+
+    yield p + "attn_q_norm.weight", norm(hd)
+    yield p + "attn_k_norm.weight", norm(hd)
+    yield p + "ffn_gate_inp.weight", Lazy((e, h), np.float32, None, lambda: (
+        0.02 * np.random.default_rng(0).standard_normal((e, h))).astype(np.float32))
+    yield p + "ffn_gate_exps.weight", stack(f, h)
+    yield p + "ffn_up_exps.weight", stack(f, h)
+    yield p + "ffn_down_exps.weight", stack(h, f, "ffn_down")
 
 
 def write(shape: str, ftype: str, path: Path, seed: int):
@@ -201,6 +229,10 @@ def write(shape: str, ftype: str, path: Path, seed: int):
     w.add_rope_freq_base(s["theta"])
     w.add_layer_norm_rms_eps(s["eps"])
     head_dim = head_dim_of(s)
+    if "experts" in s:
+        w.add_expert_count(s["experts"])
+        w.add_expert_used_count(s["experts_used"])
+        w.add_expert_feed_forward_length(s["expert_ffn"])
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
     if s["arch"] == "llama":

@@ -44,12 +44,27 @@ constexpr NamePair kGlobalNames[] = {
 // Per-layer tensors: "blk.N.<gguf>" <-> "model.layers.N.<hf>".
 constexpr NamePair kBlockNames[] = {
     {"attn_qkv", "self_attn.qkv_proj"},  // fused (Phi-3); ffn_up then holds gate_up_proj
-    {"attn_norm", "input_layernorm"},    {"attn_q", "self_attn.q_proj"},
-    {"attn_k", "self_attn.k_proj"},      {"attn_v", "self_attn.v_proj"},
-    {"attn_output", "self_attn.o_proj"}, {"ffn_norm", "post_attention_layernorm"},
-    {"ffn_gate", "mlp.gate_proj"},       {"ffn_up", "mlp.up_proj"},
-    {"ffn_down", "mlp.down_proj"},       {"attn_q_norm", "self_attn.q_norm"},
-    {"attn_k_norm", "self_attn.k_norm"},  // q/k_norm: Qwen3's per-head RMSNorm
+    {"attn_norm", "input_layernorm"},
+    {"attn_q", "self_attn.q_proj"},
+    {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},
+    {"attn_output", "self_attn.o_proj"},
+    {"ffn_norm", "post_attention_layernorm"},
+    {"ffn_gate", "mlp.gate_proj"},
+    {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+    {"attn_q_norm", "self_attn.q_norm"},  // q/k_norm: Qwen3's per-head RMSNorm
+    {"attn_k_norm", "self_attn.k_norm"},
+    // Mixture of experts (Qwen2-MoE, Qwen3-MoE, Mixtral): the router, the experts stacked in
+    // one 3-D tensor each ([n_experts, rows, cols]; models slice them), the shared expert.
+    {"ffn_gate_inp", "mlp.gate"},
+    {"ffn_gate_exps", "mlp.experts.gate_proj"},
+    {"ffn_up_exps", "mlp.experts.up_proj"},
+    {"ffn_down_exps", "mlp.experts.down_proj"},
+    {"ffn_gate_shexp", "mlp.shared_expert.gate_proj"},
+    {"ffn_up_shexp", "mlp.shared_expert.up_proj"},
+    {"ffn_down_shexp", "mlp.shared_expert.down_proj"},
+    {"ffn_gate_inp_shexp", "mlp.shared_expert_gate"},
 };
 
 constexpr std::string_view kGgufBlock = "blk.";
@@ -300,6 +315,8 @@ constexpr ArchInfo kArchitectures[] = {
     {"phi3", "Phi3ForCausalLM", RopeLayout::kHalf},
     {"gemma2", "Gemma2ForCausalLM", RopeLayout::kHalf},
     {"gemma3", "Gemma3ForCausalLM", RopeLayout::kHalf},
+    {"qwen2moe", "Qwen2MoeForCausalLM", RopeLayout::kHalf},
+    {"qwen3moe", "Qwen3MoeForCausalLM", RopeLayout::kHalf},
 };
 
 // Phi-3 (llama.cpp's Phi3MiniModel converter): rotary dims as rope.dimension_count, LongRoPE
@@ -327,6 +344,19 @@ void phi3_config_from_gguf(const MetadataReader& md, const GgufFile& file, const
   c["rope_scaling"] = s;
 }
 
+// Mixture of experts (llama.cpp's converters): the expert counts and widths under the names
+// config.json uses; a "llama" file with experts is Mixtral.
+void moe_config_from_gguf(const MetadataReader& md, const std::string& p, json& c) {
+  if (!md.find(p + "expert_count") || md.get_int(p + "expert_count") == 0) return;
+  if (p == "llama.") c["architectures"] = json::array({"MixtralForCausalLM"});
+  c["num_experts"] = c["num_local_experts"] = md.get_int(p + "expert_count");
+  c["num_experts_per_tok"] = md.get_int(p + "expert_used_count");
+  if (md.find(p + "expert_feed_forward_length"))
+    c["moe_intermediate_size"] = md.get_int(p + "expert_feed_forward_length");
+  if (md.find(p + "expert_shared_feed_forward_length"))
+    c["shared_expert_intermediate_size"] = md.get_int(p + "expert_shared_feed_forward_length");
+}
+
 json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   MetadataReader md(file);
   const std::string arch = md.get_string("general.architecture");
@@ -342,7 +372,8 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   }
   AF_CHECK(found != nullptr, ErrorCode::kUnsupported, kComponent, file.origin(),
            ": GGUF architecture '", arch,
-           "' is not supported (llama, qwen2, qwen3, minicpm, phi3, gemma2, gemma3)");
+           "' is not supported (llama, qwen2, qwen3, minicpm, phi3, gemma2, gemma3, qwen2moe, "
+           "qwen3moe)");
   *layout = found->layout;
   const std::string p = arch + ".";
 
@@ -410,6 +441,7 @@ json config_from_gguf(const GgufFile& file, RopeLayout* layout) {
   // llama.cpp attends to every key there); a file that carries it gets the window.
   if (arch == "llama" && md.find(p + "attention.sliding_window"))
     c["sliding_window"] = md.get_int(p + "attention.sliding_window");
+  moe_config_from_gguf(md, p, c);
   if (arch == "minicpm") {
     // convert_hf_to_gguf.py writes embedding_scale = scale_emb,
     // residual_scale = scale_depth / sqrt(num_hidden_layers), logit_scale = hidden /

@@ -22,6 +22,9 @@ std::unique_ptr<CausalLM> make_minicpm(io::ModelFiles, const io::HfConfig&, cons
 std::unique_ptr<CausalLM> make_phi3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_gemma3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_qwen2_moe(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_qwen3_moe(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_mixtral(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_llava(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2_audio(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 
