@@ -3,9 +3,10 @@
 models into tests/fixtures/whisper/faster_whisper.json, which the e2e tests compare af-cli
 transcribe against (CI has no faster-whisper).
 
-Options are transformers' greedy generate: beam_size=1, temperature 0 (no fallback), the model's
-suppress_tokens and suppress_blank (= begin_suppress_tokens), no VAD, no previous-text prompt,
-once with without_timestamps=True and once with timestamps. Per model/clip/mode it stores the
+Options are greedy: beam_size=1, temperature 0 (no fallback), the model's suppress_tokens and
+suppress_blank (= begin_suppress_tokens), no VAD, faster-whisper's default previous-text prompt,
+once with without_timestamps=True and once with timestamps; "long" holds the same for the clips
+joined twice (about 38 s, so several windows), and "beam5" the clips with beam_size=5. Per model/clip/mode it stores the
 generated ids (the segments' tokens joined, which is CTranslate2's raw output for one 30 s window,
 eos excluded), each segment's text and times, and the detected language with its probability.
 
@@ -29,16 +30,20 @@ import numpy as np
 import ctranslate2
 import faster_whisper
 from faster_whisper import WhisperModel
+from faster_whisper.audio import decode_audio
 
 CLIPS = ["jfk_16k.wav", "speech_alice_16k.wav", "speech_fox_16k.wav"]
+LONG_CLIPS = CLIPS * 2  # about 38 s
 MODELS = {"tiny": "whisper-tiny-ct2", "base": "whisper-base-ct2"}
 
 
-def transcribe(model, path, without_timestamps):
+def transcribe(model, path, without_timestamps, beam_size=1):
+    """faster-whisper's defaults (condition_on_previous_text=True) but no fallback and no VAD."""
     segments, info = model.transcribe(
-        path, beam_size=1, best_of=1, temperature=0.0, without_timestamps=without_timestamps,
-        vad_filter=False, condition_on_previous_text=False, suppress_blank=True,
-        suppress_tokens=[-1], word_timestamps=False)
+        path, beam_size=beam_size, best_of=1, temperature=0.0,
+        without_timestamps=without_timestamps, vad_filter=False,
+        condition_on_previous_text=True, suppress_blank=True, suppress_tokens=[-1],
+        word_timestamps=False)
     segments = list(segments)
     ids = [t for s in segments for t in s.tokens]
     return {
@@ -74,7 +79,7 @@ def main():
     args = ap.parse_args()
     out = {"generator": f"tools/record_faster_whisper.py: faster-whisper {faster_whisper.__version__}, "
                         f"ctranslate2 {ctranslate2.__version__}, compute_type float32, beam 1",
-           "models": {}}
+           "models": {}, "long": {}, "beam5": {}}
     for name, folder in MODELS.items():
         model = WhisperModel(os.path.join(args.models, folder), device="cpu",
                              compute_type="float32", cpu_threads=2)
@@ -100,6 +105,21 @@ def main():
                                         "ids": same_features(model, args.af_cli, hf_dir, path,
                                                              prompt)}
             print(f"{name} {clip}: {runs[clip]['no_timestamps']['text']!r}", file=sys.stderr)
+        # Beam search: faster-whisper's beam_size=5 (patience 1, length_penalty 1).
+        out["beam5"][name] = {
+            clip: {"no_timestamps": transcribe(model, os.path.join(args.testdata, "audio", clip),
+                                               True, beam_size=5),
+                   "timestamps": transcribe(model, os.path.join(args.testdata, "audio", clip),
+                                            False, beam_size=5)}
+            for clip in CLIPS}
+        # Over 30 s: faster-whisper's window loop (seek to the last closed timestamp, previous
+        # text as the prompt), which `af-cli transcribe --features faster-whisper` follows.
+        audio = np.concatenate([decode_audio(os.path.join(args.testdata, "audio", c))
+                                for c in LONG_CLIPS])
+        out["long"]["clips"] = LONG_CLIPS
+        out["long"][name] = {"no_timestamps": transcribe(model, audio, True),
+                             "timestamps": transcribe(model, audio, False)}
+        print(f"{name} long: {out['long'][name]['timestamps']['text']!r}", file=sys.stderr)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")

@@ -42,10 +42,11 @@ int print_whisper_logits(const std::string& model_path, const std::string& audio
 
 Command add_transcribe(CLI::App& app) {
   struct Options {
-    std::string model, audio, format = "text", isa, prompt, quantize;
+    std::string model, audio, format = "text", isa, prompt, quantize, features = "transformers";
     models::WhisperTranscribeOptions transcribe;
     modalities::AudioLimits limits;
     double no_speech_threshold = -1, logprob_threshold = 1;  // out of range: off
+    double compression_ratio_threshold = 0;                  // 0: off
     int threads = 0;
   };
   auto o = std::make_shared<Options>();
@@ -64,6 +65,33 @@ Command add_transcribe(CLI::App& app) {
                   "text, json (OpenAI's verbose_json), srt, vtt or ids")
       ->check(CLI::IsMember({"text", "json", "srt", "vtt", "ids"}))
       ->capture_default_str();
+  sub->add_option("--features", o->features,
+                  "transformers (audio padded to 30 s) or faster-whisper (log-mel padded with "
+                  "zeros, as openai-whisper and faster-whisper; their transcripts)")
+      ->check(CLI::IsMember({"transformers", "faster-whisper"}))
+      ->capture_default_str();
+  sub->add_option("--beam-size", o->transcribe.search.beam_size,
+                  "beam search with this many beams (1: greedy)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  sub->add_option("--patience", o->transcribe.search.patience,
+                  "faster-whisper's beam patience (with --features faster-whisper)")
+      ->check(CLI::Range(0.01, 64.0))
+      ->capture_default_str();
+  sub->add_option("--length-penalty", o->transcribe.search.length_penalty,
+                  "beam scores are sum log-probability / length^this")
+      ->capture_default_str();
+  sub->add_option("--temperature", o->transcribe.temperatures,
+                  "temperature fallback schedule, e.g. 0,0.2,0.4,0.6,0.8,1 (0: --beam-size "
+                  "search; above 0: --best-of samples)")
+      ->delimiter(',')
+      ->check(CLI::Range(0.0, 100.0));
+  sub->add_option("--best-of", o->transcribe.best_of, "samples per temperature above 0")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  sub->add_option("--compression-ratio-threshold", o->compression_ratio_threshold,
+                  "fall back to the next temperature above this ratio (e.g. 2.4)");
+  sub->add_option("--seed", o->transcribe.seed, "sampling seed")->capture_default_str();
   sub->add_option("--prompt", o->transcribe.initial_prompt, "text the speech follows (vocabulary)");
   sub->add_flag("--condition-on-prev-tokens", o->transcribe.condition_on_prev_tokens,
                 "prompt each 30 s window with the previous windows' text");
@@ -87,8 +115,12 @@ Command add_transcribe(CLI::App& app) {
     options.quantize = load_quantize_name(o->quantize);
     auto transcriber = models::WhisperTranscriber::load(o->model, options);
     models::WhisperTranscribeOptions t = o->transcribe;
+    if (o->features == "faster-whisper") t.features = models::WhisperFeatures::kFasterWhisper;
     if (o->no_speech_threshold >= 0) t.no_speech_threshold = o->no_speech_threshold;
     if (o->logprob_threshold <= 0) t.logprob_threshold = o->logprob_threshold;
+    if (o->compression_ratio_threshold > 0) {
+      t.compression_ratio_threshold = o->compression_ratio_threshold;
+    }
     AF_CHECK(o->format == "ids" || transcriber->tokenizer() != nullptr, ErrorCode::kInvalidArgument,
              "cli", o->model, ": no tokenizer.json for text output (use --output-format ids)");
     const models::WhisperTranscription r = transcriber->transcribe_file(o->audio, t, o->limits);

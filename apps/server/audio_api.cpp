@@ -36,13 +36,14 @@ models::WhisperTranscribeOptions options_of(const AudioForm& f,
     throw bad("response_format '" + *format + "' is not one of json, text, srt, verbose_json, vtt.",
               "response_format");
   }
+  // OpenAI's temperature (0..1): 0 keeps the server's schedule, above 0 samples at it.
   const std::string temperature = field(f, "temperature", "0");
   char* end = nullptr;
-  o.temperature = std::strtod(temperature.c_str(), &end);
-  if (end == temperature.c_str() || *end != '\0' || o.temperature != 0.0) {
-    throw bad("temperature '" + temperature + "': only 0 (greedy decoding) is supported.",
-              "temperature");
+  const double t = std::strtod(temperature.c_str(), &end);
+  if (end == temperature.c_str() || *end != '\0' || !(t >= 0.0 && t <= 1.0)) {
+    throw bad("temperature '" + temperature + "' must be a number from 0 to 1.", "temperature");
   }
+  if (t > 0.0) o.temperatures = {t};
   for (const char* key : {"timestamp_granularities[]", "timestamp_granularities"}) {
     const auto it = f.fields.find(key);
     if (it == f.fields.end()) continue;

@@ -7,14 +7,17 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <random>
 
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
+#include "whisper_beam.hpp"
 
 namespace af::models {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int64_t kMaxBeams = 64;  // each beam holds its own self-attention cache
 
 int32_t id_key(const nlohmann::json& j, const char* key, int32_t fallback,
                const std::string& origin) {
@@ -254,6 +257,27 @@ float token_logprob(std::span<const float> scores, size_t id) {
   return float(double(scores[id] - top) - std::log(sum));
 }
 
+// A token drawn from softmax(scores / temperature) (openai-whisper's and CTranslate2's sampling
+// with top-k 0: the whole distribution), with a portable uniform draw from the 64-bit engine.
+int32_t sample(std::span<const float> scores, double temperature, std::mt19937_64& rng) {
+  const float top = *std::max_element(scores.begin(), scores.end());
+  std::vector<double> weights(scores.size());
+  double sum = 0.0;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    weights[i] = std::exp(double(scores[i] - top) / temperature);
+    sum += weights[i];
+  }
+  double u = double(rng() >> 11) * 0x1.0p-53 * sum;
+  size_t last = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] == 0.0) continue;
+    last = i;
+    if (u < weights[i]) return int32_t(i);
+    u -= weights[i];
+  }
+  return int32_t(last);  // rounding left u past the end: the last possible token
+}
+
 double softmax_at(std::span<const float> logits, size_t id) {
   const float top = *std::max_element(logits.begin(), logits.end());
   double sum = 0.0;
@@ -266,8 +290,11 @@ double softmax_at(std::span<const float> logits, size_t id) {
 WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
                                     std::span<const int32_t> input,
                                     const WhisperGenerationConfig& c, bool timestamps,
-                                    int64_t max_length, std::optional<size_t> no_speech_position) {
+                                    int64_t max_length, std::optional<size_t> no_speech_position,
+                                    const WhisperSearch& search) {
   AF_CHECK(!input.empty(), ErrorCode::kInvalidArgument, "whisper", "empty decoder prompt");
+  AF_CHECK(search.beam_size >= 1 && search.beam_size <= kMaxBeams, ErrorCode::kInvalidArgument,
+           "whisper", "beam_size ", search.beam_size, " outside 1..", kMaxBeams);
   WhisperWindow out;
   std::vector<int32_t> ids(input.begin(), input.end());
   std::vector<float> logits;
@@ -282,9 +309,20 @@ WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
   } else {
     logits = model.decode(state, ids, false);
   }
+  AF_CHECK(std::isfinite(search.temperature) && search.temperature >= 0.0,
+           ErrorCode::kInvalidArgument, "whisper", "temperature ", search.temperature,
+           " must be finite and >= 0");
+  if (search.beam_size > 1 && search.temperature == 0.0) {
+    WhisperWindow beam = whisper_beam_search(model, state, std::move(ids), std::move(logits), c,
+                                             timestamps, max_length, search);
+    beam.no_speech_prob = out.no_speech_prob;
+    return beam;
+  }
+  std::mt19937_64 rng(search.seed);
   while (int64_t(ids.size()) < max_length) {
     whisper_process_logits(c, timestamps, ids, input.size(), logits);
-    const int32_t next = int32_t(argmax(logits));
+    const int32_t next = search.temperature > 0.0 ? sample(logits, search.temperature, rng)
+                                                  : int32_t(argmax(logits));
     ids.push_back(next);
     out.tokens.push_back(next);
     out.token_logprobs.push_back(token_logprob(logits, size_t(next)));
@@ -305,7 +343,9 @@ WhisperGeneration whisper_generate(Whisper& model, std::span<const float> mel,
   const int64_t limit =
       std::min(model.config().max_target_positions,
                o.max_new_tokens > 0 ? int64_t(out.prompt.size()) + o.max_new_tokens : c.max_length);
-  out.tokens = whisper_decode_window(model, state, out.prompt, c, o.timestamps, limit).tokens;
+  out.tokens = whisper_decode_window(model, state, out.prompt, c, o.timestamps, limit, std::nullopt,
+                                     o.search)
+                   .tokens;
   return out;
 }
 

@@ -131,6 +131,32 @@ TEST(CliTranscribe, JsonSegmentsEqualTransformersAndSubtitlesFollow) {
   EXPECT_EQ(vtt.out.rfind("WEBVTT\n\n00:00:00.", 0), 0u);
 }
 
+// --beam-size is transformers' generate(num_beams) (tiny_beam.json); --temperature schedules,
+// --best-of and --features faster-whisper run; out-of-range values are refused before loading.
+TEST(CliTranscribe, BeamTemperatureAndFeaturesFlags) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const auto ref = nlohmann::json::parse(test::read_text(whisper_dir() + "/tiny_beam.json"));
+  const std::string base = std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() +
+                           "/tiny' --audio '" + jfk() +
+                           "' --language en --max-new-tokens 20 --output-format ids -t 1";
+  test::ShellResult r = test::run_shell(base + " --beam-size 2");
+  ASSERT_EQ(r.status, 0);
+  std::string expected;
+  for (const auto& id : ref["generate"]["beam2_en"]["ids"]) {
+    expected += (expected.empty() ? "" : " ") + std::to_string(id.get<int32_t>());
+  }
+  EXPECT_EQ(r.out, expected + "\n");
+  r = test::run_shell(base + " --temperature 0,0.5 --best-of 2 --compression-ratio-threshold 0.1");
+  EXPECT_EQ(r.status, 0);
+  r = test::run_shell(base + " --features faster-whisper --beam-size 3 --patience 2");
+  EXPECT_EQ(r.status, 0);
+  for (const char* bad : {" --beam-size 0", " --beam-size 65", " --temperature -1",
+                          " --temperature 0,x", " --best-of 0", " --features openai"}) {
+    r = test::run_shell(base + bad + " 2>&1");
+    EXPECT_NE(r.status, 0) << bad;
+  }
+}
+
 TEST(CliTranscribe, TextWithoutTokenizerAndLongAudioAreClearErrors) {
   AF_REQUIRE_TESTDATA(jfk());
   const std::string base = std::string(AF_CLI_PATH) + " transcribe -m '" + whisper_dir() +

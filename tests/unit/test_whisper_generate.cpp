@@ -51,6 +51,55 @@ TEST(WhisperGenerate, GreedyIdsEqualTransformersGenerate) {
   EXPECT_EQ(cases, 7);
 }
 
+// Beam search as transformers' generate(num_beams=N) (tests/fixtures/whisper/tiny_beam.json,
+// tools/make_whisper_beam_fixtures.py): with and without timestamps, forced and detected
+// language, translate; 2 to 5 beams. In most cases the beam result differs from greedy.
+TEST(WhisperGenerate, BeamSearchIdsEqualTransformersGenerate) {
+  AF_REQUIRE_TESTDATA(jfk());
+  const nlohmann::json ref = io::read_json_file(test::fixtures_dir() + "/whisper/tiny_beam.json");
+  auto model = Whisper::load(tiny_dir());
+  const auto config = WhisperGenerationConfig::load(tiny_dir());
+  const modalities::LogMelExtractor fe(modalities::LogMelConfig::load(tiny_dir()));
+  const auto mel = fe.compute(modalities::Audio::load(jfk()).samples());
+  int cases = 0, unlike_greedy = 0;
+  for (const auto& [name, c] : ref["generate"].items()) {
+    SCOPED_TRACE(name);
+    WhisperGenerateOptions options;
+    options.language = c["options"].value("language", "");
+    options.task = c["options"].value("task", "");
+    options.timestamps = c["options"].value("return_timestamps", false);
+    options.max_new_tokens = c["options"]["max_new_tokens"];
+    options.search.beam_size = c["options"]["num_beams"];
+    const WhisperGeneration g = whisper_generate(*model, mel.data, config, options);
+    EXPECT_EQ(g.tokens, c["ids"].get<std::vector<int32_t>>());
+    unlike_greedy += c["ids"] != c["greedy_ids"];
+    ++cases;
+  }
+  EXPECT_EQ(cases, 6);
+  EXPECT_GE(unlike_greedy, 4);
+}
+
+TEST(WhisperGenerate, BeamSearchRefusesBadSettings) {
+  auto model = Whisper::load(tiny_dir());
+  const auto config = WhisperGenerationConfig::load(tiny_dir());
+  const std::vector<float> mel(80 * 3000, -0.5f);
+  WhisperGenerateOptions o;
+  o.language = "en";
+  o.max_new_tokens = 4;
+  o.search.beam_size = 0;
+  EXPECT_THROW(whisper_generate(*model, mel, config, o), Error);
+  o.search.beam_size = 1000;
+  EXPECT_THROW(whisper_generate(*model, mel, config, o), Error);
+  o.search.beam_size = 3;
+  o.search.patience = 0.0;
+  o.search.ctranslate2 = true;
+  EXPECT_THROW(whisper_generate(*model, mel, config, o), Error);
+  o.search.patience = 2.0;  // CTranslate2's flavour runs and stays within max_new_tokens
+  const WhisperGeneration g = whisper_generate(*model, mel, config, o);
+  EXPECT_GE(g.tokens.size(), 1u);
+  EXPECT_LE(g.tokens.size(), 4u);
+}
+
 TEST(WhisperGenerate, PromptFollowsLanguageAndTask) {
   AF_REQUIRE_TESTDATA(jfk());
   auto model = Whisper::load(tiny_dir());

@@ -196,8 +196,54 @@ TEST(WhisperTranscribe, FormatsAndOptions) {
   o.prompt_ids = {7};
   for (int32_t id : t->tokenizer()->encode(" the cat", false)) o.prompt_ids.push_back(id);
   EXPECT_EQ(t->transcribe_samples(jfk, o).tokens, prompted.tokens);
-  o.temperature = 0.5;
+  o.temperatures = {-0.5};
   EXPECT_THROW(t->transcribe_samples(jfk, o), Error);
+  o.temperatures.clear();
+  EXPECT_THROW(t->transcribe_samples(jfk, o), Error);
+  o.temperatures = {0.0, 0.5};
+  o.best_of = 0;
+  EXPECT_THROW(t->transcribe_samples(jfk, o), Error);
+  o.best_of = 1;
+  o.search.beam_size = 100;
+  EXPECT_THROW(t->transcribe_samples(jfk, o), Error);
+}
+
+// Temperature fallback (openai-whisper / faster-whisper): a window decoded at temperature 0
+// passes thresholds it meets; one that fails at every temperature keeps the attempt with the
+// best average log-probability, reported with the last temperature; samples are reproducible
+// from the seed and differ between seeds. Before, any temperature but 0 was refused.
+TEST(WhisperTranscribe, TemperatureFallback) {
+  AF_REQUIRE_TESTDATA(clip("jfk_16k.wav"));
+  auto t = WhisperTranscriber::load(ts_dir());
+  const std::vector<float> jfk = modalities::Audio::load(clip("jfk_16k.wav")).samples();
+  WhisperTranscribeOptions o;
+  o.language = "en";
+  o.max_new_tokens = 16;
+  const WhisperTranscription greedy = t->transcribe_samples(jfk, o);
+  o.temperatures = {0.0, 0.4, 0.8};
+  o.compression_ratio_threshold = 1000.0;  // always met: temperature 0 is kept
+  o.logprob_threshold = -1000.0;
+  EXPECT_EQ(t->transcribe_samples(jfk, o).tokens, greedy.tokens);
+  o.compression_ratio_threshold = 0.01;  // never met: every temperature is tried
+  o.best_of = 3;
+  const WhisperTranscription fell = t->transcribe_samples(jfk, o);
+  ASSERT_FALSE(fell.segments.empty());
+  EXPECT_EQ(fell.segments[0].temperature, 0.8);
+  EXPECT_EQ(t->transcribe_samples(jfk, o).tokens, fell.tokens);  // same seed, same samples
+  // Sampling alone: reproducible per seed, and seeds give different samples.
+  o.temperatures = {1.0};
+  o.compression_ratio_threshold.reset();
+  o.logprob_threshold.reset();
+  o.best_of = 1;
+  std::vector<std::vector<int32_t>> samples;
+  for (uint64_t seed = 1; seed <= 4; ++seed) {
+    o.seed = seed;
+    samples.push_back(t->transcribe_samples(jfk, o).tokens);
+    EXPECT_EQ(t->transcribe_samples(jfk, o).tokens, samples.back());
+  }
+  int distinct = 0;
+  for (size_t i = 1; i < samples.size(); ++i) distinct += samples[i] != samples[0];
+  EXPECT_GE(distinct, 1);
 }
 
 }  // namespace

@@ -43,12 +43,31 @@ struct WhisperGenerationConfig {
   int32_t prev_sot() const;  // prev_sot_token_id or its fallback; -1 when there is none
 };
 
+// How a window's tokens are searched. beam_size 1 is greedy (both styles agree); above 1, beam
+// search as transformers' generate(num_beams) or, with ctranslate2, as CTranslate2 (faster-whisper,
+// openai-whisper) does it. They differ: transformers applies the logits rules to log_softmax of
+// the logits (no renormalisation), keeps the best num_beams finished hypotheses scored by
+// length with eos and stops by its early-stopping heuristic; CTranslate2 renormalises after the
+// rules, collects round(beam_size * patience) finished hypotheses scored by length without eos
+// and replaces a finished beam with the next non-eos candidate.
+struct WhisperSearch {
+  int64_t beam_size = 1;
+  double patience = 1.0;        // CTranslate2 only (transformers has none)
+  double length_penalty = 1.0;  // finished score: sum of log-probabilities / length^penalty
+  bool ctranslate2 = false;
+  // Above 0: one sample from softmax(processed logits / temperature) per step instead of the
+  // search (openai-whisper's and faster-whisper's fallback), drawn with std::mt19937_64(seed).
+  double temperature = 0.0;
+  uint64_t seed = 0;
+};
+
 struct WhisperGenerateOptions {
   // "" detects it (multilingual models); a code ("en"), or a token ("<|en|>") in lang_to_id.
   std::string language;
   std::string task;  // "", "transcribe" or "translate"
   bool timestamps = false;
   int64_t max_new_tokens = 0;  // 0: up to max_length (and max_target_positions) in total
+  WhisperSearch search;
 };
 
 struct WhisperGeneration {
@@ -77,15 +96,17 @@ struct WhisperWindow {
   double no_speech_prob = 0.0;        // set when asked (no_speech_position)
 };
 
-// Greedy decoding after `input` (previous tokens + init tokens; the rules start at its end) in a
-// fresh `state`, up to `max_length` ids in total. With no_speech_position, no_speech_prob is the
-// softmax of the raw logits at that input position, at token no_timestamps_token_id - 1
-// (transformers' WhisperNoSpeechDetection).
+// Greedy decoding or beam search (`search`) after `input` (previous tokens + init tokens; the
+// rules start at its end) in a fresh `state`, up to `max_length` ids in total. With
+// no_speech_position, no_speech_prob is the softmax of the raw logits at that input position, at
+// token no_timestamps_token_id - 1 (transformers' WhisperNoSpeechDetection). Beam search uses
+// the state's self-attention caches as its first beam's (their contents are not kept).
 WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
                                     std::span<const int32_t> input,
                                     const WhisperGenerationConfig& config, bool timestamps,
                                     int64_t max_length,
-                                    std::optional<size_t> no_speech_position = std::nullopt);
+                                    std::optional<size_t> no_speech_position = std::nullopt,
+                                    const WhisperSearch& search = {});
 
 // One step's logits rules (exposed for tests): `scores` [vocab] of the next token after `ids`
 // (prompt + generated so far), of which the first `begin_index` are the prompt.

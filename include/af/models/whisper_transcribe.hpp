@@ -31,7 +31,24 @@ class Tokenizer;
 
 namespace af::models {
 
+// How each 30 s window's log-mel input is made.
+enum class WhisperFeatures {
+  // transformers: an input up to 30 s is padded with silent samples to 30 s (one window, its
+  // log-mel of silence past the audio); longer ones are cut into windows of the whole input's
+  // log-mel, the last padded with zeros.
+  kTransformers,
+  // openai-whisper / faster-whisper (CTranslate2): the log-mel of the audio plus one hop of zero
+  // samples, its frames past the audio dropped, every window (short inputs too) cut from it and
+  // padded with zeros in the log-mel domain; timestamps are not forced on long inputs, a window
+  // without a closed timestamp pair ends at its frame count, and segments with no text or no
+  // duration are dropped, and beam search is CTranslate2's (WhisperSearch::ctranslate2).
+  // Whisper hears zeros and silence differently, so near-ties (commas, the last timestamp) fall
+  // otherwise: this gives faster-whisper's transcripts.
+  kFasterWhisper,
+};
+
 struct WhisperTranscribeOptions {
+  WhisperFeatures features = WhisperFeatures::kTransformers;
   // "" detects it on the first window (multilingual models); a code ("en") or "<|en|>".
   std::string language;
   std::string task;         // "", "transcribe" or "translate"
@@ -41,13 +58,23 @@ struct WhisperTranscribeOptions {
   // empty, gives those ids directly instead (<|startofprev|> first).
   std::string initial_prompt;
   std::vector<int32_t> prompt_ids;
-  // Only greedy decoding (0) is implemented; other values are refused.
-  double temperature = 0.0;
+  // Temperature fallback: each window is decoded at temperatures[0] (0: `search`, greedy or
+  // beams; above 0: the best of best_of samples), and again at the next temperature while the
+  // result's compression ratio is above compression_ratio_threshold or its average
+  // log-probability below logprob_threshold (not when no_speech_threshold calls it silence).
+  // openai-whisper / faster-whisper use {0, 0.2, 0.4, 0.6, 0.8, 1}, 2.4, -1 and 0.6. Samples
+  // draw from std::mt19937_64 seeded from `seed` and the window.
+  std::vector<double> temperatures{0.0};
+  int64_t best_of = 1;
+  std::optional<double> compression_ratio_threshold;
+  uint64_t seed = 0;
+  WhisperSearch search;
   // The previous windows' tokens (the last max_target_positions / 2 - 1) go before each
   // window's prompt, after <|startofprev|>.
   bool condition_on_prev_tokens = false;
   // A window is skipped as silence when its no-speech probability is above no_speech_threshold
-  // and its average log-probability below logprob_threshold (both needed, as transformers).
+  // and its average log-probability below logprob_threshold (both needed, as transformers;
+  // kFasterWhisper skips on no_speech_threshold alone unless logprob_threshold is beaten).
   std::optional<double> no_speech_threshold, logprob_threshold;
   int64_t max_new_tokens = 0;  // per window; 0: up to generation_config's max_length
 };
