@@ -11,6 +11,10 @@ from WhisperModel() to the last segment (interpreter start and imports excluded,
 
 All three tools get the whole file and do their own long-form decoding (af-cli transcribe: one
 process, sequential 30 s windows with timestamp seeking as transformers' long-form generate).
+Long-form needs timestamp tokens (transformers refuses it without them, and af-cli forces them
+on), so faster-whisper decodes the long file with timestamps too (`without_timestamps=False`:
+the same 30 s windows seeking to the last timestamp, the same extra timestamp tokens); jfk (one
+window) runs without timestamps in all tools.
 
   bench/whisper_vs_peers.py --size base [--reps 3] [--threads 2] [--json OUT]
 Needs: build/apps/cli/af-cli, AF_MODELS (scripts/fetch_models.sh), /work/peers/whisper-venv
@@ -40,11 +44,12 @@ FW_SCRIPT = r"""
 import sys, time, json
 from faster_whisper import WhisperModel
 path, audio, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+timestamps = sys.argv[4] == "1"
 t0, c0 = time.perf_counter(), time.process_time()
 m = WhisperModel(path, device="cpu", compute_type="float32", cpu_threads=threads)
 segs, info = m.transcribe(audio, language="en", beam_size=1, best_of=1, temperature=0.0,
                           vad_filter=False,
-                          condition_on_previous_text=False, without_timestamps=True)
+                          condition_on_previous_text=False, without_timestamps=not timestamps)
 text = " ".join(s.text.strip() for s in segs)
 print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
                   "text": text}))
@@ -131,8 +136,9 @@ def main():
         return s, c, " ".join(out.split())
 
     def fw(audio, name):
-        r = subprocess.run([args.fw_python, "-c", FW_SCRIPT, ct2, audio, t], capture_output=True,
-                           text=True, check=True)
+        timestamps = "1" if name == "long" else "0"
+        r = subprocess.run([args.fw_python, "-c", FW_SCRIPT, ct2, audio, t, timestamps],
+                           capture_output=True, text=True, check=True)
         j = json.loads(r.stdout.strip().splitlines()[-1])
         return j["seconds"], j["cpu"], j["text"]
 
