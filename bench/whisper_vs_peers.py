@@ -9,9 +9,12 @@ shared clips with 1 s of silence after each, repeated. Wall times are whole proc
 af-cli and whisper-cli (model load included); faster-whisper is timed inside its Python process
 from WhisperModel() to the last segment (interpreter start and imports excluded, in its favour).
 
-af-cli transcribe decodes one 30 s window (long-form is another branch's work): for the long file
-it runs on ten 30 s pieces cut at the same points, one process each (ten model loads), and the
-table says so ("af-cli (10 x 30 s)"); the peers get the whole file and do their own long-form.
+All three tools get the whole file and do their own long-form decoding (af-cli transcribe: one
+process, sequential 30 s windows with timestamp seeking as transformers' long-form generate).
+Long-form needs timestamp tokens (transformers refuses it without them, and af-cli forces them
+on), so faster-whisper decodes the long file with timestamps too (`without_timestamps=False`:
+the same 30 s windows seeking to the last timestamp, the same extra timestamp tokens); jfk (one
+window) runs without timestamps in all tools.
 
   bench/whisper_vs_peers.py --size base [--reps 3] [--threads 2] [--json OUT]
 Needs: build/apps/cli/af-cli, AF_MODELS (scripts/fetch_models.sh), /work/peers/whisper-venv
@@ -41,11 +44,12 @@ FW_SCRIPT = r"""
 import sys, time, json
 from faster_whisper import WhisperModel
 path, audio, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+timestamps = sys.argv[4] == "1"
 t0, c0 = time.perf_counter(), time.process_time()
 m = WhisperModel(path, device="cpu", compute_type="float32", cpu_threads=threads)
 segs, info = m.transcribe(audio, language="en", beam_size=1, best_of=1, temperature=0.0,
                           vad_filter=False,
-                          condition_on_previous_text=False, without_timestamps=True)
+                          condition_on_previous_text=False, without_timestamps=not timestamps)
 text = " ".join(s.text.strip() for s in segs)
 print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
                   "text": text}))
@@ -67,18 +71,14 @@ def write_wav(path, samples):
 
 
 def make_long(testdata, seconds, out_dir):
-    """The clips + 1 s silence, repeated to `seconds`; also cut into 30 s pieces for af-cli."""
+    """The clips + 1 s silence, repeated to `seconds`."""
     silence = np.zeros(RATE, np.int16)
     unit = np.concatenate([p for c in CLIPS for p in (read_wav(os.path.join(testdata, c)), silence)])
     n = seconds * RATE
     long = np.tile(unit, n // len(unit) + 1)[:n]
     path = os.path.join(out_dir, f"long_{seconds}s.wav")
     write_wav(path, long)
-    pieces = []
-    for i in range(0, n, 30 * RATE):
-        pieces.append(os.path.join(out_dir, f"piece_{i // (30 * RATE):02d}.wav"))
-        write_wav(pieces[-1], long[i:i + 30 * RATE])
-    return path, pieces
+    return path
 
 
 def cpu_of_children():
@@ -124,25 +124,21 @@ def main():
     af_lang = ["--language", "en"] if args.size == "base" else []  # tiny.en has no language tokens
 
     tmp = tempfile.mkdtemp(prefix="af_whisper_bench_")
-    long_path, pieces = make_long(args.testdata, args.long_seconds, tmp)
+    long_path = make_long(args.testdata, args.long_seconds, tmp)
     inputs = {"jfk": (os.path.join(args.testdata, "jfk_16k.wav"), 11.0),
               "long": (long_path, float(args.long_seconds))}
     with wave.open(inputs["jfk"][0]) as w:
         inputs["jfk"] = (inputs["jfk"][0], w.getnframes() / RATE)
 
     def af(audio, name):
-        files = pieces if name == "long" else [audio]
-        total, cpu, text = 0.0, 0.0, []
-        for f in files:
-            s, c, out = timed([args.af_cli, "transcribe", "-m", hf, "--audio", f, "-t", t] +
-                              af_lang + args.af_args.split())
-            total, cpu = total + s, cpu + c
-            text.append(out.strip())
-        return total, cpu, " ".join(text)
+        s, c, out = timed([args.af_cli, "transcribe", "-m", hf, "--audio", audio, "-t", t] +
+                          af_lang + args.af_args.split())
+        return s, c, " ".join(out.split())
 
     def fw(audio, name):
-        r = subprocess.run([args.fw_python, "-c", FW_SCRIPT, ct2, audio, t], capture_output=True,
-                           text=True, check=True)
+        timestamps = "1" if name == "long" else "0"
+        r = subprocess.run([args.fw_python, "-c", FW_SCRIPT, ct2, audio, t, timestamps],
+                           capture_output=True, text=True, check=True)
         j = json.loads(r.stdout.strip().splitlines()[-1])
         return j["seconds"], j["cpu"], j["text"]
 
@@ -179,7 +175,7 @@ def main():
     for name, r in results.items():
         af_s = r["tools"].get("af", {}).get("median_s")
         for k, v in r["tools"].items():
-            tool = label[k] + (f" ({len(pieces)} x 30 s)" if k == "af" and name == "long" else "")
+            tool = label[k]
             af_c = r["tools"].get("af", {}).get("median_cpu_s")
             ratio = f"{v['median_s'] / af_s:.2f}x" if af_s and k != "af" else ""
             cratio = f"{v['median_cpu_s'] / af_c:.2f}x" if af_c and k != "af" else ""

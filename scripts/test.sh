@@ -32,6 +32,10 @@ echo "== af-server extras: /tokenize, /detokenize, /apply-template, /props, CORS
 "$python" "$root/tests/server/test_server_extras.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"
 
+echo "== af-server with a Whisper model as -m: audio endpoints, 400 for text, /v1/models"
+"$python" "$root/tests/server/test_whisper_server.py" --server "$root/build/apps/server/af-server" \
+  --cli "$root/build/apps/cli/af-cli"
+
 echo "== two af-server replicas behind nginx: 16 streams, one replica killed mid-run, affinity"
 "$python" "$root/tests/deploy/test_replicas.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"

@@ -26,6 +26,7 @@
 #include "af/core/error.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/models/multimodal.hpp"
+#include "af/models/whisper.hpp"
 #include "af/runtime/prompt.hpp"
 #include "af/runtime/scheduler.hpp"
 #include "af/tokenizer/tokenizer.hpp"
@@ -214,7 +215,8 @@ class Server {
   std::unique_ptr<tok::Tokenizer> tokenizer_;
   std::unique_ptr<models::CausalLM> model_;
   std::unique_ptr<runtime::Scheduler> scheduler_;
-  std::unique_ptr<AudioApi> audio_;  // with --whisper-model
+  std::unique_ptr<AudioApi> audio_;  // with --whisper-model, or a Whisper model as -m
+  bool speech_only_ = false;         // -m is a Whisper model: only the audio endpoints answer
   std::unique_ptr<ChatPrompt> chat_prompt_;
   std::optional<std::string> chat_template_source_;  // nullopt: ChatML
   // CORS (--cors-origin): headers for allowed origins; answers preflights (true: answered).
@@ -455,6 +457,13 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   if (shutting_down_) {
     res.set_header("Retry-After", "5");
     throw ApiError(503, "The server is shutting down.", "server_error", "", "shutting_down");
+  }
+  if (speech_only_) {
+    throw ApiError(400,
+                   "The model '" + model_id_ +
+                       "' is a speech-recognition model: use /v1/audio/transcriptions or "
+                       "/v1/audio/translations.",
+                   "invalid_request_error", "model", "model_not_supported");
   }
   if (!scheduler_) {
     throw ApiError(400, "This server runs an embedding model: use /v1/embeddings.",
@@ -919,7 +928,8 @@ int Server::run() {
   signal(SIGPIPE, SIG_IGN);
 
   try {
-    if (options_.embeddings || models::is_encoder_model(options_.model_path)) {
+    if (options_.embeddings || (!models::is_whisper_model(options_.model_path) &&
+                                models::is_encoder_model(options_.model_path))) {
       embeddings_ = make_embedding_service(options_.model_path, options_.threads, options_.pooling);
     }
   } catch (const std::exception& e) {
@@ -927,9 +937,15 @@ int Server::run() {
     return 1;
   }
   try {
+    // A Whisper -m serves the audio endpoints alone, as --whisper-model would.
+    speech_only_ = models::is_whisper_model(options_.model_path);
+    AF_CHECK(!speech_only_ || options_.whisper_model.empty(), ErrorCode::kInvalidArgument, "server",
+             options_.model_path,
+             " is a Whisper model: give it as -m or as --whisper-model, not both");
+    if (speech_only_) options_.whisper_model = options_.model_path;
     tokenizer_ = tok::Tokenizer::load(options_.model_path);
     // An encoder (BertModel) only embeds: no generation model, scheduler or chat prompt.
-    if (!models::is_encoder_model(options_.model_path)) {
+    if (!speech_only_ && !models::is_encoder_model(options_.model_path)) {
       const auto kv_cache_type = [](const std::string& type) {
         const std::optional<DType> t = dtype_from_name(type);
         AF_CHECK(t.has_value(), ErrorCode::kInvalidArgument, "server", "unknown KV cache type '",
@@ -1062,6 +1078,7 @@ int Server::run() {
   // What /v1/models reports the model accepts (a field OpenAI does not define; vLLM-style).
   const auto modalities = [this] {
     auto* mm = dynamic_cast<models::MultimodalLM*>(model_.get());
+    if (speech_only_) return json::array({"audio"});
     json list = json::array({"text"});
     if (mm && mm->image_token_id() >= 0) list.push_back("image");
     if (mm && mm->audio_encoder()) list.push_back("audio");
@@ -1115,7 +1132,9 @@ int Server::run() {
             [this](const std::string& body) { return detokenize_response(body, *tokenizer_); });
   post_json("/apply-template", [this](const std::string& body) {
     if (!chat_prompt_) {
-      throw ApiError(400, "This model only embeds: it has no chat template.",
+      throw ApiError(400,
+                     speech_only_ ? "This model transcribes speech: it has no chat template."
+                                  : "This model only embeds: it has no chat template.",
                      "invalid_request_error", "", "unsupported_endpoint");
     }
     return apply_template_response(body, *chat_prompt_);
@@ -1165,8 +1184,9 @@ int Server::run() {
   }
   widen_listen_backlog(options_.port);
   if (!scheduler_) {
-    std::fprintf(stderr, "[af-server] serving embeddings of %s on http://%s:%d (%s)\n",
-                 model_id_.c_str(), options_.host.c_str(), options_.port,
+    std::fprintf(stderr, "[af-server] serving %s of %s on http://%s:%d (%s)\n",
+                 speech_only_ ? "speech recognition" : "embeddings", model_id_.c_str(),
+                 options_.host.c_str(), options_.port,
                  options_.api_key.empty() ? "no API key" : "API key required");
   } else {
     const models::ModelInfo& info = model_->info();

@@ -3,16 +3,70 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <optional>
 
 #include "af/backend/key_cache.hpp"
 #include "af/core/dtype.hpp"
 #include "af/core/error.hpp"
+#include "af/core/half.hpp"
 #include "af/nn/layers.hpp"
 #include "af/nn/var_builder.hpp"
 
 namespace af::models {
 namespace {
+
+// The float16 form of a float32 value that is a float16 exactly, else nullopt.
+std::optional<uint16_t> exact_half(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  const uint32_t sign = (bits >> 16) & 0x8000u, exp = (bits >> 23) & 0xffu;
+  const uint32_t mant = bits & 0x7fffffu;
+  if (exp >= 113 && exp <= 142 && (mant & 0x1fffu) == 0) {  // a normal float16
+    return static_cast<uint16_t>(sign | ((exp - 112) << 10) | (mant >> 13));
+  }
+  const uint16_t h = f32_to_f16(x);  // zero, subnormal, or not exact
+  if (f16_to_f32(h) != x || (h & 0x8000u) != sign) return std::nullopt;
+  return h;
+}
+
+// A float16 copy of float32 weight w when every value is a float16 exactly, else an undefined
+// tensor. The CTranslate2 Whisper checkpoints are float16 (OpenAI trained in float16), widened
+// to float32 when converted: the decoder reads every weight once per token, so half the bytes
+// makes it faster with the same products, since the kernels widen float16 to the same float32
+// and sum in the same order (backend/cpu/kernels/dense_packed.hpp).
+Tensor exact_f16(const Tensor& w) {
+  if (w.dtype() != DType::F32 || w.numel() == 0) return {};
+  const float* src = w.as<float>();
+  if (!exact_half(src[0])) return {};  // a float32 checkpoint: known at its first value
+  Tensor h = Tensor::zeros(DType::F16, w.shape());
+  auto* dst = reinterpret_cast<uint16_t*>(h.mutable_data());
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const std::optional<uint16_t> v = exact_half(src[i]);
+    if (!v) return {};
+    dst[i] = *v;
+  }
+  return h;
+}
+
+// Prepares w for be: with `half`, its exact float16 copy when it has one (the float32 pages it
+// came from are released), else w as nn::Linear::prepare does.
+std::shared_ptr<const PreparedWeight> prepare_half(Backend& be, Tensor& w, bool half) {
+  Tensor h = half ? exact_f16(w) : Tensor();
+  if (!h.defined()) {
+    return dynamic_cast<const MappedFile*>(w.buffer().get()) ? be.prepare_matmul_weight(w)
+                                                             : nullptr;
+  }
+  if (const auto* file = dynamic_cast<const MappedFile*>(w.buffer().get())) {
+    file->release_pages(w.data(), w.nbytes());
+  }
+  w = std::move(h);
+  return be.prepare_matmul_weight(w);
+}
+
+void prepare_half(Backend& be, nn::Linear& l, bool half) {
+  l.prepared = prepare_half(be, l.weight, half);
+}
 
 struct LayerNorm {
   std::vector<float> weight, bias;  // [dim]
@@ -35,6 +89,9 @@ struct Attention {
   }
   void prepare(Backend& be) {
     for (nn::Linear* l : {&q, &k, &v, &out}) l->prepare(be);
+  }
+  void prepare_half(Backend& be, bool half) {
+    for (nn::Linear* l : {&q, &k, &v, &out}) models::prepare_half(be, *l, half);
   }
 };
 
@@ -112,6 +169,7 @@ struct Whisper::Weights {
   std::vector<DecoderLayer> decoder;
   LayerNorm decoder_norm;
   Tensor output;  // [vocab, d]: proj_out.weight, or the token embedding it is tied to
+  std::shared_ptr<const PreparedWeight> output_prepared;  // float16 copy's packing, or null
 };
 
 WhisperConfig WhisperConfig::from(const io::HfConfig& c) {
@@ -150,6 +208,11 @@ WhisperConfig WhisperConfig::from(const io::HfConfig& c) {
            "whisper", c.origin(), ": d_model ", w.d_model,
            " is not a multiple of the attention heads");
   return w;
+}
+
+bool is_whisper_model(const std::string& path) {
+  const io::ModelFiles files = io::open_model_files(path);
+  return io::HfConfig(files.config, path).architecture() == "WhisperForConditionalGeneration";
 }
 
 std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOptions& options) {
@@ -206,10 +269,28 @@ std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOption
   w->conv1.lin.prepare(be);
   w->conv2.lin.prepare(be);
   for (auto& l : w->encoder) l.attn.prepare(be), l.mlp.fc1.prepare(be), l.mlp.fc2.prepare(be);
+  // The decoder reads its weights once per token (memory-bound): float16 where exact.
+  // The cross-attention keys and values are projected once per window (1500 rows, a GEMM that
+  // float32 weights serve faster): they stay float32.
+  // An explicit dtype (or quantize) keeps the weights as it makes them.
+  const bool half = !weight_type.has_value();
+  int64_t token_bytes = 0;
   for (auto& l : w->decoder) {
-    l.self_attn.prepare(be), l.cross_attn.prepare(be);
-    l.mlp.fc1.prepare(be), l.mlp.fc2.prepare(be);
+    l.self_attn.prepare_half(be, half);
+    prepare_half(be, l.cross_attn.q, half), prepare_half(be, l.cross_attn.out, half);
+    l.cross_attn.k.prepare(be), l.cross_attn.v.prepare(be);
+    prepare_half(be, l.mlp.fc1, half), prepare_half(be, l.mlp.fc2, half);
+    for (const nn::Linear* p : {&l.self_attn.q, &l.self_attn.k, &l.self_attn.v, &l.self_attn.out,
+                                &l.cross_attn.q, &l.cross_attn.out, &l.mlp.fc1, &l.mlp.fc2}) {
+      token_bytes += int64_t(p->weight.nbytes());
+    }
   }
+  // Only an exact float16 copy is packed: a float32 one would double the tied embedding's memory.
+  if (Tensor h = half ? exact_f16(w->output) : Tensor(); h.defined()) {
+    w->output = std::move(h);
+    w->output_prepared = be.prepare_matmul_weight(w->output);
+  }
+  m->token_weight_bytes_ = token_bytes + int64_t(w->output.nbytes());
   m->w_ = std::move(w);
   return m;
 }
@@ -330,7 +411,7 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
   const float* last = x.data() + (m - rows) * d;
   w_->decoder_norm.forward(be, last, rows, eps, h.data());
   std::vector<float> logits(static_cast<size_t>(rows * c.vocab_size));
-  be.matmul(h.data(), rows, w_->output, nullptr, logits.data());
+  be.matmul(h.data(), rows, w_->output, nullptr, logits.data(), w_->output_prepared.get());
   return logits;
 }
 

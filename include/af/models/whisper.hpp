@@ -45,17 +45,27 @@ struct WhisperState {
   std::vector<std::vector<float>> self_v;   // [layer][max_target_positions, d_model]
 };
 
+// Whether the model at `path` (an HF folder or file) is WhisperForConditionalGeneration, by its
+// config's architecture. Throws what io::open_model_files throws for a missing or bad path.
+bool is_whisper_model(const std::string& path);
+
 class Whisper {
  public:
   // From an HF folder (config.json with "WhisperForConditionalGeneration", model.safetensors).
   // LoadOptions: num_threads, isa, device, dtype and quantize apply; the KV cache is always
-  // float32.
+  // float32. Without dtype or quantize, the decoder's per-token float32 weights whose values are
+  // all float16 exactly (the CTranslate2 checkpoints, widened) are kept as float16: the same
+  // values in half the bytes read per token (the logits stay within float32 rounding, the
+  // output projection summing in another order).
   static std::unique_ptr<Whisper> load(const std::string& path, const LoadOptions& options = {});
   ~Whisper();
 
   const WhisperConfig& config() const { return config_; }
   const std::string& path() const { return files_.path; }
   Backend& backend() { return *backend_; }
+  // Weight bytes one decoded token reads: the decoder layers' per-token matmuls and the output
+  // projection (cross-attention keys/values are projected once per window, not counted).
+  int64_t token_weight_bytes() const { return token_weight_bytes_; }
 
   // mel: [num_mel_bins, n_frames()] (modalities::LogMel::data) -> [max_source_positions,
   // d_model]. Throws kInvalidArgument for another size.
@@ -74,6 +84,7 @@ class Whisper {
   WhisperConfig config_;
   std::shared_ptr<Backend> backend_;
   std::unique_ptr<Weights> w_;
+  int64_t token_weight_bytes_ = 0;
 };
 
 }  // namespace af::models
