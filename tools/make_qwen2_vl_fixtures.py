@@ -153,8 +153,10 @@ def make_model(kind, testdata):
             p.copy_(p.bfloat16().float())
     folder = os.path.join(ROOT, "tests", "fixtures", "models", kind)
     os.makedirs(folder, exist_ok=True)
-    model.to(torch.bfloat16).save_pretrained(folder)
-    model.float()
+    # A bf16 copy of the weights only: model.to(bfloat16) would also round the rotary inv_freq
+    # buffers the float32 reference then uses.
+    model.save_pretrained(folder, state_dict={k: v.bfloat16()
+                                              for k, v in model.state_dict().items()})
     pconf = processor_config({"min_pixels": 16 * 16 * 2, "max_pixels": 16 * 16 * 12,
                               "patch_size": 8})
     with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:

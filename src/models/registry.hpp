@@ -23,6 +23,7 @@ std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles, const io::HfConfig&, const
 std::unique_ptr<CausalLM> make_gemma3(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_llava(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2_audio(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_qwen2_vl(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 
 // Sentence-embedding encoders (af/models/encoder.hpp) by the same "architectures" name.
 using EncoderFactory = std::unique_ptr<EncoderModel> (*)(io::ModelFiles files,
