@@ -65,7 +65,8 @@ std::vector<float> image_logits(models::CausalLM& model, std::vector<int32_t>& i
     rows.insert(rows.end(), f.rows.begin(), f.rows.end());
   }
   ids = std::move(placed.ids);
-  return model.forward_embeds(ids, true, {placed.mask, rows});
+  const std::vector<int32_t> positions = mm->mrope_positions(ids, images);  // M-RoPE models
+  return model.forward_embeds(ids, true, {placed.mask, rows, positions});
 }
 
 // The logits of every position of `ids` with the audio's rows in place of its placeholders.

@@ -1,6 +1,8 @@
 // af-cli preprocess -m MODEL --image IMG: the pixel values the model's image processor gives.
 // Output contract (read by other tools): first line the shape ("3 336 336", or "5 3 336 336" for
-// anyres), then one line per row of the last dimension, floats as %.9g (round-trips float32).
+// anyres, "256 1176" for Qwen2-VL's flattened patches), then one line per row of the last
+// dimension, floats as %.9g (round-trips float32). Qwen2-VL's image_grid_thw goes to stderr
+// ("image_grid_thw 1 16 16"), keeping stdout the pixel values alone.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -51,7 +53,12 @@ Command add_preprocess(CLI::App& app) {
     modalities::ImageLimits limits;
     limits.max_pixels = o->max_pixels;
     const modalities::Image image = modalities::Image::load(o->image, limits);
-    print_pixel_values(processor->preprocess(image));
+    const modalities::PixelValues pv = processor->preprocess(image);
+    if (!pv.grid_thw.empty()) {
+      std::fprintf(stderr, "image_grid_thw %lld %lld %lld\n", (long long)pv.grid_thw[0],
+                   (long long)pv.grid_thw[1], (long long)pv.grid_thw[2]);
+    }
+    print_pixel_values(pv);
     return 0;
   };
 }

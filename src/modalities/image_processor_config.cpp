@@ -17,6 +17,9 @@ using nlohmann::json;
 // hostile config can request (8192^2 * 3 floats = 805 MB per tile at most).
 constexpr int kMaxSide = 8192;
 constexpr size_t kMaxPinpoints = 256;
+// Qwen2-VL's max_pixels cap: the pixel values of one image are 3 * T * max_pixels floats (T = 2:
+// 1.6 GB at this cap); the released checkpoints ask for at most 12845056.
+constexpr int64_t kMaxQwenPixels = int64_t(kMaxSide) * kMaxSide;
 
 const std::vector<float> kClipMean = {0.48145466f, 0.4578275f, 0.40821073f};
 const std::vector<float> kClipStd = {0.26862954f, 0.26130258f, 0.27577711f};
@@ -61,6 +64,35 @@ struct Reader {
     } else {
       bad("size", "must be {\"shortest_edge\": n} or {\"height\": h, \"width\": w}");
     }
+  }
+  int64_t integer(const std::string& key, int64_t lo, int64_t hi, int64_t fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    if (!v->is_number_integer() || v->get<int64_t>() < lo || v->get<int64_t>() > hi) {
+      bad(key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    }
+    return v->get<int64_t>();
+  }
+  // Qwen2-VL: size {"shortest_edge": min_pixels, "longest_edge": max_pixels} (pixel counts, not
+  // sides), overridden by top-level min_pixels / max_pixels as the processor's __init__ does.
+  void qwen2vl(ImageProcessorConfig& c) const {
+    if (const json* v = find("size")) {
+      if (!v->is_object()) bad("size", "must be {\"shortest_edge\": n, \"longest_edge\": n}");
+      const Reader sub{*v, origin};
+      c.min_pixels = sub.integer("shortest_edge", 1, kMaxQwenPixels, c.min_pixels);
+      c.max_pixels = sub.integer("longest_edge", 1, kMaxQwenPixels, c.max_pixels);
+      if (v->contains("min_pixels")) c.min_pixels = sub.integer("min_pixels", 1, kMaxQwenPixels, 0);
+      if (v->contains("max_pixels")) c.max_pixels = sub.integer("max_pixels", 1, kMaxQwenPixels, 0);
+    }
+    c.min_pixels = integer("min_pixels", 1, kMaxQwenPixels, c.min_pixels);
+    c.max_pixels = integer("max_pixels", 1, kMaxQwenPixels, c.max_pixels);
+    if (c.min_pixels > c.max_pixels) {
+      bad("min_pixels", "(" + std::to_string(c.min_pixels) + ") exceeds max_pixels (" +
+                            std::to_string(c.max_pixels) + ")");
+    }
+    c.patch_size = int(integer("patch_size", 1, 1024, c.patch_size));
+    c.temporal_patch_size = int(integer("temporal_patch_size", 1, 16, c.temporal_patch_size));
+    c.merge_size = int(integer("merge_size", 1, 16, c.merge_size));
   }
   void crop_size(int& height, int& width) const {
     const json* v = find("crop_size");
@@ -121,8 +153,10 @@ ImageProcessorConfig defaults_for(const std::string& type, const std::string& or
   if (type == "CLIPImageProcessor") return CLIPImageProcessor::defaults();
   if (type == "SiglipImageProcessor") return SiglipImageProcessor::defaults();
   if (type == "LlavaNextImageProcessor") return LlavaNextImageProcessor::defaults();
+  if (type == "Qwen2VLImageProcessor") return Qwen2VLImageProcessor::defaults();
   fail(ErrorCode::kUnsupported, "image", origin, ": image_processor_type \"", type,
-       "\" is not supported (CLIPImageProcessor, SiglipImageProcessor, LlavaNextImageProcessor)");
+       "\" is not supported (CLIPImageProcessor, SiglipImageProcessor, LlavaNextImageProcessor, "
+       "Qwen2VLImageProcessor)");
 }
 
 ImageProcessorConfig parse_config(const json& root, const std::string& origin) {
@@ -133,7 +167,11 @@ ImageProcessorConfig parse_config(const json& root, const std::string& origin) {
   ImageProcessorConfig c = defaults_for(base_type(type->get<std::string>()), origin);
   r.boolean("do_convert_rgb", c.do_convert_rgb);
   r.boolean("do_resize", c.do_resize);
-  r.size(c.shortest_edge, c.size_height, c.size_width);
+  if (c.type == "Qwen2VLImageProcessor") {
+    r.qwen2vl(c);
+  } else {
+    r.size(c.shortest_edge, c.size_height, c.size_width);
+  }
   if (const json* v = r.find("resample")) {
     if (!v->is_number_integer() || v->get<int64_t>() < 1 || v->get<int64_t>() > 5) {
       r.bad("resample", "must be a PIL filter 1..5 (NEAREST is not supported)");
@@ -189,6 +227,19 @@ ImageProcessorConfig LlavaNextImageProcessor::defaults() {
   return c;
 }
 
+ImageProcessorConfig Qwen2VLImageProcessor::defaults() {
+  ImageProcessorConfig c;
+  c.type = "Qwen2VLImageProcessor";
+  c.min_pixels = 56 * 56;
+  c.max_pixels = 28 * 28 * 1280;
+  c.patch_size = 14;
+  c.temporal_patch_size = 2;
+  c.merge_size = 2;
+  c.image_mean = kClipMean;
+  c.image_std = kClipStd;
+  return c;
+}
+
 std::unique_ptr<ImageProcessor> ImageProcessor::from_config(const ImageProcessorConfig& config) {
   if (config.type == "CLIPImageProcessor") return std::make_unique<CLIPImageProcessor>(config);
   if (config.type == "SiglipImageProcessor") return std::make_unique<SiglipImageProcessor>(config);
@@ -196,6 +247,14 @@ std::unique_ptr<ImageProcessor> ImageProcessor::from_config(const ImageProcessor
     AF_CHECK(!config.image_grid_pinpoints.empty(), ErrorCode::kInvalidArgument, "image",
              "LlavaNextImageProcessor needs image_grid_pinpoints");
     return std::make_unique<LlavaNextImageProcessor>(config);
+  }
+  if (config.type == "Qwen2VLImageProcessor") {
+    AF_CHECK(config.patch_size > 0 && config.temporal_patch_size > 0 && config.merge_size > 0 &&
+                 config.min_pixels > 0 && config.min_pixels <= config.max_pixels,
+             ErrorCode::kInvalidArgument, "image",
+             "Qwen2VLImageProcessor needs positive patch_size, temporal_patch_size, merge_size "
+             "and 0 < min_pixels <= max_pixels");
+    return std::make_unique<Qwen2VLImageProcessor>(config);
   }
   fail(ErrorCode::kUnsupported, "image", "image processor type \"", config.type,
        "\" is not supported");

@@ -37,11 +37,17 @@ class DecoderSequence final : public SequenceState {
     AF_CHECK(n >= 0, ErrorCode::kInvalidArgument, "model", "negative truncate length ", n);
     if (window > 0 && n + 1 < length && length > window) n = 0;
     length = std::min(length, n);
+    // Cut back to where explicit M-RoPE positions began: later ids are plain text again.
+    if (length <= rope_delta_from) rope_delta = 0, rope_delta_from = INT64_MAX;
   }
 
   nn::KvCache cache;  // [window or context rows] per layer
   int64_t window, context;
   int64_t length = 0;
+  // M-RoPE (InputEmbeddings::positions): ids without explicit positions sit at length + delta;
+  // delta holds since cache row rope_delta_from.
+  int64_t rope_delta = 0;
+  int64_t rope_delta_from = INT64_MAX;
 };
 
 class DecoderLM final : public CausalLM {
@@ -145,6 +151,8 @@ class DecoderLM final : public CausalLM {
       out_row[i] = static_cast<int64_t>(row);
       row += items[i].all_logits ? items[i].ids.size() : 1;
     }
+    std::vector<int64_t> n_past_before(items.size());
+    for (size_t i = 0; i < items.size(); ++i) n_past_before[i] = items[i].sequence->n_past();
     // Pack the ids into chunks of at most kChunk tokens; an item may span several chunks.
     std::vector<int64_t> done(items.size(), 0);
     std::vector<Piece> pieces;
@@ -162,12 +170,14 @@ class DecoderLM final : public CausalLM {
       if (pieces.empty()) break;
       run_chunk(items, pieces, rows, out_row, logits.data());
     }
+    for (size_t i = 0; i < items.size(); ++i) update_rope_delta(items[i], n_past_before[i]);
     return logits;
   }
 
   void check_embeddings(const BatchItem& item, size_t index) const {
     const InputEmbeddings& e = item.embeddings;
-    if (e.empty()) return;
+    check_positions(item, index);
+    if (e.mask.empty()) return;
     AF_CHECK(e.mask.size() == item.ids.size(), ErrorCode::kInvalidArgument, "model",
              "input embeddings mask has ", e.mask.size(), " entries for ", item.ids.size(),
              " ids (batch item ", index, ")");
@@ -179,6 +189,30 @@ class DecoderLM final : public CausalLM {
              " (batch item ", index, ")");
   }
 
+  void check_positions(const BatchItem& item, size_t index) const {
+    const std::span<const int32_t> p = item.embeddings.positions;
+    if (p.empty()) return;
+    AF_CHECK(rope_.multi_positions(), ErrorCode::kInvalidArgument, "model", info_.architecture,
+             " has 1-D rotary positions; explicit M-RoPE positions are for Qwen2-VL models");
+    AF_CHECK(p.size() == 3 * item.ids.size(), ErrorCode::kInvalidArgument, "model", "M-RoPE takes ",
+             3 * item.ids.size(), " positions (3 per id), got ", p.size(), " (batch item ", index,
+             ")");
+    for (int32_t v : p) {
+      AF_CHECK(v >= 0, ErrorCode::kInvalidArgument, "model", "negative M-RoPE position ", v,
+               " (batch item ", index, ")");
+    }
+  }
+
+  // The rope delta a sequence keeps after `item`: get_rope_index's max position + 1 - length.
+  static void update_rope_delta(const BatchItem& item, int64_t n_past_before) {
+    const std::span<const int32_t> p = item.embeddings.positions;
+    if (p.empty()) return;
+    auto* seq = static_cast<DecoderSequence*>(item.sequence);
+    const int64_t top = *std::max_element(p.begin(), p.end());
+    seq->rope_delta = top + 1 - (n_past_before + static_cast<int64_t>(item.ids.size()));
+    seq->rope_delta_from = std::min(seq->rope_delta_from, n_past_before);
+  }
+
   // Overwrites the looked-up rows of x where a piece's item has input embeddings.
   void splice_embeddings(std::span<const BatchItem> items, const std::vector<Piece>& pieces,
                          float* x) const {
@@ -186,7 +220,7 @@ class DecoderLM final : public CausalLM {
     for (size_t s = 0; s < pieces.size(); ++s) {
       const Piece& p = pieces[s];
       const InputEmbeddings& e = items[p.item].embeddings;
-      if (e.empty()) continue;
+      if (e.mask.empty()) continue;
       // Rows of the masked positions before this piece (earlier chunks) are skipped.
       auto next = static_cast<size_t>(
           std::count_if(e.mask.begin(), e.mask.begin() + p.offset, [](uint8_t m) { return m; }));
@@ -210,8 +244,10 @@ class DecoderLM final : public CausalLM {
       const int64_t n_past = seq->length;  // advanced after each chunk
       for (int64_t t = 0; t < p.n; ++t) {
         ids_[static_cast<size_t>(row + t)] = item.ids[static_cast<size_t>(p.offset + t)];
-        positions_[static_cast<size_t>(row + t)] = static_cast<int32_t>(n_past + t);
+        positions_[static_cast<size_t>(row + t)] =
+            static_cast<int32_t>(n_past + t + seq->rope_delta);
       }
+      if (rope_.multi_positions()) fill_mrope_positions(item, p, row, n);
       segments_.push_back({nullptr, nullptr, row, p.n, n_past});
       row += p.n;
     }
@@ -286,6 +322,20 @@ class DecoderLM final : public CausalLM {
     }
   }
 
+  // M-RoPE: positions_ holds [3][n] for the chunk; a piece's rows take its item's explicit
+  // positions, or the 1-D position (already in component 0) in all three components.
+  void fill_mrope_positions(const BatchItem& item, const Piece& p, int64_t row, int64_t n) {
+    const std::span<const int32_t> given = item.embeddings.positions;
+    const auto total = static_cast<int64_t>(item.ids.size());
+    for (int64_t c = 0; c < 3; ++c) {
+      for (int64_t t = 0; t < p.n; ++t) {
+        positions_[static_cast<size_t>(c * n + row + t)] =
+            given.empty() ? positions_[static_cast<size_t>(row + t)]
+                          : given[static_cast<size_t>(c * total + p.offset + t)];
+      }
+    }
+  }
+
   void reserve(int64_t n) {
     const auto need = [&](std::vector<float>& v, int64_t count) {
       if (static_cast<int64_t>(v.size()) < count) v.resize(static_cast<size_t>(count));
@@ -295,8 +345,9 @@ class DecoderLM final : public CausalLM {
     need(x_, n * spec_.hidden_size);
     need(h_, n * std::max(spec_.hidden_size, q_dim));
     need(scratch_, n * std::max(2 * q_dim + 2 * kv_dim, 2 * spec_.intermediate_size));
-    if (static_cast<int64_t>(positions_.size()) < n) {
-      positions_.resize(static_cast<size_t>(n));
+    if (static_cast<int64_t>(positions_.size()) < 3 * n)
+      positions_.resize(static_cast<size_t>(3 * n));
+    if (static_cast<int64_t>(ids_.size()) < n) {
       ids_.resize(static_cast<size_t>(n));
       out_dest_.resize(static_cast<size_t>(n));
     }

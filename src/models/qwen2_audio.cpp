@@ -165,7 +165,7 @@ class Qwen2AudioEncoder final : public AudioEncoder {
         pooled[t * d + j] = (x[2 * t * d + j] + x[(2 * t + 1) * d + j]) / 2.0f;
     Backend& be = *backend_;
     norm_.forward(be, pooled.data(), n_tokens, pooled.data());
-    AudioFeatures out{n_tokens, projector_.out, {}};
+    AudioFeatures out{n_tokens, projector_.out, {}, {}};
     out.rows.resize(static_cast<size_t>(n_tokens * projector_.out));
     projector_.forward(be, pooled.data(), n_tokens, out.rows.data());
     return out;

@@ -27,6 +27,8 @@ constexpr std::pair<const char*, ModelFactory> kFactories[] = {
     {"LlavaForConditionalGeneration", make_llava},
     {"LlavaNextForConditionalGeneration", make_llava},
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
+    {"Qwen2VLForConditionalGeneration", make_qwen2_vl},
+    {"Qwen2_5_VLForConditionalGeneration", make_qwen2_vl},
 };
 
 constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{

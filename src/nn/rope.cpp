@@ -121,7 +121,7 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
     apply_llama3(*params, rope.inv_freq_);
   } else if (type == "longrope" || type == "su") {
     rope.attention_scaling_ = apply_longrope(config, *params, context, rope.inv_freq_);
-  } else if (type != "default") {
+  } else if (type != "default" && type != "mrope") {
     fail(ErrorCode::kUnsupported, "rope", config.origin(), ": rope type \"", type,
          "\" is not supported yet (supported: default, linear, llama3, longrope/su)");
   }
@@ -143,7 +143,31 @@ Rope Rope::from_config(const io::HfConfig& config, int64_t head_dim, RopeLayout 
       rope.inv_freq_[i] /= f[i];
     }
   }
+  if (params && params->has("mrope_section")) rope.section_freq_ = mrope_sections(*params, rope);
   return rope;
+}
+
+std::vector<std::vector<float>> Rope::mrope_sections(const io::HfConfig& params, const Rope& rope) {
+  // Qwen2-VL's mrope_section [t, h, w]: frequency i belongs to the component whose section
+  // holds it (transformers splits the frequencies by these sizes, cycling t, h, w).
+  const nlohmann::json& list = params.json().at("mrope_section");
+  const auto n_freq = static_cast<int64_t>(rope.inv_freq_.size());
+  AF_CHECK(list.is_array() && !list.empty() && list.size() <= 3, ErrorCode::kFormat, "rope",
+           params.origin(), ": mrope_section must be a list of up to 3 sizes");
+  std::vector<std::vector<float>> sections(3, std::vector<float>(size_t(n_freq), 0.0f));
+  int64_t begin = 0;
+  for (size_t c = 0; c < list.size(); ++c) {
+    AF_CHECK(list[c].is_number_integer() && list[c].get<int64_t>() >= 0, ErrorCode::kFormat, "rope",
+             params.origin(), ": mrope_section entries must be non-negative integers");
+    const int64_t end = begin + list[c].get<int64_t>();
+    AF_CHECK(end <= n_freq, ErrorCode::kFormat, "rope", params.origin(), ": mrope_section sums to ",
+             end, ", more than the ", n_freq, " rotary frequencies (head_dim / 2)");
+    for (int64_t i = begin; i < end; ++i) sections[c][size_t(i)] = rope.inv_freq_[size_t(i)];
+    begin = end;
+  }
+  AF_CHECK(begin == n_freq, ErrorCode::kFormat, "rope", params.origin(), ": mrope_section sums to ",
+           begin, ", not the ", n_freq, " rotary frequencies (head_dim / 2)");
+  return sections;
 }
 
 void Rope::scale_rotated(Backend& be, float* x, int64_t rows) const {

@@ -102,6 +102,7 @@ struct Running {
   GenerationRequest request;
   Clock::time_point submitted;
   ImagePrompt placed;
+  std::vector<int32_t> step_positions;  // M-RoPE positions of the prefill step in progress
   std::vector<uint64_t> keys;
   std::vector<float> rows;  // image rows of the masked prompt positions >= the reused prefix
   size_t rows_used = 0;     // of those, already computed
@@ -475,14 +476,24 @@ void Scheduler::Impl::gather_rows(Running& r, size_t from) {
 }
 
 models::InputEmbeddings Scheduler::Impl::prefill_embeddings(Running& r, size_t n) {
-  if (r.placed.mask.empty()) return {};
+  r.step_positions.clear();
+  if (!r.placed.positions.empty()) {  // M-RoPE: this step's slice of each component
+    const size_t total = r.placed.ids.size();
+    for (size_t c = 0; c < 3; ++c) {
+      const auto begin =
+          r.placed.positions.begin() + static_cast<std::ptrdiff_t>(c * total + r.prefill_pos);
+      r.step_positions.insert(r.step_positions.end(), begin,
+                              begin + static_cast<std::ptrdiff_t>(n));
+    }
+  }
+  if (r.placed.mask.empty()) return {{}, {}, r.step_positions};
   const std::span<const uint8_t> mask = std::span(r.placed.mask).subspan(r.prefill_pos, n);
   const auto count = static_cast<size_t>(std::count(mask.begin(), mask.end(), uint8_t{1}));
   const auto hidden = static_cast<size_t>(model.config().hidden_size);
   const std::span<const float> rows =
       std::span(r.rows).subspan(r.rows_used * hidden, count * hidden);
   r.rows_used += count;  // the step runs these rows (a failed step ends the request)
-  return {mask, rows};
+  return {mask, rows, r.step_positions};
 }
 
 void Scheduler::Impl::fail_running(const std::string& error) {
@@ -577,6 +588,8 @@ std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
     const int32_t token = media_counts(*s.multimodal, request, counts, hashes);
     placed = expand_image_tokens(request.prompt, token, counts);
     keys = position_keys(placed, hashes);
+    if (request.audios.empty())
+      placed.positions = s.multimodal->mrope_positions(placed.ids, request.images);
     request.prompt = placed.ids;
     if (counts.empty()) placed.mask.clear();  // text only: no embeddings
   } else {

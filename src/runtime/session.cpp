@@ -54,7 +54,17 @@ struct PreparedPrompt {
   std::vector<uint64_t> keys;
   const std::vector<modalities::Image>* images = nullptr;
   const std::vector<modalities::Audio>* audios = nullptr;
+  std::vector<int32_t> positions;  // M-RoPE models: [3][placed.ids.size()]; else empty
   size_t media_count() const { return audios ? audios->size() : images->size(); }
+  // Positions [from, to) of each component, as InputEmbeddings::positions takes them.
+  std::vector<int32_t> positions_of(size_t from, size_t to) const {
+    std::vector<int32_t> out;
+    if (positions.empty()) return out;
+    const size_t n = placed.ids.size();
+    for (size_t c = 0; c < 3; ++c)
+      out.insert(out.end(), positions.begin() + c * n + from, positions.begin() + c * n + to);
+    return out;
+  }
 };
 
 struct Session::State {
@@ -109,6 +119,7 @@ struct Session::State {
     }
     p.placed = runtime::expand_image_tokens(prompt, image_token, counts);
     p.keys = runtime::position_keys(p.placed, hashes);
+    if (req.audios.empty()) p.positions = multimodal->mrope_positions(p.placed.ids, req.images);
     return p;
   }
 
@@ -161,7 +172,8 @@ struct Session::State {
             features[image]->rows.data() + static_cast<size_t>(p.placed.row_of[r]) * hidden;
         rows.insert(rows.end(), row, row + hidden);
       }
-      logits = multimodal->forward_embeds(ids, false, {mask, rows});
+      const std::vector<int32_t> positions = p.positions_of(from, to);
+      logits = multimodal->forward_embeds(ids, false, {mask, rows, positions});
     }
     cached.insert(cached.end(), ids.begin(), ids.end());
     keys.insert(keys.end(), p.keys.begin() + static_cast<std::ptrdiff_t>(from),

@@ -43,8 +43,8 @@ class FixtureEncoder final : public models::ImageEncoder {
   models::ImageFeatures encode(const modalities::Image& image) override {
     ++*calls_;
     const int k = image.rgb()[0] / 40;
-    models::ImageFeatures f{tokens_, hidden_,
-                            read_f32(dir_ + "/features_" + std::to_string(k) + ".bin")};
+    models::ImageFeatures f{
+        tokens_, hidden_, read_f32(dir_ + "/features_" + std::to_string(k) + ".bin"), {}};
     EXPECT_EQ(f.rows.size(), static_cast<size_t>(tokens_ * hidden_));
     return f;
   }

@@ -145,7 +145,7 @@ TEST(ImageProcessor, BadConfigsNameTheField) {
   expect_config_error("{", "pp.json");
   expect_config_error("[]", "not a JSON object");
   expect_config_error("{}", "image_processor_type");
-  expect_config_error(R"({"image_processor_type": "Qwen2VLImageProcessor"})", "not supported");
+  expect_config_error(R"({"image_processor_type": "Idefics3ImageProcessor"})", "not supported");
   const std::string clip = R"({"image_processor_type": "CLIPImageProcessor", )";
   expect_config_error(clip + R"("size": {"shortest_edge": 0}})", "size.shortest_edge");
   expect_config_error(clip + R"("size": {"shortest_edge": 1000000}})", "size.shortest_edge");

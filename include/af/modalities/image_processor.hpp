@@ -29,8 +29,9 @@ enum class Resample {
 Image resize_like_pil(const Image& image, int width, int height, Resample filter);
 
 struct PixelValues {
-  std::vector<int64_t> shape;  // [3, H, W] or [n, 3, H, W]
-  std::vector<float> data;     // row-major over shape
+  std::vector<int64_t> shape;     // [3, H, W], [n, 3, H, W], or Qwen2-VL's [patches, C * T * P * P]
+  std::vector<float> data;        // row-major over shape
+  std::vector<int64_t> grid_thw;  // Qwen2-VL: image_grid_thw {t, h, w} in patches; else empty
 };
 
 // The fields of preprocessor_config.json these processors read, with the class defaults applied.
@@ -49,6 +50,10 @@ struct ImageProcessorConfig {
   std::vector<float> image_mean, image_std;  // [3]
   bool do_pad = false;                       // LLaVA-NeXT: pad the tile count in a batch
   std::vector<std::pair<int, int>> image_grid_pinpoints;  // LLaVA-NeXT: (height, width)
+  // Qwen2-VL: the pixel budget (size.shortest_edge / size.longest_edge, or min_pixels /
+  // max_pixels), the vision tower's patch side, frames per temporal patch and merge side.
+  int64_t min_pixels = 0, max_pixels = 0;
+  int patch_size = 0, temporal_patch_size = 0, merge_size = 0;
 };
 
 class ImageProcessor {
@@ -101,6 +106,30 @@ class LlavaNextImageProcessor : public ImageProcessor {
   static ImageProcessorConfig defaults();
   PixelValues preprocess(const Image& image) const override;
 };
+
+// Qwen2VLImageProcessor: smart_resize (sides multiples of patch_size * merge_size, pixels within
+// [min_pixels, max_pixels], aspect ratio kept; ratio > 200 refused), PIL bicubic resize, rescale,
+// normalise, the frame repeated temporal_patch_size times, and patches flattened in HF's order:
+// shape [grid_h * grid_w, 3 * T * P * P], grid_thw {1, grid_h, grid_w}.
+class Qwen2VLImageProcessor : public ImageProcessor {
+ public:
+  explicit Qwen2VLImageProcessor(ImageProcessorConfig config) : ImageProcessor(std::move(config)) {}
+  static ImageProcessorConfig defaults();
+  PixelValues preprocess(const Image& image) const override;
+};
+
+// Qwen2-VL's smart_resize: the (height, width) an image of height x width is resized to, with
+// Python's float arithmetic (round half to even). Throws kInvalidArgument for an aspect ratio
+// above 200 or an empty image.
+std::pair<int64_t, int64_t> qwen2vl_smart_resize(int64_t height, int64_t width, int64_t factor,
+                                                 int64_t min_pixels, int64_t max_pixels);
+
+// Qwen2-VL's patch flattening, shared by images and videos: `frames` [n_frames, 3, height, width]
+// (n_frames a multiple of temporal_patch_size; sides multiples of patch * merge) becomes rows
+// [grid_t * grid_h * grid_w, 3 * T * P * P], ordered (t, h / merge, w / merge, merge_h, merge_w)
+// with columns (channel, frame in patch, patch row, patch column), as HF's processors flatten.
+PixelValues qwen2vl_patchify(const float* frames, int64_t n_frames, int64_t height, int64_t width,
+                             int patch_size, int temporal_patch_size, int merge_size);
 
 // LLaVA-NeXT's select_best_resolution: the (height, width) pinpoint that keeps the most of the
 // image's resolution and wastes the least.

@@ -91,7 +91,12 @@ class SequenceState {
 struct InputEmbeddings {
   std::span<const uint8_t> mask;  // [ids.size()]: nonzero where a row replaces the lookup
   std::span<const float> rows;    // [nonzero entries of mask, hidden_size], in position order
-  bool empty() const { return mask.empty(); }
+  // M-RoPE models (Qwen2-VL): [3][ids.size()] rotary positions (temporal, height, width
+  // components) of these ids, as transformers' get_rope_index gives them; the sequence then keeps
+  // the rope delta (last position + 1 - its length) so that later ids without positions continue
+  // at n_past + delta. Empty: positions n_past + delta + t (delta 0 until positions are given).
+  std::span<const int32_t> positions = {};
+  bool empty() const { return mask.empty() && positions.empty(); }
 };
 
 struct BatchItem {

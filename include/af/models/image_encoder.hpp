@@ -22,6 +22,9 @@ struct ImageFeatures {
   int64_t n_tokens = 0;     // rows: the placeholder tokens this image becomes
   int64_t hidden = 0;       // the text model's hidden_size
   std::vector<float> rows;  // [n_tokens, hidden], row-major
+  // Qwen2-VL: the image's image_grid_thw {t, h, w} in patches (its M-RoPE positions follow from
+  // it); empty for other encoders.
+  std::vector<int64_t> grid_thw;
 };
 
 class ImageEncoder {

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
@@ -27,6 +29,14 @@ class MultimodalLM : public CausalLM {
   // null for a model that takes no audio.
   virtual int32_t audio_token_id() const { return -1; }
   virtual AudioEncoder* audio_encoder() { return nullptr; }
+  // M-RoPE models (Qwen2-VL): the [3][ids.size()] rotary positions of an expanded prompt
+  // showing `images` in order (their grids follow from their sizes; nothing is encoded), for
+  // InputEmbeddings::positions. Empty for models with 1-D positions.
+  virtual std::vector<int32_t> mrope_positions(std::span<const int32_t> ids,
+                                               std::span<const modalities::Image> images) const {
+    (void)ids, (void)images;
+    return {};
+  }
 };
 
 // Builds the image encoder of a checkpoint (default: load_image_encoder). Tests and custom

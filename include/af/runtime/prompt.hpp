@@ -24,6 +24,9 @@ struct ImagePrompt {
   std::vector<uint8_t> mask;      // [ids.size()]: 1 at image rows
   std::vector<int64_t> image_of;  // [image rows]: which image each masked position shows
   std::vector<int64_t> row_of;    // [image rows]: which row of that image
+  // M-RoPE models (Qwen2-VL): [3][ids.size()] rotary positions (MultimodalLM::mrope_positions);
+  // empty for the others.
+  std::vector<int32_t> positions;
 };
 
 // `ids` holds image_token either once per image (each expanded to counts[i] copies, as the HF
