@@ -30,6 +30,9 @@ target_link_libraries(alloyforge PUBLIC nlohmann_json::nlohmann_json Threads::Th
 # The libraries the components link (pkg-config names where Debian ships a .pc file).
 find_package(PkgConfig REQUIRED)
 set(af_pc_modules libpcre2-32 libjpeg libpng libwebp libwebpdemux sndfile soxr fftw3 zlib)
+if(AF_VIDEO)
+  list(APPEND af_pc_modules libavformat libavcodec libswscale libavutil)
+endif()
 pkg_check_modules(AF_PKG_DEPS REQUIRED ${af_pc_modules})
 set(af_plain_deps gif stb)
 if(BUILD_SHARED_LIBS)
@@ -70,9 +73,13 @@ install(FILES ${PROJECT_BINARY_DIR}/AlloyForgeConfig.cmake
 # pull their own private dependencies (libsndfile's -lmp3lame, -lFLAC, ...), whose static or dev
 # files a system need not have, while linking the shared libsndfile/libsoxr/libfftw3 needs none.
 set(af_pc_required_modules ${af_pc_modules})
-list(REMOVE_ITEM af_pc_required_modules sndfile soxr fftw3)
+list(REMOVE_ITEM af_pc_required_modules sndfile soxr fftw3 libavformat libavcodec libswscale
+            libavutil)
 list(JOIN af_pc_required_modules " " AF_PC_REQUIRES_PRIVATE)
 set(AF_PC_LIBS_PRIVATE "-lsndfile -lsoxr -lfftw3 -lgif -lstb -lstdc++ -lm -pthread")
+if(AF_VIDEO)  # ffmpeg's static dependencies are many; its shared libraries need none
+  string(PREPEND AF_PC_LIBS_PRIVATE "-lavformat -lavcodec -lswscale -lavutil ")
+endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/alloyforge.pc.in ${PROJECT_BINARY_DIR}/alloyforge.pc
                @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/alloyforge.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

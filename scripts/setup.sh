@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev libedit-dev
   libjpeg62-turbo-dev libpng-dev libgif-dev libwebp-dev libstb-dev libssl-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
   python3-venv python3-dev curl
   qemu-user nginx-light chromium chromium-driver
 )

@@ -9,6 +9,7 @@
 
 #include "af/modalities/image.hpp"
 #include "af/modalities/image_processor.hpp"
+#include "cli_common.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -38,17 +39,34 @@ Command add_preprocess(CLI::App& app) {
   struct Options {
     std::string model, image;
     uint64_t max_pixels = modalities::ImageLimits{}.max_pixels;
+    VideoPreprocessOptions video;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("preprocess",
-                                 "Print an image's pixel values as the model's "
-                                 "HF image processor computes them");
-  sub->add_option("-m,--model", o->model, "HF folder with preprocessor_config.json, or that file")
-      ->required();
-  sub->add_option("--image", o->image, "JPEG, PNG, GIF (first frame), WebP or BMP")->required();
+                                 "Print an image's (or a video's) pixel values as the model's "
+                                 "HF image (Qwen2-VL video) processor computes them");
+  sub->add_option("-m,--model", o->model,
+                  "HF folder with preprocessor_config.json, or that file (optional for --video: "
+                  "Qwen2VLVideoProcessor's defaults)");
+  auto* image = sub->add_option("--image", o->image, "JPEG, PNG, GIF (first frame), WebP or BMP");
+  auto* video = sub->add_option("--video", o->video.video,
+                                "MP4/MOV, MKV/WebM, AVI, MPEG-TS, Ogg, FLV or GIF (Qwen2-VL)");
+  image->excludes(video);
+  sub->add_option("--fps", o->video.fps, "--video: frames sampled per second")
+      ->capture_default_str();
+  sub->add_option("--max-frames", o->video.max_frames, "--video: most frames sampled")
+      ->capture_default_str();
+  sub->add_option("--nframes", o->video.nframes, "--video: sample exactly this many frames");
   sub->add_option("--max-pixels", o->max_pixels, "refuse images with more pixels (header check)")
       ->capture_default_str();
   return [o]() {
+    if (!o->video.video.empty()) {
+      o->video.model = o->model;
+      return print_video_pixel_values(o->video);
+    }
+    if (o->image.empty() || o->model.empty()) {
+      throw UsageError("preprocess needs -m MODEL and --image IMG, or --video FILE");
+    }
     auto processor = modalities::ImageProcessor::load(o->model);
     modalities::ImageLimits limits;
     limits.max_pixels = o->max_pixels;

@@ -38,4 +38,14 @@ Command add_embed(CLI::App& app);
 int print_whisper_logits(const std::string& model, const std::string& audio,
                          const std::vector<int32_t>& ids, int threads, const std::string& isa);
 
+// af-cli preprocess --video (cmd_preprocess_video.cpp): Qwen2-VL's pixel_values_videos.
+struct VideoPreprocessOptions {
+  std::string model;  // "" for Qwen2VLVideoProcessor's defaults
+  std::string video;
+  double fps = 2.0;
+  int max_frames = 768;
+  int nframes = 0;
+};
+int print_video_pixel_values(const VideoPreprocessOptions& options);
+
 }  // namespace af::cli

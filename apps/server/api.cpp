@@ -101,21 +101,23 @@ bool get_bool(const json& body, const char* name, bool fallback) {
   return v->get<bool>();
 }
 
-// An "image_url" part's url: {"image_url": {"url": "..."}} (OpenAI) or {"image_url": "..."}.
-std::string image_part_url(const json& part, const std::string& p) {
-  auto it = part.find("image_url");
+// An "image_url" (or "video_url") part's url: {"image_url": {"url": "..."}} (OpenAI) or
+// {"image_url": "..."}; `key` is the part's type.
+std::string media_part_url(const json& part, const std::string& p, const std::string& key) {
+  auto it = part.find(key);
+  const std::string name = p + "." + key;
   if (it == part.end()) {
-    throw ApiError(400, "Missing required parameter: '" + p + ".image_url'.",
-                   "invalid_request_error", p + ".image_url", "missing_required_parameter");
+    throw ApiError(400, "Missing required parameter: '" + name + "'.", "invalid_request_error",
+                   name, "missing_required_parameter");
   }
   if (it->is_string()) return it->get<std::string>();
-  if (!it->is_object()) invalid_type(p + ".image_url", "an object", *it);
+  if (!it->is_object()) invalid_type(name, "an object", *it);
   auto url = it->find("url");
   if (url == it->end()) {
-    throw ApiError(400, "Missing required parameter: '" + p + ".image_url.url'.",
-                   "invalid_request_error", p + ".image_url.url", "missing_required_parameter");
+    throw ApiError(400, "Missing required parameter: '" + name + ".url'.", "invalid_request_error",
+                   name + ".url", "missing_required_parameter");
   }
-  if (!url->is_string()) invalid_type(p + ".image_url.url", "a string", *url);
+  if (!url->is_string()) invalid_type(name + ".url", "a string", *url);
   return url->get<std::string>();
 }
 
@@ -161,8 +163,13 @@ std::string content_text(const json& content, const std::string& param, ChatMess
                      p + ".type", "missing_required_parameter");
     }
     if (*type == "image_url") {
-      message.image_urls.push_back(image_part_url(part, p));
+      message.image_urls.push_back(media_part_url(part, p, "image_url"));
       message.image_offsets.push_back(text.size());
+      continue;
+    }
+    if (*type == "video_url") {
+      message.video_urls.push_back(media_part_url(part, p, "video_url"));
+      message.video_offsets.push_back(text.size());
       continue;
     }
     if (*type == "input_audio") {
@@ -171,10 +178,12 @@ std::string content_text(const json& content, const std::string& param, ChatMess
       continue;
     }
     if (*type != "text") {
-      throw ApiError(400,
-                     "Content parts of type '" + type->get<std::string>() +
-                         "' are not supported; only 'text', 'image_url' and 'input_audio' are.",
-                     "invalid_request_error", p + ".type", "unsupported_value");
+      throw ApiError(
+          400,
+          "Content parts of type '" + type->get<std::string>() +
+              "' are not supported; only 'text', 'image_url', 'video_url' and 'input_audio' "
+              "are.",
+          "invalid_request_error", p + ".type", "unsupported_value");
     }
     auto t = part.find("text");
     if (t == part.end() || !t->is_string()) {

@@ -51,6 +51,10 @@ struct ChatMessage {
   };
   std::vector<InputAudio> audios = {};
   std::vector<size_t> audio_offsets = {};
+  // The urls of "video_url" parts (base64 data URLs, decoded by the server: video_url.hpp) and
+  // where each sat, as image_offsets.
+  std::vector<std::string> video_urls = {};
+  std::vector<size_t> video_offsets = {};
   nlohmann::json tool_calls = nullptr;  // assistant: OpenAI's tool_calls array, as sent
   std::string tool_call_id = {};        // tool: the call this message answers
   std::string name = {};                // optional participant / function name

@@ -130,6 +130,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-audio-bytes", o.input_audio.max_bytes,
                  "largest decoded input_audio part (wav/mp3 bytes); larger: 413")
       ->capture_default_str();
+  app.add_option("--max-video-bytes", o.video_urls.max_bytes,
+                 "largest decoded video_url part (data URL bytes); larger: 413")
+      ->capture_default_str();
   app.add_option("--encoder-cache-mb", o.encoder_cache_mb,
                  "image and audio encoder outputs kept by content hash, in MiB")
       ->capture_default_str();

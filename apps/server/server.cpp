@@ -207,6 +207,9 @@ class Server {
                                     const std::vector<modalities::Image>& images) const;
   // The audio of the chat messages' input_audio parts, decoded (ApiError 400 / 413 when bad).
   std::vector<modalities::Audio> chat_audios(const ApiRequest& r) const;
+  // The request's video_url parts, decoded and sampled (400/413 for bad ones); a model that
+  // takes no images is refused before decoding.
+  std::vector<modalities::Video> chat_videos(const ApiRequest& r) const;
   // A chat prompt's audio placeholders expanded for `audios` (ApiError 400 when they differ).
   std::vector<int32_t> place_audios(const std::vector<int32_t>& ids,
                                     const std::vector<modalities::Audio>& audios) const;
@@ -422,6 +425,21 @@ std::vector<int32_t> Server::place_images(const std::vector<int32_t>& ids,
   }
 }
 
+std::vector<modalities::Video> Server::chat_videos(const ApiRequest& r) const {
+  std::vector<modalities::Video> videos;
+  for (size_t i = 0; i < r.messages.size(); ++i) {
+    for (const std::string& url : r.messages[i].video_urls) {
+      const std::string param = "messages[" + std::to_string(i) + "].content";
+      if (!dynamic_cast<models::MultimodalLM*>(model_.get())) {
+        throw ApiError(400, "This model does not accept video (it is a text-only model).",
+                       "invalid_request_error", param, "unsupported_value");
+      }
+      videos.push_back(load_video_url(url, param, options_.video_urls));
+    }
+  }
+  return videos;
+}
+
 std::vector<modalities::Audio> Server::chat_audios(const ApiRequest& r) const {
   std::vector<modalities::Audio> audios;
   auto* model = dynamic_cast<models::MultimodalLM*>(model_.get());
@@ -483,6 +501,11 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
   if (!images.empty() && !audios.empty()) {
     throw ApiError(400, "A request takes images or audio, not both.", "invalid_request_error",
                    "messages", "invalid_value");
+  }
+  // Videos are decoded and checked here; the vision models loaded today (LLaVA) take none.
+  if (!(chat ? chat_videos(r) : std::vector<modalities::Video>()).empty()) {
+    throw ApiError(400, "This model does not accept video (no video-language model is loaded).",
+                   "invalid_request_error", "messages", "unsupported_value");
   }
 
   // Prompts as ids. A long tokenization stops when the server shuts down (httplib 0.11 cannot

@@ -8,6 +8,7 @@
 #include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
 #include "image_url.hpp"
+#include "video_url.hpp"
 #include "input_audio.hpp"
 
 namespace af::server {
@@ -35,6 +36,8 @@ struct ServerOptions {
   ImageUrlOptions image_urls;
   // Audio-language models: input_audio parts (decoded size limit, else 413; duration bounds).
   InputAudioOptions input_audio;
+  // video_url parts (base64 data URLs; decoded size limit, else 413; sampling and limits).
+  VideoUrlOptions video_urls;
   uint64_t encoder_cache_mb = 256;
   bool web_ui = true;  // the chat page at / (--no-webui turns it off)
   // llama-server habits: the model id clients see (default: the file or folder name), a chat
