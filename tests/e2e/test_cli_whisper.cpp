@@ -143,7 +143,9 @@ TEST(CliTranscribe, BeamTemperatureAndFeaturesFlags) {
   ASSERT_EQ(r.status, 0);
   std::string expected;
   for (const auto& id : ref["generate"]["beam2_en"]["ids"]) {
-    expected += (expected.empty() ? "" : " ") + std::to_string(id.get<int32_t>());
+    // Appended in two steps: GCC 12 warns (-Wrestrict, a false positive) on "" + std::string&&.
+    if (!expected.empty()) expected += ' ';
+    expected += std::to_string(id.get<int32_t>());
   }
   EXPECT_EQ(r.out, expected + "\n");
   r = test::run_shell(base + " --temperature 0,0.5 --best-of 2 --compression-ratio-threshold 0.1");

@@ -4,6 +4,7 @@
 // Slow (~240 windows of the tiny model): AF_WHISPER_MEMORY_HOURS sets the length (default 2).
 #include <gtest/gtest.h>
 #include <sndfile.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -26,7 +27,9 @@ int64_t rss_bytes() {
 }
 
 std::string write_long_wav(double hours) {
-  const std::string path = testing::TempDir() + "/whisper_hours.wav";
+  // One file per process: concurrent test runs on one machine must not share it.
+  const std::string path =
+      testing::TempDir() + "/whisper_hours_" + std::to_string(::getpid()) + ".wav";
   SF_INFO info{};
   info.samplerate = 8000;
   info.channels = 1;
