@@ -180,7 +180,7 @@ void register_shapes() {
       {"q4_0", af::DType::Q4_0}, {"q8_0", af::DType::Q8_0}, {"q5_0", af::DType::Q5_0},
       {"q4_1", af::DType::Q4_1}, {"q5_1", af::DType::Q5_1}, {"bf16dot", af::DType::BF16},
       {"f16", af::DType::F16},   {"q4_k", af::DType::Q4_K}, {"q5_k", af::DType::Q5_K},
-      {"q6_k", af::DType::Q6_K}};
+      {"q6_k", af::DType::Q6_K}, {"q2_k", af::DType::Q2_K}, {"q3_k", af::DType::Q3_K}};
   // Qwen2-0.5B's, then Qwen2.5-1.5B's gate/up and down_proj (rows of 1536 and 8960, multiples
   // of 256, so the K-quants apply).
   const std::pair<int64_t, int64_t> shapes[] = {

@@ -218,10 +218,11 @@ TEST(QuantPacked, EachBackendPacksItsOwnLayoutAndUsesOthersAsStored) {
     const std::string table = backends.back()->quant_kernels().isa;
     const bool packs = table == "avx512vnni";
     EXPECT_EQ(prepared.back() != nullptr, packs) << "isa '" << isa << "'";
-    // Types without a packed layout are used as they are (dense weights and Q4_K / Q5_K / Q6_K
-    // have their own layouts, tested in test_dense_packed.cpp and test_quant_kpacked.cpp).
-    EXPECT_EQ(backends.back()->prepare_matmul_weight(quantized_weight(DType::Q3_K, 2, 256, 1)),
-              nullptr);
+    // The K-quants (Q2_K .. Q6_K) have their own layout on every SIMD table (tested in
+    // test_quant_kpacked.cpp); the scalar table uses every weight as stored.
+    EXPECT_EQ(
+        backends.back()->prepare_matmul_weight(quantized_weight(DType::Q3_K, 2, 256, 1)) != nullptr,
+        table != "scalar");
   }
   for (size_t b = 0; b < backends.size(); ++b) {
     for (size_t p = 0; p <= prepared.size(); ++p) {
