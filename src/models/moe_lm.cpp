@@ -37,9 +37,12 @@ class ExpertSliceSource final : public io::WeightSource {
     const std::optional<Slice> s = inner_.has(name) ? std::nullopt : parse(name);
     if (!s || !inner_.has(s->stacked)) return inner_.get(name);
     const Tensor all = inner_.get(s->stacked);
+    const std::string gguf = io::gguf_name_from_hf(s->stacked);
     AF_CHECK(all.shape().rank() == 3 && all.shape()[0] == num_experts_, ErrorCode::kFormat, "moe",
-             inner_.origin(), ": tensor ", s->stacked, " has shape ", all.shape().str(),
-             ", expected [", num_experts_, ", rows, columns] (one matrix per expert)");
+             inner_.origin(), ": tensor ", s->stacked,
+             gguf == s->stacked ? std::string() : " (" + gguf + ")", " has shape ",
+             all.shape().str(), ", expected [", num_experts_,
+             ", rows, columns]: one matrix per expert of the config's expert count");
     AF_CHECK(s->expert < num_experts_, ErrorCode::kFormat, "moe", inner_.origin(), ": expert ",
              s->expert, " of ", name, " is past the ", num_experts_, " experts");
     const size_t bytes = all.nbytes() / static_cast<size_t>(num_experts_);

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "af/core/error.hpp"
+#include "af/io/gguf.hpp"
+#include "af/io/gguf_writer.hpp"
 #include "af/models/causal_lm.hpp"
 #include "test_util.hpp"
 
@@ -137,6 +139,56 @@ TEST(MoeConfig, MlpOnlyLayerOutOfRangeIsRefused) {
     FAIL() << "loaded mlp_only_layers [5] for 2 layers";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mlp_only_layers"), std::string::npos) << e.what();
+  }
+}
+
+// A copy of a fixture's GGUF with one metadata key replaced and, when `zeros` names a tensor,
+// that tensor replaced by F32 zeros of `shape`.
+std::string gguf_with(const std::string& name, const std::string& key, io::GgufValue value,
+                      const test::TempFolder& dir, const std::string& zeros = "",
+                      const Shape& shape = Shape{}) {
+  const io::GgufFile in = io::GgufFile::open((fixture(name) / (name + ".gguf")).string());
+  io::GgufWriter w;
+  for (const std::string& k : in.metadata_keys()) w.set(k, *in.find(k));
+  w.set(key, std::move(value));
+  for (const io::GgufTensorInfo& t : in.tensors()) {
+    if (t.name != zeros) {
+      w.add_tensor(t.name, in.tensor(t.name));
+    } else {
+      w.add_tensor(t.name, DType::F32, shape, [](std::span<std::byte> dst) {
+        std::fill(dst.begin(), dst.end(), std::byte{0});
+      });
+    }
+  }
+  const std::string path = (dir / "edited.gguf").string();
+  w.write(path);
+  return path;
+}
+
+TEST(MoeGguf, ExpertCountUnlikeTheStackedTensorsIsRefusedNamingTheTensor) {
+  // 5 experts in the metadata and the router, 4 in the stacked expert tensors.
+  test::TempFolder dir("af_moe");
+  const std::string path =
+      gguf_with("mixtral", "llama.expert_count", io::gguf_uint(io::GgufType::kUint32, 5), dir,
+                "blk.0.ffn_gate_inp.weight", Shape{5, 32});
+  try {
+    load(path);
+    FAIL() << "loaded 5 experts from tensors that stack 4";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.ffn_gate_exps.weight"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MoeGguf, MoreExpertsPerTokenThanExpertsIsRefused) {
+  test::TempFolder dir("af_moe");
+  const std::string path = gguf_with("qwen2_moe", "qwen2moe.expert_used_count",
+                                     io::gguf_uint(io::GgufType::kUint32, 9), dir);
+  try {
+    load(path);
+    FAIL() << "loaded 9 experts per token of 8";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("num_experts_per_tok"), std::string::npos) << e.what();
   }
 }
 
