@@ -1304,12 +1304,16 @@ def test_audio_transcriptions(args):
                 ([("file", "a.txt", b"this is not audio at all")], 400, "not audio"),
                 ([("file", "empty.wav", b"")], 400, "empty file"),
                 ([("file", "cut.wav", jfk[:44])], 400, "header only: no samples"),
-                ([("file", "a.wav", jfk), ("temperature", None, b"0.7")], 400, "temperature"),
+                ([("file", "a.wav", jfk), ("temperature", None, b"1.7")], 400, "temperature > 1"),
+                ([("file", "a.wav", jfk), ("temperature", None, b"hot")], 400, "temperature text"),
                 ([("file", "a.wav", jfk), ("response_format", None, b"xml")], 400, "format"),
                 ([("file", "big.wav", jfk * 3)], 413, "body over --max-body-bytes")]:
             status_got, body = post(parts)[:2]
             check(status_got == status, f"{what}: {status_got} {body[:200]!r}")
             check("error" in json.loads(body), f"{what}: an OpenAI error object")
+        # temperature in 0..1 samples at it (before: anything but 0 was a 400).
+        status_got, body = post([("file", "a.wav", jfk), ("temperature", None, b"0.7")])[:2]
+        check(status_got == 200 and "text" in json.loads(body), f"temperature 0.7: {status_got}")
         with wave.open(jfk_path, "rb") as w:
             params, frames = w.getparams(), w.readframes(w.getnframes())
         buf = io.BytesIO()

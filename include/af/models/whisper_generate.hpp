@@ -1,10 +1,11 @@
 #pragma once
-// Greedy decoding for Whisper as transformers' WhisperForConditionalGeneration.generate does it
-// for one 30 s window: the prompt <|startoftranscript|> [language] [task] [<|notimestamps|>]
-// (language detected from the first decoder step when none is given on a multilingual model),
-// suppress_tokens always, begin_suppress_tokens on the first generated token, and with timestamps
-// the timestamp logits rules (pairs, monotonic, max_initial_timestamp_index, and timestamps forced
-// when their total probability beats every text token). Ends at eos or the length limit.
+// Decoding for Whisper as transformers' WhisperForConditionalGeneration.generate does it for one
+// 30 s window (greedy, beam search or sampling: WhisperSearch): the prompt <|startoftranscript|>
+// [language] [task] [<|notimestamps|>] (language detected from the first decoder step when none is
+// given on a multilingual model), suppress_tokens always, begin_suppress_tokens on the first
+// generated token, and with timestamps the timestamp logits rules (pairs, monotonic,
+// max_initial_timestamp_index, and timestamps forced when their total probability beats every text
+// token). Ends at eos or the length limit.
 #include <cstdint>
 #include <optional>
 #include <span>

@@ -1,7 +1,8 @@
 #pragma once
 // Whisper transcription as a library call: audio (a file, encoded bytes or 16 kHz samples) in,
 // segments with times, text, tokens and scores out. Decoding follows transformers'
-// WhisperForConditionalGeneration.generate (greedy, temperature 0): inputs up to 30 s are one
+// WhisperForConditionalGeneration.generate (greedy or beams, temperature fallback; or, with
+// WhisperFeatures::kFasterWhisper, faster-whisper's transcribe loop): inputs up to 30 s are one
 // padded window; longer ones (or any input with timestamps) go through its sequential long-form
 // loop: 30 s windows of log-mel frames, each window's tokens split into segments at timestamp
 // pairs, the next window starting at the last closed timestamp (or after the whole window when
