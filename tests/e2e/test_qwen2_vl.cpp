@@ -17,6 +17,7 @@
 #include "af/models/image_encoder.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
+#include "af/runtime/session.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -229,6 +230,33 @@ TEST(Qwen2VLModel, BatchedSequencesKeepTheirRopeDeltas) {
     EXPECT_EQ(std::vector<int32_t>(got[i].begin(), got[i].begin() + k),
               std::vector<int32_t>(want.begin(), want.begin() + k))
         << i;
+  }
+}
+
+// Through a Session (what af-cli run/chat use): M-RoPE positions sliced per prefill chunk, the
+// decode continuing at n_past + delta, and a repeated request reusing the cached prefix (the
+// image included) gives the same ids.
+TEST(Qwen2VLModel, SessionGreedyIdsEqualGenerateAndSurvivePrefixReuse) {
+  if (!shared_images()) GTEST_SKIP() << "shared images absent (AF_TESTDATA)";
+  const nlohmann::json ref = reference("qwen2_vl");
+  models::LoadOptions options;
+  options.num_threads = 2;
+  // The fixture has no tokenizer of its own; prompts are ids, so any one decodes them.
+  Session session = SessionBuilder()
+                        .tokenizer_path(test::testdata_dir() + "/models/stories260K-hf")
+                        .build(models::load(model_dir("qwen2_vl"), options));
+  for (const auto& prompt : ref["prompts"]) {
+    SCOPED_TRACE(prompt["name"].get<std::string>());
+    const auto want = prompt["generate_ids"].get<std::vector<int32_t>>();
+    GenerateRequest req;
+    req.max_tokens = static_cast<int32_t>(want.size());
+    req.ignore_eos = true;
+    req.prompt_ids = prompt["input_ids"].get<std::vector<int32_t>>();  // expanded
+    for (const auto& name : prompt["images"])
+      for (const auto& e : ref["images"])
+        if (e["file"] == name) req.images.push_back(modalities::Image::load(image_path(e)));
+    EXPECT_EQ(session.generate(req).ids, want);
+    EXPECT_EQ(session.generate(req).ids, want);  // prefix reused
   }
 }
 
