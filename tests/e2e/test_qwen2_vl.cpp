@@ -6,6 +6,7 @@
 // and batched through forward_batch (the server's continuous batching path).
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +18,9 @@
 #include "af/models/image_encoder.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
+#include "af/runtime/scheduler.hpp"
 #include "af/runtime/session.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -258,6 +261,45 @@ TEST(Qwen2VLModel, SessionGreedyIdsEqualGenerateAndSurvivePrefixReuse) {
     EXPECT_EQ(session.generate(req).ids, want);
     EXPECT_EQ(session.generate(req).ids, want);  // prefix reused
   }
+}
+
+// Through the Scheduler (af-server's continuous batching): both prompts at once in two slots,
+// then the first again on a warm cache; each request's ids equal generate.
+TEST(Qwen2VLModel, SchedulerGreedyIdsEqualGenerate) {
+  if (!shared_images()) GTEST_SKIP() << "shared images absent (AF_TESTDATA)";
+  const nlohmann::json ref = reference("qwen2_vl");
+  models::LoadOptions load_options;
+  load_options.num_threads = 2;
+  auto model = models::load(model_dir("qwen2_vl"), load_options);
+  const auto tokenizer = tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");
+  runtime::SchedulerOptions options;
+  options.parallel = 2;
+  options.eos_ids = {9999};
+  runtime::Scheduler scheduler(*model, *tokenizer, options);
+  const auto submit = [&](const nlohmann::json& prompt) {
+    auto promise = std::make_shared<std::promise<runtime::RequestResult>>();
+    std::future<runtime::RequestResult> done = promise->get_future();
+    runtime::GenerationRequest req;
+    req.prompt = prompt["input_ids"].get<std::vector<int32_t>>();
+    for (const auto& name : prompt["images"])
+      for (const auto& e : ref["images"])
+        if (e["file"] == name) req.images.push_back(modalities::Image::load(image_path(e)));
+    req.max_tokens = static_cast<int64_t>(prompt["generate_ids"].size());
+    req.on_done = [promise](const runtime::RequestResult& r) { promise->set_value(r); };
+    EXPECT_TRUE(scheduler.submit(std::move(req)).has_value());
+    return done;
+  };
+  const auto ids_of = [](const runtime::RequestResult& r) {
+    std::vector<int32_t> ids;
+    for (const auto& t : r.tokens) ids.push_back(t.id);
+    return ids;
+  };
+  auto a = submit(ref["prompts"][0]);
+  auto b = submit(ref["prompts"][1]);
+  EXPECT_EQ(ids_of(a.get()), ref["prompts"][0]["generate_ids"].get<std::vector<int32_t>>());
+  EXPECT_EQ(ids_of(b.get()), ref["prompts"][1]["generate_ids"].get<std::vector<int32_t>>());
+  EXPECT_EQ(ids_of(submit(ref["prompts"][0]).get()),
+            ref["prompts"][0]["generate_ids"].get<std::vector<int32_t>>());
 }
 
 // Positions for a model with 1-D RoPE, or of the wrong count, are refused before any state
