@@ -113,6 +113,31 @@ TEST(Qwen2VLVision, CliImageFeaturesPrintsMergedRows) {
       1e-4f);
 }
 
+// af-cli logits --image on the two-image prompt (already expanded): M-RoPE positions computed
+// by the CLI, one line per position, within 1e-4 of transformers.
+TEST(Qwen2VLModel, CliLogitsWithTwoImagesMatchTransformers) {
+  const std::string model = "qwen2_5_vl";
+  const nlohmann::json ref = reference(model);
+  const nlohmann::json& prompt = ref["prompts"][1];
+  std::string ids;
+  for (int32_t id : prompt["input_ids"].get<std::vector<int32_t>>())
+    ids += std::to_string(id) + " ";
+  std::string cmd =
+      std::string(AF_CLI_PATH) + " logits -t 2 -m '" + model_dir(model) + "' --ids '" + ids + "'";
+  for (const auto& name : prompt["images"])
+    for (const auto& e : ref["images"])
+      if (e["file"] == name) cmd += " --image '" + image_path(e) + "'";
+  const test::ShellResult r = test::run_shell(cmd);
+  ASSERT_EQ(r.status, 0);
+  std::vector<float> got;
+  std::istringstream in(r.out);
+  for (std::string tok; in >> tok;) got.push_back(std::strtof(tok.c_str(), nullptr));
+  const std::vector<float> want =
+      test::read_f32(model_dir(model) + "/" + prompt["logits_file"].get<std::string>());
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_LE(max_diff(got.data(), want.data(), got.size()), 1e-4f);
+}
+
 // A prompt of the fixture with its images encoded: the inputs forward_embeds takes.
 struct PromptInputs {
   std::vector<int32_t> ids, positions;
