@@ -6,6 +6,7 @@
 // and batched through forward_batch (the server's continuous batching path).
 #include <cmath>
 #include <filesystem>
+#include <future>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,9 @@
 #include "af/models/image_encoder.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
+#include "af/runtime/scheduler.hpp"
+#include "af/runtime/session.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -107,6 +111,31 @@ TEST(Qwen2VLVision, CliImageFeaturesPrintsMergedRows) {
   EXPECT_LE(
       max_diff(got.data() + na * 64, all.data() + b["features_offset"].get<size_t>(), nb * 64),
       1e-4f);
+}
+
+// af-cli logits --image on the two-image prompt (already expanded): M-RoPE positions computed
+// by the CLI, one line per position, within 1e-4 of transformers.
+TEST(Qwen2VLModel, CliLogitsWithTwoImagesMatchTransformers) {
+  const std::string model = "qwen2_5_vl";
+  const nlohmann::json ref = reference(model);
+  const nlohmann::json& prompt = ref["prompts"][1];
+  std::string ids;
+  for (int32_t id : prompt["input_ids"].get<std::vector<int32_t>>())
+    ids += std::to_string(id) + " ";
+  std::string cmd =
+      std::string(AF_CLI_PATH) + " logits -t 2 -m '" + model_dir(model) + "' --ids '" + ids + "'";
+  for (const auto& name : prompt["images"])
+    for (const auto& e : ref["images"])
+      if (e["file"] == name) cmd += " --image '" + image_path(e) + "'";
+  const test::ShellResult r = test::run_shell(cmd);
+  ASSERT_EQ(r.status, 0);
+  std::vector<float> got;
+  std::istringstream in(r.out);
+  for (std::string tok; in >> tok;) got.push_back(std::strtof(tok.c_str(), nullptr));
+  const std::vector<float> want =
+      test::read_f32(model_dir(model) + "/" + prompt["logits_file"].get<std::string>());
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_LE(max_diff(got.data(), want.data(), got.size()), 1e-4f);
 }
 
 // A prompt of the fixture with its images encoded: the inputs forward_embeds takes.
@@ -230,6 +259,72 @@ TEST(Qwen2VLModel, BatchedSequencesKeepTheirRopeDeltas) {
               std::vector<int32_t>(want.begin(), want.begin() + k))
         << i;
   }
+}
+
+// Through a Session (what af-cli run/chat use): M-RoPE positions sliced per prefill chunk, the
+// decode continuing at n_past + delta, and a repeated request reusing the cached prefix (the
+// image included) gives the same ids.
+TEST(Qwen2VLModel, SessionGreedyIdsEqualGenerateAndSurvivePrefixReuse) {
+  if (!shared_images()) GTEST_SKIP() << "shared images absent (AF_TESTDATA)";
+  const nlohmann::json ref = reference("qwen2_vl");
+  models::LoadOptions options;
+  options.num_threads = 2;
+  // The fixture has no tokenizer of its own; prompts are ids, so any one decodes them.
+  Session session = SessionBuilder()
+                        .tokenizer_path(test::testdata_dir() + "/models/stories260K-hf")
+                        .build(models::load(model_dir("qwen2_vl"), options));
+  for (const auto& prompt : ref["prompts"]) {
+    SCOPED_TRACE(prompt["name"].get<std::string>());
+    const auto want = prompt["generate_ids"].get<std::vector<int32_t>>();
+    GenerateRequest req;
+    req.max_tokens = static_cast<int32_t>(want.size());
+    req.ignore_eos = true;
+    req.prompt_ids = prompt["input_ids"].get<std::vector<int32_t>>();  // expanded
+    for (const auto& name : prompt["images"])
+      for (const auto& e : ref["images"])
+        if (e["file"] == name) req.images.push_back(modalities::Image::load(image_path(e)));
+    EXPECT_EQ(session.generate(req).ids, want);
+    EXPECT_EQ(session.generate(req).ids, want);  // prefix reused
+  }
+}
+
+// Through the Scheduler (af-server's continuous batching): both prompts at once in two slots,
+// then the first again on a warm cache; each request's ids equal generate.
+TEST(Qwen2VLModel, SchedulerGreedyIdsEqualGenerate) {
+  if (!shared_images()) GTEST_SKIP() << "shared images absent (AF_TESTDATA)";
+  const nlohmann::json ref = reference("qwen2_vl");
+  models::LoadOptions load_options;
+  load_options.num_threads = 2;
+  auto model = models::load(model_dir("qwen2_vl"), load_options);
+  const auto tokenizer = tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");
+  runtime::SchedulerOptions options;
+  options.parallel = 2;
+  options.eos_ids = {9999};
+  runtime::Scheduler scheduler(*model, *tokenizer, options);
+  const auto submit = [&](const nlohmann::json& prompt) {
+    auto promise = std::make_shared<std::promise<runtime::RequestResult>>();
+    std::future<runtime::RequestResult> done = promise->get_future();
+    runtime::GenerationRequest req;
+    req.prompt = prompt["input_ids"].get<std::vector<int32_t>>();
+    for (const auto& name : prompt["images"])
+      for (const auto& e : ref["images"])
+        if (e["file"] == name) req.images.push_back(modalities::Image::load(image_path(e)));
+    req.max_tokens = static_cast<int64_t>(prompt["generate_ids"].size());
+    req.on_done = [promise](const runtime::RequestResult& r) { promise->set_value(r); };
+    EXPECT_TRUE(scheduler.submit(std::move(req)).has_value());
+    return done;
+  };
+  const auto ids_of = [](const runtime::RequestResult& r) {
+    std::vector<int32_t> ids;
+    for (const auto& t : r.tokens) ids.push_back(t.id);
+    return ids;
+  };
+  auto a = submit(ref["prompts"][0]);
+  auto b = submit(ref["prompts"][1]);
+  EXPECT_EQ(ids_of(a.get()), ref["prompts"][0]["generate_ids"].get<std::vector<int32_t>>());
+  EXPECT_EQ(ids_of(b.get()), ref["prompts"][1]["generate_ids"].get<std::vector<int32_t>>());
+  EXPECT_EQ(ids_of(submit(ref["prompts"][0]).get()),
+            ref["prompts"][0]["generate_ids"].get<std::vector<int32_t>>());
 }
 
 // Positions for a model with 1-D RoPE, or of the wrong count, are refused before any state
