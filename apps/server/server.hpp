@@ -8,8 +8,8 @@
 #include "af/tokenizer/chat_template.hpp"
 #include "http_guard.hpp"
 #include "image_url.hpp"
-#include "video_url.hpp"
 #include "input_audio.hpp"
+#include "video_url.hpp"
 
 namespace af::server {
 

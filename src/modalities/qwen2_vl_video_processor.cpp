@@ -15,75 +15,68 @@ namespace {
 
 using nlohmann::json;
 
-// Frames as float32 [frames, H, W, 3] at the processor's size, before rescale/normalise.
-struct FloatFrames {
-  int width = 0, height = 0;
-  std::vector<std::vector<float>> frames;  // each [H, W, 3]
-};
+// The processor's frame size: smart_resize of the video's (or the video's own size).
+std::pair<int, int> target_size(const Video& video, const Qwen2VLVideoProcessorConfig& c) {
+  if (!c.do_resize) return {video.height(), video.width()};
+  return video_smart_resize(video.height(), video.width(), c.patch_size * c.merge_size,
+                            double(c.min_pixels), double(c.max_pixels));
+}
 
-FloatFrames resize_frames(const Video& video, const Qwen2VLVideoProcessorConfig& c) {
-  FloatFrames out;
-  out.width = video.width();
-  out.height = video.height();
-  if (c.do_resize) {
-    std::tie(out.height, out.width) =
-        video_smart_resize(video.height(), video.width(), c.patch_size * c.merge_size,
-                           double(c.min_pixels), double(c.max_pixels));
+// One frame resized to height x width as float32 [H, W, 3]: uint8 frames (a list of images)
+// through torch's uint8 resize, then the float cast; fetch_video's float frames in float32.
+std::vector<float> resized_frame(const Image& f, bool float_frames, int height, int width) {
+  if (width == f.width() && height == f.height()) return {f.rgb().begin(), f.rgb().end()};
+  if (!float_frames) {
+    const Image r = detail::resize_like_torch_bicubic_uint8(f, width, height);
+    return {r.rgb().begin(), r.rgb().end()};
   }
-  for (const Image& f : video.frames()) {
-    const bool same = out.width == f.width() && out.height == f.height();
-    if (same || !video.float_frames()) {
-      // uint8 frames: torch's uint8 resize (a no-op at the same size), then the float cast.
-      const Image r = same ? f : detail::resize_like_torch_bicubic_uint8(f, out.width, out.height);
-      out.frames.emplace_back(r.rgb().begin(), r.rgb().end());
-    } else {
-      out.frames.push_back(
-          detail::resize_like_torch_bicubic_f32(std::vector<float>(f.rgb().begin(), f.rgb().end()),
-                                                f.width(), f.height(), out.width, out.height));
-    }
-  }
-  return out;
+  return detail::resize_like_torch_bicubic_f32({f.rgb().begin(), f.rgb().end()}, f.width(),
+                                               f.height(), width, height);
 }
 
 // rescale_and_normalize: mean and std scaled by 1 / rescale_factor in float32 (fused), then
 // (x - mean) / std in float32 as tvF.normalize computes it.
-void normalize(FloatFrames& v, const Qwen2VLVideoProcessorConfig& c) {
+void normalize(std::vector<float>& f, const Qwen2VLVideoProcessorConfig& c) {
   std::array<float, 3> mean = c.image_mean, std = c.image_std;
-  float scale = 1.0f;
   if (c.do_rescale && c.do_normalize) {
     const auto k = float(1.0 / c.rescale_factor);
     for (int i = 0; i < 3; ++i) mean[i] *= k, std[i] *= k;
-  } else if (c.do_rescale) {
-    scale = float(c.rescale_factor);
   }
-  for (auto& f : v.frames) {
-    for (size_t k = 0; k < f.size(); ++k) {
-      if (c.do_normalize) {
-        f[k] = (f[k] - mean[k % 3]) / std[k % 3];
-      } else if (c.do_rescale) {
-        f[k] = f[k] * scale;
-      }
+  for (size_t k = 0; k < f.size(); ++k) {
+    if (c.do_normalize) {
+      f[k] = (f[k] - mean[k % 3]) / std[k % 3];
+    } else if (c.do_rescale) {
+      f[k] = f[k] * float(c.rescale_factor);
     }
   }
 }
 
-// patchify: view(grid_t, T, C, gh/m, m, P, gw/m, m, P).permute(0, 3, 6, 4, 7, 2, 1, 5, 8).
-VideoPixelValues patchify(const FloatFrames& v, const Qwen2VLVideoProcessorConfig& c) {
+// patchify: view(grid_t, T, C, gh/m, m, P, gw/m, m, P).permute(0, 3, 6, 4, 7, 2, 1, 5, 8), one
+// temporal group at a time, so that only its T float frames exist beside the output.
+VideoPixelValues patchify(const Video& video, const Qwen2VLVideoProcessorConfig& c) {
+  const auto [height, width] = target_size(video, c);
   const int p = c.patch_size, m = c.merge_size, tp = c.temporal_patch_size;
-  if (v.height % (p * m) != 0 || v.width % (p * m) != 0) {
-    fail(ErrorCode::kInvalidArgument, "video", "frame size ", v.width, "x", v.height,
+  if (height % (p * m) != 0 || width % (p * m) != 0) {
+    fail(ErrorCode::kInvalidArgument, "video", "frame size ", width, "x", height,
          " is not a multiple of patch_size * merge_size = ", p * m, " (do_resize is off)");
   }
-  const int64_t frames = int64_t(v.frames.size());
+  const int64_t frames = int64_t(video.frames().size());
   const int64_t grid_t = (frames + tp - 1) / tp;
-  const int64_t gh = v.height / p, gw = v.width / p;
+  const int64_t gh = height / p, gw = width / p;
   const int64_t cols = int64_t(3) * tp * p * p;
   VideoPixelValues out;
   out.grid_thw = {grid_t, gh, gw};
   out.shape = {grid_t * gh * gw, cols};
   out.data.resize(size_t(grid_t * gh * gw * cols));
   float* dst = out.data.data();
+  std::vector<std::vector<float>> group(static_cast<size_t>(tp));  // each [H, W, 3]
   for (int64_t t = 0; t < grid_t; ++t) {
+    for (int k = 0; k < tp; ++k) {
+      // Frames past the end repeat the last one (the temporal padding).
+      const auto& f = video.frames()[size_t(std::min<int64_t>(t * tp + k, frames - 1))];
+      group[size_t(k)] = resized_frame(f, video.float_frames(), height, width);
+      normalize(group[size_t(k)], c);
+    }
     for (int64_t hb = 0; hb < gh / m; ++hb) {
       for (int64_t wb = 0; wb < gw / m; ++wb) {
         for (int mh = 0; mh < m; ++mh) {
@@ -91,10 +84,9 @@ VideoPixelValues patchify(const FloatFrames& v, const Qwen2VLVideoProcessorConfi
             const int64_t y0 = (hb * m + mh) * p, x0 = (wb * m + mw) * p;
             for (int ch = 0; ch < 3; ++ch) {
               for (int k = 0; k < tp; ++k) {
-                // Frames past the end repeat the last one (the temporal padding).
-                const auto& f = v.frames[size_t(std::min<int64_t>(t * tp + k, frames - 1))];
                 for (int py = 0; py < p; ++py) {
-                  const float* row = f.data() + (size_t(y0 + py) * v.width + x0) * 3 + ch;
+                  const float* row =
+                      group[size_t(k)].data() + (size_t(y0 + py) * width + x0) * 3 + ch;
                   for (int px = 0; px < p; ++px) *dst++ = row[size_t(px) * 3];
                 }
               }
@@ -219,9 +211,7 @@ VideoSampling Qwen2VLVideoProcessor::default_sampling() const {
 
 VideoPixelValues Qwen2VLVideoProcessor::preprocess(const Video& video) const {
   if (video.frames().empty()) fail(ErrorCode::kInvalidArgument, "video", "the video has no frames");
-  FloatFrames frames = resize_frames(video, config_);
-  normalize(frames, config_);
-  VideoPixelValues out = patchify(frames, config_);
+  VideoPixelValues out = patchify(video, config_);
   out.second_per_grid_t = double(config_.temporal_patch_size) / video.sample_fps();
   return out;
 }
