@@ -133,15 +133,24 @@ void clear_half(int h, s::PanelBlock& out) {
   std::fill(out.dmin + 16 * h, out.dmin + 16 * h + 16, 0.f);
 }
 
+// Both groups' blocks at p and p + group_stride into L2 (the next panel block).
+template <int64_t kBytes>
+void prefetch_blocks(const uint8_t* p, int64_t group_stride) {
+  for (int64_t off = 0; off < kBytes; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(p + group_stride + off), _MM_HINT_T1);
+  }
+}
+
 // Activation rows [i0, i1) times one super-block of the unpacked panel, 4 rows at a time.
 template <class Panel>
 void rows_over_block(const s::PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_t i0,
                      int64_t i1, int64_t b, const __mmask16 mask[2], float* y, int64_t ldy) {
   const bool first = b == 0;
   int64_t i = i0;
-  for (; i + s::kPanelActRows <= i1; i += s::kPanelActRows) {
-    s::panel_rows<Panel, s::kPanelActRows>(pb, a + i * a_stride, a_stride, b, first, mask,
-                                           y + i * ldy, ldy);
+  for (; i + Panel::kActRows <= i1; i += Panel::kActRows) {
+    s::panel_rows<Panel, Panel::kActRows>(pb, a + i * a_stride, a_stride, b, first, mask,
+                                          y + i * ldy, ldy);
   }
   for (; i + 2 <= i1; i += 2) {
     s::panel_rows<Panel, 2>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy, ldy);
@@ -171,6 +180,11 @@ void prefill_gemm(const uint8_t* w, int64_t g0, int64_t g1, int64_t n, int64_t k
     for (int64_t b = 0; b < nb; ++b) {
       T::unpack(pg + b * T::kBlockBytes, 0, pb);
       if (pair) T::unpack(pg + group_bytes + b * T::kBlockBytes, 1, pb);
+      // The next blocks (this panel's, or the next panel's first) are hinted into the cache
+      // while the rows pass over this one: the weights come from memory, and the long pause
+      // between two blocks of a stream leaves the hardware prefetchers behind.
+      const uint8_t* next = b + 1 < nb ? pg + (b + 1) * T::kBlockBytes : pg + 2 * group_bytes;
+      if (b + 1 < nb || g + 2 < g1) prefetch_blocks<T::kBlockBytes>(next, group_bytes);
       rows_over_block<typename T::Panel>(pb, a, a_stride, i0, i1, b, mask, y + j0, ldy);
     }
     if (bias) {

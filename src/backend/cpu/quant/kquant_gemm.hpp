@@ -11,10 +11,11 @@
 // and the unpacking is paid once per panel block for all activation rows.
 //
 // Per super-block the integer sums are exact and in int32 (the sub-block sums times their scales
-// by vpmulld, the mins or the Q6_K offset correction from the Q8_K block sums by vpdpwssd), and
-// the float steps are those of quant_kernels.hpp: acc = fma(d * da, float(sumi), acc), then for
-// the types with mins acc = fma(-(dmin * da), float(summ), acc), super-blocks in order. The
-// accumulator is the output itself, so results are bit-identical to the scalar reference.
+// by vpmulld, the mins from the Q8_K block sums by vpdpwssd; Q6_K's -32 offset as each sub-block
+// sum's start), and the float steps are those of quant_kernels.hpp: acc = fma(d * da, float(sumi),
+// acc), then for the types with mins acc = fma(-(dmin * da), float(summ), acc), super-blocks in
+// order. The accumulator is the output itself, so results are bit-identical to the scalar
+// reference.
 #include <immintrin.h>
 
 #include <climits>
@@ -34,14 +35,11 @@ inline constexpr int kPanelRows = 32;          // weight rows per panel: two vec
 inline constexpr int kPanelGroups = kQKK / 4;  // 4-byte groups per super-block
 inline constexpr int kPanelMaxSubBlocks = 16;  // scales per super-block (Q6_K)
 inline constexpr int kPanelCorrPairs = 8;      // int16 pairs of the 16 Q8_K block sums
-// Activation rows per pass over a panel block: 4 x 2 vectors of sub-block sums and as many
-// totals fit the 32 registers with the weights (6 measured the same, 8 spills).
-inline constexpr int kPanelActRows = 4;
 
 // One super-block of a 32-row panel, unpacked. values[g][h] lane c: the 4 unsigned bytes of
 // elements 4g .. 4g + 3 of weight row 16h + c. scale[j][c]: the integer scale of sub-block j of
-// row c. corr[t][c]: two int16 factors for the Q8_K block sums 2t and 2t + 1 (the mins, or the
-// Q6_K scales for the offset correction).
+// row c. corr[t][c]: two int16 factors for the Q8_K block sums 2t and 2t + 1 (the mins; unused
+// by Q6_K, whose offset panel_rows folds into its sub-block sums).
 struct PanelBlock {
   __m512i values[kPanelGroups][2];
   alignas(64) int32_t scale[kPanelMaxSubBlocks][kPanelRows];
@@ -61,6 +59,11 @@ struct K4Panel {
   using Block = std::conditional_t<kFiveBit, BlockQ5_K, BlockQ4_K>;
   static constexpr int kSubBlocks = 8;
   static constexpr int64_t kMinActRows = 2;  // fewer use the row tile (measured: faster from 2)
+  // Activation rows and interleaved sub-blocks per panel_rows step: 3 x 2 x 2 sub-block sums,
+  // 3 x 2 totals and the weights fit the 32 registers (4 x 2 spilled; measured 5-7% faster
+  // than 4 rows of one sub-block at 128 rows).
+  static constexpr int kActRows = 3;
+  static constexpr int kInterleave = 2;
   static constexpr bool kHasMin = true;
   static constexpr int kOffset = 0;
 
@@ -124,6 +127,8 @@ struct Q6KPanel {
   using Block = BlockQ6_K;
   static constexpr int kSubBlocks = 16;
   static constexpr int64_t kMinActRows = 3;  // fewer use the row tile (measured: faster from 3)
+  static constexpr int kActRows = 4;         // activation rows per panel_rows step
+  static constexpr int kInterleave = 1;      // (2 measured 5-8% slower: its chains are short)
   static constexpr bool kHasMin = false;
   static constexpr int kOffset = Q6_KDecoder::kOffset;
 
@@ -162,14 +167,10 @@ struct Q6KPanel {
     _mm512_store_ps(out.dmin + 16 * h, _mm512_setzero_ps());
   }
 
-  // The 16 scales (sc[j] lane c: scale j of row c) and offset-correction pairs of 16 rows.
+  // The 16 scales of 16 rows (sc[j] lane c: scale j of row c). The -32 offset needs no
+  // factors: panel_rows starts each sub-block sum at -32 times its activation block sum.
   static void store_scales16(const __m512i sc[16], int h, PanelBlock& out) {
     for (int j = 0; j < 16; ++j) _mm512_store_si512(out.scale[j] + 16 * h, sc[j]);
-    for (int t = 0; t < 8; ++t) {
-      _mm512_store_si512(out.corr[t] + 16 * h,
-                         _mm512_or_si512(_mm512_and_si512(sc[2 * t], _mm512_set1_epi32(0xFFFF)),
-                                         _mm512_slli_epi32(sc[2 * t + 1], 16)));
-    }
   }
 };
 
@@ -218,43 +219,74 @@ inline __m512i broadcast_dword(const void* p) {
 
 // Adds super-block b of R activation rows times the unpacked panel block to y (rows ldy apart,
 // lanes outside mask[h] untouched); first: y is not read but starts from zero.
+//
+// Two sub-blocks run interleaved: each sub-block sum is a chain of dependent vpdpbusd (latency
+// 5), and 2 x R x 2 chains keep both multiply ports busy where R x 2 left them waiting (the
+// scale products after each sub-block add a 10-cycle vpmulld). Q6_K's -32 offset starts each
+// sub-block sum at -32 times its activation block sum, so the sums are those of (q - 32) * a
+// exactly and no correction pass is needed.
 template <class Panel, int R>
 void panel_rows(const PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_t b, bool first,
                 const __mmask16 mask[2], float* y, int64_t ldy) {
   constexpr int kGroupsPerSub = kPanelGroups / Panel::kSubBlocks;
+  constexpr int kStep = Panel::kInterleave;
+  static_assert(Panel::kSubBlocks % kStep == 0);
   const BlockQ8_K* act[R];
   for (int r = 0; r < R; ++r) act[r] = reinterpret_cast<const BlockQ8_K*>(a + r * a_stride) + b;
+  // Q6_K: -32 times the 16 block sums of each row (its sub-blocks are the Q8_K sums' blocks),
+  // stored once to be broadcast from memory (a load, not a shuffle-port broadcast).
+  [[maybe_unused]] alignas(64) int32_t start[Panel::kHasMin ? 1 : R][16];
+  if constexpr (!Panel::kHasMin) {
+    for (int r = 0; r < R; ++r) {
+      const __m512i bs = _mm512_cvtepi16_epi32(load256(act[r]->bsums));
+      _mm512_store_si512(start[r], _mm512_mullo_epi32(bs, _mm512_set1_epi32(-Panel::kOffset)));
+    }
+  }
   __m512i total[R][2];
   for (int r = 0; r < R; ++r) total[r][0] = total[r][1] = _mm512_setzero_si512();
-  for (int j = 0; j < Panel::kSubBlocks; ++j) {
-    __m512i sub[R][2];
-    for (int r = 0; r < R; ++r) sub[r][0] = sub[r][1] = _mm512_setzero_si512();
-    for (int u = 0; u < kGroupsPerSub; ++u) {
-      const int g = j * kGroupsPerSub + u;
-      const __m512i w0 = pb.values[g][0];
-      const __m512i w1 = pb.values[g][1];
+  for (int j = 0; j < Panel::kSubBlocks; j += kStep) {
+    __m512i sub[kStep][R][2];
+    for (int q = 0; q < kStep; ++q) {
       for (int r = 0; r < R; ++r) {
-        const __m512i av = broadcast_dword(act[r]->qs + 4 * g);
-        sub[r][0] = _mm512_dpbusd_epi32(sub[r][0], w0, av);
-        sub[r][1] = _mm512_dpbusd_epi32(sub[r][1], w1, av);
+        if constexpr (Panel::kHasMin) {
+          sub[q][r][0] = sub[q][r][1] = _mm512_setzero_si512();
+        } else {
+          sub[q][r][0] = sub[q][r][1] = _mm512_set1_epi32(start[r][j + q]);
+        }
       }
     }
-    for (int h = 0; h < 2; ++h) {
-      const __m512i sc = _mm512_load_si512(pb.scale[j] + 16 * h);
-      for (int r = 0; r < R; ++r) {
-        total[r][h] = _mm512_add_epi32(total[r][h], _mm512_mullo_epi32(sub[r][h], sc));
+    for (int u = 0; u < kGroupsPerSub; ++u) {
+      for (int q = 0; q < kStep; ++q) {
+        const int g = (j + q) * kGroupsPerSub + u;
+        const __m512i w0 = pb.values[g][0];
+        const __m512i w1 = pb.values[g][1];
+        for (int r = 0; r < R; ++r) {
+          const __m512i av = broadcast_dword(act[r]->qs + 4 * g);
+          sub[q][r][0] = _mm512_dpbusd_epi32(sub[q][r][0], w0, av);
+          sub[q][r][1] = _mm512_dpbusd_epi32(sub[q][r][1], w1, av);
+        }
+      }
+    }
+    for (int q = 0; q < kStep; ++q) {
+      for (int h = 0; h < 2; ++h) {
+        const __m512i sc = _mm512_load_si512(pb.scale[j + q] + 16 * h);
+        for (int r = 0; r < R; ++r) {
+          total[r][h] = _mm512_add_epi32(total[r][h], _mm512_mullo_epi32(sub[q][r][h], sc));
+        }
       }
     }
   }
-  __m512i corr[R][2];
-  for (int r = 0; r < R; ++r) corr[r][0] = corr[r][1] = _mm512_setzero_si512();
-  for (int t = 0; t < kPanelCorrPairs; ++t) {
-    const __m512i f0 = _mm512_load_si512(pb.corr[t]);
-    const __m512i f1 = _mm512_load_si512(pb.corr[t] + 16);
-    for (int r = 0; r < R; ++r) {
-      const __m512i bs = broadcast_dword(act[r]->bsums + 2 * t);
-      corr[r][0] = _mm512_dpwssd_epi32(corr[r][0], f0, bs);
-      corr[r][1] = _mm512_dpwssd_epi32(corr[r][1], f1, bs);
+  [[maybe_unused]] __m512i corr[R][2];
+  if constexpr (Panel::kHasMin) {
+    for (int r = 0; r < R; ++r) corr[r][0] = corr[r][1] = _mm512_setzero_si512();
+    for (int t = 0; t < kPanelCorrPairs; ++t) {
+      const __m512i f0 = _mm512_load_si512(pb.corr[t]);
+      const __m512i f1 = _mm512_load_si512(pb.corr[t] + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512i bs = broadcast_dword(act[r]->bsums + 2 * t);
+        corr[r][0] = _mm512_dpwssd_epi32(corr[r][0], f0, bs);
+        corr[r][1] = _mm512_dpwssd_epi32(corr[r][1], f1, bs);
+      }
     }
   }
   for (int h = 0; h < 2; ++h) {
@@ -264,14 +296,10 @@ void panel_rows(const PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_
       float* out = y + r * ldy + 16 * h;
       const __m512 da = _mm512_set1_ps(act[r]->d);
       __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[h], out);
+      acc = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(total[r][h]), acc);
       if constexpr (Panel::kHasMin) {
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(total[r][h]), acc);
         // fnmadd: -(x * y) + acc, the same single rounding as fma(-x, y, acc).
         acc = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, da), _mm512_cvtepi32_ps(corr[r][h]), acc);
-      } else {
-        const __m512i sumi = _mm512_sub_epi32(
-            total[r][h], _mm512_mullo_epi32(corr[r][h], _mm512_set1_epi32(Panel::kOffset)));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(sumi), acc);
       }
       _mm512_mask_storeu_ps(out, mask[h], acc);
     }
@@ -311,9 +339,9 @@ void kquant_panel_dot(int64_t k, const uint8_t* w, int64_t w_stride, int64_t nw,
       }
       const bool first = b == 0;
       int64_t i = 0;
-      for (; i + kPanelActRows <= na; i += kPanelActRows) {
-        panel_rows<Panel, kPanelActRows>(pb, a + i * a_stride, a_stride, b, first, mask,
-                                         y + i * ldy + j0, ldy);
+      for (; i + Panel::kActRows <= na; i += Panel::kActRows) {
+        panel_rows<Panel, Panel::kActRows>(pb, a + i * a_stride, a_stride, b, first, mask,
+                                           y + i * ldy + j0, ldy);
       }
       for (; i + 2 <= na; i += 2) {
         panel_rows<Panel, 2>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy + j0, ldy);
