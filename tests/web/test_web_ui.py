@@ -101,7 +101,10 @@ def wait_idle(driver, seconds=60):
 
 
 def assistant_texts(driver):
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".msg.assistant")]
+    # One script call reads every message at once: the page re-renders the list while a reply
+    # streams, so element handles found first can be stale by the time their text is read.
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.msg.assistant'), e => e.innerText.trim());")
 
 
 def send(driver, text):
