@@ -4,6 +4,7 @@
 
 #include "af/core/error.hpp"
 #include "api.hpp"
+#include "base64.hpp"
 
 namespace af::server {
 namespace {
@@ -15,32 +16,10 @@ namespace fs = std::filesystem;
                  param, "invalid_image");
 }
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+' || c == '-') return 62;
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
-
-// RFC 4648 base64 (also the URL-safe alphabet); padding optional, whitespace not allowed.
-std::vector<uint8_t> base64_decode(std::string_view text, const std::string& param) {
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
+std::vector<uint8_t> decode_data(std::string_view text, const std::string& param) {
   std::vector<uint8_t> out;
-  out.reserve(text.size() * 3 / 4);
-  uint32_t bits = 0;
-  int n_bits = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const int v = base64_value(text[i]);
-    if (v < 0) bad(param, "the data URL is not base64 (character " + std::to_string(i) + ")");
-    bits = bits << 6 | static_cast<uint32_t>(v);
-    n_bits += 6;
-    if (n_bits >= 8) {
-      n_bits -= 8;
-      out.push_back(static_cast<uint8_t>(bits >> n_bits));
-    }
-  }
+  std::string error;
+  if (!base64_decode(text, out, error)) bad(param, "the data URL is not base64 (" + error + ")");
   return out;
 }
 
@@ -85,8 +64,7 @@ modalities::Image load_image_url(const std::string& url, const std::string& para
     if (!header.ends_with(";base64"))
       bad(param, "only base64 data URLs are supported (data:image/...;base64,...)");
     if (!header.starts_with("image/")) bad(param, "the data URL's media type is not image/*");
-    const std::vector<uint8_t> bytes =
-        base64_decode(std::string_view(url).substr(comma + 1), param);
+    const std::vector<uint8_t> bytes = decode_data(std::string_view(url).substr(comma + 1), param);
     return decode(bytes, param, options);
   }
   if (url.rfind("file://", 0) == 0) return load_local(url.substr(7), param, options);

@@ -5,6 +5,7 @@
 
 #include "af/core/error.hpp"
 #include "api.hpp"
+#include "base64.hpp"
 
 namespace af::server {
 namespace {
@@ -14,21 +15,10 @@ namespace {
                  param, "invalid_audio");
 }
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+' || c == '-') return 62;
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
-
-// RFC 4648 base64 (also the URL-safe alphabet); padding optional. The size is checked against
-// max_bytes from the text's length before anything is allocated.
-std::vector<uint8_t> base64_decode(std::string_view text, const std::string& param,
-                                   uint64_t max_bytes) {
-  while (!text.empty() && text.back() == '=') text.remove_suffix(1);
-  const uint64_t decoded = text.size() / 4 * 3 + (text.size() % 4 * 3) / 4;
+// The size is checked against max_bytes (413) before anything is allocated.
+std::vector<uint8_t> decode_data(std::string_view text, const std::string& param,
+                                 uint64_t max_bytes) {
+  const uint64_t decoded = base64_decoded_size(text);
   if (decoded > max_bytes) {
     throw ApiError(413,
                    "The audio in '" + param + "' is " + std::to_string(decoded) +
@@ -36,21 +26,9 @@ std::vector<uint8_t> base64_decode(std::string_view text, const std::string& par
                        " bytes (--max-audio-bytes).",
                    "invalid_request_error", param, "audio_too_large");
   }
-  if (text.size() % 4 == 1) bad(param, "the data is not base64 (truncated)");
   std::vector<uint8_t> out;
-  out.reserve(static_cast<size_t>(decoded));
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const int v = base64_value(text[i]);
-    if (v < 0) bad(param, "the data is not base64 (character " + std::to_string(i) + ")");
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(uint8_t(acc >> bits));
-    }
-  }
+  std::string error;
+  if (!base64_decode(text, out, error)) bad(param, "the data is not base64 (" + error + ")");
   return out;
 }
 
@@ -60,7 +38,7 @@ modalities::Audio load_input_audio(const std::string& data, const std::string& f
                                    const std::string& param, const InputAudioOptions& options) {
   if (format != "wav" && format != "mp3")
     bad(param, "format '" + format + "' is not supported; use 'wav' or 'mp3'");
-  const std::vector<uint8_t> bytes = base64_decode(data, param, options.max_bytes);
+  const std::vector<uint8_t> bytes = decode_data(data, param, options.max_bytes);
   if (bytes.empty()) bad(param, "the data is empty");
   modalities::Audio audio;
   try {

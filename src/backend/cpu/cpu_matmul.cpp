@@ -494,8 +494,7 @@ CpuBackend::MatmulWork CpuBackend::plan_kpacked(MatmulActivations& acts, DType t
   const int64_t group_bytes = k / 256 * kp::group_block_bytes(type);
   const kp::GemmFn prefill = kpacked_prefill_ ? kpacked_prefill_(type) : nullptr;
   if (prefill && m >= kKPackedPanelMinRows) {
-    return plan_kpacked_prefill(prefill, m, n, k, groups, group_bytes, packed, act, a_row, bias,
-                                y);
+    return plan_kpacked_prefill(prefill, m, n, k, groups, group_bytes, packed, act, a_row, bias, y);
   }
   if (m >= kKPackedTileMinRows) {
     // Prefill: tiles unpacked back to GGUF rows (same size) for the register-tiled kernels.
