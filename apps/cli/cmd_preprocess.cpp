@@ -2,7 +2,9 @@
 // Output contract (read by other tools): first line the shape ("3 336 336", or "5 3 336 336" for
 // anyres, "256 1176" for Qwen2-VL's flattened patches), then one line per row of the last
 // dimension, floats as %.9g (round-trips float32). Qwen2-VL's image_grid_thw goes to stderr
-// ("image_grid_thw 1 16 16"), keeping stdout the pixel values alone.
+// ("image_grid_thw 1 16 16"), keeping stdout the pixel values alone. MiniCPM-V: its pieces
+// (overview, then slices) concatenated along the last axis ("3 14 N"), their sizes in patches to
+// stderr ("tgt_sizes 32 32 23 45 23 45").
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -75,6 +77,11 @@ Command add_preprocess(CLI::App& app) {
     if (!pv.grid_thw.empty()) {
       std::fprintf(stderr, "image_grid_thw %lld %lld %lld\n", (long long)pv.grid_thw[0],
                    (long long)pv.grid_thw[1], (long long)pv.grid_thw[2]);
+    }
+    if (!pv.tgt_sizes.empty()) {  // MiniCPM-V: one {h, w} per piece
+      std::string sizes = "tgt_sizes";
+      for (int64_t v : pv.tgt_sizes) sizes += " " + std::to_string(v);
+      std::fprintf(stderr, "%s\n", sizes.c_str());
     }
     print_pixel_values(pv);
     return 0;

@@ -6,6 +6,7 @@
 
 #include "af/core/error.hpp"
 #include "af/modalities/image_processor.hpp"
+#include "af/modalities/minicpmv_processor.hpp"
 #include "io/json_util.hpp"
 
 namespace af::modalities {
@@ -263,6 +264,10 @@ std::unique_ptr<ImageProcessor> ImageProcessor::from_config(const ImageProcessor
 std::unique_ptr<ImageProcessor> ImageProcessor::from_json(const std::string& json_text,
                                                           const std::string& origin) {
   const json root = io::detail::parse_json(json_text, origin, "image");
+  const auto type = root.is_object() ? root.find("image_processor_type") : root.end();
+  if (type != root.end() && *type == "MiniCPMVImageProcessor") {  // its own keys
+    return std::make_unique<MiniCPMVImageProcessor>(parse_minicpmv_config(json_text, origin));
+  }
   return from_config(parse_config(root, origin));
 }
 

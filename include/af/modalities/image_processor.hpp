@@ -32,6 +32,7 @@ struct PixelValues {
   std::vector<int64_t> shape;     // [3, H, W], [n, 3, H, W], or Qwen2-VL's [patches, C * T * P * P]
   std::vector<float> data;        // row-major over shape
   std::vector<int64_t> grid_thw;  // Qwen2-VL: image_grid_thw {t, h, w} in patches; else empty
+  std::vector<int64_t> tgt_sizes;  // MiniCPM-V: {h, w} in patches per piece; else empty
 };
 
 // The fields of preprocessor_config.json these processors read, with the class defaults applied.
