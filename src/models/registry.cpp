@@ -29,6 +29,7 @@ constexpr std::pair<const char*, ModelFactory> kFactories[] = {
     {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
     {"Qwen2VLForConditionalGeneration", make_qwen2_vl},
     {"Qwen2_5_VLForConditionalGeneration", make_qwen2_vl},
+    {"MiniCPMV", make_minicpmv},
 };
 
 constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{

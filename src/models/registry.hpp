@@ -28,6 +28,7 @@ std::unique_ptr<CausalLM> make_mixtral(io::ModelFiles, const io::HfConfig&, cons
 std::unique_ptr<CausalLM> make_llava(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2_audio(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 std::unique_ptr<CausalLM> make_qwen2_vl(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
+std::unique_ptr<CausalLM> make_minicpmv(io::ModelFiles, const io::HfConfig&, const LoadOptions&);
 
 // Sentence-embedding encoders (af/models/encoder.hpp) by the same "architectures" name.
 using EncoderFactory = std::unique_ptr<EncoderModel> (*)(io::ModelFiles files,

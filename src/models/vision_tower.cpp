@@ -144,6 +144,11 @@ void VisionTower::run_layer(Backend& be, const VitLayer& l, float* x, int64_t ro
   be.add_scaled(x, normed, 1.0f, rows * h);
 }
 
+void VisionTower::run_layers(Backend& be, float* x, int64_t rows, const AttentionMask& mask) const {
+  std::vector<float> scratch;
+  for (const VitLayer& layer : layers_) run_layer(be, layer, x, rows, mask, scratch);
+}
+
 void VisionTower::forward(Backend& be, const float* pixels, int64_t n_tiles,
                           const std::vector<int64_t>& select, std::vector<float>& out) const {
   AF_CHECK(n_tiles > 0, ErrorCode::kInvalidArgument, "vision", "no image tiles to encode");

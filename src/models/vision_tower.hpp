@@ -64,6 +64,12 @@ class VisionTower {
   void forward(Backend& be, const float* pixels, int64_t n_tiles,
                const std::vector<int64_t>& select, std::vector<float>& out) const;
 
+  // Navit towers (MiniCPM-V) embed pieces of any size themselves with these, then run every
+  // loaded layer over x[rows, hidden] in place, attention masked as `mask` says.
+  const nn::PatchEmbedding& patch_embedding() const { return patch_; }
+  const std::vector<float>& position_table() const { return positions_; }  // [grid^2, hidden]
+  void run_layers(Backend& be, float* x, int64_t rows, const AttentionMask& mask) const;
+
  private:
   void embed(Backend& be, const float* pixels, int64_t n_tiles, float* x) const;
   void run_layer(Backend& be, const VitLayer& layer, float* x, int64_t rows,

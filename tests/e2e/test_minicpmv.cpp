@@ -1,0 +1,106 @@
+// MiniCPM-V 2.6 against OpenBMB's modeling files run through transformers on a tiny random model
+// (tools/make_minicpmv_fixtures.py model): the resampler's rows per image (navit SigLIP with
+// bucketed positions over the overview and slices of different sizes, then the perceiver
+// resampler) and the logits of every position of prompts with one sliced image and with two
+// images (one sliced, one a single upscaled piece), ids as MiniCPMVProcessor expands them.
+#include <cmath>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "af/core/error.hpp"
+#include "af/modalities/image.hpp"
+#include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/runtime/prompt.hpp"
+#include "test_util.hpp"
+
+namespace af {
+namespace {
+
+std::string dir() { return test::fixtures_dir() + "/models/minicpmv"; }
+
+nlohmann::json reference() {
+  return nlohmann::json::parse(test::read_text(dir() + "/reference.json"));
+}
+
+std::string image_path(const nlohmann::json& e) {
+  const std::string file = e["file"];
+  return file.rfind("tests/", 0) == 0 ? test::source_dir() + "/" + file
+                                      : test::testdata_dir() + "/" + file;
+}
+
+std::unique_ptr<models::MultimodalLM> load_model() {
+  models::LoadOptions options;
+  options.num_threads = 2;
+  auto model = models::load(dir(), options);
+  auto* mm = dynamic_cast<models::MultimodalLM*>(model.get());
+  if (!mm) return nullptr;
+  model.release();
+  return std::unique_ptr<models::MultimodalLM>(mm);
+}
+
+TEST(MiniCPMV, FeaturesEqualOpenBMB) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  models::ImageEncoder& encoder = model->image_encoder();
+  for (const auto& [key, e] : ref["images"].items()) {
+    SCOPED_TRACE(key);
+    const modalities::Image image = modalities::Image::load(image_path(e));
+    const std::vector<float> want = test::read_f32(dir() + "/features_" + key + ".f32");
+    EXPECT_EQ(encoder.num_image_tokens(image), e["rows"].get<int64_t>());
+    const models::ImageFeatures f = encoder.encode(image);
+    ASSERT_EQ(f.n_tokens, e["rows"].get<int64_t>());
+    ASSERT_EQ(f.rows.size(), want.size());
+    float worst = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(worst, std::fabs(f.rows[i] - want[i]));
+    EXPECT_LE(worst, 1e-4f);
+  }
+}
+
+TEST(MiniCPMV, LogitsEqualOpenBMB) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  const int64_t vocab = model->config().vocab_size;
+  for (const auto& [key, p] : ref["prompts"].items()) {
+    SCOPED_TRACE(key);
+    const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
+    std::vector<int64_t> counts;
+    std::vector<float> rows;
+    for (const std::string name : p["images"]) {
+      const modalities::Image image = modalities::Image::load(image_path(ref["images"][name]));
+      const models::ImageFeatures f = model->image_encoder().encode(image);
+      counts.push_back(f.n_tokens);
+      rows.insert(rows.end(), f.rows.begin(), f.rows.end());
+    }
+    const runtime::ImagePrompt placed =
+        runtime::expand_image_tokens(ids, model->image_token_id(), counts);
+    ASSERT_EQ(placed.ids, ids);  // already expanded: used as is
+    model->truncate(0);
+    const std::vector<float> logits = model->forward_embeds(ids, true, {placed.mask, rows});
+    const std::vector<float> want = test::read_f32(dir() + "/logits_" + key + ".f32");
+    ASSERT_EQ(logits.size(), want.size());
+    const test::LogitDiff d = test::compare_logits(logits, want, vocab);
+    EXPECT_LE(d.max_abs, 1e-4) << "range " << d.ref_range;
+    EXPECT_EQ(d.top1_agree, d.rows);
+  }
+}
+
+// A prompt whose placeholder rows do not match its images is refused with a clear error.
+TEST(MiniCPMV, PlaceholderMismatchIsAClearError) {
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  std::vector<int32_t> ids = ref["prompts"]["one_image"]["ids"].get<std::vector<int32_t>>();
+  ids.push_back(model->image_token_id());  // one row too many for the image
+  const int64_t counts[] = {ref["images"]["chelsea"]["rows"].get<int64_t>()};
+  EXPECT_THROW(runtime::expand_image_tokens(ids, model->image_token_id(), counts), Error);
+}
+
+}  // namespace
+}  // namespace af
