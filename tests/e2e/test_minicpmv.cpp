@@ -5,6 +5,8 @@
 // images (one sliced, one a single upscaled piece), ids as MiniCPMVProcessor expands them.
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -100,6 +102,48 @@ TEST(MiniCPMV, PlaceholderMismatchIsAClearError) {
   ids.push_back(model->image_token_id());  // one row too many for the image
   const int64_t counts[] = {ref["images"]["chelsea"]["rows"].get<int64_t>()};
   EXPECT_THROW(runtime::expand_image_tokens(ids, model->image_token_id(), counts), Error);
+}
+
+// The fixture folder copied with one file changed by `edit` (or removed when it returns false).
+std::string load_error(const std::string& file, const std::function<bool(nlohmann::json&)>& edit) {
+  test::TempFolder tmp("af_minicpmv");
+  for (const char* name : {"config.json", "model.safetensors", "tokenizer.json",
+                           "tokenizer_config.json", "preprocessor_config.json"}) {
+    std::filesystem::copy_file(dir() + "/" + name, tmp / name);
+  }
+  nlohmann::json j = nlohmann::json::parse(test::read_text((tmp / file).string()));
+  if (edit(j)) {
+    std::ofstream((tmp / file).string()) << j.dump();
+  } else {
+    std::filesystem::remove(tmp / file);
+  }
+  try {
+    models::load((tmp / "").string());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(MiniCPMV, BadFolderIsAClearError) {
+  EXPECT_NE(load_error("preprocessor_config.json", [](nlohmann::json&) { return false; })
+                .find("preprocessor_config.json"),
+            std::string::npos);
+  const std::string size = load_error("preprocessor_config.json", [](nlohmann::json& j) {
+    j["image_feature_size"] = 16;
+    return true;
+  });
+  EXPECT_NE(size.find("image_feature_size"), std::string::npos) << size;
+  const std::string vision = load_error("config.json", [](nlohmann::json& j) {
+    j.erase("vision_config");
+    return true;
+  });
+  EXPECT_NE(vision.find("vision_config"), std::string::npos) << vision;
+  const std::string hidden = load_error("config.json", [](nlohmann::json& j) {
+    j["query_num"] = 0;
+    return true;
+  });
+  EXPECT_NE(hidden.find("query_num"), std::string::npos) << hidden;
 }
 
 }  // namespace
