@@ -8,6 +8,7 @@
 
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
+#include "models/minicpmv.hpp"
 #include "models/qwen2_vl_vision.hpp"
 
 namespace af::models {
@@ -306,6 +307,8 @@ std::unique_ptr<ImageEncoder> load_image_encoder(const io::ModelFiles& files,
   if (files.format == "gguf") return load_mmproj_image_encoder(files, std::move(backend), options);
   if (is_qwen2_vl_architecture(config.architecture()))
     return load_qwen2_vl_vision(files, config, std::move(backend), options);
+  if (config.architecture() == "MiniCPMV")
+    return load_minicpmv_encoder(files, config, std::move(backend), options);
   return load_hf_image_encoder(files, config, std::move(backend), options);
 }
 

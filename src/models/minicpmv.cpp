@@ -15,6 +15,7 @@
 #include "af/models/multimodal.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "models/decoder_lm.hpp"
+#include "models/minicpmv.hpp"
 #include "models/registry.hpp"
 #include "models/vision_tower.hpp"
 
@@ -299,6 +300,15 @@ int32_t placeholder_id(const std::string& folder, const std::string& unk) {
 }
 
 }  // namespace
+
+std::unique_ptr<ImageEncoder> load_minicpmv_encoder(const io::ModelFiles& files,
+                                                    const io::HfConfig& config,
+                                                    std::shared_ptr<Backend> backend,
+                                                    const LoadOptions& options) {
+  (void)options;
+  return std::make_unique<MiniCPMVEncoder>(files, config, std::move(backend),
+                                           model_folder(files.path));
+}
 
 std::unique_ptr<CausalLM> make_minicpmv(io::ModelFiles files, const io::HfConfig& config,
                                         const LoadOptions& options) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -91,6 +92,42 @@ TEST(MiniCPMV, LogitsEqualOpenBMB) {
     EXPECT_LE(d.max_abs, 1e-4) << "range " << d.ref_range;
     EXPECT_EQ(d.top1_agree, d.rows);
   }
+}
+
+std::vector<float> parse_floats(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<float> out;
+  float v;
+  while (in >> v) out.push_back(v);
+  return out;
+}
+
+// The CLI contracts: af-cli image-features prints the resampler's rows, af-cli logits --image
+// the logits of the already expanded ids.
+TEST(MiniCPMV, CliImageFeaturesAndLogitsEqualOpenBMB) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  const std::string image = image_path(ref["images"]["chelsea"]);
+  const std::string cli = std::string(AF_CLI_PATH) + " ";
+  test::ShellResult r =
+      test::run_shell(cli + "image-features -t 2 -m '" + dir() + "' --image '" + image + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::vector<float> rows = parse_floats(r.out);
+  const std::vector<float> want = test::read_f32(dir() + "/features_chelsea.f32");
+  ASSERT_EQ(rows.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(rows[i], want[i], 1e-4) << i;
+
+  std::string ids;
+  for (int32_t id : ref["prompts"]["one_image"]["ids"]) ids += std::to_string(id) + " ";
+  r = test::run_shell(cli + "logits -t 2 -m '" + dir() + "' --image '" + image + "' --ids '" + ids +
+                      "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::vector<float> logits = parse_floats(r.out);
+  const std::vector<float> want_logits = test::read_f32(dir() + "/logits_one_image.f32");
+  ASSERT_EQ(logits.size(), want_logits.size());
+  const test::LogitDiff d = test::compare_logits(logits, want_logits, 518);
+  EXPECT_LE(d.max_abs, 1e-4);
+  EXPECT_EQ(d.top1_agree, d.rows);
 }
 
 // A prompt whose placeholder rows do not match its images is refused with a clear error.
