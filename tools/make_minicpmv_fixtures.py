@@ -151,6 +151,9 @@ def load_minicpmv_tokenizer(pkg, out_dir):
         for name in ("tokenizer.json", "tokenizer_config.json"):
             shutil.copy(os.path.join(out_dir, name), tmp)
         base = AutoTokenizer.from_pretrained(tmp)
+    # What transformers tokenizes with (LlamaTokenizer rewrites the Metaspace prepend_scheme to
+    # "first": no "▁" after special tokens) is what the fixture's tokenizer.json must say.
+    base.save_pretrained(out_dir)
 
     # MiniCPMVTokenizerFast's id properties, on the fixture's (Llama-style) tokenizer.
     class Wrapped(type(base)):

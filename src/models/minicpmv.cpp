@@ -12,6 +12,7 @@
 
 #include "af/core/error.hpp"
 #include "af/modalities/minicpmv_processor.hpp"
+#include "af/models/minicpmv.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "models/decoder_lm.hpp"
@@ -300,6 +301,29 @@ int32_t placeholder_id(const std::string& folder, const std::string& unk) {
 }
 
 }  // namespace
+
+std::vector<int32_t> minicpmv_prompt_ids(const tok::Tokenizer& tokenizer,
+                                         const modalities::MiniCPMVConfig& config,
+                                         std::string_view text,
+                                         std::span<const modalities::Image> images) {
+  // The processor splits on this literal tag (str.split) and tokenizes the joined text at once.
+  constexpr std::string_view kTag = "(<image>./</image>)";
+  std::string expanded;
+  size_t start = 0, count = 0;
+  for (size_t at = text.find(kTag); at != std::string_view::npos; at = text.find(kTag, start)) {
+    AF_CHECK(count < images.size(), ErrorCode::kInvalidArgument, kComponent, "the prompt has more ",
+             kTag, " tags than the ", images.size(), " image(s) given");
+    expanded.append(text.substr(start, at - start));
+    expanded += modalities::minicpmv_placeholder(config, images[count].width(),
+                                                 images[count].height(), int(count));
+    start = at + kTag.size();
+    ++count;
+  }
+  AF_CHECK(count == images.size(), ErrorCode::kInvalidArgument, kComponent, "the prompt has ",
+           count, " ", kTag, " tag(s) for ", images.size(), " image(s)");
+  expanded.append(text.substr(start));
+  return tokenizer.encode(expanded, true);
+}
 
 std::unique_ptr<ImageEncoder> load_minicpmv_encoder(const io::ModelFiles& files,
                                                     const io::HfConfig& config,

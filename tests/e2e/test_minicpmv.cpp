@@ -14,6 +14,7 @@
 #include "af/core/error.hpp"
 #include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/minicpmv.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
 #include "test_util.hpp"
@@ -128,6 +129,27 @@ TEST(MiniCPMV, CliImageFeaturesAndLogitsEqualOpenBMB) {
   const test::LogitDiff d = test::compare_logits(logits, want_logits, 518);
   EXPECT_LE(d.max_abs, 1e-4);
   EXPECT_EQ(d.top1_agree, d.rows);
+}
+
+// MiniCPMVProcessor's expansion of "(<image>./</image>)" tags, tokenized: the fixture's ids.
+TEST(MiniCPMV, PromptIdsEqualProcessor) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  const auto tokenizer = tok::Tokenizer::load(dir());
+  const modalities::MiniCPMVConfig config = modalities::parse_minicpmv_config(
+      test::read_text(dir() + "/preprocessor_config.json"), "preprocessor_config.json");
+  for (const auto& [key, p] : ref["prompts"].items()) {
+    SCOPED_TRACE(key);
+    std::vector<modalities::Image> images;
+    for (const std::string name : p["images"])
+      images.push_back(modalities::Image::load(image_path(ref["images"][name])));
+    EXPECT_EQ(models::minicpmv_prompt_ids(*tokenizer, config, p["text"].get<std::string>(), images),
+              p["ids"].get<std::vector<int32_t>>());
+    images.pop_back();  // one tag without an image
+    EXPECT_THROW(
+        models::minicpmv_prompt_ids(*tokenizer, config, p["text"].get<std::string>(), images),
+        Error);
+  }
 }
 
 // A prompt whose placeholder rows do not match its images is refused with a clear error.
