@@ -23,7 +23,8 @@ model: a tiny random MiniCPMV (Qwen2 text 1 layer hidden 128, navit SigLIP 2 lay
   the reference runs in float32 on the bf16-rounded weights), with the llava_rt tokenizer plus
   MiniCPM-V's markup tokens. reference.json: per image the processor's tgt_sizes / grid and the
   resampler's rows (features_<image>.f32, [slices * 8, 128]); per prompt the expanded ids
-  (MiniCPMVProcessor), image_bound and the logits of every position (logits_<prompt>.f32).
+  (MiniCPMVProcessor), image_bound, the logits of every position (logits_<prompt>.f32) and 8
+  greedy ids of llm.generate on the prompt's embeddings.
 
 Needs pillow, numpy, torch and transformers 5.x.
 Usage: tools/make_minicpmv_fixtures.py OPENBMB_DIR [--testdata ../shared/testdata]
@@ -48,6 +49,7 @@ MARKUP = ["</image>", "<slice>", "</slice>", "<image_id>", "</image_id>"]
 # The tiny model's slicing: 4x4-patch slices keep the tower's work small.
 TINY_SLICE = {"max_slice_nums": 4, "scale_resolution": 56, "patch_size": 14}
 QUERY_NUM = 8
+GREEDY_TOKENS = 8
 
 
 def processor_config(slice_cfg, feature_size):
@@ -256,9 +258,17 @@ def make_model_fixture(pkg, testdata):
         logits.float().numpy().astype("<f4").tofile(
             os.path.join(MODEL_OUT, f"logits_{key}.f32"))
         ids = inputs["input_ids"][0].tolist()
+        # Greedy continuation as MiniCPMV._decode runs it (llm.generate on the embeddings); no
+        # end-of-sequence stop, so all GREEDY_TOKENS come from the random model's argmax.
+        model.llm.generation_config.eos_token_id = None
+        with torch.no_grad():
+            greedy = model.llm.generate(inputs_embeds=embeds,
+                                        attention_mask=torch.ones(1, n, dtype=torch.long),
+                                        max_new_tokens=GREEDY_TOKENS, do_sample=False,
+                                        pad_token_id=0)[0].tolist()
         ref["prompts"][key] = {"text": text, "images": keys, "ids": ids,
                                "image_bound": inputs["image_bound"][0].tolist(),
-                               "argmax": logits.argmax(-1).tolist()}
+                               "argmax": logits.argmax(-1).tolist(), "greedy": greedy}
         print(key, "tokens", n)
     with open(os.path.join(MODEL_OUT, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)

@@ -1,8 +1,10 @@
 // MiniCPM-V 2.6 against OpenBMB's modeling files run through transformers on a tiny random model
 // (tools/make_minicpmv_fixtures.py model): the resampler's rows per image (navit SigLIP with
 // bucketed positions over the overview and slices of different sizes, then the perceiver
-// resampler) and the logits of every position of prompts with one sliced image and with two
-// images (one sliced, one a single upscaled piece), ids as MiniCPMVProcessor expands them.
+// resampler), the logits of every position of prompts with one sliced image and with two images
+// (one sliced, one a single upscaled piece), ids as MiniCPMVProcessor expands them (and as
+// minicpmv_prompt_ids does), greedy ids as llm.generate, the CLI contracts and bad folders.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -129,6 +131,41 @@ TEST(MiniCPMV, CliImageFeaturesAndLogitsEqualOpenBMB) {
   const test::LogitDiff d = test::compare_logits(logits, want_logits, 518);
   EXPECT_LE(d.max_abs, 1e-4);
   EXPECT_EQ(d.top1_agree, d.rows);
+}
+
+int32_t argmax(const float* row, int64_t vocab) {
+  return int32_t(std::max_element(row, row + vocab) - row);
+}
+
+// Decoding after the image prompt continues as llm.generate does (greedy, 8 tokens).
+TEST(MiniCPMV, GreedyIdsEqualGenerate) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  const int64_t vocab = model->config().vocab_size;
+  for (const auto& [key, p] : ref["prompts"].items()) {
+    SCOPED_TRACE(key);
+    const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
+    std::vector<int64_t> counts;
+    std::vector<float> rows;
+    for (const std::string name : p["images"]) {
+      const models::ImageFeatures f =
+          model->image_encoder().encode(modalities::Image::load(image_path(ref["images"][name])));
+      counts.push_back(f.n_tokens);
+      rows.insert(rows.end(), f.rows.begin(), f.rows.end());
+    }
+    const runtime::ImagePrompt placed =
+        runtime::expand_image_tokens(ids, model->image_token_id(), counts);
+    model->truncate(0);
+    std::vector<float> logits = model->forward_embeds(ids, false, {placed.mask, rows});
+    std::vector<int32_t> greedy;
+    for (size_t i = 0; i < p["greedy"].size(); ++i) {
+      greedy.push_back(argmax(logits.data() + logits.size() - size_t(vocab), vocab));
+      logits = model->forward(std::span<const int32_t>(&greedy.back(), 1), false);
+    }
+    EXPECT_EQ(greedy, p["greedy"].get<std::vector<int32_t>>());
+  }
 }
 
 // MiniCPMVProcessor's expansion of "(<image>./</image>)" tags, tokenized: the fixture's ids.
