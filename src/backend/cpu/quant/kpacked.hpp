@@ -81,5 +81,9 @@ GemmFn avx512vnni_prefill_gemm_q23(DType type);
 // The 256-bit kernels (kpacked_simd256.hpp): AVX2 + FMA + F16C, and the same with AVX-VNNI.
 GemmFn avx2_gemm(DType type);
 GemmFn avxvnni_gemm(DType type);
+// Their prefill kernels (kpacked_q23_prefill_simd256.hpp; same contract as GemmFn): Q2_K and
+// Q3_K only, null for the other types.
+GemmFn avx2_prefill_gemm(DType type);
+GemmFn avxvnni_prefill_gemm(DType type);
 
 }  // namespace af::cpu::quant::kpacked
