@@ -151,53 +151,80 @@ TEST(QuantKPacked, KernelsMatchTheReferenceBitForBitAtOddSizes) {
   if (ran == 0) GTEST_SKIP() << "no AVX2 on this CPU";
 }
 
-// The AVX-512 VNNI prefill kernel (two-group panels unpacked once for all rows) against the
-// reference: odd weight row counts (a panel of one group, partial last groups), m in
-// {2, 3, 7, 17, 64} (4-row steps and their 2 / 1 remainders), row and group sub-ranges as the
-// planner hands them out, with and without bias, on quantized and on random block bytes.
-TEST(QuantKPacked, PrefillKernelMatchesTheReferenceBitForBit) {
-  if (!has_vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+// A prefill kernel (panels unpacked once for all rows) against the reference: odd weight row
+// counts (a panel of one group, partial last groups), m in {2, 3, 7, 17, 64} (3- and 4-row
+// steps and their remainders), row and group sub-ranges as the planner hands them out, with
+// and without bias, on quantized and on random block bytes.
+void expect_prefill_matches_reference(kp::GemmFn gemm, DType type, const std::string& kernel) {
   struct Case {
     int64_t n, k, m;
   };
   const Case cases[] = {{37, 256, 2}, {53, 512, 3}, {17, 768, 7}, {45, 512, 17}, {33, 256, 64}};
-  for (DType type : kTypes) {
-    // Q2_K / Q3_K have no panel kernel: their prefill unpacks tiles (PreparedMatmul covers it).
-    if (kp::avx512vnni_prefill_gemm(type) == nullptr) {
-      EXPECT_TRUE(type == DType::Q2_K || type == DType::Q3_K) << name(type);
-      continue;
-    }
-    for (const Case& c : cases) {
-      for (bool random_bytes : {false, true}) {
-        const auto seed = static_cast<uint32_t>(c.n * 5 + c.k + c.m);
-        const std::vector<uint8_t> w = weight_rows(type, c.n, c.k, random_bytes, seed);
-        const std::vector<uint8_t> a = af::test::quantize_rows(
-            DType::Q8_K, af::test::spread_values(c.m, c.k, seed + 1), c.m, c.k);
-        const int64_t groups = kp::group_count(c.n);
-        const int64_t group_bytes = c.k / 256 * kp::group_block_bytes(type);
-        std::vector<uint8_t> packed(static_cast<size_t>(groups * group_bytes));
-        kp::pack_groups(type, w.data(), c.n, c.k, 0, groups, packed.data());
-        const std::vector<float> bias =
-            af::test::random_floats(static_cast<size_t>(c.n), -1, 1, seed);
-        const std::string what = std::string(af::name(type)) + " n=" + std::to_string(c.n) +
-                                 " k=" + std::to_string(c.k) + " m=" + std::to_string(c.m) +
-                                 (random_bytes ? " random bytes" : "");
-        for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
-          std::vector<float> y(static_cast<size_t>(c.m * c.n), -7.f);
-          // Group 0 alone (a one-group panel), then the rest; rows split at an odd row.
-          const int64_t i_mid = c.m / 2 + 1;
-          for (const auto& [g0, g1] : {std::pair<int64_t, int64_t>{0, 1}, {1, groups}}) {
-            for (const auto& [i0, i1] : {std::pair<int64_t, int64_t>{0, i_mid}, {i_mid, c.m}}) {
-              kp::avx512vnni_prefill_gemm(type)(packed.data() + g0 * group_bytes, g0, g1, c.n, c.k,
-                                                a.data(), af::row_bytes(DType::Q8_K, c.k), i0, i1,
-                                                b, y.data(), c.n);
-            }
+  for (const Case& c : cases) {
+    for (bool random_bytes : {false, true}) {
+      const auto seed = static_cast<uint32_t>(c.n * 5 + c.k + c.m);
+      const std::vector<uint8_t> w = weight_rows(type, c.n, c.k, random_bytes, seed);
+      const std::vector<uint8_t> a = af::test::quantize_rows(
+          DType::Q8_K, af::test::spread_values(c.m, c.k, seed + 1), c.m, c.k);
+      const int64_t groups = kp::group_count(c.n);
+      const int64_t group_bytes = c.k / 256 * kp::group_block_bytes(type);
+      std::vector<uint8_t> packed(static_cast<size_t>(groups * group_bytes));
+      kp::pack_groups(type, w.data(), c.n, c.k, 0, groups, packed.data());
+      const std::vector<float> bias =
+          af::test::random_floats(static_cast<size_t>(c.n), -1, 1, seed);
+      const std::string what = kernel + " " + std::string(af::name(type)) +
+                               " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) +
+                               " m=" + std::to_string(c.m) + (random_bytes ? " random bytes" : "");
+      for (const float* b : {static_cast<const float*>(nullptr), bias.data()}) {
+        std::vector<float> y(static_cast<size_t>(c.m * c.n), -7.f);
+        // Group 0 alone (a one-group panel), then the rest; rows split at an odd row.
+        const int64_t i_mid = c.m / 2 + 1;
+        for (const auto& [g0, g1] : {std::pair<int64_t, int64_t>{0, 1}, {1, groups}}) {
+          for (const auto& [i0, i1] : {std::pair<int64_t, int64_t>{0, i_mid}, {i_mid, c.m}}) {
+            gemm(packed.data() + g0 * group_bytes, g0, g1, c.n, c.k, a.data(),
+                 af::row_bytes(DType::Q8_K, c.k), i0, i1, b, y.data(), c.n);
           }
-          expect_reference(type, w, c.n, c.k, a, c.m, b, y, what + (b ? " bias" : ""));
         }
+        expect_reference(type, w, c.n, c.k, a, c.m, b, y, what + (b ? " bias" : ""));
       }
     }
   }
+}
+
+TEST(QuantKPacked, PrefillKernelMatchesTheReferenceBitForBit) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  for (DType type : kTypes) {
+    // Every packable type has one (Q2_K / Q3_K: kpacked_q23_prefill_avx512vnni.cpp).
+    const kp::GemmFn gemm = kp::avx512vnni_prefill_gemm(type);
+    ASSERT_NE(gemm, nullptr) << af::name(type);
+    expect_prefill_matches_reference(gemm, type, "avx512vnni");
+  }
+}
+
+// The 256-bit prefill kernels (kpacked_q23_prefill_simd256.hpp: Q2_K and Q3_K, null for the
+// other types) that this CPU runs; qemu -cpu Haswell runs the AVX2 one.
+TEST(QuantKPacked, Prefill256KernelsMatchTheReferenceBitForBit) {
+  const struct {
+    const char* name;
+    bool supported;
+    kp::GemmFn (*prefill)(DType);
+  } kernels256[] = {{"avxvnni", af::cpu::cpu_has_avx_vnni(), &kp::avxvnni_prefill_gemm},
+                    {"avx2", af::cpu::isa_supported(af::cpu::Isa::kAvx2), &kp::avx2_prefill_gemm}};
+  int ran = 0;
+  for (const auto& kernel : kernels256) {
+    if (!kernel.supported) continue;
+    for (DType type : kTypes) {
+      const kp::GemmFn gemm = kernel.prefill(type);
+      if (type != DType::Q2_K && type != DType::Q3_K) {
+        EXPECT_EQ(gemm, nullptr) << kernel.name << " " << af::name(type);
+        continue;
+      }
+      ASSERT_NE(gemm, nullptr) << kernel.name << " " << af::name(type);
+      expect_prefill_matches_reference(gemm, type, kernel.name);
+    }
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "no AVX2 on this CPU";
 }
 
 TEST(QuantKPacked, PackedSizeEqualsTheGgufSizeAndGroupRangesLandAtDst) {

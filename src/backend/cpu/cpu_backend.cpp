@@ -31,6 +31,14 @@ quant::kpacked::GemmFn (*kpacked_gemm_for(const std::string& isa))(DType) {
   return nullptr;
 }
 
+// The prefill (many activation rows) kernels of the K-quant packed layout, by the same names.
+quant::kpacked::GemmFn (*kpacked_prefill_for(const std::string& isa))(DType) {
+  if (isa == "avx512vnni") return &quant::kpacked::avx512vnni_prefill_gemm;
+  if (isa == "avxvnni") return &quant::kpacked::avxvnni_prefill_gemm;
+  if (isa == "avx2" || isa == "avx512") return &quant::kpacked::avx2_prefill_gemm;
+  return nullptr;
+}
+
 }  // namespace
 
 // The quantized kernels matching the dense table's ISA; AVX-512 CPUs with VNNI get those, AVX2
@@ -60,7 +68,7 @@ CpuBackend::CpuBackend(const BackendOptions& options)
                     : std::string(quant_kernels_.isa) == "avx2"  ? &quant::packed8::avx2_gemm
                                                                  : nullptr),
       kpacked_gemm_(kpacked_gemm_for(quant_kernels_.isa)),
-      kpacked_prefill_(packs_weights_ ? &quant::kpacked::avx512vnni_prefill_gemm : nullptr),
+      kpacked_prefill_(kpacked_prefill_for(quant_kernels_.isa)),
       pool_(options.num_threads) {}
 
 std::string CpuBackend::name() const { return std::string("cpu/") + kernels_.isa; }

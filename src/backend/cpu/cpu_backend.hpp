@@ -179,7 +179,8 @@ class CpuBackend final : public Backend {
   // The K-quant packed kernels of the quantized table's ISA (AVX-512 VNNI, AVX-VNNI or AVX2):
   // Q4_K / Q5_K / Q6_K weights are repacked at load (quant/kpacked.hpp) when set.
   quant::kpacked::GemmFn (*kpacked_gemm_)(DType) = nullptr;
-  // Their many-row (prefill) kernels where the ISA has them (AVX-512 VNNI), else null.
+  // Their many-row (prefill) kernels (AVX-512 VNNI: every packable type; AVX-VNNI and AVX2:
+  // Q2_K and Q3_K), else null.
   quant::kpacked::GemmFn (*kpacked_prefill_)(DType) = nullptr;
   ThreadPool pool_;
   // The activation buffers matmuls reuse, and the lock that gives them one user at a time.

@@ -73,10 +73,17 @@ GemmFn avx512vnni_gemm(DType type);
 GemmFn avx512vnni_gemm_q23(DType type);
 // The AVX-512 VNNI prefill kernel (many activation rows; kpacked_prefill_avx512vnni.cpp): panels
 // of two groups unpacked once per super-block for all rows i0 .. i1. Same contract as GemmFn.
-// Null for a packable type without one (Q2_K, Q3_K).
+// Null for a type without one.
 GemmFn avx512vnni_prefill_gemm(DType type);
+// Its Q2_K / Q3_K kernels (kpacked_q23_prefill_avx512vnni.cpp), which avx512vnni_prefill_gemm
+// returns.
+GemmFn avx512vnni_prefill_gemm_q23(DType type);
 // The 256-bit kernels (kpacked_simd256.hpp): AVX2 + FMA + F16C, and the same with AVX-VNNI.
 GemmFn avx2_gemm(DType type);
 GemmFn avxvnni_gemm(DType type);
+// Their prefill kernels (kpacked_q23_prefill_simd256.hpp; same contract as GemmFn): Q2_K and
+// Q3_K only, null for the other types.
+GemmFn avx2_prefill_gemm(DType type);
+GemmFn avxvnni_prefill_gemm(DType type);
 
 }  // namespace af::cpu::quant::kpacked

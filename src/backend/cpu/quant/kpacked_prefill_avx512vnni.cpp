@@ -210,8 +210,11 @@ GemmFn avx512vnni_prefill_gemm(DType type) {
       return &prefill_gemm<Kind::kQ5_K>;
     case DType::Q6_K:
       return &prefill_gemm<Kind::kQ6_K>;
+    case DType::Q2_K:
+    case DType::Q3_K:
+      return avx512vnni_prefill_gemm_q23(type);
     default:
-      return nullptr;  // Q2_K / Q3_K: the caller unpacks tiles for the GGUF-row kernels
+      return nullptr;
   }
 }
 
