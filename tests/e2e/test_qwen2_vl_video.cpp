@@ -1,0 +1,179 @@
+// Qwen2-VL and Qwen2.5-VL reading a video, against transformers on the tiny random models
+// (tools/make_qwen2_vl_fixtures.py video): the clip the ffmpeg CLI makes from the test images
+// (tools/make_video_fixtures.py's), sampled as fetch_video samples it, through the model's video
+// processor and vision tower; the placeholder expanded as Qwen2VLProcessor expands it, M-RoPE
+// positions as get_rope_index (Qwen2.5-VL's time steps from second_per_grid_ts), the logits of
+// every position through af-cli logits --video, and greedy ids equal to generate.
+#include <cmath>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "af/modalities/video.hpp"
+#include "af/models/causal_lm.hpp"
+#include "af/models/multimodal.hpp"
+#include "af/models/qwen2_vl.hpp"
+#include "test_util.hpp"
+#include "unit/video_test_util.hpp"
+
+namespace af {
+namespace {
+
+constexpr int32_t kVideoPad = 293;
+
+std::string model_dir(const std::string& m) { return test::fixtures_dir() + "/models/" + m; }
+
+nlohmann::json video_reference(const std::string& model) {
+  return nlohmann::json::parse(test::read_text(model_dir(model) + "/reference.json"))["video"];
+}
+
+std::string ids_text(const std::vector<int32_t>& ids) {
+  std::string text;
+  for (int32_t id : ids) text += std::to_string(id) + " ";
+  return text;
+}
+
+std::string logits_command(const std::string& model, const std::string& ids,
+                           const std::string& flags) {
+  return std::string(AF_CLI_PATH) + " logits -t 2 -m '" + model_dir(model) + "' --ids '" + ids +
+         "' " + flags;
+}
+
+int32_t argmax(const float* row, int64_t n) {
+  return int32_t(std::max_element(row, row + n) - row);
+}
+
+// af-cli logits --video with the placeholder given once: one line per position of the expanded
+// prompt, within 1e-4 of transformers, same argmax everywhere.
+void check_cli_logits(const std::string& model) {
+  SCOPED_TRACE(model);
+  const nlohmann::json ref = video_reference(model);
+  const std::string ids = ids_text(ref["prompt_ids"].get<std::vector<int32_t>>());
+  const std::string flags =
+      "--video '" + test::fixture_clip() + "' --fps " + std::to_string(ref["fps"].get<double>());
+  const test::ShellResult r = test::run_shell(logits_command(model, ids, flags));
+  ASSERT_EQ(r.status, 0);
+  std::vector<float> got;
+  size_t lines = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line); ++lines) {
+    std::istringstream row(line);
+    for (std::string tok; row >> tok;) got.push_back(std::strtof(tok.c_str(), nullptr));
+  }
+  const std::vector<float> want =
+      test::read_f32(model_dir(model) + "/" + ref["logits_file"].get<std::string>());
+  EXPECT_EQ(lines, ref["input_ids"].size());
+  ASSERT_EQ(got.size(), want.size());
+  float worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
+  EXPECT_LE(worst, 1e-4f);
+  const int64_t vocab = int64_t(want.size() / lines);
+  for (size_t t = 0; t < lines; ++t)
+    EXPECT_EQ(argmax(&got[t * vocab], vocab), argmax(&want[t * vocab], vocab)) << t;
+}
+
+TEST(Qwen2VLVideo, CliLogitsMatchTransformers) {
+  AF_SKIP_WITHOUT_VIDEO();
+  check_cli_logits("qwen2_vl");
+}
+
+// fps 3: 12 frames, second_per_grid_t 2/3, time positions 0 1 2 4 5 6 (tokens_per_second 2).
+TEST(Qwen2VLVideo, Qwen25CliLogitsWithFpsMatchTransformers) {
+  AF_SKIP_WITHOUT_VIDEO();
+  check_cli_logits("qwen2_5_vl");
+}
+
+// Through the library: the sampled frames, the grid, the expanded ids' M-RoPE positions and
+// greedy decoding after the video (the sequence continuing at n_past + rope delta).
+void check_positions_and_generate(const std::string& model_name) {
+  SCOPED_TRACE(model_name);
+  const nlohmann::json ref = video_reference(model_name);
+  models::LoadOptions options;
+  options.num_threads = 2;
+  auto model = models::load(model_dir(model_name), options);
+  auto* mm = dynamic_cast<models::MultimodalLM*>(model.get());
+  ASSERT_NE(mm, nullptr);
+  EXPECT_EQ(mm->video_token_id(), kVideoPad);
+  modalities::VideoSampling sampling = mm->video_sampling();
+  sampling.fps = ref["fps"].get<double>();
+  const modalities::Video video = modalities::Video::load(test::fixture_clip(), sampling);
+  EXPECT_EQ(video.frame_indices(), ref["frame_indices"].get<std::vector<int64_t>>());
+  const models::VideoFeatures f = mm->encode_video(video);
+  EXPECT_EQ(f.features.grid_thw, ref["grid_thw"].get<std::vector<int64_t>>());
+  EXPECT_DOUBLE_EQ(f.second_per_grid_t, ref["second_per_grid_t"].get<double>());
+  const auto ids = ref["input_ids"].get<std::vector<int32_t>>();
+  const size_t n = ids.size();
+  std::vector<uint8_t> mask;
+  for (int32_t id : ids) mask.push_back(id == kVideoPad);
+  ASSERT_EQ(f.features.n_tokens, std::count(mask.begin(), mask.end(), 1));
+  const std::vector<int32_t> positions = mm->mrope_positions(ids, {}, std::span(&f, 1));
+  const auto want_pos = ref["position_ids"].get<std::vector<std::vector<int32_t>>>();
+  ASSERT_EQ(positions.size(), 3 * n);
+  for (size_t c = 0; c < 3; ++c)
+    EXPECT_EQ(std::vector<int32_t>(positions.begin() + c * n, positions.begin() + (c + 1) * n),
+              want_pos[c]);
+  const int64_t vocab = model->config().vocab_size;
+  const std::vector<float> logits =
+      model->forward_embeds(ids, true, {mask, f.features.rows, positions});
+  const auto want = ref["generate_ids"].get<std::vector<int32_t>>();
+  std::vector<int32_t> got{argmax(&logits[(n - 1) * vocab], vocab)};
+  while (got.size() < want.size()) {
+    const std::vector<float> next = model->forward(std::span(&got.back(), 1), false);
+    got.push_back(argmax(next.data(), vocab));
+  }
+  EXPECT_EQ(got, want);
+}
+
+TEST(Qwen2VLVideo, PositionsAndGreedyIdsMatchTransformers) {
+  AF_SKIP_WITHOUT_VIDEO();
+  check_positions_and_generate("qwen2_vl");
+  check_positions_and_generate("qwen2_5_vl");
+}
+
+// torch computes Qwen2.5-VL's time step as a float32 product and truncates: for 4 frames of a
+// 75-frame 25 fps video (second_per_grid_t 1.4999999999999998) the second temporal patch sits at
+// 3, where double arithmetic would give 2 (checked with torch 2.15's get_vision_position_ids).
+TEST(Qwen2VLVideo, TimeStepsAreFloat32AsTorch) {
+  const double second_per_grid_t = 2.0 / (4.0 / 75.0 * 25.0);
+  const float interval = models::qwen2_5_vl_time_interval(2, second_per_grid_t);
+  const std::vector<int32_t> ids = {7, kVideoPad, kVideoPad, 8};
+  const std::vector<int64_t> grid = {2, 2, 2};
+  const std::vector<int32_t> pos =
+      models::qwen2_vl_rope_index(ids, 292, kVideoPad, {}, grid, 2, std::span(&interval, 1));
+  EXPECT_EQ(std::vector<int32_t>(pos.begin(), pos.begin() + 4), (std::vector<int32_t>{0, 1, 4, 2}));
+  // A hostile interval cannot overflow the int32 positions.
+  const float huge = 1e30f;
+  EXPECT_THROW(models::qwen2_vl_rope_index(ids, 292, kVideoPad, {}, grid, 2, std::span(&huge, 1)),
+               Error);
+}
+
+// Bad input exits 1 with a message naming the fault, before decoding where it can.
+TEST(Qwen2VLVideo, CliRefusesBadVideoInput) {
+  AF_SKIP_WITHOUT_VIDEO();
+  const std::string clip = "--video '" + test::fixture_clip() + "'";
+  const auto run = [](const std::string& model, const std::string& ids, const std::string& flags) {
+    return test::run_shell(logits_command(model, ids, flags) + " 2>&1 >/dev/null");
+  };
+  auto r = run("qwen2", "5 6 7", clip);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("takes no video"), std::string::npos) << r.out;
+  r = run("qwen2_vl", "5 6 7", clip);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("no video placeholder"), std::string::npos) << r.out;
+  r = run("qwen2_vl", "5 293 293 293 6", clip);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("3 video placeholders"), std::string::npos) << r.out;
+  r = run("qwen2_vl", "5 293 6", "--video /nonexistent.mp4");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("[video] /nonexistent.mp4"), std::string::npos) << r.out;
+  r = run("qwen2_vl", "5 293 6", clip + " --fps 0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("fps"), std::string::npos) << r.out;
+  r = run("qwen2_vl", "5 293 292 6",
+          clip + " --image '" + test::fixtures_dir() + "/images/inputs/rgb.bmp'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("one kind of media"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace af
