@@ -16,23 +16,40 @@ void add_video_flags(CLI::App& sub, VideoFlags& flags) {
       ->capture_default_str();
 }
 
-VideoPrompt place_video(models::CausalLM& model, std::span<const int32_t> ids,
-                        const VideoFlags& flags, int64_t context_length) {
+namespace {
+
+models::MultimodalLM& video_model(models::CausalLM& model) {
   auto* mm = dynamic_cast<models::MultimodalLM*>(&model);
   AF_CHECK(mm != nullptr && mm->video_token_id() >= 0, ErrorCode::kUnsupported, "cli",
            model.info().path,
-           ": this model takes no video (video-language models: Qwen2-VL, "
-           "Qwen2.5-VL)");
+           ": this model takes no video (video-language models: Qwen2-VL, Qwen2.5-VL)");
+  return *mm;
+}
+
+}  // namespace
+
+std::string video_prompt(const std::string& prompt, const VideoFlags& flags) {
+  if (flags.path.empty() || prompt.find("<|video_pad|>") != std::string::npos) return prompt;
+  return "<|vision_start|><|video_pad|><|vision_end|>" + prompt;
+}
+
+modalities::Video load_video(models::CausalLM& model, const VideoFlags& flags) {
+  modalities::VideoSampling sampling = video_model(model).video_sampling();
+  sampling.fps = flags.fps;
+  sampling.max_frames = flags.max_frames;
+  return modalities::Video::load(flags.path, sampling);
+}
+
+VideoPrompt place_video(models::CausalLM& model, std::span<const int32_t> ids,
+                        const VideoFlags& flags, int64_t context_length) {
+  models::MultimodalLM* mm = &video_model(model);
   const int32_t token = mm->video_token_id();
   // Checked before decoding: a prompt without its placeholder should not cost a video decode.
   const auto placeholders = std::count(ids.begin(), ids.end(), token);
   AF_CHECK(placeholders > 0, ErrorCode::kInvalidArgument, "cli",
            "--video given but the ids hold no video placeholder (token ", token,
            ", \"<|video_pad|>\")");
-  modalities::VideoSampling sampling = mm->video_sampling();
-  sampling.fps = flags.fps;
-  sampling.max_frames = flags.max_frames;
-  const modalities::Video video = modalities::Video::load(flags.path, sampling);
+  const modalities::Video video = load_video(model, flags);
   models::VideoFeatures features = mm->encode_video(video);
   const int64_t n = features.features.n_tokens;
   AF_CHECK(placeholders == 1 || placeholders == n, ErrorCode::kInvalidArgument, "cli",

@@ -22,6 +22,14 @@ struct VideoFlags {
 };
 void add_video_flags(CLI::App& sub, VideoFlags& flags);
 
+// The text prompt with "<|vision_start|><|video_pad|><|vision_end|>" in front when a video is
+// given and the prompt holds no "<|video_pad|>" (where Qwen2-VL's chat template writes it).
+std::string video_prompt(const std::string& prompt, const VideoFlags& flags);
+
+// flags.path sampled under `model`'s video budget at flags.fps, at most flags.max_frames frames.
+// Throws af::Error for a model that takes no video or a file that does not decode.
+modalities::Video load_video(models::CausalLM& model, const VideoFlags& flags);
+
 // A prompt with its video placed: what CausalLM::forward_embeds takes.
 struct VideoPrompt {
   std::vector<int32_t> ids;        // expanded

@@ -3,8 +3,11 @@
 // (tools/make_video_fixtures.py's), sampled as fetch_video samples it, through the model's video
 // processor and vision tower; the placeholder expanded as Qwen2VLProcessor expands it, M-RoPE
 // positions as get_rope_index (Qwen2.5-VL's time steps from second_per_grid_ts), the logits of
-// every position through af-cli logits --video, and greedy ids equal to generate.
+// every position through af-cli logits --video, and greedy ids equal to generate (library,
+// Session with prefix reuse, af-cli run --video).
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -13,6 +16,7 @@
 #include "af/models/causal_lm.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
+#include "af/runtime/session.hpp"
 #include "test_util.hpp"
 #include "unit/video_test_util.hpp"
 
@@ -128,6 +132,104 @@ TEST(Qwen2VLVideo, PositionsAndGreedyIdsMatchTransformers) {
   AF_SKIP_WITHOUT_VIDEO();
   check_positions_and_generate("qwen2_vl");
   check_positions_and_generate("qwen2_5_vl");
+}
+
+modalities::Video sampled_clip(models::CausalLM& model, double fps) {
+  modalities::VideoSampling sampling = dynamic_cast<models::MultimodalLM&>(model).video_sampling();
+  sampling.fps = fps;
+  return modalities::Video::load(test::fixture_clip(), sampling);
+}
+
+// Through a Session (af-cli run): the placeholder given once is expanded, the video's positions
+// and rows fill the prefill, and a repeated request reuses the cached prefix (video rows
+// included, keyed by the video's hash) for the same ids. Chat turns refuse videos.
+TEST(Qwen2VLVideo, SessionGreedyIdsEqualGenerateAndSurvivePrefixReuse) {
+  AF_SKIP_WITHOUT_VIDEO();
+  for (const std::string model_name : {"qwen2_vl", "qwen2_5_vl"}) {
+    SCOPED_TRACE(model_name);
+    const nlohmann::json ref = video_reference(model_name);
+    models::LoadOptions options;
+    options.num_threads = 2;
+    auto model = models::load(model_dir(model_name), options);
+    GenerateRequest req;
+    req.videos.push_back(sampled_clip(*model, ref["fps"].get<double>()));
+    modalities::Video other = sampled_clip(*model, 1.0);  // other frames, another hash
+    // The fixture has no tokenizer of its own; prompts are ids, so any one decodes them.
+    Session session = SessionBuilder()
+                          .tokenizer_path(test::testdata_dir() + "/models/stories260K-hf")
+                          .build(std::move(model));
+    const auto want = ref["generate_ids"].get<std::vector<int32_t>>();
+    req.max_tokens = static_cast<int32_t>(want.size());
+    req.ignore_eos = true;
+    req.prompt_ids = ref["prompt_ids"].get<std::vector<int32_t>>();  // one placeholder
+    const GenerateResponse first = session.generate(req);
+    EXPECT_EQ(first.ids, want);
+    EXPECT_EQ(first.prompt_tokens, int64_t(ref["input_ids"].size()));
+    const GenerateResponse again = session.generate(req);
+    EXPECT_EQ(again.ids, want);
+    EXPECT_EQ(again.cached_tokens, again.prompt_tokens - 1);  // the video's rows reused
+    // Another video behind the same ids shares only the ids before it.
+    req.videos[0] = std::move(other);
+    EXPECT_EQ(session.generate(req).cached_tokens, 3);
+    EXPECT_THROW(session.chat("hello", req), Error);
+  }
+}
+
+// A model folder for af-cli run: the fixture's files beside a WordPiece tokenizer.json whose
+// word "w<i>" is id i (every id has text, so none is masked from sampling) and whose special
+// tokens are Qwen2-VL's vision markers at the fixture's ids.
+std::string model_with_tokenizer(const std::string& model) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(test::video_tmp_dir()) / (model + "_tok");
+  fs::create_directories(dir);
+  for (const char* f :
+       {"config.json", "model.safetensors", "preprocessor_config.json", "generation_config.json"}) {
+    std::error_code ec;
+    fs::remove(dir / f, ec);
+    fs::create_symlink(fs::absolute(model_dir(model) + "/" + f), dir / f);
+  }
+  nlohmann::json vocab = {{"[UNK]", 0}};
+  for (int i = 1; i < 300; ++i)
+    if (i < 290 || i > 293) vocab["w" + std::to_string(i)] = i;
+  nlohmann::json added = nlohmann::json::array();
+  const char* specials[] = {"<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"};
+  for (int i = 0; i < 4; ++i)
+    added.push_back({{"id", 290 + i},
+                     {"content", specials[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
+  const nlohmann::json tok = {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+      {"model", {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"vocab", vocab}}}};
+  std::ofstream(dir / "tokenizer.json") << tok.dump();
+  return dir.string();
+}
+
+// af-cli run --video --fps: greedy ids equal transformers' generate; the placeholder comes from
+// the text prompt through the tokenizer. Flags that mix media are refused before loading.
+TEST(Qwen2VLVideo, CliRunGreedyIdsEqualGenerate) {
+  AF_SKIP_WITHOUT_VIDEO();
+  const std::string model = "qwen2_5_vl";
+  const nlohmann::json ref = video_reference(model);
+  const std::string cmd = std::string(AF_CLI_PATH) + " run -t 2 -m '" +
+                          model_with_tokenizer(model) + "' --video '" + test::fixture_clip() +
+                          "' --fps 3 --temp 0 --ignore-eos --print-ids -n 8";
+  const test::ShellResult r = test::run_shell(
+      cmd + " -p 'w5 w6<|vision_start|><|video_pad|><|vision_end|>w8 w9 w10' 2>/dev/null");
+  ASSERT_EQ(r.status, 0);
+  std::vector<int32_t> got;
+  std::istringstream in(r.out);
+  for (int32_t id; in >> id;) got.push_back(id);
+  EXPECT_EQ(got, ref["generate_ids"].get<std::vector<int32_t>>());
+  const test::ShellResult mixed = test::run_shell(cmd + " -p w5 --image '" + test::fixtures_dir() +
+                                                  "/images/inputs/rgb.bmp' 2>&1");
+  EXPECT_EQ(mixed.status, 2);
+  EXPECT_NE(mixed.out.find("one kind of media"), std::string::npos) << mixed.out;
 }
 
 // torch computes Qwen2.5-VL's time step as a float32 product and truncates: for 4 frames of a
