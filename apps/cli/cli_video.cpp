@@ -50,8 +50,8 @@ VideoPrompt place_video(models::CausalLM& model, std::span<const int32_t> ids,
            "--video given but the ids hold no video placeholder (token ", token,
            ", \"<|video_pad|>\")");
   const modalities::Video video = load_video(model, flags);
-  models::VideoFeatures features = mm->encode_video(video);
-  const int64_t n = features.features.n_tokens;
+  // Sizes first: a video too long for the context is refused before it is encoded.
+  const int64_t n = mm->num_video_tokens(video);
   AF_CHECK(placeholders == 1 || placeholders == n, ErrorCode::kInvalidArgument, "cli",
            "the ids hold ", placeholders, " video placeholders (token ", token,
            "); the video needs 1 (expanded to ", n, ") or ", n, " already expanded");
@@ -61,6 +61,9 @@ VideoPrompt place_video(models::CausalLM& model, std::span<const int32_t> ids,
            "the expanded prompt has ", placed.ids.size(), " tokens (", n,
            " for the video); the context holds ", context_length,
            " (fewer frames: --fps, --max-frames)");
+  models::VideoFeatures features = mm->encode_video(video);
+  AF_CHECK(features.features.n_tokens == n, ErrorCode::kInternal, "cli", "the video encoder made ",
+           features.features.n_tokens, " rows for ", n, " placeholders");
   VideoPrompt out;
   out.positions = mm->mrope_positions(placed.ids, {}, std::span(&features, 1));
   out.ids = std::move(placed.ids);

@@ -72,6 +72,18 @@ class Qwen2VLLM final : public MultimodalLM {
   modalities::VideoSampling video_sampling() const override {
     return video_processor().default_sampling();
   }
+  int64_t num_video_tokens(const modalities::Video& video) const override {
+    const modalities::Qwen2VLVideoProcessorConfig c = video_processor().config();
+    const int64_t frames = int64_t(video.frames().size());
+    const auto [height, width] =
+        c.do_resize ? modalities::video_smart_resize(video.height(), video.width(),
+                                                     c.patch_size * c.merge_size,
+                                                     double(c.min_pixels), double(c.max_pixels))
+                    : std::pair{video.height(), video.width()};
+    const int64_t grid_t = (frames + c.temporal_patch_size - 1) / c.temporal_patch_size;
+    return grid_t * (height / c.patch_size) * (width / c.patch_size) /
+           (c.merge_size * c.merge_size);
+  }
   VideoFeatures encode_video(const modalities::Video& video) override {
     const modalities::VideoPixelValues pv = video_processor().preprocess(video);
     VideoFeatures out;

@@ -144,6 +144,11 @@ struct Session::State {
              "a prompt takes one kind of media: videos, images or audio");
     auto videos = std::make_shared<std::vector<models::VideoFeatures>>();
     for (const modalities::Video& video : req.videos) {
+      // Sizes first: a video the context cannot hold is refused before it is encoded.
+      const int64_t n = multimodal->num_video_tokens(video);
+      AF_CHECK(n < context, ErrorCode::kOutOfRange, kComponent, "a video of ",
+               video.frames().size(), " frames needs ", n, " tokens; the context holds ", context,
+               " (sample fewer frames)");
       videos->push_back(multimodal->encode_video(video));
       counts.push_back(videos->back().features.n_tokens);
       hashes.push_back("video:" + video.hash());

@@ -103,6 +103,7 @@ void check_positions_and_generate(const std::string& model_name) {
   const modalities::Video video = modalities::Video::load(test::fixture_clip(), sampling);
   EXPECT_EQ(video.frame_indices(), ref["frame_indices"].get<std::vector<int64_t>>());
   const models::VideoFeatures f = mm->encode_video(video);
+  EXPECT_EQ(mm->num_video_tokens(video), f.features.n_tokens);  // the count without encoding
   EXPECT_EQ(f.features.grid_thw, ref["grid_thw"].get<std::vector<int64_t>>());
   EXPECT_DOUBLE_EQ(f.second_per_grid_t, ref["second_per_grid_t"].get<double>());
   const auto ids = ref["input_ids"].get<std::vector<int32_t>>();
@@ -230,6 +231,12 @@ TEST(Qwen2VLVideo, CliRunGreedyIdsEqualGenerate) {
                                                   "/images/inputs/rgb.bmp' 2>&1");
   EXPECT_EQ(mixed.status, 2);
   EXPECT_NE(mixed.out.find("one kind of media"), std::string::npos) << mixed.out;
+  // 48 video tokens do not fit a context of 40: refused before the video is encoded.
+  const test::ShellResult small = test::run_shell(cmd + " -c 40 -p w5 2>&1");
+  EXPECT_EQ(small.status, 1);
+  EXPECT_NE(small.out.find("a video of 12 frames needs 48 tokens; the context holds 40"),
+            std::string::npos)
+      << small.out;
 }
 
 // torch computes Qwen2.5-VL's time step as a float32 product and truncates: for 4 frames of a

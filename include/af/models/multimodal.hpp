@@ -57,6 +57,12 @@ class MultimodalLM : public CausalLM {
   // The frame sampling (fetch_video's pixel budget) this model's video processor goes with;
   // callers set fps and max_frames on it before Video::load.
   virtual modalities::VideoSampling video_sampling() const { no_video(); }
+  // How many placeholder tokens `video` expands to (t * h * w / merge^2 of its grid), without
+  // preprocessing or encoding it: what a prompt's length can be checked against first.
+  virtual int64_t num_video_tokens(const modalities::Video& video) const {
+    (void)video;
+    no_video();
+  }
   // Preprocesses (the model's video processor) and encodes one sampled video.
   virtual VideoFeatures encode_video(const modalities::Video& video) {
     (void)video;
