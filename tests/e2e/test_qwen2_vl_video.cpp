@@ -211,6 +211,50 @@ std::string model_with_tokenizer(const std::string& model) {
   return dir.string();
 }
 
+// transformers 5's processor_config.json alone ("image_processor" + "video_processor" objects)
+// serves videos with its own budget; a video processor whose merge_size differs from the tower's
+// is refused naming the folder, and the images still work.
+TEST(Qwen2VLVideo, VideoProcessorFromProcessorConfigJson) {
+  AF_SKIP_WITHOUT_VIDEO();
+  namespace fs = std::filesystem;
+  const nlohmann::json image =
+      nlohmann::json::parse(test::read_text(model_dir("qwen2_vl") + "/preprocessor_config.json"));
+  const auto folder = [&](const std::string& name, const nlohmann::json& video) {
+    const fs::path dir = fs::path(test::video_tmp_dir()) / name;
+    fs::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors"}) {
+      std::error_code ec;
+      fs::remove(dir / f, ec);
+      fs::create_symlink(fs::absolute(model_dir("qwen2_vl") + "/" + f), dir / f);
+    }
+    std::ofstream(dir / "processor_config.json")
+        << nlohmann::json{{"image_processor", image}, {"video_processor", video}}.dump();
+    models::LoadOptions options;
+    options.num_threads = 2;
+    return models::load(dir.string(), options);
+  };
+  nlohmann::json video = image;
+  video["max_pixels"] = 1024;  // frames of 16x32 pixels (preprocessor_config.json: 32x64)
+  auto model = folder("combined", video);
+  auto& mm = dynamic_cast<models::MultimodalLM&>(*model);
+  const modalities::Video clip = sampled_clip(*model, 2.0);
+  const models::VideoFeatures f = mm.encode_video(clip);
+  EXPECT_EQ(f.features.grid_thw, (std::vector<int64_t>{4, 2, 4}));
+  EXPECT_EQ(mm.num_video_tokens(clip), 8);
+  video["merge_size"] = 1;
+  auto bad = folder("bad_merge", video);
+  auto& bad_mm = dynamic_cast<models::MultimodalLM&>(*bad);
+  try {
+    bad_mm.video_sampling();
+    ADD_FAILURE() << "merge_size 1 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("merge_size 1 differs"), std::string::npos) << e.what();
+  }
+  const modalities::Image rgb =
+      modalities::Image::load(test::fixtures_dir() + "/images/inputs/rgb.bmp");
+  EXPECT_GT(bad_mm.image_encoder().encode(rgb).n_tokens, 0);
+}
+
 // af-cli run --video --fps: greedy ids equal transformers' generate; the placeholder comes from
 // the text prompt through the tokenizer. Flags that mix media are refused before loading.
 TEST(Qwen2VLVideo, CliRunGreedyIdsEqualGenerate) {
