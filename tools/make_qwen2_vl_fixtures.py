@@ -23,7 +23,8 @@ video: loads those two saved models and adds a "video" prompt to their reference
   (image_patch_size 8) at VIDEO_FPS[kind], Qwen2VLVideoProcessor with the model's
   preprocessor_config.json budget, "<|video_pad|>" repeated t*h*w/merge^2 times, get_rope_index
   with video_grid_thw (and Qwen2.5-VL's second_per_grid_ts, float32 as the processor returns
-  it), the logits of every position (logits_video.f32) and greedy generate ids. Needs what
+  it), the merged features (get_video_features, video_features.f32), the logits of every
+  position (logits_video.f32) and greedy generate ids. Needs what
   tools/make_video_fixtures.py needs (PyAV, qwen-vl-utils).
 
 Needs pillow, numpy, torch and transformers 5.x (its PIL backend: torchvision absent).
@@ -278,10 +279,14 @@ def make_video(kind, testdata):
                                                  **extra)
         logits = model(input_ids=input_ids, pixel_values_videos=out["pixel_values_videos"],
                        video_grid_thw=grid, **mm, **extra).logits[0].float().numpy()
+        feats = model.model.get_video_features(out["pixel_values_videos"], grid)
+        feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+        feats = torch.cat(list(feats), 0) if isinstance(feats, (list, tuple)) else feats
         gen = model.generate(input_ids=input_ids, pixel_values_videos=out["pixel_values_videos"],
                              video_grid_thw=grid, max_new_tokens=8, do_sample=False, **mm,
                              **extra, attention_mask=ones)
     logits.astype("<f4").tofile(os.path.join(folder, "logits_video.f32"))
+    feats.float().numpy().astype("<f4").tofile(os.path.join(folder, "video_features.f32"))
     with open(os.path.join(folder, "reference.json")) as f:
         ref = json.load(f)
     ref["video"] = {"clip": "tools/make_video_fixtures.py", "fps": VIDEO_FPS[kind],
@@ -290,6 +295,7 @@ def make_video(kind, testdata):
                     "grid_thw": grid[0].tolist(), "prompt_ids": prompt, "input_ids": ids,
                     "position_ids": pos[:, 0, :].tolist(),
                     "rope_delta": int(deltas.reshape(-1)[0]), "logits_file": "logits_video.f32",
+                    "features_file": "video_features.f32", "features_shape": list(feats.shape),
                     "generate_ids": gen[0, len(ids):].tolist()}
     with open(os.path.join(folder, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)

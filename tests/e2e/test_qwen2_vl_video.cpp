@@ -81,6 +81,35 @@ TEST(Qwen2VLVideo, CliLogitsMatchTransformers) {
   check_cli_logits("qwen2_vl");
 }
 
+// af-cli image-features --video: one line per merged token, equal to get_video_features.
+TEST(Qwen2VLVideo, CliImageFeaturesPrintsVideoRows) {
+  AF_SKIP_WITHOUT_VIDEO();
+  const std::string model = "qwen2_5_vl";
+  const nlohmann::json ref = video_reference(model);
+  const test::ShellResult r =
+      test::run_shell(std::string(AF_CLI_PATH) + " image-features -t 2 -m '" + model_dir(model) +
+                      "' --video '" + test::fixture_clip() + "' --fps 3");
+  ASSERT_EQ(r.status, 0);
+  std::vector<float> got;
+  size_t lines = 0;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line); ++lines) {
+    std::istringstream row(line);
+    for (std::string tok; row >> tok;) got.push_back(std::strtof(tok.c_str(), nullptr));
+  }
+  const std::vector<float> want =
+      test::read_f32(model_dir(model) + "/" + ref["features_file"].get<std::string>());
+  EXPECT_EQ(lines, ref["features_shape"][0].get<size_t>());
+  ASSERT_EQ(got.size(), want.size());
+  float worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(got[i] - want[i]));
+  EXPECT_LE(worst, 1e-4f);
+  const test::ShellResult none = test::run_shell(std::string(AF_CLI_PATH) + " image-features -m '" +
+                                                 model_dir(model) + "' 2>&1");
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.out.find("--image/--video is required"), std::string::npos) << none.out;
+}
+
 // fps 3: 12 frames, second_per_grid_t 2/3, time positions 0 1 2 4 5 6 (tokens_per_second 2).
 TEST(Qwen2VLVideo, Qwen25CliLogitsWithFpsMatchTransformers) {
   AF_SKIP_WITHOUT_VIDEO();
