@@ -47,12 +47,13 @@ int32_t argmax(const float* row, int64_t n) {
   return int32_t(std::max_element(row, row + n) - row);
 }
 
-// af-cli logits --video with the placeholder given once: one line per position of the expanded
-// prompt, within 1e-4 of transformers, same argmax everywhere.
-void check_cli_logits(const std::string& model) {
+// af-cli logits --video with the placeholder given once (or already expanded): one line per
+// position of the expanded prompt, within 1e-4 of transformers, same argmax everywhere.
+void check_cli_logits(const std::string& model, bool expanded) {
   SCOPED_TRACE(model);
   const nlohmann::json ref = video_reference(model);
-  const std::string ids = ids_text(ref["prompt_ids"].get<std::vector<int32_t>>());
+  const std::string ids =
+      ids_text(ref[expanded ? "input_ids" : "prompt_ids"].get<std::vector<int32_t>>());
   const std::string flags =
       "--video '" + test::fixture_clip() + "' --fps " + std::to_string(ref["fps"].get<double>());
   const test::ShellResult r = test::run_shell(logits_command(model, ids, flags));
@@ -78,7 +79,7 @@ void check_cli_logits(const std::string& model) {
 
 TEST(Qwen2VLVideo, CliLogitsMatchTransformers) {
   AF_SKIP_WITHOUT_VIDEO();
-  check_cli_logits("qwen2_vl");
+  check_cli_logits("qwen2_vl", /*expanded=*/true);
 }
 
 // af-cli image-features --video: one line per merged token, equal to get_video_features.
@@ -113,7 +114,7 @@ TEST(Qwen2VLVideo, CliImageFeaturesPrintsVideoRows) {
 // fps 3: 12 frames, second_per_grid_t 2/3, time positions 0 1 2 4 5 6 (tokens_per_second 2).
 TEST(Qwen2VLVideo, Qwen25CliLogitsWithFpsMatchTransformers) {
   AF_SKIP_WITHOUT_VIDEO();
-  check_cli_logits("qwen2_5_vl");
+  check_cli_logits("qwen2_5_vl", /*expanded=*/false);
 }
 
 // Through the library: the sampled frames, the grid, the expanded ids' M-RoPE positions and
