@@ -241,6 +241,33 @@ std::string model_with_tokenizer(const std::string& model) {
   return dir.string();
 }
 
+// Models that take no video refuse GenerateRequest::videos with a clear error (a text-only
+// model, LLaVA's image-only encoder), before any state changes.
+TEST(Qwen2VLVideo, SessionRefusesVideosForModelsWithoutVideo) {
+  if (!std::filesystem::is_directory(test::testdata_dir() + "/models/stories260K-hf"))
+    GTEST_SKIP() << "needs AF_TESTDATA/models/stories260K-hf (a tokenizer)";
+  const modalities::Image rgb =
+      modalities::Image::load(test::fixtures_dir() + "/images/inputs/rgb.bmp");
+  for (const std::string model_name : {"qwen2", "llava_clip"}) {
+    SCOPED_TRACE(model_name);
+    models::LoadOptions options;
+    options.num_threads = 2;
+    Session session = SessionBuilder()
+                          .tokenizer_path(test::testdata_dir() + "/models/stories260K-hf")
+                          .build(models::load(model_dir(model_name), options));
+    GenerateRequest req;
+    req.prompt_ids = {1, 5, 6};
+    req.max_tokens = 1;
+    req.videos.push_back(modalities::Video::from_frames({rgb, rgb}));
+    try {
+      session.generate(req);
+      ADD_FAILURE() << "a video was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("takes no video"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // transformers 5's processor_config.json alone ("image_processor" + "video_processor" objects)
 // serves videos with its own budget; a video processor whose merge_size differs from the tower's
 // is refused naming the folder, and the images still work.
