@@ -18,8 +18,17 @@ models: tiny random Qwen2VLForConditionalGeneration (qwen2_vl: LayerNorm + Quick
   (get_rope_index, [3][n]) and rope delta, the logits of every position (logits_<prompt>.f32)
   and greedy generate ids (8 new tokens).
 
+video: loads those two saved models and adds a "video" prompt to their reference.json: the clip
+  tools/make_video_fixtures.py makes (ffmpeg CLI), sampled by qwen_vl_utils' fetch_video
+  (image_patch_size 8) at VIDEO_FPS[kind], Qwen2VLVideoProcessor with the model's
+  preprocessor_config.json budget, "<|video_pad|>" repeated t*h*w/merge^2 times, get_rope_index
+  with video_grid_thw (and Qwen2.5-VL's second_per_grid_ts, float32 as the processor returns
+  it), the merged features (get_video_features, video_features.f32), the logits of every
+  position (logits_video.f32) and greedy generate ids. Needs what
+  tools/make_video_fixtures.py needs (PyAV, qwen-vl-utils).
+
 Needs pillow, numpy, torch and transformers 5.x (its PIL backend: torchvision absent).
-Usage: tools/make_qwen2_vl_fixtures.py [processor] [models] [--testdata ../shared/testdata]
+Usage: tools/make_qwen2_vl_fixtures.py [processor] [models] [video] [--testdata ../shared/testdata]
 """
 import argparse
 import hashlib
@@ -220,6 +229,81 @@ def make_model(kind, testdata):
           "prompt lengths", [len(p["input_ids"]) for p in ref["prompts"]])
 
 
+VIDEO_FPS = {"qwen2_vl": 2.0, "qwen2_5_vl": 3.0}  # 3: 12 frames, second_per_grid_t 2/3
+
+
+def sample_clip(testdata, fps):
+    """fetch_video on tools/make_video_fixtures.py's clip: (frames TCHW, sample_fps, indices)."""
+    import subprocess
+    import sys
+    import tempfile
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_video_fixtures import ffmpeg_command, read_video_pyav
+    from qwen_vl_utils import vision_process as vp
+    vp.VIDEO_READER_BACKENDS["torchvision"] = read_video_pyav
+    vp.FORCE_QWENVL_VIDEO_READER = "torchvision"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "clip.mov")
+        subprocess.run(ffmpeg_command(testdata, path), check=True)
+        (video, meta), sample_fps = vp.fetch_video(
+            {"video": path, "fps": fps}, image_patch_size=8, return_video_sample_fps=True,
+            return_video_metadata=True)
+    return video, sample_fps, [int(i) for i in meta["frames_indices"]]
+
+
+def make_video(kind, testdata):
+    import torch
+    from transformers import AutoModelForImageTextToText, Qwen2VLVideoProcessor
+    folder = os.path.join(ROOT, "tests", "fixtures", "models", kind)
+    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+    with open(os.path.join(folder, "preprocessor_config.json")) as f:
+        pconf = json.load(f)
+    proc = Qwen2VLVideoProcessor(**{k: pconf[k] for k in (
+        "min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size")})
+    video, sample_fps, indices = sample_clip(testdata, VIDEO_FPS[kind])
+    out = proc(videos=[video], do_sample_frames=False, cap_pixels_per_frame=False,
+               return_tensors="pt")
+    grid = out["video_grid_thw"]
+    prompt = [5, 6, VISION_START, VIDEO_PAD, VISION_END, 8, 9, 10]
+    n = int(grid.prod()) // proc.merge_size ** 2
+    ids = prompt[:3] + [VIDEO_PAD] * n + prompt[4:]
+    input_ids = torch.tensor([ids])
+    mm = {"mm_token_type_ids": (input_ids == VIDEO_PAD).int() * 2}
+    extra = {}
+    if kind == "qwen2_5_vl":  # Qwen2_5_VLProcessor: a list of floats, a float32 tensor in "pt"
+        extra["second_per_grid_ts"] = torch.tensor([proc.temporal_patch_size / sample_fps])
+    ones = torch.ones_like(input_ids)
+    with torch.no_grad():
+        pos, deltas = model.model.get_rope_index(input_ids, mm["mm_token_type_ids"],
+                                                 video_grid_thw=grid, attention_mask=ones,
+                                                 **extra)
+        logits = model(input_ids=input_ids, pixel_values_videos=out["pixel_values_videos"],
+                       video_grid_thw=grid, **mm, **extra).logits[0].float().numpy()
+        feats = model.model.get_video_features(out["pixel_values_videos"], grid)
+        feats = feats.pooler_output if hasattr(feats, "pooler_output") else feats
+        feats = torch.cat(list(feats), 0) if isinstance(feats, (list, tuple)) else feats
+        gen = model.generate(input_ids=input_ids, pixel_values_videos=out["pixel_values_videos"],
+                             video_grid_thw=grid, max_new_tokens=8, do_sample=False, **mm,
+                             **extra, attention_mask=ones)
+    logits.astype("<f4").tofile(os.path.join(folder, "logits_video.f32"))
+    feats.float().numpy().astype("<f4").tofile(os.path.join(folder, "video_features.f32"))
+    with open(os.path.join(folder, "reference.json")) as f:
+        ref = json.load(f)
+    ref["video"] = {"clip": "tools/make_video_fixtures.py", "fps": VIDEO_FPS[kind],
+                    "frame_indices": indices, "sample_fps": sample_fps,
+                    "second_per_grid_t": proc.temporal_patch_size / sample_fps,
+                    "grid_thw": grid[0].tolist(), "prompt_ids": prompt, "input_ids": ids,
+                    "position_ids": pos[:, 0, :].tolist(),
+                    "rope_delta": int(deltas.reshape(-1)[0]), "logits_file": "logits_video.f32",
+                    "features_file": "video_features.f32", "features_shape": list(feats.shape),
+                    "generate_ids": gen[0, len(ids):].tolist()}
+    with open(os.path.join(folder, "reference.json"), "w") as f:
+        json.dump(ref, f, indent=1)
+        f.write("\n")
+    print(kind, "video", indices, "grid", grid[0].tolist(), "tokens", len(ids),
+          "time positions", sorted(set(pos[0, 0, 3:3 + n].tolist())))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("what", nargs="*", default=["processor"])
@@ -230,6 +314,9 @@ def main():
     if "models" in args.what:
         for kind in ("qwen2_vl", "qwen2_5_vl"):
             make_model(kind, args.testdata)
+    if "video" in args.what:
+        for kind in ("qwen2_vl", "qwen2_5_vl"):
+            make_video(kind, args.testdata)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 // the model's image token once per image (expanded as the HF processor expands it) or already
 // expanded; one line per position of the expanded sequence. --audio FILE: Whisper's decoder logits
 // over that audio, or for an audio-language model (Qwen2-Audio) the ids' audio token ("<|AUDIO|>")
-// once (expanded as Qwen2AudioProcessor does) or already expanded, as for images.
+// once (expanded as Qwen2AudioProcessor does) or already expanded, as for images. --video FILE
+// [--fps F] [--max-frames N] (Qwen2-VL, Qwen2.5-VL): the ids' "<|video_pad|>" likewise, with the
+// video's M-RoPE positions.
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -18,6 +20,7 @@
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
 #include "cli_common.hpp"
+#include "cli_video.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -86,6 +89,14 @@ std::vector<float> audio_logits(models::CausalLM& model, std::vector<int32_t>& i
   return model.forward_embeds(ids, true, {placed.mask, f.rows});
 }
 
+// The logits of every position of `ids` with the video's rows in place of its placeholders.
+std::vector<float> video_logits(models::CausalLM& model, std::vector<int32_t>& ids,
+                                const VideoFlags& flags) {
+  VideoPrompt placed = place_video(model, ids, flags, model.info().context_length);
+  ids = std::move(placed.ids);
+  return model.forward_embeds(ids, true, {placed.mask, placed.rows, placed.positions});
+}
+
 bool is_whisper(const std::string& path) {
   const io::ModelFiles files = io::open_model_files(path);
   return io::HfConfig(files.config, path).architecture() == "WhisperForConditionalGeneration";
@@ -99,6 +110,7 @@ Command add_logits(CLI::App& app) {
     std::vector<std::string> images;
     int threads = 0;
     KvCacheFlags kv;
+    VideoFlags video;
   };
   auto o = std::make_shared<Options>();
   auto* sub = app.add_subcommand("logits", "Print the logits of every position of an id sequence");
@@ -109,13 +121,16 @@ Command add_logits(CLI::App& app) {
   sub->add_option("--mmproj", o->mmproj, "llama.cpp mmproj GGUF (image encoder) for a text GGUF");
   sub->add_option("--audio", o->audio,
                   "Whisper: the audio the decoder ids attend to; Qwen2-Audio: the ids' audio");
+  add_video_flags(*sub, o->video);
   add_isa_option(*sub, o->isa);
   add_kv_cache_flags(*sub, o->kv);
   return [o]() {
     check_kv_cache_flags(o->kv);
     std::vector<int32_t> ids = parse_ids(o->ids);
-    AF_CHECK(o->audio.empty() || o->images.empty(), ErrorCode::kInvalidArgument, "cli",
-             "--audio and --image together: a prompt takes images or audio, not both");
+    const int media_kinds =
+        int(!o->audio.empty()) + int(!o->images.empty()) + int(!o->video.path.empty());
+    AF_CHECK(media_kinds <= 1, ErrorCode::kInvalidArgument, "cli",
+             "--audio, --image and --video together: a prompt takes one kind of media");
     if (!o->audio.empty() && is_whisper(o->path))
       return print_whisper_logits(o->path, o->audio, ids, o->threads, o->isa);
     models::LoadOptions options;
@@ -125,13 +140,14 @@ Command add_logits(CLI::App& app) {
     options.kv_type_v = kv_cache_v_type(o->kv);
     // With images the expanded length is known only once the model is loaded; cache rows are
     // reserved lazily, so the model's own context costs no memory up front.
-    const bool media = !o->images.empty() || !o->audio.empty();
+    const bool media = media_kinds > 0;
     options.context_length = media ? 0 : static_cast<int64_t>(ids.size());
     options.mmproj = o->mmproj;
     auto model = models::load(o->path, options);
-    std::vector<float> logits = !o->audio.empty()   ? audio_logits(*model, ids, o->audio)
-                                : o->images.empty() ? model->forward(ids, true)
-                                                    : image_logits(*model, ids, o->images);
+    std::vector<float> logits = !o->audio.empty()        ? audio_logits(*model, ids, o->audio)
+                                : !o->video.path.empty() ? video_logits(*model, ids, o->video)
+                                : o->images.empty()      ? model->forward(ids, true)
+                                                         : image_logits(*model, ids, o->images);
     const int64_t vocab = model->config().vocab_size;
     std::string line;
     char number[32];

@@ -7,7 +7,9 @@
 // starts from the BOS token alone. Images (multimodal models) go where the prompt has the model's
 // image token, else right after BOS. Audio (audio-language models such as Qwen2-Audio) goes where
 // the prompt has "<|AUDIO|>"; a prompt without it gets "<|audio_bos|><|AUDIO|><|audio_eos|>" per
-// audio in front, the form of Qwen2-Audio's model card and chat template. --json-schema
+// audio in front, the form of Qwen2-Audio's model card and chat template. --video FILE [--fps F]
+// [--max-frames N] (Qwen2-VL, Qwen2.5-VL): the video goes where the prompt has "<|video_pad|>",
+// else "<|vision_start|><|video_pad|><|vision_end|>" in front. --json-schema
 // constrains the output to a JSON document valid under the schema in FILE
 // (af/runtime/json_schema.hpp lists what is supported), --json to any JSON object; either ends
 // generation when the document is whole.
@@ -26,6 +28,7 @@
 #include "af/runtime/json_schema.hpp"
 #include "af/runtime/session.hpp"
 #include "cli_common.hpp"
+#include "cli_video.hpp"
 #include "commands.hpp"
 #include "model_options.hpp"
 #include "sampling_options.hpp"
@@ -65,6 +68,7 @@ Command add_run(CLI::App& app) {
     int n_predict = 128;
     std::vector<std::string> images;
     std::vector<std::string> audios;
+    VideoFlags video;
     std::vector<std::string> stop;
     bool print_ids = false, ignore_eos = false, json = false;
     std::string json_schema;
@@ -77,6 +81,7 @@ Command add_run(CLI::App& app) {
   sub->add_option("--image", o->images, "image file (repeatable; multimodal models)");
   sub->add_option("--audio", o->audios,
                   "audio file: WAV, FLAC, OGG, MP3 (repeatable; audio-language models)");
+  add_video_flags(*sub, o->video);
   sub->add_option("-n,--n-predict", o->n_predict,
                   "tokens to generate (-1: until end of sequence or the context's end)");
   add_sampling_options(*sub, o->sampling);
@@ -97,7 +102,10 @@ Command add_run(CLI::App& app) {
     check_sampling_options(o->sampling);
     check_model_options(o->model);
     note_gpu_flags(o->model.gpu, "run");
-    const std::string prompt = audio_prompt(read_prompt(o->prompt), o->audios.size());
+    require_flag(o->video.path.empty() || (o->images.empty() && o->audios.empty()), "--video",
+                 "takes no --image or --audio beside it: a prompt takes one kind of media");
+    const std::string prompt =
+        video_prompt(audio_prompt(read_prompt(o->prompt), o->audios.size()), o->video);
     const std::vector<std::string> stop = process_stop_strings(o->stop, o->prompt.escape);
     std::shared_ptr<const runtime::JsonGrammar> grammar;
     if (o->json) grammar = runtime::json_object_grammar();
@@ -125,6 +133,7 @@ Command add_run(CLI::App& app) {
         o->n_predict > 0 ? o->n_predict
                          : static_cast<int32_t>(std::min<int64_t>(context - n_prompt, INT32_MAX));
     auto model = load_with_progress(o->model.path, make_load_options(o->model, context), "run");
+    if (!o->video.path.empty()) request.videos.push_back(load_video(*model, o->video));
     Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
 
     bool first_id = true;

@@ -1,12 +1,16 @@
 // Qwen2-VL / Qwen2.5-VL (Qwen2VLForConditionalGeneration, Qwen2_5_VLForConditionalGeneration):
 // the vision tower + PatchMerger (qwen2_vl_vision.cpp) and a Qwen2 text decoder with M-RoPE
 // (rope_parameters.mrope_section) on one backend. Images enter as rows replacing the
-// "<|image_pad|>" embeddings; their M-RoPE positions come from qwen2_vl_rope_index (transformers'
-// get_rope_index) and go to the decoder in InputEmbeddings::positions.
+// "<|image_pad|>" embeddings, videos (the video processor's pixel_values_videos through the same
+// tower) as rows replacing "<|video_pad|>"; their M-RoPE positions come from qwen2_vl_rope_index
+// (transformers' get_rope_index) and go to the decoder in InputEmbeddings::positions.
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <utility>
 
 #include "af/core/error.hpp"
+#include "af/modalities/qwen2_vl_video_processor.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
 #include "models/decoder_lm.hpp"
@@ -22,12 +26,13 @@ class Qwen2VLLM final : public MultimodalLM {
  public:
   Qwen2VLLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<CausalLM> text,
             std::unique_ptr<Qwen2VLVisionEncoder> vision, int32_t image_token, int32_t video_token,
-            std::string architecture)
+            double tokens_per_second, std::string architecture)
       : files_(std::move(files)),
         text_(std::move(text)),
         vision_(std::move(vision)),
         image_token_(image_token),
         video_token_(video_token),
+        tokens_per_second_(tokens_per_second),
         info_(text_->info()) {
     info_.architecture = std::move(architecture);
     for (const auto& [id, key] :
@@ -43,14 +48,49 @@ class Qwen2VLLM final : public MultimodalLM {
 
   int32_t image_token_id() const override { return image_token_; }
   ImageEncoder& image_encoder() override { return *vision_; }
+  using MultimodalLM::mrope_positions;  // the images-only form
   std::vector<int32_t> mrope_positions(std::span<const int32_t> ids,
-                                       std::span<const modalities::Image> images) const override {
-    std::vector<int64_t> grids;
+                                       std::span<const modalities::Image> images,
+                                       std::span<const VideoFeatures> videos) const override {
+    std::vector<int64_t> grids, video_grids;
     for (const modalities::Image& image : images) {
       const std::vector<int64_t> g = vision_->image_grid(image);
       grids.insert(grids.end(), g.begin(), g.end());
     }
-    return qwen2_vl_rope_index(ids, image_token_, video_token_, grids, {}, vision_->merge_size());
+    std::vector<float> intervals;  // Qwen2-VL: none (1)
+    for (const VideoFeatures& v : videos) {
+      AF_CHECK(v.features.grid_thw.size() == 3, ErrorCode::kInvalidArgument, kComponent,
+               "a video's features carry no video_grid_thw (not made by encode_video)");
+      video_grids.insert(video_grids.end(), v.features.grid_thw.begin(), v.features.grid_thw.end());
+      if (tokens_per_second_ > 0)
+        intervals.push_back(qwen2_5_vl_time_interval(tokens_per_second_, v.second_per_grid_t));
+    }
+    return qwen2_vl_rope_index(ids, image_token_, video_token_, grids, video_grids,
+                               vision_->merge_size(), intervals);
+  }
+  int32_t video_token_id() const override { return video_token_; }
+  modalities::VideoSampling video_sampling() const override {
+    return video_processor().default_sampling();
+  }
+  int64_t num_video_tokens(const modalities::Video& video) const override {
+    const modalities::Qwen2VLVideoProcessorConfig c = video_processor().config();
+    const int64_t frames = int64_t(video.frames().size());
+    const auto [height, width] =
+        c.do_resize ? modalities::video_smart_resize(video.height(), video.width(),
+                                                     c.patch_size * c.merge_size,
+                                                     double(c.min_pixels), double(c.max_pixels))
+                    : std::pair{video.height(), video.width()};
+    const int64_t grid_t = (frames + c.temporal_patch_size - 1) / c.temporal_patch_size;
+    return grid_t * (height / c.patch_size) * (width / c.patch_size) /
+           (c.merge_size * c.merge_size);
+  }
+  VideoFeatures encode_video(const modalities::Video& video) override {
+    const modalities::VideoPixelValues pv = video_processor().preprocess(video);
+    VideoFeatures out;
+    out.features = vision_->encode_patches(pv.data, pv.grid_thw);
+    out.features.grid_thw.assign(pv.grid_thw.begin(), pv.grid_thw.end());
+    out.second_per_grid_t = pv.second_per_grid_t;
+    return out;
   }
 
   ModelConfig config() const override { return text_->config(); }
@@ -74,8 +114,38 @@ class Qwen2VLLM final : public MultimodalLM {
  private:
   std::shared_ptr<const io::ModelFiles> files_;  // the tower's weights are views into it
   std::unique_ptr<CausalLM> text_;
+  // The video processor beside config.json: video_preprocessor_config.json, else
+  // preprocessor_config.json (what Qwen2VLVideoProcessor::load reads), else transformers 5's
+  // processor_config.json "video_processor". Read per video: a bad video config never stops
+  // images, and a few hundred bytes of json cost nothing beside decoding a video.
+  modalities::Qwen2VLVideoProcessor video_processor() const {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path dir = fs::is_directory(files_->path, ec) ? fs::path(files_->path)
+                                                            : fs::path(files_->path).parent_path();
+    const fs::path combined = dir / "processor_config.json";
+    const bool own = fs::exists(dir / "video_preprocessor_config.json", ec) ||
+                     fs::exists(dir / "preprocessor_config.json", ec);
+    modalities::Qwen2VLVideoProcessor proc =
+        own || !fs::exists(combined, ec) ? modalities::Qwen2VLVideoProcessor::load(dir.string())
+                                         : combined_video_processor(combined.string());
+    AF_CHECK(proc.config().merge_size == vision_->merge_size(), ErrorCode::kFormat, kComponent,
+             dir.string(), ": the video processor's merge_size ", proc.config().merge_size,
+             " differs from the vision tower's spatial_merge_size ", vision_->merge_size());
+    return proc;
+  }
+
+  static modalities::Qwen2VLVideoProcessor combined_video_processor(const std::string& path) {
+    const nlohmann::json j = io::read_json_file(path);
+    AF_CHECK(j.is_object() && j.contains("video_processor") && j["video_processor"].is_object(),
+             ErrorCode::kFormat, kComponent, path, ": no \"video_processor\" object");
+    return modalities::Qwen2VLVideoProcessor::from_json(j["video_processor"].dump(),
+                                                        path + " video_processor");
+  }
+
   std::unique_ptr<Qwen2VLVisionEncoder> vision_;
   int32_t image_token_, video_token_;
+  double tokens_per_second_;  // Qwen2.5-VL's vision_config.tokens_per_second; 0 for Qwen2-VL
   ModelInfo info_;
 };
 
@@ -108,6 +178,21 @@ int32_t token_id(const io::HfConfig& config, const char* key, int64_t fallback) 
   return static_cast<int32_t>(id);
 }
 
+// Qwen2.5-VL's vision_config.tokens_per_second (Qwen2_5_VLVisionConfig's default 4): how far
+// apart in M-RoPE time a second of video is. 0 for Qwen2-VL, whose video positions step by 1.
+double tokens_per_second(const io::HfConfig& config) {
+  if (config.architecture() != "Qwen2_5_VLForConditionalGeneration") return 0;
+  const nlohmann::json& root = config.json();
+  if (!root.contains("vision_config") || !root["vision_config"].is_object()) return 4;
+  const nlohmann::json& vision = root["vision_config"];
+  if (!vision.contains("tokens_per_second") || vision["tokens_per_second"].is_null()) return 4;
+  const nlohmann::json& v = vision["tokens_per_second"];
+  AF_CHECK(v.is_number() && v.get<double>() > 0 && v.get<double>() <= 1e6, ErrorCode::kFormat,
+           kComponent, config.origin(),
+           ": field \"vision_config.tokens_per_second\" must be a number in (0, 1e6]");
+  return v.get<double>();
+}
+
 // One run of same-kind ids: [begin, end) of kind 0 (text), 1 (image) or 2 (video).
 struct Run {
   int kind;
@@ -120,7 +205,7 @@ std::vector<int32_t> qwen2_vl_rope_index(std::span<const int32_t> ids, int32_t i
                                          int32_t video_token,
                                          std::span<const int64_t> image_grid_thw,
                                          std::span<const int64_t> video_grid_thw, int64_t merge,
-                                         std::span<const double> video_intervals) {
+                                         std::span<const float> video_intervals) {
   AF_CHECK(merge > 0 && image_grid_thw.size() % 3 == 0 && video_grid_thw.size() % 3 == 0,
            ErrorCode::kInvalidArgument, kComponent, "rope index: grids must hold 3 values each");
   const size_t n = ids.size();
@@ -149,22 +234,32 @@ std::vector<int32_t> qwen2_vl_rope_index(std::span<const int32_t> ids, int32_t i
              video ? "videos" : "images", " (", grids.size() / 3, ")");
     const int64_t t = grids[next * 3], h = grids[next * 3 + 1] / merge,
                   w = grids[next * 3 + 2] / merge;
-    const double interval = video && next < video_intervals.size() ? video_intervals[next] : 1.0;
+    const float interval = video && next < video_intervals.size() ? video_intervals[next] : 1.0f;
     ++next;
     AF_CHECK(int64_t(run.end - run.begin) == t * h * w, ErrorCode::kInvalidArgument, kComponent,
              "a run of ", run.end - run.begin, " ", video ? "video" : "image",
              " placeholders does not match its grid (", t, " x ", h, " x ", w, " merged tokens)");
+    // The last temporal position must fit the int32 positions (a hostile interval or grid).
+    AF_CHECK(std::isfinite(interval) && interval >= 0 &&
+                 double(t) * double(interval) + double(current) < double(INT32_MAX / 2),
+             ErrorCode::kInvalidArgument, kComponent, "video ", next, ": M-RoPE time interval ",
+             interval, " over ", t, " temporal patches is out of range");
     size_t i = run.begin;
     for (int64_t a = 0; a < t; ++a)
       for (int64_t b = 0; b < h; ++b)
         for (int64_t c = 0; c < w; ++c, ++i) {
-          pos[i] = int32_t(int64_t(double(a) * interval) + current);
+          // float32 as torch's arange(t) * interval, then .long()'s truncation.
+          pos[i] = int32_t(int64_t(float(a) * interval) + current);
           pos[n + i] = int32_t(b + current);
           pos[2 * n + i] = int32_t(c + current);
         }
     current += std::max(h, w);
   }
   return pos;
+}
+
+float qwen2_5_vl_time_interval(double tokens_per_second, double second_per_grid_t) {
+  return float(tokens_per_second) * float(second_per_grid_t);
 }
 
 std::unique_ptr<CausalLM> make_qwen2_vl(io::ModelFiles files, const io::HfConfig& config,
@@ -181,7 +276,7 @@ std::unique_ptr<CausalLM> make_qwen2_vl(io::ModelFiles files, const io::HfConfig
   auto vision = load_qwen2_vl_vision(*shared, config, parts.backend, parts);
   return std::make_unique<Qwen2VLLM>(
       shared, std::move(decoder), std::move(vision), token_id(config, "image_token_id", 151655),
-      token_id(config, "video_token_id", 151656), config.architecture());
+      token_id(config, "video_token_id", 151656), tokens_per_second(config), config.architecture());
 }
 
 }  // namespace af::models

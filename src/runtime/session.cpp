@@ -54,8 +54,12 @@ struct PreparedPrompt {
   std::vector<uint64_t> keys;
   const std::vector<modalities::Image>* images = nullptr;
   const std::vector<modalities::Audio>* audios = nullptr;
+  // The request's videos, encoded while preparing (their grids decide the positions).
+  std::shared_ptr<const std::vector<models::VideoFeatures>> videos;
   std::vector<int32_t> positions;  // M-RoPE models: [3][placed.ids.size()]; else empty
-  size_t media_count() const { return audios ? audios->size() : images->size(); }
+  size_t media_count() const {
+    return videos ? videos->size() : audios ? audios->size() : images->size();
+  }
   // Positions [from, to) of each component, as InputEmbeddings::positions takes them.
   std::vector<int32_t> positions_of(size_t from, size_t to) const {
     std::vector<int32_t> out;
@@ -101,6 +105,8 @@ struct Session::State {
                "this model takes no images (it is a text-only model)");
       AF_CHECK(req.audios.empty(), ErrorCode::kUnsupported, kComponent,
                "this model takes no audio (it is a text-only model)");
+      AF_CHECK(req.videos.empty(), ErrorCode::kUnsupported, kComponent,
+               "this model takes no video (it is a text-only model)");
       p.placed.ids = std::move(prompt);
       p.placed.mask.assign(p.placed.ids.size(), 0);
       for (int32_t id : p.placed.ids) p.keys.push_back(runtime::token_key(id));
@@ -108,7 +114,8 @@ struct Session::State {
     }
     std::vector<int64_t> counts;
     std::vector<std::string> hashes;
-    const int32_t image_token = media_counts(req, counts, hashes);
+    const int32_t image_token = req.videos.empty() ? media_counts(req, counts, hashes)
+                                                   : video_counts(req, p, counts, hashes);
     if (!req.audios.empty()) p.audios = &req.audios;
     const bool has_placeholder = std::count(prompt.begin(), prompt.end(), image_token) > 0;
     if (!counts.empty() && !has_placeholder) {
@@ -119,8 +126,35 @@ struct Session::State {
     }
     p.placed = runtime::expand_image_tokens(prompt, image_token, counts);
     p.keys = runtime::position_keys(p.placed, hashes);
-    if (req.audios.empty()) p.positions = multimodal->mrope_positions(p.placed.ids, req.images);
+    if (req.audios.empty()) {
+      p.positions = multimodal->mrope_positions(
+          p.placed.ids, req.images,
+          p.videos ? std::span(*p.videos) : std::span<const models::VideoFeatures>());
+    }
     return p;
+  }
+
+  // media_counts for videos: each one encoded now (its grid fixes the token count and the
+  // positions), its hash tagged so that it never equals an image's or an audio's.
+  int32_t video_counts(const GenerateRequest& req, PreparedPrompt& p, std::vector<int64_t>& counts,
+                       std::vector<std::string>& hashes) {
+    AF_CHECK(multimodal->video_token_id() >= 0, ErrorCode::kUnsupported, kComponent, "this model (",
+             multimodal->info().architecture, ") takes no video");
+    AF_CHECK(req.images.empty() && req.audios.empty(), ErrorCode::kUnsupported, kComponent,
+             "a prompt takes one kind of media: videos, images or audio");
+    auto videos = std::make_shared<std::vector<models::VideoFeatures>>();
+    for (const modalities::Video& video : req.videos) {
+      // Sizes first: a video the context cannot hold is refused before it is encoded.
+      const int64_t n = multimodal->num_video_tokens(video);
+      AF_CHECK(n < context, ErrorCode::kOutOfRange, kComponent, "a video of ",
+               video.frames().size(), " frames needs ", n, " tokens; the context holds ", context,
+               " (sample fewer frames)");
+      videos->push_back(multimodal->encode_video(video));
+      counts.push_back(videos->back().features.n_tokens);
+      hashes.push_back("video:" + video.hash());
+    }
+    p.videos = std::move(videos);
+    return multimodal->video_token_id();
   }
 
   // The placeholder token of the request's media (images, or audio), each one's token count
@@ -184,6 +218,7 @@ struct Session::State {
   std::shared_ptr<const models::ImageFeatures> image_features(const PreparedPrompt& p,
                                                               size_t image) {
     if (p.audios) return audio_features(p, image);
+    if (p.videos) return {p.videos, &(*p.videos)[image].features};  // shares the encoding
     models::ImageEncoder& encoder = multimodal->image_encoder();
     const modalities::Image& picture = (*p.images)[image];
     auto features = encoder_cache.get(encoder, picture);
@@ -459,6 +494,8 @@ GenerateResponse cancelled_response() {
 
 GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messages,
                                           GenerateRequest request) {
+  AF_CHECK(request.videos.empty(), ErrorCode::kUnsupported, "chat",
+           "videos go through generate(), not chat messages (not supported yet)");
   std::vector<modalities::Image> images = images_of(messages);
   std::vector<modalities::Audio> audios = audios_of(messages);
   AF_CHECK(images.empty() || s_->multimodal, ErrorCode::kUnsupported, "chat",
@@ -476,6 +513,8 @@ GenerateResponse Session::chat_completion(const std::vector<ChatMessage>& messag
 
 GenerateResponse Session::chat(const std::string& user, GenerateRequest request) {
   State& s = *s_;
+  AF_CHECK(request.videos.empty(), ErrorCode::kUnsupported, "chat",
+           "videos go through generate(), not chat turns (not supported yet)");
   AF_CHECK(request.images.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",
            "this model takes no images (it is a text-only model)");
   AF_CHECK(request.audios.empty() || s.multimodal, ErrorCode::kUnsupported, "chat",

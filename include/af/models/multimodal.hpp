@@ -13,11 +13,19 @@
 
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
+#include "af/modalities/video.hpp"
 #include "af/models/audio_encoder.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/models/image_encoder.hpp"
 
 namespace af::models {
+
+// A video encoded for the text model (Qwen2-VL): the rows that replace its placeholders and
+// what its M-RoPE positions need.
+struct VideoFeatures {
+  ImageFeatures features;        // [t * h * w / merge^2, hidden]; grid_thw = video_grid_thw
+  double second_per_grid_t = 0;  // temporal_patch_size / sample_fps (Qwen2.5-VL's time steps)
+};
 
 class MultimodalLM : public CausalLM {
  public:
@@ -32,10 +40,39 @@ class MultimodalLM : public CausalLM {
   // M-RoPE models (Qwen2-VL): the [3][ids.size()] rotary positions of an expanded prompt
   // showing `images` in order (their grids follow from their sizes; nothing is encoded), for
   // InputEmbeddings::positions. Empty for models with 1-D positions.
+  std::vector<int32_t> mrope_positions(std::span<const int32_t> ids,
+                                       std::span<const modalities::Image> images) const {
+    return mrope_positions(ids, images, {});
+  }
+  // The same with `videos` (encoded) filling the video placeholder runs in order.
   virtual std::vector<int32_t> mrope_positions(std::span<const int32_t> ids,
-                                               std::span<const modalities::Image> images) const {
-    (void)ids, (void)images;
+                                               std::span<const modalities::Image> images,
+                                               std::span<const VideoFeatures> videos) const {
+    (void)ids, (void)images, (void)videos;
     return {};
+  }
+  // Video models (Qwen2-VL): the placeholder of a video ("<|video_pad|>": video_token_id); -1
+  // for a model that takes no video (video_sampling and encode_video then throw kUnsupported).
+  virtual int32_t video_token_id() const { return -1; }
+  // The frame sampling (fetch_video's pixel budget) this model's video processor goes with;
+  // callers set fps and max_frames on it before Video::load.
+  virtual modalities::VideoSampling video_sampling() const { no_video(); }
+  // How many placeholder tokens `video` expands to (t * h * w / merge^2 of its grid), without
+  // preprocessing or encoding it: what a prompt's length can be checked against first.
+  virtual int64_t num_video_tokens(const modalities::Video& video) const {
+    (void)video;
+    no_video();
+  }
+  // Preprocesses (the model's video processor) and encodes one sampled video.
+  virtual VideoFeatures encode_video(const modalities::Video& video) {
+    (void)video;
+    no_video();
+  }
+
+ private:
+  [[noreturn]] void no_video() const {
+    fail(ErrorCode::kUnsupported, "multimodal", info().path,
+         ": this model takes no video (video-language models: Qwen2-VL, Qwen2.5-VL)");
   }
 };
 

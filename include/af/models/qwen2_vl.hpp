@@ -28,13 +28,18 @@ class Qwen2VLVisionEncoder : public ImageEncoder {
 // transformers' get_rope_index for one unpadded sequence: runs of image_token (each one image,
 // expanded to t * h * w / merge^2 pads) take (t, h, w) positions on the merged grid offset by the
 // position where they start (t scaled by the video's interval for video_token runs: Qwen2.5-VL's
-// tokens_per_second * second_per_grid_t, truncated; 1 for images and for Qwen2-VL); text
-// continues after a run at start + max(h, w) / merge, other ids count up by one. Returns
-// [3][ids.size()]. Throws kInvalidArgument when the runs and grids do not match up.
+// qwen2_5_vl_time_interval, the float32 product truncated as torch's .long(); 1 for images and
+// for Qwen2-VL); text continues after a run at start + max(h, w) / merge, other ids count up by
+// one. Returns [3][ids.size()]. Throws kInvalidArgument when the runs and grids do not match up.
 std::vector<int32_t> qwen2_vl_rope_index(std::span<const int32_t> ids, int32_t image_token,
                                          int32_t video_token,
                                          std::span<const int64_t> image_grid_thw,
                                          std::span<const int64_t> video_grid_thw, int64_t merge,
-                                         std::span<const double> video_intervals = {});
+                                         std::span<const float> video_intervals = {});
+
+// Qwen2.5-VL's step between a video's temporal patches in M-RoPE positions, as torch computes it:
+// tokens_per_second * second_per_grid_t in float32 (the processor hands second_per_grid_ts over
+// as a float32 tensor), so that the truncated positions equal transformers'.
+float qwen2_5_vl_time_interval(double tokens_per_second, double second_per_grid_t);
 
 }  // namespace af::models

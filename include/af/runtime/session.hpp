@@ -23,6 +23,7 @@
 #include "af/core/model.hpp"
 #include "af/modalities/audio.hpp"
 #include "af/modalities/image.hpp"
+#include "af/modalities/video.hpp"
 #include "af/ops/sampling.hpp"
 #include "af/runtime/json_schema.hpp"
 #include "af/tokenizer/chat_template.hpp"
@@ -77,6 +78,11 @@ struct GenerateRequest {
   // (the model's audio token, "<|AUDIO|>", once per audio or already expanded). A prompt takes
   // images or audio, not both. chat(): the audio of this user turn.
   std::vector<modalities::Audio> audios = {};
+  // Videos for a video-language model (Qwen2-VL, Qwen2.5-VL: MultimodalLM::encode_video), in
+  // prompt order, placed as images are (the model's video token, "<|video_pad|>", once per video
+  // or already expanded). A prompt takes one kind of media. generate() only: chat() and
+  // chat_completion() refuse videos.
+  std::vector<modalities::Video> videos = {};
   // Constrain the text to a JSON document valid under this schema (runtime::compile_json_schema
   // or json_object_grammar): tokens that cannot continue it are masked, EOS is allowed only once
   // it is whole, and generation stops (kStop) when nothing can follow. Needs the tokenizer.
