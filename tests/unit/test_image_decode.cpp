@@ -90,6 +90,7 @@ TEST(ImageBadInput, TruncatedFilesOfEveryFormat) {
                            "transparent.gif", "lossy.webp", "alpha.webp", "rgb.bmp", "rgb16.png"}) {
     SCOPED_TRACE(name);
     std::vector<uint8_t> bytes = read_bytes(test::image_fixtures_dir() + "/inputs/" + name);
+    ASSERT_GT(bytes.size(), 42u) << "fixture missing or empty";
     for (size_t keep : {size_t(3), size_t(12), size_t(40), bytes.size() / 2, bytes.size() - 2}) {
       std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + keep);
       EXPECT_THROW(Image::decode(cut, "bad.img"), Error) << "kept " << keep << " bytes";
