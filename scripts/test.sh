@@ -123,4 +123,4 @@ for target in $fuzz_targets; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-echo "all checks passed"
+echo "all checks passed (${SECONDS}s)"
