@@ -14,6 +14,7 @@
 
 #include "af/core/error.hpp"
 #include "af/tokenizer/tokenizer.hpp"
+#include "models/whisper_align.hpp"
 
 namespace af::models {
 namespace {
@@ -404,6 +405,50 @@ Attempt decode_with_fallback(Whisper& model, WhisperState& first, const WhisperG
   return chosen;
 }
 
+// The alignment's start sequence: the window's init tokens without <|notimestamps|>
+// (faster-whisper's sot_sequence).
+std::vector<int32_t> word_start(const std::vector<int32_t>& init,
+                                const WhisperGenerationConfig& c) {
+  std::vector<int32_t> start = init;
+  if (!start.empty() && start.back() == c.no_timestamps_token_id) start.pop_back();
+  return start;
+}
+
+// The language code the words are split for ("en" for English-only models, as faster-whisper).
+std::string word_language(const WhisperGenerationConfig& c, int32_t language) {
+  const std::string code = language_code(c, language);
+  return code.empty() ? "en" : code;
+}
+
+// faster-whisper's get_end: the last word's end, else the last segment's.
+std::optional<double> last_end(const std::vector<WhisperSegment>& segments) {
+  for (auto s = segments.rbegin(); s != segments.rend(); ++s) {
+    if (!s->words.empty()) return s->words.back().end;
+  }
+  if (segments.empty()) return std::nullopt;
+  return segments.back().end;
+}
+
+// Adds the window's words (and moves its segments' times to them); with words the next window
+// starts at the last word's end, as faster-whisper does, unless the window ended on a single
+// timestamp. Returns the frames to advance; updates last_speech_timestamp.
+int64_t advance_after_words(std::vector<WhisperSegment>& segments,
+                            const WhisperWordContext& context, const std::vector<int32_t>& tokens,
+                            int32_t ts_begin, int64_t advance, double& last_speech_timestamp) {
+  whisper_add_word_timestamps(segments, context, last_speech_timestamp);
+  const size_t n = tokens.size();
+  const bool single_ending =
+      n >= 2 && !is_timestamp(tokens[n - 2], ts_begin) && is_timestamp(tokens[n - 1], ts_begin);
+  const std::optional<double> end = last_end(segments);
+  if (!single_ending && end && *end > double(context.seek) * 0.01) {
+    // Python's round (ties to even); never backwards or in place, so every window advances.
+    const auto next = int64_t(std::nearbyint(*end * 100.0));
+    if (next > context.seek) advance = next - context.seek;
+  }
+  if (end) last_speech_timestamp = *end;
+  return advance;
+}
+
 }  // namespace
 
 double whisper_compression_ratio(std::span<const int32_t> tokens, int64_t vocab_size) {
@@ -511,6 +556,13 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
     const size_t b = text.find_last_not_of(" \t\n\r\f\v");
     return text_compression_ratio(text.substr(a, b - a + 1));
   };
+  AF_CHECK(!o.word_timestamps || tokenizer_ != nullptr, ErrorCode::kInvalidArgument, "whisper",
+           model_->path(), ": word timestamps need tokenizer.json");
+  AF_CHECK(!o.word_timestamps || !c.alignment_heads.empty(), ErrorCode::kUnsupported, "whisper",
+           model_->path(),
+           ": word timestamps need \"alignment_heads\" in generation_config.json (re-convert "
+           "with tools/convert_ct2_whisper.py, which writes CTranslate2's)");
+  double last_speech_timestamp = 0.0;  // where the last window's words ended (word timestamps)
   std::vector<int32_t> init;
   int32_t language = -1;
   int64_t running_max_length = c.max_length;
@@ -565,6 +617,20 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
     } else {
       WindowSegments split =
           split_segments(w.tokens, ts_begin, seek, seek_num_frames, faster_whisper);
+      if (o.word_timestamps) {
+        const WhisperWordContext context{model_.get(),
+                                         &state,
+                                         &c,
+                                         tokenizer_.get(),
+                                         word_start(init, c),
+                                         word_language(c, language),
+                                         seek,
+                                         seek_num_frames,
+                                         o.prepend_punctuations,
+                                         o.append_punctuations};
+        split.advance = advance_after_words(split.segments, context, w.tokens, ts_begin,
+                                            split.advance, last_speech_timestamp);
+      }
       for (WhisperSegment& s : split.segments) {
         if (faster_whisper && !has_content(s)) continue;
         s.id = int64_t(out.segments.size());
