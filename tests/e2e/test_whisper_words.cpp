@@ -121,5 +121,46 @@ TEST(WhisperWordTimestamps, BaseLongFormEqualsFasterWhisper) {
   expect_words_equal_faster_whisper("base", true);
 }
 
+// af-cli transcribe --word-timestamps: json segments gain "words" with faster-whisper's keys; srt
+// keeps one cue per segment. The tiny random model (its words are random; this checks the output).
+TEST(WhisperWordTimestamps, CliJsonHasWordsPerSegment) {
+  const std::string fox = clip_path("speech_fox_16k.wav");
+  AF_REQUIRE_TESTDATA(fox);
+  const std::string cli = std::string(AF_CLI_PATH) + " transcribe -m '" + test::fixtures_dir() +
+                          "/whisper/tiny_ts' --audio '" + fox +
+                          "' --features faster-whisper --timestamps --language en "
+                          "--max-new-tokens 12 -t 2 --word-timestamps --output-format ";
+  const test::ShellResult json = test::run_shell(cli + "json 2>&1");
+  ASSERT_EQ(json.status, 0) << json.out;
+  const auto r = nlohmann::json::parse(json.out);
+  size_t words = 0, cues = 0;
+  for (const auto& s : r["segments"]) {
+    cues += s["text"].get<std::string>().find_first_not_of(' ') != std::string::npos;
+    if (!s.contains("words")) continue;
+    for (const auto& w : s["words"]) {
+      ++words;
+      ASSERT_EQ(w.size(), 4u) << w.dump();
+      EXPECT_TRUE(w["word"].is_string() && w["start"].is_number() && w["end"].is_number() &&
+                  w["probability"].is_number())
+          << w.dump();
+      EXPECT_LE(w["start"].get<double>(), w["end"].get<double>()) << w.dump();
+    }
+  }
+  EXPECT_GT(words, 0u) << json.out;
+  const test::ShellResult srt = test::run_shell(cli + "srt 2>&1");
+  ASSERT_EQ(srt.status, 0) << srt.out;
+  size_t arrows = 0;
+  for (size_t at = srt.out.find(" --> "); at != std::string::npos;
+       at = srt.out.find(" --> ", at + 1)) {
+    ++arrows;
+  }
+  EXPECT_EQ(arrows, cues) << srt.out;
+  // Without words the json has none.
+  const std::string plain = cli.substr(0, cli.find(" --word-timestamps")) + " --output-format json";
+  const test::ShellResult no_words = test::run_shell(plain + " 2>&1");
+  ASSERT_EQ(no_words.status, 0) << no_words.out;
+  EXPECT_EQ(no_words.out.find("\"words\""), std::string::npos) << no_words.out;
+}
+
 }  // namespace
 }  // namespace af
