@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <string_view>
 
 #include "af/backend/key_cache.hpp"
@@ -153,15 +154,20 @@ bool is_sentence_end(const std::string& word) { return contains(".\u3002!\uff01?
 std::vector<WhisperWordTiming> find_alignment(const WhisperWordContext& ctx,
                                               std::span<const int32_t> text_tokens) {
   if (text_tokens.empty()) return {};
-  const WhisperTokenAlignment a = whisper_align_tokens(*ctx.model, *ctx.state, *ctx.config,
-                                                       ctx.start, text_tokens, ctx.num_frames);
+  // faster-whisper's sot_sequence: the prompt without <|notimestamps|>.
+  std::vector<int32_t> start = ctx.init;
+  if (!start.empty() && start.back() == ctx.config->no_timestamps_token_id) start.pop_back();
+  const WhisperTokenAlignment a =
+      whisper_align_tokens(*ctx.model, *ctx.state, *ctx.config, start, text_tokens, ctx.num_frames);
   if (a.path.empty()) return {};
   const int32_t eot = ctx.config->eos_token_id;
   std::vector<int32_t> with_eot(text_tokens.begin(), text_tokens.end());
   with_eot.push_back(eot);
   std::vector<std::string> words;
   std::vector<std::vector<int32_t>> word_tokens;
-  whisper_split_words(*ctx.tokenizer, eot, with_eot, ctx.language, words, word_tokens);
+  // English-only models have no language token; faster-whisper splits their words as "en".
+  const std::string language = ctx.language.empty() ? "en" : ctx.language;
+  whisper_split_words(*ctx.tokenizer, eot, with_eot, language, words, word_tokens);
   if (word_tokens.size() <= 1) return {};
   std::vector<size_t> boundaries{0};
   for (size_t i = 0; i + 1 < word_tokens.size(); ++i) {
@@ -233,6 +239,15 @@ void clamp_segment_words(WhisperSegment& s, std::vector<WhisperWord>& words, dou
     s.end = words.back().end;
   }
   last_speech_timestamp = s.end;
+}
+
+// faster-whisper's get_end: the last word's end, else the last segment's.
+std::optional<double> last_end(const std::vector<WhisperSegment>& segments) {
+  for (auto s = segments.rbegin(); s != segments.rend(); ++s) {
+    if (!s->words.empty()) return s->words.back().end;
+  }
+  if (segments.empty()) return std::nullopt;
+  return segments.back().end;
 }
 
 }  // namespace
@@ -487,6 +502,25 @@ double whisper_add_word_timestamps(std::vector<WhisperSegment>& segments,
     segments[i].words = std::move(words);
   }
   return last_speech_timestamp;
+}
+
+int64_t whisper_window_words(std::vector<WhisperSegment>& segments,
+                             const WhisperWordContext& context, std::span<const int32_t> tokens,
+                             int64_t advance, double& last_speech_timestamp) {
+  whisper_add_word_timestamps(segments, context, last_speech_timestamp);
+  const int32_t ts_begin = context.config->timestamp_begin();
+  const auto is_ts = [&](int32_t id) { return id >= ts_begin; };
+  const size_t n = tokens.size();
+  const bool single_ending = n >= 2 && !is_ts(tokens[n - 2]) && is_ts(tokens[n - 1]);
+  const std::optional<double> end = last_end(segments);
+  // faster-whisper compares with seek * time_per_frame and rounds as Python (ties to even).
+  if (!single_ending && end && *end > double(context.seek) * 0.01) {
+    // Never backwards or in place (faster-whisper would decode the same window forever).
+    const auto next = int64_t(std::nearbyint(*end * kFramesPerSecond));
+    if (next > context.seek) advance = next - context.seek;
+  }
+  if (end) last_speech_timestamp = *end;
+  return advance;
 }
 
 }  // namespace af::models

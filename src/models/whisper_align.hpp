@@ -74,10 +74,10 @@ struct WhisperWordContext {
   WhisperState* state = nullptr;  // of the window's encoder output (its decoder cache reused)
   const WhisperGenerationConfig* config = nullptr;
   const tok::Tokenizer* tokenizer = nullptr;
-  std::vector<int32_t> start;  // <|startoftranscript|> [language] [task]
-  std::string language;        // its code ("en"), for the word splitting
-  int64_t seek = 0;            // the window's first frame
-  int64_t num_frames = 0;      // its frames with audio
+  std::vector<int32_t> init;  // the window's prompt tokens (<|notimestamps|> is dropped)
+  std::string language;       // its code ("en"; "" for English-only models), for word splitting
+  int64_t seek = 0;           // the window's first frame
+  int64_t num_frames = 0;     // its frames with audio
   std::string prepend_punctuations, append_punctuations;
 };
 
@@ -85,5 +85,12 @@ struct WhisperWordContext {
 // their start/end to them. Returns the updated last_speech_timestamp.
 double whisper_add_word_timestamps(std::vector<WhisperSegment>& segments,
                                    const WhisperWordContext& context, double last_speech_timestamp);
+
+// One window's word step of faster-whisper's loop: adds the words, then (unless the window ended
+// on a single timestamp) the next window starts at the last word's end. Returns the frames to
+// advance (`advance` when the words do not move it); updates last_speech_timestamp.
+int64_t whisper_window_words(std::vector<WhisperSegment>& segments,
+                             const WhisperWordContext& context, std::span<const int32_t> tokens,
+                             int64_t advance, double& last_speech_timestamp);
 
 }  // namespace af::models

@@ -405,50 +405,6 @@ Attempt decode_with_fallback(Whisper& model, WhisperState& first, const WhisperG
   return chosen;
 }
 
-// The alignment's start sequence: the window's init tokens without <|notimestamps|>
-// (faster-whisper's sot_sequence).
-std::vector<int32_t> word_start(const std::vector<int32_t>& init,
-                                const WhisperGenerationConfig& c) {
-  std::vector<int32_t> start = init;
-  if (!start.empty() && start.back() == c.no_timestamps_token_id) start.pop_back();
-  return start;
-}
-
-// The language code the words are split for ("en" for English-only models, as faster-whisper).
-std::string word_language(const WhisperGenerationConfig& c, int32_t language) {
-  const std::string code = language_code(c, language);
-  return code.empty() ? "en" : code;
-}
-
-// faster-whisper's get_end: the last word's end, else the last segment's.
-std::optional<double> last_end(const std::vector<WhisperSegment>& segments) {
-  for (auto s = segments.rbegin(); s != segments.rend(); ++s) {
-    if (!s->words.empty()) return s->words.back().end;
-  }
-  if (segments.empty()) return std::nullopt;
-  return segments.back().end;
-}
-
-// Adds the window's words (and moves its segments' times to them); with words the next window
-// starts at the last word's end, as faster-whisper does, unless the window ended on a single
-// timestamp. Returns the frames to advance; updates last_speech_timestamp.
-int64_t advance_after_words(std::vector<WhisperSegment>& segments,
-                            const WhisperWordContext& context, const std::vector<int32_t>& tokens,
-                            int32_t ts_begin, int64_t advance, double& last_speech_timestamp) {
-  whisper_add_word_timestamps(segments, context, last_speech_timestamp);
-  const size_t n = tokens.size();
-  const bool single_ending =
-      n >= 2 && !is_timestamp(tokens[n - 2], ts_begin) && is_timestamp(tokens[n - 1], ts_begin);
-  const std::optional<double> end = last_end(segments);
-  if (!single_ending && end && *end > double(context.seek) * 0.01) {
-    // Python's round (ties to even); never backwards or in place, so every window advances.
-    const auto next = int64_t(std::nearbyint(*end * 100.0));
-    if (next > context.seek) advance = next - context.seek;
-  }
-  if (end) last_speech_timestamp = *end;
-  return advance;
-}
-
 }  // namespace
 
 double whisper_compression_ratio(std::span<const int32_t> tokens, int64_t vocab_size) {
@@ -622,14 +578,14 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
                                          &state,
                                          &c,
                                          tokenizer_.get(),
-                                         word_start(init, c),
-                                         word_language(c, language),
+                                         init,
+                                         language_code(c, language),
                                          seek,
                                          seek_num_frames,
                                          o.prepend_punctuations,
                                          o.append_punctuations};
-        split.advance = advance_after_words(split.segments, context, w.tokens, ts_begin,
-                                            split.advance, last_speech_timestamp);
+        split.advance = whisper_window_words(split.segments, context, w.tokens, split.advance,
+                                             last_speech_timestamp);
       }
       for (WhisperSegment& s : split.segments) {
         if (faster_whisper && !has_content(s)) continue;
