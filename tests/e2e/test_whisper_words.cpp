@@ -15,6 +15,8 @@
 
 #include "af/modalities/audio.hpp"
 #include "af/models/whisper_transcribe.hpp"
+#include "af/tokenizer/tokenizer.hpp"
+#include "models/whisper_align.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -119,6 +121,30 @@ TEST(WhisperWordTimestamps, TinyEnLongFormEqualsFasterWhisper) {
 }
 TEST(WhisperWordTimestamps, BaseLongFormEqualsFasterWhisper) {
   expect_words_equal_faster_whisper("base", true);
+}
+
+// Whisper base's tokenizer splits text tokens into words as faster-whisper's
+// split_to_word_tokens: at spaces and punctuation ("en"; Python's strip and substring tests) or at
+// whole characters ("ja"; tokens holding part of a UTF-8 character wait for the rest).
+TEST(WhisperWordTimestamps, SplitWordsEqualFasterWhisper) {
+  const std::string dir = real_model("base");
+  if (dir.empty()) GTEST_SKIP() << "AF_MODELS has no Whisper base";
+  const auto fixture = nlohmann::json::parse(
+      test::read_text(test::fixtures_dir() + "/whisper/faster_whisper_words.json"));
+  auto tokenizer = tok::Tokenizer::load(dir);
+  const int32_t eot = models::WhisperGenerationConfig::load(dir).eos_token_id;
+  for (const auto& entry : fixture["split"]) {
+    std::vector<int32_t> ids = entry["ids"].get<std::vector<int32_t>>();
+    ids.push_back(eot);
+    for (const char* language : {"en", "ja"}) {
+      std::vector<std::string> words;
+      std::vector<std::vector<int32_t>> tokens;
+      models::whisper_split_words(*tokenizer, eot, ids, language, words, tokens);
+      EXPECT_EQ(words, entry[language]["words"].get<std::vector<std::string>>()) << language;
+      EXPECT_EQ(tokens, entry[language]["tokens"].get<std::vector<std::vector<int32_t>>>())
+          << language;
+    }
+  }
 }
 
 // af-cli transcribe --word-timestamps: json segments gain "words" with faster-whisper's keys; srt
