@@ -10,7 +10,9 @@ name pairs. Fused projections are split back (self-attention linear_0 = q|k|v, c
 linear_1 = k|v); int8 weights are refused (float models only).
 
 The HF config/generation config are derived from the tensor shapes and CTranslate2's config.json
-(lang_ids, suppress_ids, suppress_ids_begin) plus the tokenizer's special tokens.
+(lang_ids, suppress_ids, suppress_ids_begin, alignment_heads: the cross-attention heads word
+timestamps read, stored as transformers' generation_config "alignment_heads") plus the
+tokenizer's special tokens.
 Usage: tools/convert_ct2_whisper.py CT2_DIR OUT_DIR
 """
 import json
@@ -153,6 +155,8 @@ def convert(ct2_dir, out_dir):
         "suppress_tokens": ct2_cfg.get("suppress_ids", []),
         "begin_suppress_tokens": ct2_cfg.get("suppress_ids_begin", []),
         "return_timestamps": False}
+    if ct2_cfg.get("alignment_heads"):
+        gen["alignment_heads"] = [[int(l), int(h)] for l, h in ct2_cfg["alignment_heads"]]
     if multilingual:
         gen["lang_to_id"] = langs
         gen["task_to_id"] = {"transcribe": special["<|transcribe|>"],

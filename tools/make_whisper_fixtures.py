@@ -232,7 +232,7 @@ def tiny_ts_model():
         max_length=64, suppress_tokens=[5, 7, 9], begin_suppress_tokens=[100, 11],
         no_timestamps_token_id=110, lang_to_id={"<|en|>": 102, "<|de|>": 103, "<|fr|>": 104},
         task_to_id={"translate": 105, "transcribe": 106}, is_multilingual=True,
-        max_initial_timestamp_index=50)
+        max_initial_timestamp_index=50, alignment_heads=[[1, 0], [1, 1]])
     out_dir = os.path.join(OUT, "tiny_ts")
     model.save_pretrained(out_dir)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(out_dir)

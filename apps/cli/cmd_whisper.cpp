@@ -61,6 +61,9 @@ Command add_transcribe(CLI::App& app) {
       ->check(CLI::IsMember({"transcribe", "translate"}));
   sub->add_flag("--timestamps", o->transcribe.timestamps,
                 "predict timestamp tokens (always on for audio over 30 s)");
+  sub->add_flag("--word-timestamps", o->transcribe.word_timestamps,
+                "per-word times and probabilities as faster-whisper's word_timestamps (json "
+                "output: \"words\" in each segment; needs alignment_heads)");
   sub->add_option("--output-format", o->format,
                   "text, json (OpenAI's verbose_json), srt, vtt or ids")
       ->check(CLI::IsMember({"text", "json", "srt", "vtt", "ids"}))

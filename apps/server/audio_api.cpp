@@ -26,7 +26,8 @@ std::string field(const AudioForm& f, const std::string& name, const std::string
 
 models::WhisperTranscribeOptions options_of(const AudioForm& f,
                                             const models::WhisperTranscribeOptions& defaults,
-                                            bool translate, std::string* format) {
+                                            bool translate, std::string* format,
+                                            models::WhisperJsonParts* parts) {
   models::WhisperTranscribeOptions o = defaults;
   o.task = translate ? "translate" : "transcribe";
   if (!translate) o.language = field(f, "language");
@@ -44,17 +45,29 @@ models::WhisperTranscribeOptions options_of(const AudioForm& f,
     throw bad("temperature '" + temperature + "' must be a number from 0 to 1.", "temperature");
   }
   if (t > 0.0) o.temperatures = {t};
+  // OpenAI's granularities: segments unless only words are asked for; words (faster-whisper's
+  // word timestamps) only in verbose_json.
+  bool segments = false, words = false;
   for (const char* key : {"timestamp_granularities[]", "timestamp_granularities"}) {
     const auto it = f.fields.find(key);
     if (it == f.fields.end()) continue;
     for (const std::string& g : it->second) {
-      if (g != "segment") {
-        throw bad("timestamp_granularities '" + g + "': only 'segment' is supported.",
+      if (g != "segment" && g != "word") {
+        throw bad("timestamp_granularities '" + g + "' is not one of segment, word.",
                   "timestamp_granularities[]");
       }
+      (g == "word" ? words : segments) = true;
       o.timestamps = true;
     }
   }
+  if (words && *format != "verbose_json") {
+    throw bad("timestamp_granularities 'word' needs response_format 'verbose_json'.",
+              "timestamp_granularities[]");
+  }
+  o.word_timestamps = words;
+  parts->segments = segments || !words;
+  parts->segment_words = false;
+  parts->words = words;
   if (*format == "srt" || *format == "vtt" || *format == "verbose_json") o.timestamps = true;
   return o;
 }
@@ -141,7 +154,9 @@ void AudioApi::handle(const httplib::Request& req, httplib::Response& res,
                       bool translate) {
   const AudioForm form = read_audio_form(req, res, reader, options);
   std::string format;
-  const models::WhisperTranscribeOptions o = options_of(form, defaults_, translate, &format);
+  models::WhisperJsonParts parts;
+  const models::WhisperTranscribeOptions o =
+      options_of(form, defaults_, translate, &format, &parts);
   const std::string name = form.filename.empty() ? "file" : form.filename;
   modalities::AudioLimits limits;
   limits.max_seconds = options.max_audio_seconds;
@@ -162,7 +177,8 @@ void AudioApi::handle(const httplib::Request& req, httplib::Response& res,
     }
     throw bad(message, e.component() == "audio" ? "file" : "");
   }
-  res.set_content(models::format_transcription(result, format, o.task), content_type(format));
+  res.set_content(models::format_transcription(result, format, o.task, parts),
+                  content_type(format));
 }
 
 }  // namespace af::server

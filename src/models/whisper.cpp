@@ -352,7 +352,8 @@ WhisperState Whisper::start(std::span<const float> encoded) {
   return s;
 }
 
-std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids, bool all_logits) {
+std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids, bool all_logits,
+                                   WhisperCrossScores* cross_scores) {
   const WhisperConfig& c = config_;
   const int64_t d = c.d_model, m = int64_t(ids.size()), past = s.n_past;
   AF_CHECK(m > 0, ErrorCode::kInvalidArgument, "whisper", "decode: no ids");
@@ -393,6 +394,9 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
 
     l.cross_norm.forward(be, x.data(), m, eps, h.data());
     l.cross_attn.q.forward(be, h.data(), m, q.data());
+    if (cross_scores) {
+      cross_scores->record(int64_t(i), q.data(), s.cross_k[i].data(), m, heads, hd, n_audio, scale);
+    }
     // The KV-cache kernel over the pre-blocked cross keys; it is causal, so each query row is
     // its own call placed after all n_audio positions (it sees every one).
     for (int64_t t = 0; t < m; ++t) {

@@ -40,7 +40,28 @@ std::string subtitles(const WhisperTranscription& r, bool srt) {
   return out;
 }
 
-nlohmann::json verbose(const WhisperTranscription& r, const std::string& task) {
+nlohmann::json segment_words(const WhisperSegment& s) {
+  nlohmann::json words = nlohmann::json::array();
+  for (const WhisperWord& w : s.words) {
+    words.push_back(
+        {{"word", w.word}, {"start", w.start}, {"end", w.end}, {"probability", w.probability}});
+  }
+  return words;
+}
+
+// OpenAI's top-level words: every segment's, the text trimmed.
+nlohmann::json all_words(const WhisperTranscription& r) {
+  nlohmann::json words = nlohmann::json::array();
+  for (const WhisperSegment& s : r.segments) {
+    for (const WhisperWord& w : s.words) {
+      words.push_back({{"word", trimmed(w.word)}, {"start", w.start}, {"end", w.end}});
+    }
+  }
+  return words;
+}
+
+nlohmann::json verbose(const WhisperTranscription& r, const std::string& task,
+                       const WhisperJsonParts& parts) {
   nlohmann::json segments = nlohmann::json::array();
   for (const WhisperSegment& s : r.segments) {
     segments.push_back({{"id", s.id},
@@ -53,12 +74,15 @@ nlohmann::json verbose(const WhisperTranscription& r, const std::string& task) {
                         {"avg_logprob", s.avg_logprob},
                         {"compression_ratio", s.compression_ratio},
                         {"no_speech_prob", s.no_speech_prob}});
+    if (parts.segment_words && !s.words.empty()) segments.back()["words"] = segment_words(s);
   }
-  return {{"task", task},
-          {"language", r.language},
-          {"duration", r.duration},
-          {"text", trimmed(r.text)},
-          {"segments", std::move(segments)}};
+  nlohmann::json out = {{"task", task},
+                        {"language", r.language},
+                        {"duration", r.duration},
+                        {"text", trimmed(r.text)}};
+  if (parts.segments) out["segments"] = std::move(segments);
+  if (parts.words) out["words"] = all_words(r);
+  return out;
 }
 
 }  // namespace
@@ -68,13 +92,13 @@ bool is_transcription_format(const std::string& f) {
 }
 
 std::string format_transcription(const WhisperTranscription& r, const std::string& format,
-                                 const std::string& task) {
+                                 const std::string& task, const WhisperJsonParts& parts) {
   AF_CHECK(is_transcription_format(format), ErrorCode::kInvalidArgument, "whisper",
            "response format \"", format, "\" is not one of json, text, srt, verbose_json, vtt");
   if (format == "text") return trimmed(r.text) + "\n";
   if (format == "json")
     return nlohmann::json{{"text", trimmed(r.text)}}.dump(-1, ' ', false, kReplace);
-  if (format == "verbose_json") return verbose(r, task).dump(-1, ' ', false, kReplace);
+  if (format == "verbose_json") return verbose(r, task, parts).dump(-1, ' ', false, kReplace);
   return subtitles(r, format == "srt");
 }
 

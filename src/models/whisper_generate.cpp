@@ -56,6 +56,25 @@ std::vector<std::pair<std::string, int32_t>> id_map(const nlohmann::json& j, con
   return map;
 }
 
+// "alignment_heads": [[layer, head], ...] (checked against the model's shape where used).
+std::vector<std::pair<int64_t, int64_t>> parse_alignment_heads(const nlohmann::json& j,
+                                                               const std::string& origin) {
+  std::vector<std::pair<int64_t, int64_t>> heads;
+  if (!j.contains("alignment_heads") || j["alignment_heads"].is_null()) return heads;
+  const nlohmann::json& list = j["alignment_heads"];
+  AF_CHECK(list.is_array() && list.size() <= 4096, ErrorCode::kFormat, "whisper", origin,
+           ": \"alignment_heads\" must be a list of [layer, head] pairs");
+  for (const auto& pair : list) {
+    AF_CHECK(pair.is_array() && pair.size() == 2 && pair[0].is_number_integer() &&
+                 pair[1].is_number_integer() && pair[0].get<int64_t>() >= 0 &&
+                 pair[1].get<int64_t>() >= 0,
+             ErrorCode::kFormat, "whisper", origin,
+             ": \"alignment_heads\" entries must be [layer, head] with non-negative integers");
+    heads.emplace_back(pair[0].get<int64_t>(), pair[1].get<int64_t>());
+  }
+  return heads;
+}
+
 std::optional<int32_t> lookup(const std::vector<std::pair<std::string, int32_t>>& map,
                               const std::string& name) {
   for (const auto& [key, id] : map) {
@@ -156,6 +175,7 @@ WhisperGenerationConfig WhisperGenerationConfig::from_json(const nlohmann::json&
     c.max_length = j["max_length"].get<int64_t>();
   }
   c.is_multilingual = j.value("is_multilingual", false);
+  c.alignment_heads = parse_alignment_heads(j, origin);
   return c;
 }
 

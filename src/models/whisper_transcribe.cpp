@@ -14,6 +14,7 @@
 
 #include "af/core/error.hpp"
 #include "af/tokenizer/tokenizer.hpp"
+#include "models/whisper_align.hpp"
 
 namespace af::models {
 namespace {
@@ -511,6 +512,13 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
     const size_t b = text.find_last_not_of(" \t\n\r\f\v");
     return text_compression_ratio(text.substr(a, b - a + 1));
   };
+  AF_CHECK(!o.word_timestamps || tokenizer_ != nullptr, ErrorCode::kInvalidArgument, "whisper",
+           model_->path(), ": word timestamps need tokenizer.json");
+  AF_CHECK(!o.word_timestamps || !c.alignment_heads.empty(), ErrorCode::kUnsupported, "whisper",
+           model_->path(),
+           ": word timestamps need \"alignment_heads\" in generation_config.json (re-convert "
+           "with tools/convert_ct2_whisper.py, which writes CTranslate2's)");
+  double last_speech_timestamp = 0.0;  // where the last window's words ended (word timestamps)
   std::vector<int32_t> init;
   int32_t language = -1;
   int64_t running_max_length = c.max_length;
@@ -565,6 +573,20 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
     } else {
       WindowSegments split =
           split_segments(w.tokens, ts_begin, seek, seek_num_frames, faster_whisper);
+      if (o.word_timestamps) {
+        const WhisperWordContext context{model_.get(),
+                                         &state,
+                                         &c,
+                                         tokenizer_.get(),
+                                         init,
+                                         language_code(c, language),
+                                         seek,
+                                         seek_num_frames,
+                                         o.prepend_punctuations,
+                                         o.append_punctuations};
+        split.advance = whisper_window_words(split.segments, context, w.tokens, split.advance,
+                                             last_speech_timestamp);
+      }
       for (WhisperSegment& s : split.segments) {
         if (faster_whisper && !has_content(s)) continue;
         s.id = int64_t(out.segments.size());

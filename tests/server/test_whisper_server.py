@@ -7,7 +7,8 @@ client and raw HTTP:
 
 The tiny random Whisper fixture (tests/fixtures/whisper/tiny_ts) always; the real whisper-base
 (or whisper-tiny) HF folder under AF_MODELS when it is set, skipped otherwise. Checks that
-/v1/audio/transcriptions and /translations answer as af-cli transcribe does, that
+/v1/audio/transcriptions and /translations answer as af-cli transcribe does (word timestamps:
+timestamp_granularities[]=word with verbose_json as af-cli --word-timestamps), that
 /v1/chat/completions and /v1/completions answer 400 "... is a speech-recognition model" (and the
 server stays up), that /v1/models lists the model with the audio modality, and that giving the
 same model as -m and --whisper-model is refused at start. Exits non-zero on the first failure."""
@@ -91,6 +92,45 @@ def cli_text(model, audio, *extra):
     return json.loads(out.stdout)["text"]
 
 
+def cli_words(model, audio, *extra):
+    """af-cli's --word-timestamps words as OpenAI's top-level words (word trimmed, start, end)."""
+    out = subprocess.run([BINARIES["cli"], "transcribe", "-m", model, "--audio", audio, "-t", "2",
+                          "--task", "transcribe", "--timestamps", "--word-timestamps",
+                          "--output-format", "json", *extra],
+                         capture_output=True, text=True, check=True)
+    return [(w["word"].strip(), w["start"], w["end"])
+            for s in json.loads(out.stdout)["segments"] for w in s.get("words", [])]
+
+
+def check_word_granularity(server, client, model, model_id, audio, language):
+    """timestamp_granularities[]=word with verbose_json: top-level words as OpenAI returns them,
+    af-cli --word-timestamps' words; without verbose_json a 400."""
+    kwargs = {"language": language} if language else {}
+    with open(audio, "rb") as f:
+        r = client.audio.transcriptions.create(model=model_id, file=f, **kwargs,
+                                               response_format="verbose_json",
+                                               timestamp_granularities=["word"])
+    got = [(w.word, w.start, w.end) for w in r.words]
+    want = cli_words(model, audio, *(["--language", language] if language else []))
+    check(got and got == want, f"words {got!r} == af-cli's {want!r}")
+    check(not getattr(r, "segments", None), "word granularity alone: no segments")
+    if model != TINY:
+        return  # the rest is the server's, not the model's: once, on the cheap model
+    with open(audio, "rb") as f:
+        both = client.audio.transcriptions.create(model=model_id, file=f, **kwargs,
+                                                  response_format="verbose_json",
+                                                  timestamp_granularities=["word", "segment"])
+    check(both.segments and [(w.word, w.start, w.end) for w in both.words] == want,
+          "word and segment granularities: both")
+    try:
+        with open(audio, "rb") as f:
+            client.audio.transcriptions.create(model=model_id, file=f, response_format="json",
+                                               timestamp_granularities=["word"])
+        check(False, "word granularity with response_format json should fail")
+    except openai.BadRequestError as e:
+        check("verbose_json" in str(e), f"openai client's error: {e}")
+
+
 def serve_whisper(model, language=None):
     """One server on `model`: transcription equal to af-cli's, translation, the text endpoints'
     400 and /v1/models."""
@@ -105,6 +145,8 @@ def serve_whisper(model, language=None):
             r = client.audio.transcriptions.create(model=model_id, file=f, **kwargs)
         want = cli_text(model, jfk, "--task", "transcribe", *lang)
         check(r.text == want and r.text, f"transcription {r.text!r} == af-cli's {want!r}")
+        check_word_granularity(server, client, model, model_id,
+                               testdata("audio", "speech_fox_16k.wav"), language)
         with open(jfk, "rb") as f:
             tr = client.audio.translations.create(model=model_id, file=f)
         check(isinstance(tr.text, str), "translation answers text")

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "af/backend/backend.hpp"
@@ -45,6 +46,19 @@ struct WhisperState {
   std::vector<std::vector<float>> self_v;   // [layer][max_target_positions, d_model]
 };
 
+// Cross-attention scores of chosen decoder heads, recorded by Whisper::decode when given (word
+// timestamps align tokens to audio with them): q.k / sqrt(head_dim) before the softmax, over
+// every encoder position.
+struct WhisperCrossScores {
+  std::vector<std::pair<int64_t, int64_t>> heads;  // (decoder layer, head)
+  // [heads.size(), decoded ids, max_source_positions], filled by decode.
+  std::vector<float> scores;
+  // Called by decode for layer `layer` with its cross-attention queries q ([m, d_model], before
+  // scaling) and the state's blocked keys of that layer (af/backend/key_cache.hpp).
+  void record(int64_t layer, const float* q, const float* keys, int64_t m, int64_t heads_total,
+              int64_t head_dim, int64_t positions, float scale);
+};
+
 // Whether the model at `path` (an HF folder or file) is WhisperForConditionalGeneration, by its
 // config's architecture. Throws what io::open_model_files throws for a missing or bad path.
 bool is_whisper_model(const std::string& path);
@@ -75,7 +89,9 @@ class Whisper {
   // Appends `ids` to the state's sequence and returns their logits: [ids.size(), vocab_size]
   // when all_logits, else the last position's [vocab_size]. Throws kOutOfRange past
   // max_target_positions and kInvalidArgument for an id outside the vocabulary.
-  std::vector<float> decode(WhisperState& state, std::span<const int32_t> ids, bool all_logits);
+  // With cross_scores, the cross-attention scores of its heads are recorded too.
+  std::vector<float> decode(WhisperState& state, std::span<const int32_t> ids, bool all_logits,
+                            WhisperCrossScores* cross_scores = nullptr);
 
  private:
   struct Weights;

@@ -35,6 +35,9 @@ struct WhisperGenerationConfig {
   std::optional<int64_t> max_initial_timestamp_index;
   int64_t max_length = 448;
   bool is_multilingual = false;
+  // (decoder layer, head) pairs whose cross-attention follows the audio in time (word
+  // timestamps; OpenAI's per-model lists, as transformers and CTranslate2 store them).
+  std::vector<std::pair<int64_t, int64_t>> alignment_heads;
 
   // Errors name `origin` and the key.
   static WhisperGenerationConfig from_json(const nlohmann::json& json, const std::string& origin);

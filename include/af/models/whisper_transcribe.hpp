@@ -78,6 +78,26 @@ struct WhisperTranscribeOptions {
   // kFasterWhisper skips on no_speech_threshold alone unless logprob_threshold is beaten).
   std::optional<double> no_speech_threshold, logprob_threshold;
   int64_t max_new_tokens = 0;  // per window; 0: up to generation_config's max_length
+  // Per-word times and probabilities as faster-whisper's word_timestamps=True (openai-whisper's
+  // algorithm): each window's text tokens are decoded once more after <|startoftranscript|>
+  // [language] [task] <|notimestamps|>, the cross-attention of generation_config's
+  // alignment_heads (softmax over the window's frames, normalised over the tokens, median filter
+  // of width 7, mean over the heads) is aligned to the tokens by DTW, tokens are grouped into
+  // words (at spaces and punctuation; at whole characters for zh, ja, th, lo, my, yue) and
+  // punctuation merged into its neighbours (prepend_punctuations / append_punctuations).
+  // Long words at pauses are clamped and segment times move to their words, and the next
+  // window starts at the last word's end. Needs tokenizer.json and alignment_heads.
+  bool word_timestamps = false;
+  std::string prepend_punctuations = "\"'\u201c\u00bf([{-";
+  std::string append_punctuations = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001";
+};
+
+// One word of a segment (word_timestamps): its text as decoded (leading space included), times
+// in seconds from the start of the audio and the mean probability of its tokens.
+struct WhisperWord {
+  std::string word;
+  double start = 0.0, end = 0.0;
+  double probability = 0.0;
 };
 
 struct WhisperSegment {
@@ -90,6 +110,7 @@ struct WhisperSegment {
   double avg_logprob = 0.0;        // mean log-probability of the window's tokens (eos included)
   double compression_ratio = 0.0;  // of the window's token bytes, as transformers computes it
   double no_speech_prob = 0.0;     // P(<|nospeech|>) at <|startoftranscript|> (0 when not asked)
+  std::vector<WhisperWord> words;  // with word_timestamps
 };
 
 struct WhisperTranscription {
@@ -144,8 +165,17 @@ class WhisperTranscriber {
 // ({"text"}), "verbose_json" (task, language, duration, text, segments with id, seek, start, end,
 // text, tokens, temperature, avg_logprob, compression_ratio, no_speech_prob), "srt" or "vtt".
 // `task` fills verbose_json's "task". Throws kInvalidArgument for another format.
+// What verbose_json holds besides the text: "segments" (OpenAI's segment granularity), each
+// segment's "words" as faster-whisper names them (word, start, end, probability), and OpenAI's
+// top-level "words" (word granularity: word without its leading space, start, end).
+struct WhisperJsonParts {
+  bool segments = true;
+  bool segment_words = true;  // when the segments have words (word_timestamps)
+  bool words = false;
+};
 std::string format_transcription(const WhisperTranscription& result, const std::string& format,
-                                 const std::string& task = "transcribe");
+                                 const std::string& task = "transcribe",
+                                 const WhisperJsonParts& parts = {});
 bool is_transcription_format(const std::string& format);
 
 // transformers' _retrieve_compression_ratio: bytes of the ids (each in int(log2(vocab) / 8) + 1
