@@ -4,11 +4,20 @@
 // two groups (32 rows) is unpacked one super-block at a time into the unsigned bytes, int32
 // scales and min factors of kquant_gemm.hpp's PanelBlock with plain loads, masks and shifts (no
 // gathers, no transposes, no GGUF copy of the tile), and every activation row of the call then
-// passes over it with kquant_gemm.hpp's panel_rows. The unpacking is paid once per panel block
-// for all rows; before, prefill copied each tile back to GGUF rows with scalar 4-byte moves and
-// then gathered and transposed those into the same PanelBlock (together about a third of the
-// matmul time at 128 rows). The float steps are panel_rows', so the results keep the bits of the
-// scalar reference (quant::ref::dot).
+// passes over it with kquant_gemm.hpp's panel_rows (Q4_K, Q5_K) or q6_rows below (Q6_K, whose
+// 16-value sub-blocks are scaled by vpdpwssd on int16 chains instead of vpmulld). The unpacking is
+// paid once per panel block for all rows; before, prefill copied each tile back to GGUF rows with
+// scalar 4-byte moves and then gathered and transposed those into the same PanelBlock (together
+// about a third of the matmul time at 128 rows). The integer sums and float steps are those of
+// quant::ref::dot, so the results keep the bits of the scalar reference.
+//
+// What bounds these kernels (measured on this CPU kind, Xeon 4th/5th gen, 2 vector ports for
+// 512-bit ops): vpdpbusd alone runs 2 per cycle, but a 16-value Q6_K sub-block as 4 vpdpbusd +
+// vpmulld + vpaddd per row half ran 1.0 vpdpbusd per cycle in isolation (Q4_K/Q5_K's 8 + 3:
+// 1.4), and the panel loops ran within ~10-15% of that. The scale multiplies, not the unpacking
+// (about 5% of the kernel at 128 rows), are what cost: q6_rows takes them to 2 vpdpwssd per
+// sub-block (1.16x on the Q6_K kernel). The same split for Q4_K/Q5_K (two 16-value chains at a
+// -16 offset, put back per super-block) measured no faster: 10.5 uops per sub-block against 11.
 // GCC 12.2's avx512fintrin.h self-initialises the _mm512_undefined_* placeholders (GCC PR 105593),
 // which -Wuninitialized reports wherever they are inlined; those values are never read.
 #pragma GCC diagnostic ignored "-Wuninitialized"
