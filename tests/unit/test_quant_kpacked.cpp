@@ -227,6 +227,43 @@ TEST(QuantKPacked, Prefill256KernelsMatchTheReferenceBitForBit) {
   if (ran == 0) GTEST_SKIP() << "no AVX2 on this CPU";
 }
 
+// The Q6_K prefill kernel sums each 8 values of (q - 32) * a in an int16 word before scaling:
+// its extremes (q = 0 or 63 against a = -127 or 127 throughout, scales -128 and 127) must still
+// give the reference's bits.
+TEST(QuantKPacked, PrefillKernelQ6KExactAtTheInt16Extremes) {
+  if (!has_vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const int64_t n = 35, k = 512, m = 7;
+  // Rows alternate all q = 0 (ql, qh zero) and all q = 63 (every bit set).
+  std::vector<uint8_t> w(static_cast<size_t>(n * af::row_bytes(DType::Q6_K, k)));
+  auto* blocks = reinterpret_cast<af::quant::BlockQ6_K*>(w.data());
+  for (int64_t i = 0; i < n * k / 256; ++i) {
+    const uint8_t bits = (i / (k / 256)) % 2 == 0 ? 0x00 : 0xFF;
+    std::memset(blocks[i].ql, bits, sizeof(blocks[i].ql));
+    std::memset(blocks[i].qh, bits, sizeof(blocks[i].qh));
+    for (int j = 0; j < 16; ++j) blocks[i].scales[j] = static_cast<int8_t>(j % 2 == 0 ? -128 : 127);
+    blocks[i].d = 0x2e66;  // about 0.1
+  }
+  // Activation rows of one sign (every value -127 or 127 after quantization), then rows whose
+  // sign flips every 8 values.
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t i = 0; i < k; ++i) {
+      const bool negative = r < 4 ? r % 2 == 0 : (i / 8 + r) % 2 == 0;
+      x[static_cast<size_t>(r * k + i)] = negative ? -1.f : 1.f;
+    }
+  }
+  const std::vector<uint8_t> a = af::test::quantize_rows(DType::Q8_K, x, m, k);
+  const int64_t groups = kp::group_count(n);
+  std::vector<uint8_t> packed(
+      static_cast<size_t>(groups * k / 256 * kp::group_block_bytes(DType::Q6_K)));
+  kp::pack_groups(DType::Q6_K, w.data(), n, k, 0, groups, packed.data());
+  std::vector<float> y(static_cast<size_t>(m * n), -7.f);
+  kp::avx512vnni_prefill_gemm(DType::Q6_K)(packed.data(), 0, groups, n, k, a.data(),
+                                           af::row_bytes(DType::Q8_K, k), 0, m, nullptr, y.data(),
+                                           n);
+  expect_reference(DType::Q6_K, w, n, k, a, m, nullptr, y, "Q6_K extremes");
+}
+
 TEST(QuantKPacked, PackedSizeEqualsTheGgufSizeAndGroupRangesLandAtDst) {
   for (DType type : kTypes) {
     const int64_t n = 45, k = 512;

@@ -4,11 +4,20 @@
 // two groups (32 rows) is unpacked one super-block at a time into the unsigned bytes, int32
 // scales and min factors of kquant_gemm.hpp's PanelBlock with plain loads, masks and shifts (no
 // gathers, no transposes, no GGUF copy of the tile), and every activation row of the call then
-// passes over it with kquant_gemm.hpp's panel_rows. The unpacking is paid once per panel block
-// for all rows; before, prefill copied each tile back to GGUF rows with scalar 4-byte moves and
-// then gathered and transposed those into the same PanelBlock (together about a third of the
-// matmul time at 128 rows). The float steps are panel_rows', so the results keep the bits of the
-// scalar reference (quant::ref::dot).
+// passes over it with kquant_gemm.hpp's panel_rows (Q4_K, Q5_K) or q6_rows below (Q6_K, whose
+// 16-value sub-blocks are scaled by vpdpwssd on int16 chains instead of vpmulld). The unpacking is
+// paid once per panel block for all rows; before, prefill copied each tile back to GGUF rows with
+// scalar 4-byte moves and then gathered and transposed those into the same PanelBlock (together
+// about a third of the matmul time at 128 rows). The integer sums and float steps are those of
+// quant::ref::dot, so the results keep the bits of the scalar reference.
+//
+// What bounds these kernels (measured on this CPU kind, Xeon 4th/5th gen, 2 vector ports for
+// 512-bit ops): vpdpbusd alone runs 2 per cycle, but a 16-value Q6_K sub-block as 4 vpdpbusd +
+// vpmulld + vpaddd per row half ran 1.0 vpdpbusd per cycle in isolation (Q4_K/Q5_K's 8 + 3:
+// 1.4), and the panel loops ran within ~10-15% of that. The scale multiplies, not the unpacking
+// (about 5% of the kernel at 128 rows), are what cost: q6_rows takes them to 2 vpdpwssd per
+// sub-block (1.16x on the Q6_K kernel). The same split for Q4_K/Q5_K (two 16-value chains at a
+// -16 offset, put back per super-block) measured no faster: 10.5 uops per sub-block against 11.
 // GCC 12.2's avx512fintrin.h self-initialises the _mm512_undefined_* placeholders (GCC PR 105593),
 // which -Wuninitialized reports wherever they are inlined; those values are never read.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -16,6 +25,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 
 #include "af/core/error.hpp"
 #include "backend/cpu/quant/kpacked.hpp"
@@ -95,7 +106,11 @@ void unpack_q6_k(const uint8_t* pb, int h, s::PanelBlock& out) {
     sc[j] =
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(pb + 32 + 16 * j)));
   }
-  s::Q6KPanel::store_scales16(sc, h, out);
+  // Scale j in the low word only (high word zero): q6_rows multiplies it by the low word of each
+  // chain with vpdpwssd, and the chain's high word (its sign) must meet a zero.
+  const __m512i low16 = _mm512_set1_epi32(0xFFFF);
+  for (int j = 0; j < 16; ++j)
+    _mm512_store_si512(out.scale[j] + 16 * h, _mm512_and_si512(sc[j], low16));
   _mm512_store_ps(out.d + 16 * h, halves(pb));
   _mm512_store_ps(out.dmin + 16 * h, _mm512_setzero_ps());
 }
@@ -142,6 +157,86 @@ void prefetch_blocks(const uint8_t* p, int64_t group_stride) {
   }
 }
 
+inline __m512i broadcast_dword(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// Q6_K: R activation rows times super-block b of the unpacked panel (same contract as
+// kquant_gemm.hpp's panel_rows). Each 16-value sub-block sum is made of two chains of two
+// 4-byte groups, each starting at -32 times its 8 activations' sum, so a chain is
+// sum((q - 32) * a) over 8 values: |.| <= 8 * 32 * 127 = 32512 (Q8_K rows hold -127..127), an
+// int16. One vpdpwssd then adds scale * chain to the total (scale in the low word, zero high
+// word against the chain's sign word): 2 uops per sub-block where vpmulld + vpaddd took 3 on the
+// two vector ports the vpdpbusd also need. The sum is the same integer, so the bits are the
+// reference's.
+template <int R>
+void q6_rows(const s::PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_t b, bool first,
+             const __mmask16 mask[2], float* y, int64_t ldy) {
+  const s::BlockQ8_K* act[R];
+  for (int r = 0; r < R; ++r) act[r] = reinterpret_cast<const s::BlockQ8_K*>(a + r * a_stride) + b;
+  // starts[r][c]: low dword -32 * (activations 8c .. 8c + 7 of row r): vpsadbw sums 8 bytes
+  // a + 128 into each qword, so -32 * sum(a) = 32768 - 32 * that.
+  alignas(64) int64_t starts[R][32];
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i bias = _mm512_set1_epi64(32768);
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < 4; ++c) {
+      const __m512i sums = _mm512_sad_epu8(
+          _mm512_xor_si512(_mm512_loadu_si512(act[r]->qs + 64 * c), flip), _mm512_setzero_si512());
+      _mm512_store_si512(starts[r] + 8 * c, _mm512_sub_epi64(bias, _mm512_slli_epi64(sums, 5)));
+    }
+  }
+  __m512i total[R][2];
+  for (int r = 0; r < R; ++r) total[r][0] = total[r][1] = _mm512_setzero_si512();
+  for (int j = 0; j < 16; ++j) {
+    const __m512i sc[2] = {_mm512_load_si512(pb.scale[j]), _mm512_load_si512(pb.scale[j] + 16)};
+    for (int c = 0; c < 2; ++c) {
+      __m512i chain[R][2];
+      for (int r = 0; r < R; ++r) {
+        chain[r][0] = chain[r][1] = broadcast_dword(starts[r] + 2 * j + c);
+      }
+      for (int u = 0; u < 2; ++u) {
+        const int g = 4 * j + 2 * c + u;
+        const __m512i w0 = pb.values[g][0];
+        const __m512i w1 = pb.values[g][1];
+        for (int r = 0; r < R; ++r) {
+          const __m512i av = broadcast_dword(act[r]->qs + 4 * g);
+          chain[r][0] = _mm512_dpbusd_epi32(chain[r][0], w0, av);
+          chain[r][1] = _mm512_dpbusd_epi32(chain[r][1], w1, av);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        for (int h = 0; h < 2; ++h) {
+          total[r][h] = _mm512_dpwssd_epi32(total[r][h], chain[r][h], sc[h]);
+        }
+      }
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    const __m512 d = _mm512_load_ps(pb.d + 16 * h);
+    for (int r = 0; r < R; ++r) {
+      float* out = y + r * ldy + 16 * h;
+      const __m512 da = _mm512_set1_ps(act[r]->d);
+      __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask[h], out);
+      acc = _mm512_fmadd_ps(_mm512_mul_ps(d, da), _mm512_cvtepi32_ps(total[r][h]), acc);
+      _mm512_mask_storeu_ps(out, mask[h], acc);
+    }
+  }
+}
+
+// R activation rows times one super-block: q6_rows for Q6_K, panel_rows for Q4_K / Q5_K.
+template <class Panel, int R>
+void panel_step(const s::PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_t b, bool first,
+                const __mmask16 mask[2], float* y, int64_t ldy) {
+  if constexpr (std::is_same_v<Panel, s::Q6KPanel>) {
+    q6_rows<R>(pb, a, a_stride, b, first, mask, y, ldy);
+  } else {
+    s::panel_rows<Panel, R>(pb, a, a_stride, b, first, mask, y, ldy);
+  }
+}
+
 // Activation rows [i0, i1) times one super-block of the unpacked panel, 4 rows at a time.
 template <class Panel>
 void rows_over_block(const s::PanelBlock& pb, const uint8_t* a, int64_t a_stride, int64_t i0,
@@ -149,14 +244,14 @@ void rows_over_block(const s::PanelBlock& pb, const uint8_t* a, int64_t a_stride
   const bool first = b == 0;
   int64_t i = i0;
   for (; i + Panel::kActRows <= i1; i += Panel::kActRows) {
-    s::panel_rows<Panel, Panel::kActRows>(pb, a + i * a_stride, a_stride, b, first, mask,
-                                          y + i * ldy, ldy);
+    panel_step<Panel, Panel::kActRows>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy,
+                                       ldy);
   }
   for (; i + 2 <= i1; i += 2) {
-    s::panel_rows<Panel, 2>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy, ldy);
+    panel_step<Panel, 2>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy, ldy);
   }
   if (i < i1)
-    s::panel_rows<Panel, 1>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy, ldy);
+    panel_step<Panel, 1>(pb, a + i * a_stride, a_stride, b, first, mask, y + i * ldy, ldy);
 }
 
 template <Kind kKind>
