@@ -14,7 +14,10 @@ process, sequential 30 s windows with timestamp seeking as transformers' long-fo
 Long-form needs timestamp tokens (transformers refuses it without them, and af-cli forces them
 on), so faster-whisper decodes the long file with timestamps too (`without_timestamps=False`:
 the same 30 s windows seeking to the last timestamp, the same extra timestamp tokens); jfk (one
-window) runs without timestamps in all tools.
+window) runs without timestamps in all tools. Input `long_nots` is the same file without
+timestamps: faster-whisper's `without_timestamps=True` (fixed 30 s windows, <|notimestamps|>)
+against af-cli's `--features faster-whisper` (the same loop, its windows decoded side by side,
+`--batch-windows`, default 4; whisper.cpp is not run on it).
 
   bench/whisper_vs_peers.py --size base [--reps 3] [--threads 2] [--json OUT]
 Needs: build/apps/cli/af-cli, AF_MODELS (scripts/fetch_models.sh), /work/peers/whisper-venv
@@ -110,7 +113,7 @@ def main():
     ap.add_argument("--fw-python", default="/work/peers/whisper-venv/bin/python")
     ap.add_argument("--whisper-cpp", default="/work/peers/whisper.cpp")
     ap.add_argument("--skip", nargs="*", default=[], help="tools to leave out: af fw wcpp")
-    ap.add_argument("--inputs", nargs="*", default=["jfk", "long"])
+    ap.add_argument("--inputs", nargs="*", default=["jfk", "long", "long_nots"])
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     hf = os.path.join(args.models, f"whisper-{args.size}")
@@ -126,13 +129,15 @@ def main():
     tmp = tempfile.mkdtemp(prefix="af_whisper_bench_")
     long_path = make_long(args.testdata, args.long_seconds, tmp)
     inputs = {"jfk": (os.path.join(args.testdata, "jfk_16k.wav"), 11.0),
-              "long": (long_path, float(args.long_seconds))}
+              "long": (long_path, float(args.long_seconds)),
+              "long_nots": (long_path, float(args.long_seconds))}
     with wave.open(inputs["jfk"][0]) as w:
         inputs["jfk"] = (inputs["jfk"][0], w.getnframes() / RATE)
 
     def af(audio, name):
+        nots = ["--features", "faster-whisper"] if name == "long_nots" else []
         s, c, out = timed([args.af_cli, "transcribe", "-m", hf, "--audio", audio, "-t", t] +
-                          af_lang + args.af_args.split())
+                          af_lang + nots + args.af_args.split())
         return s, c, " ".join(out.split())
 
     def fw(audio, name):
@@ -143,6 +148,8 @@ def main():
         return j["seconds"], j["cpu"], j["text"]
 
     def wcpp(audio, name):
+        if name == "long_nots":
+            return float("nan"), float("nan"), ""
         s, c, out = timed([wcli, "-m", ggml, "-f", audio, "-t", t, "-bs", "1", "-bo", "1", "-nf",
                            "-nt", "-np", "-l", "en"], wcpp_env)
         return s, c, " ".join(out.split())

@@ -105,6 +105,11 @@ Command add_transcribe(CLI::App& app) {
                   "... and whose average log-probability is below this");
   sub->add_option("--max-new-tokens", o->transcribe.max_new_tokens,
                   "per 30 s window; 0: up to the model's max_length");
+  sub->add_option("--batch-windows", o->transcribe.batch_windows,
+                  "with --features faster-whisper and no timestamps: 30 s windows decoded side "
+                  "by side (same results; fewer past 256 MiB of decoder state)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   sub->add_option("--max-seconds", o->limits.max_seconds, "refuse longer audio")
       ->capture_default_str();
   sub->add_option("-t,--threads", o->threads, "threads (0: all cores)");

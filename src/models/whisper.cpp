@@ -16,20 +16,6 @@
 namespace af::models {
 namespace {
 
-// The float16 form of a float32 value that is a float16 exactly, else nullopt.
-std::optional<uint16_t> exact_half(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  const uint32_t sign = (bits >> 16) & 0x8000u, exp = (bits >> 23) & 0xffu;
-  const uint32_t mant = bits & 0x7fffffu;
-  if (exp >= 113 && exp <= 142 && (mant & 0x1fffu) == 0) {  // a normal float16
-    return static_cast<uint16_t>(sign | ((exp - 112) << 10) | (mant >> 13));
-  }
-  const uint16_t h = f32_to_f16(x);  // zero, subnormal, or not exact
-  if (f16_to_f32(h) != x || (h & 0x8000u) != sign) return std::nullopt;
-  return h;
-}
-
 // A float16 copy of float32 weight w when every value is a float16 exactly, else an undefined
 // tensor. The CTranslate2 Whisper checkpoints are float16 (OpenAI trained in float16), widened
 // to float32 when converted: the decoder reads every weight once per token, so half the bytes
@@ -38,14 +24,10 @@ std::optional<uint16_t> exact_half(float x) {
 Tensor exact_f16(const Tensor& w) {
   if (w.dtype() != DType::F32 || w.numel() == 0) return {};
   const float* src = w.as<float>();
-  if (!exact_half(src[0])) return {};  // a float32 checkpoint: known at its first value
+  uint16_t first;
+  if (!f32_to_f16_exact(src, 1, &first)) return {};  // a float32 checkpoint: known at once
   Tensor h = Tensor::zeros(DType::F16, w.shape());
-  auto* dst = reinterpret_cast<uint16_t*>(h.mutable_data());
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    const std::optional<uint16_t> v = exact_half(src[i]);
-    if (!v) return {};
-    dst[i] = *v;
-  }
+  if (!f32_to_f16_exact(src, w.numel(), reinterpret_cast<uint16_t*>(h.mutable_data()))) return {};
   return h;
 }
 
@@ -352,54 +334,109 @@ WhisperState Whisper::start(std::span<const float> encoded) {
   return s;
 }
 
-std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids, bool all_logits,
-                                   WhisperCrossScores* cross_scores) {
+void Whisper::check_state(const WhisperState& s, int64_t m) const {
   const WhisperConfig& c = config_;
-  const int64_t d = c.d_model, m = int64_t(ids.size()), past = s.n_past;
   AF_CHECK(m > 0, ErrorCode::kInvalidArgument, "whisper", "decode: no ids");
   AF_CHECK(int64_t(s.self_k.size()) == c.decoder_layers, ErrorCode::kInvalidArgument, "whisper",
            "decode: the state was not made by start()");
-  AF_CHECK(s.cross_k.size() == s.self_k.size() &&
-               int64_t(s.cross_k[0].size()) ==
-                   key_cache_floats(c.max_source_positions, c.decoder_heads, d / c.decoder_heads),
-           ErrorCode::kInvalidArgument, "whisper",
-           "decode: cross_k is not start()'s blocked key layout");
-  AF_CHECK(past + m <= c.max_target_positions, ErrorCode::kOutOfRange, "whisper",
-           "decode: ", past + m, " decoder positions exceed max_target_positions ",
+  AF_CHECK(
+      s.cross_k.size() == s.self_k.size() &&
+          int64_t(s.cross_k[0].size()) == key_cache_floats(c.max_source_positions, c.decoder_heads,
+                                                           c.d_model / c.decoder_heads),
+      ErrorCode::kInvalidArgument, "whisper",
+      "decode: cross_k is not start()'s blocked key layout");
+  AF_CHECK(s.n_past + m <= c.max_target_positions, ErrorCode::kOutOfRange, "whisper",
+           "decode: ", s.n_past + m, " decoder positions exceed max_target_positions ",
            c.max_target_positions);
+}
+
+std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids, bool all_logits,
+                                   WhisperCrossScores* cross_scores) {
+  const int64_t m = int64_t(ids.size());
+  check_state(s, m);
+  WhisperState* states[] = {&s};
+  const int64_t rows = all_logits ? m : 1;
+  std::vector<float> logits(static_cast<size_t>(rows * config_.vocab_size));
+  forward(states, ids, m, all_logits, logits.data(), cross_scores);
+  return logits;
+}
+
+std::vector<float> Whisper::decode_step(std::span<WhisperState* const> states,
+                                        std::span<const int32_t> ids) {
+  AF_CHECK(!states.empty() && ids.size() == states.size(), ErrorCode::kInvalidArgument, "whisper",
+           "decode_step: ", ids.size(), " ids for ", states.size(), " states");
+  for (size_t i = 0; i < states.size(); ++i) {
+    check_state(*states[i], 1);
+    for (size_t j = 0; j < i; ++j) {
+      AF_CHECK(states[j] != states[i], ErrorCode::kInvalidArgument, "whisper",
+               "decode_step: state ", i, " is also state ", j);
+    }
+  }
+  std::vector<float> logits(states.size() * static_cast<size_t>(config_.vocab_size));
+  forward(states, ids, 1, false, logits.data(), nullptr);
+  return logits;
+}
+
+// The decoder over rows x of ids: with one state, its `per_state` tokens (decode); with several,
+// one token each (decode_step). Self- and cross-attention run per state as decode() of that
+// state alone would run them; the norms and matmuls go over all rows at once, each row's result
+// the same bits as alone (every kernel sums each output over k in an order that does not depend
+// on the other rows), so the weights are read once per step for all states.
+void Whisper::forward(std::span<WhisperState* const> states, std::span<const int32_t> ids,
+                      int64_t per_state, bool all_logits, float* logits,
+                      WhisperCrossScores* cross_scores) {
+  const WhisperConfig& c = config_;
+  const int64_t d = c.d_model, m = int64_t(ids.size());
   Backend& be = *backend_;
-  std::vector<float> x(static_cast<size_t>(m * d));
+  std::vector<float> x(static_cast<size_t>(m * d));  // [m, d]
   w_->tokens.forward(be, ids.data(), m, x.data());
   if (c.scale_embedding) be.scale(x.data(), std::sqrt(float(d)), m * d);
-  be.add_scaled(x.data(), w_->decoder_positions.data() + past * d, 1.0f, m * d);
-
+  for (size_t i = 0; i < states.size(); ++i) {
+    be.add_scaled(x.data() + int64_t(i) * per_state * d,
+                  w_->decoder_positions.data() + states[i]->n_past * d, 1.0f, per_state * d);
+  }
   const int64_t heads = c.decoder_heads, hd = d / heads, n_audio = c.max_source_positions;
   const float eps = float(c.layer_norm_eps), scale = 1.0f / std::sqrt(float(hd));
-  std::vector<float> h(x.size()), q(x.size()), att(x.size());
+  const bool one = states.size() == 1;
+  std::vector<float> h(x.size()), q(x.size()), att(x.size());               // [m, d]
+  std::vector<float> k_new(one ? 0 : x.size()), v_new(one ? 0 : x.size());  // [m, d]
   std::vector<float> ffn(static_cast<size_t>(m * c.decoder_ffn));
   for (size_t i = 0; i < w_->decoder.size(); ++i) {
     const DecoderLayer& l = w_->decoder[i];
-    float* k_cache = s.self_k[i].data();
-    float* v_cache = s.self_v[i].data();
     l.self_norm.forward(be, x.data(), m, eps, h.data());
+    // One state writes its keys/values straight into its cache; several go through k_new/v_new.
+    WhisperState& first = *states[0];
+    float* k_out = one ? first.self_k[i].data() + first.n_past * d : k_new.data();
+    float* v_out = one ? first.self_v[i].data() + first.n_past * d : v_new.data();
     const Backend::MatmulTarget qkv[] = {l.self_attn.q.target(q.data()),
-                                         l.self_attn.k.target(k_cache + past * d),
-                                         l.self_attn.v.target(v_cache + past * d)};
+                                         l.self_attn.k.target(k_out), l.self_attn.v.target(v_out)};
     be.matmul_group(h.data(), m, qkv, 3);
-    AttentionMask causal{AttentionMaskKind::kCausal, past};
-    be.attention_rows(q.data(), d, k_cache, d, v_cache, d, m, past + m, heads, heads, hd, scale,
-                      causal, att.data());
+    for (size_t j = 0; j < states.size(); ++j) {
+      WhisperState& s = *states[j];
+      const int64_t row = int64_t(j) * per_state, past = s.n_past;
+      float* k_cache = s.self_k[i].data();
+      float* v_cache = s.self_v[i].data();
+      if (!one) {
+        std::copy_n(k_new.data() + row * d, per_state * d, k_cache + past * d);
+        std::copy_n(v_new.data() + row * d, per_state * d, v_cache + past * d);
+      }
+      AttentionMask causal{AttentionMaskKind::kCausal, past};
+      be.attention_rows(q.data() + row * d, d, k_cache, d, v_cache, d, per_state, past + per_state,
+                        heads, heads, hd, scale, causal, att.data() + row * d);
+    }
     l.self_attn.out.forward(be, att.data(), m, h.data());
     be.add_scaled(x.data(), h.data(), 1.0f, m * d);
 
     l.cross_norm.forward(be, x.data(), m, eps, h.data());
     l.cross_attn.q.forward(be, h.data(), m, q.data());
-    if (cross_scores) {
-      cross_scores->record(int64_t(i), q.data(), s.cross_k[i].data(), m, heads, hd, n_audio, scale);
+    if (cross_scores) {  // decode() only: one state
+      cross_scores->record(int64_t(i), q.data(), states[0]->cross_k[i].data(), m, heads, hd,
+                           n_audio, scale);
     }
     // The KV-cache kernel over the pre-blocked cross keys; it is causal, so each query row is
     // its own call placed after all n_audio positions (it sees every one).
     for (int64_t t = 0; t < m; ++t) {
+      const WhisperState& s = *states[size_t(t / per_state)];
       be.attention(q.data() + t * d, s.cross_k[i].data(), s.cross_v[i].data(), 1, n_audio - 1,
                    heads, heads, hd, scale, att.data() + t * d);
     }
@@ -410,13 +447,15 @@ std::vector<float> Whisper::decode(WhisperState& s, std::span<const int32_t> ids
     l.mlp.forward(be, h.data(), m, ffn.data(), att.data());
     be.add_scaled(x.data(), att.data(), 1.0f, m * d);
   }
-  s.n_past += m;
-  const int64_t rows = all_logits ? m : 1;
-  const float* last = x.data() + (m - rows) * d;
-  w_->decoder_norm.forward(be, last, rows, eps, h.data());
-  std::vector<float> logits(static_cast<size_t>(rows * c.vocab_size));
-  be.matmul(h.data(), rows, w_->output, nullptr, logits.data(), w_->output_prepared.get());
-  return logits;
+  for (WhisperState* s : states) s->n_past += per_state;
+  // All rows (decode's all_logits), or the last row of each state.
+  const int64_t n_states = int64_t(states.size());
+  const int64_t rows = all_logits ? m : n_states;
+  if (!all_logits && per_state > 1) {  // one state: its last row
+    std::copy_n(x.data() + (m - 1) * d, d, x.data());
+  }
+  w_->decoder_norm.forward(be, x.data(), rows, eps, h.data());
+  be.matmul(h.data(), rows, w_->output, nullptr, logits, w_->output_prepared.get());
 }
 
 }  // namespace af::models

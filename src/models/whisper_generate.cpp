@@ -305,6 +305,36 @@ double softmax_at(std::span<const float> logits, size_t id) {
   return std::exp(double(logits[id] - top)) / sum;
 }
 
+// The prompt's decode: the logits after its last id, and with no_speech_position the no-speech
+// probability there (two calls, so those logits come without the whole prompt's [n, vocab]).
+std::vector<float> decode_prompt(Whisper& model, WhisperState& state, std::span<const int32_t> ids,
+                                 const WhisperGenerationConfig& c,
+                                 std::optional<size_t> no_speech_position, WhisperWindow& out) {
+  AF_CHECK(!ids.empty(), ErrorCode::kInvalidArgument, "whisper", "empty decoder prompt");
+  if (!no_speech_position) return model.decode(state, ids, false);
+  const size_t at = *no_speech_position;
+  AF_CHECK(at < ids.size() && c.no_timestamps_token_id > 0, ErrorCode::kInvalidArgument, "whisper",
+           "no-speech position ", at, " outside the prompt of ", ids.size());
+  std::vector<float> logits = model.decode(state, ids.first(at + 1), false);
+  out.no_speech_prob = softmax_at(logits, size_t(c.no_timestamps_token_id - 1));
+  if (at + 1 < ids.size()) logits = model.decode(state, ids.subspan(at + 1), false);
+  return logits;
+}
+
+// One greedy or sampling step: the rules on `logits`, then the chosen token appended to ids and
+// out. Returns whether the window goes on (no eos, under max_length).
+bool next_token(const WhisperGenerationConfig& c, bool timestamps, size_t begin_index,
+                int64_t max_length, double temperature, std::mt19937_64& rng,
+                std::span<float> logits, std::vector<int32_t>& ids, WhisperWindow& out) {
+  whisper_process_logits(c, timestamps, ids, begin_index, logits);
+  const int32_t next =
+      temperature > 0.0 ? sample(logits, temperature, rng) : int32_t(argmax(logits));
+  ids.push_back(next);
+  out.tokens.push_back(next);
+  out.token_logprobs.push_back(token_logprob(logits, size_t(next)));
+  return next != c.eos_token_id && int64_t(ids.size()) < max_length;
+}
+
 }  // namespace
 
 WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
@@ -312,23 +342,11 @@ WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
                                     const WhisperGenerationConfig& c, bool timestamps,
                                     int64_t max_length, std::optional<size_t> no_speech_position,
                                     const WhisperSearch& search) {
-  AF_CHECK(!input.empty(), ErrorCode::kInvalidArgument, "whisper", "empty decoder prompt");
   AF_CHECK(search.beam_size >= 1 && search.beam_size <= kMaxBeams, ErrorCode::kInvalidArgument,
            "whisper", "beam_size ", search.beam_size, " outside 1..", kMaxBeams);
   WhisperWindow out;
   std::vector<int32_t> ids(input.begin(), input.end());
-  std::vector<float> logits;
-  if (no_speech_position) {
-    // Two calls so the logits at that position come without the whole prompt's [n, vocab].
-    const size_t at = *no_speech_position;
-    AF_CHECK(at < ids.size() && c.no_timestamps_token_id > 0, ErrorCode::kInvalidArgument,
-             "whisper", "no-speech position ", at, " outside the prompt of ", ids.size());
-    logits = model.decode(state, std::span(ids).first(at + 1), false);
-    out.no_speech_prob = softmax_at(logits, size_t(c.no_timestamps_token_id - 1));
-    if (at + 1 < ids.size()) logits = model.decode(state, std::span(ids).subspan(at + 1), false);
-  } else {
-    logits = model.decode(state, ids, false);
-  }
+  std::vector<float> logits = decode_prompt(model, state, ids, c, no_speech_position, out);
   AF_CHECK(std::isfinite(search.temperature) && search.temperature >= 0.0,
            ErrorCode::kInvalidArgument, "whisper", "temperature ", search.temperature,
            " must be finite and >= 0");
@@ -339,15 +357,52 @@ WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
     return beam;
   }
   std::mt19937_64 rng(search.seed);
-  while (int64_t(ids.size()) < max_length) {
-    whisper_process_logits(c, timestamps, ids, input.size(), logits);
-    const int32_t next = search.temperature > 0.0 ? sample(logits, search.temperature, rng)
-                                                  : int32_t(argmax(logits));
-    ids.push_back(next);
-    out.tokens.push_back(next);
-    out.token_logprobs.push_back(token_logprob(logits, size_t(next)));
-    if (next == c.eos_token_id || int64_t(ids.size()) >= max_length) break;
+  if (int64_t(ids.size()) >= max_length) return out;
+  while (next_token(c, timestamps, input.size(), max_length, search.temperature, rng, logits, ids,
+                    out)) {
     logits = model.decode(state, std::span(&ids.back(), 1), false);
+  }
+  return out;
+}
+
+std::vector<WhisperWindow> whisper_decode_windows(Whisper& model,
+                                                  std::span<WhisperState* const> states,
+                                                  std::span<const int32_t> input,
+                                                  const WhisperGenerationConfig& c, bool timestamps,
+                                                  int64_t max_length,
+                                                  std::optional<size_t> no_speech_position) {
+  const size_t n = states.size();
+  std::vector<WhisperWindow> out(n);
+  std::vector<std::vector<int32_t>> ids(n, std::vector<int32_t>(input.begin(), input.end()));
+  std::vector<std::vector<float>> logits(n);
+  for (size_t i = 0; i < n; ++i) {
+    logits[i] = decode_prompt(model, *states[i], ids[i], c, no_speech_position, out[i]);
+  }
+  std::mt19937_64 rng(0);      // unused: greedy
+  std::vector<size_t> active;  // windows still decoding, in order
+  for (size_t i = 0; i < n; ++i) {
+    if (int64_t(ids[i].size()) < max_length) active.push_back(i);
+  }
+  std::vector<WhisperState*> step_states;
+  std::vector<int32_t> step_ids;
+  while (!active.empty()) {
+    std::erase_if(active, [&](size_t i) {
+      return !next_token(c, timestamps, input.size(), max_length, 0.0, rng, logits[i], ids[i],
+                         out[i]);
+    });
+    step_states.clear();
+    step_ids.clear();
+    for (size_t i : active) {
+      step_states.push_back(states[i]);
+      step_ids.push_back(ids[i].back());
+    }
+    if (active.empty()) break;
+    const std::vector<float> step = model.decode_step(step_states, step_ids);
+    const size_t vocab = step.size() / active.size();
+    for (size_t j = 0; j < active.size(); ++j) {
+      logits[active[j]].assign(step.begin() + std::ptrdiff_t(j * vocab),
+                               step.begin() + std::ptrdiff_t((j + 1) * vocab));
+    }
   }
   return out;
 }

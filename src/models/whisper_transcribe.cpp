@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <limits>
@@ -330,17 +331,12 @@ struct Attempt {
 
 using CompressionFn = std::function<double(const std::vector<int32_t>&)>;
 
-// One decode of the window at temperature t (state: a fresh decoder state for it).
-Attempt attempt_at(Whisper& model, WhisperState& state, const WhisperGenerationConfig& c,
-                   const WindowRequest& r, double t, uint64_t seed,
-                   const CompressionFn& compression_of) {
-  WhisperSearch search = r.search;
-  search.temperature = t;
-  search.seed = seed;
+// A decoded window with its scores, eos removed.
+Attempt scored_attempt(WhisperWindow window, double t, const WhisperGenerationConfig& c,
+                       const CompressionFn& compression_of) {
   Attempt a;
   a.temperature = t;
-  a.window = whisper_decode_window(model, state, r.input, c, r.timestamps, r.max_length,
-                                   r.sot_position, search);
+  a.window = std::move(window);
   const std::vector<float>& lp = a.window.token_logprobs;
   for (float x : lp) a.avg_logprob += x;
   if (!lp.empty()) a.avg_logprob /= double(lp.size());
@@ -348,6 +344,18 @@ Attempt attempt_at(Whisper& model, WhisperState& state, const WhisperGenerationC
   a.compression = compression_of(tokens);  // transformers counts eos' bytes too
   if (!tokens.empty() && tokens.back() == c.eos_token_id) tokens.pop_back();
   return a;
+}
+
+// One decode of the window at temperature t (state: a fresh decoder state for it).
+Attempt attempt_at(Whisper& model, WhisperState& state, const WhisperGenerationConfig& c,
+                   const WindowRequest& r, double t, uint64_t seed,
+                   const CompressionFn& compression_of) {
+  WhisperSearch search = r.search;
+  search.temperature = t;
+  search.seed = seed;
+  return scored_attempt(whisper_decode_window(model, state, r.input, c, r.timestamps, r.max_length,
+                                              r.sot_position, search),
+                        t, c, compression_of);
 }
 
 // The window at each temperature in turn until one passes (faster-whisper's
@@ -358,9 +366,12 @@ Attempt attempt_at(Whisper& model, WhisperState& state, const WhisperGenerationC
 // above no_speech_threshold with that low log-probability). When all fail, the best average
 // log-probability among those under the compression threshold (else among all) is kept, with
 // the last temperature.
+// `decoded`: the first attempt when it was decoded already (windows side by side); `first` is
+// then not used.
 Attempt decode_with_fallback(Whisper& model, WhisperState& first, const WhisperGenerationConfig& c,
                              const WindowRequest& r, const WhisperTranscribeOptions& o,
-                             const CompressionFn& compression_of) {
+                             const CompressionFn& compression_of,
+                             std::optional<Attempt> decoded = std::nullopt) {
   std::vector<Attempt> all, below_threshold;
   bool first_used = false;
   for (size_t ti = 0; ti < o.temperatures.size(); ++ti) {
@@ -372,7 +383,10 @@ Attempt decode_with_fallback(Whisper& model, WhisperState& first, const WhisperG
       WhisperState fresh;
       if (first_used) fresh = model.start(r.encoded);
       const uint64_t seed = o.seed ^ (r.seek * 0x9E3779B97F4A7C15ull) ^ (ti << 32) ^ uint64_t(i);
-      Attempt a = attempt_at(model, first_used ? fresh : first, c, r, t, seed, compression_of);
+      Attempt a =
+          decoded ? std::move(*decoded)
+                  : attempt_at(model, first_used ? fresh : first, c, r, t, seed, compression_of);
+      decoded.reset();
       first_used = true;
       const size_t n = a.window.token_logprobs.size();
       const double score = a.avg_logprob * double(n) /
@@ -403,6 +417,25 @@ Attempt decode_with_fallback(Whisper& model, WhisperState& first, const WhisperG
       [](const Attempt& x, const Attempt& y) { return x.avg_logprob < y.avg_logprob; });
   chosen.temperature = o.temperatures.back();
   return chosen;
+}
+
+// A window decoded ahead of the loop (windows side by side): its encoder output and its first
+// attempt.
+struct DecodedWindow {
+  std::vector<float> encoded;  // [max_source_positions, d_model]
+  Attempt first;
+};
+
+// Decoder state bytes above which fewer windows go side by side (encoder output, cross and
+// self-attention caches: about 51 MB per window for base, 4 windows fit).
+constexpr int64_t kSideBySideBytes = int64_t{256} << 20;
+
+int64_t state_bytes(const WhisperState& s) {
+  int64_t floats = 0;
+  for (const auto* caches : {&s.cross_k, &s.cross_v, &s.self_k, &s.self_v}) {
+    for (const std::vector<float>& c : *caches) floats += int64_t(c.size());
+  }
+  return floats * int64_t(sizeof(float));
 }
 
 }  // namespace
@@ -523,17 +556,62 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
   int32_t language = -1;
   int64_t running_max_length = c.max_length;
   const int64_t total_frames = mel.total_frames();
+  const auto init_tokens = [&](WhisperState& state) {
+    if (!init.empty()) return;
+    WhisperGenerateOptions prompt_options;
+    prompt_options.language = o.language;
+    prompt_options.task = o.task;
+    prompt_options.timestamps = timestamps;
+    init = whisper_init_tokens(*model_, state, c, prompt_options, &language);
+  };
+  // faster-whisper's windows without timestamps start every 30 s and, with no prompt and no
+  // conditioning on earlier text, do not depend on each other: their first (greedy) attempts
+  // are decoded side by side, up to batch_windows at a time, each as it would be alone. Not
+  // with word timestamps: the next window then starts at the last word's end, and the words
+  // are aligned through the window's own decoder state.
+  const bool side_by_side = faster_whisper && !timestamps && !o.condition_on_prev_tokens &&
+                            !o.word_timestamps && prompt_ids.empty() &&
+                            o.temperatures.front() == 0.0 && search.beam_size == 1 &&
+                            o.batch_windows > 1;
+  std::deque<DecodedWindow> ahead;  // the windows from the loop's seek on, decoded
+  const auto decode_ahead = [&](int64_t from) {
+    std::vector<WhisperState> states;
+    int64_t limit = o.batch_windows;
+    for (int64_t at = from; at < total_frames && int64_t(states.size()) < limit;) {
+      const int64_t frames = std::min(total_frames - at, mel.window_frames());
+      ahead.push_back({model_->encode(mel.window(at, frames)), {}});
+      states.push_back(model_->start(ahead.back().encoded));
+      if (states.size() == 1) {
+        const int64_t bytes =
+            state_bytes(states[0]) + int64_t(sizeof(float) * ahead.back().encoded.size());
+        limit = std::clamp<int64_t>(kSideBySideBytes / bytes, 1, limit);
+      }
+      at += frames;
+    }
+    init_tokens(states[0]);
+    const int64_t max_length =
+        ctranslate2_max_length(int64_t(init.size()), o.max_new_tokens, mc.max_target_positions);
+    const size_t sot_position = init.size() > 1 ? 0 : init.size() - 1;
+    std::vector<WhisperState*> pointers;
+    for (WhisperState& st : states) pointers.push_back(&st);
+    std::vector<WhisperWindow> windows =
+        whisper_decode_windows(*model_, pointers, init, c, false, max_length, sot_position);
+    for (size_t i = 0; i < windows.size(); ++i) {
+      ahead[i].first = scored_attempt(std::move(windows[i]), 0.0, c, compression_of);
+    }
+  };
   for (int64_t seek = 0; seek < total_frames;) {
     const int64_t seek_num_frames = std::min(total_frames - seek, mel.window_frames());
-    const std::vector<float> encoded = model_->encode(mel.window(seek, seek_num_frames));
-    WhisperState state = model_->start(encoded);
-    if (init.empty()) {
-      WhisperGenerateOptions prompt_options;
-      prompt_options.language = o.language;
-      prompt_options.task = o.task;
-      prompt_options.timestamps = timestamps;
-      init = whisper_init_tokens(*model_, state, c, prompt_options, &language);
+    if (side_by_side && ahead.empty()) decode_ahead(seek);
+    std::optional<DecodedWindow> done;
+    if (!ahead.empty()) {
+      done = std::move(ahead.front());
+      ahead.pop_front();
     }
+    const std::vector<float> encoded =
+        done ? std::move(done->encoded) : model_->encode(mel.window(seek, seek_num_frames));
+    WhisperState state = done ? WhisperState() : model_->start(encoded);
+    init_tokens(state);
     std::vector<int32_t> input;
     if (o.condition_on_prev_tokens && !history.empty()) {
       input = previous_tokens(history, c.timestamp_begin(), c.prev_sot(), cut_off);
@@ -561,7 +639,9 @@ WhisperTranscription WhisperTranscriber::transcribe(modalities::AudioStream& aud
     const size_t sot_position = init.size() > 1 ? input.size() - init.size() : input.size() - 1;
     const WindowRequest request{encoded,      input,  timestamps,    max_length,
                                 sot_position, search, uint64_t(seek)};
-    Attempt chosen = decode_with_fallback(*model_, state, c, request, o, compression_of);
+    Attempt chosen =
+        decode_with_fallback(*model_, state, c, request, o, compression_of,
+                             done ? std::optional<Attempt>(std::move(done->first)) : std::nullopt);
     WhisperWindow& w = chosen.window;
     const double avg_logprob = chosen.avg_logprob, compression = chosen.compression;
     // transformers needs both thresholds; faster-whisper skips on no_speech_threshold alone

@@ -111,6 +111,39 @@ TEST(WhisperHalfWeights, ExactFloat16WeightsReadHalfTheBytesWithTheSameLogits) {
   }
 }
 
+// The vectorised check behind the float16 copies: every float16 value (subnormals, zeros of
+// both signs, infinities) converts back to its own bits, in long arrays as in single values,
+// and one inexact value anywhere (past the first block too) refuses the whole array.
+TEST(WhisperHalfWeights, ExactConversionTakesEveryFloat16AndNothingElse) {
+  std::vector<float> all;
+  std::vector<uint16_t> bits;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const float f = f16_to_f32(uint16_t(h));
+    if (std::isnan(f)) continue;
+    all.push_back(f);
+    bits.push_back(uint16_t(h));
+  }
+  std::vector<uint16_t> out(all.size());
+  ASSERT_TRUE(f32_to_f16_exact(all.data(), int64_t(all.size()), out.data()));
+  EXPECT_EQ(out, bits);
+  for (size_t i = 0; i < all.size(); i += 997) {
+    uint16_t one = 0;
+    ASSERT_TRUE(f32_to_f16_exact(&all[i], 1, &one));
+    EXPECT_EQ(one, bits[i]);
+  }
+  const float inexact[] = {std::nanf(""), 65520.0f,    1.0f + 0x1p-11f,     0x1p-25f,
+                           0x1.8p-24f,    -0x1.8p-24f, 0x1p-15f + 0x1p-30f, 1e-30f,
+                           -1e10f,        0x1.002p-14f};
+  for (float bad : inexact) {
+    SCOPED_TRACE(bad);
+    std::vector<float> v(all.begin(), all.begin() + 1000);
+    v[700] = bad;
+    EXPECT_FALSE(f32_to_f16_exact(v.data(), int64_t(v.size()), out.data()));
+    uint16_t one = 0;
+    EXPECT_FALSE(f32_to_f16_exact(&bad, 1, &one));
+  }
+}
+
 TEST(WhisperHalfWeights, Float32CheckpointKeepsFloat32Weights) {
   auto model = Whisper::load(tiny_dir());
   EXPECT_EQ(model->token_weight_bytes(), float32_token_bytes(model->config()));

@@ -24,4 +24,9 @@ inline uint16_t f32_to_bf16(float f) {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);  // round to nearest even, overflow to inf
 
+// Writes the float16 bits of src[0, n) to dst and returns true when every value is a float16
+// exactly (finite or infinite; -0 keeps its sign); false otherwise (dst then unspecified).
+// Vectorised for long arrays (model weights stored as float16 values widened to float32).
+bool f32_to_f16_exact(const float* src, int64_t n, uint16_t* dst);
+
 }  // namespace af

@@ -92,10 +92,20 @@ class Whisper {
   // With cross_scores, the cross-attention scores of its heads are recorded too.
   std::vector<float> decode(WhisperState& state, std::span<const int32_t> ids, bool all_logits,
                             WhisperCrossScores* cross_scores = nullptr);
+  // One token for each of several states (distinct, each at its own position): ids[i] is
+  // appended to states[i]; returns [states.size(), vocab_size] logits, row i the same bits as
+  // decode(*states[i], {ids[i]}, false) gives. The decoder's weights (most of a step's memory
+  // traffic) are read once for all rows: independent windows decoded side by side.
+  std::vector<float> decode_step(std::span<WhisperState* const> states,
+                                 std::span<const int32_t> ids);
 
  private:
   struct Weights;
   Whisper() = default;
+  void check_state(const WhisperState& state, int64_t n_new) const;
+  void forward(std::span<WhisperState* const> states, std::span<const int32_t> ids,
+               int64_t per_state, bool all_logits, float* logits,
+               WhisperCrossScores* cross_scores);
   io::ModelFiles files_;
   WhisperConfig config_;
   std::shared_ptr<Backend> backend_;

@@ -112,6 +112,14 @@ WhisperWindow whisper_decode_window(Whisper& model, WhisperState& state,
                                     std::optional<size_t> no_speech_position = std::nullopt,
                                     const WhisperSearch& search = {});
 
+// Greedy decoding of several windows side by side, each from the same `input` in its own fresh
+// state (distinct): what whisper_decode_window gives each (greedy), the same tokens and scores,
+// with every step of the windows still going run as one Whisper::decode_step, so the decoder's
+// weights are read once per step for all of them.
+std::vector<WhisperWindow> whisper_decode_windows(
+    Whisper& model, std::span<WhisperState* const> states, std::span<const int32_t> input,
+    const WhisperGenerationConfig& config, bool timestamps, int64_t max_length,
+    std::optional<size_t> no_speech_position = std::nullopt);
 // One step's logits rules (exposed for tests): `scores` [vocab] of the next token after `ids`
 // (prompt + generated so far), of which the first `begin_index` are the prompt.
 void whisper_process_logits(const WhisperGenerationConfig& config, bool timestamps,

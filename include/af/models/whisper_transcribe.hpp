@@ -78,6 +78,13 @@ struct WhisperTranscribeOptions {
   // kFasterWhisper skips on no_speech_threshold alone unless logprob_threshold is beaten).
   std::optional<double> no_speech_threshold, logprob_threshold;
   int64_t max_new_tokens = 0;  // per window; 0: up to generation_config's max_length
+  // kFasterWhisper without timestamps steps fixed 30 s windows; with no prompt, no
+  // condition_on_prev_tokens, beam_size 1 and temperatures[0] 0 they do not depend on each
+  // other, and up to this many are decoded side by side (their first attempts; each step reads
+  // the decoder's weights once for all), with the same results as one at a time. Fewer when
+  // their encoder outputs and decoder states would pass 256 MiB (about 51 MB a window for
+  // base). 1: one window at a time.
+  int64_t batch_windows = 4;
   // Per-word times and probabilities as faster-whisper's word_timestamps=True (openai-whisper's
   // algorithm): each window's text tokens are decoded once more after <|startoftranscript|>
   // [language] [task] <|notimestamps|>, the cross-attention of generation_config's
