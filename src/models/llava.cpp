@@ -166,6 +166,14 @@ std::unique_ptr<CausalLM> make_llava(io::ModelFiles files, const io::HfConfig& c
   return load_folder(std::move(files), config, options, {});
 }
 
+namespace {
+constexpr std::string_view kClasses[] = {"LlavaForConditionalGeneration",
+                                         "LlavaNextForConditionalGeneration"};
+}  // namespace
+
+// HF folders only; a text GGUF takes llama.cpp's mmproj through load_multimodal instead.
+constinit const ArchitectureInfo kLlavaArchitecture{kClasses, make_llava};
+
 std::unique_ptr<MultimodalLM> compose_multimodal(std::unique_ptr<CausalLM> text,
                                                  std::unique_ptr<ImageEncoder> encoder,
                                                  int32_t image_token_id) {

@@ -7,41 +7,52 @@
 #include "af/models/multimodal.hpp"
 
 namespace af::models {
+
+// Qwen2-VL / Qwen2.5-VL: HF folders only (kept here while qwen2_vl.cpp changes elsewhere).
+constexpr std::string_view kQwen2VlClasses[] = {"Qwen2VLForConditionalGeneration",
+                                                "Qwen2_5_VLForConditionalGeneration"};
+constinit const ArchitectureInfo kQwen2VlArchitecture{kQwen2VlClasses, make_qwen2_vl};
+
 namespace {
 
-// A plain array: adding a model adds one line (no count to keep in step).
-constexpr std::pair<const char*, ModelFactory> kFactories[] = {
-    {"LlamaForCausalLM", make_llama},
-    {"MistralForCausalLM", make_llama},
-    {"Qwen2ForCausalLM", make_qwen2},
-    {"Qwen3ForCausalLM", make_qwen3},
-    {"MiniCPMForCausalLM", make_minicpm},
-    {"MiniCPM4ForCausalLM", make_minicpm},
-    {"MiniCPMModel", make_minicpm},
-    {"Phi3ForCausalLM", make_phi3},
-    {"Gemma2ForCausalLM", make_gemma2},
-    {"Gemma3ForCausalLM", make_gemma3},
-    {"Qwen2MoeForCausalLM", make_qwen2_moe},
-    {"Qwen3MoeForCausalLM", make_qwen3_moe},
-    {"MixtralForCausalLM", make_mixtral},
-    {"LlavaForConditionalGeneration", make_llava},
-    {"LlavaNextForConditionalGeneration", make_llava},
-    {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
-    {"Qwen2VLForConditionalGeneration", make_qwen2_vl},
-    {"Qwen2_5_VLForConditionalGeneration", make_qwen2_vl},
-};
+#define AF_MODEL_FAMILY_ADDRESS(name) &k##name##Architecture,
+constexpr const ArchitectureInfo* kArchitectures[] = {AF_MODEL_FAMILIES(AF_MODEL_FAMILY_ADDRESS)};
+#undef AF_MODEL_FAMILY_ADDRESS
 
 constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{
     {"BertModel", make_bert},
 }};
 
+// The families' GGUF forms, for io (af/io/architecture.hpp): readers of GGUF files find them
+// by general.architecture without io including models/.
+std::vector<const io::GgufArchitecture*> gguf_forms() {
+  std::vector<const io::GgufArchitecture*> out;
+  for (const ArchitectureInfo* a : kArchitectures) {
+    if (a->gguf) out.push_back(a->gguf);
+  }
+  return out;
+}
+
+// Set before main: every ArchitectureInfo is constant-initialised (constinit), so reading them
+// here does not depend on the order of dynamic initialisation between files.
+[[maybe_unused]] const bool kGgufFormsSet = (io::set_gguf_architectures(gguf_forms()), true);
+
 }  // namespace
 
-ModelFactory find_factory(const std::string& architecture) {
-  for (const auto& [name, factory] : kFactories) {
-    if (architecture == name) return factory;
+std::span<const ArchitectureInfo* const> architectures() { return kArchitectures; }
+
+const ArchitectureInfo* find_architecture(std::string_view hf_class) {
+  for (const ArchitectureInfo* a : kArchitectures) {
+    for (std::string_view name : a->hf_classes) {
+      if (name == hf_class) return a;
+    }
   }
   return nullptr;
+}
+
+ModelFactory find_factory(const std::string& architecture) {
+  const ArchitectureInfo* a = find_architecture(architecture);
+  return a ? a->factory : nullptr;
 }
 
 EncoderFactory find_encoder_factory(const std::string& architecture) {
@@ -53,7 +64,9 @@ EncoderFactory find_encoder_factory(const std::string& architecture) {
 
 std::vector<std::string> supported_architectures() {
   std::vector<std::string> names;
-  for (const auto& entry : kFactories) names.emplace_back(entry.first);
+  for (const ArchitectureInfo* a : kArchitectures) {
+    for (std::string_view name : a->hf_classes) names.emplace_back(name);
+  }
   return names;
 }
 

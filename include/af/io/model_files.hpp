@@ -13,6 +13,8 @@
 
 namespace af::io {
 
+struct GgufArchitecture;
+
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
@@ -34,6 +36,9 @@ struct ModelFiles {
   RopeLayout qk_rope_layout = RopeLayout::kHalf;
   // The parsed GGUF file (metadata such as the tokenizer vocabulary); null for safetensors.
   std::shared_ptr<const GgufFile> gguf;
+  // The GGUF file's family (its tensor names, af/io/architecture.hpp); null for safetensors
+  // and mmproj files.
+  const GgufArchitecture* gguf_architecture = nullptr;
 };
 
 // `path` is an HF folder (model.safetensors or model.safetensors.index.json + shards, and
@@ -47,8 +52,9 @@ ModelFiles open_model_files(const std::string& path);
 // "" for anything else, a folder or an unreadable path.
 std::string sniff_file_format(const std::string& path);
 
-// GGUF <-> Hugging Face tensor names through the one table in io/ (e.g. "blk.3.attn_q.weight"
-// <-> "model.layers.3.self_attn.q_proj.weight"). Names outside the table come back unchanged.
+// GGUF <-> Hugging Face tensor names through the shared table in io/ (e.g. "blk.3.attn_q.weight"
+// <-> "model.layers.3.self_attn.q_proj.weight"); names outside it come back unchanged. A family's
+// own names: the overloads in af/io/architecture.hpp.
 std::string hf_name_from_gguf(const std::string& gguf_name);
 std::string gguf_name_from_hf(const std::string& hf_name);
 
