@@ -12,6 +12,7 @@
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/image_encoder.hpp"
+#include "af/models/model_files.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -67,9 +68,9 @@ Command add_image_features(CLI::App& app) {
     options.isa = o->isa;
     std::shared_ptr<Backend> backend =
         make_backend({options.device, options.num_threads, options.isa});
-    const io::ModelFiles model = io::open_model_files(o->model);
+    const io::ModelFiles model = models::open_model_files(o->model);
     const io::ModelFiles mmproj =
-        o->mmproj.empty() ? io::ModelFiles{} : io::open_model_files(o->mmproj);
+        o->mmproj.empty() ? io::ModelFiles{} : models::open_model_files(o->mmproj);
     const io::ModelFiles& files = o->mmproj.empty() ? model : mmproj;
     auto encoder =
         models::load_image_encoder(files, io::HfConfig(files.config, files.path), backend, options);

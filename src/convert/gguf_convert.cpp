@@ -1,4 +1,5 @@
 #include "af/convert/gguf_convert.hpp"
+#include "af/models/model_files.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -366,7 +367,7 @@ GgufWriteSummary write_gguf(const std::string& in, const std::string& out, const
   const int threads = options.threads > 0
                           ? options.threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const io::ModelFiles files = io::open_model_files(in);
+  const io::ModelFiles files = models::open_model_files(in);
   GgufWriter w;
   std::vector<Planned> plan;
   const int n_gqa =

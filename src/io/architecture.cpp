@@ -94,11 +94,6 @@ std::string map_name(const std::string& name, const GgufArchitecture* arch,
   return name;
 }
 
-std::vector<const GgufArchitecture*>& registered() {
-  static std::vector<const GgufArchitecture*> architectures;
-  return architectures;
-}
-
 }  // namespace
 
 std::span<const TensorName> shared_global_names() { return kGlobalNames; }
@@ -112,14 +107,9 @@ std::string gguf_name_from_hf(const std::string& hf_name, const GgufArchitecture
   return map_name(hf_name, arch, &TensorName::hf, &TensorName::gguf, kHfBlock, kGgufBlock);
 }
 
-void set_gguf_architectures(std::vector<const GgufArchitecture*> architectures) {
-  registered() = std::move(architectures);
-}
-
-const std::vector<const GgufArchitecture*>& gguf_architectures() { return registered(); }
-
-const GgufArchitecture* find_gguf_architecture(std::string_view gguf_name) {
-  for (const GgufArchitecture* a : registered()) {
+const GgufArchitecture* find_gguf_architecture(GgufArchitectures known,
+                                               std::string_view gguf_name) {
+  for (const GgufArchitecture* a : known) {
     if (a->gguf_name == gguf_name) return a;
   }
   return nullptr;

@@ -158,14 +158,15 @@ std::unique_ptr<WeightSource> open_single(const std::string& path) {
 
 // ---- HF config from GGUF metadata ------------------------------------------------------------
 
-// "llama, qwen2, ...": the registered GGUF architectures, for the unsupported-file message.
-std::string known_gguf_architectures() {
+// "llama, qwen2, ...": the GGUF architectures the caller accepts, for the unsupported-file
+// message.
+std::string known_gguf_architectures(GgufArchitectures architectures) {
   std::string known;
-  for (const GgufArchitecture* a : gguf_architectures()) {
+  for (const GgufArchitecture* a : architectures) {
     if (!known.empty()) known += ", ";
     known += a->gguf_name;
   }
-  return known.empty() ? "none registered: link af_models" : known;
+  return known.empty() ? "none given: pass models::gguf_architectures()" : known;
 }
 
 // The vocabulary size: token_embd.weight's rows, else the tokenizer's token count.
@@ -232,7 +233,8 @@ void shared_config_from_gguf(const GgufMetadata& md, json& c) {
 
 // The HF-style config of a GGUF file: the shared keys, then its family's own
 // (GgufArchitecture::config_from_gguf, in the family's model file).
-json config_from_gguf(const GgufFile& file, const GgufArchitecture** found) {
+json config_from_gguf(const GgufFile& file, GgufArchitectures architectures,
+                      const GgufArchitecture** found) {
   const GgufMetadata top(file, "");
   const std::string arch = top.get_string("general.architecture");
   *found = nullptr;
@@ -241,9 +243,10 @@ json config_from_gguf(const GgufFile& file, const GgufArchitecture** found) {
     // and tensor names itself; there is no text model to describe.
     return json{{"architectures", json::array({"clip"})}, {"model_type", "clip"}};
   }
-  *found = find_gguf_architecture(arch);
+  *found = find_gguf_architecture(architectures, arch);
   AF_CHECK(*found != nullptr, ErrorCode::kUnsupported, kComponent, file.origin(),
-           ": GGUF architecture '", arch, "' is not supported (", known_gguf_architectures(), ")");
+           ": GGUF architecture '", arch, "' is not supported (",
+           known_gguf_architectures(architectures), ")");
   const GgufMetadata md(file, arch + ".");
   json c = json::object();
   c["architectures"] = json::array({std::string((*found)->hf_class)});
@@ -253,12 +256,12 @@ json config_from_gguf(const GgufFile& file, const GgufArchitecture** found) {
   return c;
 }
 
-ModelFiles open_gguf(const std::string& path) {
+ModelFiles open_gguf(const std::string& path, GgufArchitectures architectures) {
   ModelFiles m;
   m.path = path;
   m.format = "gguf";
   auto file = std::make_shared<const GgufFile>(GgufFile::open(path));
-  m.config = config_from_gguf(*file, &m.gguf_architecture);
+  m.config = config_from_gguf(*file, architectures, &m.gguf_architecture);
   m.qk_rope_layout = m.gguf_architecture ? m.gguf_architecture->rope_layout : RopeLayout::kHalf;
   m.weights = std::make_unique<GgufWeights>(file, m.gguf_architecture);
   m.gguf = std::move(file);
@@ -294,7 +297,7 @@ std::string sniff_file_format(const std::string& path) {
   return "";
 }
 
-ModelFiles open_model_files(const std::string& path) {
+ModelFiles open_model_files(const std::string& path, GgufArchitectures architectures) {
   std::error_code ec;
   fs::file_status st = fs::status(path, ec);
   AF_CHECK(fs::exists(st), ErrorCode::kIo, kComponent, path, ": no such file or folder");
@@ -326,7 +329,7 @@ ModelFiles open_model_files(const std::string& path) {
   const std::string content = sniff_file_format(path);
   // The first bytes decide; a file named .gguf/.safetensors that is not one goes to that
   // format's reader for a precise message.
-  if (content == "gguf" || ext == ".gguf") return open_gguf(path);
+  if (content == "gguf" || ext == ".gguf") return open_gguf(path, architectures);
   if (content == "safetensors" || ext == ".safetensors") {
     fs::path config = fs::path(path).parent_path() / "config.json";
     AF_CHECK(fs::is_regular_file(config, ec), ErrorCode::kIo, kComponent, path,

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "af/core/error.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 
 namespace af::models {
@@ -23,21 +24,26 @@ constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactorie
     {"BertModel", make_bert},
 }};
 
-// The families' GGUF forms, for io (af/io/architecture.hpp): readers of GGUF files find them
-// by general.architecture without io including models/.
-std::vector<const io::GgufArchitecture*> gguf_forms() {
-  std::vector<const io::GgufArchitecture*> out;
-  for (const ArchitectureInfo* a : kArchitectures) {
-    if (a->gguf) out.push_back(a->gguf);
-  }
-  return out;
+}  // namespace
+
+io::GgufArchitectures gguf_architectures() {
+  // Built once on first use, then read-only. Every ArchitectureInfo is constant-initialised
+  // (constinit) in its own file, so reading them here does not depend on the order of dynamic
+  // initialisation between files; they are not constant expressions here (defined elsewhere),
+  // hence a const local rather than a constexpr table.
+  static const std::vector<const io::GgufArchitecture*> forms = [] {
+    std::vector<const io::GgufArchitecture*> out;
+    for (const ArchitectureInfo* a : kArchitectures) {
+      if (a->gguf) out.push_back(a->gguf);
+    }
+    return out;
+  }();
+  return forms;
 }
 
-// Set before main: every ArchitectureInfo is constant-initialised (constinit), so reading them
-// here does not depend on the order of dynamic initialisation between files.
-[[maybe_unused]] const bool kGgufFormsSet = (io::set_gguf_architectures(gguf_forms()), true);
-
-}  // namespace
+io::ModelFiles open_model_files(const std::string& path) {
+  return io::open_model_files(path, gguf_architectures());
+}
 
 std::span<const ArchitectureInfo* const> architectures() { return kArchitectures; }
 
@@ -72,7 +78,7 @@ std::vector<std::string> supported_architectures() {
 
 std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options) {
   if (!options.mmproj.empty()) return load_multimodal(path, options.mmproj, options);
-  io::ModelFiles files = io::open_model_files(path);
+  io::ModelFiles files = open_model_files(path);
   io::HfConfig config(files.config,
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const std::string arch = config.architecture();

@@ -1,6 +1,6 @@
 // One model, one file: every family's facts come from its ArchitectureInfo
-// (src/models/<family>.cpp) through the registry, and io reads GGUF files of any registered family
-// without a table of its own.
+// (src/models/<family>.cpp) through the registry, and io reads GGUF files of whichever families
+// its caller passes, without a table of its own.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include "af/core/error.hpp"
 #include "af/io/architecture.hpp"
 #include "af/io/model_files.hpp"
+#include "af/models/model_files.hpp"
 #include "models/registry.hpp"
 #include "unit/io_test_util.hpp"
 
@@ -38,10 +39,11 @@ GgufBuilder minimal_gguf(const std::string& arch) {
   return b;
 }
 
-io::ModelFiles open_built(const TempDir& dir, const GgufBuilder& b) {
+io::ModelFiles open_built(const TempDir& dir, const GgufBuilder& b,
+                          io::GgufArchitectures known = gguf_architectures()) {
   const fs::path path = dir.path() / "m.gguf";
   io::test::write_file(path, b.build());
-  return io::open_model_files(path.string());
+  return io::open_model_files(path.string(), known);
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -77,7 +79,7 @@ TEST(Architectures, EveryGgufFamilyRoundTripsItsArchitectureAndTensorNames) {
     ++families;
     const io::GgufArchitecture* g = a->gguf;
     SCOPED_TRACE(std::string(g->gguf_name));
-    EXPECT_EQ(io::find_gguf_architecture(g->gguf_name), g);
+    EXPECT_EQ(io::find_gguf_architecture(gguf_architectures(), g->gguf_name), g);
     EXPECT_EQ(find_architecture(g->hf_class), a);
     for (const io::TensorName& n : io::shared_global_names()) {
       const std::string gguf = std::string(n.gguf) + ".weight";
@@ -102,13 +104,13 @@ TEST(Architectures, EveryGgufFamilyRoundTripsItsArchitectureAndTensorNames) {
       }
     }
   }
-  EXPECT_EQ(families, static_cast<int>(io::gguf_architectures().size()));
+  EXPECT_EQ(families, static_cast<int>(gguf_architectures().size()));
   EXPECT_GE(families, 9);
 }
 
 TEST(Architectures, FamilyTensorNamesComeBeforeTheSharedTable) {
-  const io::GgufArchitecture* gemma = io::find_gguf_architecture("gemma3");
-  const io::GgufArchitecture* llama = io::find_gguf_architecture("llama");
+  const io::GgufArchitecture* gemma = io::find_gguf_architecture(gguf_architectures(), "gemma3");
+  const io::GgufArchitecture* llama = io::find_gguf_architecture(gguf_architectures(), "llama");
   ASSERT_NE(gemma, nullptr);
   ASSERT_NE(llama, nullptr);
   EXPECT_EQ(io::hf_name_from_gguf("blk.2.ffn_norm.weight", gemma),
@@ -140,8 +142,9 @@ TEST(Architectures, UnsupportedGgufErrorListsTheRegisteredFamilies) {
       << msg;
 }
 
-// A family io has never heard of, registered at run time, is read with its own class, rope
-// layout, metadata keys and tensor names: io holds no per-family table.
+// A family io has never heard of, passed by the caller, is read with its own class, rope layout,
+// metadata keys and tensor names: io holds no per-family table, and passing it changes nothing
+// for other callers (the registry's list does not gain it).
 void toy_config(const io::GgufMetadata& md, json& c) {
   c["toy_scale"] = md.get_float(md.arch("toy_scale"));
 }
@@ -151,31 +154,54 @@ constexpr io::GgufArchitecture kToy{.gguf_name = "toy",
                                     .rope_layout = RopeLayout::kInterleaved,
                                     .block_names = kToyNames,
                                     .config_from_gguf = toy_config};
+constexpr const io::GgufArchitecture* kToyOnly[] = {&kToy};
 
-TEST(Architectures, IoReadsAnyRegisteredFamily) {
-  const std::vector<const io::GgufArchitecture*> saved = io::gguf_architectures();
-  std::vector<const io::GgufArchitecture*> with_toy = saved;
-  with_toy.push_back(&kToy);
-  io::set_gguf_architectures(with_toy);
+TEST(Architectures, IoReadsTheFamiliesItsCallerPasses) {
   TempDir dir;
   GgufBuilder b = minimal_gguf("toy");
   b.kv_f32("toy.toy_scale", 0.25f);
-  std::string msg;
-  io::ModelFiles m;
-  try {
-    m = open_built(dir, b);
-  } catch (const Error& e) {
-    msg = e.what();
-  }
-  io::set_gguf_architectures(saved);
-  ASSERT_EQ(msg, "");
+  const io::ModelFiles m = open_built(dir, b, kToyOnly);
+  EXPECT_EQ(m.gguf_architecture, &kToy);
   EXPECT_EQ(m.config["architectures"], json::array({"ToyForCausalLM"}));
   EXPECT_EQ(m.config["toy_scale"].get<double>(), 0.25);
   EXPECT_EQ(m.config["hidden_size"], 16);
   EXPECT_EQ(m.qk_rope_layout, RopeLayout::kInterleaved);
   EXPECT_TRUE(m.weights->has("model.layers.0.toy_norm.weight"));
-  EXPECT_NE(error_of([&] { open_built(dir, minimal_gguf("toy")); }).find("is not supported"),
+  // The registry's families do not include it, before or after.
+  EXPECT_EQ(io::find_gguf_architecture(gguf_architectures(), "toy"), nullptr);
+  EXPECT_NE(error_of([&] { open_built(dir, b); }).find("GGUF architecture 'toy' is not supported"),
             std::string::npos);
+  // Nor does the toy list include the registry's.
+  EXPECT_NE(error_of([&] {
+              open_built(dir, minimal_gguf("llama"), kToyOnly);
+            }).find("GGUF architecture 'llama' is not supported (toy)"),
+            std::string::npos);
+}
+
+// io knows no family unless told: with none passed every text GGUF is refused with a message
+// that says so, and an mmproj (clip) still opens, as it needs no family.
+TEST(Architectures, IoWithNoFamiliesRefusesTextGgufAndSaysWhy) {
+  TempDir dir;
+  const std::string msg = error_of([&] { open_built(dir, minimal_gguf("llama"), {}); });
+  EXPECT_NE(msg.find("GGUF architecture 'llama' is not supported (none given: pass "
+                     "models::gguf_architectures())"),
+            std::string::npos)
+      << msg;
+  GgufBuilder clip;
+  clip.kv_str("general.architecture", "clip").f32_tensor("v.patch_embd.weight", {4, 4});
+  const io::ModelFiles m = open_built(dir, clip, {});
+  EXPECT_EQ(m.config["model_type"], "clip");
+  EXPECT_EQ(m.gguf_architecture, nullptr);
+}
+
+// The convenience in the models layer is io with the registry's list.
+TEST(Architectures, ModelsOpenModelFilesPassesTheRegistry) {
+  TempDir dir;
+  const fs::path path = dir.path() / "m.gguf";
+  io::test::write_file(path, minimal_gguf("qwen3").build());
+  EXPECT_EQ(open_model_files(path.string()).gguf_architecture,
+            io::find_gguf_architecture(gguf_architectures(), "qwen3"));
+  EXPECT_EQ(gguf_architectures().data(), gguf_architectures().data());  // built once
 }
 
 }  // namespace

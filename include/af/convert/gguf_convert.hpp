@@ -40,7 +40,7 @@ struct GgufWriteSummary {
   std::map<std::string, int> types;  // type name ("q4_K") -> tensors written with it
 };
 
-// Writes `out` from `in` (a GGUF file or an HF folder, as io::open_model_files opens them).
+// Writes `out` from `in` (a GGUF file or an HF folder, as models::open_model_files opens them).
 // Throws af::Error naming the file, key or tensor at fault; nothing is written then.
 GgufWriteSummary write_gguf(const std::string& in, const std::string& out, const GgufTarget& target,
                             const GgufWriteOptions& options = {});

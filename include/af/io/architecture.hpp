@@ -3,8 +3,9 @@
 // folders: the GGUF architecture name, the HF class a config synthesised from GGUF names, how
 // llama.cpp's converter lays out q/k rows, the family's own metadata keys and tensor names.
 // Each family declares one in its own file (src/models/<family>.cpp, inside its
-// models::ArchitectureInfo); models/registry.cpp lists the families and hands their GGUF parts
-// to io through set_gguf_architectures, so io never includes models/ (the layering rule).
+// models::ArchitectureInfo); models/registry.cpp lists the families, and callers of io pass
+// their GGUF parts in (GgufArchitectures; af/models/model_files.hpp does it for the registry's
+// families), so io never includes models/ (the layering rule) and holds no list of its own.
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -110,12 +111,11 @@ struct GgufArchitecture {
   std::string_view bpe_pre_tokenizer = "llama-bpe";
 };
 
-// The families io knows. models/registry.cpp sets them before main (until then, and in a
-// program without af_models, the list is empty and every GGUF architecture is refused).
-void set_gguf_architectures(std::vector<const GgufArchitecture*> architectures);
-const std::vector<const GgufArchitecture*>& gguf_architectures();
-// nullptr when unknown.
-const GgufArchitecture* find_gguf_architecture(std::string_view gguf_name);
+// The families whose GGUF files a reader accepts: given by the caller on each call
+// (models::gguf_architectures() for every registered family), never stored in io.
+using GgufArchitectures = std::span<const GgufArchitecture* const>;
+// The one of `known` named `gguf_name` (general.architecture); nullptr when none is.
+const GgufArchitecture* find_gguf_architecture(GgufArchitectures known, std::string_view gguf_name);
 
 // GGUF <-> HF tensor names for one family (its block_names first, then the shared tables);
 // names outside them come back unchanged. `arch` null: the shared tables only.

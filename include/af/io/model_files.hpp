@@ -9,11 +9,10 @@
 
 #include "af/backend/backend.hpp"
 #include "af/core/tensor.hpp"
+#include "af/io/architecture.hpp"
 #include "af/io/gguf.hpp"
 
 namespace af::io {
-
-struct GgufArchitecture;
 
 class WeightSource {
  public:
@@ -44,8 +43,10 @@ struct ModelFiles {
 // `path` is an HF folder (model.safetensors or model.safetensors.index.json + shards, and
 // config.json), a single .safetensors file with config.json beside it, or a .gguf file (either
 // file also when its name says otherwise: the first bytes decide). Anything else throws kFormat
-// "unrecognised model format" naming what was expected.
-ModelFiles open_model_files(const std::string& path);
+// "unrecognised model format" naming what was expected. A GGUF file's general.architecture must
+// be one of `architectures` (kUnsupported listing them otherwise); clip (an mmproj) always opens.
+// models::open_model_files (af/models/model_files.hpp) passes every registered family.
+ModelFiles open_model_files(const std::string& path, GgufArchitectures architectures);
 
 // What a file holds, from its first bytes (whatever its name): "gguf" (the GGUF magic),
 // "safetensors" (a little-endian header length, then '{'), "json" (a '{' after white space), or
