@@ -13,6 +13,7 @@
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/image_encoder.hpp"
+#include "af/models/model_files.hpp"
 
 namespace {
 
@@ -25,7 +26,7 @@ void BM_EncodeImage(benchmark::State& state) {
   const std::string path = env_or("AF_MMPROJ", "");
   if (path.empty()) return state.SkipWithError("set AF_MMPROJ to an mmproj GGUF");
   const int threads = std::atoi(env_or("AF_BENCH_THREADS", "2").c_str());
-  const af::io::ModelFiles files = af::io::open_model_files(path);
+  const af::io::ModelFiles files = af::models::open_model_files(path);
   std::shared_ptr<af::Backend> backend = af::make_backend({af::Device::cpu(), threads, ""});
   auto encoder =
       af::models::load_image_encoder(files, af::io::HfConfig(files.config, path), backend, {});

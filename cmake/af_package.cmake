@@ -5,7 +5,7 @@
 # (cmake/alloyforge.map): the third-party code linked into it (PCRE2, image and audio decoders,
 # nlohmann::json, standard-library instantiations) stays hidden.
 set(af_components af_core af_backend af_ops af_io af_tokenizer af_modalities af_nn af_models
-                  af_runtime)
+                  af_convert af_runtime)
 if(TARGET af_c)
   list(APPEND af_components af_c)
 endif()

@@ -31,6 +31,7 @@
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/model_files.hpp"
 #include "cli_common.hpp"
 #include "commands.hpp"
 
@@ -223,7 +224,7 @@ nlohmann::ordered_json run_case(const BenchOptions& o, const BenchCase& c) {
            c.n_prompt, " exceeds the context of ", info.context_length);
   const std::string isa = make_backend({Device::cpu(), 1, o.isa})->name();
 
-  const io::ModelFiles files = io::open_model_files(o.path);
+  const io::ModelFiles files = models::open_model_files(o.path);
   const bool tied = !files.weights->has("lm_head.weight");
   const std::optional<DType> load_as = quantize.empty() ? std::nullopt : dtype_from_name(quantize);
   const WeightBytes wb = weight_bytes(files, config.vocab_size, tied, load_as);

@@ -13,6 +13,7 @@
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/image_encoder.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 #include "cli_common.hpp"
 #include "cli_video.hpp"
@@ -88,9 +89,9 @@ Command add_image_features(CLI::App& app) {
     if (!o->video.path.empty()) return print_video_rows(o->model, options, o->video);
     std::shared_ptr<Backend> backend =
         make_backend({options.device, options.num_threads, options.isa});
-    const io::ModelFiles model = io::open_model_files(o->model);
+    const io::ModelFiles model = models::open_model_files(o->model);
     const io::ModelFiles mmproj =
-        o->mmproj.empty() ? io::ModelFiles{} : io::open_model_files(o->mmproj);
+        o->mmproj.empty() ? io::ModelFiles{} : models::open_model_files(o->mmproj);
     const io::ModelFiles& files = o->mmproj.empty() ? model : mmproj;
     auto encoder =
         models::load_image_encoder(files, io::HfConfig(files.config, files.path), backend, options);

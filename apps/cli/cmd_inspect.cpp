@@ -7,6 +7,7 @@
 #include "af/io/gguf.hpp"
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
+#include "af/models/model_files.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -16,7 +17,7 @@ Command add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   sub->add_option("-m,--model", *path, "HF folder, .safetensors or .gguf file")->required();
   return [path]() {
-    io::ModelFiles files = io::open_model_files(*path);
+    io::ModelFiles files = models::open_model_files(*path);
     io::HfConfig config(files.config, *path);
     std::printf("path: %s\nformat: %s\n", files.path.c_str(), files.format.c_str());
     if (files.gguf) {

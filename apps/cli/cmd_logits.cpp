@@ -17,6 +17,7 @@
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
 #include "cli_common.hpp"
@@ -98,7 +99,7 @@ std::vector<float> video_logits(models::CausalLM& model, std::vector<int32_t>& i
 }
 
 bool is_whisper(const std::string& path) {
-  const io::ModelFiles files = io::open_model_files(path);
+  const io::ModelFiles files = models::open_model_files(path);
   return io::HfConfig(files.config, path).architecture() == "WhisperForConditionalGeneration";
 }
 

@@ -5,6 +5,7 @@
 
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
+#include "af/models/model_files.hpp"
 #include "commands.hpp"
 
 namespace af::cli {
@@ -38,7 +39,7 @@ void check_model_options(const ModelOptions& o) {
 }
 
 int64_t trained_context(const std::string& path) {
-  const io::ModelFiles files = io::open_model_files(path);
+  const io::ModelFiles files = models::open_model_files(path);
   const nlohmann::json* config = &files.config;
   std::string field = "max_position_embeddings";
   // A LLaVA folder: the text model's context is text_config's (LlamaConfig's default 2048 when

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "af/core/error.hpp"
+#include "af/models/model_files.hpp"
 #include "io/json_util.hpp"
 #include "models/registry.hpp"
 
@@ -157,13 +158,13 @@ class DecoderEncoder final : public EncoderModel {
 }  // namespace
 
 bool is_encoder_model(const std::string& path) {
-  const io::ModelFiles files = io::open_model_files(path);
+  const io::ModelFiles files = open_model_files(path);
   const io::HfConfig config(files.config, path);
   return find_encoder_factory(config.architecture()) != nullptr;
 }
 
 std::unique_ptr<EncoderModel> load_encoder(const std::string& path, const LoadOptions& options) {
-  io::ModelFiles files = io::open_model_files(path);
+  io::ModelFiles files = open_model_files(path);
   io::HfConfig config(files.config,
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   if (EncoderFactory factory = find_encoder_factory(config.architecture())) {

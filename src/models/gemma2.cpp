@@ -53,8 +53,6 @@ GemmaSpec gemma2_spec(const io::HfConfig& config, const io::ModelFiles& files) {
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles files, const io::HfConfig& config,
                                       const LoadOptions& options) {
   GemmaSpec spec = gemma2_spec(config, files);
@@ -66,5 +64,16 @@ std::unique_ptr<CausalLM> make_gemma2(io::ModelFiles files, const io::HfConfig& 
   };
   return make_gemma_lm(std::move(files), config, spec, options, ropes);
 }
+
+constexpr std::string_view kClasses[] = {"Gemma2ForCausalLM"};
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "gemma2",
+    .hf_class = "Gemma2ForCausalLM",
+    .block_names = kGemmaBlockNames,
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kGemma2Architecture{kClasses, make_gemma2, &kGguf};
 
 }  // namespace af::models

@@ -99,8 +99,6 @@ GemmaSpec gemma3_spec(const io::HfConfig& config, const io::ModelFiles& files) {
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_gemma3(io::ModelFiles files, const io::HfConfig& config,
                                       const LoadOptions& options) {
   GemmaSpec spec = gemma3_spec(config, files);
@@ -112,5 +110,16 @@ std::unique_ptr<CausalLM> make_gemma3(io::ModelFiles files, const io::HfConfig& 
   };
   return make_gemma_lm(std::move(files), config, spec, options, ropes);
 }
+
+constexpr std::string_view kClasses[] = {"Gemma3ForCausalLM"};
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "gemma3",
+    .hf_class = "Gemma3ForCausalLM",
+    .block_names = kGemmaBlockNames,
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kGemma3Architecture{kClasses, make_gemma3, &kGguf};
 
 }  // namespace af::models

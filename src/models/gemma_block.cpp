@@ -23,87 +23,6 @@ constexpr const char* kWho = "gemma";
 // Prompts run in chunks of at most this many tokens so the scratch stays bounded.
 constexpr int64_t kChunk = 512;
 
-// ---- GGUF names: this family's own table (llama.cpp's gemma2/gemma3 tensors) ----------------
-
-struct NamePair {
-  std::string_view hf, gguf;
-};
-constexpr NamePair kGlobalNames[] = {
-    {"model.embed_tokens", "token_embd"}, {"model.norm", "output_norm"}, {"lm_head", "output"}};
-constexpr NamePair kBlockNames[] = {
-    {"input_layernorm", "attn_norm"},
-    {"self_attn.q_proj", "attn_q"},
-    {"self_attn.k_proj", "attn_k"},
-    {"self_attn.v_proj", "attn_v"},
-    {"self_attn.o_proj", "attn_output"},
-    {"self_attn.q_norm", "attn_q_norm"},
-    {"self_attn.k_norm", "attn_k_norm"},
-    {"post_attention_layernorm", "post_attention_norm"},
-    {"pre_feedforward_layernorm", "ffn_norm"},
-    {"post_feedforward_layernorm", "post_ffw_norm"},
-    {"mlp.gate_proj", "ffn_gate"},
-    {"mlp.up_proj", "ffn_up"},
-    {"mlp.down_proj", "ffn_down"},
-};
-
-// "model.layers.3.self_attn.q_proj.weight" <-> "blk.3.attn_q.weight" (from -> to by the member
-// pointers); names outside the table come back unchanged.
-std::string map_name(std::string_view name, std::string_view NamePair::*from,
-                     std::string_view NamePair::*to, std::string_view from_block,
-                     std::string_view to_block) {
-  const size_t dot = name.rfind('.');
-  if (dot == std::string_view::npos) return std::string(name);
-  const std::string_view stem = name.substr(0, dot), suffix = name.substr(dot);
-  for (const NamePair& p : kGlobalNames) {
-    if (p.*from == stem) return std::string(p.*to).append(suffix);
-  }
-  if (!stem.starts_with(from_block)) return std::string(name);
-  const std::string_view tail = stem.substr(from_block.size());
-  const size_t n = tail.find('.');
-  if (n == 0 || n == std::string_view::npos ||
-      tail.substr(0, n).find_first_not_of("0123456789") != std::string_view::npos)
-    return std::string(name);
-  for (const NamePair& p : kBlockNames) {
-    if (p.*from == tail.substr(n + 1)) {
-      return std::string(to_block)
-          .append(tail.substr(0, n))
-          .append(".")
-          .append(p.*to)
-          .append(suffix);
-    }
-  }
-  return std::string(name);
-}
-
-std::string gguf_name(std::string_view hf) {
-  return map_name(hf, &NamePair::hf, &NamePair::gguf, "model.layers.", "blk.");
-}
-
-class GemmaGgufWeights final : public io::WeightSource {
- public:
-  explicit GemmaGgufWeights(std::shared_ptr<const io::GgufFile> file) : file_(std::move(file)) {}
-  bool has(const std::string& hf_name) const override {
-    return file_->has_tensor(gguf_name(hf_name));
-  }
-  Tensor get(const std::string& hf_name) const override {
-    const std::string name = gguf_name(hf_name);
-    AF_CHECK(file_->has_tensor(name), ErrorCode::kFormat, kWho, file_->origin(),
-             ": no tensor named '", name, "' (HF name '", hf_name, "')");
-    return file_->tensor(name);
-  }
-  std::vector<std::string> names() const override {
-    std::vector<std::string> out;
-    for (const io::GgufTensorInfo& t : file_->tensors())
-      out.push_back(map_name(t.name, &NamePair::gguf, &NamePair::hf, "blk.", "model.layers."));
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-  std::string origin() const override { return file_->origin(); }
-
- private:
-  std::shared_ptr<const io::GgufFile> file_;
-};
-
 // ---- Weights -----------------------------------------------------------------------------------
 
 struct GemmaLayer {
@@ -291,11 +210,10 @@ class GemmaSequence final : public SequenceState {
 
 class GemmaLM final : public CausalLM {
  public:
-  GemmaLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<io::WeightSource> names,
-          GemmaSpec spec, GemmaWeights weights, GemmaRopes ropes, float embed_scale,
-          std::shared_ptr<Backend> backend, int64_t context, DType kv_type, ModelInfo info)
+  GemmaLM(std::shared_ptr<const io::ModelFiles> files, GemmaSpec spec, GemmaWeights weights,
+          GemmaRopes ropes, float embed_scale, std::shared_ptr<Backend> backend, int64_t context,
+          DType kv_type, ModelInfo info)
       : files_(std::move(files)),
-        names_(std::move(names)),
         s_(std::move(spec)),
         w_(std::move(weights)),
         ropes_(std::move(ropes)),
@@ -488,7 +406,6 @@ class GemmaLM final : public CausalLM {
   }
 
   std::shared_ptr<const io::ModelFiles> files_;  // the weights are views into it
-  std::unique_ptr<io::WeightSource> names_;      // GGUF: the tensor name table used at load
   GemmaSpec s_;
   GemmaWeights w_;
   GemmaRopes ropes_;
@@ -593,9 +510,8 @@ std::unique_ptr<CausalLM> make_gemma_lm(io::ModelFiles files, const io::HfConfig
                                         GemmaSpec spec, const LoadOptions& options,
                                         const GemmaRopeFactory& make_ropes) {
   auto shared = std::make_shared<const io::ModelFiles>(std::move(files));
-  std::unique_ptr<io::WeightSource> gguf_names;
-  if (shared->gguf) gguf_names = std::make_unique<GemmaGgufWeights>(shared->gguf);
-  const nn::VarBuilder vb(gguf_names ? *gguf_names : *shared->weights);
+  // GGUF files read through kGemmaBlockNames (this family's sandwich norms) in io.
+  const nn::VarBuilder vb(*shared->weights);
   GemmaWeights weights = GemmaWeights::load(vb.with_quantization(load_weight_type(options)), spec,
                                             options.on_progress);
   const int64_t context = options.context_length > 0
@@ -631,9 +547,9 @@ std::unique_ptr<CausalLM> make_gemma_lm(io::ModelFiles files, const io::HfConfig
   info.kv_bytes_per_token =
       spec.num_layers * nn::KvCache::bytes_per_position(info.kv_type_k, info.kv_type_v,
                                                         spec.num_kv_heads, spec.head_dim);
-  return std::make_unique<GemmaLM>(std::move(shared), std::move(gguf_names), std::move(spec),
-                                   std::move(weights), std::move(ropes), embed_scale,
-                                   std::move(backend), context, info.kv_type_k, std::move(info));
+  return std::make_unique<GemmaLM>(std::move(shared), std::move(spec), std::move(weights),
+                                   std::move(ropes), embed_scale, std::move(backend), context,
+                                   info.kv_type_k, std::move(info));
 }
 
 }  // namespace af::models

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "af/io/architecture.hpp"
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
@@ -41,6 +42,14 @@ struct GemmaSpec {
 std::vector<bool> sliding_layers(const io::HfConfig& config, const io::ModelFiles& files,
                                  int64_t n_layers, const std::string& gguf_arch,
                                  int64_t default_pattern);
+
+// llama.cpp's names for Gemma's sandwich norms, where they differ from the shared table
+// (GgufArchitecture::block_names of gemma2 and gemma3).
+inline constexpr io::TensorName kGemmaBlockNames[] = {
+    {"post_attention_norm", "post_attention_layernorm"},
+    {"ffn_norm", "pre_feedforward_layernorm"},
+    {"post_ffw_norm", "post_feedforward_layernorm"},
+};
 
 // RoPE of the global (full-attention) and the sliding layers.
 struct GemmaRopes {

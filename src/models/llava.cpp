@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "af/core/error.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 #include "models/decoder_lm.hpp"
 #include "models/registry.hpp"
@@ -166,6 +167,14 @@ std::unique_ptr<CausalLM> make_llava(io::ModelFiles files, const io::HfConfig& c
   return load_folder(std::move(files), config, options, {});
 }
 
+namespace {
+constexpr std::string_view kClasses[] = {"LlavaForConditionalGeneration",
+                                         "LlavaNextForConditionalGeneration"};
+}  // namespace
+
+// HF folders only; a text GGUF takes llama.cpp's mmproj through load_multimodal instead.
+constinit const ArchitectureInfo kLlavaArchitecture{kClasses, make_llava};
+
 std::unique_ptr<MultimodalLM> compose_multimodal(std::unique_ptr<CausalLM> text,
                                                  std::unique_ptr<ImageEncoder> encoder,
                                                  int32_t image_token_id) {
@@ -178,7 +187,7 @@ std::unique_ptr<MultimodalLM> compose_multimodal(std::unique_ptr<CausalLM> text,
 std::unique_ptr<MultimodalLM> load_multimodal(const std::string& path, const std::string& mmproj,
                                               const LoadOptions& options,
                                               const ImageEncoderLoader& encoder_loader) {
-  io::ModelFiles files = io::open_model_files(path);
+  io::ModelFiles files = open_model_files(path);
   io::HfConfig config(files.config,
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const ImageEncoderLoader& loader = encoder_loader ? encoder_loader : load_image_encoder;
@@ -201,7 +210,7 @@ std::unique_ptr<MultimodalLM> load_multimodal(const std::string& path, const std
   AF_CHECK(factory != nullptr, ErrorCode::kUnsupported, kComponent, path, ": architecture \"",
            config.architecture(), "\" is not supported as the text model of an mmproj");
   std::unique_ptr<CausalLM> text = factory(std::move(files), config, parts);
-  auto encoder_files = std::make_shared<const io::ModelFiles>(io::open_model_files(mmproj));
+  auto encoder_files = std::make_shared<const io::ModelFiles>(open_model_files(mmproj));
   const io::HfConfig encoder_config(encoder_files->config, mmproj + " (GGUF metadata)");
   std::unique_ptr<ImageEncoder> encoder =
       loader(*encoder_files, encoder_config, parts.backend, parts);

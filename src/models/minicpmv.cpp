@@ -354,4 +354,11 @@ std::unique_ptr<CausalLM> make_minicpmv(io::ModelFiles files, const io::HfConfig
                                       config.architecture());
 }
 
+namespace {
+constexpr std::string_view kClasses[] = {"MiniCPMV"};
+}  // namespace
+
+// HF folders only (no GGUF form yet).
+constinit const ArchitectureInfo kMiniCpmVArchitecture{kClasses, make_minicpmv};
+
 }  // namespace af::models

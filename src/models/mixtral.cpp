@@ -36,12 +36,17 @@ MoeSpec mixtral_spec(const io::HfConfig& config, const io::ModelFiles& files,
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_mixtral(io::ModelFiles files, const io::HfConfig& config,
                                        const LoadOptions& options) {
   MoeSpec spec = mixtral_spec(config, files, options);
   return make_moe_lm(std::move(files), config, std::move(spec), options);
 }
+
+// Its GGUF files are "llama" ones with experts: llama.cpp's family entry names them Mixtral.
+constexpr std::string_view kClasses[] = {"MixtralForCausalLM"};
+
+}  // namespace
+
+constinit const ArchitectureInfo kMixtralArchitecture{kClasses, make_mixtral};
 
 }  // namespace af::models

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "af/backend/backend.hpp"
+#include "af/io/architecture.hpp"
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
@@ -87,5 +88,9 @@ struct MoeFfn {
 
 std::unique_ptr<CausalLM> make_moe_lm(io::ModelFiles files, const io::HfConfig& config,
                                       MoeSpec spec, const LoadOptions& options);
+
+// llama.cpp's expert keys (<arch>.expert_count, ...) under the names config.json uses, for the
+// MoE families' GgufArchitecture::config_from_gguf; false (nothing written) without experts.
+bool moe_config_from_gguf(const io::GgufMetadata& md, nlohmann::json& config);
 
 }  // namespace af::models

@@ -377,4 +377,15 @@ std::unique_ptr<CausalLM> make_moe_lm(io::ModelFiles files, const io::HfConfig& 
                                  std::move(info));
 }
 
+bool moe_config_from_gguf(const io::GgufMetadata& md, nlohmann::json& c) {
+  if (!md.find(md.arch("expert_count")) || md.get_int(md.arch("expert_count")) == 0) return false;
+  c["num_experts"] = c["num_local_experts"] = md.get_int(md.arch("expert_count"));
+  c["num_experts_per_tok"] = md.get_int(md.arch("expert_used_count"));
+  if (md.find(md.arch("expert_feed_forward_length")))
+    c["moe_intermediate_size"] = md.get_int(md.arch("expert_feed_forward_length"));
+  if (md.find(md.arch("expert_shared_feed_forward_length")))
+    c["shared_expert_intermediate_size"] = md.get_int(md.arch("expert_shared_feed_forward_length"));
+  return true;
+}
+
 }  // namespace af::models

@@ -19,15 +19,15 @@ namespace {
 
 class FusedSplitSource final : public io::WeightSource {
  public:
-  // llama.cpp's converter keeps qkv fused (attn_qkv, named self_attn.qkv_proj here) and
-  // stores gate_up_proj as ffn_up, which the name table calls mlp.up_proj.
-  FusedSplitSource(std::unique_ptr<io::WeightSource> inner, const DecoderSpec& spec, bool gguf)
+  // llama.cpp's converter keeps both fused: attn_qkv and ffn_up, which this family's tensor
+  // names (kBlockNames below) read back as self_attn.qkv_proj and mlp.gate_up_proj.
+  FusedSplitSource(std::unique_ptr<io::WeightSource> inner, const DecoderSpec& spec)
       : inner_(std::move(inner)) {
     const int64_t q = spec.num_heads * spec.head_dim;
     const int64_t kv = spec.num_kv_heads * spec.head_dim;
     const int64_t ff = spec.intermediate_size;
     const std::string_view qkv = "self_attn.qkv_proj.weight";
-    const std::string_view gate_up = gguf ? "mlp.up_proj.weight" : "mlp.gate_up_proj.weight";
+    const std::string_view gate_up = "mlp.gate_up_proj.weight";
     parts_ = {{{"self_attn.q_proj.weight", qkv, 0, q, q + 2 * kv},
                {"self_attn.k_proj.weight", qkv, q, kv, q + 2 * kv},
                {"self_attn.v_proj.weight", qkv, q + kv, kv, q + 2 * kv},
@@ -96,14 +96,49 @@ DecoderSpec phi3_decoder_spec(const io::HfConfig& config, const LoadOptions& opt
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_phi3(io::ModelFiles files, const io::HfConfig& config,
                                     const LoadOptions& options) {
   const DecoderSpec spec = phi3_decoder_spec(config, options);
-  files.weights =
-      std::make_unique<FusedSplitSource>(std::move(files.weights), spec, files.format == "gguf");
+  files.weights = std::make_unique<FusedSplitSource>(std::move(files.weights), spec);
   return make_decoder_lm(std::move(files), config, spec, options);
 }
+
+// llama.cpp's Phi3MiniModel converter: rotary dims as rope.dimension_count, LongRoPE as
+// rope_factors_{long,short} tensors (nn::Rope reads them) with the pretraining context and the
+// cos/sin scale as metadata; a sliding_window of 0 means none.
+void phi3_config_from_gguf(const io::GgufMetadata& md, nlohmann::json& c) {
+  const int64_t head_dim = c.contains("head_dim") ? c["head_dim"].get<int64_t>()
+                                                  : c["hidden_size"].get<int64_t>() /
+                                                        c["num_attention_heads"].get<int64_t>();
+  if (md.find(md.arch("rope.dimension_count")) && head_dim > 0) {
+    c["partial_rotary_factor"] = static_cast<double>(md.get_int(md.arch("rope.dimension_count"))) /
+                                 static_cast<double>(head_dim);
+  }
+  const std::string window_key = md.arch("attention.sliding_window");
+  const int64_t window = md.find(window_key) ? md.get_int(window_key) : 0;
+  if (window > 0) c["sliding_window"] = window;
+  const std::string orig_key = md.arch("rope.scaling.original_context_length");
+  if (!md.find(orig_key)) return;
+  const int64_t orig = md.get_int(orig_key);
+  c["original_max_position_embeddings"] = orig;
+  if (!md.file().has_tensor("rope_factors_short.weight")) return;
+  nlohmann::json s = {{"rope_type", "longrope"}, {"original_max_position_embeddings", orig}};
+  if (md.find(md.arch("rope.scaling.attn_factor")))
+    s["attention_factor"] = md.get_float(md.arch("rope.scaling.attn_factor"));
+  c["rope_scaling"] = s;
+}
+
+constexpr io::TensorName kBlockNames[] = {{"ffn_up", "mlp.gate_up_proj"}};
+constexpr std::string_view kClasses[] = {"Phi3ForCausalLM"};
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "phi3",
+    .hf_class = "Phi3ForCausalLM",
+    .block_names = kBlockNames,
+    .config_from_gguf = phi3_config_from_gguf,
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kPhi3Architecture{kClasses, make_phi3, &kGguf};
 
 }  // namespace af::models

@@ -17,9 +17,29 @@ DecoderSpec qwen2_decoder_spec(const io::HfConfig& config) {
   return spec;
 }
 
+namespace {
+
 std::unique_ptr<CausalLM> make_qwen2(io::ModelFiles files, const io::HfConfig& config,
                                      const LoadOptions& options) {
   return make_decoder_lm(std::move(files), config, qwen2_decoder_spec(config), options);
 }
+
+constexpr std::string_view kClasses[] = {"Qwen2ForCausalLM"};
+// HF -> GGUF: the shared keys say all; nothing of its own.
+std::vector<io::DerivedTensor> qwen2_gguf_from_config(const io::GgufConversionInput&,
+                                                      io::GgufWriter&) {
+  return {};
+}
+
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "qwen2",
+    .hf_class = "Qwen2ForCausalLM",
+    .gguf_from_config = qwen2_gguf_from_config,
+    .bpe_pre_tokenizer = "qwen2",  // llama.cpp's Qwen2 pre-tokenizer regex
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kQwen2Architecture{kClasses, make_qwen2, &kGguf};
 
 }  // namespace af::models

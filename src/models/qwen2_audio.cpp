@@ -358,4 +358,10 @@ std::unique_ptr<CausalLM> make_qwen2_audio(io::ModelFiles files, const io::HfCon
                                         static_cast<int32_t>(token));
 }
 
+namespace {
+constexpr std::string_view kClasses[] = {"Qwen2AudioForConditionalGeneration"};
+}  // namespace
+
+constinit const ArchitectureInfo kQwen2AudioArchitecture{kClasses, make_qwen2_audio};
+
 }  // namespace af::models

@@ -28,12 +28,25 @@ MoeSpec qwen2_moe_spec(const io::HfConfig& config, const io::ModelFiles& files) 
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_qwen2_moe(io::ModelFiles files, const io::HfConfig& config,
                                          const LoadOptions& options) {
   MoeSpec spec = qwen2_moe_spec(config, files);
   return make_moe_lm(std::move(files), config, std::move(spec), options);
 }
+
+void qwen2moe_config_from_gguf(const io::GgufMetadata& md, nlohmann::json& c) {
+  moe_config_from_gguf(md, c);
+}
+
+constexpr std::string_view kClasses[] = {"Qwen2MoeForCausalLM"};
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "qwen2moe",
+    .hf_class = "Qwen2MoeForCausalLM",
+    .config_from_gguf = qwen2moe_config_from_gguf,
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kQwen2MoeArchitecture{kClasses, make_qwen2_moe, &kGguf};
 
 }  // namespace af::models

@@ -279,4 +279,12 @@ std::unique_ptr<CausalLM> make_qwen2_vl(io::ModelFiles files, const io::HfConfig
       token_id(config, "video_token_id", 151656), tokens_per_second(config), config.architecture());
 }
 
+namespace {
+constexpr std::string_view kClasses[] = {"Qwen2VLForConditionalGeneration",
+                                         "Qwen2_5_VLForConditionalGeneration"};
+}  // namespace
+
+// HF folders only (no GGUF form yet).
+constinit const ArchitectureInfo kQwen2VlArchitecture{kClasses, make_qwen2_vl};
+
 }  // namespace af::models

@@ -8,6 +8,8 @@
 
 namespace af::models {
 
+namespace {
+
 std::unique_ptr<CausalLM> make_qwen3(io::ModelFiles files, const io::HfConfig& config,
                                      const LoadOptions& options) {
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
@@ -18,5 +20,23 @@ std::unique_ptr<CausalLM> make_qwen3(io::ModelFiles files, const io::HfConfig& c
            config.origin(), ": use_sliding_window true is not supported yet");
   return make_decoder_lm(std::move(files), config, spec, options);
 }
+
+constexpr std::string_view kClasses[] = {"Qwen3ForCausalLM"};
+// HF -> GGUF: the shared keys say all; nothing of its own.
+std::vector<io::DerivedTensor> qwen3_gguf_from_config(const io::GgufConversionInput&,
+                                                      io::GgufWriter&) {
+  return {};
+}
+
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "qwen3",
+    .hf_class = "Qwen3ForCausalLM",
+    .gguf_from_config = qwen3_gguf_from_config,
+    .bpe_pre_tokenizer = "qwen2",  // llama.cpp's Qwen2 pre-tokenizer regex
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kQwen3Architecture{kClasses, make_qwen3, &kGguf};
 
 }  // namespace af::models

@@ -21,12 +21,25 @@ MoeSpec qwen3_moe_spec(const io::HfConfig& config, const io::ModelFiles& files) 
   return spec;
 }
 
-}  // namespace
-
 std::unique_ptr<CausalLM> make_qwen3_moe(io::ModelFiles files, const io::HfConfig& config,
                                          const LoadOptions& options) {
   MoeSpec spec = qwen3_moe_spec(config, files);
   return make_moe_lm(std::move(files), config, std::move(spec), options);
 }
+
+void qwen3moe_config_from_gguf(const io::GgufMetadata& md, nlohmann::json& c) {
+  moe_config_from_gguf(md, c);
+}
+
+constexpr std::string_view kClasses[] = {"Qwen3MoeForCausalLM"};
+constexpr io::GgufArchitecture kGguf{
+    .gguf_name = "qwen3moe",
+    .hf_class = "Qwen3MoeForCausalLM",
+    .config_from_gguf = qwen3moe_config_from_gguf,
+};
+
+}  // namespace
+
+constinit const ArchitectureInfo kQwen3MoeArchitecture{kClasses, make_qwen3_moe, &kGguf};
 
 }  // namespace af::models

@@ -4,33 +4,16 @@
 #include <utility>
 
 #include "af/core/error.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 
 namespace af::models {
+
 namespace {
 
-// A plain array: adding a model adds one line (no count to keep in step).
-constexpr std::pair<const char*, ModelFactory> kFactories[] = {
-    {"LlamaForCausalLM", make_llama},
-    {"MistralForCausalLM", make_llama},
-    {"Qwen2ForCausalLM", make_qwen2},
-    {"Qwen3ForCausalLM", make_qwen3},
-    {"MiniCPMForCausalLM", make_minicpm},
-    {"MiniCPM4ForCausalLM", make_minicpm},
-    {"MiniCPMModel", make_minicpm},
-    {"Phi3ForCausalLM", make_phi3},
-    {"Gemma2ForCausalLM", make_gemma2},
-    {"Gemma3ForCausalLM", make_gemma3},
-    {"Qwen2MoeForCausalLM", make_qwen2_moe},
-    {"Qwen3MoeForCausalLM", make_qwen3_moe},
-    {"MixtralForCausalLM", make_mixtral},
-    {"LlavaForConditionalGeneration", make_llava},
-    {"LlavaNextForConditionalGeneration", make_llava},
-    {"Qwen2AudioForConditionalGeneration", make_qwen2_audio},
-    {"Qwen2VLForConditionalGeneration", make_qwen2_vl},
-    {"Qwen2_5_VLForConditionalGeneration", make_qwen2_vl},
-    {"MiniCPMV", make_minicpmv},
-};
+#define AF_MODEL_FAMILY_ADDRESS(name) &k##name##Architecture,
+constexpr const ArchitectureInfo* kArchitectures[] = {AF_MODEL_FAMILIES(AF_MODEL_FAMILY_ADDRESS)};
+#undef AF_MODEL_FAMILY_ADDRESS
 
 constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactories{{
     {"BertModel", make_bert},
@@ -38,11 +21,39 @@ constexpr std::array<std::pair<const char*, EncoderFactory>, 1> kEncoderFactorie
 
 }  // namespace
 
-ModelFactory find_factory(const std::string& architecture) {
-  for (const auto& [name, factory] : kFactories) {
-    if (architecture == name) return factory;
+io::GgufArchitectures gguf_architectures() {
+  // Built once on first use, then read-only. Every ArchitectureInfo is constant-initialised
+  // (constinit) in its own file, so reading them here does not depend on the order of dynamic
+  // initialisation between files; they are not constant expressions here (defined elsewhere),
+  // hence a const local rather than a constexpr table.
+  static const std::vector<const io::GgufArchitecture*> forms = [] {
+    std::vector<const io::GgufArchitecture*> out;
+    for (const ArchitectureInfo* a : kArchitectures) {
+      if (a->gguf) out.push_back(a->gguf);
+    }
+    return out;
+  }();
+  return forms;
+}
+
+io::ModelFiles open_model_files(const std::string& path) {
+  return io::open_model_files(path, gguf_architectures());
+}
+
+std::span<const ArchitectureInfo* const> architectures() { return kArchitectures; }
+
+const ArchitectureInfo* find_architecture(std::string_view hf_class) {
+  for (const ArchitectureInfo* a : kArchitectures) {
+    for (std::string_view name : a->hf_classes) {
+      if (name == hf_class) return a;
+    }
   }
   return nullptr;
+}
+
+ModelFactory find_factory(const std::string& architecture) {
+  const ArchitectureInfo* a = find_architecture(architecture);
+  return a ? a->factory : nullptr;
 }
 
 EncoderFactory find_encoder_factory(const std::string& architecture) {
@@ -54,13 +65,15 @@ EncoderFactory find_encoder_factory(const std::string& architecture) {
 
 std::vector<std::string> supported_architectures() {
   std::vector<std::string> names;
-  for (const auto& entry : kFactories) names.emplace_back(entry.first);
+  for (const ArchitectureInfo* a : kArchitectures) {
+    for (std::string_view name : a->hf_classes) names.emplace_back(name);
+  }
   return names;
 }
 
 std::unique_ptr<CausalLM> load(const std::string& path, const LoadOptions& options) {
   if (!options.mmproj.empty()) return load_multimodal(path, options.mmproj, options);
-  io::ModelFiles files = io::open_model_files(path);
+  io::ModelFiles files = open_model_files(path);
   io::HfConfig config(files.config,
                       files.format == "gguf" ? path + " (GGUF metadata)" : path + " (config.json)");
   const std::string arch = config.architecture();

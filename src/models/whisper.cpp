@@ -10,6 +10,7 @@
 #include "af/core/dtype.hpp"
 #include "af/core/error.hpp"
 #include "af/core/half.hpp"
+#include "af/models/model_files.hpp"
 #include "af/nn/layers.hpp"
 #include "af/nn/var_builder.hpp"
 
@@ -193,13 +194,13 @@ WhisperConfig WhisperConfig::from(const io::HfConfig& c) {
 }
 
 bool is_whisper_model(const std::string& path) {
-  const io::ModelFiles files = io::open_model_files(path);
+  const io::ModelFiles files = open_model_files(path);
   return io::HfConfig(files.config, path).architecture() == "WhisperForConditionalGeneration";
 }
 
 std::unique_ptr<Whisper> Whisper::load(const std::string& path, const LoadOptions& options) {
   std::unique_ptr<Whisper> m(new Whisper());
-  m->files_ = io::open_model_files(path);
+  m->files_ = open_model_files(path);
   const io::HfConfig hf(m->files_.config, path + " (config.json)");
   AF_CHECK(hf.architecture() == "WhisperForConditionalGeneration", ErrorCode::kUnsupported,
            "whisper", path, ": architecture \"", hf.architecture(),

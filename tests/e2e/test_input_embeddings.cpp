@@ -7,6 +7,7 @@
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/model_files.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -23,7 +24,7 @@ std::unique_ptr<models::CausalLM> load_model(int64_t context = 0) {
 
 // The float32 embedding rows of `ids` read straight from the fixture's safetensors.
 std::vector<float> table_rows(const std::vector<int32_t>& ids) {
-  const io::ModelFiles files = io::open_model_files(test::fixtures_dir() + kModel);
+  const io::ModelFiles files = models::open_model_files(test::fixtures_dir() + kModel);
   const Tensor table = files.weights->get("model.embed_tokens.weight");
   EXPECT_EQ(table.dtype(), DType::F32);
   const int64_t dim = table.shape()[1];

@@ -16,6 +16,7 @@
 #include "af/modalities/image.hpp"
 #include "af/models/causal_lm.hpp"
 #include "af/models/image_encoder.hpp"
+#include "af/models/model_files.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/models/qwen2_vl.hpp"
 #include "af/runtime/scheduler.hpp"
@@ -50,7 +51,7 @@ void check_features(const std::string& model) {
   SCOPED_TRACE(model);
   const nlohmann::json ref = reference(model);
   const std::vector<float> all = test::read_f32(model_dir(model) + "/features.f32");
-  const io::ModelFiles files = io::open_model_files(model_dir(model));
+  const io::ModelFiles files = models::open_model_files(model_dir(model));
   std::shared_ptr<Backend> backend = make_backend({Device::cpu(), 2, ""});
   auto encoder =
       models::load_image_encoder(files, io::HfConfig(files.config, files.path), backend, {});

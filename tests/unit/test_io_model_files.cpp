@@ -6,6 +6,7 @@
 #include "af/core/error.hpp"
 #include "af/io/hf_config.hpp"
 #include "af/io/model_files.hpp"
+#include "af/models/model_files.hpp"
 #include "unit/io_test_util.hpp"
 
 namespace af::io {
@@ -68,7 +69,7 @@ TEST(IoModelFiles, NameTable) {
 TEST(IoModelFiles, HfFolder) {
   REQUIRE_TESTDATA(stories_hf());
   for (fs::path p : {stories_hf(), stories_hf() / "model.safetensors"}) {
-    ModelFiles m = open_model_files(p.string());
+    ModelFiles m = models::open_model_files(p.string());
     EXPECT_EQ(m.format, "safetensors");
     EXPECT_EQ(m.qk_rope_layout, RopeLayout::kHalf);
     EXPECT_EQ(m.gguf, nullptr);
@@ -87,7 +88,7 @@ TEST(IoModelFiles, HfFolder) {
 
 TEST(IoModelFiles, GgufConfigFromStories) {
   REQUIRE_TESTDATA(stories_gguf());
-  ModelFiles m = open_model_files(stories_gguf().string());
+  ModelFiles m = models::open_model_files(stories_gguf().string());
   EXPECT_EQ(m.format, "gguf");
   EXPECT_EQ(m.qk_rope_layout, RopeLayout::kInterleaved);
   ASSERT_NE(m.gguf, nullptr);
@@ -127,8 +128,8 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
 TEST(IoModelFiles, GgufAndHfHoldTheSameWeights) {
   REQUIRE_TESTDATA(stories_gguf());
   REQUIRE_TESTDATA(stories_hf());
-  ModelFiles g = open_model_files(stories_gguf().string());
-  ModelFiles h = open_model_files(stories_hf().string());
+  ModelFiles g = models::open_model_files(stories_gguf().string());
+  ModelFiles h = models::open_model_files(stories_hf().string());
   int compared = 0;
   for (const std::string& name : h.weights->names()) {
     ASSERT_TRUE(g.weights->has(name)) << name;
@@ -175,7 +176,7 @@ ModelFiles open_built(const TempDir& dir, const GgufBuilder& b,
                       const std::string& name = "m.gguf") {
   fs::path path = dir.path() / name;
   test::write_file(path, b.build());
-  return open_model_files(path.string());
+  return models::open_model_files(path.string());
 }
 
 TEST(IoModelFiles, GgufQwen2Config) {
@@ -307,7 +308,7 @@ TEST(IoModelFiles, ShardedFolder) {
   TempDir dir;
   write_sharded(dir, {{"a.weight", "model-00001-of-00002.safetensors"},
                       {"b.weight", "model-00002-of-00002.safetensors"}});
-  ModelFiles m = open_model_files(dir.path().string());
+  ModelFiles m = models::open_model_files(dir.path().string());
   EXPECT_EQ(m.format, "safetensors");
   EXPECT_EQ(m.config["hidden_size"], 2);
   EXPECT_EQ(m.weights->names(), (std::vector<std::string>{"a.weight", "b.weight"}));
@@ -321,7 +322,7 @@ TEST(IoModelFiles, ShardOutsideTheFolder) {
                             "sub/model.safetensors", "..", "", "a\\b.safetensors"}) {
     TempDir dir;
     write_sharded(dir, {{"a.weight", "model-00001-of-00002.safetensors"}, {"b.weight", shard}});
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"'b.weight'", "not a plain file name", "model.safetensors.index.json"});
   }
 }
@@ -331,29 +332,29 @@ TEST(IoModelFiles, ShardProblems) {
     TempDir dir;
     write_sharded(dir, {{"a.weight", "model-00001-of-00002.safetensors"},
                         {"b.weight", "model-00003-of-00002.safetensors"}});
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kIo,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kIo,
                  {"model-00003-of-00002.safetensors", "does not exist"});
   }
   {
     TempDir dir;
     write_sharded(dir, {{"a.weight", "model-00001-of-00002.safetensors"},
                         {"b.weight", "model-00001-of-00002.safetensors"}});
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"'b.weight'", "not stored there"});
   }
   {
     TempDir dir;
     write_sharded(dir, json::object());
     test::write_file(dir.path() / "model.safetensors.index.json", std::string(R"({"x": 1})"));
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"weight_map"});
     test::write_file(dir.path() / "model.safetensors.index.json",
                      std::string(R"({"weight_map": {"a.weight": 3}})"));
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"'a.weight'", "not a string"});
     test::write_file(dir.path() / "model.safetensors.index.json",
                      std::string(R"({"weight_map": {"a.weight": "x", "a.weight": "y"}})"));
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"duplicate", "a.weight"});
   }
   {
@@ -361,26 +362,28 @@ TEST(IoModelFiles, ShardProblems) {
     TempDir dir;
     write_sharded(dir, {{"a.weight", "model-00001-of-00002.safetensors"}});
     test::write_file(dir.path() / "model-00001-of-00002.safetensors", std::string("garbage"));
-    expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kFormat,
+    expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kFormat,
                  {"model-00001-of-00002.safetensors"});
   }
 }
 
 TEST(IoModelFiles, PathProblems) {
   TempDir dir;
-  expect_error([&] { open_model_files((dir.path() / "nothing").string()); }, ErrorCode::kIo,
+  expect_error([&] { models::open_model_files((dir.path() / "nothing").string()); }, ErrorCode::kIo,
                {"nothing"});
-  expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kIo, {"config.json"});
+  expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kIo,
+               {"config.json"});
   test::write_file(dir.path() / "config.json", std::string("{}"));
-  expect_error([&] { open_model_files(dir.path().string()); }, ErrorCode::kIo,
+  expect_error([&] { models::open_model_files(dir.path().string()); }, ErrorCode::kIo,
                {"model.safetensors"});
   fs::create_directories(dir.path() / "lonely");
   test::write_file(dir.path() / "lonely" / "w.safetensors", shard_bytes("a", 1.0f));
-  expect_error([&] { open_model_files((dir.path() / "lonely" / "w.safetensors").string()); },
-               ErrorCode::kIo, {"config.json"});
+  expect_error(
+      [&] { models::open_model_files((dir.path() / "lonely" / "w.safetensors").string()); },
+      ErrorCode::kIo, {"config.json"});
   test::write_file(dir.path() / "model.bin", std::string("x"));
-  expect_error([&] { open_model_files((dir.path() / "model.bin").string()); }, ErrorCode::kFormat,
-               {"model.bin", "unrecognised model format"});
+  expect_error([&] { models::open_model_files((dir.path() / "model.bin").string()); },
+               ErrorCode::kFormat, {"model.bin", "unrecognised model format"});
 }
 
 TEST(IoModelFiles, ReadJsonFile) {

@@ -4,6 +4,7 @@
 
 #include "af/core/error.hpp"
 #include "af/modalities/image.hpp"
+#include "af/models/model_files.hpp"
 #include "llava_test_util.hpp"
 #include "models/llava_image_encoder.hpp"
 
@@ -26,7 +27,7 @@ TEST_P(LlavaFeatures, MatchTransformersAtEveryImage) {
   if (!std::filesystem::is_directory(test::testdata_dir() + "/images"))
     GTEST_SKIP() << "no ../shared/testdata/images";
   const std::string model = GetParam();
-  const io::ModelFiles files = io::open_model_files(llava_dir(model));
+  const io::ModelFiles files = models::open_model_files(llava_dir(model));
   auto encoder = load(files);
   const nlohmann::json ref = test::llava_reference(model);
   EXPECT_EQ(encoder->output_hidden(), ref["text_hidden_size"].get<int64_t>());
@@ -91,7 +92,7 @@ std::string edited_copy(const std::string& model, const std::string& tag,
 }
 
 void expect_load_error(const std::string& dir, const std::string& needle) {
-  const io::ModelFiles files = io::open_model_files(dir);
+  const io::ModelFiles files = models::open_model_files(dir);
   try {
     load(files);
     ADD_FAILURE() << "loaded " << dir;
@@ -143,7 +144,7 @@ TEST(LlavaBadConfig, ProcessorTileSizeDisagreesWithTheTower) {
   // 30x30 tiles: a clear error at encode, not a misread buffer.
   const std::string dir = edited_copy(
       "llava_clip", "tile", [](nlohmann::json& c) { c["vision_config"]["image_size"] = 28; });
-  const io::ModelFiles files = io::open_model_files(dir);
+  const io::ModelFiles files = models::open_model_files(dir);
   auto encoder = load(files);
   const modalities::Image image(4, 4, std::vector<uint8_t>(48, 128));
   try {
@@ -169,7 +170,8 @@ class LlavaMmproj : public ::testing::TestWithParam<std::string> {};
 TEST_P(LlavaMmproj, FeaturesEqualTransformersAtEveryImage) {
   if (!std::filesystem::is_directory(test::testdata_dir() + "/images")) GTEST_SKIP();
   const std::string model = GetParam();
-  const io::ModelFiles files = io::open_model_files(llava_dir(model) + "/mmproj-model-f32.gguf");
+  const io::ModelFiles files =
+      models::open_model_files(llava_dir(model) + "/mmproj-model-f32.gguf");
   auto encoder = load(files);
   const nlohmann::json ref = test::llava_reference(model);
   EXPECT_EQ(encoder->output_hidden(), ref["text_hidden_size"].get<int64_t>());
@@ -187,7 +189,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, LlavaMmproj, ::testing::Values("llava_clip", 
 
 TEST(LlavaMmprojBad, TextGgufIsRefusedByName) {
   const std::string path = test::fixtures_dir() + "/models/llama_gqa/llama_gqa.gguf";
-  const io::ModelFiles files = io::open_model_files(path);
+  const io::ModelFiles files = models::open_model_files(path);
   try {
     load(files);
     ADD_FAILURE() << "loaded a text GGUF as an mmproj";

@@ -10,6 +10,7 @@
 #include "af/core/error.hpp"
 #include "af/io/model_files.hpp"
 #include "af/models/causal_lm.hpp"
+#include "af/models/model_files.hpp"
 #include "af/tokenizer/tokenizer.hpp"
 #include "unit/io_test_util.hpp"
 
@@ -36,7 +37,7 @@ TEST(ModelPathFormats, SafetensorsFileLoadsTheTokenizerBesideIt) {
   const auto folder = tok::Tokenizer::load(stories_hf().string());
   const auto file = tok::Tokenizer::load((stories_hf() / "model.safetensors").string());
   EXPECT_EQ(file->encode("Once upon a time", true), folder->encode("Once upon a time", true));
-  EXPECT_EQ(io::open_model_files((stories_hf() / "model.safetensors").string()).format,
+  EXPECT_EQ(models::open_model_files((stories_hf() / "model.safetensors").string()).format,
             "safetensors");
 }
 
@@ -49,7 +50,7 @@ TEST(ModelPathFormats, FirstBytesDecideTheFormat) {
   EXPECT_EQ(io::sniff_file_format((stories_hf() / "model.safetensors").string()), "safetensors");
   EXPECT_EQ(io::sniff_file_format((stories_hf() / "tokenizer.json").string()), "json");
   EXPECT_EQ(io::sniff_file_format(stories_hf().string()), "");
-  EXPECT_EQ(io::open_model_files(renamed.string()).format, "gguf");
+  EXPECT_EQ(models::open_model_files(renamed.string()).format, "gguf");
   EXPECT_EQ(tok::Tokenizer::load(renamed.string())->encode("Once upon a time", true),
             tok::Tokenizer::load(stories_gguf().string())->encode("Once upon a time", true));
 }
@@ -59,7 +60,7 @@ TEST(ModelPathFormats, OtherFilesAreAnUnrecognisedModelFormat) {
   const fs::path notes = dir.path() / "notes.txt";
   std::ofstream(notes) << "# not a model\n";
   EXPECT_EQ(io::sniff_file_format(notes.string()), "");
-  for (const std::string& msg : {error_of([&] { io::open_model_files(notes.string()); }),
+  for (const std::string& msg : {error_of([&] { models::open_model_files(notes.string()); }),
                                  error_of([&] { tok::Tokenizer::load(notes.string()); })}) {
     EXPECT_NE(msg.find("unrecognised model format"), std::string::npos) << msg;
     EXPECT_NE(msg.find("notes.txt"), std::string::npos) << msg;

@@ -60,7 +60,7 @@ struct WhisperCrossScores {
 };
 
 // Whether the model at `path` (an HF folder or file) is WhisperForConditionalGeneration, by its
-// config's architecture. Throws what io::open_model_files throws for a missing or bad path.
+// config's architecture. Throws what models::open_model_files throws for a missing or bad path.
 bool is_whisper_model(const std::string& path);
 
 class Whisper {
