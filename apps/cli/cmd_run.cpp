@@ -126,6 +126,13 @@ Command add_run(CLI::App& app) {
                          : static_cast<int32_t>(std::min<int64_t>(context - n_prompt, INT32_MAX));
     auto model = load_with_progress(o->model.path, make_load_options(o->model, context), "run");
     Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
+    if (!request.images.empty() && !prompt.empty()) {
+      // As text, so that the session turns the model's image tags (MiniCPM-V's
+      // "(<image>./</image>)", whose rows need markup; no placeholder is an error there) into
+      // its image token before tokenizing.
+      request.prompt = prompt;
+      request.prompt_ids.clear();
+    }
 
     bool first_id = true;
     if (!o->print_ids) {

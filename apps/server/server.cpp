@@ -418,6 +418,8 @@ std::vector<int32_t> Server::place_images(const std::vector<int32_t>& ids,
   for (const modalities::Image& image : images)
     counts.push_back(model.image_encoder().num_image_tokens(image));
   try {
+    if (auto expanded = model.expand_image_placeholders(ids, images))  // markup models (MiniCPM-V)
+      return runtime::expand_image_tokens(*expanded, model.image_token_id(), counts).ids;
     return runtime::expand_image_tokens(ids, model.image_token_id(), counts).ids;
   } catch (const Error& e) {
     throw ApiError(400, std::string("The images do not match the prompt: ") + e.what(),

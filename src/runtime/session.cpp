@@ -110,6 +110,11 @@ struct Session::State {
     std::vector<std::string> hashes;
     const int32_t image_token = media_counts(req, counts, hashes);
     if (!req.audios.empty()) p.audios = &req.audios;
+    // Models with markup around each image's rows expand (or refuse) the prompt themselves.
+    if (!req.images.empty()) {
+      if (auto expanded = multimodal->expand_image_placeholders(prompt, req.images))
+        prompt = std::move(*expanded);
+    }
     const bool has_placeholder = std::count(prompt.begin(), prompt.end(), image_token) > 0;
     if (!counts.empty() && !has_placeholder) {
       // The image goes first, as LLaVA's processor convention puts it: after BOS (audio too).
@@ -274,7 +279,11 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
              "SessionBuilder::tokenizer)");
     try {
       // cancel() from another thread also stops a long tokenization.
-      prompt = s.tokenizer->encode(req.prompt, req.add_special, /*parse_special=*/true,
+      // The model's image tags become its image token before tokenization.
+      const std::string text = s.multimodal && !req.images.empty()
+                                   ? s.multimodal->image_prompt_text(req.prompt)
+                                   : req.prompt;
+      prompt = s.tokenizer->encode(text, req.add_special, /*parse_special=*/true,
                                    [&s] { return s.cancel.load(); });
     } catch (const tok::Cancelled&) {
       GenerateResponse cancelled;
