@@ -272,6 +272,7 @@ class MiniCPMVLM final : public MultimodalLM {
     }
     return out.append(text.substr(start));
   }
+  std::string chat_image_text() const override { return processor_config().unk; }
   std::optional<std::vector<int32_t>> expand_image_placeholders(
       std::span<const int32_t> ids, std::span<const modalities::Image> images) const override {
     return minicpmv_expand_ids(*tokenizer_, processor_config(), ids, images);

@@ -427,14 +427,20 @@ std::optional<std::vector<int32_t>> Session::encode_chat_prompt(
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
   AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
            "this model has no chat template (give one with SessionBuilder::chat_template)");
+  // Models whose template takes no image parts get their images as text (MiniCPM-V).
+  const std::string image_text = s.multimodal ? s.multimodal->chat_image_text() : std::string();
+  std::vector<ChatMessage> as_text;
+  if (!image_text.empty()) as_text = runtime::images_as_text(messages, image_text);
+  const std::vector<ChatMessage>& shown = image_text.empty() ? messages : as_text;
   const runtime::RenderedChat prompt =
-      s.chat->render_located(messages, /*add_generation_prompt=*/true);
+      s.chat->render_located(shown, /*add_generation_prompt=*/true);
   // As transformers' apply_chat_template: the template writes BOS itself. cancel() from another
   // thread also stops a long tokenization.
   s.cancel.store(false);
   try {
-    return runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                                s.parse_special_in_content, [&s] { return s.cancel.load(); });
+    return runtime::encode_chat(
+        *s.tokenizer, prompt, shown, /*add_special=*/false, s.parse_special_in_content,
+        [&s] { return s.cancel.load(); }, image_text);
   } catch (const tok::Cancelled&) {
     return std::nullopt;
   }

@@ -286,6 +286,34 @@ TEST(MiniCPMV, UnexpandablePromptIsAClearError) {
   EXPECT_THROW(session.generate(request), Error);
 }
 
+// Chat with an image part: the image is written into the message text as MiniCPM-V's chat()
+// writes its tag (parts joined by "\n"), and the prompt is the processor's expansion of it: the
+// fixture's ids and greedy continuation.
+TEST(MiniCPMV, ChatImagePartExpandsAsProcessor) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  const nlohmann::json& p = ref["prompts"]["one_image"];  // "(<image>./</image>)\nWhat is it?"
+  Session session = SessionBuilder()
+                        .chat_template(
+                            "{{ bos_token }}{% for m in messages %}{{ m['content'] }}"
+                            "{% endfor %}")
+                        .build(models::load(dir()));
+  GenerateRequest request;
+  request.max_tokens = 8;
+  const std::vector<ChatMessage> messages = {{"user", "What is it?", prompt_images(ref, p)}};
+  const GenerateResponse res = session.chat_completion(messages, request);
+  const std::vector<int32_t> want = p["ids"].get<std::vector<int32_t>>();
+  ASSERT_GE(session.cached_ids().size(), want.size());
+  EXPECT_EQ(std::vector<int32_t>(session.cached_ids().begin(),
+                                 session.cached_ids().begin() + std::ptrdiff_t(want.size())),
+            want);
+  EXPECT_EQ(res.prompt_tokens, int64_t(want.size()));
+  EXPECT_EQ(res.ids, p["greedy"].get<std::vector<int32_t>>());
+  // "<unk>" typed in the text could not be told from an image: refused, not a second image.
+  const std::vector<ChatMessage> typed = {{"user", "<unk> What is it?", prompt_images(ref, p)}};
+  EXPECT_THROW(session.chat_completion(typed, request), Error);
+}
+
 // af-cli run -n 8 --seed 1 --temp 0 --print-ids on the fixture: the exit status, and stdout (the
 // ids), or stderr with `errors`.
 test::ShellResult cli_run(const std::string& args, bool errors = false) {

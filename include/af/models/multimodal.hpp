@@ -46,6 +46,10 @@ class MultimodalLM : public CausalLM {
     (void)ids, (void)images;
     return std::nullopt;
   }
+  // Chat: the text an image becomes in its message's content when the model's chat template
+  // takes no image parts (MiniCPM-V, whose chat() writes the tag into the text; here its image
+  // token, parts joined by "\n"); empty (default): images reach the template as content parts.
+  virtual std::string chat_image_text() const { return {}; }
   // M-RoPE models (Qwen2-VL): the [3][ids.size()] rotary positions of an expanded prompt
   // showing `images` in order (their grids follow from their sizes; nothing is encoded), for
   // InputEmbeddings::positions. Empty for models with 1-D positions.
