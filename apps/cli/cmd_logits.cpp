@@ -59,6 +59,7 @@ std::vector<float> image_logits(models::CausalLM& model, std::vector<int32_t>& i
     images.push_back(modalities::Image::load(path));
     counts.push_back(mm->image_encoder().num_image_tokens(images.back()));
   }
+  if (auto expanded = mm->expand_image_placeholders(ids, images)) ids = std::move(*expanded);
   runtime::ImagePrompt placed = runtime::expand_image_tokens(ids, mm->image_token_id(), counts);
   AF_CHECK(static_cast<int64_t>(placed.ids.size()) <= model.info().context_length,
            ErrorCode::kOutOfRange, "cli", "the expanded prompt has ", placed.ids.size(),

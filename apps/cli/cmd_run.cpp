@@ -135,6 +135,13 @@ Command add_run(CLI::App& app) {
     auto model = load_with_progress(o->model.path, make_load_options(o->model, context), "run");
     if (!o->video.path.empty()) request.videos.push_back(load_video(*model, o->video));
     Session session = SessionBuilder().tokenizer(tokenizer).build(std::move(model));
+    if (!request.images.empty() && !prompt.empty()) {
+      // As text, so that the session turns the model's image tags (MiniCPM-V's
+      // "(<image>./</image>)", whose rows need markup; no placeholder is an error there) into
+      // its image token before tokenizing.
+      request.prompt = prompt;
+      request.prompt_ids.clear();
+    }
 
     bool first_id = true;
     if (!o->print_ids) {

@@ -107,8 +107,16 @@ std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages
                                         const tok::Tokenizer& tokenizer,
                                         bool parse_special_in_content,
                                         const std::function<bool()>& cancelled,
-                                        const nlohmann::json& tools) const {
-  const std::vector<af::ChatMessage> list = to_runtime(messages);
+                                        const nlohmann::json& tools,
+                                        const std::string& image_text) const {
+  std::vector<af::ChatMessage> list = to_runtime(messages);
+  if (!image_text.empty()) {
+    try {
+      list = runtime::images_as_text(list, image_text);
+    } catch (const Error& e) {
+      throw ApiError(400, e.what(), "invalid_request_error", "messages", "invalid_value");
+    }
+  }
   runtime::RenderedChat rendered;
   try {
     rendered =
@@ -121,7 +129,7 @@ std::vector<int32_t> ChatPrompt::encode(const std::vector<ChatMessage>& messages
   const bool has_bos = bos >= 0 && rendered.text.starts_with(tokenizer.token_piece(bos));
   try {
     return runtime::encode_chat(tokenizer, rendered, list, /*add_special=*/!has_bos,
-                                parse_special_in_content, cancelled);
+                                parse_special_in_content, cancelled, image_text);
   } catch (const tok::Cancelled&) {
     throw;
   } catch (const Error& e) {

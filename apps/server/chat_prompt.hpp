@@ -30,11 +30,13 @@ class ChatPrompt {
   // The same prompt as ids, with BOS added unless the template writes it. Special tokens are
   // parsed only in the template's own text unless parse_special_in_content (transformers'
   // behaviour), so a message cannot forge turns or end generation with "</s>" or role markers.
-  // `cancelled` as for Tokenizer::encode: tok::Cancelled passes through.
+  // `cancelled` as for Tokenizer::encode: tok::Cancelled passes through. `image_text`: the
+  // model's MultimodalLM::chat_image_text (images written into the content as it).
   std::vector<int32_t> encode(const std::vector<ChatMessage>& messages,
                               const tok::Tokenizer& tokenizer, bool parse_special_in_content,
                               const std::function<bool()>& cancelled = {},
-                              const nlohmann::json& tools = nullptr) const;
+                              const nlohmann::json& tools = nullptr,
+                              const std::string& image_text = {}) const;
   bool uses_model_template() const { return model_template_; }
   // The template's text (for its tool-call syntax).
   const std::string& source() const { return source_; }

@@ -202,6 +202,11 @@ class Server {
   void watch_signals(httplib::Server& http);
   // The images of the chat messages' image_url parts, decoded (ApiError 400 when bad).
   std::vector<modalities::Image> chat_images(const ApiRequest& r) const;
+  // The model's MultimodalLM::chat_image_text (MiniCPM-V's image token; "" for others).
+  std::string chat_image_text() const {
+    const auto* mm = dynamic_cast<const models::MultimodalLM*>(model_.get());
+    return mm ? mm->chat_image_text() : std::string();
+  }
   // A chat prompt's placeholders expanded for `images` (ApiError 400 when they do not match).
   std::vector<int32_t> place_images(const std::vector<int32_t>& ids,
                                     const std::vector<modalities::Image>& images) const;
@@ -418,6 +423,8 @@ std::vector<int32_t> Server::place_images(const std::vector<int32_t>& ids,
   for (const modalities::Image& image : images)
     counts.push_back(model.image_encoder().num_image_tokens(image));
   try {
+    if (auto expanded = model.expand_image_placeholders(ids, images))  // markup models (MiniCPM-V)
+      return runtime::expand_image_tokens(*expanded, model.image_token_id(), counts).ids;
     return runtime::expand_image_tokens(ids, model.image_token_id(), counts).ids;
   } catch (const Error& e) {
     throw ApiError(400, std::string("The images do not match the prompt: ") + e.what(),
@@ -525,7 +532,7 @@ void Server::handle_generate(Endpoint endpoint, const httplib::Request& req,
       prompts.push_back(chat_prompt_->encode(
           r.messages, *tokenizer_, options_.parse_special_in_content,
           [this] { return shutting_down_.load(); },
-          r.tool_choice == "none" ? nlohmann::json(nullptr) : r.tools));
+          r.tool_choice == "none" ? nlohmann::json(nullptr) : r.tools, chat_image_text()));
       if (!images.empty()) prompts.back() = place_images(prompts.back(), images);
       if (!audios.empty()) prompts.back() = place_audios(prompts.back(), audios);
     } catch (const tok::Cancelled&) {

@@ -5,6 +5,7 @@
 // backend. Each piece of an image (the overview, then its slices; MiniCPMVImageProcessor) becomes
 // query_num rows that replace, in order, the "<unk>" placeholders the processor writes between
 // "<image>"/"<slice>" and their closing tokens.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,8 @@ namespace af::models {
 namespace {
 
 constexpr char kComponent[] = "minicpmv";
+// MiniCPMVProcessor splits prompts on this literal tag (str.split), one per image.
+constexpr std::string_view kTag = "(<image>./</image>)";
 
 // torch.bucketize(torch.arange(0, 1 - 1e-6, 1 / n), torch.arange(1 / side, 1, 1 / side),
 // right=True) as SiglipVisionEmbeddings computes it: the tower-grid index of each of n patches
@@ -242,10 +245,12 @@ class MiniCPMVEncoder final : public ImageEncoder {
 class MiniCPMVLM final : public MultimodalLM {
  public:
   MiniCPMVLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<CausalLM> text,
-             std::unique_ptr<MiniCPMVEncoder> encoder, int32_t unk, std::string architecture)
+             std::unique_ptr<MiniCPMVEncoder> encoder,
+             std::unique_ptr<const tok::Tokenizer> tokenizer, int32_t unk, std::string architecture)
       : files_(std::move(files)),
         text_(std::move(text)),
         encoder_(std::move(encoder)),
+        tokenizer_(std::move(tokenizer)),
         unk_(unk),
         info_(text_->info()) {
     info_.architecture = std::move(architecture);
@@ -254,10 +259,24 @@ class MiniCPMVLM final : public MultimodalLM {
              " is outside the text model's vocabulary of ", text_->config().vocab_size);
   }
 
-  // The processor's placeholder rows are "<unk>" tokens; prompts hold them already expanded as
-  // MiniCPMVProcessor writes them (markup around each piece), and images fill them in order.
+  // The processor's placeholder rows are "<unk>" tokens inside markup around each piece
+  // (minicpmv_expand_ids writes it); images fill them in order.
   int32_t image_token_id() const override { return unk_; }
   ImageEncoder& image_encoder() override { return *encoder_; }
+  std::string image_prompt_text(std::string_view text) const override {
+    std::string out;
+    size_t start = 0;
+    for (size_t at = text.find(kTag); at != std::string_view::npos; at = text.find(kTag, start)) {
+      out.append(text.substr(start, at - start)).append(processor_config().unk);
+      start = at + kTag.size();
+    }
+    return out.append(text.substr(start));
+  }
+  std::string chat_image_text() const override { return processor_config().unk; }
+  std::optional<std::vector<int32_t>> expand_image_placeholders(
+      std::span<const int32_t> ids, std::span<const modalities::Image> images) const override {
+    return minicpmv_expand_ids(*tokenizer_, processor_config(), ids, images);
+  }
 
   ModelConfig config() const override { return text_->config(); }
   const ModelInfo& info() const override { return info_; }
@@ -281,8 +300,14 @@ class MiniCPMVLM final : public MultimodalLM {
   std::shared_ptr<const io::ModelFiles> files_;  // the encoder's weights are views into it
   std::unique_ptr<CausalLM> text_;
   std::unique_ptr<MiniCPMVEncoder> encoder_;
+  std::unique_ptr<const tok::Tokenizer> tokenizer_;  // the processor's, for placeholder ids
   int32_t unk_;
   ModelInfo info_;
+
+  const modalities::MiniCPMVConfig& processor_config() const {
+    return dynamic_cast<const modalities::MiniCPMVImageProcessor&>(encoder_->processor())
+        .minicpmv_config();
+  }
 };
 
 std::string model_folder(const std::string& path) {
@@ -291,13 +316,42 @@ std::string model_folder(const std::string& path) {
   return std::filesystem::path(path).parent_path().string();
 }
 
-// The id of the processor's "unk" placeholder in the folder's tokenizer.
-int32_t placeholder_id(const std::string& folder, const std::string& unk) {
-  const std::unique_ptr<tok::Tokenizer> tokenizer = tok::Tokenizer::load(folder);
-  const std::vector<int32_t> ids = tokenizer->encode(unk, false);
-  AF_CHECK(ids.size() == 1, ErrorCode::kFormat, kComponent, folder, ": the placeholder \"", unk,
+// The id of one of the processor's markup strings (`field`) in its tokenizer.
+int32_t markup_id(const tok::Tokenizer& tokenizer, const std::string& text, const char* field) {
+  const std::vector<int32_t> ids = tokenizer.encode(text, false);
+  AF_CHECK(ids.size() == 1, ErrorCode::kFormat, kComponent, "the processor's ", field, " \"", text,
            "\" is not one token of the tokenizer (", ids.size(), " tokens)");
   return ids[0];
+}
+
+// Whether every run of `unk` in `ids` is one piece's `rows` placeholders inside its markup:
+// "<image>" ... "</image>" or "<slice>" ... "</slice>".
+bool runs_in_markup(const tok::Tokenizer& tokenizer, const modalities::MiniCPMVConfig& config,
+                    std::span<const int32_t> ids, int32_t unk) {
+  const int32_t im_start = markup_id(tokenizer, config.im_start, "im_start"),
+                im_end = markup_id(tokenizer, config.im_end, "im_end"),
+                slice_start = markup_id(tokenizer, config.slice_start, "slice_start"),
+                slice_end = markup_id(tokenizer, config.slice_end, "slice_end");
+  for (size_t i = 0; i < ids.size();) {
+    if (ids[i] != unk) {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < ids.size() && ids[end] == unk) ++end;
+    const int32_t before = i > 0 ? ids[i - 1] : -1, after = end < ids.size() ? ids[end] : -1;
+    const bool closed =
+        (before == im_start && after == im_end) || (before == slice_start && after == slice_end);
+    if (!closed || int64_t(end - i) != config.image_feature_size) return false;
+    i = end;
+  }
+  return true;
+}
+
+// How many "<unk>" rows the processor gives `image`.
+int64_t image_rows(const modalities::MiniCPMVConfig& config, const modalities::Image& image) {
+  const auto grid = modalities::minicpmv_slice_grid(config, image.width(), image.height());
+  return int64_t(config.image_feature_size) * (1 + (grid ? grid->first * grid->second : 0));
 }
 
 }  // namespace
@@ -306,8 +360,6 @@ std::vector<int32_t> minicpmv_prompt_ids(const tok::Tokenizer& tokenizer,
                                          const modalities::MiniCPMVConfig& config,
                                          std::string_view text,
                                          std::span<const modalities::Image> images) {
-  // The processor splits on this literal tag (str.split) and tokenizes the joined text at once.
-  constexpr std::string_view kTag = "(<image>./</image>)";
   std::string expanded;
   size_t start = 0, count = 0;
   for (size_t at = text.find(kTag); at != std::string_view::npos; at = text.find(kTag, start)) {
@@ -323,6 +375,42 @@ std::vector<int32_t> minicpmv_prompt_ids(const tok::Tokenizer& tokenizer,
            count, " ", kTag, " tag(s) for ", images.size(), " image(s)");
   expanded.append(text.substr(start));
   return tokenizer.encode(expanded, true);
+}
+
+std::vector<int32_t> minicpmv_expand_ids(const tok::Tokenizer& tokenizer,
+                                         const modalities::MiniCPMVConfig& config,
+                                         std::span<const int32_t> ids,
+                                         std::span<const modalities::Image> images) {
+  std::vector<int32_t> out(ids.begin(), ids.end());
+  if (images.empty()) return out;  // text only (runtime::expand_image_tokens refuses stray rows)
+  const int32_t unk = markup_id(tokenizer, config.unk, "unk");
+  int64_t rows = 0;
+  for (const modalities::Image& image : images) rows += image_rows(config, image);
+  const auto count = int64_t(std::count(ids.begin(), ids.end(), unk));
+  if (count == rows && runs_in_markup(tokenizer, config, ids, unk)) return out;
+  const auto n = int64_t(images.size());
+  bool alone = true;  // no "<unk>" next to another one
+  for (size_t i = 1; i < ids.size(); ++i) alone = alone && !(ids[i] == unk && ids[i - 1] == unk);
+  AF_CHECK(count == n && alone, ErrorCode::kInvalidArgument, kComponent, "the prompt has ", count,
+           " \"", config.unk, "\" placeholder(s) for ", n,
+           " image(s); MiniCPM-V needs one per image (a ", kTag, " tag in a text prompt, or \"",
+           config.unk, "\" where the image goes), or the processor's expansion (", rows,
+           " of them inside their ", config.im_start, "/", config.slice_start, " markup)");
+  out.clear();
+  size_t image = 0;
+  for (int32_t id : ids) {
+    if (id != unk) {
+      out.push_back(id);
+      continue;
+    }
+    const modalities::Image& picture = images[image];
+    const std::vector<int32_t> piece = tokenizer.encode(
+        modalities::minicpmv_placeholder(config, picture.width(), picture.height(), int(image)),
+        false);
+    out.insert(out.end(), piece.begin(), piece.end());
+    ++image;
+  }
+  return out;
 }
 
 std::unique_ptr<ImageEncoder> load_minicpmv_encoder(const io::ModelFiles& files,
@@ -346,12 +434,16 @@ std::unique_ptr<CausalLM> make_minicpmv(io::ModelFiles files, const io::HfConfig
   std::unique_ptr<CausalLM> decoder = make_decoder_lm(shared, config, qwen2_decoder_spec(config),
                                                       parts, {"llm.model", "llm.lm_head"});
   auto encoder = std::make_unique<MiniCPMVEncoder>(*shared, config, parts.backend, folder);
-  const int32_t unk = placeholder_id(
-      folder, dynamic_cast<const modalities::MiniCPMVImageProcessor&>(encoder->processor())
-                  .minicpmv_config()
-                  .unk);
-  return std::make_unique<MiniCPMVLM>(shared, std::move(decoder), std::move(encoder), unk,
-                                      config.architecture());
+  std::unique_ptr<const tok::Tokenizer> tokenizer = tok::Tokenizer::load(folder);
+  const std::string& unk =
+      dynamic_cast<const modalities::MiniCPMVImageProcessor&>(encoder->processor())
+          .minicpmv_config()
+          .unk;
+  const std::vector<int32_t> unk_ids = tokenizer->encode(unk, false);
+  AF_CHECK(unk_ids.size() == 1, ErrorCode::kFormat, kComponent, folder, ": the placeholder \"", unk,
+           "\" is not one token of the tokenizer (", unk_ids.size(), " tokens)");
+  return std::make_unique<MiniCPMVLM>(shared, std::move(decoder), std::move(encoder),
+                                      std::move(tokenizer), unk_ids[0], config.architecture());
 }
 
 namespace {

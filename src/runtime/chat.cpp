@@ -198,19 +198,80 @@ RenderedChat ChatFormatter::render_located(const std::vector<ChatMessage>& messa
   return out;
 }
 
+std::vector<ChatMessage> images_as_text(const std::vector<ChatMessage>& messages,
+                                        const std::string& image_text) {
+  std::vector<ChatMessage> out;
+  for (const ChatMessage& m : messages) {
+    // Typed, it could not be told from an image (and would forge one).
+    AF_CHECK(m.content.find(image_text) == std::string::npos, ErrorCode::kInvalidArgument, "chat",
+             "message ", out.size(), " holds \"", image_text,
+             "\", the text this model's images become in chat; remove it (images go in image "
+             "parts)");
+    out.push_back({m.role, m.content, {}, {}, m.audios, m.audio_offsets});
+    if (m.images.empty()) continue;
+    std::string content;
+    size_t from = 0;
+    const auto add = [&content](std::string_view part) {
+      if (part.empty()) return;
+      if (!content.empty()) content += '\n';
+      content += part;
+    };
+    for (size_t i = 0; i < m.images.size(); ++i) {
+      const size_t at =
+          std::min(i < m.image_offsets.size() ? m.image_offsets[i] : 0, m.content.size());
+      add(std::string_view(m.content).substr(from, at > from ? at - from : 0));
+      from = std::max(from, at);
+      add(image_text);
+    }
+    add(std::string_view(m.content).substr(from));
+    out.back().content = std::move(content);
+  }
+  return out;
+}
+
+namespace {
+
+// `ranges` with every occurrence of `cut` inside them left out.
+std::vector<tok::Tokenizer::TextRange> cut_ranges(std::string_view text,
+                                                  std::vector<tok::Tokenizer::TextRange> ranges,
+                                                  std::string_view cut) {
+  if (cut.empty()) return ranges;
+  std::vector<tok::Tokenizer::TextRange> out;
+  for (tok::Tokenizer::TextRange r : ranges) {
+    for (size_t at = text.find(cut, r.begin);
+         at != std::string_view::npos && at + cut.size() <= r.end; at = text.find(cut, r.begin)) {
+      if (at > r.begin) out.push_back({r.begin, at});
+      r.begin = at + cut.size();
+    }
+    if (r.end > r.begin) out.push_back(r);
+  }
+  return out;
+}
+
+std::string without(std::string text, std::string_view cut) {
+  if (cut.empty()) return text;
+  for (size_t at = text.find(cut); at != std::string::npos; at = text.find(cut, at))
+    text.erase(at, cut.size());
+  return text;
+}
+
+}  // namespace
+
 std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
                                  const std::vector<ChatMessage>& messages, bool add_special,
                                  bool parse_special_in_content,
-                                 const std::function<bool()>& cancelled) {
+                                 const std::function<bool()>& cancelled,
+                                 std::string_view image_text) {
   if (parse_special_in_content)
     return tokenizer.encode(rendered.text, add_special, true, cancelled);
   if (rendered.located) {
-    return tokenizer.encode_with_plain_ranges(rendered.text, add_special, rendered.content,
-                                              cancelled);
+    return tokenizer.encode_with_plain_ranges(
+        rendered.text, add_special, cut_ranges(rendered.text, rendered.content, image_text),
+        cancelled);
   }
-  // Content that holds no special-token text tokenizes the same either way.
+  // Content that holds no special-token text (but images) tokenizes the same either way.
   for (size_t i = 0; i < messages.size(); ++i) {
-    const std::string& c = messages[i].content;
+    const std::string c = without(messages[i].content, image_text);
     AF_CHECK(
         tokenizer.encode(c, false, true, cancelled) == tokenizer.encode(c, false, false, cancelled),
         ErrorCode::kInvalidArgument, "chat", "message ", i,

@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "af/runtime/session.hpp"
@@ -57,10 +58,20 @@ class ChatFormatter {
 // template transformed content so that it cannot be located and some content holds special-token
 // text, throws kInvalidArgument (component "chat") rather than guess. `cancelled` as for
 // Tokenizer::encode (throws tok::Cancelled).
+// `image_text` (MultimodalLM::chat_image_text, written by images_as_text): inside content it is
+// parsed as the special token it is, the rest of the content staying plain.
 std::vector<int32_t> encode_chat(const tok::Tokenizer& tokenizer, const RenderedChat& rendered,
                                  const std::vector<ChatMessage>& messages, bool add_special,
                                  bool parse_special_in_content,
-                                 const std::function<bool()>& cancelled = {});
+                                 const std::function<bool()>& cancelled = {},
+                                 std::string_view image_text = {});
+
+// `messages` with each image written into its message's content as `image_text`, the parts
+// (image, or non-empty text, in content order) joined by "\n" as MiniCPM-V's chat() joins
+// them; images are dropped from the messages. Throws af::Error kInvalidArgument (component
+// "chat") for a message whose text holds `image_text` itself.
+std::vector<ChatMessage> images_as_text(const std::vector<ChatMessage>& messages,
+                                        const std::string& image_text);
 
 // The template shipped with the model at model_path, if any.
 std::optional<std::string> find_model_chat_template(const std::string& model_path);

@@ -586,6 +586,10 @@ std::optional<uint64_t> Scheduler::submit(GenerationRequest request) {
     std::vector<int64_t> counts;
     std::vector<std::string> hashes;
     const int32_t token = media_counts(*s.multimodal, request, counts, hashes);
+    if (!request.images.empty()) {  // markup models (MiniCPM-V) expand or refuse their own
+      if (auto expanded = s.multimodal->expand_image_placeholders(request.prompt, request.images))
+        request.prompt = std::move(*expanded);
+    }
     placed = expand_image_tokens(request.prompt, token, counts);
     keys = position_keys(placed, hashes);
     if (request.audios.empty())

@@ -117,6 +117,11 @@ struct Session::State {
     const int32_t image_token = req.videos.empty() ? media_counts(req, counts, hashes)
                                                    : video_counts(req, p, counts, hashes);
     if (!req.audios.empty()) p.audios = &req.audios;
+    // Models with markup around each image's rows expand (or refuse) the prompt themselves.
+    if (!req.images.empty()) {
+      if (auto expanded = multimodal->expand_image_placeholders(prompt, req.images))
+        prompt = std::move(*expanded);
+    }
     const bool has_placeholder = std::count(prompt.begin(), prompt.end(), image_token) > 0;
     if (!counts.empty() && !has_placeholder) {
       // The image goes first, as LLaVA's processor convention puts it: after BOS (audio too).
@@ -309,7 +314,11 @@ GenerateResponse Session::generate(const GenerateRequest& req) {
              "SessionBuilder::tokenizer)");
     try {
       // cancel() from another thread also stops a long tokenization.
-      prompt = s.tokenizer->encode(req.prompt, req.add_special, /*parse_special=*/true,
+      // The model's image tags become its image token before tokenization.
+      const std::string text = s.multimodal && !req.images.empty()
+                                   ? s.multimodal->image_prompt_text(req.prompt)
+                                   : req.prompt;
+      prompt = s.tokenizer->encode(text, req.add_special, /*parse_special=*/true,
                                    [&s] { return s.cancel.load(); });
     } catch (const tok::Cancelled&) {
       GenerateResponse cancelled;
@@ -453,14 +462,20 @@ std::optional<std::vector<int32_t>> Session::encode_chat_prompt(
   AF_CHECK(s.tokenizer != nullptr, ErrorCode::kInvalidArgument, "chat", "chat needs a tokenizer");
   AF_CHECK(s.chat.has_value(), ErrorCode::kInvalidArgument, "chat",
            "this model has no chat template (give one with SessionBuilder::chat_template)");
+  // Models whose template takes no image parts get their images as text (MiniCPM-V).
+  const std::string image_text = s.multimodal ? s.multimodal->chat_image_text() : std::string();
+  std::vector<ChatMessage> as_text;
+  if (!image_text.empty()) as_text = runtime::images_as_text(messages, image_text);
+  const std::vector<ChatMessage>& shown = image_text.empty() ? messages : as_text;
   const runtime::RenderedChat prompt =
-      s.chat->render_located(messages, /*add_generation_prompt=*/true);
+      s.chat->render_located(shown, /*add_generation_prompt=*/true);
   // As transformers' apply_chat_template: the template writes BOS itself. cancel() from another
   // thread also stops a long tokenization.
   s.cancel.store(false);
   try {
-    return runtime::encode_chat(*s.tokenizer, prompt, messages, /*add_special=*/false,
-                                s.parse_special_in_content, [&s] { return s.cancel.load(); });
+    return runtime::encode_chat(
+        *s.tokenizer, prompt, shown, /*add_special=*/false, s.parse_special_in_content,
+        [&s] { return s.cancel.load(); }, image_text);
   } catch (const tok::Cancelled&) {
     return std::nullopt;
   }

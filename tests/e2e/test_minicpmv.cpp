@@ -19,6 +19,8 @@
 #include "af/models/minicpmv.hpp"
 #include "af/models/multimodal.hpp"
 #include "af/runtime/prompt.hpp"
+#include "af/runtime/session.hpp"
+#include "af/tokenizer/tokenizer.hpp"
 #include "test_util.hpp"
 
 namespace af {
@@ -198,6 +200,159 @@ TEST(MiniCPMV, PlaceholderMismatchIsAClearError) {
   ids.push_back(model->image_token_id());  // one row too many for the image
   const int64_t counts[] = {ref["images"]["chelsea"]["rows"].get<int64_t>()};
   EXPECT_THROW(runtime::expand_image_tokens(ids, model->image_token_id(), counts), Error);
+}
+
+std::vector<modalities::Image> prompt_images(const nlohmann::json& ref, const nlohmann::json& p) {
+  std::vector<modalities::Image> images;
+  for (const std::string name : p["images"])
+    images.push_back(modalities::Image::load(image_path(ref["images"][name])));
+  return images;
+}
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+  return text;
+}
+
+// The short form other vision models take (the image token once per image, or the processor's
+// tag in a text prompt) expands through MultimodalLM's hooks to the processor's ids exactly.
+TEST(MiniCPMV, ShortFormExpandsAsProcessor) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  const auto tokenizer = tok::Tokenizer::load(dir());
+  const modalities::MiniCPMVConfig config = modalities::parse_minicpmv_config(
+      test::read_text(dir() + "/preprocessor_config.json"), "preprocessor_config.json");
+  for (const auto& [key, p] : ref["prompts"].items()) {
+    SCOPED_TRACE(key);
+    const std::vector<modalities::Image> images = prompt_images(ref, p);
+    const std::string text = p["text"];
+    const std::vector<int32_t> want = p["ids"].get<std::vector<int32_t>>();
+    ASSERT_EQ(models::minicpmv_prompt_ids(*tokenizer, config, text, images), want);
+    // The tag in a text prompt, and "<unk>" written in its place.
+    for (const std::string& form :
+         {model->image_prompt_text(text), replace_all(text, "(<image>./</image>)", "<unk>")}) {
+      const std::vector<int32_t> ids = tokenizer->encode(form, true);
+      EXPECT_EQ(std::count(ids.begin(), ids.end(), model->image_token_id()),
+                int64_t(images.size()));
+      EXPECT_EQ(model->expand_image_placeholders(ids, images), want);
+    }
+    EXPECT_EQ(model->expand_image_placeholders(want, images), want);  // already expanded
+  }
+}
+
+std::string expand_error(const models::MultimodalLM& model, const std::vector<int32_t>& ids,
+                         const std::vector<modalities::Image>& images) {
+  try {
+    model.expand_image_placeholders(ids, images);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// Prompts that cannot be expanded exactly are refused with an error naming the tag, never run
+// as a bare run of "<unk>" rows.
+TEST(MiniCPMV, UnexpandablePromptIsAClearError) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  auto model = load_model();
+  ASSERT_NE(model, nullptr);
+  const auto tokenizer = tok::Tokenizer::load(dir());
+  const nlohmann::json& p = ref["prompts"]["one_image"];
+  const std::vector<modalities::Image> images = prompt_images(ref, p);
+  const int32_t unk = model->image_token_id();
+  const int64_t rows = ref["images"]["chelsea"]["rows"];
+  std::vector<int32_t> bare = tokenizer->encode("What is it?", true);
+  const std::vector<std::vector<int32_t>> bad = {
+      bare,                                                   // no placeholder
+      tokenizer->encode(p["text"].get<std::string>(), true),  // the tag tokenized as text
+      tokenizer->encode("<unk><unk> What is it?", true),      // two for one image
+  };
+  for (const std::vector<int32_t>& ids : bad) {
+    const std::string e = expand_error(*model, ids, images);
+    EXPECT_NE(e.find("(<image>./</image>)"), std::string::npos) << e;
+  }
+  bare.insert(bare.begin() + 1, size_t(rows), unk);  // every row, but without the markup
+  EXPECT_NE(expand_error(*model, bare, images).find("markup"), std::string::npos);
+  // The session refuses it too, instead of placing the image after BOS.
+  Session session = SessionBuilder().build(models::load(dir()));
+  GenerateRequest request;
+  request.prompt = "What is it?";
+  request.images = images;
+  request.max_tokens = 1;
+  EXPECT_THROW(session.generate(request), Error);
+}
+
+// Chat with an image part: the image is written into the message text as MiniCPM-V's chat()
+// writes its tag (parts joined by "\n"), and the prompt is the processor's expansion of it: the
+// fixture's ids and greedy continuation.
+TEST(MiniCPMV, ChatImagePartExpandsAsProcessor) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  const nlohmann::json& p = ref["prompts"]["one_image"];  // "(<image>./</image>)\nWhat is it?"
+  Session session = SessionBuilder()
+                        .chat_template(
+                            "{{ bos_token }}{% for m in messages %}{{ m['content'] }}"
+                            "{% endfor %}")
+                        .build(models::load(dir()));
+  GenerateRequest request;
+  request.max_tokens = 8;
+  const std::vector<ChatMessage> messages = {{"user", "What is it?", prompt_images(ref, p)}};
+  const GenerateResponse res = session.chat_completion(messages, request);
+  const std::vector<int32_t> want = p["ids"].get<std::vector<int32_t>>();
+  ASSERT_GE(session.cached_ids().size(), want.size());
+  EXPECT_EQ(std::vector<int32_t>(session.cached_ids().begin(),
+                                 session.cached_ids().begin() + std::ptrdiff_t(want.size())),
+            want);
+  EXPECT_EQ(res.prompt_tokens, int64_t(want.size()));
+  EXPECT_EQ(res.ids, p["greedy"].get<std::vector<int32_t>>());
+  // "<unk>" typed in the text could not be told from an image: refused, not a second image.
+  const std::vector<ChatMessage> typed = {{"user", "<unk> What is it?", prompt_images(ref, p)}};
+  EXPECT_THROW(session.chat_completion(typed, request), Error);
+}
+
+// af-cli run -n 8 --seed 1 --temp 0 --print-ids on the fixture: the exit status, and stdout (the
+// ids), or stderr with `errors`.
+test::ShellResult cli_run(const std::string& args, bool errors = false) {
+  test::ShellResult r = test::run_shell(std::string(AF_CLI_PATH) + " run -t 2 -m '" + dir() +
+                                        "' -n 8 --seed 1 --temp 0 --print-ids " + args +
+                                        (errors ? " 2>&1 >/dev/null" : " 2>/dev/null"));
+  while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+  return r;
+}
+
+// af-cli run with an image prompt generates llm.generate's greedy ids: the processor's tag (one
+// image, two images); a prompt without a placeholder is refused.
+TEST(MiniCPMV, CliRunGreedyIdsEqualGenerate) {
+  AF_REQUIRE_TESTDATA(test::testdata_dir() + "/images");
+  const nlohmann::json ref = reference();
+  const auto images = [&](const char* key) {
+    std::string out;
+    for (const std::string name : ref["prompts"][key]["images"])
+      out += " --image '" + image_path(ref["images"][name]) + "'";
+    return out;
+  };
+  const auto greedy = [&](const char* key) {
+    std::string out;
+    for (int32_t id : ref["prompts"][key]["greedy"]) {
+      if (!out.empty()) out += ' ';
+      out += std::to_string(id);
+    }
+    return out;
+  };
+  // -p unescapes "\n" as llama-cli does.
+  test::ShellResult r = cli_run(images("one_image") + " -p '(<image>./</image>)\\nWhat is it?'");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, greedy("one_image"));
+  r = cli_run(images("two_images") + " -p 'A (<image>./</image>) B (<image>./</image>)'");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, greedy("two_images"));
+  r = cli_run(images("one_image") + " -p 'What is it?'", /*errors=*/true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("(<image>./</image>)"), std::string::npos) << r.out;
 }
 
 // The fixture folder copied with one file changed by `edit` (or removed when it returns false).

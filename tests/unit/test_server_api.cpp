@@ -220,6 +220,28 @@ TEST(ServerApi, ChatPromptUsesTheModelsTemplate) {
             render_chatml({{"user", "Hi"}}));
 }
 
+// A model whose template takes no image parts (MiniCPM-V): each image_url part becomes the
+// model's image token in the text, parts joined by "\n"; that text typed in a message is a 400.
+TEST(ServerApi, ChatPromptWritesImagesAsTextForMiniCPMV) {
+  const auto tokenizer = tok::Tokenizer::load(test::testdata_dir() + "/models/stories260K-hf");
+  const ChatPrompt prompt("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}",
+                          *tokenizer);
+  const std::vector<ChatMessage> messages = {{"user", "Hi", {"a.png", "b.png"}, {0, 2}}};
+  const int32_t unk = tokenizer->encode("<unk>", false)[0];
+  // "<s><unk>\nHi\n<unk>"
+  std::vector<int32_t> want = {tokenizer->bos_id(), unk};
+  for (int32_t id : tokenizer->encode("\nHi\n", false, false)) want.push_back(id);
+  want.push_back(unk);
+  EXPECT_EQ(prompt.encode(messages, *tokenizer, false, {}, nullptr, "<unk>"), want);
+  try {
+    prompt.encode({{"user", "Hi <unk>", {"a.png"}}}, *tokenizer, false, {}, nullptr, "<unk>");
+    ADD_FAILURE() << "no error";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(e.message.find("<unk>"), std::string::npos) << e.message;
+  }
+}
+
 // A template past the operator's budget (--template-max-*) is the server's problem: 500 naming
 // the option, not a 400 blaming the messages.
 TEST(ServerApi, ChatPromptOverItsTemplateBudgetIs500NamingTheOption) {

@@ -22,4 +22,18 @@ std::vector<int32_t> minicpmv_prompt_ids(const tok::Tokenizer& tokenizer,
                                          std::string_view text,
                                          std::span<const modalities::Image> images);
 
+// The id form of the same expansion, for entry points that tokenize before placing images
+// (sessions, the scheduler, the server's chat, af-cli logits): each "<unk>" (the processor's
+// unk token) standing alone once per image becomes the ids of that image's placeholder. Equal
+// to minicpmv_prompt_ids of the text with the "<unk>"s as tags, since the placeholder starts and
+// ends with special tokens, which cut the text into pieces tokenized apart. Ids that already
+// hold the expansion (every image's rows, each piece's run of image_feature_size "<unk>"s between
+// its "<image>"/"<slice>" and closing tokens) are returned as is. Throws af::Error
+// kInvalidArgument (component "minicpmv") for any other prompt with images: no placeholder, a
+// count that fits neither form, bare runs without their markup.
+std::vector<int32_t> minicpmv_expand_ids(const tok::Tokenizer& tokenizer,
+                                         const modalities::MiniCPMVConfig& config,
+                                         std::span<const int32_t> ids,
+                                         std::span<const modalities::Image> images);
+
 }  // namespace af::models

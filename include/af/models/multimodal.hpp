@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "af/io/hf_config.hpp"
@@ -37,6 +39,25 @@ class MultimodalLM : public CausalLM {
   // null for a model that takes no audio.
   virtual int32_t audio_token_id() const { return -1; }
   virtual AudioEncoder* audio_encoder() { return nullptr; }
+  // Models whose processor writes markup around each image's rows (MiniCPM-V: an image id and
+  // "<image>"/"<slice>" pieces), where a run of image_token_id() alone would be a wrong prompt.
+  // Text prompts: the model's image tags (MiniCPM-V: "(<image>./</image>)") replaced by the
+  // image token's text, before tokenization (a tag tokenized as text cannot be expanded
+  // exactly). Default: `text` as is.
+  virtual std::string image_prompt_text(std::string_view text) const { return std::string(text); }
+  // Ids: image_token_id() given once per image replaced by the processor's ids of that image's
+  // placeholder, or ids already expanded that way returned as is (checked); throws af::Error
+  // kInvalidArgument for any other prompt with images. nullopt (default): the placeholder is
+  // one token repeated (runtime::expand_image_tokens, which then runs on the result too).
+  virtual std::optional<std::vector<int32_t>> expand_image_placeholders(
+      std::span<const int32_t> ids, std::span<const modalities::Image> images) const {
+    (void)ids, (void)images;
+    return std::nullopt;
+  }
+  // Chat: the text an image becomes in its message's content when the model's chat template
+  // takes no image parts (MiniCPM-V, whose chat() writes the tag into the text; here its image
+  // token, parts joined by "\n"); empty (default): images reach the template as content parts.
+  virtual std::string chat_image_text() const { return {}; }
   // M-RoPE models (Qwen2-VL): the [3][ids.size()] rotary positions of an expanded prompt
   // showing `images` in order (their grids follow from their sizes; nothing is encoded), for
   // InputEmbeddings::positions. Empty for models with 1-D positions.
