@@ -154,6 +154,18 @@ TEST(CliBench, JsonHasTheContractKeysWithPositiveValues) {
   EXPECT_GE(j["first_token_s"].get<double>(), j["load_s"].get<double>());
   // Whatever else is resident, the touched weights are.
   EXPECT_GT(j["rss_bytes"].get<double>(), 0.5 * j["weight_file_bytes"].get<double>());
+  // The bandwidth is the streaming limit: each pass reads the buffer with the probe's kernel and
+  // with memcpy and counts the faster, so the median is at least the median of either (issue 16:
+  // the old probe's 16-byte xor loop read 20-40 % below memcpy and below the decode itself).
+  for (const char* key : {"bandwidth_stream_gb_s", "bandwidth_memcpy_gb_s"}) {
+    ASSERT_TRUE(j.contains(key) && j[key].is_number()) << key << " in " << r.out;
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+    EXPECT_GE(j["bandwidth_gb_s"].get<double>(), j[key].get<double>()) << key;
+  }
+  EXPECT_LE(j["bandwidth_min_gb_s"].get<double>(), j["bandwidth_gb_s"].get<double>());
+  EXPECT_GE(j["bandwidth_max_gb_s"].get<double>(), j["bandwidth_gb_s"].get<double>());
+  ASSERT_TRUE(j.contains("bandwidth_method") && j["bandwidth_method"].is_string()) << r.out;
+  EXPECT_NE(j["bandwidth_method"].get<std::string>().find("memcpy"), std::string::npos);
 }
 
 TEST(CliBench, F16KvCacheHalvesTheCacheBytes) {
@@ -263,9 +275,13 @@ TEST(CliBench, TextOutputAndErrors) {
   const CliRun r = run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p 8 -n 4 -r 1 --bw-mib 32");
   ASSERT_EQ(r.status, 0);
   EXPECT_NE(r.out.find("roofline ratio"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("stream / memcpy"), std::string::npos) << r.out;
   EXPECT_EQ(run_cli("bench -m /nonexistent.gguf --json").status, 1);
   // -p 0 skips pp (test_cli_habits.cpp); a negative count is a usage error.
   EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf -p -1").status, 2);
+  // A probe buffer of no bytes or of more than 1 TiB is refused before anything loads.
+  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf --bw-mib 0").status, 2);
+  EXPECT_EQ(run_cli("bench -m " + models() + "/qwen2/qwen2.gguf --bw-mib -5").status, 2);
 }
 
 }  // namespace
