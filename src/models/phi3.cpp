@@ -1,11 +1,12 @@
 // Phi-3 / Phi-3.5 / Phi-4-mini (Phi3ForCausalLM): the Llama decoder with fused projections
 // (self_attn.qkv_proj = [q; k; v] rows, mlp.gate_up_proj = [gate; up] rows), LongRoPE with
 // short/long factors and its cos/sin scale, and partial rotary (Phi-4-mini) -- the last two
-// handled by nn::Rope. The fused weights keep their HF names in the file; a view of the
-// weight source presents their row ranges as q/k/v_proj and gate/up_proj, so the shared
-// decoder runs them unchanged and without a copy (rows of every type are contiguous).
-#include <algorithm>
+// handled by nn::Rope -- and Phi-3-mini's sliding window (a ring KV cache, as Mistral's). The
+// fused weights keep their HF names in the file; a view of the weight source presents their
+// row ranges as q/k/v_proj and gate/up_proj, so the shared decoder runs them unchanged and
+// without a copy (rows of every type are contiguous).
 #include <array>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,25 +81,22 @@ class FusedSplitSource final : public io::WeightSource {
   std::array<Part, 5> parts_;
 };
 
-DecoderSpec phi3_decoder_spec(const io::HfConfig& config, const LoadOptions& options) {
+DecoderSpec phi3_decoder_spec(const io::HfConfig& config) {
   DecoderSpec spec = DecoderSpec::from_llama_config(config);
   spec.qkv_bias = spec.o_bias = spec.mlp_bias = false;
-  // A window at least as long as the session's context never hides a key; a shorter one
-  // would (Phi-3-mini-4k: 2047 of 4096), so refuse and say how to make it hold.
-  const int64_t context = options.context_length > 0
-                              ? options.context_length
-                              : std::max(spec.max_position_embeddings, options.min_context_length);
+  // As transformers' Phi3 mask (masking_utils' sliding_window_overlay): query p sees key j
+  // when p - j < sliding_window (null or absent: every key). A window shorter than the
+  // session's context (Phi-3-mini-4k: 2047 of 4096) makes each layer's KV cache a ring.
   const int64_t window = config.get_int("sliding_window", 0);
-  AF_CHECK(window == 0 || window >= context, ErrorCode::kUnsupported, "phi3", config.origin(),
-           ": sliding_window ", window, " is shorter than the context of ", context,
-           " positions, which is not supported yet (set the context length to at most ", window,
-           ")");
+  AF_CHECK(window >= 0 && window <= std::numeric_limits<int32_t>::max(), ErrorCode::kFormat, "phi3",
+           config.origin(), ": sliding_window must be a non-negative integer, got ", window);
+  spec.sliding_window = window;
   return spec;
 }
 
 std::unique_ptr<CausalLM> make_phi3(io::ModelFiles files, const io::HfConfig& config,
                                     const LoadOptions& options) {
-  const DecoderSpec spec = phi3_decoder_spec(config, options);
+  const DecoderSpec spec = phi3_decoder_spec(config);
   files.weights = std::make_unique<FusedSplitSource>(std::move(files.weights), spec);
   return make_decoder_lm(std::move(files), config, spec, options);
 }
