@@ -99,14 +99,14 @@ stage "unit tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 "$root/build-san/tests/af_unit_tests" \
   --gtest_brief=1
 
-stage "fuzzing the parsers (${AF_FUZZ_SECONDS:-30} s each): $fuzz_targets"
+stage "fuzzing the parsers (${AF_FUZZ_SECONDS:-20} s each): $fuzz_targets"
 # One fuzzer per core at a time; a failing one prints its log and fails the run.
 fuzz_one() {
   local target=$1 corpus log
   corpus=$(mktemp -d)
   log=$(mktemp)
   cp "$root/tests/fuzz/corpus/$target/"* "$corpus/" 2>/dev/null || true
-  if ! (cd "$corpus" && "$root/build-san/tests/$target" -max_total_time="${AF_FUZZ_SECONDS:-30}" \
+  if ! (cd "$corpus" && "$root/build-san/tests/$target" -max_total_time="${AF_FUZZ_SECONDS:-20}" \
         -max_len=65536 -print_final_stats=1 "$corpus") >"$log" 2>&1; then
     tail -n 60 "$log"
     echo "fuzzer $target failed"
