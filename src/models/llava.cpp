@@ -9,22 +9,20 @@
 #include "af/models/multimodal.hpp"
 #include "models/decoder_lm.hpp"
 #include "models/registry.hpp"
+#include "models/text_backed_lm.hpp"
 
 namespace af::models {
 namespace {
 
 constexpr char kComponent[] = "llava";
 
-class LlavaLM final : public MultimodalLM {
+class LlavaLM final : public TextBackedLM {
  public:
   LlavaLM(std::shared_ptr<const io::ModelFiles> encoder_files, std::unique_ptr<CausalLM> text,
           std::unique_ptr<ImageEncoder> encoder, int32_t image_token, std::string architecture)
-      : encoder_files_(std::move(encoder_files)),
-        text_(std::move(text)),
+      : TextBackedLM(std::move(encoder_files), std::move(text), std::move(architecture)),
         encoder_(std::move(encoder)),
-        image_token_(image_token),
-        info_(text_->info()) {
-    if (!architecture.empty()) info_.architecture = std::move(architecture);
+        image_token_(image_token) {
     const int64_t hidden = text_->config().hidden_size;
     AF_CHECK(encoder_->output_hidden() == hidden, ErrorCode::kFormat, kComponent,
              "the image encoder (mmproj) writes rows of ", encoder_->output_hidden(),
@@ -38,30 +36,9 @@ class LlavaLM final : public MultimodalLM {
   int32_t image_token_id() const override { return image_token_; }
   ImageEncoder& image_encoder() override { return *encoder_; }
 
-  ModelConfig config() const override { return text_->config(); }
-  const ModelInfo& info() const override { return info_; }
-  int64_t n_past() const override { return text_->n_past(); }
-  void truncate(int64_t n) override { text_->truncate(n); }
-  std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
-    return text_->forward(ids, all_logits);
-  }
-  std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
-                                    const InputEmbeddings& embeddings) override {
-    return text_->forward_embeds(ids, all_logits, embeddings);
-  }
-  std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
-    return text_->new_sequence(context_length);
-  }
-  std::vector<float> forward_batch(std::span<const BatchItem> items) override {
-    return text_->forward_batch(items);
-  }
-
  private:
-  std::shared_ptr<const io::ModelFiles> encoder_files_;  // the encoder's weights are views
-  std::unique_ptr<CausalLM> text_;
   std::unique_ptr<ImageEncoder> encoder_;
   int32_t image_token_;
-  ModelInfo info_;
 };
 
 // text_config as the text model reads it. Checkpoints written before transformers 5 leave out

@@ -19,6 +19,7 @@
 #include "models/decoder_lm.hpp"
 #include "models/minicpmv.hpp"
 #include "models/registry.hpp"
+#include "models/text_backed_lm.hpp"
 #include "models/vision_tower.hpp"
 
 namespace af::models {
@@ -242,18 +243,15 @@ class MiniCPMVEncoder final : public ImageEncoder {
   int64_t queries_ = 0, hidden_ = 0;
 };
 
-class MiniCPMVLM final : public MultimodalLM {
+class MiniCPMVLM final : public TextBackedLM {
  public:
   MiniCPMVLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<CausalLM> text,
              std::unique_ptr<MiniCPMVEncoder> encoder,
              std::unique_ptr<const tok::Tokenizer> tokenizer, int32_t unk, std::string architecture)
-      : files_(std::move(files)),
-        text_(std::move(text)),
+      : TextBackedLM(std::move(files), std::move(text), std::move(architecture)),
         encoder_(std::move(encoder)),
         tokenizer_(std::move(tokenizer)),
-        unk_(unk),
-        info_(text_->info()) {
-    info_.architecture = std::move(architecture);
+        unk_(unk) {
     AF_CHECK(unk_ >= 0 && unk_ < text_->config().vocab_size, ErrorCode::kFormat, kComponent,
              files_->path, ": the placeholder token id ", unk_,
              " is outside the text model's vocabulary of ", text_->config().vocab_size);
@@ -278,31 +276,10 @@ class MiniCPMVLM final : public MultimodalLM {
     return minicpmv_expand_ids(*tokenizer_, processor_config(), ids, images);
   }
 
-  ModelConfig config() const override { return text_->config(); }
-  const ModelInfo& info() const override { return info_; }
-  int64_t n_past() const override { return text_->n_past(); }
-  void truncate(int64_t n) override { text_->truncate(n); }
-  std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
-    return text_->forward(ids, all_logits);
-  }
-  std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
-                                    const InputEmbeddings& embeddings) override {
-    return text_->forward_embeds(ids, all_logits, embeddings);
-  }
-  std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
-    return text_->new_sequence(context_length);
-  }
-  std::vector<float> forward_batch(std::span<const BatchItem> items) override {
-    return text_->forward_batch(items);
-  }
-
  private:
-  std::shared_ptr<const io::ModelFiles> files_;  // the encoder's weights are views into it
-  std::unique_ptr<CausalLM> text_;
   std::unique_ptr<MiniCPMVEncoder> encoder_;
   std::unique_ptr<const tok::Tokenizer> tokenizer_;  // the processor's, for placeholder ids
   int32_t unk_;
-  ModelInfo info_;
 
   const modalities::MiniCPMVConfig& processor_config() const {
     return dynamic_cast<const modalities::MiniCPMVImageProcessor&>(encoder_->processor())

@@ -19,6 +19,7 @@
 #include "af/nn/var_builder.hpp"
 #include "models/decoder_lm.hpp"
 #include "models/registry.hpp"
+#include "models/text_backed_lm.hpp"
 
 namespace af::models {
 namespace {
@@ -229,16 +230,13 @@ class Qwen2AudioEncoder final : public AudioEncoder {
   nn::Linear projector_;  // [text hidden, d_model]
 };
 
-class Qwen2AudioLM final : public MultimodalLM {
+class Qwen2AudioLM final : public TextBackedLM {
  public:
   Qwen2AudioLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<CausalLM> text,
                std::unique_ptr<AudioEncoder> encoder, int32_t audio_token)
-      : files_(std::move(files)),
-        text_(std::move(text)),
+      : TextBackedLM(std::move(files), std::move(text), "Qwen2AudioForConditionalGeneration"),
         encoder_(std::move(encoder)),
-        audio_token_(audio_token),
-        info_(text_->info()) {
-    info_.architecture = "Qwen2AudioForConditionalGeneration";
+        audio_token_(audio_token) {
     AF_CHECK(audio_token_ >= 0 && audio_token_ < text_->config().vocab_size, ErrorCode::kFormat,
              kComponent, files_->path, ": audio_token_index ", audio_token_,
              " is outside the text model's vocabulary of ", text_->config().vocab_size);
@@ -252,30 +250,9 @@ class Qwen2AudioLM final : public MultimodalLM {
   int32_t audio_token_id() const override { return audio_token_; }
   AudioEncoder* audio_encoder() override { return encoder_.get(); }
 
-  ModelConfig config() const override { return text_->config(); }
-  const ModelInfo& info() const override { return info_; }
-  int64_t n_past() const override { return text_->n_past(); }
-  void truncate(int64_t n) override { text_->truncate(n); }
-  std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
-    return text_->forward(ids, all_logits);
-  }
-  std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
-                                    const InputEmbeddings& embeddings) override {
-    return text_->forward_embeds(ids, all_logits, embeddings);
-  }
-  std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
-    return text_->new_sequence(context_length);
-  }
-  std::vector<float> forward_batch(std::span<const BatchItem> items) override {
-    return text_->forward_batch(items);
-  }
-
  private:
-  std::shared_ptr<const io::ModelFiles> files_;  // the encoder's weights are views into it
-  std::unique_ptr<CausalLM> text_;
   std::unique_ptr<AudioEncoder> encoder_;
   int32_t audio_token_;
-  ModelInfo info_;
 };
 
 io::HfConfig sub_config(const io::HfConfig& config, const char* key) {

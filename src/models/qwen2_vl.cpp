@@ -16,25 +16,23 @@
 #include "models/decoder_lm.hpp"
 #include "models/qwen2_vl_vision.hpp"
 #include "models/registry.hpp"
+#include "models/text_backed_lm.hpp"
 
 namespace af::models {
 namespace {
 
 constexpr char kComponent[] = "qwen2_vl";
 
-class Qwen2VLLM final : public MultimodalLM {
+class Qwen2VLLM final : public TextBackedLM {
  public:
   Qwen2VLLM(std::shared_ptr<const io::ModelFiles> files, std::unique_ptr<CausalLM> text,
             std::unique_ptr<Qwen2VLVisionEncoder> vision, int32_t image_token, int32_t video_token,
             double tokens_per_second, std::string architecture)
-      : files_(std::move(files)),
-        text_(std::move(text)),
+      : TextBackedLM(std::move(files), std::move(text), std::move(architecture)),
         vision_(std::move(vision)),
         image_token_(image_token),
         video_token_(video_token),
-        tokens_per_second_(tokens_per_second),
-        info_(text_->info()) {
-    info_.architecture = std::move(architecture);
+        tokens_per_second_(tokens_per_second) {
     for (const auto& [id, key] :
          {std::pair{image_token_, "image_token_id"}, std::pair{video_token_, "video_token_id"}}) {
       AF_CHECK(id >= 0 && id < text_->config().vocab_size, ErrorCode::kFormat, kComponent,
@@ -93,27 +91,7 @@ class Qwen2VLLM final : public MultimodalLM {
     return out;
   }
 
-  ModelConfig config() const override { return text_->config(); }
-  const ModelInfo& info() const override { return info_; }
-  int64_t n_past() const override { return text_->n_past(); }
-  void truncate(int64_t n) override { text_->truncate(n); }
-  std::vector<float> forward(std::span<const int32_t> ids, bool all_logits) override {
-    return text_->forward(ids, all_logits);
-  }
-  std::vector<float> forward_embeds(std::span<const int32_t> ids, bool all_logits,
-                                    const InputEmbeddings& embeddings) override {
-    return text_->forward_embeds(ids, all_logits, embeddings);
-  }
-  std::unique_ptr<SequenceState> new_sequence(int64_t context_length) override {
-    return text_->new_sequence(context_length);
-  }
-  std::vector<float> forward_batch(std::span<const BatchItem> items) override {
-    return text_->forward_batch(items);
-  }
-
  private:
-  std::shared_ptr<const io::ModelFiles> files_;  // the tower's weights are views into it
-  std::unique_ptr<CausalLM> text_;
   // The video processor beside config.json: video_preprocessor_config.json, else
   // preprocessor_config.json (what Qwen2VLVideoProcessor::load reads), else transformers 5's
   // processor_config.json "video_processor". Read per video: a bad video config never stops
@@ -146,7 +124,6 @@ class Qwen2VLLM final : public MultimodalLM {
   std::unique_ptr<Qwen2VLVisionEncoder> vision_;
   int32_t image_token_, video_token_;
   double tokens_per_second_;  // Qwen2.5-VL's vision_config.tokens_per_second; 0 for Qwen2-VL
-  ModelInfo info_;
 };
 
 // The text model's config: transformers 5's text_config (ids it lacks taken from the top), or

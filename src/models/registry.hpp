@@ -51,7 +51,6 @@ struct ArchitectureInfo {
 AF_MODEL_FAMILIES(AF_DECLARE_MODEL_FAMILY)
 #undef AF_DECLARE_MODEL_FAMILY
 
-
 // Sentence-embedding encoders (af/models/encoder.hpp) by the same "architectures" name.
 using EncoderFactory = std::unique_ptr<EncoderModel> (*)(io::ModelFiles files,
                                                          const io::HfConfig& config,

@@ -104,8 +104,7 @@ class Whisper {
   Whisper() = default;
   void check_state(const WhisperState& state, int64_t n_new) const;
   void forward(std::span<WhisperState* const> states, std::span<const int32_t> ids,
-               int64_t per_state, bool all_logits, float* logits,
-               WhisperCrossScores* cross_scores);
+               int64_t per_state, bool all_logits, float* logits, WhisperCrossScores* cross_scores);
   io::ModelFiles files_;
   WhisperConfig config_;
   std::shared_ptr<Backend> backend_;
